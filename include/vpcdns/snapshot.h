@@ -1,0 +1,85 @@
+/* snapshot.h — the immutable lookup structure of all local data (AWS endpoint names and
+ * zone files), and the builder that compiles it.
+ *
+ * Loaders (aws.c, zonefile.c) feed a vd_builder with zones and records; vd_builder_finish()
+ * compiles them into a vd_snapshot: a hash table of lower-cased wire names, wildcard links
+ * and zone apexes, each name holding its RRsets in ready wire form. A snapshot is never
+ * modified after finish; workers share it read-only and release it with vd_snapshot_unref(),
+ * so a reload can publish a new one with an atomic pointer swap.
+ *
+ * Claims: every zone and record carries a `claim` string naming its source, for example
+ * "zones/example/describe-vpc-endpoints.json: VpcEndpoints[2] (vpce-0abc...)" or
+ * "zones/example/corp.zone". Records of one claim may share names freely; a name (or an
+ * authoritative zone apex) that two different claims hold is a load error naming both.
+ * The builder copies the claim string; callers keep ownership of theirs. */
+#ifndef VPCDNS_SNAPSHOT_H
+#define VPCDNS_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vpcdns/common.h"
+
+typedef struct vd_builder vd_builder;
+typedef struct vd_snapshot vd_snapshot;
+
+vd_builder *vd_builder_new(void);
+void vd_builder_free(vd_builder *b);
+
+/* Declares a zone with its SOA rdata (wire, uncompressed names) and SOA TTL.
+ * authoritative=true: a private hosted zone. The builder also adds the SOA record at the
+ * apex, so callers must not add it themselves. Any name at or under the apex that is not
+ * found gets NXDOMAIN with this SOA; names that exist with other types get NODATA.
+ * authoritative=false: a public zone we only borrow an SOA from (spec §3: the region's
+ * vpce.amazonaws.com zone). Its apex answers nothing and names under it that are not
+ * loaded are forwarded; it only supplies the SOA for NODATA at names that are loaded.
+ * Declaring the same apex again is allowed when both are non-authoritative (the first SOA
+ * stays) or when the claim is the same; otherwise it is a conflict error. */
+int vd_builder_add_zone(vd_builder *b, const uint8_t *apex, bool authoritative,
+                        const uint8_t *soa_rdata, uint16_t soa_len, uint32_t soa_ttl,
+                        const char *claim, vd_error *err);
+
+/* Adds one IN-class record. owner is an uncompressed wire name (any case; it is
+ * lower-cased); a first label "*" makes it a wildcard (RFC 4592) that answers for names
+ * with one or more labels more under the rest. rdata is wire format with uncompressed
+ * names. Identical records are merged. Returns 0, or a negative code with err set (claim
+ * conflict, malformed name, CNAME beside other data of another claim, too large RRset). */
+int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                      const uint8_t *rdata, uint16_t rdlen, const char *claim, vd_error *err);
+
+/* Compiles everything added so far. On success the builder is consumed (free it anyway,
+ * it is then empty) and *out holds a snapshot with one reference. */
+int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err);
+
+void vd_snapshot_ref(vd_snapshot *s);   /* atomic */
+void vd_snapshot_unref(vd_snapshot *s); /* atomic; frees on the last reference */
+
+typedef struct vd_snapshot_summary {
+        size_t names;   /* names that hold records (wildcards included) */
+        size_t records; /* resource records, SOA records included */
+        size_t zones;   /* authoritative zones */
+} vd_snapshot_summary;
+void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out);
+
+/* Visits every record in a stable order (names in the order first added, RRsets in the order
+ * first added). Stops and returns the callback's value when it is non-zero. */
+typedef int (*vd_rr_visit_fn)(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                              const uint8_t *rdata, uint16_t rdlen);
+int vd_snapshot_foreach(const vd_snapshot *s, vd_rr_visit_fn fn, void *arg);
+
+/* The outcome of answering a query from local data. */
+typedef enum vd_local_result {
+        VD_LOCAL_FORWARD = 0, /* not ours: the caller forwards it */
+        VD_LOCAL_ANSWERED,    /* *len bytes of response are in out */
+} vd_local_result;
+
+struct vd_query_info;
+/* Answers qi from local data into out (capacity cap, the client's size limit): header,
+ * question as sent, answer (CNAME chain followed, RRsets rotated by `rotation`), SOA in the
+ * authority section for NXDOMAIN/NODATA, OPT when the client sent EDNS, TC when it does not
+ * fit. Never allocates. */
+vd_local_result vd_snapshot_answer(const vd_snapshot *s, const struct vd_query_info *qi,
+                                   uint32_t rotation, uint8_t *out, size_t cap, size_t *len);
+
+#endif
