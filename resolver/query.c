@@ -1,0 +1,88 @@
+/* query.c — one client query's pipeline, independent of the transport:
+ * parse → header policy (opcode, class, meta types) → local data → forwarder.
+ * The local path writes the response into the caller's buffer without allocating; the
+ * forwarded path hands the transport's reply callback to the forwarder. */
+#include "vpcdns/query.h"
+#include "vpcdns/wire.h"
+
+#define TYPE_IXFR 251
+#define TYPE_AXFR 252
+#define TYPE_MAILB 253
+#define TYPE_MAILA 254
+
+static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, uint8_t rcode,
+                                    uint8_t *out, size_t cap, size_t *out_len)
+{
+        size_t n = vd_wire_error_response(qi, rcode, out, cap);
+        if (n == 0) {
+                env->counters.dropped++;
+                return VD_QUERY_DROP;
+        }
+        if (rcode == VD_RCODE_FORMERR)
+                env->counters.formerr++;
+        else if (rcode == VD_RCODE_SERVFAIL)
+                env->counters.servfail++;
+        *out_len = n;
+        return VD_QUERY_REPLY;
+}
+
+/* Rcode for a question we refuse to look up at all, or NOERROR. */
+static uint8_t question_policy(const vd_query_info *qi)
+{
+        if (qi->qclass != VD_CLASS_IN)
+                return VD_RCODE_REFUSED; /* CHAOS, HESIOD, ANY: not served here */
+        switch (qi->qtype) {
+        case VD_TYPE_OPT:
+                return VD_RCODE_FORMERR; /* OPT is a pseudo-record, never a question */
+        case TYPE_IXFR:
+        case TYPE_AXFR:
+                return VD_RCODE_REFUSED; /* no zone transfers from a resolver */
+        case TYPE_MAILA:
+        case TYPE_MAILB:
+                return VD_RCODE_NOTIMP;
+        default:
+                return VD_RCODE_NOERROR;
+        }
+}
+
+vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t len, bool tcp,
+                                 uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
+                                 void *reply_arg)
+{
+        vd_query_info qi;
+        env->counters.queries++;
+
+        switch (vd_wire_parse_query(pkt, len, &qi)) {
+        case VD_PARSE_OK:
+                break;
+        case VD_PARSE_DROP:
+                env->counters.dropped++;
+                return VD_QUERY_DROP;
+        case VD_PARSE_FORMERR:
+                return reply_error(env, &qi, VD_RCODE_FORMERR, out, out_cap, out_len);
+        case VD_PARSE_NOTIMP:
+                return reply_error(env, &qi, VD_RCODE_NOTIMP, out, out_cap, out_len);
+        case VD_PARSE_BADVERS:
+                return reply_error(env, &qi, VD_RCODE_BADVERS, out, out_cap, out_len);
+        }
+
+        uint8_t policy = question_policy(&qi);
+        if (policy != VD_RCODE_NOERROR)
+                return reply_error(env, &qi, policy, out, out_cap, out_len);
+
+        size_t max = tcp ? VD_TCP_MAX : vd_wire_client_udp_max(&qi);
+        if (max > out_cap)
+                max = out_cap;
+
+        if (env->snapshot != NULL && vd_snapshot_answer(env->snapshot, &qi, env->rotation++, out,
+                                                        max, out_len) == VD_LOCAL_ANSWERED) {
+                env->counters.local_answers++;
+                return VD_QUERY_REPLY;
+        }
+
+        if (env->forwarder == NULL ||
+            vd_forwarder_query(env->forwarder, &qi, max, reply, reply_arg) != 0)
+                return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
+        env->counters.forwarded++;
+        return VD_QUERY_PENDING;
+}
