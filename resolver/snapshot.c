@@ -453,7 +453,7 @@ struct vd_snapshot {
         uint32_t *table;
         size_t table_mask;
         struct sset *sets;
-        uint32_t *rr_off; /* record i: blob[rr_off[i] .. rr_off[i+1]) */
+        uint32_t *rr_off; /* record i starts at blob[rr_off[i]]: type class ttl rdlen rdata */
         size_t n_rrs;
         struct szone *zones;
         size_t n_zones;
@@ -762,13 +762,14 @@ static void put_owner(writer *w, uint16_t ref)
 static void put_record(writer *w, const vd_snapshot *s, uint32_t rr, uint16_t owner_ref,
                        int section)
 {
-        size_t rlen = s->rr_off[rr + 1] - s->rr_off[rr];
+        const uint8_t *rec = s->blob + s->rr_off[rr];
+        size_t rlen = 10 + (size_t)vd_wire_get16(rec + 8);
         put_owner(w, owner_ref);
         if (w->overflow || w->len + rlen > w->cap) {
                 w->overflow = true;
                 return;
         }
-        memcpy(w->out + w->len, s->blob + s->rr_off[rr], rlen);
+        memcpy(w->out + w->len, rec, rlen);
         w->len += rlen;
         w->counts[section]++;
 }

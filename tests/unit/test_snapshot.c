@@ -1,0 +1,402 @@
+/* test_snapshot.c — the lookup structure: exact names, wildcards, zones, empty non-terminals,
+ * borrowed (non-authoritative) zones, CNAME chains, rotation, TC, claims. Queries and answers
+ * are real DNS messages, built and read with ldns. */
+#include <criterion/criterion.h>
+#include <ldns/ldns.h>
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "vpcdns/snapshot.h"
+#include "vpcdns/wire.h"
+
+static const uint8_t soa_rdata[] = {
+    /* ns.test. host.test. 1 7200 900 1209600 60 */
+    2, 'n', 's',  4,    't', 'e',  's',  't', 0, 4, 'h', 'o', 's',  't',
+    4, 't', 'e',  's',  't', 0,    0,    0,   0, 1, 0,   0,   0x1c, 0x20,
+    0, 0,   0x03, 0x84, 0,   0x12, 0x75, 0,   0, 0, 0,   60};
+
+static void wname(const char *text, uint8_t *out)
+{
+        size_t len;
+        cr_assert_eq(vd_name_from_text(text, out, &len), 0, "bad name %s", text);
+}
+
+static void add_a(vd_builder *b, const char *owner, const char *ip, const char *claim)
+{
+        uint8_t name[VD_NAME_MAX];
+        uint8_t addr[4];
+        vd_error err = {{0}};
+        wname(owner, name);
+        cr_assert_eq(inet_pton(AF_INET, ip, addr), 1);
+        cr_assert_eq(vd_builder_add_rr(b, name, VD_TYPE_A, 60, addr, 4, claim, &err), 0, "%s",
+                     err.msg);
+}
+
+static void add_cname(vd_builder *b, const char *owner, const char *target, const char *claim)
+{
+        uint8_t name[VD_NAME_MAX], t[VD_NAME_MAX];
+        size_t tlen;
+        vd_error err = {{0}};
+        wname(owner, name);
+        cr_assert_eq(vd_name_from_text(target, t, &tlen), 0);
+        cr_assert_eq(vd_builder_add_rr(b, name, VD_TYPE_CNAME, 60, t, (uint16_t)tlen, claim, &err),
+                     0, "%s", err.msg);
+}
+
+static void add_zone(vd_builder *b, const char *apex, bool auth, const char *claim)
+{
+        uint8_t name[VD_NAME_MAX];
+        vd_error err = {{0}};
+        wname(apex, name);
+        cr_assert_eq(
+            vd_builder_add_zone(b, name, auth, soa_rdata, sizeof(soa_rdata), 300, claim, &err), 0,
+            "%s", err.msg);
+}
+
+static vd_snapshot *fixture(void)
+{
+        vd_builder *b = vd_builder_new();
+        /* a hidden private zone with data at the apex, a wildcard and a deep name */
+        add_zone(b, "sqs.test-1.amazonaws.com", true, "ep1");
+        add_a(b, "sqs.test-1.amazonaws.com", "10.0.0.1", "ep1");
+        add_a(b, "sqs.test-1.amazonaws.com", "10.0.0.2", "ep1");
+        add_a(b, "sqs.test-1.amazonaws.com", "10.0.0.3", "ep1");
+        add_zone(b, "s3.test-1.amazonaws.com", true, "ep2");
+        add_a(b, "*.s3.test-1.amazonaws.com", "10.0.1.1", "ep2");
+        /* a vpce island under a borrowed zone */
+        add_zone(b, "test-1.vpce.amazonaws.com", false, "ep1");
+        add_a(b, "vpce-1-abc.sqs.test-1.vpce.amazonaws.com", "10.0.0.1", "ep1");
+        add_zone(b, "test-1.vpce.amazonaws.com", false, "ep2");
+        add_a(b, "*.vpce-2-def.s3.test-1.vpce.amazonaws.com", "10.0.1.1", "ep2");
+        /* an endpoint service: CNAME at its own apex to the vpce name */
+        add_zone(b, "api.partner.example", true, "ep3");
+        add_cname(b, "api.partner.example", "vpce-1-abc.sqs.test-1.vpce.amazonaws.com", "ep3");
+        /* a zone file style zone with an empty non-terminal */
+        add_zone(b, "corp.test", true, "corp.zone");
+        add_a(b, "host.deep.corp.test", "192.0.2.1", "corp.zone");
+        add_cname(b, "www.corp.test", "Host.Deep.corp.test", "corp.zone");
+        add_cname(b, "out.corp.test", "elsewhere.example", "corp.zone");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return s;
+}
+
+typedef struct answer {
+        vd_local_result result;
+        ldns_pkt *pkt;
+        size_t len;
+} answer;
+
+static answer ask_full(const vd_snapshot *s, const char *name, ldns_rr_type type, bool edns,
+                       size_t cap, uint32_t rotation)
+{
+        ldns_pkt *q = NULL;
+        cr_assert_eq(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, LDNS_RD),
+                     LDNS_STATUS_OK);
+        ldns_pkt_set_id(q, 0x1234);
+        if (edns) {
+                ldns_pkt_set_edns_udp_size(q, 4096);
+                ldns_pkt_set_edns_do(q, false);
+        }
+        uint8_t *wire = NULL;
+        size_t wlen = 0;
+        cr_assert_eq(ldns_pkt2wire(&wire, q, &wlen), LDNS_STATUS_OK);
+        vd_query_info qi;
+        cr_assert_eq(vd_wire_parse_query(wire, wlen, &qi), VD_PARSE_OK);
+        static uint8_t out[65535];
+        answer a = {0};
+        a.result = vd_snapshot_answer(s, &qi, rotation, out, cap, &a.len);
+        if (a.result == VD_LOCAL_ANSWERED)
+                cr_assert_eq(ldns_wire2pkt(&a.pkt, out, a.len), LDNS_STATUS_OK);
+        free(wire);
+        ldns_pkt_free(q);
+        return a;
+}
+
+static answer ask(const vd_snapshot *s, const char *name, ldns_rr_type type)
+{
+        return ask_full(s, name, type, false, 512, 0);
+}
+
+static char *rr_text(ldns_rr_list *list, size_t i)
+{
+        return ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(list, i), 0));
+}
+
+Test(snapshot, exact_name_answers_all_addresses_with_ttl_60)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "SQS.test-1.amazonaws.com.", LDNS_RR_TYPE_A);
+        cr_assert_eq(a.result, VD_LOCAL_ANSWERED);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 3);
+        cr_assert_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(a.pkt), 0)), 60);
+        cr_assert(ldns_pkt_ra(a.pkt));
+        cr_assert_not(ldns_pkt_aa(a.pkt));
+        cr_assert_eq(ldns_pkt_id(a.pkt), 0x1234);
+        /* question echoed as sent */
+        char *q = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(a.pkt), 0)));
+        cr_assert_str_eq(q, "SQS.test-1.amazonaws.com.");
+        free(q);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, rotation_changes_the_first_address)
+{
+        vd_snapshot *s = fixture();
+        char *first[3];
+        for (uint32_t r = 0; r < 3; r++) {
+                answer a = ask_full(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, false, 512, r);
+                first[r] = rr_text(ldns_pkt_answer(a.pkt), 0);
+                ldns_pkt_free(a.pkt);
+        }
+        cr_assert_str_neq(first[0], first[1]);
+        cr_assert_str_neq(first[1], first[2]);
+        cr_assert_str_neq(first[0], first[2]);
+        for (int i = 0; i < 3; i++)
+                free(first[i]);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, nodata_and_nxdomain_carry_the_soa)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_MX);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 0);
+        cr_assert_eq(ldns_pkt_nscount(a.pkt), 1);
+        ldns_rr *soa = ldns_rr_list_rr(ldns_pkt_authority(a.pkt), 0);
+        cr_assert_eq(ldns_rr_get_type(soa), LDNS_RR_TYPE_SOA);
+        cr_assert_eq(ldns_rr_ttl(soa), 60, "negative TTL is min(SOA TTL, MINIMUM)");
+        char *owner = ldns_rdf2str(ldns_rr_owner(soa));
+        cr_assert_str_eq(owner, "sqs.test-1.amazonaws.com.");
+        free(owner);
+        ldns_pkt_free(a.pkt);
+
+        a = ask(s, "foo.sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NXDOMAIN);
+        cr_assert_eq(ldns_pkt_nscount(a.pkt), 1);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, soa_at_apex_is_answered)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_SOA);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 1);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, wildcard_matches_one_or_more_labels_not_the_apex)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "bucket.s3.test-1.amazonaws.com.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 1);
+        char *owner = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_answer(a.pkt), 0)));
+        cr_assert_str_eq(owner, "bucket.s3.test-1.amazonaws.com.", "owner is the query name");
+        free(owner);
+        ldns_pkt_free(a.pkt);
+        a = ask(s, "a.b.bucket.s3.test-1.amazonaws.com.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 1);
+        ldns_pkt_free(a.pkt);
+        /* the apex of "*.s3..." exists (SOA) but holds no A: NODATA */
+        a = ask(s, "s3.test-1.amazonaws.com.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 0);
+        cr_assert_eq(ldns_pkt_nscount(a.pkt), 1);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, borrowed_zone_forwards_unknown_names_and_gives_nodata_for_known)
+{
+        vd_snapshot *s = fixture();
+        cr_assert_eq(ask(s, "vpce-9-zzz.sqs.test-1.vpce.amazonaws.com.", LDNS_RR_TYPE_A).result,
+                     VD_LOCAL_FORWARD);
+        cr_assert_eq(ask(s, "test-1.vpce.amazonaws.com.", LDNS_RR_TYPE_SOA).result,
+                     VD_LOCAL_FORWARD);
+        cr_assert_eq(ask(s, "x.vpce-1-abc.sqs.test-1.vpce.amazonaws.com.", LDNS_RR_TYPE_A).result,
+                     VD_LOCAL_FORWARD);
+        cr_assert_eq(ask(s, "vpce-2-def.s3.test-1.vpce.amazonaws.com.", LDNS_RR_TYPE_A).result,
+                     VD_LOCAL_FORWARD, "a wildcard's parent is not itself a name");
+        answer a = ask(s, "b.vpce-2-def.s3.test-1.vpce.amazonaws.com.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 1);
+        ldns_pkt_free(a.pkt);
+        a = ask(s, "vpce-1-abc.sqs.test-1.vpce.amazonaws.com.", LDNS_RR_TYPE_AAAA);
+        cr_assert_eq(a.result, VD_LOCAL_ANSWERED);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 0);
+        cr_assert_eq(ldns_pkt_nscount(a.pkt), 1);
+        char *owner = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_authority(a.pkt), 0)));
+        cr_assert_str_eq(owner, "test-1.vpce.amazonaws.com.");
+        free(owner);
+        ldns_pkt_free(a.pkt);
+        cr_assert_eq(ask(s, "s3.amazonaws.com.", LDNS_RR_TYPE_A).result, VD_LOCAL_FORWARD);
+        cr_assert_eq(ask(s, ".", LDNS_RR_TYPE_NS).result, VD_LOCAL_FORWARD);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, cname_chain_is_followed_in_the_answer)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "api.partner.example.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 2);
+        cr_assert_eq(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(a.pkt), 0)),
+                     LDNS_RR_TYPE_CNAME);
+        ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_answer(a.pkt), 1);
+        cr_assert_eq(ldns_rr_get_type(rr), LDNS_RR_TYPE_A);
+        char *owner = ldns_rdf2str(ldns_rr_owner(rr));
+        cr_assert_str_eq(owner, "vpce-1-abc.sqs.test-1.vpce.amazonaws.com.");
+        free(owner);
+        ldns_pkt_free(a.pkt);
+        /* SOA at the same apex answers directly, not through the CNAME */
+        a = ask(s, "api.partner.example.", LDNS_RR_TYPE_SOA);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 1);
+        cr_assert_eq(ldns_rr_get_type(ldns_rr_list_rr(ldns_pkt_answer(a.pkt), 0)),
+                     LDNS_RR_TYPE_SOA);
+        ldns_pkt_free(a.pkt);
+        /* a mixed-case target in the zone still resolves */
+        a = ask(s, "www.corp.test.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 2);
+        ldns_pkt_free(a.pkt);
+        /* a CNAME leaving our data: just the CNAME */
+        a = ask(s, "out.corp.test.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 1);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, empty_non_terminal_is_nodata_not_nxdomain)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "deep.corp.test.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 0);
+        ldns_pkt_free(a.pkt);
+        a = ask(s, "nope.deep.corp.test.", LDNS_RR_TYPE_A);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NXDOMAIN);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, any_returns_every_rrset)
+{
+        vd_snapshot *s = fixture();
+        answer a = ask(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_ANY);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 4, "SOA + 3 A");
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, too_large_for_the_client_sets_tc_and_edns_gets_opt)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "big.test", true, "z");
+        char ip[32];
+        for (int i = 0; i < 60; i++) {
+                snprintf(ip, sizeof(ip), "10.1.0.%d", i + 1);
+                add_a(b, "many.big.test", ip, "z");
+        }
+        vd_snapshot *s = NULL;
+        vd_error err;
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0);
+        vd_builder_free(b);
+        answer a = ask(s, "many.big.test.", LDNS_RR_TYPE_A);
+        cr_assert(ldns_pkt_tc(a.pkt));
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 0);
+        cr_assert_leq(a.len, 512);
+        ldns_pkt_free(a.pkt);
+        a = ask_full(s, "many.big.test.", LDNS_RR_TYPE_A, true, 1232, 0);
+        cr_assert_not(ldns_pkt_tc(a.pkt));
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 60);
+        cr_assert_eq(ldns_pkt_edns_udp_size(a.pkt), 1232);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, a_name_claimed_twice_names_both_sources)
+{
+        vd_builder *b = vd_builder_new();
+        add_a(b, "x.test", "10.0.0.1", "first.json: VpcEndpoints[0]");
+        uint8_t name[VD_NAME_MAX];
+        uint8_t addr[4] = {10, 0, 0, 2};
+        vd_error err = {{0}};
+        wname("X.test.", name);
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_A, 60, addr, 4, "corp.zone", &err), 0);
+        cr_assert(strstr(err.msg, "first.json: VpcEndpoints[0]") != NULL, "%s", err.msg);
+        cr_assert(strstr(err.msg, "corp.zone") != NULL, "%s", err.msg);
+        cr_assert(strstr(err.msg, "x.test.") != NULL, "%s", err.msg);
+        vd_builder_free(b);
+}
+
+Test(snapshot, zone_claimed_twice_but_borrowed_zones_are_shared)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "shared.test", false, "a");
+        add_zone(b, "shared.test", false, "b");
+        add_zone(b, "own.test", true, "a");
+        uint8_t name[VD_NAME_MAX];
+        vd_error err = {{0}};
+        wname("own.test", name);
+        cr_assert_neq(
+            vd_builder_add_zone(b, name, true, soa_rdata, sizeof(soa_rdata), 60, "b", &err), 0);
+        cr_assert(strstr(err.msg, "by a and by b") != NULL, "%s", err.msg);
+        vd_builder_free(b);
+}
+
+Test(snapshot, cname_beside_other_data_is_rejected)
+{
+        vd_builder *b = vd_builder_new();
+        add_a(b, "h.test", "10.0.0.1", "z");
+        uint8_t name[VD_NAME_MAX], t[VD_NAME_MAX];
+        size_t tlen;
+        vd_error err = {{0}};
+        wname("h.test", name);
+        vd_name_from_text("other.test", t, &tlen);
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_CNAME, 60, t, (uint16_t)tlen, "z", &err),
+                      0);
+        cr_assert(strstr(err.msg, "CNAME") != NULL);
+        vd_builder_free(b);
+}
+
+static int count_rr(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                    const uint8_t *rdata, uint16_t rdlen)
+{
+        (*(int *)arg)++;
+        return 0;
+}
+
+Test(snapshot, summary_and_foreach_agree)
+{
+        vd_snapshot *s = fixture();
+        vd_snapshot_summary sum;
+        vd_snapshot_summarize(s, &sum);
+        int n = 0;
+        cr_assert_eq(vd_snapshot_foreach(s, count_rr, &n), 0);
+        cr_assert_eq((size_t)n, sum.records);
+        cr_assert_eq(sum.zones, 4);
+        /* SOA+3 A sqs, SOA+wildcard A s3, vpce A, vpce wildcard A, SOA+CNAME partner,
+         * SOA+A+2 CNAME corp */
+        cr_assert_eq(sum.records, 14);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, duplicate_records_are_merged)
+{
+        vd_builder *b = vd_builder_new();
+        add_a(b, "d.test", "10.0.0.1", "z");
+        add_a(b, "D.test", "10.0.0.1", "z");
+        vd_snapshot *s = NULL;
+        vd_error err;
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0);
+        vd_snapshot_summary sum;
+        vd_snapshot_summarize(s, &sum);
+        cr_assert_eq(sum.records, 1);
+        vd_snapshot_unref(s);
+        vd_builder_free(b);
+}
