@@ -274,7 +274,7 @@ int vd_builder_add_zone(vd_builder *b, const uint8_t *apex, bool authoritative,
                         const char *claim, vd_error *err)
 {
         uint8_t name[VD_NAME_MAX];
-        uint8_t len;
+        uint8_t len = 0;
         int rc = lower_name(apex, name, &len, err);
         if (rc != 0)
                 return rc;
@@ -347,7 +347,7 @@ int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
                       const uint8_t *rdata, uint16_t rdlen, const char *claim, vd_error *err)
 {
         uint8_t name[VD_NAME_MAX];
-        uint8_t len;
+        uint8_t len = 0;
         char text[VD_NAME_MAX * 4 + 2];
         int rc = lower_name(owner, name, &len, err);
         if (rc != 0)
