@@ -1,0 +1,1138 @@
+/* test_forward.c — tests of resolver/forward.c: vd_forward_relay on hand-built upstream
+ * answers, and the live forwarder against small upstream servers on 127.0.0.1 that run in the
+ * test's own libuv loop (UDP and TCP, canned answers, silent, TC, REFUSED). Every live test is
+ * bounded by a guard timer and checks that the loop ends with no handle left. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ldns/ldns.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "vpcdns/forward.h"
+#include "vpcdns/wire.h"
+
+/* ---- message builder (case-preserving, compression only where asked) ------------------- */
+
+typedef struct msg {
+        uint8_t b[8192];
+        size_t n;
+} msg;
+
+static void put8(msg *m, unsigned v)
+{
+        cr_assert(m->n + 1 <= sizeof(m->b));
+        m->b[m->n++] = (uint8_t)v;
+}
+
+static void put16(msg *m, unsigned v)
+{
+        put8(m, v >> 8);
+        put8(m, v);
+}
+
+static void put32(msg *m, uint32_t v)
+{
+        put16(m, v >> 16);
+        put16(m, v & 0xFFFF);
+}
+
+/* "Www.Example.COM" → labels as spelt, root last. */
+static void put_name(msg *m, const char *text)
+{
+        const char *p = text;
+        while (*p != '\0') {
+                const char *dot = strchr(p, '.');
+                size_t l = dot ? (size_t)(dot - p) : strlen(p);
+                put8(m, (unsigned)l);
+                for (size_t i = 0; i < l; i++)
+                        put8(m, (uint8_t)p[i]);
+                p += l;
+                if (*p == '.')
+                        p++;
+        }
+        put8(m, 0);
+}
+
+static void put_ptr(msg *m, size_t off)
+{
+        put16(m, 0xC000u | (unsigned)off);
+}
+
+static void header(msg *m, unsigned id, unsigned flags, unsigned qd, unsigned an, unsigned ns,
+                   unsigned ar)
+{
+        m->n = 0;
+        put16(m, id);
+        put16(m, flags);
+        put16(m, qd);
+        put16(m, an);
+        put16(m, ns);
+        put16(m, ar);
+}
+
+static void set_count(msg *m, int which, unsigned v)
+{
+        vd_wire_put16(m->b + 4 + 2 * which, (uint16_t)v);
+}
+
+/* Fixed part + rdata after an owner name already written. */
+static void rr_tail(msg *m, unsigned type, unsigned cls, uint32_t ttl, const uint8_t *rd,
+                    size_t rdlen)
+{
+        put16(m, type);
+        put16(m, cls);
+        put32(m, ttl);
+        put16(m, (unsigned)rdlen);
+        for (size_t i = 0; i < rdlen; i++)
+                put8(m, rd[i]);
+}
+
+static void a_rr_ptr(msg *m, size_t owner_off, uint8_t last_octet)
+{
+        const uint8_t rd[4] = {192, 0, 2, last_octet};
+        put_ptr(m, owner_off);
+        rr_tail(m, VD_TYPE_A, VD_CLASS_IN, 300, rd, 4);
+}
+
+/* An OPT record: payload, extended rcode, DO, optionally one 8-octet option. */
+static void opt_rr(msg *m, unsigned payload, unsigned ext_rcode, bool dnssec_ok, bool option)
+{
+        put8(m, 0);
+        put16(m, VD_TYPE_OPT);
+        put16(m, payload);
+        put32(m, ((uint32_t)ext_rcode << 24) | (dnssec_ok ? VD_EDNS_DO : 0));
+        if (option) {
+                put16(m, 12);
+                put16(m, 10); /* COOKIE */
+                put16(m, 8);
+                for (int i = 0; i < 8; i++)
+                        put8(m, 0xA0 + i);
+        } else {
+                put16(m, 0);
+        }
+}
+
+/* A client query, parsed the way the daemon parses it. qi->qname points into *m. */
+static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *name, unsigned qtype,
+                         bool edns, bool dnssec_ok)
+{
+        header(m, id, VD_FLAG_RD, 1, 0, 0, edns ? 1 : 0);
+        put_name(m, name);
+        put16(m, qtype);
+        put16(m, VD_CLASS_IN);
+        if (edns)
+                opt_rr(m, 4096, 0, dnssec_ok, false);
+        cr_assert_eq(vd_wire_parse_query(m->b, m->n, qi), VD_PARSE_OK);
+}
+
+/* Upstream answer header + question (as the upstream spells it). */
+static void answer_start(msg *m, unsigned flags, const char *name, unsigned qtype, unsigned an,
+                         unsigned ns, unsigned ar)
+{
+        header(m, 0xBEEF, flags, 1, an, ns, ar);
+        put_name(m, name);
+        put16(m, qtype);
+        put16(m, VD_CLASS_IN);
+}
+
+#define UP_FLAGS (VD_FLAG_QR | VD_FLAG_RD | VD_FLAG_RA)
+
+static ldns_pkt *parse_ldns(const uint8_t *b, size_t n)
+{
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, b, n), LDNS_STATUS_OK, "response does not parse");
+        return p;
+}
+
+/* Offset just past the question of a response built for qi. */
+static size_t q_end(const vd_query_info *qi)
+{
+        return VD_HEADER_LEN + qi->qname_len + 4u;
+}
+
+/* ---- relay -------------------------------------------------------------------------------- */
+
+Test(relay, restores_id_and_question_case_and_removes_opt)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 0x1234, "WwW.ExAmPle.COM", VD_TYPE_A, false, false);
+        answer_start(&a, UP_FLAGS, "www.example.com", VD_TYPE_A, 1, 0, 1);
+        a_rr_ptr(&a, 12, 7);
+        opt_rr(&a, 1232, 0, false, true);
+
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(vd_wire_get16(out), 0x1234);
+        cr_assert_eq(memcmp(out + VD_HEADER_LEN, q.b + VD_HEADER_LEN, qi.qname_len + 4u), 0,
+                     "question not as the client spelt it");
+        cr_assert_eq(vd_wire_get16(out + 6), 1);
+        cr_assert_eq(vd_wire_get16(out + 10), 0, "non-EDNS client must get no OPT");
+        cr_assert_eq(n, q_end(&qi) + 16, "exactly the one A record after the question");
+        cr_assert_eq(out[n - 1], 7);
+        uint16_t flags = vd_wire_get16(out + 2);
+        cr_assert(flags & VD_FLAG_QR);
+        cr_assert(flags & VD_FLAG_RA);
+        cr_assert(flags & VD_FLAG_RD);
+        cr_assert_eq(flags & 0xF, 0);
+
+        ldns_pkt *p = parse_ldns(out, n);
+        cr_assert_eq(ldns_pkt_ancount(p), 1);
+        ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_answer(p), 0);
+        char *owner = ldns_rdf2str(ldns_rr_owner(rr));
+        cr_assert_str_eq(owner, "WwW.ExAmPle.COM.", "compressed owner points at the client's name");
+        free(owner);
+        ldns_pkt_free(p);
+}
+
+Test(relay, rd_echoed_from_the_client)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        header(&q, 9, 0, 1, 0, 0, 0); /* RD clear */
+        put_name(&q, "example.com");
+        put16(&q, VD_TYPE_A);
+        put16(&q, VD_CLASS_IN);
+        cr_assert_eq(vd_wire_parse_query(q.b, q.n, &qi), VD_PARSE_OK);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(vd_wire_get16(out + 2) & VD_FLAG_RD, 0);
+}
+
+Test(relay, opt_replaced_for_edns_client)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 0x0102, "example.com", VD_TYPE_A, true, true);
+        answer_start(&a, UP_FLAGS | VD_FLAG_AD, "example.com", VD_TYPE_A, 1, 0, 1);
+        a_rr_ptr(&a, 12, 1);
+        opt_rr(&a, 4096, 0, true, true);
+
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi) + 16 + 11, "answer + our bare OPT, the upstream's option gone");
+        cr_assert_eq(vd_wire_get16(out + 10), 1);
+        const uint8_t *opt = out + n - 11;
+        cr_assert_eq(opt[0], 0);
+        cr_assert_eq(vd_wire_get16(opt + 1), VD_TYPE_OPT);
+        cr_assert_eq(vd_wire_get16(opt + 3), VD_UDP_PAYLOAD);
+        cr_assert_eq(vd_wire_get32(opt + 5), VD_EDNS_DO, "client's DO, ext rcode 0");
+        cr_assert_eq(vd_wire_get16(opt + 9), 0);
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_AD, "upstream's AD kept");
+}
+
+Test(relay, opt_added_when_upstream_sent_none)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 5, "example.com", VD_TYPE_A, true, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi) + 16 + 11);
+        cr_assert_eq(vd_wire_get16(out + 10), 1);
+        cr_assert_eq(vd_wire_get16(out + n - 10), VD_TYPE_OPT);
+}
+
+/* Additional section [OPT, A ns1, AAAA ns1→(pointer to the A's owner, after the OPT)]. */
+Test(relay, opt_in_the_middle_of_additional)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 77, "example.com", VD_TYPE_NS, false, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_NS, 1, 0, 3);
+        put_ptr(&a, 12);
+        size_t ns_rdata = a.n + 10;
+        uint8_t nsrd[6] = {3, 'n', 's', '1', 0xC0, 12};
+        rr_tail(&a, VD_TYPE_NS, VD_CLASS_IN, 300, nsrd, sizeof(nsrd));
+        opt_rr(&a, 1232, 0, false, true);
+        size_t a_owner = a.n;
+        put_name(&a, "Ns1.example.com");
+        const uint8_t v4[4] = {192, 0, 2, 53};
+        rr_tail(&a, VD_TYPE_A, VD_CLASS_IN, 300, v4, 4);
+        put_ptr(&a, a_owner);
+        uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8};
+        v6[15] = 0x53;
+        rr_tail(&a, VD_TYPE_AAAA, VD_CLASS_IN, 300, v6, 16);
+        put_ptr(&a, ns_rdata); /* a third record pointing before the OPT */
+        rr_tail(&a, VD_TYPE_A, VD_CLASS_IN, 300, v4, 4);
+        set_count(&a, 3, 4);
+
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 4096, out, sizeof(out));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(vd_wire_get16(out + 10), 3, "OPT removed, three glue records kept");
+        ldns_pkt *p = parse_ldns(out, n);
+        ldns_rr_list *add = ldns_pkt_additional(p);
+        cr_assert_eq(ldns_rr_list_rr_count(add), 3);
+        cr_assert_eq(ldns_pkt_edns(p), false, "no OPT left for a non-EDNS client");
+        const ldns_rr_type types[3] = {LDNS_RR_TYPE_A, LDNS_RR_TYPE_AAAA, LDNS_RR_TYPE_A};
+        const char *owners[3] = {"Ns1.example.com.", "Ns1.example.com.", "ns1.example.com."};
+        for (size_t i = 0; i < 3; i++) {
+                ldns_rr *rr = ldns_rr_list_rr(add, i);
+                char *o = ldns_rdf2str(ldns_rr_owner(rr));
+                cr_assert_str_eq(o, owners[i], "record %zu owner %s", i, o);
+                cr_assert_eq(ldns_rr_get_type(rr), types[i]);
+                free(o);
+        }
+        char *aaaa = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(add, 1), 0));
+        cr_assert_str_eq(aaaa, "2001:db8::53");
+        free(aaaa);
+        ldns_pkt_free(p);
+}
+
+Test(relay, nxdomain_with_soa_passes_through)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "nope.Example.com", VD_TYPE_AAAA, true, false);
+        answer_start(&a, UP_FLAGS | VD_RCODE_NXDOMAIN, "nope.example.com", VD_TYPE_AAAA, 0, 1, 1);
+        put_ptr(&a, 12 + 5); /* example.com */
+        msg soa = {.n = 0};
+        put_name(&soa, "ns.example.com");
+        put_name(&soa, "hostmaster.example.com");
+        put32(&soa, 2024010101);
+        put32(&soa, 7200);
+        put32(&soa, 900);
+        put32(&soa, 1209600);
+        put32(&soa, 300);
+        rr_tail(&a, VD_TYPE_SOA, VD_CLASS_IN, 300, soa.b, soa.n);
+        opt_rr(&a, 1232, 0, false, false);
+
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(vd_wire_get16(out + 2) & 0xF, VD_RCODE_NXDOMAIN);
+        cr_assert_eq(vd_wire_get16(out + 6), 0);
+        cr_assert_eq(vd_wire_get16(out + 8), 1);
+        ldns_pkt *p = parse_ldns(out, n);
+        ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_authority(p), 0);
+        cr_assert_eq(ldns_rr_get_type(rr), LDNS_RR_TYPE_SOA);
+        char *o = ldns_rdf2str(ldns_rr_owner(rr));
+        cr_assert_str_eq(o, "Example.com.");
+        free(o);
+        cr_assert_eq(ldns_rdf2native_int32(ldns_rr_rdf(rr, 6)), 300);
+        ldns_pkt_free(p);
+}
+
+Test(relay, extended_rcode_preserved)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, true, false);
+        /* BADCOOKIE = 23: header rcode 7, OPT extended rcode 1 */
+        answer_start(&a, UP_FLAGS | 7, "example.com", VD_TYPE_A, 0, 0, 1);
+        opt_rr(&a, 1232, 1, false, true);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi) + 11);
+        cr_assert_eq(vd_wire_get16(out + 2) & 0xF, 7);
+        cr_assert_eq(out[n - 11 + 5], 1, "extended rcode bits in our OPT");
+
+        /* A client without EDNS cannot be told: the caller answers SERVFAIL. */
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0);
+}
+
+Test(relay, upstream_servfail_and_refused_pass_through)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
+        answer_start(&a, UP_FLAGS | VD_RCODE_REFUSED, "example.com", VD_TYPE_A, 0, 0, 0);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi));
+        cr_assert_eq(vd_wire_get16(out + 2) & 0xF, VD_RCODE_REFUSED);
+}
+
+Test(relay, wrong_question_rejected)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
+
+        answer_start(&a, UP_FLAGS, "example.org", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "other name");
+
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_AAAA, 0, 0, 0);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "other type");
+
+        answer_start(&a, UP_FLAGS, "www.example.com", VD_TYPE_A, 0, 0, 0);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "longer name");
+
+        header(&a, 1, UP_FLAGS, 0, 0, 0, 0);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "no question");
+
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 0, 0, 0);
+        set_count(&a, 0, 2);
+        put_name(&a, "example.com");
+        put16(&a, VD_TYPE_A);
+        put16(&a, VD_CLASS_IN);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "QDCOUNT 2");
+
+        /* Same name in another case is the same question. */
+        answer_start(&a, UP_FLAGS, "EXAMPLE.com", VD_TYPE_A, 0, 0, 0);
+        cr_assert_gt(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0);
+}
+
+Test(relay, not_a_response_rejected)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
+        answer_start(&a, VD_FLAG_RD, "example.com", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "QR clear");
+        answer_start(&a, UP_FLAGS | (2u << 11), "example.com", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0, "opcode STATUS");
+        cr_assert_eq(vd_forward_relay(&qi, a.b, 11, 512, out, sizeof(out)), 0, "short header");
+}
+
+Test(relay, opt_outside_additional_or_twice_rejected)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, true, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 1, 0, 0);
+        opt_rr(&a, 1232, 0, false, false);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out)), 0);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 0, 0, 2);
+        opt_rr(&a, 1232, 0, false, false);
+        opt_rr(&a, 1232, 0, false, false);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out)), 0);
+}
+
+static void build_big_answer(msg *a, const char *name, unsigned n_records)
+{
+        answer_start(a, UP_FLAGS, name, VD_TYPE_A, n_records, 0, 1);
+        for (unsigned i = 0; i < n_records; i++)
+                a_rr_ptr(a, 12, (uint8_t)i);
+        opt_rr(a, 1232, 0, false, false);
+}
+
+Test(relay, every_cut_or_corruption_is_safe)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, true, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 2, 1, 1);
+        a_rr_ptr(&a, 12, 1);
+        a_rr_ptr(&a, 12, 2);
+        put_ptr(&a, 12);
+        uint8_t nsrd[6] = {3, 'n', 's', '1', 0xC0, 12};
+        rr_tail(&a, VD_TYPE_NS, VD_CLASS_IN, 300, nsrd, sizeof(nsrd));
+        opt_rr(&a, 1232, 0, false, true);
+        cr_assert_gt(vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out)), 0);
+
+        for (size_t cut = 0; cut < a.n; cut++)
+                cr_assert_eq(vd_forward_relay(&qi, a.b, cut, 1232, out, sizeof(out)), 0,
+                             "answer cut at %zu accepted", cut);
+
+        /* Counts larger than the records present. */
+        msg bad = a;
+        set_count(&bad, 1, 3);
+        cr_assert_eq(vd_forward_relay(&qi, bad.b, bad.n, 1232, out, sizeof(out)), 0);
+        /* A compression loop in an owner name. */
+        bad = a;
+        size_t first_owner = q_end(&qi);
+        vd_wire_put16(bad.b + first_owner, (uint16_t)(0xC000u | first_owner));
+        cr_assert_eq(vd_forward_relay(&qi, bad.b, bad.n, 1232, out, sizeof(out)), 0);
+        /* rdlength past the end. */
+        bad = a;
+        vd_wire_put16(bad.b + first_owner + 2 + 8, 0xFFFF);
+        cr_assert_eq(vd_forward_relay(&qi, bad.b, bad.n, 1232, out, sizeof(out)), 0);
+
+        /* Random corruption: never crash, never write past the limit. */
+        srand(12345);
+        for (int round = 0; round < 50000; round++) {
+                bad = a;
+                int flips = 1 + rand() % 4;
+                for (int i = 0; i < flips; i++)
+                        bad.b[rand() % bad.n] = (uint8_t)rand();
+                uint8_t small[600];
+                memset(small, 0xEE, sizeof(small));
+                size_t n = vd_forward_relay(&qi, bad.b, bad.n, 512, small, 560);
+                cr_assert_leq(n, 512);
+                for (size_t i = 560; i < sizeof(small); i++)
+                        cr_assert_eq(small[i], 0xEE, "wrote past cap");
+        }
+}
+
+Test(relay, truncates_with_tc_when_larger_than_max_len)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        build_big_answer(&a, "example.com", 40); /* 40 × 16 octets of A records */
+
+        client_query(&q, &qi, 0x55AA, "Example.com", VD_TYPE_A, false, false);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi), "header and question only");
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC);
+        cr_assert_eq(vd_wire_get16(out), 0x55AA);
+        cr_assert_eq(vd_wire_get16(out + 4), 1);
+        cr_assert_eq(vd_wire_get16(out + 6), 0);
+        cr_assert_eq(vd_wire_get16(out + 8), 0);
+        cr_assert_eq(vd_wire_get16(out + 10), 0);
+
+        client_query(&q, &qi, 0x55AA, "Example.com", VD_TYPE_A, true, true);
+        n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi) + 11, "header, question and our OPT");
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC);
+        cr_assert_eq(vd_wire_get16(out + 6), 0);
+        cr_assert_eq(vd_wire_get16(out + 10), 1);
+
+        /* The same answer fits a larger limit, without TC. */
+        n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi) + 40 * 16 + 11);
+        cr_assert_eq(vd_wire_get16(out + 2) & VD_FLAG_TC, 0);
+        cr_assert_eq(vd_wire_get16(out + 6), 40);
+
+        /* Exactly at the limit fits; one octet less truncates. */
+        size_t exact = n;
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, exact, out, sizeof(out)), exact);
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, exact - 1, out, sizeof(out)), q_end(&qi) + 11);
+}
+
+/* ---- live: upstream servers on 127.0.0.1 in the test's loop -------------------------- */
+
+enum up_mode { UP_ANSWER, UP_SILENT, UP_TC, UP_REFUSED };
+
+#define TCP_RECORDS 60
+#define MAX_SEEN 16
+
+struct tcp_conn;
+
+typedef struct upstream {
+        uv_udp_t udp;
+        uv_tcp_t tcp;
+        bool with_tcp;
+        enum up_mode mode;
+        vd_addr addr;
+        int udp_queries, tcp_queries;
+        uint16_t seen_id[MAX_SEEN];
+        vd_query_info seen[MAX_SEEN];
+        size_t n_seen;
+        struct tcp_conn *conns;
+} upstream;
+
+struct tcp_conn {
+        uv_tcp_t h;
+        upstream *up;
+        struct tcp_conn *next;
+        size_t n;
+        uint8_t buf[4096];
+};
+
+struct write_req {
+        uv_write_t req;
+        uint8_t buf[2 + 2048];
+};
+
+/* Answer to an upstream query: its ID and question, n A records, an OPT. */
+static size_t upstream_answer(upstream *up, const uint8_t *query, size_t len, bool tcp,
+                              uint8_t *out, size_t cap)
+{
+        vd_query_info qi;
+        if (vd_wire_parse_query(query, len, &qi) != VD_PARSE_OK)
+                return 0;
+        if (up->n_seen < MAX_SEEN) {
+                up->seen_id[up->n_seen] = qi.id;
+                up->seen[up->n_seen] = qi;
+                up->seen[up->n_seen].qname = NULL; /* points into a buffer about to go */
+                up->n_seen++;
+        }
+        msg m;
+        unsigned rcode = up->mode == UP_REFUSED ? VD_RCODE_REFUSED : 0;
+        unsigned records = tcp ? TCP_RECORDS : (up->mode == UP_ANSWER ? 1 : 0);
+        unsigned flags = UP_FLAGS | rcode | (up->mode == UP_TC && !tcp ? VD_FLAG_TC : 0);
+        header(&m, qi.id, flags, 1, records, 0, 1);
+        for (size_t i = VD_HEADER_LEN; i < qi.question_end; i++)
+                put8(&m, query[i]);
+        for (unsigned i = 0; i < records; i++)
+                a_rr_ptr(&m, 12, (uint8_t)(i + 1));
+        opt_rr(&m, 1232, 0, qi.edns_do, false);
+        cr_assert_leq(m.n, cap);
+        memcpy(out, m.b, m.n);
+        return m.n;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        static uint8_t slab[65536];
+        (void)h;
+        (void)suggested;
+        *buf = uv_buf_init((char *)slab, sizeof(slab));
+}
+
+static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                   unsigned flags)
+{
+        upstream *up = h->data;
+        (void)flags;
+        if (nread <= 0 || from == NULL)
+                return;
+        up->udp_queries++;
+        uint8_t out[2048];
+        size_t n =
+            upstream_answer(up, (const uint8_t *)buf->base, (size_t)nread, false, out, sizeof(out));
+        if (n == 0 || up->mode == UP_SILENT)
+                return;
+        uv_buf_t b = uv_buf_init((char *)out, (unsigned)n);
+        cr_assert_eq(uv_udp_try_send(h, &b, 1, from), (int)n);
+}
+
+static void free_on_close(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+        struct tcp_conn **link = &c->up->conns;
+        while (*link != c)
+                link = &(*link)->next;
+        *link = c->next;
+        uv_close((uv_handle_t *)&c->h, free_on_close);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+        (void)status;
+        free(req);
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+        struct tcp_conn *c = s->data;
+        if (nread < 0) {
+                conn_close(c);
+                return;
+        }
+        cr_assert_leq(c->n + (size_t)nread, sizeof(c->buf));
+        memcpy(c->buf + c->n, buf->base, (size_t)nread);
+        c->n += (size_t)nread;
+        while (c->n >= 2 && c->n >= 2u + vd_wire_get16(c->buf)) {
+                size_t qlen = vd_wire_get16(c->buf);
+                c->up->tcp_queries++;
+                struct write_req *w = calloc(1, sizeof(*w));
+                cr_assert_not_null(w);
+                size_t n =
+                    upstream_answer(c->up, c->buf + 2, qlen, true, w->buf + 2, sizeof(w->buf) - 2);
+                cr_assert_gt(n, 0);
+                vd_wire_put16(w->buf, (uint16_t)n);
+                uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)(n + 2));
+                cr_assert_eq(uv_write(&w->req, s, &b, 1, on_written), 0);
+                memmove(c->buf, c->buf + 2 + qlen, c->n - 2 - qlen);
+                c->n -= 2 + qlen;
+        }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+        upstream *up = server->data;
+        cr_assert_eq(status, 0);
+        struct tcp_conn *c = calloc(1, sizeof(*c));
+        cr_assert_not_null(c);
+        c->up = up;
+        uv_tcp_init(server->loop, &c->h);
+        c->h.data = c;
+        cr_assert_eq(uv_accept(server, (uv_stream_t *)&c->h), 0);
+        c->next = up->conns;
+        up->conns = c;
+        uv_read_start((uv_stream_t *)&c->h, alloc_cb, on_tcp_read);
+}
+
+/* Binds UDP (and TCP on the same port) on ip:0. Returns false when the address is unusable. */
+static bool upstream_start(uv_loop_t *loop, upstream *up, enum up_mode mode, bool with_tcp,
+                           const char *ip)
+{
+        memset(up, 0, sizeof(*up));
+        up->mode = mode;
+        up->with_tcp = with_tcp;
+        struct sockaddr_storage ss;
+        bool v6 = strchr(ip, ':') != NULL;
+        if (v6)
+                cr_assert_eq(uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&ss), 0);
+        else
+                cr_assert_eq(uv_ip4_addr(ip, 0, (struct sockaddr_in *)&ss), 0);
+        uv_udp_init(loop, &up->udp);
+        up->udp.data = up;
+        if (uv_udp_bind(&up->udp, (struct sockaddr *)&ss, 0) != 0) {
+                uv_close((uv_handle_t *)&up->udp, NULL);
+                return false;
+        }
+        int len = sizeof(up->addr.ss);
+        cr_assert_eq(uv_udp_getsockname(&up->udp, (struct sockaddr *)&up->addr.ss, &len), 0);
+        up->addr.len = (socklen_t)len;
+        uv_udp_recv_start(&up->udp, alloc_cb, on_udp);
+        if (with_tcp) {
+                uv_tcp_init(loop, &up->tcp);
+                up->tcp.data = up;
+                cr_assert_eq(uv_tcp_bind(&up->tcp, (struct sockaddr *)&up->addr.ss, 0), 0);
+                cr_assert_eq(uv_listen((uv_stream_t *)&up->tcp, 16, on_connection), 0);
+        }
+        return true;
+}
+
+static void upstream_stop(upstream *up)
+{
+        uv_close((uv_handle_t *)&up->udp, NULL);
+        if (up->with_tcp)
+                uv_close((uv_handle_t *)&up->tcp, NULL);
+        while (up->conns != NULL)
+                conn_close(up->conns);
+}
+
+/* One live scenario: a loop, a forwarder, up to two upstreams, replies recorded per query. */
+#define MAX_Q 8
+
+typedef struct scenario scenario;
+
+typedef struct reply {
+        scenario *s;
+        int calls;
+        size_t len;
+        uint64_t at_ns;
+        bool null_resp;
+        uint8_t buf[4096];
+} reply;
+
+struct scenario {
+        uv_loop_t loop;
+        vd_forwarder *fwd;
+        upstream up[2];
+        size_t n_up;
+        uv_timer_t guard, linger, later;
+        bool guard_fired, finished;
+        uint64_t start_ns;
+        reply r[MAX_Q];
+        int expected, received;
+        unsigned linger_ms;
+        bool close_in_reply; /* vd_forwarder_close from inside the first done() */
+        bool fwd_closed;
+        void (*later_fn)(scenario *s);
+        bool in_query; /* done() must never run inside vd_forwarder_query */
+};
+
+static void finish(scenario *s)
+{
+        if (s->finished)
+                return;
+        s->finished = true;
+        if (!s->fwd_closed)
+                vd_forwarder_close(s->fwd);
+        s->fwd_closed = true;
+        for (size_t i = 0; i < s->n_up; i++)
+                upstream_stop(&s->up[i]);
+        uv_close((uv_handle_t *)&s->guard, NULL);
+        uv_close((uv_handle_t *)&s->linger, NULL);
+        uv_close((uv_handle_t *)&s->later, NULL);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+        scenario *s = t->data;
+        s->guard_fired = true;
+        finish(s);
+}
+
+static void on_linger(uv_timer_t *t)
+{
+        finish(t->data);
+}
+
+static void on_reply(void *arg, const uint8_t *resp, size_t len)
+{
+        reply *r = arg;
+        scenario *s = r->s;
+        cr_assert(!s->in_query, "done() called from inside vd_forwarder_query");
+        r->calls++;
+        r->len = len;
+        r->null_resp = resp == NULL;
+        r->at_ns = uv_hrtime();
+        if (len > 0) {
+                cr_assert_leq(len, sizeof(r->buf));
+                memcpy(r->buf, resp, len);
+        }
+        if (r->calls > 1)
+                return;
+        s->received++;
+        if (s->close_in_reply) {
+                s->close_in_reply = false;
+                s->fwd_closed = true;
+                vd_forwarder_close(s->fwd);
+        }
+        if (s->received == s->expected && !s->finished)
+                uv_timer_start(&s->linger, on_linger, s->linger_ms, 0);
+}
+
+static void scenario_init(scenario *s, const enum up_mode *modes, size_t n_up, bool with_tcp,
+                          unsigned budget_ms)
+{
+        memset(s, 0, sizeof(*s));
+        cr_assert_eq(uv_loop_init(&s->loop), 0);
+        vd_addr servers[2];
+        for (size_t i = 0; i < n_up; i++) {
+                cr_assert(upstream_start(&s->loop, &s->up[i], modes[i], with_tcp, "127.0.0.1"));
+                servers[i] = s->up[i].addr;
+        }
+        s->n_up = n_up;
+        vd_forward_options opt = {.servers = servers, .n_servers = n_up, .timeout_ms = budget_ms};
+        vd_error err;
+        cr_assert_eq(vd_forwarder_new(&s->loop, &opt, &s->fwd, &err), 0, "%s", err.msg);
+        uv_timer_init(&s->loop, &s->guard);
+        uv_timer_init(&s->loop, &s->linger);
+        uv_timer_init(&s->loop, &s->later);
+        s->guard.data = s->linger.data = s->later.data = s;
+        uv_timer_start(&s->guard, on_guard, 6000, 0);
+        for (int i = 0; i < MAX_Q; i++)
+                s->r[i].s = s;
+}
+
+static void send_query(scenario *s, int i, unsigned id, const char *name, bool edns, bool dnssec_ok,
+                       size_t max_len)
+{
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, id, name, VD_TYPE_A, edns, dnssec_ok);
+        if (s->start_ns == 0)
+                s->start_ns = uv_hrtime();
+        s->in_query = true;
+        int rc = vd_forwarder_query(s->fwd, &qi, max_len, on_reply, &s->r[i]);
+        s->in_query = false;
+        memset(&q, 0xAB, sizeof(q)); /* the forwarder must have copied what it needs */
+        cr_assert_eq(rc, 0, "vd_forwarder_query: %d", rc);
+}
+
+/* Runs the loop to its end and checks that no handle is left (the forwarder's included). */
+static void scenario_run(scenario *s)
+{
+        cr_assert_eq(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
+        cr_assert(!s->guard_fired, "scenario did not finish in time");
+        cr_assert_eq(uv_loop_close(&s->loop), 0, "handles left open");
+}
+
+static double elapsed_ms(const scenario *s, const reply *r)
+{
+        return (double)(r->at_ns - s->start_ns) / 1e6;
+}
+
+Test(forward_live, answer_reaches_client_with_its_id)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.expected = 1;
+        send_query(&s, 0, 0x4242, "WWW.Example.com", false, false, 512);
+        scenario_run(&s);
+
+        reply *r = &s.r[0];
+        cr_assert_eq(r->calls, 1);
+        cr_assert_eq(vd_wire_get16(r->buf), 0x4242);
+        cr_assert_eq(vd_wire_get16(r->buf + 2) & 0xF, VD_RCODE_NOERROR);
+        cr_assert_eq(vd_wire_get16(r->buf + 6), 1);
+        cr_assert_eq(vd_wire_get16(r->buf + 10), 0, "no OPT for a non-EDNS client");
+        cr_assert_eq(memcmp(r->buf + 12, "\3WWW\7Example\3com", 17), 0);
+        cr_assert_eq(r->buf[r->len - 1], 1, "the upstream's A record");
+        cr_assert_eq(s.up[0].n_seen, 1);
+        cr_assert_neq(s.up[0].seen_id[0], 0x4242, "client's ID leaked upstream");
+}
+
+Test(forward_live, upstream_query_is_rd_edns_with_client_do_and_random_ids)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.expected = 3;
+        send_query(&s, 0, 7, "a.example.com", true, true, 1232);
+        send_query(&s, 1, 7, "b.example.com", false, false, 512);
+        send_query(&s, 2, 7, "c.example.com", true, false, 1232);
+        scenario_run(&s);
+
+        upstream *up = &s.up[0];
+        cr_assert_eq(up->n_seen, 3);
+        cr_assert_neq(up->seen_id[0], up->seen_id[1]);
+        cr_assert_neq(up->seen_id[1], up->seen_id[2]);
+        cr_assert_neq(up->seen_id[0], up->seen_id[2]);
+        for (size_t i = 0; i < 3; i++) {
+                const vd_query_info *q = &up->seen[i];
+                cr_assert_neq(up->seen_id[i], 7);
+                cr_assert(q->flags & VD_FLAG_RD);
+                cr_assert(q->has_edns, "EDNS always sent upstream");
+                cr_assert_eq(q->edns_udp_size, VD_UDP_PAYLOAD);
+                cr_assert_eq(q->edns_version, 0);
+        }
+        /* Queries reach the upstream in the order sent; DO follows each client. */
+        cr_assert(up->seen[0].edns_do);
+        cr_assert(!up->seen[1].edns_do);
+        cr_assert(!up->seen[2].edns_do);
+        for (int i = 0; i < 3; i++) {
+                cr_assert_eq(s.r[i].calls, 1);
+                cr_assert_eq(vd_wire_get16(s.r[i].buf), 7);
+        }
+        cr_assert_eq(vd_wire_get16(s.r[0].buf + 10), 1, "EDNS client gets our OPT");
+        cr_assert_eq(vd_wire_get16(s.r[1].buf + 10), 0);
+}
+
+Test(forward_live, silent_upstream_servfail_after_budget)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_SILENT};
+        scenario_init(&s, modes, 1, false, 300);
+        s.expected = 1;
+        s.linger_ms = 1200; /* let c-ares finish its own retries: done must not run again */
+        send_query(&s, 0, 0x0BAD, "example.com", true, false, 1232);
+        scenario_run(&s);
+
+        reply *r = &s.r[0];
+        cr_assert_eq(r->calls, 1);
+        double ms = elapsed_ms(&s, r);
+        cr_assert(ms >= 299.0 && ms <= 1300.0, "SERVFAIL after %.1f ms, budget 300", ms);
+        cr_assert_eq(vd_wire_get16(r->buf), 0x0BAD);
+        cr_assert_eq(vd_wire_get16(r->buf + 2) & 0xF, VD_RCODE_SERVFAIL);
+        cr_assert_eq(vd_wire_get16(r->buf + 4), 1);
+        cr_assert_eq(vd_wire_get16(r->buf + 10), 1, "our OPT for the EDNS client");
+        cr_assert_geq(s.up[0].udp_queries, 2, "c-ares retried within the budget");
+}
+
+Test(forward_live, refused_reaches_client_at_once)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_REFUSED};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.expected = 1;
+        send_query(&s, 0, 99, "example.com", false, false, 512);
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 1);
+        cr_assert_eq(vd_wire_get16(s.r[0].buf + 2) & 0xF, VD_RCODE_REFUSED);
+        cr_assert_lt(elapsed_ms(&s, &s.r[0]), 500.0, "REFUSED must not be retried to timeout");
+        cr_assert_eq(s.up[0].udp_queries, 1);
+}
+
+Test(forward_live, tc_answer_retried_over_tcp)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_TC};
+        scenario_init(&s, modes, 1, true, 2000);
+        s.expected = 1;
+        send_query(&s, 0, 0x7C7C, "big.example.com", false, false, VD_TCP_MAX);
+        scenario_run(&s);
+
+        reply *r = &s.r[0];
+        cr_assert_eq(r->calls, 1);
+        cr_assert_eq(s.up[0].udp_queries, 1);
+        cr_assert_eq(s.up[0].tcp_queries, 1);
+        cr_assert_eq(vd_wire_get16(r->buf), 0x7C7C);
+        cr_assert_eq(vd_wire_get16(r->buf + 2) & (VD_FLAG_TC | 0xF), 0);
+        cr_assert_eq(vd_wire_get16(r->buf + 6), TCP_RECORDS, "the full answer from TCP");
+        cr_assert_eq(r->len, 12 + 17 + 4 + TCP_RECORDS * 16);
+}
+
+Test(forward_live, large_answer_truncated_for_udp_client)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_TC};
+        scenario_init(&s, modes, 1, true, 2000);
+        s.expected = 1;
+        send_query(&s, 0, 1, "big.example.com", false, false, 512);
+        scenario_run(&s);
+        reply *r = &s.r[0];
+        cr_assert_eq(r->calls, 1);
+        cr_assert(vd_wire_get16(r->buf + 2) & VD_FLAG_TC);
+        cr_assert_eq(r->len, 12 + 17 + 4);
+}
+
+Test(forward_live, second_server_answers_when_first_is_silent)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_SILENT, UP_ANSWER};
+        scenario_init(&s, modes, 2, false, 1500);
+        s.expected = 2;
+        send_query(&s, 0, 11, "one.example.com", false, false, 512);
+        send_query(&s, 1, 12, "two.example.com", false, false, 512);
+        scenario_run(&s);
+        for (int i = 0; i < 2; i++) {
+                cr_assert_eq(s.r[i].calls, 1);
+                cr_assert_eq(vd_wire_get16(s.r[i].buf), 11 + i);
+                cr_assert_eq(vd_wire_get16(s.r[i].buf + 2) & 0xF, VD_RCODE_NOERROR,
+                             "query %d got rcode %u", i, vd_wire_get16(s.r[i].buf + 2) & 0xF);
+                cr_assert_eq(vd_wire_get16(s.r[i].buf + 6), 1);
+        }
+        cr_assert_geq(s.up[0].udp_queries, 1, "the silent server was tried");
+        cr_assert_eq(s.up[1].n_seen, 2);
+}
+
+static void on_later(uv_timer_t *t)
+{
+        scenario *s = t->data;
+        s->later_fn(s);
+}
+
+static void send_three_more(scenario *s)
+{
+        for (int i = 1; i < 4; i++)
+                send_query(s, i, (unsigned)(i + 1), "b.example.com", false, false, 512);
+        s->later_fn = finish;
+        uv_timer_start(&s->later, on_later, 150, 0);
+}
+
+Test(forward_live, close_with_pending_queries)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_SILENT};
+        scenario_init(&s, modes, 1, false, 200);
+        s.expected = MAX_Q; /* never reached: the close ends the scenario */
+        /* Query 0 is abandoned at its 200 ms budget while c-ares still retries it; queries
+         * 1-3, sent at 150 ms, are still waiting when the forwarder closes at 300 ms. */
+        send_query(&s, 0, 1, "a.example.com", false, false, 512);
+        s.later_fn = send_three_more;
+        uv_timer_start(&s.later, on_later, 150, 0);
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 1);
+        cr_assert_gt(s.r[0].len, 0, "query 0 got its SERVFAIL before the close");
+        cr_assert_eq(vd_wire_get16(s.r[0].buf + 2) & 0xF, VD_RCODE_SERVFAIL);
+        for (int i = 1; i < 4; i++) {
+                cr_assert_eq(s.r[i].calls, 1, "query %d: %d calls", i, s.r[i].calls);
+                cr_assert_eq(s.r[i].len, 0, "query %d: cancelled with len 0", i);
+        }
+}
+
+Test(forward_live, close_from_inside_done)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.close_in_reply = true; /* the first done() closes the forwarder */
+        s.expected = 2;
+        send_query(&s, 0, 1, "a.example.com", false, false, 512);
+        send_query(&s, 1, 2, "b.example.com", false, false, 512);
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 1);
+        cr_assert_eq(s.r[1].calls, 1);
+        /* Whichever done() ran first got the answer; the other was cancelled by the close. */
+        cr_assert((s.r[0].len > 0) != (s.r[1].len > 0), "lens %zu and %zu", s.r[0].len, s.r[1].len);
+}
+
+static void count_calls(void *arg, const uint8_t *resp, size_t len)
+{
+        (void)resp;
+        (void)len;
+        (*(int *)arg)++;
+}
+
+Test(forward_live, no_upstream_is_enoent)
+{
+        uv_loop_t loop;
+        cr_assert_eq(uv_loop_init(&loop), 0);
+        vd_forward_options opt = {.servers = NULL, .n_servers = 0, .timeout_ms = 500};
+        vd_forwarder *f = NULL;
+        vd_error err;
+        cr_assert_eq(vd_forwarder_new(&loop, &opt, &f, &err), 0, "%s", err.msg);
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, "example.com", VD_TYPE_A, false, false);
+        int calls = 0;
+        cr_assert_eq(vd_forwarder_query(f, &qi, 512, count_calls, &calls), -ENOENT);
+        vd_forwarder_close(f);
+        cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        cr_assert_eq(uv_loop_close(&loop), 0);
+        cr_assert_eq(calls, 0);
+}
+
+Test(forward_live, ipv6_upstream)
+{
+        uv_loop_t probe;
+        upstream tmp;
+        cr_assert_eq(uv_loop_init(&probe), 0);
+        bool v6 = upstream_start(&probe, &tmp, UP_ANSWER, false, "::1");
+        if (v6)
+                upstream_stop(&tmp);
+        uv_run(&probe, UV_RUN_DEFAULT);
+        uv_loop_close(&probe);
+        if (!v6)
+                cr_skip_test("no ::1 here");
+
+        scenario s;
+        memset(&s, 0, sizeof(s));
+        cr_assert_eq(uv_loop_init(&s.loop), 0);
+        cr_assert(upstream_start(&s.loop, &s.up[0], UP_ANSWER, false, "::1"));
+        s.n_up = 1;
+        vd_forward_options opt = {.servers = &s.up[0].addr, .n_servers = 1, .timeout_ms = 1000};
+        vd_error err;
+        cr_assert_eq(vd_forwarder_new(&s.loop, &opt, &s.fwd, &err), 0, "%s", err.msg);
+        uv_timer_init(&s.loop, &s.guard);
+        uv_timer_init(&s.loop, &s.linger);
+        uv_timer_init(&s.loop, &s.later);
+        s.guard.data = s.linger.data = s.later.data = &s;
+        uv_timer_start(&s.guard, on_guard, 6000, 0);
+        for (int i = 0; i < MAX_Q; i++)
+                s.r[i].s = &s;
+        s.expected = 1;
+        send_query(&s, 0, 0x6666, "v6.example.com", false, false, 512);
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 1);
+        cr_assert_eq(vd_wire_get16(s.r[0].buf + 6), 1);
+}
+
+Test(forward_live, rejects_bad_options)
+{
+        uv_loop_t loop;
+        cr_assert_eq(uv_loop_init(&loop), 0);
+        vd_addr bad;
+        memset(&bad, 0, sizeof(bad));
+        bad.ss.ss_family = AF_UNIX;
+        vd_forward_options opt = {.servers = &bad, .n_servers = 1, .timeout_ms = 500};
+        vd_forwarder *f = NULL;
+        vd_error err = {{0}};
+        cr_assert_lt(vd_forwarder_new(&loop, &opt, &f, &err), 0);
+        cr_assert_null(f);
+        cr_assert_neq(err.msg[0], '\0');
+        cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* With no file descriptor left c-ares cannot open a socket and fails inside ares_send: the
+ * query is refused with an error, done() never runs, and nothing leaks or stays open. */
+Test(forward_live, socket_failure_refuses_query)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_init(&s, modes, 1, false, 2000);
+        int probe = dup(0);
+        cr_assert_geq(probe, 0);
+        close(probe);
+        struct rlimit old, tight;
+        cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+        tight = old;
+        tight.rlim_cur = (rlim_t)probe; /* the lowest free descriptor is now out of range */
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &tight), 0);
+
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, "example.com", VD_TYPE_A, false, false);
+        s.in_query = true;
+        int rc = vd_forwarder_query(s.fwd, &qi, 512, on_reply, &s.r[0]);
+        s.in_query = false;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+        cr_assert_lt(rc, 0, "query accepted without a socket");
+        finish(&s);
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 0);
+        cr_assert_eq(s.up[0].udp_queries, 0);
+}
