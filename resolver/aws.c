@@ -1,0 +1,880 @@
+/* aws.c — the AWS snapshot loader (spec §1–§4 of aws-endpoint-dns.md).
+ *
+ * Owns: reading DIR/describe-vpc-endpoints.json and DIR/describe-network-interfaces.json with
+ * jansson, checking every field it uses, mapping each endpoint to its ENIs' addresses and
+ * feeding the resulting zones and records to a vd_builder. Must not: answer queries, touch
+ * sockets, or keep anything after vd_aws_load() returns (both JSON documents are freed).
+ *
+ * Choices made here where the spec leaves room:
+ * - JSON null counts as absent (the CLI prints "NextToken": null).
+ * - An endpoint without VpcEndpointType or without State is not served (counted in
+ *   `endpoints` only). Interface endpoints and the State field have existed since
+ *   interface endpoints launched (endpoints older than that were all Gateway endpoints), so
+ *   a missing field means a Gateway endpoint or a hand-trimmed file; serving addresses we are
+ *   not sure about could blackhole traffic, while forwarding falls back to public DNS.
+ * - PrivateDnsEnabled absent → false: private DNS names are served only when it is true.
+ * - Only served endpoints must have their NetworkInterfaceIds in the interfaces file
+ *   (a pendingAcceptance endpoint may list ENIs that do not exist yet).
+ * - Every ENI in the interfaces file is checked (id present and unique, addresses valid),
+ *   so a damaged file is rejected whole even where no endpoint uses the damaged part.
+ * - A zonal name whose AZ has none of the endpoint's ENIs is skipped with a warning.
+ * - Spec §4: an endpoint with DnsOptions.PrivateDnsOnlyForInboundResolverEndpoint true
+ *   serves its vpce names but not its private DNS names, because every client counts as
+ *   inside the VPC for now (there is no inbound-endpoint view yet).
+ * - DnsRecordIpType / IpAddressType values are compared case-insensitively; an unknown
+ *   value is an error rather than a guess. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "vpcdns/aws.h"
+#include "vpcdns/log.h"
+#include "vpcdns/wire.h"
+
+#define ENDPOINTS_FILE "describe-vpc-endpoints.json"
+#define INTERFACES_FILE "describe-network-interfaces.json"
+#define FILE_SIZE_MAX ((size_t)1 << 30) /* 1 GiB: far above any real VPC */
+#define FILE_PATH_CAP 4096
+#define JSON_WHERE_CAP 64 /* "VpcEndpoints[N]", "NetworkInterfaces[N]" */
+#define JSON_PATH_CAP 256
+#define CLAIM_CAP (FILE_PATH_CAP + 192)
+
+/* Route 53's SOA and NS for private hosted zones (spec §3), TTL and MINIMUM 60. */
+#define SOA_MNAME "ns-1536.awsdns-00.co.uk."
+#define SOA_RNAME "awsdns-hostmaster.amazon.com."
+#define SOA_SERIAL 1
+#define SOA_REFRESH 7200
+#define SOA_RETRY 900
+#define SOA_EXPIRE 1209600
+#define SOA_MINIMUM 60
+#define SOA_TTL 60
+#define NS_TTL 172800
+static const char *const zone_ns[] = {
+    "ns-1536.awsdns-00.co.uk.",
+    "ns-0.awsdns-00.com.",
+    "ns-1024.awsdns-00.org.",
+    "ns-512.awsdns-00.net.",
+};
+#define ZONE_NS_COUNT (sizeof(zone_ns) / sizeof(zone_ns[0]))
+
+typedef struct address {
+        uint16_t type; /* VD_TYPE_A or VD_TYPE_AAAA */
+        uint8_t bytes[16];
+} address;
+
+typedef struct eni {
+        const char *id; /* borrowed from the interfaces document */
+        const char *az; /* borrowed; NULL when absent */
+        size_t index;   /* position in NetworkInterfaces[] */
+        address *addrs;
+        size_t n_addrs;
+} eni;
+
+typedef enum ip_mode {
+        IP_V4 = 0,
+        IP_V6,
+        IP_DUALSTACK,
+        IP_SERVICE_DEFINED,
+} ip_mode;
+
+typedef enum name_kind {
+        NAME_PRIVATE = 0,
+        NAME_REGIONAL, /* vpce-<id>-<8>.<svc>.<region>.vpce.amazonaws.com[.cn] */
+        NAME_ZONAL,    /* the same with -<az> appended to the first label */
+} name_kind;
+
+typedef struct dns_name {
+        name_kind kind;
+        bool wildcard;
+        size_t entry;               /* DnsEntries[entry] */
+        char text[VD_NAME_MAX + 2]; /* lower-cased, without a final dot */
+        uint8_t wire[VD_NAME_MAX];  /* the owner, "*" label included */
+        uint8_t zone[VD_NAME_MAX];  /* private: the apex; vpce: the region's public zone */
+        char az[VD_LABEL_MAX + 1];  /* zonal: the AZ name */
+} dns_name;
+
+typedef struct loader {
+        vd_builder *b;
+        vd_error *err;
+        char ep_file[FILE_PATH_CAP]; /* DIR/describe-vpc-endpoints.json */
+        char if_file[FILE_PATH_CAP]; /* DIR/describe-network-interfaces.json */
+        eni *enis;                   /* sorted by id */
+        size_t n_enis;
+        uint8_t soa[2 * VD_NAME_MAX + 20];
+        uint16_t soa_len;
+        uint8_t ns[ZONE_NS_COUNT][VD_NAME_MAX];
+        uint16_t ns_len[ZONE_NS_COUNT];
+        vd_aws_summary sum;
+} loader;
+
+/* One endpoint being loaded. */
+typedef struct endpoint {
+        size_t index;
+        const char *id; /* "?" when absent */
+        char path[JSON_WHERE_CAP];
+        char claim[CLAIM_CAP];
+        ip_mode mode;
+        bool private_dns; /* PrivateDnsEnabled, and not §4 */
+        bool service;     /* an endpoint service: private names are CNAMEs */
+        const eni **enis; /* its ENIs, duplicates removed */
+        size_t n_enis;
+        dns_name *names;
+        size_t n_names;
+        const dns_name *regional; /* the regional non-wildcard vpce name, or NULL */
+} endpoint;
+
+static const char *json_kind(const json_t *v)
+{
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:
+                return "an object";
+        case JSON_ARRAY:
+                return "an array";
+        case JSON_STRING:
+                return "a string";
+        case JSON_INTEGER:
+        case JSON_REAL:
+                return "a number";
+        case JSON_TRUE:
+        case JSON_FALSE:
+                return "a boolean";
+        case JSON_NULL:
+                return "null";
+        }
+        return "something else";
+}
+
+static const char *expected_kind(json_type t)
+{
+        switch (t) {
+        case JSON_OBJECT:
+                return "an object";
+        case JSON_ARRAY:
+                return "an array";
+        case JSON_STRING:
+                return "a string";
+        case JSON_TRUE:
+        case JSON_FALSE:
+                return "true or false";
+        default:
+                return "a number";
+        }
+}
+
+static int no_memory(loader *l)
+{
+        vd_error_set(l->err, "%s: out of memory", l->ep_file);
+        return -ENOMEM;
+}
+
+static int type_error(loader *l, const char *file, const char *path, const char *expected,
+                      const json_t *got)
+{
+        return vd_error_set(l->err, "%s: %s: expected %s, got %s", file, path, expected,
+                            json_kind(got));
+}
+
+/* obj[key] at JSON path `where`. Absent or null → *out = NULL and 0. Present with another
+ * type than want (JSON_TRUE stands for any boolean) → error. required → absent is an error. */
+static int member(loader *l, const char *file, const json_t *obj, const char *where,
+                  const char *key, json_type want, bool required, json_t **out)
+{
+        json_t *v = json_object_get(obj, key);
+        char path[JSON_PATH_CAP];
+
+        *out = NULL;
+        snprintf(path, sizeof(path), "%s%s%s", where, where[0] ? "." : "", key);
+        if (v == NULL || json_is_null(v)) {
+                if (required)
+                        return vd_error_set(l->err, "%s: %s: expected %s, but it is missing", file,
+                                            path, expected_kind(want));
+                return 0;
+        }
+        if (want == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != want)
+                return type_error(l, file, path, expected_kind(want), v);
+        *out = v;
+        return 0;
+}
+
+/* Reads a whole file and parses it. Errors: unreadable, empty, too large, not JSON. */
+static int load_json(loader *l, const char *file, json_t **out)
+{
+        FILE *fp = NULL;
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+        json_error_t jerr;
+        int rc = 0;
+
+        *out = NULL;
+        fp = fopen(file, "rb");
+        if (fp == NULL) {
+                rc = vd_error_set(l->err, "%s: cannot open: %s", file, strerror(errno));
+                goto out;
+        }
+        for (;;) {
+                if (len == cap) {
+                        size_t ncap = cap ? cap * 2 : 65536;
+                        char *nbuf;
+                        if (ncap > FILE_SIZE_MAX) {
+                                rc = vd_error_set(l->err, "%s: larger than %zu bytes", file,
+                                                  FILE_SIZE_MAX);
+                                goto out;
+                        }
+                        nbuf = realloc(buf, ncap);
+                        if (nbuf == NULL) {
+                                rc = no_memory(l);
+                                goto out;
+                        }
+                        buf = nbuf;
+                        cap = ncap;
+                }
+                size_t got = fread(buf + len, 1, cap - len, fp);
+                len += got;
+                if (got == 0) {
+                        if (ferror(fp)) {
+                                rc = vd_error_set(l->err, "%s: cannot read: %s", file,
+                                                  strerror(errno ? errno : EIO));
+                                goto out;
+                        }
+                        break;
+                }
+        }
+        if (len == 0) {
+                rc = vd_error_set(l->err, "%s: the file is empty, expected a JSON object", file);
+                goto out;
+        }
+        *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (*out == NULL) {
+                rc = vd_error_set(l->err, "%s:%d:%d: not valid JSON: %s", file, jerr.line,
+                                  jerr.column, jerr.text);
+                goto out;
+        }
+        if (!json_is_object(*out)) {
+                rc = type_error(l, file, "top level", "an object", *out);
+                json_decref(*out);
+                *out = NULL;
+                goto out;
+        }
+out:
+        free(buf);
+        if (fp != NULL)
+                fclose(fp);
+        return rc;
+}
+
+static int parse_address(loader *l, const json_t *v, const char *path, int family, address *out)
+{
+        const char *text;
+
+        if (!json_is_string(v))
+                return type_error(
+                    l, l->if_file, path,
+                    family == AF_INET ? "an IPv4 address string" : "an IPv6 address string", v);
+        text = json_string_value(v);
+        memset(out, 0, sizeof(*out));
+        out->type = family == AF_INET ? VD_TYPE_A : VD_TYPE_AAAA;
+        if (inet_pton(family, text, out->bytes) != 1)
+                return vd_error_set(l->err, "%s: %s: expected an %s address, got \"%.80s\"",
+                                    l->if_file, path, family == AF_INET ? "IPv4" : "IPv6", text);
+        return 0;
+}
+
+static int compare_eni(const void *a, const void *b)
+{
+        return strcmp(((const eni *)a)->id, ((const eni *)b)->id);
+}
+
+static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
+{
+        char where[JSON_WHERE_CAP], path[JSON_PATH_CAP];
+        json_t *id, *az, *list, *primary, *v6;
+        size_t n4 = 0, n6 = 0, n = 0, i;
+        int rc;
+
+        snprintf(where, sizeof(where), "NetworkInterfaces[%zu]", index);
+        e->index = index;
+        if (!json_is_object(v))
+                return type_error(l, l->if_file, where, "an object", v);
+        if ((rc = member(l, l->if_file, v, where, "NetworkInterfaceId", JSON_STRING, true, &id)) <
+                0 ||
+            (rc = member(l, l->if_file, v, where, "AvailabilityZone", JSON_STRING, false, &az)) <
+                0 ||
+            (rc = member(l, l->if_file, v, where, "PrivateIpAddresses", JSON_ARRAY, false, &list)) <
+                0 ||
+            (rc = member(l, l->if_file, v, where, "PrivateIpAddress", JSON_STRING, false,
+                         &primary)) < 0 ||
+            (rc = member(l, l->if_file, v, where, "Ipv6Addresses", JSON_ARRAY, false, &v6)) < 0)
+                return rc;
+        e->id = json_string_value(id);
+        e->az = az ? json_string_value(az) : NULL;
+        n4 = list ? json_array_size(list) : 0;
+        if (n4 == 0 && primary != NULL)
+                n4 = 1;
+        n6 = v6 ? json_array_size(v6) : 0;
+        if (n4 + n6 == 0)
+                return 0;
+        e->addrs = calloc(n4 + n6, sizeof(*e->addrs));
+        if (e->addrs == NULL)
+                return no_memory(l);
+        if (list != NULL && json_array_size(list) > 0) {
+                for (i = 0; i < json_array_size(list); i++) {
+                        json_t *item = json_array_get(list, i), *ip;
+                        snprintf(path, sizeof(path), "%s.PrivateIpAddresses[%zu]", where, i);
+                        if (!json_is_object(item))
+                                return type_error(l, l->if_file, path, "an object", item);
+                        if ((rc = member(l, l->if_file, item, path, "PrivateIpAddress", JSON_STRING,
+                                         true, &ip)) < 0)
+                                return rc;
+                        snprintf(path, sizeof(path), "%s.PrivateIpAddresses[%zu].PrivateIpAddress",
+                                 where, i);
+                        if ((rc = parse_address(l, ip, path, AF_INET, &e->addrs[n])) < 0)
+                                return rc;
+                        n++;
+                }
+        } else if (primary != NULL) {
+                snprintf(path, sizeof(path), "%s.PrivateIpAddress", where);
+                if ((rc = parse_address(l, primary, path, AF_INET, &e->addrs[n])) < 0)
+                        return rc;
+                n++;
+        }
+        for (i = 0; i < n6; i++) {
+                json_t *item = json_array_get(v6, i), *ip;
+                snprintf(path, sizeof(path), "%s.Ipv6Addresses[%zu]", where, i);
+                if (!json_is_object(item))
+                        return type_error(l, l->if_file, path, "an object", item);
+                if ((rc = member(l, l->if_file, item, path, "Ipv6Address", JSON_STRING, true,
+                                 &ip)) < 0)
+                        return rc;
+                snprintf(path, sizeof(path), "%s.Ipv6Addresses[%zu].Ipv6Address", where, i);
+                if ((rc = parse_address(l, ip, path, AF_INET6, &e->addrs[n])) < 0)
+                        return rc;
+                n++;
+        }
+        e->n_addrs = n;
+        return 0;
+}
+
+static int load_interfaces(loader *l, const json_t *root)
+{
+        json_t *list;
+        size_t i;
+        int rc;
+
+        if ((rc = member(l, l->if_file, root, "", "NetworkInterfaces", JSON_ARRAY, true, &list)) <
+            0)
+                return rc;
+        l->n_enis = json_array_size(list);
+        if (l->n_enis == 0)
+                return 0;
+        l->enis = calloc(l->n_enis, sizeof(*l->enis));
+        if (l->enis == NULL)
+                return no_memory(l);
+        for (i = 0; i < l->n_enis; i++)
+                if ((rc = load_one_eni(l, json_array_get(list, i), i, &l->enis[i])) < 0)
+                        return rc;
+        qsort(l->enis, l->n_enis, sizeof(*l->enis), compare_eni);
+        for (i = 1; i < l->n_enis; i++) {
+                if (strcmp(l->enis[i - 1].id, l->enis[i].id) == 0) {
+                        size_t a = l->enis[i - 1].index, b = l->enis[i].index;
+                        return vd_error_set(
+                            l->err,
+                            "%s: NetworkInterfaces[%zu].NetworkInterfaceId: expected a "
+                            "unique id, but %s is also NetworkInterfaces[%zu]",
+                            l->if_file, a > b ? a : b, l->enis[i].id, a > b ? b : a);
+                }
+        }
+        return 0;
+}
+
+static const eni *find_eni(const loader *l, const char *id)
+{
+        eni key;
+
+        if (l->n_enis == 0)
+                return NULL;
+        memset(&key, 0, sizeof(key));
+        key.id = id;
+        return bsearch(&key, l->enis, l->n_enis, sizeof(*l->enis), compare_eni);
+}
+
+static int parse_mode(loader *l, const json_t *v, const char *path, ip_mode *out)
+{
+        static const struct {
+                const char *text;
+                ip_mode mode;
+        } modes[] = {
+            {"ipv4", IP_V4},
+            {"ipv6", IP_V6},
+            {"dualstack", IP_DUALSTACK},
+            {"service-defined", IP_SERVICE_DEFINED},
+        };
+        const char *text = json_string_value(v);
+
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+                if (strcasecmp(text, modes[i].text) == 0) {
+                        *out = modes[i].mode;
+                        return 0;
+                }
+        }
+        return vd_error_set(l->err,
+                            "%s: %s: expected ipv4, ipv6, dualstack or service-defined, got "
+                            "\"%.80s\"",
+                            l->ep_file, path, text);
+}
+
+static bool is_hex(char c)
+{
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static bool is_lower_alnum(char c)
+{
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+}
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+        size_t n = strlen(suffix);
+        return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+/* Decides whether name->text (lower case, no final dot, "*." stripped into s) is a vpce
+ * name; fills kind, az and the text of its region's public zone into zone_text. */
+static void classify(dns_name *name, const char *s, char *zone_text, size_t zone_cap)
+{
+        size_t len = strlen(s), suffix_at, first_end, region_at, i, hex;
+
+        name->kind = NAME_PRIVATE;
+        if (ends_with(s, len, ".vpce.amazonaws.com"))
+                suffix_at = len - strlen(".vpce.amazonaws.com");
+        else if (ends_with(s, len, ".vpce.amazonaws.com.cn"))
+                suffix_at = len - strlen(".vpce.amazonaws.com.cn");
+        else
+                return;
+        /* The region label is the one just before "vpce"; the first label must be another. */
+        region_at = suffix_at;
+        while (region_at > 0 && s[region_at - 1] != '.')
+                region_at--;
+        if (region_at == 0 || region_at == suffix_at)
+                return;
+        first_end = (size_t)(strchr(s, '.') - s);
+        /* vpce-<8 or 17 hex>-<8 [a-z0-9]>[-<az>] */
+        if (first_end < 5 || strncmp(s, "vpce-", 5) != 0)
+                return;
+        for (i = 5, hex = 0; i < first_end && is_hex(s[i]); i++)
+                hex++;
+        if ((hex != 8 && hex != 17) || i >= first_end || s[i] != '-')
+                return;
+        i++;
+        for (size_t k = 0; k < 8; k++, i++)
+                if (i >= first_end || !is_lower_alnum(s[i]))
+                        return;
+        if (i == first_end) {
+                name->kind = NAME_REGIONAL;
+        } else {
+                size_t az_len = first_end - i - 1;
+                if (s[i] != '-' || az_len == 0 || az_len >= sizeof(name->az))
+                        return;
+                for (size_t k = i + 1; k < first_end; k++)
+                        if (!is_lower_alnum(s[k]) && s[k] != '-')
+                                return;
+                memcpy(name->az, s + i + 1, az_len);
+                name->az[az_len] = '\0';
+                name->kind = NAME_ZONAL;
+        }
+        snprintf(zone_text, zone_cap, "%s", s + region_at);
+}
+
+/* DnsEntries[i].DnsName → a classified, validated name. */
+static int parse_name(loader *l, const endpoint *ep, const json_t *v, size_t entry, dns_name *name)
+{
+        char path[JSON_PATH_CAP], zone_text[VD_NAME_MAX + 2];
+        const char *raw = json_string_value(v), *s;
+        size_t len = strlen(raw), wire_len;
+
+        snprintf(path, sizeof(path), "%s.DnsEntries[%zu].DnsName", ep->path, entry);
+        memset(name, 0, sizeof(*name));
+        name->entry = entry;
+        if (len > 0 && raw[len - 1] == '.')
+                len--;
+        if (len == 0 || len >= sizeof(name->text))
+                goto bad;
+        for (size_t i = 0; i < len; i++) {
+                char c = raw[i];
+                name->text[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        }
+        name->text[len] = '\0';
+        if (vd_name_from_text(name->text, name->wire, &wire_len) < 0)
+                goto bad;
+        s = name->text;
+        if (strncmp(s, "*.", 2) == 0) {
+                name->wildcard = true;
+                s += 2;
+        }
+        if (strchr(s, '*') != NULL)
+                goto bad;
+        zone_text[0] = '\0';
+        classify(name, s, zone_text, sizeof(zone_text));
+        /* Private names: the apex is the name without "*."; vpce names: the region zone. */
+        if (vd_name_from_text(name->kind == NAME_PRIVATE ? s : zone_text, name->zone, &wire_len) <
+            0)
+                goto bad;
+        return 0;
+bad:
+        return vd_error_set(l->err, "%s: %s: expected a DNS name, got \"%.300s\"", l->ep_file, path,
+                            raw);
+}
+
+/* Puts the DnsName's file and JSON path in front of an error the builder reported. */
+static int builder_failed(loader *l, const endpoint *ep, const dns_name *name, int rc)
+{
+        char msg[sizeof(l->err->msg)];
+
+        if (l->err == NULL || rc == -ENOMEM)
+                return rc;
+        memcpy(msg, l->err->msg, sizeof(msg));
+        msg[sizeof(msg) - 1] = '\0';
+        vd_error_set(l->err, "%s: %s.DnsEntries[%zu].DnsName: %s", l->ep_file, ep->path,
+                     name->entry, msg);
+        return rc;
+}
+
+static int add_rr(loader *l, const endpoint *ep, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                  const uint8_t *rdata, size_t rdlen)
+{
+        return vd_builder_add_rr(l->b, owner, type, ttl, rdata, (uint16_t)rdlen, ep->claim, l->err);
+}
+
+/* A/AAAA records for one name: all ENIs, or only those in name->az for a zonal name.
+ * *added receives the number of records; *matched whether any ENI qualified. */
+static int add_addresses(loader *l, const endpoint *ep, const dns_name *name, bool want_a,
+                         bool want_aaaa, size_t *added, bool *matched)
+{
+        int rc;
+
+        *added = 0;
+        *matched = false;
+        for (size_t i = 0; i < ep->n_enis; i++) {
+                const eni *e = ep->enis[i];
+                if (name->kind == NAME_ZONAL && (e->az == NULL || strcasecmp(e->az, name->az) != 0))
+                        continue;
+                *matched = true;
+                for (size_t k = 0; k < e->n_addrs; k++) {
+                        const address *a = &e->addrs[k];
+                        if ((a->type == VD_TYPE_A && !want_a) ||
+                            (a->type == VD_TYPE_AAAA && !want_aaaa))
+                                continue;
+                        rc = add_rr(l, ep, name->wire, a->type, VD_ENDPOINT_TTL, a->bytes,
+                                    a->type == VD_TYPE_A ? 4 : 16);
+                        if (rc < 0)
+                                return rc;
+                        (*added)++;
+                }
+        }
+        l->sum.addresses += *added;
+        return 0;
+}
+
+static int add_vpce_name(loader *l, const endpoint *ep, const dns_name *name)
+{
+        bool want_a = ep->mode != IP_V6, want_aaaa = ep->mode != IP_V4, matched;
+        size_t added;
+        int rc;
+
+        if (name->kind == NAME_ZONAL) {
+                bool any = false;
+                for (size_t i = 0; i < ep->n_enis && !any; i++)
+                        any = ep->enis[i]->az != NULL && strcasecmp(ep->enis[i]->az, name->az) == 0;
+                if (!any) {
+                        vd_log(VD_LOG_WARN, "aws_zonal_name_skipped",
+                               "file=%s path=%s.DnsEntries[%zu] name=%s az=%s "
+                               "reason=no_eni_in_az",
+                               l->ep_file, ep->path, name->entry, name->text, name->az);
+                        return 0;
+                }
+        }
+        rc = vd_builder_add_zone(l->b, name->zone, false, l->soa, l->soa_len, SOA_TTL, ep->claim,
+                                 l->err);
+        if (rc < 0)
+                return builder_failed(l, ep, name, rc);
+        if ((rc = add_addresses(l, ep, name, want_a, want_aaaa, &added, &matched)) < 0)
+                return builder_failed(l, ep, name, rc);
+        if (added > 0)
+                l->sum.names++;
+        return 0;
+}
+
+static int add_private_name(loader *l, const endpoint *ep, const dns_name *name)
+{
+        bool matched;
+        size_t added = 0;
+        int rc;
+
+        rc = vd_builder_add_zone(l->b, name->zone, true, l->soa, l->soa_len, SOA_TTL, ep->claim,
+                                 l->err);
+        if (rc < 0)
+                return builder_failed(l, ep, name, rc);
+        for (size_t i = 0; i < ZONE_NS_COUNT; i++)
+                if ((rc = add_rr(l, ep, name->zone, VD_TYPE_NS, NS_TTL, l->ns[i], l->ns_len[i])) <
+                    0)
+                        return builder_failed(l, ep, name, rc);
+        if (ep->service) {
+                /* Endpoint service: a CNAME to the regional vpce name (checked to exist). */
+                size_t len = vd_name_len(ep->regional->wire, sizeof(ep->regional->wire));
+                if ((rc = add_rr(l, ep, name->wire, VD_TYPE_CNAME, VD_ENDPOINT_TTL,
+                                 ep->regional->wire, len)) < 0)
+                        return builder_failed(l, ep, name, rc);
+                added = 1;
+        } else {
+                /* service-defined: AAAA only on vpce names, so A alone here. */
+                bool want_a = ep->mode != IP_V6;
+                bool want_aaaa = ep->mode == IP_V6 || ep->mode == IP_DUALSTACK;
+                if ((rc = add_addresses(l, ep, name, want_a, want_aaaa, &added, &matched)) < 0)
+                        return builder_failed(l, ep, name, rc);
+        }
+        if (added > 0)
+                l->sum.names++;
+        return 0;
+}
+
+/* Fields of a served endpoint: ENIs, record types, DNS flags and names. */
+static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
+{
+        json_t *ids, *options, *rec_type = NULL, *ip_type, *dns_enabled, *inbound_only = NULL,
+                               *service, *entries;
+        char path[JSON_PATH_CAP];
+        const char *f = l->ep_file;
+        size_t i, n;
+        int rc;
+
+        if ((rc = member(l, f, v, ep->path, "NetworkInterfaceIds", JSON_ARRAY, false, &ids)) < 0 ||
+            (rc = member(l, f, v, ep->path, "DnsOptions", JSON_OBJECT, false, &options)) < 0 ||
+            (rc = member(l, f, v, ep->path, "IpAddressType", JSON_STRING, false, &ip_type)) < 0 ||
+            (rc = member(l, f, v, ep->path, "PrivateDnsEnabled", JSON_TRUE, false, &dns_enabled)) <
+                0 ||
+            (rc = member(l, f, v, ep->path, "ServiceName", JSON_STRING, false, &service)) < 0 ||
+            (rc = member(l, f, v, ep->path, "DnsEntries", JSON_ARRAY, false, &entries)) < 0)
+                return rc;
+        if (options != NULL) {
+                snprintf(path, sizeof(path), "%s.DnsOptions", ep->path);
+                if ((rc = member(l, f, options, path, "DnsRecordIpType", JSON_STRING, false,
+                                 &rec_type)) < 0 ||
+                    (rc = member(l, f, options, path, "PrivateDnsOnlyForInboundResolverEndpoint",
+                                 JSON_TRUE, false, &inbound_only)) < 0)
+                        return rc;
+        }
+
+        /* Record types: DnsRecordIpType, else IpAddressType, else ipv4. */
+        ep->mode = IP_V4;
+        if (rec_type != NULL) {
+                snprintf(path, sizeof(path), "%s.DnsOptions.DnsRecordIpType", ep->path);
+                if ((rc = parse_mode(l, rec_type, path, &ep->mode)) < 0)
+                        return rc;
+        } else if (ip_type != NULL) {
+                snprintf(path, sizeof(path), "%s.IpAddressType", ep->path);
+                if ((rc = parse_mode(l, ip_type, path, &ep->mode)) < 0)
+                        return rc;
+        }
+        /* Spec §4: all clients count as inside the VPC for now, so an endpoint whose private
+         * names are only for inbound Resolver endpoints serves its vpce names alone. */
+        ep->private_dns = dns_enabled != NULL && json_is_true(dns_enabled) &&
+                          !(inbound_only != NULL && json_is_true(inbound_only));
+        ep->service = service != NULL && strstr(json_string_value(service), ".vpce-svc-") != NULL;
+
+        /* ENIs, only through NetworkInterfaceIds (never by InterfaceType or Description). */
+        n = ids ? json_array_size(ids) : 0;
+        if (n > 0) {
+                ep->enis = calloc(n, sizeof(*ep->enis));
+                if (ep->enis == NULL)
+                        return no_memory(l);
+        }
+        for (i = 0; i < n; i++) {
+                json_t *id = json_array_get(ids, i);
+                const eni *e;
+                bool seen = false;
+                snprintf(path, sizeof(path), "%s.NetworkInterfaceIds[%zu]", ep->path, i);
+                if (!json_is_string(id))
+                        return type_error(l, f, path, "a string", id);
+                e = find_eni(l, json_string_value(id));
+                if (e == NULL)
+                        return vd_error_set(l->err,
+                                            "%s: %s: expected a NetworkInterfaceId of %s, but "
+                                            "%.80s is not there",
+                                            f, path, l->if_file, json_string_value(id));
+                for (size_t k = 0; k < ep->n_enis && !seen; k++)
+                        seen = ep->enis[k] == e;
+                if (!seen)
+                        ep->enis[ep->n_enis++] = e;
+        }
+
+        /* Names, only from DnsEntries[].DnsName. */
+        n = entries ? json_array_size(entries) : 0;
+        if (n > 0) {
+                ep->names = calloc(n, sizeof(*ep->names));
+                if (ep->names == NULL)
+                        return no_memory(l);
+        }
+        for (i = 0; i < n; i++) {
+                json_t *entry = json_array_get(entries, i), *dns_name_v;
+                snprintf(path, sizeof(path), "%s.DnsEntries[%zu]", ep->path, i);
+                if (!json_is_object(entry))
+                        return type_error(l, f, path, "an object", entry);
+                if ((rc = member(l, f, entry, path, "DnsName", JSON_STRING, true, &dns_name_v)) < 0)
+                        return rc;
+                if ((rc = parse_name(l, ep, dns_name_v, i, &ep->names[ep->n_names])) < 0)
+                        return rc;
+                if (ep->regional == NULL && ep->names[ep->n_names].kind == NAME_REGIONAL &&
+                    !ep->names[ep->n_names].wildcard)
+                        ep->regional = &ep->names[ep->n_names];
+                ep->n_names++;
+        }
+        return 0;
+}
+
+static int load_endpoint(loader *l, const json_t *v, size_t index)
+{
+        json_t *id, *type, *state;
+        endpoint ep;
+        const char *f = l->ep_file;
+        bool served, has_private = false;
+        int rc;
+
+        memset(&ep, 0, sizeof(ep));
+        ep.index = index;
+        snprintf(ep.path, sizeof(ep.path), "VpcEndpoints[%zu]", index);
+        l->sum.endpoints++;
+        if (!json_is_object(v))
+                return type_error(l, f, ep.path, "an object", v);
+        if ((rc = member(l, f, v, ep.path, "VpcEndpointId", JSON_STRING, false, &id)) < 0 ||
+            (rc = member(l, f, v, ep.path, "VpcEndpointType", JSON_STRING, false, &type)) < 0 ||
+            (rc = member(l, f, v, ep.path, "State", JSON_STRING, false, &state)) < 0)
+                return rc;
+        ep.id = id ? json_string_value(id) : "?";
+        snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s)", f, ep.path, ep.id);
+
+        /* Absent type or state: not served (see the top of this file). */
+        served = type != NULL && strcasecmp(json_string_value(type), "Interface") == 0 &&
+                 state != NULL && strcasecmp(json_string_value(state), "available") == 0;
+        if (!served)
+                return 0;
+        l->sum.endpoints_served++;
+
+        if ((rc = read_served_endpoint(l, v, &ep)) < 0)
+                goto out;
+        for (size_t i = 0; i < ep.n_names; i++)
+                has_private = has_private || ep.names[i].kind == NAME_PRIVATE;
+        if (ep.service && ep.private_dns && has_private && ep.regional == NULL) {
+                rc = vd_error_set(l->err,
+                                  "%s: %s.DnsEntries: endpoint %s is for an endpoint service, "
+                                  "expected a regional vpce name for its private DNS names to "
+                                  "point to",
+                                  f, ep.path, ep.id);
+                goto out;
+        }
+        for (size_t i = 0; i < ep.n_names; i++) {
+                const dns_name *name = &ep.names[i];
+                rc = 0;
+                if (name->kind != NAME_PRIVATE)
+                        rc = add_vpce_name(l, &ep, name);
+                else if (ep.private_dns)
+                        rc = add_private_name(l, &ep, name);
+                if (rc < 0)
+                        goto out;
+        }
+out:
+        free(ep.enis);
+        free(ep.names);
+        return rc;
+}
+
+static int build_zone_data(loader *l)
+{
+        uint8_t name[VD_NAME_MAX];
+        size_t len, pos = 0;
+        const uint32_t fields[] = {SOA_SERIAL, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, SOA_MINIMUM};
+
+        VD_CHECK(vd_name_from_text(SOA_MNAME, name, &len) == 0);
+        memcpy(l->soa + pos, name, len);
+        pos += len;
+        VD_CHECK(vd_name_from_text(SOA_RNAME, name, &len) == 0);
+        memcpy(l->soa + pos, name, len);
+        pos += len;
+        for (size_t i = 0; i < 5; i++, pos += 4)
+                vd_wire_put32(l->soa + pos, fields[i]);
+        l->soa_len = (uint16_t)pos;
+        for (size_t i = 0; i < ZONE_NS_COUNT; i++) {
+                VD_CHECK(vd_name_from_text(zone_ns[i], l->ns[i], &len) == 0);
+                l->ns_len[i] = (uint16_t)len;
+        }
+        return 0;
+}
+
+static int join_path(loader *l, const char *dir, const char *file, char *out, size_t cap)
+{
+        size_t n = strlen(dir);
+        int w;
+
+        while (n > 1 && dir[n - 1] == '/')
+                n--;
+        w = snprintf(out, cap, "%.*s%s%s", (int)n, dir, (n == 1 && dir[0] == '/') ? "" : "/", file);
+        if (w < 0 || (size_t)w >= cap)
+                return vd_error_set(l->err, "%s: snapshot directory path too long", dir);
+        return 0;
+}
+
+int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *err)
+{
+        loader *l = NULL;
+        json_t *endpoints_doc = NULL, *interfaces_doc = NULL, *list;
+        int rc;
+
+        VD_CHECK(b != NULL && dir != NULL);
+        if (dir[0] == '\0')
+                return vd_error_set(err, "snapshot directory: expected a path, got \"\"");
+        l = calloc(1, sizeof(*l));
+        if (l == NULL) {
+                vd_error_set(err, "%s: out of memory", dir);
+                return -ENOMEM;
+        }
+        l->b = b;
+        l->err = err;
+        if ((rc = join_path(l, dir, ENDPOINTS_FILE, l->ep_file, sizeof(l->ep_file))) < 0 ||
+            (rc = join_path(l, dir, INTERFACES_FILE, l->if_file, sizeof(l->if_file))) < 0 ||
+            (rc = build_zone_data(l)) < 0)
+                goto out;
+        if ((rc = load_json(l, l->ep_file, &endpoints_doc)) < 0 ||
+            (rc = load_json(l, l->if_file, &interfaces_doc)) < 0)
+                goto out;
+        /* NextToken and every field not read below are ignored. */
+        if ((rc = member(l, l->ep_file, endpoints_doc, "", "VpcEndpoints", JSON_ARRAY, true,
+                         &list)) < 0)
+                goto out;
+        if ((rc = load_interfaces(l, interfaces_doc)) < 0)
+                goto out;
+        for (size_t i = 0; i < json_array_size(list); i++)
+                if ((rc = load_endpoint(l, json_array_get(list, i), i)) < 0)
+                        goto out;
+        if (sum != NULL) {
+                sum->endpoints += l->sum.endpoints;
+                sum->endpoints_served += l->sum.endpoints_served;
+                sum->names += l->sum.names;
+                sum->addresses += l->sum.addresses;
+        }
+out:
+        if (l->enis != NULL) {
+                for (size_t i = 0; i < l->n_enis; i++)
+                        free(l->enis[i].addrs);
+                free(l->enis);
+        }
+        free(l);
+        json_decref(endpoints_doc);
+        json_decref(interfaces_doc);
+        return rc;
+}
