@@ -1,0 +1,410 @@
+/* server.c — the running daemon: creates the workers (one libuv loop per thread, each with
+ * its own SO_REUSEPORT UDP socket and TCP listener per listen address, its own forwarder and
+ * query env), runs them, and stops them gracefully on SIGINT/SIGTERM.
+ *
+ * The calling thread of vd_server_run runs a small control loop that only waits for the
+ * signals; every worker has its own thread, so the worker count is only a number. Stopping:
+ * the control loop wakes every worker with uv_async_send; a worker stops its listeners,
+ * closes its connections and its forwarder (pending queries are cancelled), closes every
+ * remaining handle and lets its loop end; the control thread joins them all. This file
+ * never touches a query; udp.c and tcp.c do. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "transport.h"
+#include "vpcdns/log.h"
+#include "vpcdns/server.h"
+
+struct vd_server {
+        vd_snapshot *snapshot; /* one reference, lent to every worker's env */
+        vd_worker **workers;
+        unsigned n_workers;
+        vd_addr listen[VD_MAX_LISTEN];
+        size_t n_listen;
+        size_t n_upstream;
+        bool ran;
+
+        uv_loop_t control; /* the thread of vd_server_run: signals only */
+        uv_signal_t sigint;
+        uv_signal_t sigterm;
+};
+
+/* Sockets */
+
+static int open_socket(const vd_addr *a, int type, int *out, vd_error *err)
+{
+        char text[80];
+        const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";
+        const char *step;
+        int one = 1;
+        int fd;
+
+        vd_addr_format(a, text, sizeof(text));
+        fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                step = "socket";
+                goto fail;
+        }
+        step = "setsockopt";
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                goto fail;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+                goto fail;
+        if (a->ss.ss_family == AF_INET6 &&
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+                goto fail;
+        step = "bind";
+        if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+                goto fail;
+        *out = fd;
+        return 0;
+fail:;
+        int e = errno;
+        if (fd >= 0)
+                close(fd);
+        vd_error_set(err, "listen %s (%s): %s: %s", text, proto, step, strerror(e));
+        return -e;
+}
+
+/* Workers */
+
+static void close_leftover(uv_handle_t *h, void *arg)
+{
+        (void)arg;
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+/* Runs on the worker's loop (or on the caller's thread when the worker never ran). */
+static void worker_stop(vd_worker *w)
+{
+        if (w->stopping)
+                return;
+        w->stopping = true;
+        for (size_t i = 0; i < w->n_listen; i++) {
+                vd_udp_listener_close(&w->udp[i]);
+                vd_tcp_listener_close(&w->tcp[i]);
+        }
+        vd_tcp_close_all(w);
+        if (w->forwarder != NULL) {
+                vd_forwarder *f = w->forwarder;
+                w->forwarder = NULL;
+                w->env.forwarder = NULL;
+                vd_forwarder_close(f); /* pending replies run with len 0 */
+        }
+        if (w->async_ready)
+                uv_close((uv_handle_t *)&w->stop_async, NULL);
+        uv_walk(&w->loop, close_leftover, NULL);
+}
+
+static void worker_stop_cb(uv_async_t *a)
+{
+        worker_stop(a->data);
+}
+
+/* Lets every closing handle finish and closes the loop. */
+static void worker_finish_loop(vd_worker *w)
+{
+        if (!w->loop_ready)
+                return;
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&w->loop) == UV_EBUSY) {
+                /* inactive handles nobody closed (a bug elsewhere): close them now */
+                uv_walk(&w->loop, close_leftover, NULL);
+                uv_run(&w->loop, UV_RUN_DEFAULT);
+                if (uv_loop_close(&w->loop) != 0) {
+                        vd_log(VD_LOG_ERROR, "worker_leak", "worker=%u", w->index);
+                        return; /* keep loop_ready: memory is leaked, never reused */
+                }
+        }
+        w->loop_ready = false;
+}
+
+static void worker_main(void *arg)
+{
+        vd_worker *w = arg;
+        worker_finish_loop(w);
+}
+
+static void worker_free(vd_worker *w)
+{
+        if (w == NULL)
+                return;
+        if (w->loop_ready) {
+                worker_stop(w);
+                worker_finish_loop(w);
+        }
+        if (w->loop_ready)
+                return; /* handles still referenced the memory: leak rather than crash */
+        vd_udp_worker_release(w);
+        free(w);
+}
+
+static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_worker **out,
+                      vd_error *err)
+{
+        vd_worker *w = calloc(1, sizeof(*w));
+        int r;
+
+        if (w == NULL) {
+                vd_error_set(err, "worker %u: out of memory", index);
+                return -ENOMEM;
+        }
+        *out = w;
+        w->index = index;
+        w->tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
+        w->tcp_max_connections = cfg->tcp_max_connections;
+        w->env.snapshot = srv->snapshot;
+
+        r = uv_loop_init(&w->loop);
+        if (r < 0) {
+                vd_error_set(err, "worker %u: event loop: %s", index, uv_strerror(r));
+                return r;
+        }
+        w->loop_ready = true;
+        r = uv_async_init(&w->loop, &w->stop_async, worker_stop_cb);
+        if (r < 0) {
+                vd_error_set(err, "worker %u: async: %s", index, uv_strerror(r));
+                return r;
+        }
+        w->stop_async.data = w;
+        w->async_ready = true;
+        r = vd_udp_worker_init(w);
+        if (r < 0) {
+                vd_error_set(err, "worker %u: out of memory", index);
+                return r;
+        }
+
+        for (size_t i = 0; i < cfg->n_listen; i++) {
+                const vd_addr *a = &cfg->listen[i];
+                char text[80];
+                int fd;
+
+                w->n_listen = i + 1;
+                r = open_socket(a, SOCK_DGRAM, &fd, err);
+                if (r < 0)
+                        return r;
+                vd_addr_format(a, text, sizeof(text));
+                r = vd_udp_listener_open(w, &w->udp[i], fd);
+                if (r < 0) {
+                        vd_error_set(err, "listen %s (udp): %s", text, uv_strerror(r));
+                        return r;
+                }
+                r = open_socket(a, SOCK_STREAM, &fd, err);
+                if (r < 0)
+                        return r;
+                r = vd_tcp_listener_open(w, &w->tcp[i], fd);
+                if (r < 0) {
+                        vd_error_set(err, "listen %s (tcp): listen: %s", text, uv_strerror(r));
+                        return r;
+                }
+        }
+
+        if (cfg->n_upstream > 0) {
+                vd_forward_options opt = {
+                    .servers = cfg->upstream,
+                    .n_servers = cfg->n_upstream,
+                    .timeout_ms = cfg->upstream_timeout_ms,
+                };
+                r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);
+                if (r < 0)
+                        return r;
+                w->env.forwarder = w->forwarder;
+        }
+        return 0;
+}
+
+/* Server */
+
+int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err)
+{
+        vd_server *srv;
+        int r;
+
+        *out = NULL;
+        if (cfg->n_listen == 0 || cfg->n_listen > VD_MAX_LISTEN)
+                return vd_error_set(err, "no listen address");
+        srv = calloc(1, sizeof(*srv));
+        if (srv == NULL) {
+                vd_error_set(err, "out of memory");
+                return -ENOMEM;
+        }
+        if (snap != NULL)
+                vd_snapshot_ref(snap);
+        srv->snapshot = snap;
+        srv->n_listen = cfg->n_listen;
+        memcpy(srv->listen, cfg->listen, cfg->n_listen * sizeof(cfg->listen[0]));
+        srv->n_upstream = cfg->n_upstream;
+        srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+        srv->workers = calloc(srv->n_workers, sizeof(srv->workers[0]));
+        if (srv->workers == NULL) {
+                r = vd_error_set(err, "out of memory");
+                goto fail;
+        }
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                r = worker_new(srv, cfg, i, &srv->workers[i], err);
+                if (r < 0)
+                        goto fail;
+        }
+        *out = srv;
+        return 0;
+fail:
+        vd_server_free(srv);
+        return r;
+}
+
+static void stop_everything(vd_server *srv)
+{
+        if (!uv_is_closing((uv_handle_t *)&srv->sigint)) {
+                uv_close((uv_handle_t *)&srv->sigint, NULL);
+                uv_close((uv_handle_t *)&srv->sigterm, NULL);
+        }
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                vd_worker *w = srv->workers[i];
+                if (w->thread_started)
+                        uv_async_send(&w->stop_async);
+        }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+        vd_server *srv = s->data;
+        vd_log(VD_LOG_INFO, "server_stopping", "signal=%s",
+               signum == SIGINT ? "SIGINT" : "SIGTERM");
+        stop_everything(srv);
+}
+
+static void log_start(const vd_server *srv)
+{
+        char addrs[VD_MAX_LISTEN * 50] = "";
+        size_t used = 0;
+
+        for (size_t i = 0; i < srv->n_listen; i++) {
+                char text[48];
+                vd_addr_format(&srv->listen[i], text, sizeof(text));
+                int n = snprintf(addrs + used, sizeof(addrs) - used, "%s%s", i ? "," : "", text);
+                if (n < 0 || (size_t)n >= sizeof(addrs) - used)
+                        break;
+                used += (size_t)n;
+        }
+        vd_log(VD_LOG_INFO, "server_start", "listen=%s workers=%u upstreams=%zu recvmmsg=%d", addrs,
+               srv->n_workers, srv->n_upstream,
+               uv_udp_using_recvmmsg(&srv->workers[0]->udp[0].handle));
+}
+
+static void log_stop(const vd_server *srv)
+{
+        vd_query_counters q = {0};
+        vd_transport_counters t = {0};
+
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                const vd_worker *w = srv->workers[i];
+                q.queries += w->env.counters.queries;
+                q.local_answers += w->env.counters.local_answers;
+                q.forwarded += w->env.counters.forwarded;
+                q.dropped += w->env.counters.dropped;
+                q.formerr += w->env.counters.formerr;
+                q.servfail += w->env.counters.servfail;
+                t.udp_send_dropped += w->transport.udp_send_dropped;
+                t.udp_errors += w->transport.udp_errors;
+                t.tcp_accepted += w->transport.tcp_accepted;
+                t.tcp_rejected += w->transport.tcp_rejected;
+                t.tcp_idle_closed += w->transport.tcp_idle_closed;
+                t.tcp_slow_closed += w->transport.tcp_slow_closed;
+        }
+        vd_log(VD_LOG_INFO, "server_stop",
+               "queries=%llu local=%llu forwarded=%llu dropped=%llu formerr=%llu servfail=%llu "
+               "udp_send_dropped=%llu udp_errors=%llu tcp_accepted=%llu tcp_rejected=%llu "
+               "tcp_idle_closed=%llu tcp_slow_closed=%llu",
+               (unsigned long long)q.queries, (unsigned long long)q.local_answers,
+               (unsigned long long)q.forwarded, (unsigned long long)q.dropped,
+               (unsigned long long)q.formerr, (unsigned long long)q.servfail,
+               (unsigned long long)t.udp_send_dropped, (unsigned long long)t.udp_errors,
+               (unsigned long long)t.tcp_accepted, (unsigned long long)t.tcp_rejected,
+               (unsigned long long)t.tcp_idle_closed, (unsigned long long)t.tcp_slow_closed);
+}
+
+int vd_server_run(vd_server *srv)
+{
+        struct sigaction ign;
+        int result = 0;
+        int r;
+
+        if (srv == NULL || srv->ran)
+                return -EALREADY;
+        srv->ran = true;
+
+        memset(&ign, 0, sizeof(ign));
+        ign.sa_handler = SIG_IGN;
+        sigemptyset(&ign.sa_mask);
+        sigaction(SIGPIPE, &ign, NULL);
+
+        r = uv_loop_init(&srv->control);
+        if (r < 0) {
+                vd_log(VD_LOG_ERROR, "server_error", "what=control_loop error=\"%s\"",
+                       uv_strerror(r));
+                return r;
+        }
+        uv_signal_init(&srv->control, &srv->sigint);
+        uv_signal_init(&srv->control, &srv->sigterm);
+        srv->sigint.data = srv;
+        srv->sigterm.data = srv;
+        /* Signals first: once a worker answers, a SIGTERM is a clean stop. */
+        r = uv_signal_start(&srv->sigint, on_signal, SIGINT);
+        if (r == 0)
+                r = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+        if (r < 0) {
+                vd_log(VD_LOG_ERROR, "server_error", "what=signals error=\"%s\"", uv_strerror(r));
+                result = r;
+        }
+
+        if (result == 0) {
+                log_start(srv);
+                for (unsigned i = 0; i < srv->n_workers; i++) {
+                        vd_worker *w = srv->workers[i];
+                        r = uv_thread_create(&w->thread, worker_main, w);
+                        if (r < 0) {
+                                vd_log(VD_LOG_ERROR, "server_error",
+                                       "what=thread worker=%u error=\"%s\"", i, uv_strerror(r));
+                                result = r;
+                                break;
+                        }
+                        w->thread_started = true;
+                }
+        }
+        if (result < 0)
+                stop_everything(srv);
+
+        uv_run(&srv->control, UV_RUN_DEFAULT); /* until a signal closes the signal handles */
+
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                vd_worker *w = srv->workers[i];
+                if (w->thread_started) {
+                        uv_thread_join(&w->thread);
+                        w->thread_started = false;
+                }
+        }
+        r = uv_loop_close(&srv->control);
+        if (r < 0 && result == 0)
+                result = r;
+        log_stop(srv);
+        return result;
+}
+
+void vd_server_free(vd_server *srv)
+{
+        if (srv == NULL)
+                return;
+        if (srv->workers != NULL) {
+                for (unsigned i = 0; i < srv->n_workers; i++)
+                        worker_free(srv->workers[i]);
+                free(srv->workers);
+        }
+        if (srv->snapshot != NULL)
+                vd_snapshot_unref(srv->snapshot);
+        free(srv);
+}

@@ -1,0 +1,106 @@
+/* transport.h — private to server.c, udp.c and tcp.c: the worker (one libuv loop with its
+ * sockets, forwarder and query env) and the entry points server.c calls to open and close
+ * the UDP and TCP transports. Not a public contract: nothing else includes it.
+ *
+ * Threading: every field of a worker is touched only by the thread running its loop, except
+ * stop_async (uv_async_send from the control thread) and everything before the thread starts
+ * or after it was joined. */
+#ifndef VPCDNS_TRANSPORT_H
+#define VPCDNS_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "vpcdns/config.h"
+#include "vpcdns/forward.h"
+#include "vpcdns/query.h"
+
+/* libuv 1.44 cuts a recvmmsg buffer into 64 KiB chunks, one datagram each. */
+#define VD_UDP_CHUNK_SIZE (64 * 1024)
+#define VD_UDP_BATCH 8        /* datagrams per recvmmsg call */
+#define VD_UDP_POOL_BUFFERS 2 /* receive buffers per worker (one is in use at a time) */
+#define VD_UDP_FREE_MAX 256   /* cached pending-reply records per worker */
+
+#define VD_TCP_BACKLOG 256
+#define VD_TCP_MAX_INFLIGHT 32         /* forwarded queries per connection before pausing */
+#define VD_TCP_MAX_UNSENT (256 * 1024) /* bytes queued in libuv before the client is closed */
+
+typedef struct vd_transport_counters {
+        uint64_t udp_send_dropped; /* uv_udp_try_send said EAGAIN */
+        uint64_t udp_errors;       /* receive or send errors, truncated datagrams */
+        uint64_t tcp_accepted;
+        uint64_t tcp_rejected; /* over tcp_max_connections: accepted and closed */
+        uint64_t tcp_idle_closed;
+        uint64_t tcp_slow_closed; /* too many unsent bytes: a client that does not read */
+} vd_transport_counters;
+
+struct vd_worker;
+struct vd_udp_pending;
+struct vd_tcp_conn;
+
+typedef struct vd_udp_listener {
+        uv_udp_t handle; /* handle.data points back here */
+        struct vd_worker *worker;
+        bool open; /* initialised: must be closed */
+} vd_udp_listener;
+
+typedef struct vd_tcp_listener {
+        uv_tcp_t handle;
+        struct vd_worker *worker;
+        bool open;
+} vd_tcp_listener;
+
+typedef struct vd_worker {
+        unsigned index;
+        uv_loop_t loop;
+        bool loop_ready; /* uv_loop_init done and uv_loop_close not yet */
+        uv_async_t stop_async;
+        bool async_ready;
+        uv_thread_t thread;
+        bool thread_started;
+        bool stopping; /* set once the stop began: replies must not touch closed handles */
+
+        vd_forwarder *forwarder; /* owned; NULL without upstreams or once closed */
+        vd_query_env env;
+        unsigned tcp_idle_timeout_ms; /* 0: no idle timeout */
+        unsigned tcp_max_connections;
+
+        vd_udp_listener udp[VD_MAX_LISTEN];
+        vd_tcp_listener tcp[VD_MAX_LISTEN];
+        size_t n_listen;
+
+        /* udp.c */
+        uint8_t *udp_pool[VD_UDP_POOL_BUFFERS];
+        bool udp_pool_busy[VD_UDP_POOL_BUFFERS];
+        struct vd_udp_pending *udp_free; /* free list of pending-reply records */
+        size_t udp_free_count;
+
+        /* tcp.c */
+        struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */
+        unsigned tcp_count;
+
+        vd_transport_counters transport;
+        uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
+} vd_worker;
+
+/* udp.c */
+/* Allocates the receive pool. Returns 0 or -ENOMEM. */
+int vd_udp_worker_init(vd_worker *w);
+/* Frees the pool and the cached pending records; the loop must have ended. */
+void vd_udp_worker_release(vd_worker *w);
+/* Wraps a bound datagram socket (ownership of fd is taken, also on failure) and starts
+ * receiving. Returns 0 or a negative errno. l is marked open even on failure, when it must
+ * still be closed. */
+int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd);
+void vd_udp_listener_close(vd_udp_listener *l);
+
+/* tcp.c */
+/* Wraps a bound stream socket (ownership of fd is taken) and listens. Same rules as UDP. */
+int vd_tcp_listener_open(vd_worker *w, vd_tcp_listener *l, int fd);
+void vd_tcp_listener_close(vd_tcp_listener *l);
+/* Closes every connection of w; their memory goes once libuv and the forwarder let go. */
+void vd_tcp_close_all(vd_worker *w);
+
+#endif

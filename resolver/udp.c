@@ -1,0 +1,211 @@
+/* udp.c — the UDP transport of one worker: receives datagrams in batches (recvmmsg through
+ * libuv) into a per-worker buffer pool, runs each through vd_query_handle and sends the
+ * response with uv_udp_try_send. Forwarded queries carry a small record (client address,
+ * socket) that is recycled through a per-worker free list. Never blocks, never formats text;
+ * the only allocation is a pending record when the free list is empty. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+/* What a forwarded query needs to send its reply later. */
+typedef struct vd_udp_pending {
+        struct vd_udp_pending *next; /* free-list link */
+        vd_worker *worker;
+        uv_udp_t *handle;
+        struct sockaddr_storage peer;
+} vd_udp_pending;
+
+int vd_udp_worker_init(vd_worker *w)
+{
+        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
+                w->udp_pool[i] = malloc((size_t)VD_UDP_BATCH * VD_UDP_CHUNK_SIZE);
+                if (w->udp_pool[i] == NULL)
+                        return -ENOMEM;
+                w->udp_pool_busy[i] = false;
+        }
+        return 0;
+}
+
+void vd_udp_worker_release(vd_worker *w)
+{
+        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
+                free(w->udp_pool[i]);
+                w->udp_pool[i] = NULL;
+        }
+        while (w->udp_free != NULL) {
+                vd_udp_pending *p = w->udp_free;
+                w->udp_free = p->next;
+                free(p);
+        }
+        w->udp_free_count = 0;
+}
+
+static void pool_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+        vd_udp_listener *l = handle->data;
+        vd_worker *w = l->worker;
+
+        (void)suggested;
+        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
+                if (!w->udp_pool_busy[i] && w->udp_pool[i] != NULL) {
+                        w->udp_pool_busy[i] = true;
+                        /* With recvmmsg libuv reads one datagram per 64 KiB chunk; without it
+                         * one datagram into the first chunk. */
+                        size_t len = uv_udp_using_recvmmsg((uv_udp_t *)handle)
+                                         ? (size_t)VD_UDP_BATCH * VD_UDP_CHUNK_SIZE
+                                         : VD_UDP_CHUNK_SIZE;
+                        *buf = uv_buf_init((char *)w->udp_pool[i], (unsigned)len);
+                        return;
+                }
+        }
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS and retries later */
+}
+
+static void pool_release(vd_worker *w, const char *base)
+{
+        if (base == NULL)
+                return;
+        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
+                if ((const char *)w->udp_pool[i] == base) {
+                        w->udp_pool_busy[i] = false;
+                        return;
+                }
+        }
+}
+
+static vd_udp_pending *pending_get(vd_worker *w)
+{
+        vd_udp_pending *p = w->udp_free;
+        if (p != NULL) {
+                w->udp_free = p->next;
+                w->udp_free_count--;
+                return p;
+        }
+        p = malloc(sizeof(*p));
+        if (p != NULL)
+                p->worker = w;
+        return p;
+}
+
+static void pending_put(vd_worker *w, vd_udp_pending *p)
+{
+        if (w->udp_free_count >= VD_UDP_FREE_MAX) {
+                free(p);
+                return;
+        }
+        p->next = w->udp_free;
+        w->udp_free = p;
+        w->udp_free_count++;
+}
+
+static void send_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *data, size_t len,
+                          const struct sockaddr *peer)
+{
+        uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+        int r = uv_udp_try_send(handle, &buf, 1, peer);
+        if (r == UV_EAGAIN)
+                w->transport.udp_send_dropped++;
+        else if (r < 0)
+                w->transport.udp_errors++;
+}
+
+/* The forwarder's answer for a query that went upstream. len 0: the forwarder is closing. */
+static void udp_reply(void *arg, const uint8_t *resp, size_t len)
+{
+        vd_udp_pending *p = arg;
+        vd_worker *w = p->worker;
+
+        if (len > 0 && !w->stopping)
+                send_datagram(w, p->handle, resp, len, (const struct sockaddr *)&p->peer);
+        pending_put(w, p);
+}
+
+static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, size_t len,
+                            const struct sockaddr *peer)
+{
+        size_t peer_len;
+        if (peer->sa_family == AF_INET)
+                peer_len = sizeof(struct sockaddr_in);
+        else if (peer->sa_family == AF_INET6)
+                peer_len = sizeof(struct sockaddr_in6);
+        else
+                return;
+
+        vd_udp_pending *p = pending_get(w);
+        if (p == NULL) {
+                w->transport.udp_errors++;
+                return;
+        }
+        p->handle = handle;
+        memcpy(&p->peer, peer, peer_len);
+
+        size_t out_len = 0;
+        vd_query_outcome outcome = vd_query_handle(&w->env, pkt, len, false, w->out, sizeof(w->out),
+                                                   &out_len, udp_reply, p);
+        switch (outcome) {
+        case VD_QUERY_REPLY:
+                send_datagram(w, handle, w->out, out_len, peer);
+                pending_put(w, p);
+                break;
+        case VD_QUERY_PENDING:
+                break; /* udp_reply owns p now */
+        case VD_QUERY_DROP:
+        default:
+                pending_put(w, p);
+                break;
+        }
+}
+
+/* libuv 1.44 recvmmsg protocol: each datagram arrives with UV_UDP_MMSG_CHUNK set and a buf
+ * pointing inside our pool buffer (not to be released); a last call with UV_UDP_MMSG_FREE
+ * (nread 0, addr NULL) hands the whole buffer back. Every other call (plain recvmsg, nothing
+ * to read, errors) also hands the buffer back. */
+static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
+                     const struct sockaddr *addr, unsigned flags)
+{
+        vd_udp_listener *l = handle->data;
+        vd_worker *w = l->worker;
+
+        if (nread < 0)
+                w->transport.udp_errors++;
+        else if (flags & UV_UDP_PARTIAL)
+                w->transport.udp_errors++;
+        else if (nread > 0 && addr != NULL && !w->stopping)
+                handle_datagram(w, handle, (const uint8_t *)buf->base, (size_t)nread, addr);
+
+        if (!(flags & UV_UDP_MMSG_CHUNK))
+                pool_release(w, buf->base);
+}
+
+int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd)
+{
+        int r;
+
+        l->worker = w;
+        r = uv_udp_init_ex(&w->loop, &l->handle, AF_UNSPEC | UV_UDP_RECVMMSG);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        l->open = true;
+        l->handle.data = l;
+        r = uv_udp_open(&l->handle, fd);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return uv_udp_recv_start(&l->handle, pool_alloc, udp_recv);
+}
+
+void vd_udp_listener_close(vd_udp_listener *l)
+{
+        if (!l->open)
+                return;
+        l->open = false;
+        uv_udp_recv_stop(&l->handle);
+        uv_close((uv_handle_t *)&l->handle, NULL);
+}

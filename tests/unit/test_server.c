@@ -1,0 +1,768 @@
+/* test_server.c — the running server over real loopback sockets: UDP and TCP answers,
+ * RFC 7766 framing (pipelining, 1-byte writes, length 0), idle timeout, connection cap,
+ * a client that never reads, forwarding through a fake upstream (in-flight cap, pending
+ * replies at shutdown), bind errors, and the graceful stop on SIGTERM. Every receive has a
+ * timeout so a failing test cannot hang. */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vpcdns/config.h"
+#include "vpcdns/log.h"
+#include "vpcdns/server.h"
+#include "vpcdns/wire.h"
+
+#define RCV_TIMEOUT_MS 1000
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static long long now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_rcvtimeo(int fd, int ms)
+{
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+}
+
+/* A loopback port that is free for both UDP and TCP right now. */
+static unsigned free_port(void)
+{
+        for (int attempt = 0; attempt < 50; attempt++) {
+                struct sockaddr_in a = {.sin_family = AF_INET};
+                socklen_t len = sizeof(a);
+                a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                int t = socket(AF_INET, SOCK_STREAM, 0);
+                cr_assert_geq(t, 0);
+                cr_assert_eq(bind(t, (struct sockaddr *)&a, sizeof(a)), 0);
+                cr_assert_eq(getsockname(t, (struct sockaddr *)&a, &len), 0);
+                int u = socket(AF_INET, SOCK_DGRAM, 0);
+                int ok = bind(u, (struct sockaddr *)&a, sizeof(a));
+                close(u);
+                close(t);
+                if (ok == 0)
+                        return ntohs(a.sin_port);
+        }
+        cr_assert_fail("no free port");
+        return 0;
+}
+
+static struct sockaddr_in loopback(unsigned port)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return a;
+}
+
+/* A query for NAME (dotted, no final dot) type A with RD set. */
+static size_t make_query(uint8_t *buf, uint16_t id, const char *name)
+{
+        size_t n = 0;
+        vd_wire_put16(buf, id);
+        vd_wire_put16(buf + 2, VD_FLAG_RD);
+        vd_wire_put16(buf + 4, 1);
+        memset(buf + 6, 0, 6);
+        n = 12;
+        const char *p = name;
+        while (*p != '\0') {
+                const char *dot = strchr(p, '.');
+                size_t l = dot != NULL ? (size_t)(dot - p) : strlen(p);
+                buf[n++] = (uint8_t)l;
+                memcpy(buf + n, p, l);
+                n += l;
+                p += l;
+                if (*p == '.')
+                        p++;
+        }
+        buf[n++] = 0;
+        vd_wire_put16(buf + n, VD_TYPE_A);
+        vd_wire_put16(buf + n + 2, VD_CLASS_IN);
+        return n + 4;
+}
+
+static uint8_t rcode_of(const uint8_t *resp)
+{
+        return resp[3] & 0x0f;
+}
+
+/* Sends one datagram and waits for the answer; returns its length or -1 on timeout. */
+static ssize_t udp_exchange(unsigned port, const uint8_t *q, size_t qlen, uint8_t *resp, size_t cap,
+                            int timeout_ms)
+{
+        struct sockaddr_in a = loopback(port);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert_geq(fd, 0);
+        set_rcvtimeo(fd, timeout_ms);
+        cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)qlen);
+        ssize_t n = recv(fd, resp, cap, 0);
+        close(fd);
+        return n;
+}
+
+/* rcvbuf > 0 sets SO_RCVBUF before connecting, so the advertised window matches it. */
+static int tcp_connect_rcvbuf(unsigned port, int rcvbuf)
+{
+        struct sockaddr_in a = loopback(port);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        cr_assert_geq(fd, 0);
+        if (rcvbuf > 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s",
+                     strerror(errno));
+        set_rcvtimeo(fd, RCV_TIMEOUT_MS);
+        return fd;
+}
+
+static int tcp_connect(unsigned port)
+{
+        return tcp_connect_rcvbuf(port, 0);
+}
+
+static void send_all(int fd, const uint8_t *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+                cr_assert_gt(n, 0, "send: %s", strerror(errno));
+                p += n;
+                len -= (size_t)n;
+        }
+}
+
+/* Reads exactly len bytes; returns false on EOF, error or timeout. */
+static bool recv_all(int fd, uint8_t *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = recv(fd, p, len, 0);
+                if (n <= 0)
+                        return false;
+                p += n;
+                len -= (size_t)n;
+        }
+        return true;
+}
+
+/* Reads one framed message; returns its length, or -1 on EOF/timeout. */
+static ssize_t tcp_read_msg(int fd, uint8_t *buf, size_t cap)
+{
+        uint8_t lenbuf[2];
+        if (!recv_all(fd, lenbuf, 2))
+                return -1;
+        size_t len = vd_wire_get16(lenbuf);
+        cr_assert_leq(len, cap);
+        if (!recv_all(fd, buf, len))
+                return -1;
+        return (ssize_t)len;
+}
+
+static size_t frame(uint8_t *out, const uint8_t *msg, size_t len)
+{
+        vd_wire_put16(out, (uint16_t)len);
+        memcpy(out + 2, msg, len);
+        return len + 2;
+}
+
+/* True when the peer closes (EOF or reset) within timeout_ms. */
+static bool closed_within(int fd, int timeout_ms)
+{
+        long long end = now_ms() + timeout_ms;
+        uint8_t buf[512];
+        while (now_ms() < end) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                int left = (int)(end - now_ms());
+                if (poll(&p, 1, left > 0 ? left : 0) <= 0)
+                        continue;
+                ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+                        return true;
+        }
+        return false;
+}
+
+/* ---- the server under test --------------------------------------------------------------- */
+
+struct running {
+        vd_server *srv;
+        pthread_t thread;
+        int result;
+        unsigned port;
+};
+
+static void *run_thread(void *arg)
+{
+        struct running *r = arg;
+        r->result = vd_server_run(r->srv);
+        return NULL;
+}
+
+static void base_config(vd_config *cfg, unsigned port)
+{
+        char text[32];
+        vd_config_init(cfg);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", port);
+        cr_assert_eq(vd_addr_parse(text, 53, &cfg->listen[0]), 0);
+        cfg->n_listen = 1;
+}
+
+static void start(struct running *r, const vd_config *cfg)
+{
+        vd_error err = {{0}};
+        vd_log_set_level(VD_LOG_WARN);
+        r->result = -1;
+        int rc = vd_server_new(cfg, NULL, &r->srv, &err);
+        cr_assert_eq(rc, 0, "vd_server_new: %s", err.msg);
+        cr_assert_eq(pthread_create(&r->thread, NULL, run_thread, r), 0);
+
+        /* Ready once it answers over UDP (signal handlers are installed by then). The probe
+         * is a malformed question, answered locally (FORMERR) even with a silent upstream. */
+        uint8_t q[14] = {0x01, 0x01, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12};
+        uint8_t resp[512];
+        for (int i = 0; i < 50; i++) {
+                if (udp_exchange(r->port, q, sizeof(q), resp, sizeof(resp), 100) > 0)
+                        return;
+        }
+        cr_assert_fail("server never answered");
+}
+
+static void start_simple(struct running *r, unsigned idle_ms, unsigned max_conn)
+{
+        vd_config cfg;
+        r->port = free_port();
+        base_config(&cfg, r->port);
+        cfg.tcp_idle_timeout_ms = idle_ms;
+        cfg.tcp_max_connections = max_conn;
+        start(r, &cfg);
+        vd_config_free(&cfg);
+}
+
+/* SIGTERM to the server thread: vd_server_run returns 0 within 2 s. */
+static void stop(struct running *r)
+{
+        struct timespec deadline;
+        cr_assert_eq(pthread_kill(r->thread, SIGTERM), 0);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 2;
+        int rc = pthread_timedjoin_np(r->thread, NULL, &deadline);
+        cr_assert_eq(rc, 0, "vd_server_run did not return within 2 s");
+        cr_assert_eq(r->result, 0);
+        vd_server_free(r->srv);
+}
+
+/* ---- a fake upstream: answers every query with the same message, QR and RA set ---------- */
+
+struct upstream {
+        int fd;
+        unsigned port;
+        pthread_t thread;
+        volatile bool answer; /* false: swallow queries (an upstream that never answers) */
+        volatile bool quit;
+        volatile int seen;
+};
+
+static void *upstream_thread(void *arg)
+{
+        struct upstream *u = arg;
+        uint8_t buf[4096];
+        while (!u->quit) {
+                struct sockaddr_storage from;
+                socklen_t flen = sizeof(from);
+                ssize_t n = recvfrom(u->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+                if (n < 12)
+                        continue;
+                u->seen++;
+                if (!u->answer)
+                        continue;
+                vd_wire_put16(buf + 2, vd_wire_get16(buf + 2) | VD_FLAG_QR | VD_FLAG_RA);
+                sendto(u->fd, buf, (size_t)n, 0, (struct sockaddr *)&from, flen);
+        }
+        return NULL;
+}
+
+static void upstream_start(struct upstream *u, bool answer)
+{
+        struct sockaddr_in a = loopback(0);
+        socklen_t len = sizeof(a);
+        u->fd = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert_geq(u->fd, 0);
+        cr_assert_eq(bind(u->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        cr_assert_eq(getsockname(u->fd, (struct sockaddr *)&a, &len), 0);
+        u->port = ntohs(a.sin_port);
+        set_rcvtimeo(u->fd, 100);
+        u->answer = answer;
+        u->quit = false;
+        u->seen = 0;
+        cr_assert_eq(pthread_create(&u->thread, NULL, upstream_thread, u), 0);
+}
+
+static void upstream_stop(struct upstream *u)
+{
+        u->quit = true;
+        pthread_join(u->thread, NULL);
+        close(u->fd);
+}
+
+static void start_forwarding(struct running *r, struct upstream *u, unsigned timeout_ms)
+{
+        vd_config cfg;
+        char text[32];
+        r->port = free_port();
+        base_config(&cfg, r->port);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", u->port);
+        cr_assert_eq(vd_addr_parse(text, 53, &cfg.upstream[0]), 0);
+        cfg.n_upstream = 1;
+        cfg.upstream_timeout_ms = timeout_ms;
+        start(r, &cfg);
+        vd_config_free(&cfg);
+}
+
+/* ---- UDP ----------------------------------------------------------------------------------- */
+
+Test(server, udp_servfail_without_data_or_upstream)
+{
+        struct running r;
+        uint8_t q[512], resp[512];
+        start_simple(&r, 10000, 16);
+
+        size_t qlen = make_query(q, 0xabcd, "sqs.us-east-1.amazonaws.com");
+        ssize_t n = udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS);
+        cr_assert_geq(n, 12);
+        cr_assert_eq(vd_wire_get16(resp), 0xabcd, "the client's ID comes back");
+        cr_assert(vd_wire_get16(resp + 2) & VD_FLAG_QR);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+        cr_assert_eq(vd_wire_get16(resp + 4), 1, "question echoed");
+        stop(&r);
+}
+
+Test(server, udp_formerr_for_garbage_with_readable_header)
+{
+        struct running r;
+        uint8_t q[64], resp[512];
+        start_simple(&r, 10000, 16);
+
+        /* a header asking one question, then bytes that are no name */
+        memset(q, 0, sizeof(q));
+        vd_wire_put16(q, 0x4242);
+        vd_wire_put16(q + 4, 1);
+        q[12] = 0xc0; /* compression pointer in a question, pointing at itself */
+        q[13] = 12;
+        ssize_t n = udp_exchange(r.port, q, 14, resp, sizeof(resp), RCV_TIMEOUT_MS);
+        cr_assert_geq(n, 12);
+        cr_assert_eq(vd_wire_get16(resp), 0x4242);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_FORMERR);
+        stop(&r);
+}
+
+Test(server, udp_response_packets_get_no_reply)
+{
+        struct running r;
+        uint8_t q[512], resp[512];
+        start_simple(&r, 10000, 16);
+
+        size_t qlen = make_query(q, 0x7777, "example.com");
+        vd_wire_put16(q + 2, VD_FLAG_QR | VD_FLAG_RD);
+        cr_assert_lt(udp_exchange(r.port, q, qlen, resp, sizeof(resp), 300), 0,
+                     "a QR=1 packet must not be answered (reflection loops)");
+        /* and the server is still alive */
+        qlen = make_query(q, 0x7778, "example.com");
+        cr_assert_gt(udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS), 0);
+        cr_assert_eq(vd_wire_get16(resp), 0x7778);
+        stop(&r);
+}
+
+Test(server, udp_burst_is_answered_in_full)
+{
+        struct running r;
+        uint8_t q[512], resp[512];
+        start_simple(&r, 10000, 16);
+
+        /* 200 datagrams before reading any answer: several recvmmsg batches */
+        struct sockaddr_in a = loopback(r.port);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        int big = 1 << 20;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+        set_rcvtimeo(fd, RCV_TIMEOUT_MS);
+        bool seen[200] = {false};
+        for (uint16_t i = 0; i < 200; i++) {
+                size_t qlen = make_query(q, i, "burst.example");
+                cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)),
+                             (ssize_t)qlen);
+        }
+        int got = 0;
+        while (got < 200) {
+                ssize_t n = recv(fd, resp, sizeof(resp), 0);
+                if (n < 12)
+                        break;
+                uint16_t id = vd_wire_get16(resp);
+                cr_assert_lt(id, 200);
+                cr_assert_not(seen[id], "ID %u answered twice", id);
+                seen[id] = true;
+                got++;
+        }
+        close(fd);
+        cr_assert_eq(got, 200);
+        stop(&r);
+}
+
+/* ---- TCP ----------------------------------------------------------------------------------- */
+
+Test(server, tcp_two_pipelined_queries_in_one_write)
+{
+        struct running r;
+        uint8_t q[512], wbuf[1024], resp[512];
+        start_simple(&r, 10000, 16);
+
+        int fd = tcp_connect(r.port);
+        size_t len = make_query(q, 0x1111, "a.example");
+        size_t w = frame(wbuf, q, len);
+        len = make_query(q, 0x2222, "b.example");
+        w += frame(wbuf + w, q, len);
+        send_all(fd, wbuf, w);
+
+        bool got1 = false, got2 = false;
+        for (int i = 0; i < 2; i++) {
+                ssize_t n = tcp_read_msg(fd, resp, sizeof(resp));
+                cr_assert_geq(n, 12, "answer %d missing", i + 1);
+                cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+                got1 |= vd_wire_get16(resp) == 0x1111;
+                got2 |= vd_wire_get16(resp) == 0x2222;
+        }
+        cr_assert(got1 && got2);
+        close(fd);
+        stop(&r);
+}
+
+Test(server, tcp_query_in_one_byte_writes)
+{
+        struct running r;
+        uint8_t q[512], wbuf[600], resp[512];
+        start_simple(&r, 10000, 16);
+
+        int fd = tcp_connect(r.port);
+        size_t w = frame(wbuf, q, make_query(q, 0x3333, "slow.example"));
+        for (size_t i = 0; i < w; i++) {
+                send_all(fd, wbuf + i, 1);
+                usleep(2000);
+        }
+        ssize_t n = tcp_read_msg(fd, resp, sizeof(resp));
+        cr_assert_geq(n, 12);
+        cr_assert_eq(vd_wire_get16(resp), 0x3333);
+        /* the connection stays usable */
+        send_all(fd, wbuf, frame(wbuf, q, make_query(q, 0x3334, "slow.example")));
+        n = tcp_read_msg(fd, resp, sizeof(resp));
+        cr_assert_geq(n, 12);
+        cr_assert_eq(vd_wire_get16(resp), 0x3334);
+        close(fd);
+        stop(&r);
+}
+
+Test(server, tcp_length_zero_closes_after_answering)
+{
+        struct running r;
+        uint8_t q[512], wbuf[600], resp[512];
+        start_simple(&r, 10000, 16);
+
+        int fd = tcp_connect(r.port);
+        size_t w = frame(wbuf, q, make_query(q, 0x4444, "x.example"));
+        wbuf[w++] = 0;
+        wbuf[w++] = 0;
+        send_all(fd, wbuf, w);
+        ssize_t n = tcp_read_msg(fd, resp, sizeof(resp));
+        cr_assert_geq(n, 12, "the query before the length-0 message is answered");
+        cr_assert_eq(vd_wire_get16(resp), 0x4444);
+        cr_assert(closed_within(fd, RCV_TIMEOUT_MS), "length 0 closes the connection");
+        close(fd);
+
+        /* length 0 alone */
+        fd = tcp_connect(r.port);
+        send_all(fd, (const uint8_t *)"\0\0", 2);
+        cr_assert(closed_within(fd, RCV_TIMEOUT_MS));
+        close(fd);
+        stop(&r);
+}
+
+Test(server, tcp_idle_connection_is_closed)
+{
+        struct running r;
+        uint8_t q[512], wbuf[600], resp[512];
+        start_simple(&r, 300, 16);
+
+        int fd = tcp_connect(r.port);
+        long long t0 = now_ms();
+        cr_assert(closed_within(fd, 2000), "a silent connection is closed");
+        long long idle = now_ms() - t0;
+        cr_assert_geq(idle, 250, "closed after %lld ms, before the idle timeout", idle);
+        close(fd);
+
+        /* a query resets the timer: 200 ms, query, 200 ms, query — still open */
+        fd = tcp_connect(r.port);
+        for (int i = 0; i < 3; i++) {
+                usleep(200 * 1000);
+                send_all(fd, wbuf, frame(wbuf, q, make_query(q, (uint16_t)(0x5000 + i), "i.x")));
+                cr_assert_geq(tcp_read_msg(fd, resp, sizeof(resp)), 12, "closed while active");
+        }
+        close(fd);
+        stop(&r);
+}
+
+Test(server, tcp_connections_over_the_cap_are_closed)
+{
+        struct running r;
+        uint8_t q[512], wbuf[600], resp[512];
+        start_simple(&r, 10000, 2);
+
+        int a = tcp_connect(r.port);
+        int b = tcp_connect(r.port);
+        size_t w = frame(wbuf, q, make_query(q, 0x6000, "cap.example"));
+        send_all(a, wbuf, w);
+        send_all(b, wbuf, w);
+        cr_assert_geq(tcp_read_msg(a, resp, sizeof(resp)), 12);
+        cr_assert_geq(tcp_read_msg(b, resp, sizeof(resp)), 12);
+
+        int c = tcp_connect(r.port);
+        cr_assert(closed_within(c, RCV_TIMEOUT_MS), "the third connection is closed at once");
+        close(c);
+
+        /* the first two still work; closing one frees a slot */
+        send_all(a, wbuf, w);
+        cr_assert_geq(tcp_read_msg(a, resp, sizeof(resp)), 12);
+        close(b);
+        usleep(100 * 1000);
+        c = tcp_connect(r.port);
+        send_all(c, wbuf, w);
+        cr_assert_geq(tcp_read_msg(c, resp, sizeof(resp)), 12, "a freed slot is usable");
+        close(c);
+        close(a);
+        stop(&r);
+}
+
+Test(server, tcp_client_that_never_reads_is_closed, .timeout = 30)
+{
+        struct running r;
+        uint8_t q[512];
+        static uint8_t chunk[64 * 1024];
+        start_simple(&r, 60000, 16); /* idle timeout out of reach: only the write cap acts */
+
+        int fd = tcp_connect_rcvbuf(r.port, 16384);
+        size_t one = frame(chunk, q, make_query(q, 0x7000, "flood.example"));
+        size_t per = sizeof(chunk) / one;
+        for (size_t i = 1; i < per; i++)
+                memcpy(chunk + i * one, chunk, one);
+
+        /* Keep writing queries, never read: the server must give up on us. */
+        bool closed = false;
+        size_t sent = 0; /* offset in chunk: partial sends keep the framing intact */
+        long long end = now_ms() + 10000;
+        while (!closed && now_ms() < end) {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                if (poll(&p, 1, 100) <= 0)
+                        continue;
+                if (p.revents & (POLLERR | POLLHUP)) {
+                        closed = true;
+                        break;
+                }
+                ssize_t n = send(fd, chunk + sent, per * one - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                        closed = true;
+                else if (n > 0)
+                        sent = (sent + (size_t)n) % (per * one);
+        }
+        cr_assert(closed, "a client that never reads its answers was not closed");
+        close(fd);
+        stop(&r);
+}
+
+/* ---- forwarding ------------------------------------------------------------------------- */
+
+Test(server, forwarded_answers_over_udp_and_tcp)
+{
+        struct running r;
+        struct upstream u;
+        uint8_t q[512], wbuf[64 * 1024], resp[512];
+        upstream_start(&u, true);
+        start_forwarding(&r, &u, 2000);
+
+        size_t qlen = make_query(q, 0x8001, "forwarded.example");
+        ssize_t n = udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS);
+        cr_assert_geq(n, 12);
+        cr_assert_eq(vd_wire_get16(resp), 0x8001);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_NOERROR, "the upstream's answer is relayed");
+
+        /* 100 pipelined forwarded queries on one connection: more than the in-flight cap,
+         * so reading pauses and resumes; every one is answered exactly once. */
+        int fd = tcp_connect(r.port);
+        size_t w = 0;
+        for (uint16_t i = 0; i < 100; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "q%u.example", i);
+                w += frame(wbuf + w, q, make_query(q, i, name));
+        }
+        send_all(fd, wbuf, w);
+        bool seen[100] = {false};
+        for (int i = 0; i < 100; i++) {
+                n = tcp_read_msg(fd, resp, sizeof(resp));
+                cr_assert_geq(n, 12, "answer %d of 100 missing", i);
+                uint16_t id = vd_wire_get16(resp);
+                cr_assert_lt(id, 100);
+                cr_assert_not(seen[id]);
+                cr_assert_eq(rcode_of(resp), VD_RCODE_NOERROR);
+                seen[id] = true;
+        }
+        close(fd);
+        stop(&r);
+        upstream_stop(&u);
+}
+
+Test(server, silent_upstream_gives_servfail_and_keeps_idle_connection_open)
+{
+        struct running r;
+        struct upstream u;
+        uint8_t q[512], wbuf[600], resp[512];
+        vd_config cfg;
+        char text[32];
+        upstream_start(&u, false);
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", u.port);
+        cr_assert_eq(vd_addr_parse(text, 53, &cfg.upstream[0]), 0);
+        cfg.n_upstream = 1;
+        cfg.upstream_timeout_ms = 600;
+        cfg.tcp_idle_timeout_ms = 200; /* shorter than the upstream budget */
+        start(&r, &cfg);
+        vd_config_free(&cfg);
+
+        int fd = tcp_connect(r.port);
+        send_all(fd, wbuf, frame(wbuf, q, make_query(q, 0x9001, "silent.example")));
+        ssize_t n = tcp_read_msg(fd, resp, sizeof(resp));
+        cr_assert_geq(n, 12, "a connection waiting for upstream is not idle");
+        cr_assert_eq(vd_wire_get16(resp), 0x9001);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+        close(fd);
+        stop(&r);
+        upstream_stop(&u);
+}
+
+Test(server, sigterm_with_queries_pending_upstream)
+{
+        struct running r;
+        struct upstream u;
+        uint8_t q[512], wbuf[600];
+        upstream_start(&u, false);
+        start_forwarding(&r, &u, 10000);
+        int seen_before = u.seen;
+
+        struct sockaddr_in a = loopback(r.port);
+        int ufd = socket(AF_INET, SOCK_DGRAM, 0);
+        size_t qlen = make_query(q, 0xa001, "pending.example");
+        sendto(ufd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a));
+        int tfd = tcp_connect(r.port);
+        send_all(tfd, wbuf, frame(wbuf, q, make_query(q, 0xa002, "pending2.example")));
+        for (int i = 0; i < 100 && u.seen < seen_before + 2; i++)
+                usleep(10 * 1000);
+        cr_assert_geq(u.seen, seen_before + 2, "both queries went upstream");
+
+        long long t0 = now_ms();
+        stop(&r); /* asserts a clean return within 2 s although 10 s budgets are pending */
+        cr_assert_lt(now_ms() - t0, 2000);
+        cr_assert(closed_within(tfd, RCV_TIMEOUT_MS), "the TCP client sees the close");
+        close(tfd);
+        close(ufd);
+        upstream_stop(&u);
+}
+
+/* ---- workers, errors, signals ------------------------------------------------------------ */
+
+Test(server, several_workers_share_the_address)
+{
+        struct running r;
+        vd_config cfg;
+        uint8_t q[512], wbuf[600], resp[512];
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        cfg.workers = 3;
+        start(&r, &cfg);
+        vd_config_free(&cfg);
+
+        for (uint16_t i = 0; i < 20; i++) {
+                size_t qlen = make_query(q, i, "w.example");
+                cr_assert_geq(udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS),
+                              12);
+                cr_assert_eq(vd_wire_get16(resp), i);
+                int fd = tcp_connect(r.port);
+                send_all(fd, wbuf, frame(wbuf, q, qlen));
+                cr_assert_geq(tcp_read_msg(fd, resp, sizeof(resp)), 12);
+                cr_assert_eq(vd_wire_get16(resp), i);
+                close(fd);
+        }
+        stop(&r);
+}
+
+Test(server, bind_error_names_the_address)
+{
+        vd_config cfg;
+        vd_server *srv = NULL;
+        vd_error err = {{0}};
+        unsigned port = free_port();
+        struct sockaddr_in a = loopback(port);
+        int held = socket(AF_INET, SOCK_DGRAM, 0); /* no SO_REUSEPORT: nobody may share it */
+        cr_assert_eq(bind(held, (struct sockaddr *)&a, sizeof(a)), 0);
+
+        base_config(&cfg, port);
+        vd_log_set_level(VD_LOG_WARN);
+        int rc = vd_server_new(&cfg, NULL, &srv, &err);
+        cr_assert_lt(rc, 0);
+        cr_assert_null(srv);
+        char want[32];
+        snprintf(want, sizeof(want), "127.0.0.1:%u", port);
+        cr_assert(strstr(err.msg, want) != NULL, "message: %s", err.msg);
+        cr_assert(strstr(err.msg, strerror(EADDRINUSE)) != NULL, "message: %s", err.msg);
+        close(held);
+        vd_config_free(&cfg);
+}
+
+Test(server, free_without_run_releases_everything)
+{
+        vd_config cfg;
+        vd_server *srv = NULL;
+        vd_error err = {{0}};
+        unsigned port = free_port();
+        base_config(&cfg, port);
+        cfg.workers = 2;
+        cr_assert_eq(vd_server_new(&cfg, NULL, &srv, &err), 0, "%s", err.msg);
+        vd_server_free(srv);
+
+        /* the port is free again for a socket that does not share */
+        struct sockaddr_in a = loopback(port);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "sockets were not closed");
+        close(fd);
+        vd_config_free(&cfg);
+}
+
+Test(server, sigint_stops_too)
+{
+        struct running r;
+        struct timespec deadline;
+        start_simple(&r, 10000, 16);
+        cr_assert_eq(kill(getpid(), SIGINT), 0);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 2;
+        cr_assert_eq(pthread_timedjoin_np(r.thread, NULL, &deadline), 0);
+        cr_assert_eq(r.result, 0);
+        vd_server_free(r.srv);
+}
