@@ -683,7 +683,7 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         if (rcode > 0xFFu || (ext_rcode != 0 && !qi->has_edns))
                 return 0; /* not expressible to this client */
         uint16_t flags =
-            (uint16_t)((up_flags & ~(VD_FLAG_RD | VD_FLAG_CD | 0x0Fu)) |
+            (uint16_t)((up_flags & ~(VD_FLAG_AA | VD_FLAG_RD | VD_FLAG_CD | 0x0Fu)) |
                        (qi->flags & (VD_FLAG_RD | VD_FLAG_CD)) | VD_FLAG_RA | (rcode & 0x0Fu));
         if (!fits)
                 return relay_truncated(qi, flags, (uint8_t)rcode, out, limit);

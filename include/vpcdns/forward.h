@@ -45,8 +45,9 @@ void vd_forwarder_close(vd_forwarder *f);
 /* Builds the client's response from an upstream answer: checks that it answers qi's question
  * (ID not checked here), restores the client's ID and question case, replaces the upstream's
  * OPT with ours (or removes it for a client without EDNS), and truncates with TC when longer
- * than max_len. Returns the response length, or 0 when the answer is malformed or does not
- * match (the caller then answers SERVFAIL). Exposed for tests and fuzzing. */
+ * than max_len; AA is cleared (we answer as a recursive service, spec §5). Returns the response
+ * length, or 0 when the answer is malformed or does not match (the caller then answers SERVFAIL).
+ * Exposed for tests and fuzzing. */
 size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
                         size_t max_len, uint8_t *out, size_t cap);
 

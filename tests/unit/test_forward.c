@@ -162,7 +162,7 @@ Test(relay, restores_id_and_question_case_and_removes_opt)
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 0x1234, "WwW.ExAmPle.COM", VD_TYPE_A, false, false);
-        answer_start(&a, UP_FLAGS, "www.example.com", VD_TYPE_A, 1, 0, 1);
+        answer_start(&a, UP_FLAGS | VD_FLAG_AA, "www.example.com", VD_TYPE_A, 1, 0, 1);
         a_rr_ptr(&a, 12, 7);
         opt_rr(&a, 1232, 0, false, true);
 
@@ -180,6 +180,7 @@ Test(relay, restores_id_and_question_case_and_removes_opt)
         cr_assert(flags & VD_FLAG_RA);
         cr_assert(flags & VD_FLAG_RD);
         cr_assert_eq(flags & 0xF, 0);
+        cr_assert_not(flags & VD_FLAG_AA, "we answer as a recursive service: AA clear");
 
         ldns_pkt *p = parse_ldns(out, n);
         cr_assert_eq(ldns_pkt_ancount(p), 1);
