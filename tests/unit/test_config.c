@@ -1,0 +1,738 @@
+/* test_config.c — the config file, the command line, defaults from resolv.conf and address
+ * text (resolver/config.c). Each error test pins the exact FILE:LINE:COL a user would see. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vpcdns/config.h"
+
+static char tmpdir[64];
+
+static void setup(void)
+{
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/vd-test-config-XXXXXX");
+        cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        return remove(path);
+}
+
+static void teardown(void)
+{
+        nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+/* Writes text to tmpdir/name and returns the path (static buffer per call site is enough:
+ * each test writes at most a few files and copies what it needs). */
+static const char *write_file(const char *name, const char *text)
+{
+        static char paths[8][256];
+        static int next;
+        char *path = paths[next++ % 8];
+        snprintf(path, 256, "%s/%s", tmpdir, name);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(text, f);
+        fclose(f);
+        return path;
+}
+
+static const char *addr_text(const vd_addr *a)
+{
+        static char buf[4][128];
+        static int next;
+        char *out = buf[next++ % 4];
+        vd_addr_format(a, out, 128);
+        return out;
+}
+
+/* Loads text as a config file; returns rc and leaves the message in err. */
+static int load_text(vd_config *cfg, const char *text, vd_error *err, const char **path)
+{
+        const char *p = write_file("vpcdns.yaml", text);
+        if (path != NULL)
+                *path = p;
+        return vd_config_load_file(cfg, p, err);
+}
+
+/* Asserts that text fails with "PATH:where: expected..." and that the message holds needle. */
+static void expect_error(const char *text, const char *where, const char *needle)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        const char *path;
+        vd_config_init(&cfg);
+        cfg.workers = 7;
+        int rc = load_text(&cfg, text, &err, &path);
+        cr_assert_lt(rc, 0, "accepted: %s", text);
+        char prefix[512];
+        snprintf(prefix, sizeof(prefix), "%s:%s: expected ", path, where);
+        cr_assert(strncmp(err.msg, prefix, strlen(prefix)) == 0, "message '%s' does not start '%s'",
+                  err.msg, prefix);
+        cr_assert_not_null(strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
+        cr_assert_eq(cfg.workers, 7, "a rejected file changed the config");
+        cr_assert_eq(cfg.n_listen, 0);
+        cr_assert_null(cfg.config_path);
+        vd_config_free(&cfg);
+}
+
+/* ---- the file ---------------------------------------------------------------------------- */
+
+Test(config, every_key_from_file)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_load_file(&cfg, VD_TEST_DATA "/config/full.yaml", &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_listen, 3);
+        cr_assert_str_eq(addr_text(&cfg.listen[0]), "127.0.0.1:5300");
+        cr_assert_str_eq(addr_text(&cfg.listen[1]), "[::1]:5301");
+        cr_assert_str_eq(addr_text(&cfg.listen[2]), "127.0.0.2:53");
+        cr_assert_eq(cfg.n_upstream, 2);
+        cr_assert_str_eq(addr_text(&cfg.upstream[0]), "192.0.2.1:53");
+        cr_assert_str_eq(addr_text(&cfg.upstream[1]), "[2001:db8::53]:5353");
+        cr_assert_eq(cfg.n_snapshots, 1);
+        cr_assert_str_eq(cfg.snapshot_dirs[0], "/var/lib/vpcdns/prod");
+        cr_assert_eq(cfg.n_zones, 2);
+        cr_assert_str_eq(cfg.zone_files[0], "/etc/vpcdns/corp.zone");
+        cr_assert_str_eq(cfg.zone_files[1], "/etc/vpcdns/lab.zone");
+        cr_assert_eq(cfg.log_level, VD_LOG_DEBUG);
+        cr_assert_eq(cfg.workers, 4);
+        cr_assert_eq(cfg.tcp_idle_timeout_ms, 30000);
+        cr_assert_eq(cfg.tcp_max_connections, 200);
+        cr_assert_eq(cfg.upstream_timeout_ms, 1500);
+        cr_assert_str_eq(cfg.config_path, VD_TEST_DATA "/config/full.yaml");
+        vd_config_free(&cfg);
+}
+
+Test(config, defaults_before_anything)
+{
+        vd_config cfg;
+        vd_config_init(&cfg);
+        cr_assert_eq(cfg.workers, 1);
+        cr_assert_eq(cfg.tcp_idle_timeout_ms, 10000);
+        cr_assert_eq(cfg.tcp_max_connections, 1024);
+        cr_assert_eq(cfg.upstream_timeout_ms, 2000);
+        cr_assert_eq(cfg.log_level, VD_LOG_INFO);
+        cr_assert_eq(cfg.n_listen + cfg.n_upstream + cfg.n_snapshots + cfg.n_zones, 0);
+        vd_config_free(&cfg);
+}
+
+Test(config, single_string_for_a_list)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_load_file(&cfg, VD_TEST_DATA "/config/single.yaml", &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_listen, 1);
+        cr_assert_str_eq(addr_text(&cfg.listen[0]), "127.0.0.1:5300");
+        cr_assert_eq(cfg.n_upstream, 1);
+        cr_assert_str_eq(addr_text(&cfg.upstream[0]), "192.0.2.7:5353");
+        cr_assert_eq(cfg.n_snapshots, 1);
+        cr_assert_str_eq(cfg.snapshot_dirs[0], VD_TEST_DATA "/config/snap");
+        cr_assert_eq(cfg.n_zones, 1);
+        cr_assert_str_eq(cfg.zone_files[0], VD_TEST_DATA "/config/corp.zone");
+        vd_config_free(&cfg);
+}
+
+Test(config, empty_and_comment_only_files_change_nothing)
+{
+        const char *texts[] = {"", "# only a comment\n\n", "---\n", "~\n"};
+        for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+                vd_config cfg;
+                vd_error err = {{0}};
+                vd_config_init(&cfg);
+                cfg.workers = 3;
+                cr_assert_eq(vd_addr_parse("127.0.0.1:5300", 53, &cfg.listen[0]), 0);
+                cfg.n_listen = 1;
+                int rc = load_text(&cfg, texts[i], &err, NULL);
+                cr_assert_eq(rc, 0, "'%s': %s", texts[i], err.msg);
+                cr_assert_eq(cfg.workers, 3);
+                cr_assert_eq(cfg.n_listen, 1);
+                vd_config_free(&cfg);
+        }
+}
+
+Test(config, relative_paths_follow_the_config_file)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_load_file(&cfg, VD_TEST_DATA "/config/sub/relative.yaml", &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_snapshots, 3);
+        cr_assert_str_eq(cfg.snapshot_dirs[0], VD_TEST_DATA "/config/sub/aws");
+        cr_assert_str_eq(cfg.snapshot_dirs[1], VD_TEST_DATA "/config/sub/../shared/aws");
+        cr_assert_str_eq(cfg.snapshot_dirs[2], "/srv/aws");
+        cr_assert_eq(cfg.n_zones, 1);
+        cr_assert_str_eq(cfg.zone_files[0], VD_TEST_DATA "/config/sub/zones/corp.zone");
+        vd_config_free(&cfg);
+}
+
+Test(config, config_in_current_directory_keeps_relative_paths)
+{
+        write_file("here.yaml", "zone: corp.zone\n");
+        char old[4096];
+        cr_assert_not_null(getcwd(old, sizeof(old)));
+        cr_assert_eq(chdir(tmpdir), 0);
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_load_file(&cfg, "here.yaml", &err);
+        cr_assert_eq(chdir(old), 0);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_str_eq(cfg.zone_files[0], "corp.zone");
+        vd_config_free(&cfg);
+}
+
+Test(config, file_lists_replace_what_cfg_held)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cfg.zone_files[0] = strdup("/old.zone");
+        cfg.n_zones = 1;
+        cr_assert_eq(vd_addr_parse("192.0.2.99", 53, &cfg.upstream[0]), 0);
+        cfg.n_upstream = 1;
+        int rc = load_text(&cfg, "zone: [/a.zone, /b.zone]\n", &err, NULL);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_zones, 2);
+        cr_assert_str_eq(cfg.zone_files[0], "/a.zone");
+        cr_assert_str_eq(cfg.zone_files[1], "/b.zone");
+        cr_assert_eq(cfg.n_upstream, 1, "a key absent from the file must keep its value");
+        vd_config_free(&cfg);
+}
+
+Test(config, example_config_is_valid)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_load_file(&cfg, VD_SOURCE_DIR "/zones/example/vpcdns.yaml", &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_zones, 1);
+        cr_assert_str_eq(cfg.zone_files[0], VD_SOURCE_DIR "/zones/example/corp.zone");
+        cr_assert_eq(access(cfg.zone_files[0], R_OK), 0, "the example zone file is missing");
+        vd_config_free(&cfg);
+}
+
+/* ---- file errors, each with its position --------------------------------------------------- */
+
+Test(config, error_unknown_key)
+{
+        expect_error("listen: 127.0.0.1:53\nlisen: 127.0.0.1:54\n", "2:1",
+                     "expected one of listen, upstream, snapshot, zone, log_level, workers, "
+                     "tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms, got 'lisen'");
+}
+
+Test(config, error_wrong_type)
+{
+        expect_error("workers: [1]\n", "1:10", "integer from 1 to 64 for 'workers', got a list");
+        expect_error("listen:\n  addr: 127.0.0.1\n", "2:3", "got a mapping");
+        expect_error("log_level:\n", "1:11", "got nothing (null)");
+        expect_error("workers: '4'\n", "1:10", "got '4'");
+        expect_error("zone:\n  - [a.zone]\n", "2:5", "expected a zone file path, got a list");
+}
+
+Test(config, error_bad_address)
+{
+        expect_error("listen:\n  - 127.0.0.1:53\n  - 300.1.1.1:53\n", "3:5",
+                     "expected a listen address ADDR:PORT (127.0.0.1:53, [::1]:53), got "
+                     "'300.1.1.1:53'");
+        expect_error("upstream: [192.0.2.1, \"[::1]:0\"]\n", "1:23", "got '[::1]:0'");
+        expect_error("upstream: []\n", "1:11", "got an empty list");
+}
+
+Test(config, error_out_of_range)
+{
+        expect_error("workers: 0\n", "1:10",
+                     "expected an integer from 1 to 64 for 'workers', got '0'");
+        expect_error("# comment\nworkers: 65\n", "2:10", "got '65'");
+        expect_error("upstream_timeout_ms: 60001\n", "1:22", "from 1 to 60000");
+        expect_error("tcp_idle_timeout_ms: -5\n", "1:22", "got '-5'");
+        expect_error("tcp_max_connections: 99999999999999999999\n", "1:22", "from 1 to 1000000");
+        expect_error("log_level: loud\n", "1:12",
+                     "a log level (error, warn, info, debug), got 'loud'");
+}
+
+Test(config, error_duplicate_key)
+{
+        expect_error("workers: 2\nlog_level: info\nworkers: 3\n", "3:1",
+                     "expected each key once ('workers' is at line 1), got 'workers' again");
+}
+
+Test(config, error_yaml_syntax)
+{
+        expect_error("listen: [127.0.0.1:53\n", "2:1", "expected valid YAML, got a syntax error");
+        expect_error("workers: 2\n  bad: 3\n", "2:6", "mapping values are not allowed");
+        expect_error("workers: 1\nlisten: x\xff\n", "2:10", "unreadable text");
+        expect_error("workers: 2\n---\nworkers: 3\n", "3:1",
+                     "expected a single YAML document, got a second document");
+        expect_error("- listen\n", "1:1", "expected a mapping of settings");
+}
+
+Test(config, error_too_many_addresses)
+{
+        char text[1024];
+        size_t len = (size_t)snprintf(text, sizeof(text), "listen:\n");
+        for (int i = 0; i <= VD_MAX_LISTEN; i++)
+                len +=
+                    (size_t)snprintf(text + len, sizeof(text) - len, "  - 127.0.0.%d:53\n", i + 1);
+        expect_error(text, "18:5", "expected at most 16 listen addresses, got '127.0.0.17:53'");
+}
+
+Test(config, error_missing_file)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_load_file(&cfg, "/nonexistent/vpcdns.yaml", &err);
+        cr_assert_eq(rc, -ENOENT);
+        cr_assert_not_null(strstr(err.msg, "/nonexistent/vpcdns.yaml: cannot open"), "%s", err.msg);
+        rc = vd_config_load_file(&cfg, tmpdir, &err);
+        cr_assert_lt(rc, 0);
+        cr_assert_not_null(strstr(err.msg, "directory"), "%s", err.msg);
+        vd_config_free(&cfg);
+}
+
+/* ---- the command line ---------------------------------------------------------------------- */
+
+#define ARGS(...) ((char *[]){"vpcdns", __VA_ARGS__, NULL})
+
+/* argv is NULL-terminated; argc counts argv[0] like main()'s. */
+static int run_args(vd_config *cfg, char **argv, vd_error *err)
+{
+        int argc = 0;
+        while (argv[argc] != NULL)
+                argc++;
+        return vd_config_from_args(cfg, argc, argv, err);
+}
+
+Test(config, flags_override_file_and_lists_replace)
+{
+        write_file("base.yaml", "listen: [127.0.0.1:5300, 127.0.0.2:5300]\n"
+                                "upstream: 192.0.2.1\n"
+                                "snapshot: [a, b]\n"
+                                "log_level: debug\n"
+                                "workers: 4\n"
+                                "tcp_max_connections: 77\n");
+        char path[256];
+        snprintf(path, sizeof(path), "%s/base.yaml", tmpdir);
+        char **argv = ARGS("--workers", "2", "--listen", "127.0.0.9:5400", "--config", path,
+                           "--listen", "[::1]:5401", "--snapshot", "/x");
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = run_args(&cfg, argv, &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.workers, 2, "the flag must win over the file, wherever --config is");
+        cr_assert_eq(cfg.log_level, VD_LOG_DEBUG);
+        cr_assert_eq(cfg.tcp_max_connections, 77);
+        cr_assert_eq(cfg.n_listen, 2);
+        cr_assert_str_eq(addr_text(&cfg.listen[0]), "127.0.0.9:5400");
+        cr_assert_str_eq(addr_text(&cfg.listen[1]), "[::1]:5401");
+        cr_assert_eq(cfg.n_upstream, 1);
+        cr_assert_str_eq(addr_text(&cfg.upstream[0]), "192.0.2.1:53");
+        cr_assert_eq(cfg.n_snapshots, 1);
+        cr_assert_str_eq(cfg.snapshot_dirs[0], "/x");
+        cr_assert_str_eq(cfg.config_path, path);
+        vd_config_free(&cfg);
+}
+
+Test(config, flag_equals_value_form)
+{
+        write_file("eq.yaml", "workers: 9\nzone: z.zone\n");
+        char config[300];
+        snprintf(config, sizeof(config), "--config=%s/eq.yaml", tmpdir);
+        char **argv =
+            ARGS("--listen=127.0.0.1:5300", "--upstream=[2001:db8::1]:5353", "--zone=/a.zone",
+                 "--zone=/b.zone", "--log-level=warning", config, "--snapshot=/s", "--check");
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = run_args(&cfg, argv, &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.workers, 9);
+        cr_assert_str_eq(addr_text(&cfg.listen[0]), "127.0.0.1:5300");
+        cr_assert_str_eq(addr_text(&cfg.upstream[0]), "[2001:db8::1]:5353");
+        cr_assert_eq(cfg.n_zones, 2);
+        cr_assert_str_eq(cfg.zone_files[0], "/a.zone");
+        cr_assert_str_eq(cfg.zone_files[1], "/b.zone");
+        cr_assert_eq(cfg.log_level, VD_LOG_WARN);
+        cr_assert_str_eq(cfg.snapshot_dirs[0], "/s");
+        cr_assert(cfg.check);
+        cr_assert_not(cfg.dump);
+        vd_config_free(&cfg);
+}
+
+Test(config, no_flags_keeps_defaults)
+{
+        char *argv[] = {"vpcdns", NULL};
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, argv, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.workers, 1);
+        cr_assert_eq(cfg.n_listen, 0);
+        cr_assert_null(cfg.config_path);
+        vd_config_free(&cfg);
+}
+
+/* Runs argv and asserts a usage error whose message holds needle; cfg must be untouched. */
+static void expect_usage_error(char **argv, const char *needle)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cfg.workers = 5;
+        int rc = run_args(&cfg, argv, &err);
+        cr_assert_lt(rc, 0, "accepted %s", argv[1]);
+        cr_assert_not_null(strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
+        cr_assert_eq(cfg.workers, 5);
+        cr_assert_eq(cfg.n_listen, 0);
+        vd_config_free(&cfg);
+}
+
+Test(config, flag_errors_name_the_flag)
+{
+        char **a = ARGS("--check", "--bogus");
+        expect_usage_error(a, "unknown flag '--bogus'");
+        char **b = ARGS("--check", "--listen");
+        expect_usage_error(b, "flag '--listen' needs an argument");
+        char **c = ARGS("--check=yes");
+        expect_usage_error(c, "flag '--check' takes no argument");
+        char **d = ARGS("--listen", "127.0.0.1:99999");
+        expect_usage_error(d, "--listen: expected ADDR:PORT (127.0.0.1:53, [::1]:53), got "
+                              "'127.0.0.1:99999'");
+        char **e = ARGS("--workers", "0");
+        expect_usage_error(e, "--workers: expected an integer from 1 to 64, got '0'");
+        char **f = ARGS("--log-level", "loud");
+        expect_usage_error(f, "--log-level: expected error, warn, info or debug, got 'loud'");
+        char **g = ARGS("extra");
+        expect_usage_error(g, "unexpected argument 'extra'");
+        char **h = ARGS("-x");
+        expect_usage_error(h, "unknown flag '-x'");
+        char **i = ARGS("--upstream=nameserver.example");
+        expect_usage_error(i, "--upstream: expected ADDR[:PORT]");
+        char **j = ARGS("--check", "--dump");
+        expect_usage_error(j, "--check and --dump cannot be combined");
+}
+
+Test(config, config_file_errors_come_through_the_flags)
+{
+        const char *path = write_file("bad.yaml", "workers: 2\nwrkers: 3\n");
+        char **argv = ARGS("--config", (char *)path, "--workers", "4");
+        char expected[300];
+        snprintf(expected, sizeof(expected), "%s:2:1: expected one of", path);
+        expect_usage_error(argv, expected);
+        char **missing = ARGS("--config", "/nonexistent.yaml");
+        expect_usage_error(missing, "/nonexistent.yaml: cannot open");
+}
+
+Test(config, help_and_version_win_over_a_broken_config)
+{
+        char **argv = ARGS("--config", "/nonexistent.yaml", "--help");
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, argv, &err), 0, "%s", err.msg);
+        cr_assert(cfg.help);
+        vd_config_free(&cfg);
+
+        char **v = ARGS("--version");
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, v, &err), 0, "%s", err.msg);
+        cr_assert(cfg.version);
+        cr_assert_not(cfg.help);
+        vd_config_free(&cfg);
+}
+
+Test(config, usage_mentions_every_flag)
+{
+        const char *u = vd_config_usage();
+        const char *flags[] = {"--config FILE",
+                               "--listen ADDR:PORT",
+                               "--upstream ADDR[:PORT]",
+                               "--snapshot DIR",
+                               "--zone FILE",
+                               "--check",
+                               "--dump",
+                               "--log-level LEVEL",
+                               "--workers N",
+                               "--version",
+                               "--help",
+                               "127.0.0.1:53",
+                               "/etc/resolv.conf"};
+        for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+                cr_assert_not_null(strstr(u, flags[i]), "usage lacks %s", flags[i]);
+}
+
+/* ---- finalize: defaults from resolv.conf ---------------------------------------------------- */
+
+static void add_listen(vd_config *cfg, const char *text)
+{
+        cr_assert_eq(vd_addr_parse(text, 53, &cfg->listen[cfg->n_listen]), 0, "%s", text);
+        cfg->n_listen++;
+}
+
+/* Formats every upstream as "a b c". */
+static const char *upstreams(const vd_config *cfg)
+{
+        static char out[1024];
+        size_t len = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < cfg->n_upstream; i++)
+                len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i ? " " : "",
+                                        addr_text(&cfg->upstream[i]));
+        return out;
+}
+
+Test(config, finalize_default_listen_and_resolv_conf)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = vd_config_finalize(&cfg, VD_TEST_DATA "/config/resolv.conf", &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_listen, 2);
+        cr_assert_str_eq(addr_text(&cfg.listen[0]), "127.0.0.1:53");
+        cr_assert_str_eq(addr_text(&cfg.listen[1]), "[::1]:53");
+        /* 127.0.0.1 is us; comments, options, duplicates and junk are skipped */
+        cr_assert_str_eq(upstreams(&cfg), "10.0.0.2:53 [fd00:ec2::253]:53 192.0.2.53:53");
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_keeps_our_address_on_another_port)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        add_listen(&cfg, "127.0.0.1:5300");
+        int rc = vd_config_finalize(&cfg, VD_TEST_DATA "/config/resolv.conf", &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_listen, 1);
+        cr_assert_str_eq(upstreams(&cfg),
+                         "10.0.0.2:53 127.0.0.1:53 [fd00:ec2::253]:53 192.0.2.53:53");
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_wildcard_listen_excludes_local_addresses)
+{
+        const char *conf = write_file("resolv.conf", "nameserver 127.0.0.53\n"
+                                                     "nameserver ::1\n"
+                                                     "nameserver 192.0.2.1\n");
+        vd_config cfg;
+        vd_error err = {{0}};
+
+        /* 0.0.0.0:53 is every IPv4 address of the host: 127.0.0.53 would be us; ::1 not. */
+        vd_config_init(&cfg);
+        add_listen(&cfg, "0.0.0.0:53");
+        cr_assert_eq(vd_config_finalize(&cfg, conf, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(upstreams(&cfg), "[::1]:53 192.0.2.1:53");
+        vd_config_free(&cfg);
+
+        /* [::]:53 is dual-stack: both loopback servers would be us; a remote one stays. */
+        vd_config_init(&cfg);
+        add_listen(&cfg, "[::]:53");
+        cr_assert_eq(vd_config_finalize(&cfg, conf, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(upstreams(&cfg), "192.0.2.1:53");
+        vd_config_free(&cfg);
+
+        /* A wildcard on another port excludes nothing. */
+        vd_config_init(&cfg);
+        add_listen(&cfg, "0.0.0.0:5300");
+        cr_assert_eq(vd_config_finalize(&cfg, conf, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(upstreams(&cfg), "127.0.0.53:53 [::1]:53 192.0.2.1:53");
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_scoped_link_local)
+{
+        const char *conf = write_file("resolv.conf", "nameserver fe80::1%lo\n"
+                                                     "nameserver fe80::2%nosuchif0\n"
+                                                     "nameserver 2001:db8::5%nosuchif0\n");
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(vd_config_finalize(&cfg, conf, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_upstream, 2, "%s", upstreams(&cfg));
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&cfg.upstream[0].ss;
+        cr_assert_eq(s6->sin6_scope_id, if_nametoindex("lo"));
+        cr_assert_str_eq(addr_text(&cfg.upstream[0]), "[fe80::1%lo]:53");
+        /* link-local on an unknown interface is unusable; a global address loses the suffix */
+        cr_assert_str_eq(addr_text(&cfg.upstream[1]), "[2001:db8::5]:53");
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_without_resolv_conf_has_no_upstream)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(vd_config_finalize(&cfg, "/nonexistent/resolv.conf", &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_upstream, 0);
+        cr_assert_eq(cfg.n_listen, 2);
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_caps_resolv_conf_at_max_upstreams)
+{
+        char text[1024];
+        size_t len = 0;
+        for (int i = 1; i <= VD_MAX_UPSTREAM + 3; i++)
+                len +=
+                    (size_t)snprintf(text + len, sizeof(text) - len, "nameserver 192.0.2.%d\n", i);
+        const char *conf = write_file("resolv.conf", text);
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(vd_config_finalize(&cfg, conf, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_upstream, VD_MAX_UPSTREAM);
+        cr_assert_str_eq(addr_text(&cfg.upstream[VD_MAX_UPSTREAM - 1]), "192.0.2.8:53");
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_explicit_upstream_is_not_replaced)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(vd_addr_parse("198.51.100.1:5353", 53, &cfg.upstream[0]), 0);
+        cfg.n_upstream = 1;
+        cr_assert_eq(vd_config_finalize(&cfg, VD_TEST_DATA "/config/resolv.conf", &err), 0, "%s",
+                     err.msg);
+        cr_assert_str_eq(upstreams(&cfg), "198.51.100.1:5353");
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_rejects_loops_and_duplicates)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        add_listen(&cfg, "127.0.0.1:5300");
+        cr_assert_eq(vd_addr_parse("127.0.0.1:5300", 53, &cfg.upstream[0]), 0);
+        cfg.n_upstream = 1;
+        cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0);
+        cr_assert_not_null(strstr(err.msg, "upstream 127.0.0.1:5300 is one of our own listen"),
+                           "%s", err.msg);
+        vd_config_free(&cfg);
+
+        vd_config_init(&cfg);
+        add_listen(&cfg, "[::1]:5300");
+        add_listen(&cfg, "::1:5300"); /* bare IPv6: this is ::1:5300 on port 53, not a dup */
+        add_listen(&cfg, "[0::1]:5300");
+        cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0);
+        cr_assert_str_eq(err.msg, "listen address [::1]:5300 is given twice");
+        vd_config_free(&cfg);
+
+        vd_config_init(&cfg);
+        cfg.workers = 0;
+        cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0);
+        cr_assert_not_null(strstr(err.msg, "workers"), "%s", err.msg);
+        vd_config_free(&cfg);
+}
+
+/* ---- addresses ----------------------------------------------------------------------------- */
+
+static void expect_addr(const char *text, const char *formatted)
+{
+        vd_addr a;
+        cr_assert_eq(vd_addr_parse(text, 53, &a), 0, "rejected '%s'", text);
+        cr_assert_str_eq(addr_text(&a), formatted, "'%s'", text);
+}
+
+Test(config, addr_parse_accepts)
+{
+        expect_addr("127.0.0.1", "127.0.0.1:53");
+        expect_addr("127.0.0.1:5300", "127.0.0.1:5300");
+        expect_addr("10.1.2.3:65535", "10.1.2.3:65535");
+        expect_addr("::1", "[::1]:53");
+        expect_addr("[::1]:5300", "[::1]:5300");
+        expect_addr("[::1]", "[::1]:53");
+        expect_addr("2001:DB8::0:1", "[2001:db8::1]:53");
+        expect_addr("[::ffff:192.0.2.1]:1", "[::ffff:192.0.2.1]:1");
+        expect_addr("0.0.0.0:53", "0.0.0.0:53");
+        expect_addr("[::]:53", "[::]:53");
+        expect_addr("[fe80::1%lo]:53", "[fe80::1%lo]:53");
+
+        vd_addr a;
+        cr_assert_eq(vd_addr_parse("192.0.2.1", 5353, &a), 0);
+        cr_assert_str_eq(addr_text(&a), "192.0.2.1:5353", "default port not used");
+        cr_assert_eq(a.len, sizeof(struct sockaddr_in));
+        cr_assert_eq(vd_addr_parse("::1", 53, &a), 0);
+        cr_assert_eq(a.len, sizeof(struct sockaddr_in6));
+}
+
+Test(config, addr_parse_rejects)
+{
+        const char *bad[] = {"",
+                             "127.0.0.1:",
+                             "127.0.0.1:0",
+                             "127.0.0.1:65536",
+                             "127.0.0.1:99999999999",
+                             "127.0.0.1:-1",
+                             "127.0.0.1:+53",
+                             "127.0.0.1:53x",
+                             "127.0.0.1: 53",
+                             " 127.0.0.1",
+                             "127.1",
+                             "256.0.0.1",
+                             "1.2.3.4.5",
+                             "localhost",
+                             "localhost:53",
+                             "[::1]:",
+                             "[::1]:0",
+                             "[::1]:65536",
+                             "[::1",
+                             "[]:53",
+                             "[127.0.0.1]:53",
+                             "[::1]53",
+                             "::1::2",
+                             "fe80::1%",
+                             "fe80::1%nosuchif0",
+                             "garbage"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                vd_addr a;
+                cr_assert_eq(vd_addr_parse(bad[i], 53, &a), -EINVAL, "accepted '%s'", bad[i]);
+        }
+        vd_addr a;
+        cr_assert_eq(vd_addr_parse("127.0.0.1", 0, &a), -EINVAL, "no port at all");
+        cr_assert_eq(vd_addr_parse(NULL, 53, &a), -EINVAL);
+}
+
+Test(config, addr_equal)
+{
+        vd_addr a, b;
+        cr_assert_eq(vd_addr_parse("[::1]:53", 53, &a), 0);
+        cr_assert_eq(vd_addr_parse("0:0::1", 53, &b), 0);
+        cr_assert(vd_addr_equal(&a, &b));
+        cr_assert_eq(vd_addr_parse("[::1]:54", 53, &b), 0);
+        cr_assert_not(vd_addr_equal(&a, &b), "ports differ");
+        cr_assert_eq(vd_addr_parse("127.0.0.1", 53, &a), 0);
+        cr_assert_eq(vd_addr_parse("127.0.0.1:53", 53, &b), 0);
+        cr_assert(vd_addr_equal(&a, &b));
+        cr_assert_eq(vd_addr_parse("[::ffff:127.0.0.1]:53", 53, &b), 0);
+        cr_assert_not(vd_addr_equal(&a, &b), "families differ");
+}
+
+Test(config, addr_format_truncates_safely)
+{
+        vd_addr a;
+        char out[8];
+        cr_assert_eq(vd_addr_parse("[2001:db8::1]:5353", 53, &a), 0);
+        memset(out, 'x', sizeof(out));
+        vd_addr_format(&a, out, sizeof(out));
+        cr_assert_str_eq(out, "[2001:d");
+}
