@@ -62,6 +62,14 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         return rc;
 }
 
+/* SIGHUP: the same snapshot directories and zone files, read again. */
+static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
+{
+        struct load_totals t;
+        memset(&t, 0, sizeof(t));
+        return build_snapshot(arg, out, &t, err);
+}
+
 static void print_check(const vd_config *cfg, const struct load_totals *t)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT];
@@ -98,6 +106,7 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
                 return 1;
         }
+        vd_server_on_reload(srv, reload_snapshot, (void *)cfg);
         vd_log(VD_LOG_INFO, "start",
                "version=%s listen=%s upstream=%s workers=%u endpoints=%zu names=%zu records=%zu "
                "zones=%zu",

@@ -1,9 +1,13 @@
 /* server.c — the running daemon: creates the workers (one libuv loop per thread, each with
  * its own SO_REUSEPORT UDP socket and TCP listener per listen address, its own forwarder and
- * query env), runs them, and stops them gracefully on SIGINT/SIGTERM.
+ * query env), runs them, reloads local data on SIGHUP, and stops them gracefully on
+ * SIGINT/SIGTERM.
  *
  * The calling thread of vd_server_run runs a small control loop that only waits for the
- * signals; every worker has its own thread, so the worker count is only a number. Stopping:
+ * signals; every worker has its own thread, so the worker count is only a number. Reloading:
+ * the control thread builds the new snapshot (workers keep answering meanwhile), puts it in
+ * the shared slot and wakes every worker, which swaps its own reference between two queries;
+ * a failed build logs the error and changes nothing. Stopping:
  * the control loop wakes every worker with uv_async_send; a worker stops its listeners,
  * closes its connections and its forwarder (pending queries are cancelled), closes every
  * remaining handle and lets its loop end; the control thread joins them all. This file
@@ -20,7 +24,7 @@
 #include "vpcdns/server.h"
 
 struct vd_server {
-        vd_snapshot *snapshot; /* one reference, lent to every worker's env */
+        vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
         vd_worker **workers;
         unsigned n_workers;
         vd_addr listen[VD_MAX_LISTEN];
@@ -31,6 +35,10 @@ struct vd_server {
         uv_loop_t control; /* the thread of vd_server_run: signals only */
         uv_signal_t sigint;
         uv_signal_t sigterm;
+        uv_signal_t sighup;
+        bool stopping; /* control thread only: no more reloads once the stop began */
+        vd_reload_fn reload;
+        void *reload_arg;
 };
 
 /* Sockets */
@@ -98,12 +106,34 @@ static void worker_stop(vd_worker *w)
         }
         if (w->async_ready)
                 uv_close((uv_handle_t *)&w->stop_async, NULL);
+        if (w->reload_ready)
+                uv_close((uv_handle_t *)&w->reload_async, NULL);
         uv_walk(&w->loop, close_leftover, NULL);
 }
 
 static void worker_stop_cb(uv_async_t *a)
 {
         worker_stop(a->data);
+}
+
+/* Takes the slot's snapshot; the old one goes when its last holder lets go. */
+static void worker_take_snapshot(vd_worker *w)
+{
+        uv_mutex_lock(&w->slot->lock);
+        vd_snapshot *s = w->slot->current;
+        if (s != NULL)
+                vd_snapshot_ref(s);
+        uv_mutex_unlock(&w->slot->lock);
+        vd_snapshot *old = w->snapshot;
+        w->snapshot = s;
+        w->env.snapshot = s;
+        if (old != NULL)
+                vd_snapshot_unref(old);
+}
+
+static void worker_reload_cb(uv_async_t *a)
+{
+        worker_take_snapshot(a->data);
 }
 
 /* Lets every closing handle finish and closes the loop. */
@@ -141,6 +171,8 @@ static void worker_free(vd_worker *w)
         if (w->loop_ready)
                 return; /* handles still referenced the memory: leak rather than crash */
         vd_udp_worker_release(w);
+        if (w->snapshot != NULL)
+                vd_snapshot_unref(w->snapshot);
         free(w);
 }
 
@@ -158,7 +190,8 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         w->index = index;
         w->tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
         w->tcp_max_connections = cfg->tcp_max_connections;
-        w->env.snapshot = srv->snapshot;
+        w->slot = &srv->slot;
+        worker_take_snapshot(w);
 
         r = uv_loop_init(&w->loop);
         if (r < 0) {
@@ -173,6 +206,13 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         }
         w->stop_async.data = w;
         w->async_ready = true;
+        r = uv_async_init(&w->loop, &w->reload_async, worker_reload_cb);
+        if (r < 0) {
+                vd_error_set(err, "worker %u: async: %s", index, uv_strerror(r));
+                return r;
+        }
+        w->reload_async.data = w;
+        w->reload_ready = true;
         r = vd_udp_worker_init(w);
         if (r < 0) {
                 vd_error_set(err, "worker %u: out of memory", index);
@@ -233,9 +273,14 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                 vd_error_set(err, "out of memory");
                 return -ENOMEM;
         }
+        r = uv_mutex_init(&srv->slot.lock);
+        if (r < 0) {
+                free(srv);
+                return vd_error_set(err, "mutex: %s", uv_strerror(r));
+        }
         if (snap != NULL)
                 vd_snapshot_ref(snap);
-        srv->snapshot = snap;
+        srv->slot.current = snap;
         srv->n_listen = cfg->n_listen;
         memcpy(srv->listen, cfg->listen, cfg->n_listen * sizeof(cfg->listen[0]));
         srv->n_upstream = cfg->n_upstream;
@@ -259,9 +304,11 @@ fail:
 
 static void stop_everything(vd_server *srv)
 {
+        srv->stopping = true;
         if (!uv_is_closing((uv_handle_t *)&srv->sigint)) {
                 uv_close((uv_handle_t *)&srv->sigint, NULL);
                 uv_close((uv_handle_t *)&srv->sigterm, NULL);
+                uv_close((uv_handle_t *)&srv->sighup, NULL);
         }
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 vd_worker *w = srv->workers[i];
@@ -276,6 +323,55 @@ static void on_signal(uv_signal_t *s, int signum)
         vd_log(VD_LOG_INFO, "server_stopping", "signal=%s",
                signum == SIGINT ? "SIGINT" : "SIGTERM");
         stop_everything(srv);
+}
+
+void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg)
+{
+        srv->reload = fn;
+        srv->reload_arg = arg;
+}
+
+void vd_server_publish(vd_server *srv, vd_snapshot *snap)
+{
+        if (snap != NULL)
+                vd_snapshot_ref(snap);
+        uv_mutex_lock(&srv->slot.lock);
+        vd_snapshot *old = srv->slot.current;
+        srv->slot.current = snap;
+        uv_mutex_unlock(&srv->slot.lock);
+        if (old != NULL)
+                vd_snapshot_unref(old);
+        if (srv->stopping)
+                return;
+        for (unsigned i = 0; i < srv->n_workers; i++)
+                if (srv->workers[i]->reload_ready)
+                        uv_async_send(&srv->workers[i]->reload_async);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+        vd_server *srv = s->data;
+        vd_snapshot *snap = NULL;
+        vd_error err = {{0}};
+        (void)signum;
+
+        if (srv->reload == NULL || srv->stopping) {
+                vd_log(VD_LOG_WARN, "reload_ignored", "reason=\"no reload source\"");
+                return;
+        }
+        vd_log(VD_LOG_INFO, "reload_start", "signal=SIGHUP");
+        if (srv->reload(srv->reload_arg, &snap, &err) != 0) {
+                vd_log(VD_LOG_ERROR, "reload_failed", "kept=previous error=\"%s\"", err.msg);
+                return;
+        }
+        vd_snapshot_summary sum = {0};
+        if (snap != NULL)
+                vd_snapshot_summarize(snap, &sum);
+        vd_server_publish(srv, snap);
+        if (snap != NULL)
+                vd_snapshot_unref(snap);
+        vd_log(VD_LOG_INFO, "reload_done", "names=%zu records=%zu zones=%zu", sum.names,
+               sum.records, sum.zones);
 }
 
 static void log_start(const vd_server *srv)
@@ -351,12 +447,16 @@ int vd_server_run(vd_server *srv)
         }
         uv_signal_init(&srv->control, &srv->sigint);
         uv_signal_init(&srv->control, &srv->sigterm);
+        uv_signal_init(&srv->control, &srv->sighup);
         srv->sigint.data = srv;
         srv->sigterm.data = srv;
+        srv->sighup.data = srv;
         /* Signals first: once a worker answers, a SIGTERM is a clean stop. */
         r = uv_signal_start(&srv->sigint, on_signal, SIGINT);
         if (r == 0)
                 r = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+        if (r == 0)
+                r = uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
         if (r < 0) {
                 vd_log(VD_LOG_ERROR, "server_error", "what=signals error=\"%s\"", uv_strerror(r));
                 result = r;
@@ -404,7 +504,8 @@ void vd_server_free(vd_server *srv)
                         worker_free(srv->workers[i]);
                 free(srv->workers);
         }
-        if (srv->snapshot != NULL)
-                vd_snapshot_unref(srv->snapshot);
+        if (srv->slot.current != NULL)
+                vd_snapshot_unref(srv->slot.current);
+        uv_mutex_destroy(&srv->slot.lock);
         free(srv);
 }

@@ -3,8 +3,8 @@
  * the UDP and TCP transports. Not a public contract: nothing else includes it.
  *
  * Threading: every field of a worker is touched only by the thread running its loop, except
- * stop_async (uv_async_send from the control thread) and everything before the thread starts
- * or after it was joined. */
+ * stop_async and reload_async (uv_async_send from the control thread), the shared snapshot
+ * slot (under its mutex), and everything before the thread starts or after it was joined. */
 #ifndef VPCDNS_TRANSPORT_H
 #define VPCDNS_TRANSPORT_H
 
@@ -36,6 +36,12 @@ typedef struct vd_transport_counters {
         uint64_t tcp_slow_closed; /* too many unsent bytes: a client that does not read */
 } vd_transport_counters;
 
+/* The snapshot the server publishes; workers copy a reference out of it when told to. */
+typedef struct vd_snapshot_slot {
+        uv_mutex_t lock; /* held only to swap or to take a reference, never per query */
+        vd_snapshot *current;
+} vd_snapshot_slot;
+
 struct vd_worker;
 struct vd_udp_pending;
 struct vd_tcp_conn;
@@ -58,6 +64,10 @@ typedef struct vd_worker {
         bool loop_ready; /* uv_loop_init done and uv_loop_close not yet */
         uv_async_t stop_async;
         bool async_ready;
+        uv_async_t reload_async; /* the slot changed: take the new snapshot */
+        bool reload_ready;
+        vd_snapshot_slot *slot;
+        vd_snapshot *snapshot; /* this worker's own reference; env.snapshot borrows it */
         uv_thread_t thread;
         bool thread_started;
         bool stopping; /* set once the stop began: replies must not touch closed handles */

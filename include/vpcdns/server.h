@@ -1,5 +1,5 @@
 /* server.h — the running daemon: worker loops, UDP and TCP listeners on every configured
- * address, the forwarder per worker, signals and graceful stop. */
+ * address, the forwarder per worker, signals, reloads and graceful stop. */
 #ifndef VPCDNS_SERVER_H
 #define VPCDNS_SERVER_H
 
@@ -12,6 +12,19 @@ typedef struct vd_server vd_server;
 /* Binds every listen address (UDP and TCP) and prepares the workers. Takes a reference to
  * snap (may be NULL). Errors name the address and the reason. */
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err);
+
+/* Builds a new snapshot for a reload. Runs on the control thread (never on a worker), so it
+ * may block on file I/O. Returns 0 with *out holding one reference, or a negative code with
+ * err set: the server then keeps serving the snapshot it has. */
+typedef int (*vd_reload_fn)(void *arg, vd_snapshot **out, vd_error *err);
+
+/* Makes SIGHUP call fn(arg, ...) and publish what it builds. Call before vd_server_run. */
+void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg);
+
+/* Publishes snap (a reference is taken; NULL serves no local data) to every worker: each
+ * switches between two queries, and the old snapshot is freed when the last worker lets go.
+ * Thread-safe; a no-op for workers that are not running yet (they start with it). */
+void vd_server_publish(vd_server *srv, vd_snapshot *snap);
 
 /* Runs until SIGINT or SIGTERM, then stops accepting, lets pending work finish or cancel,
  * closes every handle. Returns 0 on a clean stop. */
