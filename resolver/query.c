@@ -80,6 +80,10 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                 return VD_QUERY_REPLY;
         }
 
+        if (env->forward_denied) {
+                env->counters.forward_denied++;
+                return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
+        }
         if (env->forwarder == NULL ||
             vd_forwarder_query(env->forwarder, &qi, max, reply, reply_arg) != 0)
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);

@@ -20,6 +20,19 @@ typedef struct vd_addr {
         socklen_t len;
 } vd_addr;
 
+#define VD_MAX_ACL 64
+
+/* An address prefix, for access control: "10.0.0.0/8", "::1/128", "192.0.2.1" (= /32). */
+typedef struct vd_cidr {
+        struct sockaddr_storage ss; /* family and network address; port unused */
+        unsigned prefix;            /* 0..32 or 0..128 */
+} vd_cidr;
+
+typedef enum vd_deny_action {
+        VD_DENY_REFUSE = 0, /* answer REFUSED (UDP and TCP) */
+        VD_DENY_DROP,       /* send nothing (UDP), close the connection (TCP) */
+} vd_deny_action;
+
 typedef struct vd_config {
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
@@ -34,11 +47,35 @@ typedef struct vd_config {
         unsigned tcp_idle_timeout_ms; /* default 10000 */
         unsigned tcp_max_connections; /* default 1024, across all listeners of a worker */
         unsigned upstream_timeout_ms; /* total budget for one forwarded query; default 2000 */
-        bool check;                   /* --check */
-        bool dump;                    /* --dump */
-        bool help;                    /* --help: caller prints vd_config_usage() */
-        bool version;                 /* --version */
-        char *config_path;            /* owned, NULL when none */
+        /* Access control (issue 5). allow: who may query; when the config gives none, the
+         * default is loopback, RFC 1918, link-local, ULA (fc00::/7) and CGNAT (100.64.0.0/10):
+         * never an open resolver. Others get deny_action (key deny_action: refuse|drop). */
+        vd_cidr allow[VD_MAX_ACL];
+        size_t n_allow;
+        vd_deny_action deny_action;
+        /* Response rate limiting for UDP per client prefix (keys rrl_responses_per_second,
+         * rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix). 0 responses/s = off (default). Of the
+         * responses over the limit, every rrl_slip-th is sent as an empty TC answer (default
+         * 2; 0 = drop them all); the prefixes group clients (defaults 24 and 56). */
+        unsigned rrl_responses_per_second;
+        unsigned rrl_slip;
+        unsigned rrl_ipv4_prefix;
+        unsigned rrl_ipv6_prefix;
+        /* TCP limits per worker (keys tcp_max_connections_per_client, default 64, and
+         * tcp_max_queries_per_connection, default 0 = unlimited: the connection is closed
+         * once it has been answered that many queries). */
+        unsigned tcp_max_connections_per_client;
+        unsigned tcp_max_queries_per_connection;
+        /* Forwarded queries waiting for an upstream per client address and worker (key
+         * max_pending_per_client, default 100): over it, SERVFAIL at once (DNSBomb). */
+        unsigned max_pending_per_client;
+        /* After binding, run as this user (key user; default: stay as started). */
+        char *user;        /* owned, NULL when unset */
+        bool check;        /* --check */
+        bool dump;         /* --dump */
+        bool help;         /* --help: caller prints vd_config_usage() */
+        bool version;      /* --version */
+        char *config_path; /* owned, NULL when none */
 } vd_config;
 
 /* Fills cfg with defaults (no listen or upstream yet: see vd_config_finalize). */
@@ -46,7 +83,8 @@ void vd_config_init(vd_config *cfg);
 void vd_config_free(vd_config *cfg);
 
 /* Reads a YAML file into cfg (keys: listen, upstream, snapshot, zone, log_level, workers,
- * tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms). Lists replace what cfg
+ * tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms, and the issue-5 keys named
+ * beside their fields above). Lists replace what cfg
  * held. Unknown keys and wrong types are errors naming file, line and what was expected. */
 int vd_config_load_file(vd_config *cfg, const char *path, vd_error *err);
 

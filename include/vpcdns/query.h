@@ -19,6 +19,7 @@ typedef struct vd_query_counters {
         uint64_t dropped;
         uint64_t formerr;
         uint64_t servfail;
+        uint64_t forward_denied; /* SERVFAIL because the client had too many pending */
 } vd_query_counters;
 
 /* Per-worker state of the query pipeline. */
@@ -26,6 +27,8 @@ typedef struct vd_query_env {
         const vd_snapshot *snapshot; /* borrowed; may be NULL (no local data) */
         vd_forwarder *forwarder;     /* borrowed; may be NULL (no upstream: SERVFAIL) */
         uint32_t rotation;           /* advances per answer: RRset rotation */
+        bool forward_denied;         /* set by the transport for one call: this client may not
+                                        start another upstream query (SERVFAIL instead) */
         vd_query_counters counters;
 } vd_query_env;
 
