@@ -347,13 +347,14 @@ static void on_ares_answer(void *arg, int status, int timeouts, unsigned char *a
                 query_release(q);
 }
 
-/* Upstream query: fresh ID, RD, the client's question as sent, our OPT with the client's DO. */
+/* Upstream query: fresh ID, RD, the client's CD (RFC 4035 §3.2.2: a client that validates
+ * itself asks for unvalidated data), the client's question as sent, our OPT with its DO. */
 static size_t build_upstream_query(const struct fwd_query *q, uint8_t *buf)
 {
         const vd_query_info *qi = &q->qi;
         size_t n = 0;
         vd_wire_put16(buf, q->upstream_id);
-        vd_wire_put16(buf + 2, VD_FLAG_RD);
+        vd_wire_put16(buf + 2, (uint16_t)(VD_FLAG_RD | (qi->flags & VD_FLAG_CD)));
         vd_wire_put16(buf + 4, 1);
         vd_wire_put16(buf + 6, 0);
         vd_wire_put16(buf + 8, 0);
@@ -607,6 +608,35 @@ static size_t relay_truncated(const vd_query_info *qi, uint16_t flags, uint8_t r
         return vd_wire_add_opt(qi, rcode, out, len, limit);
 }
 
+/* Types whose rdata may carry compressed names (RFC 3597 §4 and the well-known later ones). */
+static bool rdata_may_compress(uint16_t type)
+{
+        switch (type) {
+        case 2:  /* NS */
+        case 3:  /* MD */
+        case 4:  /* MF */
+        case 5:  /* CNAME */
+        case 6:  /* SOA */
+        case 7:  /* MB */
+        case 8:  /* MG */
+        case 9:  /* MR */
+        case 12: /* PTR */
+        case 14: /* MINFO */
+        case 15: /* MX */
+        case 17: /* RP */
+        case 18: /* AFSDB */
+        case 21: /* RT */
+        case 26: /* PX */
+        case 33: /* SRV */
+        case 35: /* NAPTR */
+        case 36: /* KX */
+        case 39: /* DNAME */
+                return true;
+        default:
+                return false;
+        }
+}
+
 size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
                         size_t max_len, uint8_t *out, size_t cap)
 {
@@ -666,7 +696,11 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                         len += pos - start;
                         continue;
                 }
-                /* After the removed OPT offsets shift: write the owner uncompressed, as spelt. */
+                /* After the removed OPT offsets shift: write the owner uncompressed, as spelt.
+                 * Rdata is copied as is, so a record whose rdata may hold compressed names
+                 * cannot follow the OPT safely: such an answer is refused (SERVFAIL). */
+                if (rdata_may_compress(type))
+                        return 0;
                 size_t owner_pos = start;
                 if (vd_wire_read_name(answer, answer_len, &owner_pos, name, &name_len, false) != 0)
                         return 0;
@@ -682,8 +716,12 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         unsigned rcode = (ext_rcode << 4) | (up_flags & 0x0Fu);
         if (rcode > 0xFFu || (ext_rcode != 0 && !qi->has_edns))
                 return 0; /* not expressible to this client */
+        /* AA off (we are a recursive service), RD and CD as the client sent them, AD only
+         * for a client that asked for it with DO or AD (RFC 6840 §5.8). */
+        bool wants_ad = qi->edns_do || (qi->flags & VD_FLAG_AD);
         uint16_t flags =
-            (uint16_t)((up_flags & ~(VD_FLAG_AA | VD_FLAG_RD | VD_FLAG_CD | 0x0Fu)) |
+            (uint16_t)((up_flags & ~(VD_FLAG_AA | VD_FLAG_AD | VD_FLAG_RD | VD_FLAG_CD | 0x0Fu)) |
+                       (wants_ad ? (up_flags & VD_FLAG_AD) : 0) |
                        (qi->flags & (VD_FLAG_RD | VD_FLAG_CD)) | VD_FLAG_RA | (rcode & 0x0Fu));
         if (!fits)
                 return relay_truncated(qi, flags, (uint8_t)rcode, out, limit);

@@ -117,10 +117,12 @@ static void opt_rr(msg *m, unsigned payload, unsigned ext_rcode, bool dnssec_ok,
 }
 
 /* A client query, parsed the way the daemon parses it. qi->qname points into *m. */
+static unsigned client_extra_flags; /* OR-ed into the next client queries' flags */
+
 static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *name, unsigned qtype,
                          bool edns, bool dnssec_ok)
 {
-        header(m, id, VD_FLAG_RD, 1, 0, 0, edns ? 1 : 0);
+        header(m, id, VD_FLAG_RD | client_extra_flags, 1, 0, 0, edns ? 1 : 0);
         put_name(m, name);
         put16(m, qtype);
         put16(m, VD_CLASS_IN);
@@ -245,6 +247,40 @@ Test(relay, opt_added_when_upstream_sent_none)
 }
 
 /* Additional section [OPT, A ns1, AAAA ns1→(pointer to the A's owner, after the OPT)]. */
+Test(relay, ad_only_for_a_client_that_asked)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 9, "example.com", VD_TYPE_A, true, false);
+        answer_start(&a, UP_FLAGS | VD_FLAG_AD, "example.com", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_gt(n, 0);
+        cr_assert_not(vd_wire_get16(out + 2) & VD_FLAG_AD, "neither DO nor AD asked: no AD");
+        client_query(&q, &qi, 9, "example.com", VD_TYPE_A, false, false);
+        q.b[3] |= 0x20; /* AD in the query */
+        cr_assert_eq(vd_wire_parse_query(q.b, q.n, &qi), VD_PARSE_OK);
+        n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_AD, "AD asked for: kept");
+}
+
+Test(relay, names_in_rdata_after_a_middle_opt_are_refused)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 78, "example.com", VD_TYPE_A, false, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 1, 0, 2);
+        a_rr_ptr(&a, 12, 1);
+        opt_rr(&a, 1232, 0, false, true);
+        put_ptr(&a, 12);
+        uint8_t cname[6] = {3, 'w', 'w', 'w', 0xC0, 12};
+        rr_tail(&a, VD_TYPE_CNAME, VD_CLASS_IN, 300, cname, sizeof(cname));
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 4096, out, sizeof(out)), 0,
+                     "a pointer in rdata after the OPT would shift: SERVFAIL, not a corrupt name");
+}
+
 Test(relay, opt_in_the_middle_of_additional)
 {
         msg q, a;
@@ -864,7 +900,9 @@ Test(forward_live, upstream_query_is_rd_edns_with_client_do_and_random_ids)
         s.expected = 3;
         send_query(&s, 0, 7, "a.example.com", true, true, 1232);
         send_query(&s, 1, 7, "b.example.com", false, false, 512);
+        client_extra_flags = VD_FLAG_CD;
         send_query(&s, 2, 7, "c.example.com", true, false, 1232);
+        client_extra_flags = 0;
         scenario_run(&s);
 
         upstream *up = &s.up[0];
@@ -884,6 +922,9 @@ Test(forward_live, upstream_query_is_rd_edns_with_client_do_and_random_ids)
         cr_assert(up->seen[0].edns_do);
         cr_assert(!up->seen[1].edns_do);
         cr_assert(!up->seen[2].edns_do);
+        /* CD follows each client too (RFC 4035 §3.2.2) */
+        cr_assert_not(up->seen[0].flags & VD_FLAG_CD);
+        cr_assert(up->seen[2].flags & VD_FLAG_CD);
         for (int i = 0; i < 3; i++) {
                 cr_assert_eq(s.r[i].calls, 1);
                 cr_assert_eq(vd_wire_get16(s.r[i].buf), 7);
