@@ -343,6 +343,35 @@ static size_t rrset_wire_size(const struct brrset *s)
         return total;
 }
 
+/* The rdata shapes the answer path and clients rely on: fixed-size addresses and names that
+ * fill their rdata exactly. Other types are carried as given (their loaders checked them). */
+static bool rdata_shape_ok(uint16_t type, const uint8_t *rdata, uint16_t rdlen)
+{
+        size_t mname, rname;
+        switch (type) {
+        case VD_TYPE_A:
+                return rdlen == 4;
+        case VD_TYPE_AAAA:
+                return rdlen == 16;
+        case VD_TYPE_CNAME:
+        case VD_TYPE_NS:
+        case VD_TYPE_PTR:
+                return rdlen > 0 && vd_name_len(rdata, rdlen) == rdlen;
+        case VD_TYPE_MX:
+                return rdlen > 2 && vd_name_len(rdata + 2, rdlen - 2u) == rdlen - 2u;
+        case VD_TYPE_SRV:
+                return rdlen > 6 && vd_name_len(rdata + 6, rdlen - 6u) == rdlen - 6u;
+        case VD_TYPE_SOA:
+                mname = vd_name_len(rdata, rdlen);
+                if (mname == 0)
+                        return false;
+                rname = vd_name_len(rdata + mname, rdlen - mname);
+                return rname != 0 && mname + rname + 20 == rdlen;
+        default:
+                return true;
+        }
+}
+
 int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
                       const uint8_t *rdata, uint16_t rdlen, const char *claim, vd_error *err)
 {
@@ -354,6 +383,10 @@ int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
                 return rc;
         if (type == VD_TYPE_OPT || type == VD_TYPE_ANY || type == 0)
                 return vd_error_set(err, "record type %u cannot be served as data", type);
+        if (!rdata_shape_ok(type, rdata, rdlen)) {
+                vd_name_to_text(name, text, sizeof(text));
+                return vd_error_set(err, "%s: malformed rdata for record type %u", text, type);
+        }
         const char *c = intern_claim(b, claim);
         if (c == NULL)
                 return vd_error_set(err, "out of memory"), -ENOMEM;
@@ -372,14 +405,15 @@ int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
         }
 
         struct bnode *nd = &b->nodes[idx];
-        /* CNAME excludes other data (RFC 1034 §3.6.2), except the SOA and NS that a hidden
-         * zone apex carries beside an endpoint service's CNAME. */
+        /* CNAME excludes other data (RFC 1034 §3.6.2), except the SOA and NS that a zone apex
+         * carries beside it (an endpoint service's hidden zone: spec §2). */
+        bool apex = (nd->flags & NODE_ZONE_APEX) != 0;
         for (size_t i = 0; i < nd->nsets; i++) {
                 uint16_t t = nd->sets[i].type;
-                bool apex_data = t == VD_TYPE_SOA || t == VD_TYPE_NS;
+                bool apex_data = apex && (t == VD_TYPE_SOA || t == VD_TYPE_NS);
+                bool new_apex_data = apex && (type == VD_TYPE_SOA || type == VD_TYPE_NS);
                 bool clash = (type == VD_TYPE_CNAME && t != VD_TYPE_CNAME && !apex_data) ||
-                             (t == VD_TYPE_CNAME && type != VD_TYPE_CNAME && type != VD_TYPE_SOA &&
-                              type != VD_TYPE_NS);
+                             (t == VD_TYPE_CNAME && type != VD_TYPE_CNAME && !new_apex_data);
                 if (clash) {
                         vd_name_to_text(name, text, sizeof(text));
                         return vd_error_set(err, "%s: a CNAME cannot stand beside other data",
@@ -878,8 +912,9 @@ vd_local_result vd_snapshot_answer(const vd_snapshot *s, const vd_query_info *qi
                 size_t target_at = put_rrset(&w, s, cname, name_ref, rotation);
                 if (w.overflow || hop == MAX_CNAME_HOPS)
                         break;
-                const uint8_t *target = s->blob + s->rr_off[cname->first_rr] + 10;
-                size_t tlen = vd_name_len(target, VD_NAME_MAX);
+                const uint8_t *rec = s->blob + s->rr_off[cname->first_rr];
+                const uint8_t *target = rec + 10;
+                size_t tlen = vd_name_len(target, vd_wire_get16(rec + 8));
                 if (tlen == 0)
                         break;
                 memcpy(name, target, tlen);

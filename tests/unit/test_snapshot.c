@@ -400,3 +400,41 @@ Test(snapshot, duplicate_records_are_merged)
         vd_snapshot_unref(s);
         vd_builder_free(b);
 }
+
+Test(snapshot, malformed_rdata_is_rejected)
+{
+        vd_builder *b = vd_builder_new();
+        uint8_t name[VD_NAME_MAX];
+        vd_error err = {{0}};
+        wname("m.test", name);
+        const uint8_t three[3] = {10, 0, 0};
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_A, 60, three, 3, "z", &err), 0);
+        cr_assert(strstr(err.msg, "malformed rdata") != NULL, "%s", err.msg);
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_AAAA, 60, three, 3, "z", &err), 0);
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_CNAME, 60, NULL, 0, "z", &err), 0,
+                      "an empty CNAME (zone file \\# 0) would send the lookup into the blob");
+        const uint8_t junk[5] = {1, 'x', 0, 0xFF, 0xFF};
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_CNAME, 60, junk, 5, "z", &err), 0);
+        const uint8_t runaway[2] = {9, 'x'};
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_NS, 60, runaway, 2, "z", &err), 0);
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_SOA, 60, junk, 5, "z", &err), 0);
+        vd_builder_free(b);
+}
+
+Test(snapshot, cname_beside_ns_only_at_a_zone_apex)
+{
+        vd_builder *b = vd_builder_new();
+        uint8_t name[VD_NAME_MAX], t[VD_NAME_MAX];
+        size_t tlen;
+        vd_error err = {{0}};
+        wname("www.corp.test", name);
+        vd_name_from_text("ns1.corp.test", t, &tlen);
+        cr_assert_eq(vd_builder_add_rr(b, name, VD_TYPE_NS, 60, t, (uint16_t)tlen, "z", &err), 0);
+        vd_name_from_text("x.example", t, &tlen);
+        cr_assert_neq(vd_builder_add_rr(b, name, VD_TYPE_CNAME, 60, t, (uint16_t)tlen, "z", &err),
+                      0, "NS and CNAME below an apex");
+        /* at an apex (the endpoint-service case) SOA and NS may stand beside the CNAME */
+        add_zone(b, "svc.test", true, "ep");
+        add_cname(b, "svc.test", "vpce-1-abc.sqs.test-1.vpce.amazonaws.com", "ep");
+        vd_builder_free(b);
+}
