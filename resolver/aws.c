@@ -22,7 +22,17 @@
  *   serves its vpce names but not its private DNS names, because every client counts as
  *   inside the VPC for now (there is no inbound-endpoint view yet).
  * - DnsRecordIpType / IpAddressType values are compared case-insensitively; an unknown
- *   value is an error rather than a guess. */
+ *   value is an error rather than a guess.
+ * - A file that starts with a UTF-8 byte-order mark is read as if the mark were not there.
+ *   The AWS CLI never writes one, but Windows tools do when a user saves its output
+ *   (PowerShell 5's Out-File -Encoding utf8, Notepad); RFC 8259 §8.1 lets a parser ignore
+ *   it, and the text after it is the CLI's JSON unchanged, so refusing would only make the
+ *   user strip an invisible character. UTF-16 (PowerShell 5's `>`) is refused by name.
+ * - A served endpoint that ends up with no address record for any of its names (say ipv6
+ *   records while its ENIs have no IPv6 address) is loaded (its names answer NODATA) with one
+ *   warning line naming the endpoint and the reason.
+ * - Claims name the endpoint's VpcId, and a name claimed by endpoints of two VPCs says that
+ *   the snapshot mixes VPCs (an unfiltered describe-vpc-endpoints lists the whole region). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -44,7 +54,7 @@
 #define FILE_PATH_CAP 4096
 #define JSON_WHERE_CAP 64 /* "VpcEndpoints[N]", "NetworkInterfaces[N]" */
 #define JSON_PATH_CAP 256
-#define CLAIM_CAP (FILE_PATH_CAP + 192)
+#define CLAIM_CAP (FILE_PATH_CAP + 320)
 
 /* Route 53's SOA and NS for private hosted zones (spec §3), TTL and MINIMUM 60. */
 #define SOA_MNAME "ns-1536.awsdns-00.co.uk."
@@ -111,13 +121,17 @@ typedef struct loader {
         uint16_t soa_len;
         uint8_t ns[ZONE_NS_COUNT][VD_NAME_MAX];
         uint16_t ns_len[ZONE_NS_COUNT];
+        const char **vpcs; /* distinct VpcIds of the endpoints file, borrowed, file order */
+        size_t n_vpcs;
+        size_t ep_records; /* A, AAAA and CNAME records added for the current endpoint */
         vd_aws_summary sum;
 } loader;
 
 /* One endpoint being loaded. */
 typedef struct endpoint {
         size_t index;
-        const char *id; /* "?" when absent */
+        const char *id;  /* "?" when absent */
+        const char *vpc; /* VpcId; NULL when absent */
         char path[JSON_WHERE_CAP];
         char claim[CLAIM_CAP];
         ip_mode mode;
@@ -208,7 +222,7 @@ static int load_json(loader *l, const char *file, json_t **out)
 {
         FILE *fp = NULL;
         char *buf = NULL;
-        size_t len = 0, cap = 0;
+        size_t len = 0, cap = 0, skip = 0;
         json_error_t jerr;
         int rc = 0;
 
@@ -246,11 +260,25 @@ static int load_json(loader *l, const char *file, json_t **out)
                         break;
                 }
         }
-        if (len == 0) {
+        if (len >= 2 && (((uint8_t)buf[0] == 0xff && (uint8_t)buf[1] == 0xfe) ||
+                         ((uint8_t)buf[0] == 0xfe && (uint8_t)buf[1] == 0xff))) {
+                rc = vd_error_set(l->err,
+                                  "%s: the file is UTF-16 (it starts with a UTF-16 byte-order "
+                                  "mark, as PowerShell 5 redirection writes); expected UTF-8 "
+                                  "JSON as the AWS CLI prints it (save it with Out-File "
+                                  "-Encoding utf8)",
+                                  file);
+                goto out;
+        }
+        if (len >= 3 && (uint8_t)buf[0] == 0xef && (uint8_t)buf[1] == 0xbb &&
+            (uint8_t)buf[2] == 0xbf) {
+                skip = 3; /* a UTF-8 byte-order mark: ignored (see the top of this file) */
+        }
+        if (len == skip) {
                 rc = vd_error_set(l->err, "%s: the file is empty, expected a JSON object", file);
                 goto out;
         }
-        *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+        *out = json_loadb(buf + skip, len - skip, JSON_REJECT_DUPLICATES, &jerr);
         if (*out == NULL) {
                 rc = vd_error_set(l->err, "%s:%d:%d: not valid JSON: %s", file, jerr.line,
                                   jerr.column, jerr.text);
@@ -532,24 +560,74 @@ bad:
                             raw);
 }
 
+/* When msg (a claim conflict) names an endpoint of another VPC than ep's, writes into hint
+ * how to take one VPC; else hint is "". Claims end in "(<endpoint id>, <VpcId>)". */
+static void several_vpcs_hint(const loader *l, const endpoint *ep, const char *msg, char *hint,
+                              size_t cap)
+{
+        char needle[JSON_PATH_CAP];
+        bool other = false;
+        size_t pos;
+        int w;
+
+        hint[0] = '\0';
+        if (ep->vpc == NULL || l->n_vpcs < 2)
+                return;
+        for (size_t i = 0; i < l->n_vpcs && !other; i++) {
+                if (strcmp(l->vpcs[i], ep->vpc) == 0)
+                        continue;
+                snprintf(needle, sizeof(needle), ", %.200s)", l->vpcs[i]);
+                other = strstr(msg, needle) != NULL;
+        }
+        if (!other)
+                return;
+        w = snprintf(hint, cap, "; the snapshot holds endpoints of several VPCs (");
+        pos = w > 0 ? (size_t)w : 0;
+        for (size_t i = 0; i < l->n_vpcs && pos < cap; i++) {
+                if (i == 4) {
+                        w = snprintf(hint + pos, cap - pos, ", and %zu more", l->n_vpcs - i);
+                        pos += w > 0 ? (size_t)w : 0;
+                        break;
+                }
+                w = snprintf(hint + pos, cap - pos, "%s%.64s", i > 0 ? ", " : "", l->vpcs[i]);
+                pos += w > 0 ? (size_t)w : 0;
+        }
+        if (pos < cap)
+                snprintf(hint + pos, cap - pos,
+                         "): capture one VPC with --filters Name=vpc-id,Values=<id>");
+}
+
 /* Puts the DnsName's file and JSON path in front of an error the builder reported. */
 static int builder_failed(loader *l, const endpoint *ep, const dns_name *name, int rc)
 {
         char msg[sizeof(l->err->msg)];
+        char hint[384];
+        size_t fixed;
+        int keep;
 
         if (l->err == NULL || rc == -ENOMEM)
                 return rc;
         memcpy(msg, l->err->msg, sizeof(msg));
         msg[sizeof(msg) - 1] = '\0';
-        vd_error_set(l->err, "%s: %s.DnsEntries[%zu].DnsName: %s", l->ep_file, ep->path,
-                     name->entry, msg);
+        hint[0] = '\0';
+        if (rc == -EEXIST)
+                several_vpcs_hint(l, ep, msg, hint, sizeof(hint));
+        /* the hint goes last but must survive a long message: cut msg, not the hint */
+        fixed = strlen(hint) + strlen(l->ep_file) + strlen(ep->path) + 48;
+        keep = sizeof(msg) > fixed ? (int)(sizeof(msg) - fixed) : 0;
+        vd_error_set(l->err, "%s: %s.DnsEntries[%zu].DnsName: %.*s%s", l->ep_file, ep->path,
+                     name->entry, keep, msg, hint);
         return rc;
 }
 
 static int add_rr(loader *l, const endpoint *ep, const uint8_t *owner, uint16_t type, uint32_t ttl,
                   const uint8_t *rdata, size_t rdlen)
 {
-        return vd_builder_add_rr(l->b, owner, type, ttl, rdata, (uint16_t)rdlen, ep->claim, l->err);
+        int rc =
+            vd_builder_add_rr(l->b, owner, type, ttl, rdata, (uint16_t)rdlen, ep->claim, l->err);
+        if (rc == 0 && type != VD_TYPE_NS)
+                l->ep_records++;
+        return rc;
 }
 
 /* A/AAAA records for one name: all ENIs, or only those in name->az for a zonal name.
@@ -738,9 +816,64 @@ static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
         return 0;
 }
 
+/* text for a key=value log field: at most cap - 1 octets, anything but a visible character
+ * other than '=' and '"' replaced by '?', so untrusted ids cannot break the line. */
+static const char *log_value(const char *text, char *out, size_t cap)
+{
+        size_t n = 0;
+
+        for (; text[n] != '\0' && n + 1 < cap; n++)
+                out[n] = (text[n] > ' ' && text[n] < 0x7f && text[n] != '=' && text[n] != '"')
+                             ? text[n]
+                             : '?';
+        out[n] = '\0';
+        return out;
+}
+
+/* Why a served endpoint yielded no address record for any of its names. */
+static const char *no_address_reason(const endpoint *ep)
+{
+        bool v4 = false, v6 = false, served_name = false;
+
+        if (ep->n_names == 0)
+                return "no_dns_entries";
+        if (ep->n_enis == 0)
+                return "no_network_interfaces";
+        for (size_t i = 0; i < ep->n_enis; i++) {
+                for (size_t k = 0; k < ep->enis[i]->n_addrs; k++) {
+                        v4 = v4 || ep->enis[i]->addrs[k].type == VD_TYPE_A;
+                        v6 = v6 || ep->enis[i]->addrs[k].type == VD_TYPE_AAAA;
+                }
+        }
+        if (ep->mode == IP_V6 && !v6)
+                return "ipv6_records_but_its_enis_have_no_ipv6_address";
+        if ((ep->mode == IP_V4 || ep->mode == IP_SERVICE_DEFINED) && !v4)
+                return "ipv4_records_but_its_enis_have_no_ipv4_address";
+        if (!v4 && !v6)
+                return "its_enis_have_no_address";
+        for (size_t i = 0; i < ep->n_names; i++)
+                served_name = served_name || ep->names[i].kind != NAME_PRIVATE || ep->private_dns;
+        if (!served_name)
+                return "only_private_dns_names_and_private_dns_is_off";
+        return "no_eni_in_the_availability_zones_of_its_names";
+}
+
+static void warn_no_address(const loader *l, const endpoint *ep)
+{
+        static const char *const modes[] = {"ipv4", "ipv6", "dualstack", "service-defined"};
+        char id[128], vpc[128];
+
+        vd_log(VD_LOG_WARN, "aws_endpoint_without_addresses",
+               "file=%s path=%s endpoint=%s vpc=%s record_ip_type=%s enis=%zu names=%zu "
+               "reason=%s",
+               l->ep_file, ep->path, log_value(ep->id, id, sizeof(id)),
+               ep->vpc != NULL ? log_value(ep->vpc, vpc, sizeof(vpc)) : "-", modes[ep->mode],
+               ep->n_enis, ep->n_names, no_address_reason(ep));
+}
+
 static int load_endpoint(loader *l, const json_t *v, size_t index)
 {
-        json_t *id, *type, *state;
+        json_t *id, *type, *state, *vpc;
         endpoint ep;
         const char *f = l->ep_file;
         bool served, has_private = false;
@@ -754,10 +887,16 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
                 return type_error(l, f, ep.path, "an object", v);
         if ((rc = member(l, f, v, ep.path, "VpcEndpointId", JSON_STRING, false, &id)) < 0 ||
             (rc = member(l, f, v, ep.path, "VpcEndpointType", JSON_STRING, false, &type)) < 0 ||
-            (rc = member(l, f, v, ep.path, "State", JSON_STRING, false, &state)) < 0)
+            (rc = member(l, f, v, ep.path, "State", JSON_STRING, false, &state)) < 0 ||
+            (rc = member(l, f, v, ep.path, "VpcId", JSON_STRING, false, &vpc)) < 0)
                 return rc;
         ep.id = id ? json_string_value(id) : "?";
-        snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s)", f, ep.path, ep.id);
+        ep.vpc = vpc ? json_string_value(vpc) : NULL;
+        if (ep.vpc != NULL)
+                snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s, %.100s)", f, ep.path, ep.id,
+                         ep.vpc);
+        else
+                snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s)", f, ep.path, ep.id);
 
         /* Absent type or state: not served (see the top of this file). */
         served = type != NULL && strcasecmp(json_string_value(type), "Interface") == 0 &&
@@ -778,6 +917,7 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
                                   f, ep.path, ep.id);
                 goto out;
         }
+        l->ep_records = 0;
         for (size_t i = 0; i < ep.n_names; i++) {
                 const dns_name *name = &ep.names[i];
                 rc = 0;
@@ -788,6 +928,8 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
                 if (rc < 0)
                         goto out;
         }
+        if (l->ep_records == 0)
+                warn_no_address(l, &ep);
 out:
         free(ep.enis);
         free(ep.names);
@@ -812,6 +954,31 @@ static int build_zone_data(loader *l)
         for (size_t i = 0; i < ZONE_NS_COUNT; i++) {
                 VD_CHECK(vd_name_from_text(zone_ns[i], l->ns[i], &len) == 0);
                 l->ns_len[i] = (uint16_t)len;
+        }
+        return 0;
+}
+
+/* The distinct VpcIds of the endpoints, for the several-VPCs hint. Fields of the wrong type
+ * are left to load_endpoint() to report. */
+static int collect_vpcs(loader *l, const json_t *list)
+{
+        size_t n = json_array_size(list);
+
+        if (n == 0)
+                return 0;
+        l->vpcs = calloc(n, sizeof(*l->vpcs));
+        if (l->vpcs == NULL)
+                return no_memory(l);
+        for (size_t i = 0; i < n; i++) {
+                const char *vpc =
+                    json_string_value(json_object_get(json_array_get(list, i), "VpcId"));
+                bool seen = false;
+                if (vpc == NULL)
+                        continue;
+                for (size_t k = 0; k < l->n_vpcs && !seen; k++)
+                        seen = strcmp(l->vpcs[k], vpc) == 0;
+                if (!seen)
+                        l->vpcs[l->n_vpcs++] = vpc;
         }
         return 0;
 }
@@ -856,7 +1023,7 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
         if ((rc = member(l, l->ep_file, endpoints_doc, "", "VpcEndpoints", JSON_ARRAY, true,
                          &list)) < 0)
                 goto out;
-        if ((rc = load_interfaces(l, interfaces_doc)) < 0)
+        if ((rc = load_interfaces(l, interfaces_doc)) < 0 || (rc = collect_vpcs(l, list)) < 0)
                 goto out;
         for (size_t i = 0; i < json_array_size(list); i++)
                 if ((rc = load_endpoint(l, json_array_get(list, i), i)) < 0)
@@ -873,6 +1040,7 @@ out:
                         free(l->enis[i].addrs);
                 free(l->enis);
         }
+        free(l->vpcs);
         free(l);
         json_decref(endpoints_doc);
         json_decref(interfaces_doc);

@@ -3,9 +3,11 @@
  * prints the records of a snapshot as master-file text (--dump).
  *
  * ldns does all the text parsing and printing ($ORIGIN, $TTL, parentheses, comments, quoted
- * strings, every record type it knows); this file only checks what a zone must satisfy (one
- * SOA at the apex, class IN, owners at or under the apex), converts records to uncompressed
- * wire form for the builder and keeps a line number per record for error messages.
+ * strings, every record type it knows); this file checks what a zone must satisfy (one SOA at
+ * the apex, class IN, owners at or under the apex), rejects what ldns lets through but BIND
+ * would not (unbalanced parentheses, TTLs like "1x", numbers that overflow their field),
+ * turns ldns's rdata errors into "expected X, got Y", converts records to uncompressed wire
+ * form for the builder and keeps a line number per record for error messages.
  * Load time only: it allocates and formats freely and must never run on the hot path. */
 #include <errno.h>
 #include <stdbool.h>
@@ -109,8 +111,9 @@ static int line_at(struct zone_text *text, size_t pos)
         return text->line_no;
 }
 
-/* The line where the text ldns read from [from, to) begins: past blank space and comments. */
-static int start_line(struct zone_text *text, size_t from, size_t to)
+/* The line where the text ldns read from [from, to) begins, past blank space and comments;
+ * *start receives the offset of that text. */
+static int start_line(struct zone_text *text, size_t from, size_t to, size_t *start)
 {
         size_t pos = from;
 
@@ -129,6 +132,7 @@ static int start_line(struct zone_text *text, size_t from, size_t to)
                         break;
                 }
         }
+        *start = pos;
         return line_at(text, pos);
 }
 
@@ -199,24 +203,648 @@ static int accept_soa(const char *path, int line, const ldns_rr *rr, ldns_rdf **
         return 0;
 }
 
+/* ---- what ldns accepts but a zone must not hold ----
+ *
+ * ldns 1.8.3 reads a TTL with strtol-like code ("1x" is 1, "4294967296" wraps to 0), stores
+ * 8-, 16- and 32-bit fields modulo their size (MX 70000 becomes 4464), and takes a '(' that is
+ * never closed as running to the end of the file. These checks run on the text of each record
+ * as ldns saw it, and reject what BIND would reject. */
+
+#define TTL_MAX ((uint64_t)INT32_MAX) /* RFC 2181 §8 */
+#define TOKEN_CAP 64                  /* TTL, class and type tokens; longer ones are cut */
+
+static const char ttl_forms[] = "a number of seconds or a BIND duration such as 1h30m, 2d or 1w";
+
+/* A TTL or period as RFC 1035 (digits) or BIND (digits with units w, d, h, m, s, in any
+ * case, e.g. 1h30m) writes it. A bare number after a unit ("1h30") is refused, as BIND does.
+ * Returns false for any other form; *value saturates above UINT32_MAX. */
+static bool parse_duration(const char *s, uint64_t *value)
+{
+        uint64_t total = 0;
+        bool unit_seen = false;
+
+        if (*s == '\0') {
+                return false;
+        }
+        while (*s != '\0') {
+                uint64_t n = 0;
+                uint64_t mult;
+                size_t digits = 0;
+
+                for (; *s >= '0' && *s <= '9'; s++, digits++) {
+                        n = n * 10 + (uint64_t)(*s - '0');
+                        if (n > UINT32_MAX) {
+                                n = (uint64_t)UINT32_MAX + 1;
+                        }
+                }
+                if (digits == 0) {
+                        return false;
+                }
+                switch (*s) {
+                case '\0':
+                        if (unit_seen) {
+                                return false;
+                        }
+                        *value = n;
+                        return true;
+                case 'w':
+                case 'W':
+                        mult = 604800;
+                        break;
+                case 'd':
+                case 'D':
+                        mult = 86400;
+                        break;
+                case 'h':
+                case 'H':
+                        mult = 3600;
+                        break;
+                case 'm':
+                case 'M':
+                        mult = 60;
+                        break;
+                case 's':
+                case 'S':
+                        mult = 1;
+                        break;
+                default:
+                        return false;
+                }
+                s++;
+                unit_seen = true;
+                total += n * mult;
+                if (total > UINT32_MAX) {
+                        total = (uint64_t)UINT32_MAX + 1;
+                }
+        }
+        *value = total;
+        return true;
+}
+
+/* Copies the next blank-separated token of *p into out (cut to cap - 1 octets; *cut tells),
+ * honouring backslash escapes as ldns does. Returns false when no token is left. */
+static bool next_token(const char **p, char *out, size_t cap, bool *cut)
+{
+        const char *s = *p;
+        size_t n = 0;
+
+        *cut = false;
+        while (*s == ' ' || *s == '\t') {
+                s++;
+        }
+        if (*s == '\0') {
+                *p = s;
+                out[0] = '\0';
+                return false;
+        }
+        while (*s != '\0' && *s != ' ' && *s != '\t') {
+                size_t k = (*s == '\\' && s[1] != '\0') ? 2 : 1;
+                for (size_t i = 0; i < k; i++) {
+                        if (n + 1 < cap) {
+                                out[n++] = s[i];
+                        } else {
+                                *cut = true;
+                        }
+                }
+                s += k;
+        }
+        out[n] = '\0';
+        *p = s;
+        return true;
+}
+
+/* A record's text as ldns read it (parentheses and comments removed, one line), split into
+ * the fields that come before the rdata. */
+struct record_fields {
+        bool has_ttl; /* the token where a TTL may stand starts with a digit */
+        char ttl[TOKEN_CAP];
+        bool ttl_cut;
+        char type[TOKEN_CAP]; /* "" when the line ends before a type */
+        const char *rdata;    /* the rest of the line, blanks skipped */
+};
+
+/* Re-reads [from, to) of the file exactly as ldns_rr_new_frm_fp_l() did, into line
+ * (LDNS_MAX_LINELEN + 1 octets). */
+static void record_line(const struct zone_text *text, size_t from, size_t to, char *line)
+{
+        FILE *fp;
+
+        line[0] = '\0';
+        if (to <= from || to > text->len) {
+                return;
+        }
+        fp = fmemopen(text->data + from, to - from, "r");
+        if (fp == NULL) {
+                return;
+        }
+        if (ldns_fget_token_l(fp, line, LDNS_PARSE_SKIP_SPACE, LDNS_MAX_LINELEN, NULL) < 0) {
+                line[0] = '\0';
+        }
+        fclose(fp);
+}
+
+/* Splits a record line as ldns does: [owner] [TTL] [class] type rdata, where a line that
+ * starts with a blank has no owner, a TTL starts with a digit and a class is a class name. */
+static void split_record(const char *line, struct record_fields *f)
+{
+        char owner[LDNS_MAX_DOMAINLEN * 4 + 1];
+        char tok[TOKEN_CAP];
+        const char *p = line;
+        bool cut;
+
+        memset(f, 0, sizeof(*f));
+        if (line[0] != ' ' && line[0] != '\t') {
+                next_token(&p, owner, sizeof(owner), &cut);
+        }
+        if (!next_token(&p, tok, sizeof(tok), &cut)) {
+                f->rdata = p;
+                return;
+        }
+        if (tok[0] >= '0' && tok[0] <= '9') {
+                f->has_ttl = true;
+                f->ttl_cut = cut;
+                memcpy(f->ttl, tok, sizeof(tok));
+                if (!next_token(&p, tok, sizeof(tok), &cut)) {
+                        f->rdata = p;
+                        return;
+                }
+        }
+        if (ldns_get_rr_class_by_name(tok) != 0 && !next_token(&p, tok, sizeof(tok), &cut)) {
+                f->rdata = p;
+                return;
+        }
+        memcpy(f->type, tok, sizeof(tok));
+        while (*p == ' ' || *p == '\t') {
+                p++;
+        }
+        f->rdata = p;
+}
+
+/* The value of a $TTL line. Returns 0 and *ttl, or an error naming path and line. */
+static int check_ttl_directive(const char *path, int line, const char *text, uint32_t *ttl,
+                               vd_error *err)
+{
+        const char *p = text + 4; /* past "$TTL" */
+        char tok[TOKEN_CAP];
+        char extra[TOKEN_CAP];
+        uint64_t value = 0;
+        bool cut;
+        bool cut2;
+
+        if (!next_token(&p, tok, sizeof(tok), &cut)) {
+                return vd_error_set(err, "%s:%d: $TTL without a value; expected %s", path, line,
+                                    ttl_forms);
+        }
+        if (next_token(&p, extra, sizeof(extra), &cut2)) {
+                return vd_error_set(err,
+                                    "%s:%d: $TTL has more than one value ('%s' then '%s'); "
+                                    "expected one, %s",
+                                    path, line, tok, extra, ttl_forms);
+        }
+        if (cut || !parse_duration(tok, &value)) {
+                return vd_error_set(err, "%s:%d: bad $TTL value '%s%s'; expected %s", path, line,
+                                    tok, cut ? "..." : "", ttl_forms);
+        }
+        if (value > TTL_MAX) {
+                return vd_error_set(err,
+                                    "%s:%d: $TTL %s is too large; expected at most 2147483647 "
+                                    "seconds (RFC 2181)",
+                                    path, line, tok);
+        }
+        *ttl = (uint32_t)value;
+        return 0;
+}
+
+/* The TTL written on a record line, if any: *written tells, *ttl receives it. */
+static int check_record_ttl(const char *path, int line, const struct record_fields *f,
+                            bool *written, uint32_t *ttl, vd_error *err)
+{
+        uint64_t value = 0;
+
+        *written = f->has_ttl;
+        if (!f->has_ttl) {
+                return 0;
+        }
+        if (f->ttl_cut || !parse_duration(f->ttl, &value)) {
+                return vd_error_set(err, "%s:%d: bad TTL '%s%s'; expected %s", path, line, f->ttl,
+                                    f->ttl_cut ? "..." : "", ttl_forms);
+        }
+        if (value > TTL_MAX) {
+                return vd_error_set(err,
+                                    "%s:%d: TTL %s is too large; expected at most 2147483647 "
+                                    "(RFC 2181)",
+                                    path, line, f->ttl);
+        }
+        *ttl = (uint32_t)value;
+        return 0;
+}
+
+/* Scans [from, to) (from is where the record's text starts, on line `line`) for parentheses
+ * outside quotes, comments and backslash escapes. An unclosed '(' makes ldns read to the end
+ * of the file; a stray ')' is dropped silently. */
+static int check_parens(const char *path, const struct zone_text *text, size_t from, size_t to,
+                        int line, vd_error *err)
+{
+        const char *d = text->data;
+        int depth = 0;
+        int lines = 0; /* newlines between from and i */
+        int open_line = 0;
+        bool quoted = false;
+
+        for (size_t i = from; i < to; i++) {
+                char c = d[i];
+                if (c == '\n') {
+                        lines++;
+                        quoted = false; /* ldns ends a quoted string at the line's end too */
+                        continue;
+                }
+                if (c == '\\') {
+                        if (i + 1 < to && d[i + 1] != '\n') {
+                                i++;
+                        }
+                        continue;
+                }
+                if (quoted) {
+                        quoted = c != '"';
+                        continue;
+                }
+                if (c == ';') {
+                        while (i + 1 < to && d[i + 1] != '\n') {
+                                i++;
+                        }
+                } else if (c == '"') {
+                        quoted = true;
+                } else if (c == '(') {
+                        if (depth++ == 0) {
+                                open_line = lines;
+                        }
+                } else if (c == ')') {
+                        if (depth == 0) {
+                                return vd_error_set(err,
+                                                    "%s:%d: unbalanced parenthesis: a ')' "
+                                                    "without a '(' before it in the record",
+                                                    path, line);
+                        }
+                        depth--;
+                }
+        }
+        if (depth > 0) {
+                return vd_error_set(err,
+                                    "%s:%d: unbalanced parenthesis: the '(' on line %d is never "
+                                    "closed; expected ')' before the end of the file",
+                                    path, line, line + open_line);
+        }
+        return 0;
+}
+
+/* ---- what a record's data should look like, for messages ---- */
+
+static const char *field_kind(ldns_rdf_type t)
+{
+        switch (t) {
+        case LDNS_RDF_TYPE_DNAME:
+                return "a domain name";
+        case LDNS_RDF_TYPE_INT8:
+        case LDNS_RDF_TYPE_CERTIFICATE_USAGE:
+        case LDNS_RDF_TYPE_SELECTOR:
+        case LDNS_RDF_TYPE_MATCHING_TYPE:
+                return "an 8-bit number";
+        case LDNS_RDF_TYPE_INT16:
+                return "a 16-bit number";
+        case LDNS_RDF_TYPE_INT32:
+                return "a 32-bit number";
+        case LDNS_RDF_TYPE_A:
+                return "an IPv4 address";
+        case LDNS_RDF_TYPE_AAAA:
+                return "an IPv6 address";
+        case LDNS_RDF_TYPE_STR:
+        case LDNS_RDF_TYPE_LONG_STR:
+                return "a text string";
+        case LDNS_RDF_TYPE_APL:
+                return "an address prefix list";
+        case LDNS_RDF_TYPE_B32_EXT:
+        case LDNS_RDF_TYPE_NSEC3_NEXT_OWNER:
+                return "base32 data";
+        case LDNS_RDF_TYPE_B64:
+                return "base64 data";
+        case LDNS_RDF_TYPE_HEX:
+                return "hex data";
+        case LDNS_RDF_TYPE_NSEC:
+                return "a list of record types";
+        case LDNS_RDF_TYPE_TYPE:
+                return "a record type";
+        case LDNS_RDF_TYPE_CLASS:
+                return "a class";
+        case LDNS_RDF_TYPE_CERT_ALG:
+                return "a certificate type";
+        case LDNS_RDF_TYPE_ALG:
+                return "an algorithm";
+        case LDNS_RDF_TYPE_TIME:
+                return "a time (YYYYMMDDHHmmSS)";
+        case LDNS_RDF_TYPE_PERIOD:
+                return "a period (seconds or 1h30m)";
+        case LDNS_RDF_TYPE_NSEC3_SALT:
+                return "a salt (hex or -)";
+        case LDNS_RDF_TYPE_ILNP64:
+                return "a 64-bit locator (four hex groups)";
+        case LDNS_RDF_TYPE_EUI48:
+                return "an EUI-48 address";
+        case LDNS_RDF_TYPE_EUI64:
+                return "an EUI-64 address";
+        case LDNS_RDF_TYPE_TAG:
+                return "a tag (letters and digits)";
+        case LDNS_RDF_TYPE_LOC:
+                return "a location";
+        case LDNS_RDF_TYPE_WKS:
+                return "a protocol and services";
+        case LDNS_RDF_TYPE_SVCPARAMS:
+                return "service parameters";
+        default:
+                return "a value";
+        }
+}
+
+/* What the rdata of type should be, as a phrase: hand-written for common types, else the
+ * field kinds of ldns's descriptor ("a 16-bit number, a 16-bit number and a domain name"). */
+static void rdata_expected(uint16_t type, char *out, size_t cap)
+{
+        const ldns_rr_descriptor *desc = ldns_rr_descript(type);
+        size_t min;
+        size_t max;
+        size_t pos = 0;
+
+        switch (type) {
+        case LDNS_RR_TYPE_A:
+                snprintf(out, cap, "an IPv4 address");
+                return;
+        case LDNS_RR_TYPE_AAAA:
+                snprintf(out, cap, "an IPv6 address");
+                return;
+        case LDNS_RR_TYPE_MX:
+                snprintf(out, cap, "a preference (0-65535) and a host name");
+                return;
+        case LDNS_RR_TYPE_SRV:
+                snprintf(out, cap,
+                         "a priority, a weight and a port (0-65535 each) and a target "
+                         "host name");
+                return;
+        case LDNS_RR_TYPE_SOA:
+                snprintf(out, cap,
+                         "a primary name server, a mailbox name, a serial (32-bit "
+                         "number) and refresh, retry, expire and minimum periods");
+                return;
+        case LDNS_RR_TYPE_TXT:
+                snprintf(out, cap, "one or more text strings");
+                return;
+        default:
+                break;
+        }
+        if (desc == NULL) {
+                snprintf(out, cap, "data in RFC 3597 form (\\# length hex)");
+                return;
+        }
+        min = ldns_rr_descriptor_minimum(desc);
+        max = ldns_rr_descriptor_maximum(desc);
+        if (max > 16) { /* a repeated last field */
+                max = min;
+        }
+        out[0] = '\0';
+        for (size_t i = 0; i < max && pos < cap; i++) {
+                const char *sep = i == 0 ? "" : (i + 1 == max ? " and " : ", ");
+                int w = snprintf(out + pos, cap - pos, "%s%s", sep,
+                                 field_kind(ldns_rr_descriptor_field_type(desc, i)));
+                if (w < 0) {
+                        break;
+                }
+                pos += (size_t)w;
+        }
+        if (max < ldns_rr_descriptor_maximum(desc) && pos < cap) {
+                snprintf(out + pos, cap - pos, "%s%s", max == 0 ? "one or more: " : ", then more: ",
+                         field_kind(ldns_rr_descriptor_field_type(desc, max)));
+        }
+        if (out[0] == '\0') {
+                snprintf(out, cap, "no data");
+        }
+}
+
+/* text with each run of blanks outside quotes made one space, without blanks at either end,
+ * cut with "..." to fit out (cap >= 4). The record text joins lines, so it holds long runs. */
+static void collapse_blanks(const char *text, char *out, size_t cap)
+{
+        size_t n = 0;
+        bool quoted = false;
+        bool blank = false;
+
+        for (const char *s = text; *s != '\0'; s++) {
+                bool is_blank = !quoted && (*s == ' ' || *s == '\t');
+                if (is_blank) {
+                        blank = n > 0;
+                        continue;
+                }
+                if (n + (blank ? 1 : 0) + 1 >= cap - 3) {
+                        memcpy(out + n, "...", 3);
+                        n += 3;
+                        break;
+                }
+                if (blank) {
+                        out[n++] = ' ';
+                        blank = false;
+                }
+                if (*s == '"' && (s == text || s[-1] != '\\')) {
+                        quoted = !quoted;
+                }
+                out[n++] = *s;
+        }
+        out[n] = '\0';
+}
+
+/* The message for rdata ldns refused: "FILE:N: A record: expected an IPv4 address, got 'x'". */
+static int rdata_error(const char *path, int line, ldns_status st, const struct record_fields *f,
+                       const char *why, vd_error *err)
+{
+        ldns_rr_type type = ldns_get_rr_type_by_name(f->type);
+        char expected[512];
+        char shown[204];
+        char *type_s;
+        const char *note = why;
+
+        if (f->type[0] == '\0') {
+                return vd_error_set(err,
+                                    "%s:%d: expected a record type, but the record ends "
+                                    "before one",
+                                    path, line);
+        }
+        if (type == 0) {
+                return vd_error_set(err,
+                                    "%s:%d: unknown record type '%s'; expected a type such as A, "
+                                    "AAAA, CNAME, MX, SRV or TXT, or TYPEnnn with \\# data (RFC "
+                                    "3597)",
+                                    path, line, f->type);
+        }
+        rdata_expected((uint16_t)type, expected, sizeof(expected));
+        if (note == NULL && st == LDNS_STATUS_SYNTAX_MISSING_VALUE_ERR) {
+                note = " (too few fields)";
+        } else if (note == NULL && st == LDNS_STATUS_SYNTAX_SUPERFLUOUS_TEXT_ERR) {
+                note = " (text left over at the end)";
+        }
+        type_s = ldns_rr_type2str(type);
+        collapse_blanks(f->rdata, shown, sizeof(shown));
+        if (shown[0] == '\0') {
+                vd_error_set(err, "%s:%d: %s record: expected %s, got nothing", path, line,
+                             type_s != NULL ? type_s : f->type, expected);
+        } else {
+                vd_error_set(err, "%s:%d: %s record: expected %s, got '%s'%s", path, line,
+                             type_s != NULL ? type_s : f->type, expected, shown,
+                             note != NULL ? note : "");
+        }
+        free(type_s);
+        return -EINVAL;
+}
+
+/* Fields that are one blank-separated token of the presentation form each. */
+static bool one_token_field(ldns_rdf_type t)
+{
+        switch (t) {
+        case LDNS_RDF_TYPE_DNAME:
+        case LDNS_RDF_TYPE_INT8:
+        case LDNS_RDF_TYPE_INT16:
+        case LDNS_RDF_TYPE_INT32:
+        case LDNS_RDF_TYPE_A:
+        case LDNS_RDF_TYPE_AAAA:
+        case LDNS_RDF_TYPE_TYPE:
+        case LDNS_RDF_TYPE_CLASS:
+        case LDNS_RDF_TYPE_ALG:
+        case LDNS_RDF_TYPE_CERT_ALG:
+        case LDNS_RDF_TYPE_PERIOD:
+        case LDNS_RDF_TYPE_TIME:
+        case LDNS_RDF_TYPE_TAG:
+        case LDNS_RDF_TYPE_CERTIFICATE_USAGE:
+        case LDNS_RDF_TYPE_SELECTOR:
+        case LDNS_RDF_TYPE_MATCHING_TYPE:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Numbers ldns stored modulo their size, and periods it read as far as they were digits:
+ * checked on the leading fields of the rdata that are one token each. */
+static int check_rdata_numbers(const char *path, int line, const ldns_rr *rr,
+                               const struct record_fields *f, vd_error *err)
+{
+        const ldns_rr_descriptor *desc = ldns_rr_descript(ldns_rr_get_type(rr));
+        const char *p = f->rdata;
+        char tok[TOKEN_CAP];
+        char why[TOKEN_CAP + 64];
+        bool cut;
+
+        if (desc == NULL || strncmp(p, "\\#", 2) == 0) {
+                return 0;
+        }
+        for (size_t i = 0; i < ldns_rr_rd_count(rr); i++) {
+                ldns_rdf_type t = ldns_rr_descriptor_field_type(desc, i);
+                uint64_t max = t == LDNS_RDF_TYPE_INT8    ? UINT8_MAX
+                               : t == LDNS_RDF_TYPE_INT16 ? UINT16_MAX
+                                                          : UINT32_MAX;
+                uint64_t value = 0;
+                bool number = true;
+
+                if (!one_token_field(t) || !next_token(&p, tok, sizeof(tok), &cut)) {
+                        return 0;
+                }
+                if (t != LDNS_RDF_TYPE_INT8 && t != LDNS_RDF_TYPE_INT16 &&
+                    t != LDNS_RDF_TYPE_INT32 && t != LDNS_RDF_TYPE_PERIOD) {
+                        continue;
+                }
+                if (t == LDNS_RDF_TYPE_PERIOD) {
+                        number = !cut && parse_duration(tok, &value);
+                } else {
+                        /* ldns reads these with strtol: a sign or a suffix it skips is wrong */
+                        number = !cut && tok[0] != '\0' && strspn(tok, "0123456789") == strlen(tok);
+                        if (number) {
+                                number = parse_duration(tok, &value);
+                        }
+                }
+                if (!number) {
+                        snprintf(why, sizeof(why), " ('%s%s' is not %s)", tok, cut ? "..." : "",
+                                 field_kind(t));
+                        return rdata_error(path, line, LDNS_STATUS_SYNTAX_RDATA_ERR, f, why, err);
+                }
+                if (value > max) {
+                        snprintf(why, sizeof(why), " (%s is larger than %llu)", tok,
+                                 (unsigned long long)max);
+                        return rdata_error(path, line, LDNS_STATUS_SYNTAX_RDATA_ERR, f, why, err);
+                }
+        }
+        return 0;
+}
+
 /* ldns gives a record without a TTL the default TTL passed in, and replaces a default of 0
  * with 3600. Passing this value instead (above RFC 2181's largest TTL, 2^31 - 1) tells an
  * omitted TTL from a written one, so "$TTL 0" and "last TTL written" both work. */
 #define TTL_OMITTED UINT32_MAX
+
+/* ldns statuses that mean the text after the type is wrong (or the type itself). */
+static bool rdata_status(ldns_status st)
+{
+        return st == LDNS_STATUS_SYNTAX_RDATA_ERR || st == LDNS_STATUS_SYNTAX_MISSING_VALUE_ERR ||
+               st == LDNS_STATUS_SYNTAX_SUPERFLUOUS_TEXT_ERR || st == LDNS_STATUS_SYNTAX_TYPE_ERR;
+}
+
+/* Checks one record ldns parsed (status st) against the text it came from, and sets its TTL:
+ * the one written, else the $TTL value (RFC 2308 §4), else the last TTL written (RFC 1035
+ * §5.1), else ldns's default (3600). */
+static int check_record(const char *path, int line, ldns_status st, ldns_rr *rr,
+                        const char *line_text, uint32_t *default_ttl, bool ttl_directive,
+                        vd_error *err)
+{
+        struct record_fields fields;
+        uint32_t ttl = 0;
+        bool written = false;
+        int ret;
+
+        split_record(line_text, &fields);
+        ret = check_record_ttl(path, line, &fields, &written, &ttl, err);
+        if (ret < 0) {
+                return ret;
+        }
+        if (st != LDNS_STATUS_OK) {
+                if (rdata_status(st) ||
+                    (fields.type[0] != '\0' && ldns_get_rr_type_by_name(fields.type) == 0)) {
+                        return rdata_error(path, line, st, &fields, NULL, err);
+                }
+                return vd_error_set(err, "%s:%d: %s", path, line, ldns_get_errorstr_by_id(st));
+        }
+        ret = check_rdata_numbers(path, line, rr, &fields, err);
+        if (ret < 0) {
+                return ret;
+        }
+        if (!written) {
+                ldns_rr_set_ttl(rr, *default_ttl);
+        } else {
+                ldns_rr_set_ttl(rr, ttl);
+                if (!ttl_directive) {
+                        *default_ttl = ttl;
+                }
+        }
+        return 0;
+}
 
 /* Reads every record of the file with ldns, one call per record or directive. */
 static int parse_text(const char *path, struct zone_text *text, struct parsed_zone *z,
                       vd_error *err)
 {
         FILE *fp = fmemopen(text->data, text->len, "r");
+        char *line_text = malloc(LDNS_MAX_LINELEN + 1);
         ldns_rdf *origin = NULL;
         ldns_rdf *prev = NULL;
         uint32_t default_ttl = LDNS_DEFAULT_TTL; /* until a TTL is written */
         bool ttl_directive = false;
         int ret = 0;
 
-        if (fp == NULL) {
-                return vd_error_set(err, "%s: cannot read zone file: %s", path, strerror(errno));
+        if (fp == NULL || line_text == NULL) {
+                ret = vd_error_set(err, "%s: cannot read zone file: %s", path, strerror(errno));
+                goto out;
         }
         while (!feof(fp)) {
                 ldns_rr *rr = NULL;
@@ -224,66 +852,69 @@ static int parse_text(const char *path, struct zone_text *text, struct parsed_zo
                 long from = ftell(fp);
                 ldns_status st = ldns_rr_new_frm_fp_l(&rr, fp, &ttl, &origin, &prev, NULL);
                 long to = ftell(fp);
-                int line =
-                    start_line(text, from < 0 ? 0 : (size_t)from, to < 0 ? text->len : (size_t)to);
+                size_t from_pos = from < 0 ? 0 : (size_t)from;
+                size_t to_pos = to < 0 ? text->len : (size_t)to;
+                size_t start = from_pos;
+                int line = start_line(text, from_pos, to_pos, &start);
 
-                switch (st) {
-                case LDNS_STATUS_OK:
-                        /* An omitted TTL is the $TTL value (RFC 2308 §4), else the last
-                         * TTL written (RFC 1035 §5.1), else ldns's default (3600). */
-                        if (ldns_rr_ttl(rr) == TTL_OMITTED) {
-                                ldns_rr_set_ttl(rr, default_ttl);
-                        } else if (ldns_rr_ttl(rr) > INT32_MAX) {
-                                ret = vd_error_set(err,
-                                                   "%s:%d: TTL %u is too large; expected at "
-                                                   "most 2147483647 (RFC 2181)",
-                                                   path, line, ldns_rr_ttl(rr));
-                                ldns_rr_free(rr);
-                                goto out;
-                        } else if (!ttl_directive) {
-                                default_ttl = ldns_rr_ttl(rr);
-                        }
-                        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA) {
-                                if (z->soa_seen) {
-                                        ret = vd_error_set(
-                                            err,
-                                            "%s:%d: a second SOA record (the first is on line "
-                                            "%d); expected exactly one SOA, at the apex",
-                                            path, line, z->items[z->soa_index].line);
-                                        ldns_rr_free(rr);
-                                        goto out;
-                                }
-                                ret = accept_soa(path, line, rr, &origin, err);
-                                if (ret < 0) {
-                                        ldns_rr_free(rr);
-                                        goto out;
-                                }
-                                z->soa_seen = true;
-                                z->soa_index = z->count;
-                        }
-                        if (push_parsed(z, rr, line) < 0) {
-                                ldns_rr_free(rr);
-                                ret = -ENOMEM;
-                                vd_error_set(err, "%s: out of memory", path);
-                                goto out;
-                        }
-                        break;
-                case LDNS_STATUS_SYNTAX_EMPTY:
-                case LDNS_STATUS_SYNTAX_ORIGIN:
-                        break;
-                case LDNS_STATUS_SYNTAX_TTL:
-                        default_ttl = ttl;
-                        ttl_directive = true;
-                        break;
-                case LDNS_STATUS_SYNTAX_INCLUDE:
+                ret = check_parens(path, text, start, to_pos, line, err);
+                if (ret < 0) {
+                        ldns_rr_free(rr);
+                        goto out;
+                }
+                if (st == LDNS_STATUS_SYNTAX_EMPTY || st == LDNS_STATUS_SYNTAX_ORIGIN) {
+                        continue;
+                }
+                if (st == LDNS_STATUS_SYNTAX_INCLUDE) {
                         ret = vd_error_set(err,
                                            "%s:%d: $INCLUDE is not supported; expected one zone "
                                            "per file (pass each file with its own --zone)",
                                            path, line);
                         goto out;
-                default:
-                        ret =
-                            vd_error_set(err, "%s:%d: %s", path, line, ldns_get_errorstr_by_id(st));
+                }
+                record_line(text, from_pos, to_pos, line_text);
+                if (strncmp(line_text, "$TTL", 4) == 0 &&
+                    (line_text[4] == '\0' || line_text[4] == ' ' || line_text[4] == '\t')) {
+                        ldns_rr_free(rr);
+                        ret = check_ttl_directive(path, line, line_text, &default_ttl, err);
+                        if (ret < 0) {
+                                goto out;
+                        }
+                        ttl_directive = true;
+                        continue;
+                }
+                if (st == LDNS_STATUS_SYNTAX_TTL) { /* a $TTL ldns saw but not as above */
+                        default_ttl = ttl;
+                        ttl_directive = true;
+                        continue;
+                }
+                ret = check_record(path, line, st, rr, line_text, &default_ttl, ttl_directive, err);
+                if (ret < 0) {
+                        ldns_rr_free(rr);
+                        goto out;
+                }
+                if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA) {
+                        if (z->soa_seen) {
+                                ret = vd_error_set(err,
+                                                   "%s:%d: a second SOA record (the first is on "
+                                                   "line %d); expected exactly one SOA, at the "
+                                                   "apex",
+                                                   path, line, z->items[z->soa_index].line);
+                                ldns_rr_free(rr);
+                                goto out;
+                        }
+                        ret = accept_soa(path, line, rr, &origin, err);
+                        if (ret < 0) {
+                                ldns_rr_free(rr);
+                                goto out;
+                        }
+                        z->soa_seen = true;
+                        z->soa_index = z->count;
+                }
+                if (push_parsed(z, rr, line) < 0) {
+                        ldns_rr_free(rr);
+                        ret = -ENOMEM;
+                        vd_error_set(err, "%s: out of memory", path);
                         goto out;
                 }
         }
@@ -293,7 +924,10 @@ static int parse_text(const char *path, struct zone_text *text, struct parsed_zo
 out:
         ldns_rdf_deep_free(origin);
         ldns_rdf_deep_free(prev);
-        fclose(fp);
+        free(line_text);
+        if (fp != NULL) {
+                fclose(fp);
+        }
         return ret;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vpcdns/aws.h"
 #include "vpcdns/log.h"
@@ -614,17 +615,144 @@ Test(aws, two_endpoints_claiming_one_private_name)
 {
         const char *msg = load_fails("conflict");
         expect_msg(msg, "sqs.us-west-2.amazonaws.com");
-        expect_msg(msg, DATA "conflict/" EP_FILE ": VpcEndpoints[0] (vpce-0c1c1c1c1c1c1c1c1)");
-        expect_msg(msg, DATA "conflict/" EP_FILE ": VpcEndpoints[1] (vpce-0c2c2c2c2c2c2c2c2)");
+        expect_msg(msg, DATA "conflict/" EP_FILE
+                             ": VpcEndpoints[0] (vpce-0c1c1c1c1c1c1c1c1, vpc-0f1e2d3c4b5a69788)");
+        expect_msg(msg, DATA "conflict/" EP_FILE
+                             ": VpcEndpoints[1] (vpce-0c2c2c2c2c2c2c2c2, vpc-0f1e2d3c4b5a69788)");
         expect_msg(msg, DATA "conflict/" EP_FILE ": VpcEndpoints[1].DnsEntries[1].DnsName: ");
+        /* one VPC: the hint about several VPCs would mislead */
+        cr_expect_null(strstr(msg, "several VPCs"), "message \"%s\" blames several VPCs", msg);
+}
+
+/* An unfiltered `aws ec2 describe-vpc-endpoints` lists every VPC of the region: the same
+ * private DNS name then comes from two VPCs, and the message says how to take one. */
+Test(aws, name_claimed_from_two_vpcs_says_how_to_capture_one)
+{
+        const char *msg = load_fails("conflict-vpcs");
+        expect_msg(msg, "sqs.us-west-2.amazonaws.com");
+        expect_msg(msg, "VpcEndpoints[0] (vpce-0c1c1c1c1c1c1c1c1, vpc-0f1e2d3c4b5a69788)");
+        expect_msg(msg, "VpcEndpoints[1] (vpce-0c2c2c2c2c2c2c2c2, vpc-0a9b8c7d6e5f40312)");
+        expect_msg(msg, "; the snapshot holds endpoints of several VPCs (vpc-0f1e2d3c4b5a69788, "
+                        "vpc-0a9b8c7d6e5f40312): capture one VPC with --filters "
+                        "Name=vpc-id,Values=<id>");
+        cr_expect_null(strchr(msg, '\n'), "message \"%s\" has more than one line", msg);
 }
 
 Test(aws, two_endpoints_claiming_one_vpce_name)
 {
         const char *msg = load_fails("conflict-vpce");
         expect_msg(msg, "vpce-0c1c1c1c1c1c1c1c1-aaaa1111.sqs.us-west-2.vpce.amazonaws.com");
-        expect_msg(msg, "VpcEndpoints[0] (vpce-0c1c1c1c1c1c1c1c1)");
-        expect_msg(msg, "VpcEndpoints[1] (vpce-0c2c2c2c2c2c2c2c2)");
+        expect_msg(msg, "VpcEndpoints[0] (vpce-0c1c1c1c1c1c1c1c1, vpc-0f1e2d3c4b5a69788)");
+        expect_msg(msg, "VpcEndpoints[1] (vpce-0c2c2c2c2c2c2c2c2, vpc-0f1e2d3c4b5a69788)");
+}
+
+/* RFC 8259 §8.1 lets a parser ignore a UTF-8 byte-order mark; Windows tools add one when a
+ * user saves the CLI's output. The records must be exactly those of the file without it. */
+Test(aws, utf8_byte_order_mark_is_ignored)
+{
+        recs plain, marked;
+
+        load_ok("ap-southeast-2", &plain);
+        load_ok("bom", &marked);
+        cr_assert_gt(plain.n, 0);
+        cr_assert_eq(marked.n, plain.n, "%zu records with the mark, %zu without", marked.n,
+                     plain.n);
+        for (size_t i = 0; i < plain.n; i++) {
+                cr_expect_str_eq(marked.v[i].owner, plain.v[i].owner);
+                cr_expect_eq(marked.v[i].type, plain.v[i].type);
+                cr_expect_eq(marked.v[i].ttl, plain.v[i].ttl);
+                cr_expect_str_eq(marked.v[i].rdata, plain.v[i].rdata);
+        }
+        cr_expect_eq(marked.sum.endpoints_served, plain.sum.endpoints_served);
+        cr_expect_eq(marked.sum.addresses, plain.sum.addresses);
+        recs_free(&plain);
+        recs_free(&marked);
+}
+
+Test(aws, utf16_file_is_refused_by_name)
+{
+        const char *msg = load_fails("bad/utf16");
+        expect_msg(msg, BAD("utf16", EP_FILE) ": the file is UTF-16");
+        expect_msg(msg, "expected UTF-8 JSON as the AWS CLI prints it");
+}
+
+/* Runs vd_aws_load on DATA/sub with stderr in a temporary file; returns what was logged. */
+static char *load_logging(const char *sub)
+{
+        char dir[512];
+        char *text;
+        FILE *log = tmpfile();
+        vd_error err = {{0}};
+        vd_builder *b = vd_builder_new();
+        int saved = dup(STDERR_FILENO);
+        long size;
+        int rc;
+
+        cr_assert_not_null(log);
+        cr_assert_geq(saved, 0);
+        fflush(stderr);
+        cr_assert_geq(dup2(fileno(log), STDERR_FILENO), 0);
+        vd_log_set_level(VD_LOG_WARN);
+        snprintf(dir, sizeof(dir), DATA "%s", sub);
+        rc = vd_aws_load(b, dir, NULL, &err);
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        vd_log_set_level(VD_LOG_ERROR);
+        cr_assert_eq(rc, 0, "loading %s: %s", dir, err.msg);
+        vd_builder_free(b);
+        size = ftell(log);
+        cr_assert_geq(size, 0);
+        text = calloc(1, (size_t)size + 1);
+        cr_assert_not_null(text);
+        rewind(log);
+        cr_assert_eq(fread(text, 1, (size_t)size, log), (size_t)size);
+        fclose(log);
+        return text;
+}
+
+/* The line of log that mentions needle, copied into out; false when there is none. */
+static bool log_line(const char *log, const char *needle, char *out, size_t cap)
+{
+        const char *at = strstr(log, needle), *start, *end;
+
+        if (at == NULL)
+                return false;
+        for (start = at; start > log && start[-1] != '\n'; start--)
+                ;
+        end = strchr(at, '\n');
+        if (end == NULL)
+                end = at + strlen(at);
+        snprintf(out, cap, "%.*s", (int)(end - start), start);
+        return true;
+}
+
+/* A served endpoint whose names get no address (ipv6 records, IPv4-only ENIs; no ENIs at
+ * all) would be served as SOA-only zones: one warning line each says which and why. */
+Test(aws, endpoint_without_addresses_warns_once_each)
+{
+        char *log = load_logging("no-address");
+        char line[1024];
+        size_t count = 0;
+
+        for (const char *p = log; (p = strstr(p, "event=aws_endpoint_without_addresses")) != NULL;
+             p++)
+                count++;
+        cr_expect_eq(count, 2, "expected two warnings, got:\n%s", log);
+        cr_assert(log_line(log, "endpoint=vpce-0c2c2c2c2c2c2c2c2", line, sizeof(line)),
+                  "no warning for the ipv6 endpoint:\n%s", log);
+        expect_msg(line, "level=warn");
+        expect_msg(line, "path=VpcEndpoints[1]");
+        expect_msg(line, "vpc=vpc-0f1e2d3c4b5a69788");
+        expect_msg(line, "record_ip_type=ipv6");
+        expect_msg(line, "reason=ipv6_records_but_its_enis_have_no_ipv6_address");
+        cr_assert(log_line(log, "endpoint=vpce-0c3c3c3c3c3c3c3c3", line, sizeof(line)),
+                  "no warning for the endpoint without ENIs:\n%s", log);
+        expect_msg(line, "reason=no_network_interfaces");
+        /* served with addresses, or not served at all: nothing to say */
+        cr_expect_null(strstr(log, "vpce-0c1c1c1c1c1c1c1c1"), "%s", log);
+        cr_expect_null(strstr(log, "vpce-0c4c4c4c4c4c4c4c4"), "%s", log);
+        free(log);
 }
 
 Test(aws, empty_file)

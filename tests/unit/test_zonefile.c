@@ -347,6 +347,29 @@ Test(zonefile, ttl_directive_zero_is_a_default)
         vd_snapshot_unref(s);
 }
 
+Test(zonefile, ttl_units_as_bind_writes_them)
+{
+        vd_snapshot *s = load_one(ZONES "/good/ttl-units.zone", NULL);
+        struct recs r = records_of(s);
+        struct bytes x = {0};
+
+        /* refresh 2h, retry 15m, expire 2w, minimum 5m: the periods expect_soa wants */
+        expect_soa(&r, "units.example.", 3600, "ns.units.example.", "admin.units.example.", 1, 300);
+        expect_a(&r, "a.units.example.", 5400, 10, 8, 0, 1);
+        expect_a(&r, "b.units.example.", 172800, 10, 8, 0, 2);
+        expect_a(&r, "c.units.example.", 604800, 10, 8, 0, 3);
+        expect_a(&r, "d.units.example.", 90, 10, 8, 0, 4);
+        expect_a(&r, "e.units.example.", 2147483647, 10, 8, 0, 5);
+        expect_a(&r, "f.units.example.", 93600, 10, 8, 0, 6); /* $TTL 1d2h */
+        expect_a(&r, "g.units.example.", 0, 10, 8, 0, 7);
+        /* parentheses in quotes and escaped ones are text, not grouping */
+        put_string(&x, "a (quoted) paren");
+        put_string(&x, "(");
+        expect_rr(&r, "h.units.example.", VD_TYPE_TXT, 93600, &x);
+        free(r.v);
+        vd_snapshot_unref(s);
+}
+
 Test(zonefile, example_corp_zone)
 {
         size_t records = 0;
@@ -388,9 +411,42 @@ struct bad_case {
 Test(zonefile, bad_files_name_file_line_and_problem)
 {
         static const struct bad_case cases[] = {
-            {"syntax.zone", "syntax.zone:5: ", "rdata"},
-            {"syntax-multiline.zone", "syntax-multiline.zone:3: ", "value expected"},
-            {"unknown-type.zone", "unknown-type.zone:3: ", "Syntax error"},
+            {"syntax.zone",
+             "syntax.zone:5: ", "A record: expected an IPv4 address, got '10.0.0.300'"},
+            {"syntax-multiline.zone", "syntax-multiline.zone:3: ",
+             "SOA record: expected a primary name server, a mailbox name, a serial (32-bit "
+             "number) and refresh, retry, expire and minimum periods, got 'ns admin 1 7200 900 "
+             "1209600' (too few fields)"},
+            {"unknown-type.zone", "unknown-type.zone:3: ", "unknown record type 'BOGUS'"},
+            /* parentheses ldns alone accepts: an unclosed one swallows the rest of the file */
+            {"unclosed-paren.zone", "unclosed-paren.zone:6: ",
+             "unbalanced parenthesis: the '(' on line 6 is never closed"},
+            {"unclosed-paren-mid.zone", "unclosed-paren-mid.zone:5: ",
+             "unbalanced parenthesis: the '(' on line 5 is never closed"},
+            {"stray-paren.zone", "stray-paren.zone:3: ", "unbalanced parenthesis: a ')'"},
+            /* TTLs ldns alone reads as far as they are digits, or wraps */
+            {"ttl-bad-unit.zone", "ttl-bad-unit.zone:3: ",
+             "bad TTL '1x'; expected a number of seconds or a BIND duration such as 1h30m"},
+            {"ttl-trailing-number.zone", "ttl-trailing-number.zone:4: ", "bad TTL '1h30'"},
+            {"ttl-directive-bad.zone", "ttl-directive-bad.zone:2: ", "bad $TTL value '1x'"},
+            {"ttl-directive-empty.zone", "ttl-directive-empty.zone:2: ", "$TTL without a value"},
+            {"ttl-wraps.zone", "ttl-wraps.zone:4: ", "TTL 4294967296 is too large"},
+            /* rdata: what was expected and what was found */
+            {"rdata-a.zone",
+             "rdata-a.zone:6: ", "A record: expected an IPv4 address, got '300.1.1.1'"},
+            {"rdata-aaaa.zone",
+             "rdata-aaaa.zone:3: ", "AAAA record: expected an IPv6 address, got '2001:db8::g'"},
+            {"rdata-mx.zone", "rdata-mx.zone:3: ",
+             "MX record: expected a preference (0-65535) and a host name, got "
+             "'mail.rdata.example.'"},
+            {"rdata-mx-range.zone", "rdata-mx-range.zone:4: ",
+             "MX record: expected a preference (0-65535) and a host name, got '70000 mail' "
+             "(70000 is larger than 65535)"},
+            {"rdata-generic.zone", "rdata-generic.zone:3: ",
+             "SSHFP record: expected an 8-bit number, an 8-bit number and hex data, got '1 1 "
+             "not-hex'"},
+            {"rdata-missing.zone",
+             "rdata-missing.zone:3: ", "A record: expected an IPv4 address, got nothing"},
             {"no-soa.zone", "no-soa.zone:4: ", "expected an SOA record"},
             {"comments-only.zone", "comments-only.zone: ", "expected an SOA record"},
             {"two-soa.zone", "two-soa.zone:4: ", "first is on line 2"},
@@ -412,6 +468,8 @@ Test(zonefile, bad_files_name_file_line_and_problem)
                 load_fails(path, &err);
                 assert_contains(err.msg, where);
                 assert_contains(err.msg, cases[i].what);
+                cr_assert_null(strchr(err.msg, '\n'), "a message of more than one line: %s",
+                               err.msg);
         }
 }
 
