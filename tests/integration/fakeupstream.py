@@ -1,0 +1,266 @@
+"""fakeupstream — a scripted, misbehaving DNS upstream for the hostile-input suite.
+
+A UDP and TCP server on one loopback port (threads; dnspython builds the messages). What it
+does with a query depends on the first label of the query name:
+
+  good        a correct answer: A 192.0.2.53 (TXT for TXT queries)
+  truncated   UDP: the correct answer cut in the middle of its last record, counts unchanged
+  oversized   UDP: an answer of more than 4096 octets without TC, whatever the query's EDNS
+              payload; TCP: the same answer, complete
+  wrongname   UDP: an answer whose question is another name
+  wrongtype   UDP: an answer whose question has another type
+  wrongid     UDP: the correct answer under another ID
+  otherport   UDP: the correct answer sent from another socket (another source port)
+  garbage     UDP: the query's ID followed by random octets
+  ptrloop     UDP: an answer record whose owner is a compression pointer to itself
+  tc          UDP: an empty answer with TC set; TCP: the correct answer
+  silent      nothing, over UDP and TCP
+
+Over TCP every behaviour but "silent" gets the correct answer. A first label ending in
+"-good" (e.g. "wrongid-good") sends the bad UDP answer, then the correct one 20 ms later.
+
+Every query received is recorded (transport, lower-cased name, type) for the tests to check.
+Everything is bound to loopback and every wait is bounded."""
+
+import random
+import socket
+import struct
+import threading
+import time
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+GOOD_A = "192.0.2.53"
+BIG_TXT_COUNT = 30  # 30 TXT records of 200 octets: about 6.7 KB
+BIG_TXT_LEN = 200
+TRUNCATED_A = ["192.0.2.61", "192.0.2.62", "192.0.2.63", "192.0.2.64"]
+POLL = 0.1  # seconds between checks of the stop flag
+
+
+def behaviour_of(qname):
+    """(behaviour, then_good) from a query name."""
+    labels = qname.labels
+    first = labels[0].decode("ascii", "replace").lower() if labels and labels[0] else ""
+    if first.endswith("-good"):
+        return first[: -len("-good")], True
+    return first, False
+
+
+def good_answer(q):
+    r = dns.message.make_response(q)
+    qname = q.question[0].name
+    qtype = q.question[0].rdtype
+    if qtype == dns.rdatatype.TXT:
+        if behaviour_of(qname)[0] == "oversized":
+            texts = ['"%02d%s"' % (i, "x" * (BIG_TXT_LEN - 2)) for i in range(BIG_TXT_COUNT)]
+        else:
+            texts = ['"fake upstream"']
+        r.answer.append(dns.rrset.from_text_list(qname, 60, "IN", "TXT", texts))
+    elif qtype == dns.rdatatype.A:
+        addrs = TRUNCATED_A if behaviour_of(qname)[0] == "truncated" else [GOOD_A]
+        r.answer.append(dns.rrset.from_text_list(qname, 60, "IN", "A", addrs))
+    return r
+
+
+def to_wire(msg):
+    # never limited by the payload the query advertised: the tests decide what is too big
+    return msg.to_wire(max_size=65535)
+
+
+def bad_udp_answer(q, behaviour, rng):
+    """[(wire, from_other_socket)] for a misbehaving UDP answer, [] to stay silent, None when
+    the behaviour is unknown (then the correct answer is sent)."""
+    qname = q.question[0].name
+    qtype = q.question[0].rdtype
+    if behaviour == "silent":
+        return []
+    if behaviour == "truncated":
+        r = good_answer(q)
+        r.use_edns(False)  # so that the last octets belong to the last A record
+        wire = to_wire(r)
+        return [(wire[:-3], False)]
+    if behaviour == "oversized":
+        return [(to_wire(good_answer(q)), False)]
+    if behaviour in ("wrongname", "wrongtype"):
+        other_name = dns.name.from_text("other.fake.test.") if behaviour == "wrongname" else qname
+        other_type = qtype if behaviour == "wrongname" else (
+            dns.rdatatype.AAAA if qtype != dns.rdatatype.AAAA else dns.rdatatype.A
+        )
+        q2 = dns.message.make_query(other_name, other_type)
+        q2.id = q.id
+        q2.flags = q.flags
+        r = dns.message.make_response(q2)
+        if other_type == dns.rdatatype.A:
+            r.answer.append(dns.rrset.from_text(other_name, 60, "IN", "A", "198.51.100.66"))
+        else:
+            r.answer.append(dns.rrset.from_text(other_name, 60, "IN", "AAAA", "2001:db8::66"))
+        return [(to_wire(r), False)]
+    if behaviour == "wrongid":
+        r = good_answer(q)
+        r.id = q.id ^ 0x5A5A
+        return [(to_wire(r), False)]
+    if behaviour == "otherport":
+        return [(to_wire(good_answer(q)), True)]
+    if behaviour == "garbage":
+        return [(struct.pack("!H", q.id) + rng.randbytes(rng.randrange(10, 200)), False)]
+    if behaviour == "ptrloop":
+        # header + question as asked, one answer record whose owner points at itself
+        qwire = q.question[0].name.to_wire() + struct.pack("!HH", qtype, q.question[0].rdclass)
+        owner_off = 12 + len(qwire)
+        rr = struct.pack("!HHHIH", 0xC000 | owner_off, 1, 1, 60, 4) + bytes([192, 0, 2, 99])
+        hdr = struct.pack("!HHHHHH", q.id, 0x8180, 1, 1, 0, 0)
+        return [(hdr + qwire + rr, False)]
+    if behaviour == "tc":
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.TC
+        return [(to_wire(r), False)]
+    return None
+
+
+class FakeUpstream:
+    """The scripted upstream: .host, .port, .queries(); use as a context manager."""
+
+    def __init__(self, host="127.0.0.1", port=None, seed=20261205):
+        from vdtest import free_port  # late: keeps this module usable on its own
+
+        self.host = host
+        self.port = port or free_port((host,))
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.seen = []
+        self.stopping = threading.Event()
+        self.threads = []
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((host, self.port))
+        self.udp.settimeout(POLL)
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.other.bind((host, 0))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((host, self.port))
+        self.tcp.listen(16)
+        self.tcp.settimeout(POLL)
+
+    @property
+    def address(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self):
+        for target in (self._udp_loop, self._tcp_accept_loop):
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def close(self):
+        self.stopping.set()
+        for t in list(self.threads):
+            t.join(2.0)
+        for s in (self.udp, self.other, self.tcp):
+            s.close()
+
+    def queries(self, name=None, transport=None):
+        """[(transport, name, type)] received so far, filtered by name and transport."""
+        want = name.lower().rstrip(".") + "." if name else None
+        with self.lock:
+            return [
+                s for s in self.seen if (want is None or s[1] == want) and (transport is None or s[0] == transport)
+            ]
+
+    def _record(self, transport, q):
+        with self.lock:
+            self.seen.append((transport, q.question[0].name.to_text().lower(), q.question[0].rdtype))
+
+    @staticmethod
+    def _parse(wire):
+        try:
+            q = dns.message.from_wire(wire)
+        except Exception:  # noqa: BLE001 — anything unparsable is ignored
+            return None
+        return q if len(q.question) == 1 and not q.flags & dns.flags.QR else None
+
+    # ---------------------------------------------------------------- UDP
+
+    def _udp_loop(self):
+        while not self.stopping.is_set():
+            try:
+                wire, peer = self.udp.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            q = self._parse(wire)
+            if q is None:
+                continue
+            self._record("udp", q)
+            behaviour, then_good = behaviour_of(q.question[0].name)
+            with self.lock:
+                plan = bad_udp_answer(q, behaviour, self.rng)
+            if plan is None:
+                plan = [(to_wire(good_answer(q)), False)]
+            elif then_good:
+                plan = plan + [(to_wire(good_answer(q)), False)]
+            for i, (data, other) in enumerate(plan):
+                if i:
+                    time.sleep(0.02)
+                try:
+                    (self.other if other else self.udp).sendto(data, peer)
+                except OSError:
+                    pass
+
+    # ---------------------------------------------------------------- TCP
+
+    def _tcp_accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._tcp_conn, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _tcp_conn(self, conn):
+        conn.settimeout(POLL)
+        buf = b""
+        try:
+            while not self.stopping.is_set():
+                try:
+                    chunk = conn.recv(65535)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 2:
+                    (n,) = struct.unpack("!H", buf[:2])
+                    if len(buf) < 2 + n:
+                        break
+                    wire, buf = buf[2 : 2 + n], buf[2 + n :]
+                    q = self._parse(wire)
+                    if q is None:
+                        continue
+                    self._record("tcp", q)
+                    if behaviour_of(q.question[0].name)[0] == "silent":
+                        continue
+                    out = to_wire(good_answer(q))
+                    conn.settimeout(2.0)
+                    conn.sendall(struct.pack("!H", len(out)) + out)
+                    conn.settimeout(POLL)
+        except OSError:
+            pass
+        finally:
+            conn.close()
