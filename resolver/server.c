@@ -11,7 +11,9 @@
  * the control loop wakes every worker with uv_async_send; a worker stops its listeners,
  * closes its connections and its forwarder (pending queries are cancelled), closes every
  * remaining handle and lets its loop end; the control thread joins them all. This file
- * never touches a query; udp.c and tcp.c do. */
+ * never touches a query; udp.c and tcp.c do. Each worker gets its own copy of the access list
+ * and its own per-client tables (rate limiting, pending forwarded queries), allocated here
+ * once, so the transports need no lock and no allocation for them. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -171,9 +173,51 @@ static void worker_free(vd_worker *w)
         if (w->loop_ready)
                 return; /* handles still referenced the memory: leak rather than crash */
         vd_udp_worker_release(w);
+        vd_ratelimit_free(w->rrl);
+        vd_ratelimit_pending_free(w->pending);
         if (w->snapshot != NULL)
                 vd_snapshot_unref(w->snapshot);
         free(w);
+}
+
+/* Copies the per-client limits of cfg into w and allocates their tables. */
+static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
+{
+        int r;
+
+        w->tcp_max_per_client = cfg->tcp_max_connections_per_client;
+        w->tcp_max_queries = cfg->tcp_max_queries_per_connection;
+        if (cfg->n_allow > 0) {
+                w->n_allow = cfg->n_allow < VD_MAX_ACL ? cfg->n_allow : VD_MAX_ACL;
+                memcpy(w->allow, cfg->allow, w->n_allow * sizeof(w->allow[0]));
+        } else {
+                w->n_allow = vd_acl_defaults(w->allow, VD_MAX_ACL); /* never an open resolver */
+        }
+        w->deny_action = cfg->deny_action;
+
+        if (cfg->rrl_responses_per_second > 0) {
+                vd_ratelimit_options opt = {
+                    .responses_per_second = cfg->rrl_responses_per_second,
+                    .slip = cfg->rrl_slip,
+                    .ipv4_prefix = cfg->rrl_ipv4_prefix,
+                    .ipv6_prefix = cfg->rrl_ipv6_prefix,
+                };
+                r = vd_ratelimit_new(&opt, &w->rrl);
+                if (r < 0) {
+                        vd_error_set(err, "worker %u: rate limiting: %s", w->index,
+                                     r == -ENOMEM ? "out of memory" : "prefix length out of range");
+                        return r;
+                }
+        }
+        w->max_pending = cfg->max_pending_per_client;
+        if (w->max_pending > 0) {
+                r = vd_ratelimit_pending_new(0, &w->pending);
+                if (r < 0) {
+                        vd_error_set(err, "worker %u: out of memory", w->index);
+                        return r;
+                }
+        }
+        return 0;
 }
 
 static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_worker **out,
@@ -191,6 +235,9 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         w->tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
         w->tcp_max_connections = cfg->tcp_max_connections;
         w->slot = &srv->slot;
+        r = worker_limits(w, cfg, err);
+        if (r < 0)
+                return r;
         worker_take_snapshot(w);
 
         r = uv_loop_init(&w->loop);
@@ -405,23 +452,36 @@ static void log_stop(const vd_server *srv)
                 q.dropped += w->env.counters.dropped;
                 q.formerr += w->env.counters.formerr;
                 q.servfail += w->env.counters.servfail;
+                q.forward_denied += w->env.counters.forward_denied;
                 t.udp_send_dropped += w->transport.udp_send_dropped;
                 t.udp_errors += w->transport.udp_errors;
                 t.tcp_accepted += w->transport.tcp_accepted;
                 t.tcp_rejected += w->transport.tcp_rejected;
                 t.tcp_idle_closed += w->transport.tcp_idle_closed;
                 t.tcp_slow_closed += w->transport.tcp_slow_closed;
+                t.acl_refused += w->transport.acl_refused;
+                t.acl_dropped += w->transport.acl_dropped;
+                t.rrl_dropped += w->transport.rrl_dropped;
+                t.rrl_slipped += w->transport.rrl_slipped;
+                t.tcp_client_rejected += w->transport.tcp_client_rejected;
+                t.tcp_query_limit_closed += w->transport.tcp_query_limit_closed;
         }
         vd_log(VD_LOG_INFO, "server_stop",
                "queries=%llu local=%llu forwarded=%llu dropped=%llu formerr=%llu servfail=%llu "
                "udp_send_dropped=%llu udp_errors=%llu tcp_accepted=%llu tcp_rejected=%llu "
-               "tcp_idle_closed=%llu tcp_slow_closed=%llu",
+               "tcp_idle_closed=%llu tcp_slow_closed=%llu forward_denied=%llu acl_refused=%llu "
+               "acl_dropped=%llu rrl_dropped=%llu rrl_slipped=%llu tcp_client_rejected=%llu "
+               "tcp_query_limit_closed=%llu",
                (unsigned long long)q.queries, (unsigned long long)q.local_answers,
                (unsigned long long)q.forwarded, (unsigned long long)q.dropped,
                (unsigned long long)q.formerr, (unsigned long long)q.servfail,
                (unsigned long long)t.udp_send_dropped, (unsigned long long)t.udp_errors,
                (unsigned long long)t.tcp_accepted, (unsigned long long)t.tcp_rejected,
-               (unsigned long long)t.tcp_idle_closed, (unsigned long long)t.tcp_slow_closed);
+               (unsigned long long)t.tcp_idle_closed, (unsigned long long)t.tcp_slow_closed,
+               (unsigned long long)q.forward_denied, (unsigned long long)t.acl_refused,
+               (unsigned long long)t.acl_dropped, (unsigned long long)t.rrl_dropped,
+               (unsigned long long)t.rrl_slipped, (unsigned long long)t.tcp_client_rejected,
+               (unsigned long long)t.tcp_query_limit_closed);
 }
 
 int vd_server_run(vd_server *srv)

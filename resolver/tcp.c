@@ -5,16 +5,26 @@
  *
  * Limits: tcp_max_connections per worker — a connection beyond it is accepted and closed at
  * once (the client learns immediately instead of waiting in a backlog that the kernel keeps
- * filling through SO_REUSEPORT); VD_TCP_MAX_INFLIGHT forwarded queries per connection —
- * reading pauses until one completes; VD_TCP_MAX_UNSENT bytes queued in libuv — a client
- * that does not read its answers is closed; tcp_idle_timeout_ms without a complete query or
- * a finished write closes the connection unless queries are still in flight.
+ * filling through SO_REUSEPORT); tcp_max_per_client connections per client address, same
+ * treatment; tcp_max_queries per connection — after that many queries the connection reads
+ * no more, answers what it has and closes once the writes drained; VD_TCP_MAX_INFLIGHT
+ * forwarded queries per connection — reading pauses until one completes; VD_TCP_MAX_UNSENT
+ * bytes queued in libuv — a client that does not read its answers is closed;
+ * tcp_idle_timeout_ms without a complete query or a finished write closes the connection
+ * unless queries are still in flight (partial reads never reset it: a client trickling one
+ * byte at a time is closed like a silent one).
+ *
+ * Access control is decided once per connection at accept: a client outside the access list
+ * is closed at once (deny_action drop) or gets REFUSED for every query (refuse). Forwarded
+ * queries count against the peer address's pending limit like UDP ones. TCP is exempt from
+ * response rate limiting: the handshake proves the source address.
  *
  * Lifetime: a connection holds one reference while its handles are open and one per
  * forwarded query; it is freed when both close callbacks ran and the last reply (len 0 on
  * shutdown) came back. A reply for a closing connection is discarded. A query of length 0
  * or the client's EOF ends the connection after in-flight answers were written. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +46,11 @@ typedef struct vd_tcp_conn {
         unsigned refs;         /* 1 for the handles + 1 per forwarded query */
         unsigned handles_open; /* close callbacks still to come */
         unsigned inflight;     /* forwarded queries not answered yet */
+        unsigned counted;      /* of those, counted in worker->pending (at pending_slot) */
+        int pending_slot;      /* the peer's slot in worker->pending while counted > 0 */
+        unsigned queries;      /* messages handled, for tcp_max_queries */
+        struct sockaddr_storage peer;
+        bool denied; /* outside the access list (deny_action refuse): every query is REFUSED */
         bool closing;
         bool reading;
         bool finishing; /* EOF or length-0 message: answer what is in flight, then close */
@@ -184,6 +199,11 @@ static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
 
         VD_CHECK(c->inflight > 0);
         c->inflight--;
+        if (c->counted > 0) {
+                /* which of the in-flight queries this was does not matter: the count is */
+                c->counted--;
+                vd_transport_pending_done(c->worker, c->pending_slot);
+        }
         if (!c->closing && !c->worker->stopping) {
                 if (len > 0) {
                         conn_send(c, resp, len);
@@ -202,10 +222,29 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         vd_worker *w = c->worker;
         size_t out_len = 0;
 
+        if (c->denied) {
+                out_len = vd_transport_refused(msg, len, w->out, VD_TCP_MAX);
+                if (out_len > 0) {
+                        w->transport.acl_refused++;
+                        conn_send(c, w->out, out_len);
+                } else {
+                        w->transport.acl_dropped++;
+                }
+                idle_restart(c);
+                return;
+        }
+
         c->refs++;
         c->inflight++;
+        int slot = vd_transport_pending_begin(w, (const struct sockaddr *)&c->peer);
         vd_query_outcome outcome =
             vd_query_handle(&w->env, msg, len, true, w->out, VD_TCP_MAX, &out_len, tcp_reply, c);
+        if (vd_transport_pending_end(w, slot, outcome)) {
+                /* while counted > 0 the peer's slot cannot change */
+                VD_CHECK(c->counted == 0 || c->pending_slot == slot);
+                c->pending_slot = slot;
+                c->counted++;
+        }
         if (outcome != VD_QUERY_PENDING) {
                 c->inflight--;
                 c->refs--; /* never the last one: the handles still hold theirs */
@@ -233,6 +272,12 @@ static void conn_process(vd_tcp_conn *c)
                         break;
                 handle_message(c, c->rbuf + off + 2, len);
                 off += 2 + len;
+                unsigned max = c->worker->tcp_max_queries;
+                if (max > 0 && ++c->queries >= max && !c->closing) {
+                        c->worker->transport.tcp_query_limit_closed++;
+                        c->finishing = true; /* answer what is in flight, then close */
+                        break;
+                }
         }
         if (c->finishing || c->closing) {
                 c->rlen = 0; /* whatever follows a length-0 message is ignored */
@@ -314,6 +359,26 @@ static void reject(vd_worker *w, uv_stream_t *server)
         w->transport.tcp_rejected++;
 }
 
+/* Connections of w, other than c, from c's peer address (port ignored). */
+static unsigned connections_from(const vd_worker *w, const vd_tcp_conn *c)
+{
+        unsigned n = 0;
+        for (const vd_tcp_conn *o = w->tcp_conns; o != NULL; o = o->next) {
+                if (o == c || o->peer.ss_family != c->peer.ss_family)
+                        continue;
+                if (c->peer.ss_family == AF_INET) {
+                        const struct sockaddr_in *a = (const struct sockaddr_in *)&o->peer;
+                        const struct sockaddr_in *b = (const struct sockaddr_in *)&c->peer;
+                        n += a->sin_addr.s_addr == b->sin_addr.s_addr;
+                } else if (c->peer.ss_family == AF_INET6) {
+                        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&o->peer;
+                        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)&c->peer;
+                        n += memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+                }
+        }
+        return n;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
         vd_tcp_listener *l = server->data;
@@ -333,6 +398,7 @@ static void on_connection(uv_stream_t *server, int status)
         c->worker = w;
         c->refs = 1;
         c->handles_open = 2;
+        c->pending_slot = -1;
         uv_tcp_init(&w->loop, &c->handle);
         uv_timer_init(&w->loop, &c->idle);
         c->handle.data = c;
@@ -344,6 +410,24 @@ static void on_connection(uv_stream_t *server, int status)
         w->tcp_count++;
 
         if (uv_accept(server, (uv_stream_t *)&c->handle) < 0) {
+                conn_close(c);
+                return;
+        }
+        int peer_len = (int)sizeof(c->peer);
+        if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &peer_len) < 0) {
+                conn_close(c); /* the client already left */
+                return;
+        }
+        if (!vd_transport_allowed(w, (const struct sockaddr *)&c->peer)) {
+                if (w->deny_action == VD_DENY_DROP) {
+                        w->transport.acl_dropped++;
+                        conn_close(c);
+                        return;
+                }
+                c->denied = true;
+        }
+        if (w->tcp_max_per_client > 0 && connections_from(w, c) >= w->tcp_max_per_client) {
+                w->transport.tcp_client_rejected++;
                 conn_close(c);
                 return;
         }

@@ -13,9 +13,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "vpcdns/acl.h"
 #include "vpcdns/config.h"
 #include "vpcdns/forward.h"
 #include "vpcdns/query.h"
+#include "vpcdns/ratelimit.h"
 
 /* libuv 1.44 cuts a recvmmsg buffer into 64 KiB chunks, one datagram each. */
 #define VD_UDP_CHUNK_SIZE (64 * 1024)
@@ -34,6 +36,12 @@ typedef struct vd_transport_counters {
         uint64_t tcp_rejected; /* over tcp_max_connections: accepted and closed */
         uint64_t tcp_idle_closed;
         uint64_t tcp_slow_closed; /* too many unsent bytes: a client that does not read */
+        uint64_t acl_refused;     /* queries answered REFUSED by the access list (UDP and TCP) */
+        uint64_t acl_dropped;     /* datagrams dropped, connections closed by the access list */
+        uint64_t rrl_dropped;     /* UDP responses over the rate limit, not sent */
+        uint64_t rrl_slipped;     /* UDP responses over the rate limit, sent as empty TC */
+        uint64_t tcp_client_rejected;    /* over tcp_max_connections_per_client: closed */
+        uint64_t tcp_query_limit_closed; /* reached tcp_max_queries_per_connection */
 } vd_transport_counters;
 
 /* The snapshot the server publishes; workers copy a reference out of it when told to. */
@@ -76,6 +84,16 @@ typedef struct vd_worker {
         vd_query_env env;
         unsigned tcp_idle_timeout_ms; /* 0: no idle timeout */
         unsigned tcp_max_connections;
+        unsigned tcp_max_per_client; /* connections per client address; 0: unlimited */
+        unsigned tcp_max_queries;    /* queries per connection; 0: unlimited */
+
+        /* Limits per client (issue 5), copied from the config when the worker is made. */
+        vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
+        size_t n_allow;
+        vd_deny_action deny_action;
+        vd_ratelimit *rrl;             /* owned; NULL when rate limiting is off */
+        vd_ratelimit_pending *pending; /* owned; NULL when max_pending is 0 (unlimited) */
+        unsigned max_pending;          /* forwarded queries pending per client address */
 
         vd_udp_listener udp[VD_MAX_LISTEN];
         vd_tcp_listener tcp[VD_MAX_LISTEN];
@@ -95,7 +113,48 @@ typedef struct vd_worker {
         uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
 } vd_worker;
 
+/* Shared by both transports (the per-client limits) */
+
+static inline bool vd_transport_allowed(const vd_worker *w, const struct sockaddr *client)
+{
+        return vd_acl_match(w->allow, w->n_allow, client);
+}
+
+/* Call right before vd_query_handle: returns the client's pending slot (-1: not tracked) and
+ * sets env.forward_denied when the client already has max_pending queries upstream. */
+static inline int vd_transport_pending_begin(vd_worker *w, const struct sockaddr *client)
+{
+        if (w->pending == NULL)
+                return -1;
+        int slot = vd_ratelimit_pending_slot(w->pending, client);
+        if (slot >= 0 && vd_ratelimit_pending_count(w->pending, slot) >= w->max_pending)
+                w->env.forward_denied = true;
+        return slot;
+}
+
+/* Call right after vd_query_handle: clears forward_denied and counts a forwarded query
+ * against the client. True when the query was counted (the reply must call _done). */
+static inline bool vd_transport_pending_end(vd_worker *w, int slot, vd_query_outcome outcome)
+{
+        w->env.forward_denied = false;
+        if (outcome != VD_QUERY_PENDING || slot < 0)
+                return false;
+        vd_ratelimit_pending_inc(w->pending, slot);
+        return true;
+}
+
+/* The reply of a counted query ran (also with len 0). */
+static inline void vd_transport_pending_done(vd_worker *w, int slot)
+{
+        vd_ratelimit_pending_dec(w->pending, slot);
+}
+
 /* udp.c */
+/* The answer to a client the access list denies (deny_action refuse): REFUSED with the
+ * question when the message parses as a query, written to out; 0 when nothing should be sent
+ * (a response, or garbage that would earn FORMERR). */
+size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap);
+
 /* Allocates the receive pool. Returns 0 or -ENOMEM. */
 int vd_udp_worker_init(vd_worker *w);
 /* Frees the pool and the cached pending records; the loop must have ended. */

@@ -1,8 +1,13 @@
 /* udp.c — the UDP transport of one worker: receives datagrams in batches (recvmmsg through
  * libuv) into a per-worker buffer pool, runs each through vd_query_handle and sends the
  * response with uv_udp_try_send. Forwarded queries carry a small record (client address,
- * socket) that is recycled through a per-worker free list. Never blocks, never formats text;
- * the only allocation is a pending record when the free list is empty. */
+ * socket, pending slot) that is recycled through a per-worker free list. Never blocks, never
+ * formats text; the only allocation is a pending record when the free list is empty.
+ *
+ * Per-client limits: a datagram from a client outside the access list gets REFUSED or
+ * nothing (deny_action); a client with max_pending queries upstream gets SERVFAIL for the
+ * next one that would go upstream (query.c answers it); every response, local or forwarded,
+ * passes the response rate limiter, which may drop it or send an empty TC answer instead. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -10,12 +15,14 @@
 #include <unistd.h>
 
 #include "transport.h"
+#include "vpcdns/wire.h"
 
 /* What a forwarded query needs to send its reply later. */
 typedef struct vd_udp_pending {
         struct vd_udp_pending *next; /* free-list link */
         vd_worker *worker;
         uv_udp_t *handle;
+        int pending_slot; /* the client's slot in worker->pending, -1 when not counted */
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
@@ -113,15 +120,73 @@ static void send_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *data, s
                 w->transport.udp_errors++;
 }
 
+/* Sends a response through the rate limiter. resp may be w->out. */
+static void send_response(vd_worker *w, uv_udp_t *handle, const uint8_t *resp, size_t len,
+                          const struct sockaddr *peer)
+{
+        if (w->rrl != NULL) {
+                uint64_t now_s = uv_now(&w->loop) / 1000;
+                switch (vd_ratelimit_check(w->rrl, peer, now_s)) {
+                case VD_RATELIMIT_SEND:
+                        break;
+                case VD_RATELIMIT_SLIP:
+                        len = vd_ratelimit_slip(resp, len, w->out, sizeof(w->out));
+                        if (len == 0)
+                                return;
+                        resp = w->out;
+                        w->transport.rrl_slipped++;
+                        break;
+                case VD_RATELIMIT_DROP:
+                default:
+                        w->transport.rrl_dropped++;
+                        return;
+                }
+        }
+        send_datagram(w, handle, resp, len, peer);
+}
+
 /* The forwarder's answer for a query that went upstream. len 0: the forwarder is closing. */
 static void udp_reply(void *arg, const uint8_t *resp, size_t len)
 {
         vd_udp_pending *p = arg;
         vd_worker *w = p->worker;
 
+        if (p->pending_slot >= 0)
+                vd_transport_pending_done(w, p->pending_slot);
         if (len > 0 && !w->stopping)
-                send_datagram(w, p->handle, resp, len, (const struct sockaddr *)&p->peer);
+                send_response(w, p->handle, resp, len, (const struct sockaddr *)&p->peer);
         pending_put(w, p);
+}
+
+size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap)
+{
+        vd_query_info qi;
+
+        switch (vd_wire_parse_query(pkt, len, &qi)) {
+        case VD_PARSE_OK:
+        case VD_PARSE_NOTIMP:
+        case VD_PARSE_BADVERS:
+                return vd_wire_error_response(&qi, VD_RCODE_REFUSED, out, cap);
+        case VD_PARSE_DROP:
+        case VD_PARSE_FORMERR:
+        default:
+                return 0;
+        }
+}
+
+/* A datagram from a client outside the access list. */
+static void handle_denied(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, size_t len,
+                          const struct sockaddr *peer)
+{
+        size_t n = 0;
+        if (w->deny_action == VD_DENY_REFUSE)
+                n = vd_transport_refused(pkt, len, w->out, VD_UDP_MIN);
+        if (n == 0) {
+                w->transport.acl_dropped++;
+                return;
+        }
+        w->transport.acl_refused++;
+        send_response(w, handle, w->out, n, peer);
 }
 
 static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, size_t len,
@@ -135,6 +200,11 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
         else
                 return;
 
+        if (!vd_transport_allowed(w, peer)) {
+                handle_denied(w, handle, pkt, len, peer);
+                return;
+        }
+
         vd_udp_pending *p = pending_get(w);
         if (p == NULL) {
                 w->transport.udp_errors++;
@@ -144,11 +214,13 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
         memcpy(&p->peer, peer, peer_len);
 
         size_t out_len = 0;
+        int slot = vd_transport_pending_begin(w, peer);
         vd_query_outcome outcome = vd_query_handle(&w->env, pkt, len, false, w->out, sizeof(w->out),
                                                    &out_len, udp_reply, p);
+        p->pending_slot = vd_transport_pending_end(w, slot, outcome) ? slot : -1;
         switch (outcome) {
         case VD_QUERY_REPLY:
-                send_datagram(w, handle, w->out, out_len, peer);
+                send_response(w, handle, w->out, out_len, peer);
                 pending_put(w, p);
                 break;
         case VD_QUERY_PENDING:

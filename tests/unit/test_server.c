@@ -1,8 +1,11 @@
 /* test_server.c — the running server over real loopback sockets: UDP and TCP answers,
  * RFC 7766 framing (pipelining, 1-byte writes, length 0), idle timeout, connection cap,
  * a client that never reads, forwarding through a fake upstream (in-flight cap, pending
- * replies at shutdown), bind errors, and the graceful stop on SIGTERM. Every receive has a
- * timeout so a failing test cannot hang. */
+ * replies at shutdown), bind errors, and the graceful stop on SIGTERM. The per-client limits
+ * of issue 5: access control (refuse and drop), response rate limiting with slip, TCP
+ * connections per client, queries per connection, a slow sender against the idle timeout,
+ * and forwarded queries pending per client. Clients bind 127.0.0.1 or 127.0.0.2 to be two
+ * different clients. Every receive has a timeout so a failing test cannot hang. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vpcdns/acl.h"
 #include "vpcdns/config.h"
 #include "vpcdns/log.h"
 #include "vpcdns/server.h"
@@ -100,6 +104,30 @@ static uint8_t rcode_of(const uint8_t *resp)
         return resp[3] & 0x0f;
 }
 
+/* Binds fd to the loopback address src (port chosen by the kernel): another client. */
+static void bind_source(int fd, const char *src)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        cr_assert_eq(inet_pton(AF_INET, src, &a.sin_addr), 1);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind %s: %s", src,
+                     strerror(errno));
+}
+
+/* udp_exchange from the source address src. */
+static ssize_t udp_exchange_from(const char *src, unsigned port, const uint8_t *q, size_t qlen,
+                                 uint8_t *resp, size_t cap, int timeout_ms)
+{
+        struct sockaddr_in a = loopback(port);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert_geq(fd, 0);
+        bind_source(fd, src);
+        set_rcvtimeo(fd, timeout_ms);
+        cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)qlen);
+        ssize_t n = recv(fd, resp, cap, 0);
+        close(fd);
+        return n;
+}
+
 /* Sends one datagram and waits for the answer; returns its length or -1 on timeout. */
 static ssize_t udp_exchange(unsigned port, const uint8_t *q, size_t qlen, uint8_t *resp, size_t cap,
                             int timeout_ms)
@@ -114,13 +142,16 @@ static ssize_t udp_exchange(unsigned port, const uint8_t *q, size_t qlen, uint8_
         return n;
 }
 
-/* rcvbuf > 0 sets SO_RCVBUF before connecting, so the advertised window matches it. */
-static int tcp_connect_rcvbuf(unsigned port, int rcvbuf)
+/* rcvbuf > 0 sets SO_RCVBUF before connecting, so the advertised window matches it; src
+ * (NULL: any) is the client's source address. */
+static int tcp_connect_ex(unsigned port, int rcvbuf, const char *src)
 {
         struct sockaddr_in a = loopback(port);
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         int one = 1;
         cr_assert_geq(fd, 0);
+        if (src != NULL)
+                bind_source(fd, src);
         if (rcvbuf > 0)
                 setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -130,9 +161,19 @@ static int tcp_connect_rcvbuf(unsigned port, int rcvbuf)
         return fd;
 }
 
+static int tcp_connect_rcvbuf(unsigned port, int rcvbuf)
+{
+        return tcp_connect_ex(port, rcvbuf, NULL);
+}
+
 static int tcp_connect(unsigned port)
 {
-        return tcp_connect_rcvbuf(port, 0);
+        return tcp_connect_ex(port, 0, NULL);
+}
+
+static int tcp_connect_from(const char *src, unsigned port)
+{
+        return tcp_connect_ex(port, 0, src);
 }
 
 static void send_all(int fd, const uint8_t *p, size_t len)
@@ -220,7 +261,11 @@ static void base_config(vd_config *cfg, unsigned port)
         cfg->n_listen = 1;
 }
 
-static void start(struct running *r, const vd_config *cfg)
+/* Starts the server and waits until it answers a probe from the source address src over
+ * UDP (signal handlers are installed by then). The default probe is a malformed question,
+ * answered locally (FORMERR) even with a silent upstream; valid_probe sends a real query
+ * instead (a denied client gets REFUSED for it but nothing for garbage). */
+static void start_probe(struct running *r, const vd_config *cfg, const char *src, bool valid_probe)
 {
         vd_error err = {{0}};
         vd_log_set_level(VD_LOG_WARN);
@@ -229,15 +274,19 @@ static void start(struct running *r, const vd_config *cfg)
         cr_assert_eq(rc, 0, "vd_server_new: %s", err.msg);
         cr_assert_eq(pthread_create(&r->thread, NULL, run_thread, r), 0);
 
-        /* Ready once it answers over UDP (signal handlers are installed by then). The probe
-         * is a malformed question, answered locally (FORMERR) even with a silent upstream. */
-        uint8_t q[14] = {0x01, 0x01, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12};
+        uint8_t q[512] = {0x01, 0x01, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12};
+        size_t qlen = valid_probe ? make_query(q, 0x0101, "probe.example") : 14;
         uint8_t resp[512];
         for (int i = 0; i < 50; i++) {
-                if (udp_exchange(r->port, q, sizeof(q), resp, sizeof(resp), 100) > 0)
+                if (udp_exchange_from(src, r->port, q, qlen, resp, sizeof(resp), 100) > 0)
                         return;
         }
         cr_assert_fail("server never answered");
+}
+
+static void start(struct running *r, const vd_config *cfg)
+{
+        start_probe(r, cfg, "127.0.0.1", false);
 }
 
 static void start_simple(struct running *r, unsigned idle_ms, unsigned max_conn)
@@ -765,4 +814,321 @@ Test(server, sigint_stops_too)
         cr_assert_eq(pthread_timedjoin_np(r.thread, NULL, &deadline), 0);
         cr_assert_eq(r.result, 0);
         vd_server_free(r.srv);
+}
+
+/* ---- per-client limits (issue 5) ---------------------------------------------------------- */
+
+static void allow(vd_config *cfg, const char *cidr)
+{
+        cr_assert_lt(cfg->n_allow, VD_MAX_ACL);
+        cr_assert_eq(vd_cidr_parse(cidr, &cfg->allow[cfg->n_allow]), 0, "%s", cidr);
+        cfg->n_allow++;
+}
+
+Test(server, acl_refuse_answers_refused_over_udp_and_tcp)
+{
+        struct running r;
+        vd_config cfg;
+        uint8_t q[512], wbuf[1200], resp[512];
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        allow(&cfg, "10.0.0.0/8"); /* loopback is not in the list: we are a stranger */
+        allow(&cfg, "fd00::/8");
+        cfg.deny_action = VD_DENY_REFUSE;
+        start_probe(&r, &cfg, "127.0.0.1", true);
+        vd_config_free(&cfg);
+
+        size_t qlen = make_query(q, 0xd001, "sqs.us-east-1.amazonaws.com");
+        ssize_t n = udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS);
+        cr_assert_eq(n, (ssize_t)qlen, "REFUSED echoes the question and nothing else");
+        cr_assert_eq(vd_wire_get16(resp), 0xd001);
+        cr_assert(vd_wire_get16(resp + 2) & VD_FLAG_QR);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_REFUSED);
+        cr_assert_eq(memcmp(resp + 12, q + 12, qlen - 12), 0);
+
+        /* garbage that would earn FORMERR: a denied client gets nothing */
+        uint8_t bad[14] = {0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12};
+        cr_assert_lt(udp_exchange(r.port, bad, sizeof(bad), resp, sizeof(resp), 300), 0);
+
+        /* TCP: the connection is accepted, each query is REFUSED */
+        int fd = tcp_connect(r.port);
+        size_t w = frame(wbuf, q, make_query(q, 0xd002, "a.example"));
+        w += frame(wbuf + w, q, make_query(q, 0xd003, "b.example"));
+        send_all(fd, wbuf, w);
+        for (uint16_t id = 0xd002; id <= 0xd003; id++) {
+                n = tcp_read_msg(fd, resp, sizeof(resp));
+                cr_assert_geq(n, 12, "answer %#x missing", id);
+                cr_assert_eq(vd_wire_get16(resp), id, "answers come back in order");
+                cr_assert_eq(rcode_of(resp), VD_RCODE_REFUSED);
+        }
+        close(fd);
+        stop(&r);
+}
+
+Test(server, acl_drop_sends_nothing_and_closes_tcp_at_accept)
+{
+        struct running r;
+        vd_config cfg;
+        uint8_t q[512], wbuf[600], resp[512];
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        allow(&cfg, "127.0.0.2/32"); /* only the second loopback address may ask */
+        cfg.deny_action = VD_DENY_DROP;
+        start_probe(&r, &cfg, "127.0.0.2", false);
+        vd_config_free(&cfg);
+
+        size_t qlen = make_query(q, 0xd101, "x.example");
+        cr_assert_lt(udp_exchange_from("127.0.0.1", r.port, q, qlen, resp, sizeof(resp), 300), 0,
+                     "a denied client gets no UDP answer");
+        cr_assert_geq(
+            udp_exchange_from("127.0.0.2", r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS), 12,
+            "an allowed client does");
+        cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+
+        int fd = tcp_connect_from("127.0.0.1", r.port);
+        cr_assert(closed_within(fd, RCV_TIMEOUT_MS), "a denied TCP client is closed at once");
+        close(fd);
+        fd = tcp_connect_from("127.0.0.2", r.port);
+        send_all(fd, wbuf, frame(wbuf, q, qlen));
+        cr_assert_geq(tcp_read_msg(fd, resp, sizeof(resp)), 12);
+        cr_assert_eq(vd_wire_get16(resp), 0xd101);
+        close(fd);
+        stop(&r);
+}
+
+Test(server, tcp_connections_per_client_are_capped)
+{
+        struct running r;
+        vd_config cfg;
+        uint8_t q[512], wbuf[600], resp[512];
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        cfg.tcp_max_connections = 16;
+        cfg.tcp_max_connections_per_client = 2;
+        start(&r, &cfg);
+        vd_config_free(&cfg);
+
+        size_t w = frame(wbuf, q, make_query(q, 0xd201, "cap.example"));
+        int a = tcp_connect_from("127.0.0.1", r.port);
+        int b = tcp_connect_from("127.0.0.1", r.port);
+        send_all(a, wbuf, w);
+        send_all(b, wbuf, w);
+        cr_assert_geq(tcp_read_msg(a, resp, sizeof(resp)), 12);
+        cr_assert_geq(tcp_read_msg(b, resp, sizeof(resp)), 12);
+
+        int c = tcp_connect_from("127.0.0.1", r.port);
+        cr_assert(closed_within(c, RCV_TIMEOUT_MS), "a third connection from 127.0.0.1 is closed");
+        close(c);
+
+        int other = tcp_connect_from("127.0.0.2", r.port);
+        send_all(other, wbuf, w);
+        cr_assert_geq(tcp_read_msg(other, resp, sizeof(resp)), 12,
+                      "another client is not affected");
+        close(other);
+
+        send_all(a, wbuf, w);
+        cr_assert_geq(tcp_read_msg(a, resp, sizeof(resp)), 12, "the first two still work");
+        close(b);
+        usleep(100 * 1000);
+        c = tcp_connect_from("127.0.0.1", r.port);
+        send_all(c, wbuf, w);
+        cr_assert_geq(tcp_read_msg(c, resp, sizeof(resp)), 12, "a freed slot is usable");
+        close(c);
+        close(a);
+        stop(&r);
+}
+
+Test(server, tcp_queries_per_connection_are_capped)
+{
+        struct running r;
+        vd_config cfg;
+        uint8_t q[512], wbuf[4096], resp[512];
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        cfg.tcp_max_queries_per_connection = 3;
+        start(&r, &cfg);
+        vd_config_free(&cfg);
+
+        /* five pipelined queries: three answers in order, then the server closes */
+        int fd = tcp_connect(r.port);
+        size_t w = 0;
+        for (uint16_t i = 0; i < 5; i++)
+                w += frame(wbuf + w, q, make_query(q, (uint16_t)(0xd300 + i), "p.example"));
+        send_all(fd, wbuf, w);
+        for (uint16_t i = 0; i < 3; i++) {
+                cr_assert_geq(tcp_read_msg(fd, resp, sizeof(resp)), 12, "answer %u missing", i);
+                cr_assert_eq(vd_wire_get16(resp), 0xd300 + i);
+        }
+        cr_assert(closed_within(fd, RCV_TIMEOUT_MS), "closed after the third answer");
+        close(fd);
+
+        /* one at a time: the third answer still arrives whole, then the close */
+        fd = tcp_connect(r.port);
+        for (uint16_t i = 0; i < 3; i++) {
+                send_all(fd, wbuf, frame(wbuf, q, make_query(q, (uint16_t)(0xd310 + i), "s.x")));
+                cr_assert_geq(tcp_read_msg(fd, resp, sizeof(resp)), 12, "answer %u missing", i);
+                cr_assert_eq(vd_wire_get16(resp), 0xd310 + i);
+        }
+        cr_assert(closed_within(fd, RCV_TIMEOUT_MS));
+        close(fd);
+        stop(&r);
+}
+
+Test(server, slow_sender_is_closed_by_the_idle_timeout)
+{
+        struct running r;
+        start_simple(&r, 400, 16);
+
+        /* announce a 100-octet message, then trickle one octet every 50 ms: the message would
+         * be complete only after 5 s, and partial reads must not keep the connection open */
+        int fd = tcp_connect(r.port);
+        long long t0 = now_ms();
+        send_all(fd, (const uint8_t *)"\0\x64", 2);
+        bool closed = false;
+        for (int i = 0; i < 60 && !closed; i++) {
+                uint8_t byte = 0;
+                if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1)
+                        break; /* reset: closed */
+                closed = closed_within(fd, 50);
+        }
+        if (!closed)
+                closed = closed_within(fd, 100);
+        long long took = now_ms() - t0;
+        cr_assert(closed, "a client trickling bytes kept its connection for %lld ms", took);
+        cr_assert_geq(took, 350, "closed after %lld ms, before the idle timeout", took);
+        cr_assert_lt(took, 1500, "closed after %lld ms: partial reads reset the timer", took);
+        close(fd);
+        stop(&r);
+}
+
+Test(server, pending_forwarded_queries_per_client_are_capped)
+{
+        struct running r;
+        struct upstream u;
+        vd_config cfg;
+        char text[32];
+        uint8_t q[512], wbuf[600], resp[512];
+        upstream_start(&u, false); /* silent: forwarded queries stay pending */
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", u.port);
+        cr_assert_eq(vd_addr_parse(text, 53, &cfg.upstream[0]), 0);
+        cfg.n_upstream = 1;
+        cfg.upstream_timeout_ms = 1500;
+        cfg.max_pending_per_client = 3;
+        start(&r, &cfg);
+        vd_config_free(&cfg);
+
+        /* three forwarded queries from one UDP socket of 127.0.0.1 */
+        struct sockaddr_in a = loopback(r.port);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_source(fd, "127.0.0.1");
+        set_rcvtimeo(fd, 3000);
+        int seen0 = u.seen;
+        for (uint16_t i = 0; i < 3; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "p%u.example", i);
+                size_t qlen = make_query(q, (uint16_t)(0xd400 + i), name);
+                cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)),
+                             (ssize_t)qlen);
+        }
+        for (int i = 0; i < 100 && u.seen < seen0 + 3; i++)
+                usleep(10 * 1000);
+        cr_assert_geq(u.seen, seen0 + 3, "the three queries went upstream");
+
+        /* the fourth, from another port of the same address, is SERVFAIL at once */
+        long long t0 = now_ms();
+        size_t qlen = make_query(q, 0xd410, "p4.example");
+        ssize_t n = udp_exchange_from("127.0.0.1", r.port, q, qlen, resp, sizeof(resp), 1000);
+        cr_assert_geq(n, 12, "no answer for the query over the limit");
+        cr_assert_eq(vd_wire_get16(resp), 0xd410);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+        cr_assert_lt(now_ms() - t0, 700, "SERVFAIL came from the upstream timeout, not the cap");
+
+        /* over TCP too: the count is per address */
+        int tfd = tcp_connect_from("127.0.0.1", r.port);
+        t0 = now_ms();
+        send_all(tfd, wbuf, frame(wbuf, q, make_query(q, 0xd411, "p5.example")));
+        cr_assert_geq(tcp_read_msg(tfd, resp, sizeof(resp)), 12);
+        cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+        cr_assert_lt(now_ms() - t0, 700);
+        close(tfd);
+
+        /* another client still goes upstream */
+        int seen1 = u.seen;
+        int other = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_source(other, "127.0.0.2");
+        qlen = make_query(q, 0xd420, "other.example");
+        cr_assert_eq(sendto(other, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)qlen);
+        for (int i = 0; i < 100 && u.seen == seen1; i++)
+                usleep(10 * 1000);
+        cr_assert_gt(u.seen, seen1, "127.0.0.2 is not limited by 127.0.0.1's queries");
+        close(other);
+
+        /* the three time out (SERVFAIL); then 127.0.0.1 may forward again */
+        for (int i = 0; i < 3; i++) {
+                n = recv(fd, resp, sizeof(resp), 0);
+                cr_assert_geq(n, 12, "pending answer %d missing", i);
+                cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+        }
+        int seen2 = u.seen;
+        qlen = make_query(q, 0xd430, "again.example");
+        cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)qlen);
+        for (int i = 0; i < 100 && u.seen == seen2; i++)
+                usleep(10 * 1000);
+        cr_assert_gt(u.seen, seen2, "the count went down when the replies ran");
+        close(fd);
+        stop(&r);
+        upstream_stop(&u);
+}
+
+Test(server, udp_rate_limit_drops_and_slips)
+{
+        struct running r;
+        vd_config cfg;
+        uint8_t q[512], resp[512];
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        cfg.rrl_responses_per_second = 5;
+        cfg.rrl_slip = 2;
+        cfg.rrl_ipv4_prefix = 32;
+        start_probe(&r, &cfg, "127.0.0.2", false); /* the probe spends 127.0.0.2's budget */
+        vd_config_free(&cfg);
+
+        struct sockaddr_in a = loopback(r.port);
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_source(fd, "127.0.0.1");
+        set_rcvtimeo(fd, 300);
+        for (uint16_t i = 0; i < 60; i++) {
+                size_t qlen = make_query(q, i, "rrl.example");
+                cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)),
+                             (ssize_t)qlen);
+        }
+        int full = 0, tc = 0;
+        for (int i = 0; i < 60; i++) {
+                ssize_t n = recv(fd, resp, sizeof(resp), 0);
+                if (n < 12)
+                        break;
+                if (vd_wire_get16(resp + 2) & VD_FLAG_TC) {
+                        cr_assert_eq(vd_wire_get16(resp + 6), 0, "a slip answer has no records");
+                        cr_assert_eq(vd_wire_get16(resp + 4), 1, "but keeps the question");
+                        tc++;
+                } else {
+                        cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
+                        full++;
+                }
+        }
+        /* 5 per second (10 when the burst straddles a second), half of the rest as TC */
+        cr_assert(full >= 5 && full <= 10, "%d full answers", full);
+        cr_assert(tc >= (60 - full) / 2 - 1 && tc <= (60 - full) / 2 + 1, "%d TC answers", tc);
+        close(fd);
+
+        /* a second later the client is answered normally */
+        usleep(1100 * 1000);
+        size_t qlen = make_query(q, 0xd500, "rrl.example");
+        cr_assert_geq(
+            udp_exchange_from("127.0.0.1", r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS),
+            12);
+        cr_assert_not(vd_wire_get16(resp + 2) & VD_FLAG_TC);
+        stop(&r);
 }

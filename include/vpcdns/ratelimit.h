@@ -1,0 +1,69 @@
+/* ratelimit.h — per-client limits of one worker's transports: response rate limiting (RRL)
+ * for UDP by client prefix, with slip (an empty TC answer so that a real client retries over
+ * TCP), and the count of forwarded queries each client address has pending upstream.
+ *
+ * Both tables have a fixed size chosen at creation (the only allocation); lookups never
+ * allocate, never lock and take a bounded number of steps. A table is not thread-safe: each
+ * worker owns its own. Entries are found through a hash keyed with a random seed, so a client
+ * cannot choose addresses that collide. Time is passed in by the caller (seconds from any
+ * monotonic clock), so tests can use a fake clock. */
+#ifndef VPCDNS_RATELIMIT_H
+#define VPCDNS_RATELIMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* ---- response rate limiting ------------------------------------------------------------ */
+
+typedef struct vd_ratelimit vd_ratelimit;
+
+typedef struct vd_ratelimit_options {
+        unsigned responses_per_second; /* per client prefix; must be > 0 */
+        unsigned slip;                 /* every slip-th response over the limit is sent as TC;
+                                          0: drop them all */
+        unsigned ipv4_prefix;          /* 0..32: clients in one IPv4 /N share a budget */
+        unsigned ipv6_prefix;          /* 0..128 */
+        size_t entries;                /* table size (rounded up); 0: a default of 4096 */
+} vd_ratelimit_options;
+
+typedef enum vd_ratelimit_verdict {
+        VD_RATELIMIT_SEND = 0, /* within the limit: send the response */
+        VD_RATELIMIT_DROP,     /* over the limit: send nothing */
+        VD_RATELIMIT_SLIP,     /* over the limit: send vd_ratelimit_slip()'s TC answer instead */
+} vd_ratelimit_verdict;
+
+/* Returns 0, -EINVAL (rate 0 or a prefix out of range) or -ENOMEM. */
+int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out);
+void vd_ratelimit_free(vd_ratelimit *rl);
+
+/* Accounts one response to client (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
+ * IPv4) at now_s and says what to do with it. Each prefix may send responses_per_second
+ * responses per second. When the table is full, the entry of the prefix seen longest ago is
+ * reused: a prefix never spends another one's budget. Other families: always SEND. */
+vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr *client,
+                                        uint64_t now_s);
+
+/* Turns the response resp[0..len) into the slip answer in out: its header and question only,
+ * TC set, the other counts 0 (no records, no OPT). out may equal resp. Returns the length
+ * (at least 12), or 0 when len < 12 or cap is too small. */
+size_t vd_ratelimit_slip(const uint8_t *resp, size_t len, uint8_t *out, size_t cap);
+
+/* ---- forwarded queries pending per client address ------------------------------------- */
+
+typedef struct vd_ratelimit_pending vd_ratelimit_pending;
+
+/* entries: table size (rounded up); 0: a default of 4096. Returns 0 or -ENOMEM. */
+int vd_ratelimit_pending_new(size_t entries, vd_ratelimit_pending **out);
+void vd_ratelimit_pending_free(vd_ratelimit_pending *t);
+
+/* The slot counting the pending queries of client's address (port ignored), claimed when the
+ * address has none yet. The slot stays the address's own while its count is above 0.
+ * Returns -1 when the table has no room near this address (the query is then not tracked). */
+int vd_ratelimit_pending_slot(vd_ratelimit_pending *t, const struct sockaddr *client);
+unsigned vd_ratelimit_pending_count(const vd_ratelimit_pending *t, int slot);
+void vd_ratelimit_pending_inc(vd_ratelimit_pending *t, int slot);
+/* A decrement below 0 is a programming error (VD_CHECK). */
+void vd_ratelimit_pending_dec(vd_ratelimit_pending *t, int slot);
+
+#endif
