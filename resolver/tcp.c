@@ -59,7 +59,7 @@ typedef struct vd_tcp_conn {
 
 typedef struct tcp_write {
         uv_write_t req;
-        uint8_t data[]; /* 2-byte length + message */
+        uint8_t data[]; /* what uv_try_write left of the 2-byte length + message */
 } tcp_write;
 
 static void conn_process(vd_tcp_conn *c);
@@ -151,18 +151,43 @@ static void write_cb(uv_write_t *req, int status)
         idle_restart(c);
 }
 
+/* Sends one framed message. Most answers go straight to the socket with uv_try_write and no
+ * copy; only what the kernel does not take now is copied and queued (libuv refuses a try
+ * while writes are queued, so order is kept). */
 static void conn_send(vd_tcp_conn *c, const uint8_t *msg, size_t len)
 {
         if (c->closing || len == 0 || len > VD_TCP_MAX)
                 return;
-        tcp_write *wr = malloc(sizeof(*wr) + 2 + len);
+        uint8_t prefix[2];
+        vd_wire_put16(prefix, (uint16_t)len);
+        size_t total = len + 2;
+        uv_buf_t bufs[2] = {uv_buf_init((char *)prefix, 2),
+                            uv_buf_init((char *)msg, (unsigned)len)};
+        int n = uv_try_write((uv_stream_t *)&c->handle, bufs, 2);
+        if (n == UV_EAGAIN)
+                n = 0;
+        if (n < 0) {
+                conn_close(c);
+                return;
+        }
+        size_t done = (size_t)n;
+        if (done == total) {
+                idle_restart(c);
+                return;
+        }
+        size_t rest = total - done;
+        tcp_write *wr = malloc(sizeof(*wr) + rest);
         if (wr == NULL) {
                 conn_close(c);
                 return;
         }
-        vd_wire_put16(wr->data, (uint16_t)len);
-        memcpy(wr->data + 2, msg, len);
-        uv_buf_t buf = uv_buf_init((char *)wr->data, (unsigned)(len + 2));
+        if (done < 2) {
+                memcpy(wr->data, prefix + done, 2 - done);
+                memcpy(wr->data + 2 - done, msg, len);
+        } else {
+                memcpy(wr->data, msg + (done - 2), rest);
+        }
+        uv_buf_t buf = uv_buf_init((char *)wr->data, (unsigned)rest);
         if (uv_write(&wr->req, (uv_stream_t *)&c->handle, &buf, 1, write_cb) < 0) {
                 free(wr);
                 conn_close(c);
