@@ -2,7 +2,8 @@
  * (getopt_long), validated. Parse → validate → apply: every reader fills a private copy and
  * moves it into the caller's vd_config only when the whole input was accepted.
  * Also owns address text (vd_addr_*) and the resolv.conf reader behind the default upstreams.
- * Knows nothing about sockets beyond sockaddr, and nothing about other modules. */
+ * Knows nothing about sockets beyond sockaddr; of other modules it uses only acl.h (prefix
+ * text and the default allow list). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,9 +17,11 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "vpcdns/acl.h"
 #include "vpcdns/config.h"
 
 #define DEFAULT_PORT 53
+#define USER_MAX 256 /* longest user name accepted (LOGIN_NAME_MAX is far smaller) */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Defaults and ownership                                                                    */
@@ -31,6 +34,14 @@ void vd_config_init(vd_config *cfg)
         cfg->tcp_idle_timeout_ms = 10000;
         cfg->tcp_max_connections = 1024;
         cfg->upstream_timeout_ms = 2000;
+        cfg->deny_action = VD_DENY_REFUSE;
+        cfg->rrl_responses_per_second = 0; /* off */
+        cfg->rrl_slip = 2;
+        cfg->rrl_ipv4_prefix = 24;
+        cfg->rrl_ipv6_prefix = 56;
+        cfg->tcp_max_connections_per_client = 64;
+        cfg->tcp_max_queries_per_connection = 0; /* unlimited */
+        cfg->max_pending_per_client = 100;
 }
 
 static void free_strings(char **list, size_t *n)
@@ -50,6 +61,8 @@ void vd_config_free(vd_config *cfg)
         free_strings(cfg->zone_files, &cfg->n_zones);
         free(cfg->config_path);
         cfg->config_path = NULL;
+        free(cfg->user);
+        cfg->user = NULL;
 }
 
 /* Deep copy of src into dst (dst is overwritten, not freed). Returns 0 or -ENOMEM. */
@@ -59,6 +72,7 @@ static int config_copy(vd_config *dst, const vd_config *src)
         dst->n_snapshots = 0;
         dst->n_zones = 0;
         dst->config_path = NULL;
+        dst->user = NULL;
         for (size_t i = 0; i < src->n_snapshots; i++) {
                 dst->snapshot_dirs[i] = strdup(src->snapshot_dirs[i]);
                 if (dst->snapshot_dirs[i] == NULL)
@@ -74,6 +88,11 @@ static int config_copy(vd_config *dst, const vd_config *src)
         if (src->config_path != NULL) {
                 dst->config_path = strdup(src->config_path);
                 if (dst->config_path == NULL)
+                        goto fail;
+        }
+        if (src->user != NULL) {
+                dst->user = strdup(src->user);
+                if (dst->user == NULL)
                         goto fail;
         }
         return 0;
@@ -329,7 +348,7 @@ static bool is_own_address(const vd_addr *upstream, const vd_addr *listen, size_
 /* ------------------------------------------------------------------------------------------ */
 /* The keys of the config file                                                               */
 
-enum key_kind { KIND_ADDRS, KIND_PATHS, KIND_LEVEL, KIND_UINT };
+enum key_kind { KIND_ADDRS, KIND_PATHS, KIND_LEVEL, KIND_UINT, KIND_CIDRS, KIND_DENY, KIND_USER };
 
 enum key_id {
         KEY_LISTEN,
@@ -341,6 +360,16 @@ enum key_id {
         KEY_TCP_IDLE_TIMEOUT,
         KEY_TCP_MAX_CONNECTIONS,
         KEY_UPSTREAM_TIMEOUT,
+        KEY_ALLOW,
+        KEY_DENY_ACTION,
+        KEY_RRL_RESPONSES,
+        KEY_RRL_SLIP,
+        KEY_RRL_IPV4_PREFIX,
+        KEY_RRL_IPV6_PREFIX,
+        KEY_TCP_MAX_PER_CLIENT,
+        KEY_TCP_MAX_QUERIES,
+        KEY_MAX_PENDING,
+        KEY_USER,
         KEY_COUNT,
 };
 
@@ -360,6 +389,16 @@ static const struct key_def keys[KEY_COUNT] = {
     [KEY_TCP_IDLE_TIMEOUT] = {"tcp_idle_timeout_ms", KIND_UINT, 1, 3600000},
     [KEY_TCP_MAX_CONNECTIONS] = {"tcp_max_connections", KIND_UINT, 1, 1000000},
     [KEY_UPSTREAM_TIMEOUT] = {"upstream_timeout_ms", KIND_UINT, 1, 60000},
+    [KEY_ALLOW] = {"allow", KIND_CIDRS, 0, 0},
+    [KEY_DENY_ACTION] = {"deny_action", KIND_DENY, 0, 0},
+    [KEY_RRL_RESPONSES] = {"rrl_responses_per_second", KIND_UINT, 0, 1000000},
+    [KEY_RRL_SLIP] = {"rrl_slip", KIND_UINT, 0, 10},
+    [KEY_RRL_IPV4_PREFIX] = {"rrl_ipv4_prefix", KIND_UINT, 8, 32},
+    [KEY_RRL_IPV6_PREFIX] = {"rrl_ipv6_prefix", KIND_UINT, 16, 128},
+    [KEY_TCP_MAX_PER_CLIENT] = {"tcp_max_connections_per_client", KIND_UINT, 1, 1000000},
+    [KEY_TCP_MAX_QUERIES] = {"tcp_max_queries_per_connection", KIND_UINT, 0, 1000000},
+    [KEY_MAX_PENDING] = {"max_pending_per_client", KIND_UINT, 1, 1000000},
+    [KEY_USER] = {"user", KIND_USER, 0, 0},
 };
 
 static unsigned *uint_field(vd_config *cfg, enum key_id id)
@@ -373,6 +412,20 @@ static unsigned *uint_field(vd_config *cfg, enum key_id id)
                 return &cfg->tcp_max_connections;
         case KEY_UPSTREAM_TIMEOUT:
                 return &cfg->upstream_timeout_ms;
+        case KEY_RRL_RESPONSES:
+                return &cfg->rrl_responses_per_second;
+        case KEY_RRL_SLIP:
+                return &cfg->rrl_slip;
+        case KEY_RRL_IPV4_PREFIX:
+                return &cfg->rrl_ipv4_prefix;
+        case KEY_RRL_IPV6_PREFIX:
+                return &cfg->rrl_ipv6_prefix;
+        case KEY_TCP_MAX_PER_CLIENT:
+                return &cfg->tcp_max_connections_per_client;
+        case KEY_TCP_MAX_QUERIES:
+                return &cfg->tcp_max_queries_per_connection;
+        case KEY_MAX_PENDING:
+                return &cfg->max_pending_per_client;
         default:
                 return NULL;
         }
@@ -415,6 +468,79 @@ static bool parse_uint(const char *text, unsigned min, unsigned max, unsigned *o
         if (value < min || value > max)
                 return false;
         *out = (unsigned)value;
+        return true;
+}
+
+#define CIDR_EXPECTED "an address prefix (10.0.0.0/8, fd00::/8, 192.0.2.1)"
+
+/* For "10.1.2.3/8", a prefix whose host bits are set: writes the network the user probably
+ * meant ("10.0.0.0/8") and returns true. False for any other text. */
+static bool cidr_hint(const char *text, char *out, size_t cap)
+{
+        char host[INET6_ADDRSTRLEN + 1], shown[INET6_ADDRSTRLEN];
+        uint8_t bytes[16], given[16];
+        const char *slash = strchr(text, '/');
+        unsigned prefix;
+        int family;
+        if (slash == NULL || (size_t)(slash - text) >= sizeof(host))
+                return false;
+        memcpy(host, text, (size_t)(slash - text));
+        host[slash - text] = '\0';
+        if (inet_pton(AF_INET, host, bytes) == 1)
+                family = AF_INET;
+        else if (inet_pton(AF_INET6, host, bytes) == 1)
+                family = AF_INET6;
+        else
+                return false;
+        size_t octets = family == AF_INET ? 4 : 16;
+        if (!parse_uint(slash + 1, 0, (unsigned)octets * 8, &prefix))
+                return false;
+        memcpy(given, bytes, octets);
+        for (size_t i = 0; i < octets; i++) {
+                unsigned first = (unsigned)i * 8;
+                if (first >= prefix)
+                        bytes[i] = 0;
+                else if (first + 8 > prefix)
+                        bytes[i] &= (uint8_t)(0xffu << (8 - (prefix - first)));
+        }
+        if (memcmp(given, bytes, octets) == 0 ||
+            inet_ntop(family, bytes, shown, sizeof(shown)) == NULL)
+                return false; /* no host bit was set: the text is wrong for another reason */
+        char masked[INET6_ADDRSTRLEN + 8];
+        snprintf(masked, sizeof(masked), "%s/%u", shown, prefix);
+        vd_cidr check;
+        if (vd_cidr_parse(text, &check) == 0 || vd_cidr_parse(masked, &check) != 0)
+                return false;
+        snprintf(out, cap, "%s", masked);
+        return true;
+}
+
+/* "refuse" or "drop". */
+static bool parse_deny_action(const char *text, vd_deny_action *out)
+{
+        if (strcmp(text, "refuse") == 0) {
+                *out = VD_DENY_REFUSE;
+                return true;
+        }
+        if (strcmp(text, "drop") == 0) {
+                *out = VD_DENY_DROP;
+                return true;
+        }
+        return false;
+}
+
+/* A user name or numeric id as getpwnam/getpwuid take it: printable, no blank, ':' or '/',
+ * not starting with '-'. Whether the user exists is checked when it is used. */
+static bool user_name_ok(const char *text)
+{
+        size_t len = strlen(text);
+        if (len == 0 || len >= USER_MAX || text[0] == '-')
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)text[i];
+                if (c <= 0x20 || c >= 0x7f || c == ':' || c == '/')
+                        return false;
+        }
         return true;
 }
 
@@ -526,6 +652,28 @@ static int parse_list_item(struct file_parse *fp, enum key_id id, const yaml_nod
 {
         const struct key_def *def = &keys[id];
         const char *text = scalar_text(item);
+        if (def->kind == KIND_CIDRS) {
+                vd_cidr cidr;
+                char hint[256];
+                if (text == NULL || vd_cidr_parse(text, &cidr) != 0) {
+                        char got[128], suggestion[INET6_ADDRSTRLEN + 8];
+                        if (text == NULL || !cidr_hint(text, suggestion, sizeof(suggestion)))
+                                return fail_node(fp, item, CIDR_EXPECTED);
+                        describe_node(item, got, sizeof(got));
+                        snprintf(hint, sizeof(hint), "%s (host bits set: did you mean %s?)", got,
+                                 suggestion);
+                        return fail_at(fp, item->start_mark,
+                                       CIDR_EXPECTED " with the host bits zero", hint);
+                }
+                if (fp->values.n_allow >= VD_MAX_ACL) {
+                        char expected[64];
+                        snprintf(expected, sizeof(expected), "at most %d allow prefixes",
+                                 VD_MAX_ACL);
+                        return fail_node(fp, item, expected);
+                }
+                fp->values.allow[fp->values.n_allow++] = cidr;
+                return 0;
+        }
         if (def->kind == KIND_ADDRS) {
                 const char *what = id == KEY_LISTEN
                                        ? "a listen address ADDR:PORT (127.0.0.1:53, [::1]:53)"
@@ -572,16 +720,24 @@ static int parse_value(struct file_parse *fp, enum key_id id, const yaml_node_t 
         char expected[96];
         switch (def->kind) {
         case KIND_ADDRS:
-        case KIND_PATHS: {
+        case KIND_PATHS:
+        case KIND_CIDRS: {
                 /* fp->values starts empty and a key is accepted once: no reset needed. */
                 if (value->type == YAML_SCALAR_NODE)
                         return parse_list_item(fp, id, value);
                 if (value->type != YAML_SEQUENCE_NODE) {
                         snprintf(expected, sizeof(expected), "a list of %s for '%s'",
-                                 def->kind == KIND_ADDRS ? "addresses" : "paths", def->name);
+                                 def->kind == KIND_ADDRS   ? "addresses"
+                                 : def->kind == KIND_CIDRS ? "address prefixes"
+                                                           : "paths",
+                                 def->name);
                         return fail_node(fp, value, expected);
                 }
                 yaml_node_item_t *it = value->data.sequence.items.start;
+                if (it == value->data.sequence.items.top && def->kind == KIND_CIDRS)
+                        return fail_node(fp, value,
+                                         "at least one prefix for 'allow' (an empty list would "
+                                         "refuse every client; omit the key for the default)");
                 if (it == value->data.sequence.items.top && def->kind == KIND_ADDRS) {
                         snprintf(expected, sizeof(expected),
                                  "at least one address for '%s' (omit the key for the default)",
@@ -613,6 +769,23 @@ static int parse_value(struct file_parse *fp, enum key_id id, const yaml_node_t 
                 *uint_field(&fp->values, id) = number;
                 return 0;
         }
+        case KIND_DENY: {
+                const char *text = scalar_text(value);
+                if (text == NULL || !parse_deny_action(text, &fp->values.deny_action))
+                        return fail_node(fp, value, "refuse or drop for 'deny_action'");
+                return 0;
+        }
+        case KIND_USER: {
+                const char *text = scalar_text(value);
+                if (text == NULL || !user_name_ok(text))
+                        return fail_node(fp, value, "a user name for 'user' (vpcdns, nobody)");
+                fp->values.user = strdup(text);
+                if (fp->values.user == NULL) {
+                        vd_error_set(fp->err, "%s: out of memory", fp->path);
+                        return -ENOMEM;
+                }
+                return 0;
+        }
         }
         return -EINVAL;
 }
@@ -637,11 +810,14 @@ static int parse_root(struct file_parse *fp, const yaml_node_t *root)
                         if (strcmp(name, keys[i].name) == 0)
                                 id = i;
                 }
-                if (id < 0)
-                        return fail_node(fp, key,
-                                         "one of listen, upstream, snapshot, zone, log_level, "
-                                         "workers, tcp_idle_timeout_ms, tcp_max_connections, "
-                                         "upstream_timeout_ms");
+                if (id < 0) {
+                        char expected[640];
+                        size_t len = (size_t)snprintf(expected, sizeof(expected), "one of");
+                        for (int i = 0; i < KEY_COUNT && len < sizeof(expected); i++)
+                                len += (size_t)snprintf(expected + len, sizeof(expected) - len,
+                                                        "%s %s", i > 0 ? "," : "", keys[i].name);
+                        return fail_node(fp, key, expected);
+                }
                 if (fp->seen[id]) {
                         char expected[96], got[96];
                         snprintf(expected, sizeof(expected), "each key once ('%s' is at line %zu)",
@@ -722,8 +898,19 @@ static void apply_file(vd_config *cfg, struct file_parse *fp)
         }
         if (fp->seen[KEY_LOG_LEVEL])
                 cfg->log_level = v->log_level;
-        for (int id = KEY_WORKERS; id < KEY_COUNT; id++) {
-                if (fp->seen[id])
+        if (fp->seen[KEY_ALLOW]) {
+                memcpy(cfg->allow, v->allow, sizeof(cfg->allow));
+                cfg->n_allow = v->n_allow;
+        }
+        if (fp->seen[KEY_DENY_ACTION])
+                cfg->deny_action = v->deny_action;
+        if (fp->seen[KEY_USER]) {
+                free(cfg->user);
+                cfg->user = v->user;
+                v->user = NULL;
+        }
+        for (int id = 0; id < KEY_COUNT; id++) {
+                if (fp->seen[id] && keys[id].kind == KIND_UINT)
                         *uint_field(cfg, (enum key_id)id) = *uint_field(v, (enum key_id)id);
         }
 }
@@ -838,6 +1025,8 @@ enum flag_id {
         FLAG_DUMP,
         FLAG_LOG_LEVEL,
         FLAG_WORKERS,
+        FLAG_ALLOW,
+        FLAG_USER,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -852,6 +1041,8 @@ static const struct option long_options[] = {
     {"dump", no_argument, NULL, FLAG_DUMP},
     {"log-level", required_argument, NULL, FLAG_LOG_LEVEL},
     {"workers", required_argument, NULL, FLAG_WORKERS},
+    {"allow", required_argument, NULL, FLAG_ALLOW},
+    {"user", required_argument, NULL, FLAG_USER},
     {"version", no_argument, NULL, FLAG_VERSION},
     {"help", no_argument, NULL, FLAG_HELP},
     {NULL, 0, NULL, 0},
@@ -951,6 +1142,41 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                                             "'%s'",
                                             keys[KEY_WORKERS].min, keys[KEY_WORKERS].max, arg);
                 return 0;
+        case FLAG_ALLOW: {
+                vd_cidr cidr;
+                if (vd_cidr_parse(arg, &cidr) != 0) {
+                        char hint[INET6_ADDRSTRLEN + 8];
+                        if (cidr_hint(arg, hint, sizeof(hint)))
+                                return vd_error_set(err,
+                                                    "--allow: expected " CIDR_EXPECTED
+                                                    " with the host bits zero, got '%s' (did "
+                                                    "you mean %s?)",
+                                                    arg, hint);
+                        return vd_error_set(err, "--allow: expected " CIDR_EXPECTED ", got '%s'",
+                                            arg);
+                }
+                if (!replaced[flag - FLAG_CONFIG]) {
+                        cfg->n_allow = 0;
+                        replaced[flag - FLAG_CONFIG] = true;
+                }
+                if (cfg->n_allow >= VD_MAX_ACL)
+                        return vd_error_set(err, "--allow: expected at most %d prefixes",
+                                            VD_MAX_ACL);
+                cfg->allow[cfg->n_allow++] = cidr;
+                return 0;
+        }
+        case FLAG_USER: {
+                if (!user_name_ok(arg))
+                        return vd_error_set(err, "--user: expected a user name, got '%s'", arg);
+                char *user = strdup(arg);
+                if (user == NULL) {
+                        vd_error_set(err, "out of memory");
+                        return -ENOMEM;
+                }
+                free(cfg->user);
+                cfg->user = user;
+                return 0;
+        }
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -1121,7 +1347,17 @@ int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err)
                         }
                 }
         }
-        for (int id = KEY_WORKERS; id < KEY_COUNT; id++) {
+        if (cfg->n_allow == 0)
+                cfg->n_allow = vd_acl_defaults(cfg->allow, VD_MAX_ACL);
+        if (cfg->n_allow > VD_MAX_ACL)
+                return vd_error_set(err, "allow: expected at most %d prefixes", VD_MAX_ACL);
+        if (cfg->deny_action != VD_DENY_REFUSE && cfg->deny_action != VD_DENY_DROP)
+                return vd_error_set(err, "deny_action: expected refuse or drop");
+        if (cfg->user != NULL && !user_name_ok(cfg->user))
+                return vd_error_set(err, "user: expected a user name, got '%s'", cfg->user);
+        for (int id = 0; id < KEY_COUNT; id++) {
+                if (keys[id].kind != KIND_UINT)
+                        continue;
                 unsigned v = *uint_field(cfg, (enum key_id)id);
                 if (v < keys[id].min || v > keys[id].max)
                         return vd_error_set(err, "%s: expected an integer from %u to %u, got %u",
@@ -1136,7 +1372,8 @@ const char *vd_config_usage(void)
 {
         return "Usage: vpcdns [--config FILE] [--listen ADDR:PORT]... [--upstream ADDR[:PORT]]...\n"
                "              [--snapshot DIR]... [--zone FILE]... [--check] [--dump]\n"
-               "              [--log-level LEVEL] [--workers N] [--version] [--help]\n"
+               "              [--log-level LEVEL] [--workers N] [--allow CIDR]... [--user USER]\n"
+               "              [--version] [--help]\n"
                "\n"
                "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot and zone files;\n"
                "forwards every other name upstream.\n"
@@ -1153,10 +1390,18 @@ const char *vd_config_usage(void)
                "  --dump               print every local record as zone-file text, exit\n"
                "  --log-level LEVEL    error, warn, info or debug (default info)\n"
                "  --workers N          event-loop threads, 1 to 64 (default 1)\n"
+               "  --allow CIDR         clients that may query, e.g. 10.0.0.0/8 (repeatable;\n"
+               "                       default loopback, RFC 1918, link-local, fc00::/7 and\n"
+               "                       100.64.0.0/10); others get REFUSED (deny_action: drop)\n"
+               "  --user USER          after binding, drop root privileges to this user\n"
                "  --version            print the version and exit\n"
                "  --help               print this help and exit\n"
                "\n"
                "A list flag given once replaces the config file's list. Only the config file\n"
-               "sets tcp_idle_timeout_ms (default 10000), tcp_max_connections (default 1024)\n"
-               "and upstream_timeout_ms (default 2000).\n";
+               "sets tcp_idle_timeout_ms (default 10000), tcp_max_connections (default 1024),\n"
+               "upstream_timeout_ms (default 2000), deny_action (refuse), the response rate\n"
+               "limit rrl_responses_per_second (default 0 = off), rrl_slip (2),\n"
+               "rrl_ipv4_prefix (24), rrl_ipv6_prefix (56), tcp_max_connections_per_client\n"
+               "(64), tcp_max_queries_per_connection (0 = unlimited) and\n"
+               "max_pending_per_client (100); see zones/example/vpcdns.yaml.\n";
 }

@@ -1,9 +1,16 @@
-/* main.c — argv → config → snapshot → server → run → teardown. The only file that knows
- * every module; it decides nothing the modules can decide themselves.
+/* main.c — argv → config → snapshot → server → (drop privileges) → run → teardown. The only
+ * file that knows every module; it decides nothing the modules can decide themselves.
+ * Owns the switch to an unprivileged user once every socket is bound.
  * Exit status: 0 success, 1 a load or start failure, 2 a usage or configuration error. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "vpcdns/aws.h"
 #include "vpcdns/common.h"
@@ -15,6 +22,9 @@
 
 #define ADDR_TEXT 96
 #define LIST_TEXT (ADDR_TEXT * (VD_MAX_LISTEN + VD_MAX_UPSTREAM))
+#define CIDR_TEXT (INET6_ADDRSTRLEN + 5)
+#define ALLOW_TEXT (CIDR_TEXT * VD_MAX_ACL)
+#define PASSWD_BUF 65536
 
 struct load_totals {
         vd_aws_summary aws;
@@ -37,6 +47,129 @@ static void format_addrs(const vd_addr *list, size_t n, const char *sep, char *o
                         break;
                 len += (size_t)w;
         }
+}
+
+/* "10.0.0.0/8 fc00::/7". */
+static void format_cidrs(const vd_cidr *list, size_t n, char *out, size_t cap)
+{
+        size_t len = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < n && len < cap; i++) {
+                char host[INET6_ADDRSTRLEN] = "?";
+                const void *addr =
+                    list[i].ss.ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)&list[i].ss)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)&list[i].ss)->sin6_addr;
+                inet_ntop(list[i].ss.ss_family, addr, host, sizeof(host));
+                int w = snprintf(out + len, cap - len, "%s%s/%u", i > 0 ? " " : "", host,
+                                 list[i].prefix);
+                if (w < 0)
+                        break;
+                len += (size_t)w;
+        }
+}
+
+/* True when some allow prefix has length 0: every client of a family may query. */
+static bool allows_everyone(const vd_config *cfg)
+{
+        for (size_t i = 0; i < cfg->n_allow; i++) {
+                if (cfg->allow[i].prefix == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* The account of cfg->user: by name, or by number when the name is all digits. buf (of
+ * PASSWD_BUF bytes) holds the strings of *pw. Returns 0 or -ENOENT/-errno with err set. */
+static int lookup_user(const char *user, struct passwd *pw, char *buf, vd_error *err)
+{
+        struct passwd *found = NULL;
+        int rc = getpwnam_r(user, pw, buf, PASSWD_BUF, &found);
+        if (found == NULL && rc == 0 && strspn(user, "0123456789") == strlen(user)) {
+                errno = 0;
+                char *end = NULL;
+                unsigned long id = strtoul(user, &end, 10);
+                if (errno == 0 && *end == '\0' && id <= (unsigned long)(uid_t)-1)
+                        rc = getpwuid_r((uid_t)id, pw, buf, PASSWD_BUF, &found);
+        }
+        if (rc != 0) {
+                vd_error_set(err, "user '%s': cannot read the user database: %s", user,
+                             strerror(rc));
+                return -rc;
+        }
+        if (found == NULL) {
+                vd_error_set(err, "user '%s': no such user", user);
+                return -ENOENT;
+        }
+        return 0;
+}
+
+/* Switches the whole process (every thread: glibc broadcasts set*id) to cfg->user: its
+ * groups, its gid, its uid, and checks that root cannot be regained. Called once every socket
+ * is bound. Not root: fine when we already are that user (a warning), an error otherwise. */
+static int drop_privileges(const char *user, vd_error *err)
+{
+        struct passwd pw;
+        int rc;
+        char *buf = malloc(PASSWD_BUF);
+        if (buf == NULL)
+                return vd_error_set(err, "out of memory");
+        rc = lookup_user(user, &pw, buf, err);
+        if (rc != 0)
+                goto out;
+        uid_t uid = pw.pw_uid;
+        gid_t gid = pw.pw_gid;
+        if (geteuid() != 0) {
+                if (getuid() == uid && geteuid() == uid) {
+                        vd_log(VD_LOG_WARN, "privileges",
+                               "detail=\"not started as root: already running as user %s, "
+                               "nothing to drop\" user=%s uid=%u",
+                               pw.pw_name, pw.pw_name, (unsigned)uid);
+                        rc = 0;
+                } else {
+                        rc = vd_error_set(err,
+                                          "cannot switch to user '%s': not started as root "
+                                          "(running as uid %u)",
+                                          user, (unsigned)geteuid());
+                }
+                goto out;
+        }
+        if (uid == 0) {
+                rc = vd_error_set(err,
+                                  "user '%s' is root: refusing to run with root privileges "
+                                  "after an explicit user was asked for",
+                                  user);
+                goto out;
+        }
+        if (initgroups(pw.pw_name, gid) != 0) {
+                rc = vd_error_set(err, "user '%s': cannot set its groups: %s", user,
+                                  strerror(errno));
+                goto out;
+        }
+        if (setgid(gid) != 0) {
+                rc = vd_error_set(err, "user '%s': setgid(%u) failed: %s", user, (unsigned)gid,
+                                  strerror(errno));
+                goto out;
+        }
+        if (setuid(uid) != 0) {
+                rc = vd_error_set(err, "user '%s': setuid(%u) failed: %s", user, (unsigned)uid,
+                                  strerror(errno));
+                goto out;
+        }
+        if (setuid(0) == 0 || seteuid(0) == 0 || getuid() != uid || geteuid() != uid ||
+            getgid() != gid || getegid() != gid) {
+                rc = vd_error_set(err,
+                                  "user '%s': root privileges could be regained after "
+                                  "the switch: refusing to run",
+                                  user);
+                goto out;
+        }
+        vd_log(VD_LOG_INFO, "privileges", "user=%s uid=%u gid=%u", pw.pw_name, (unsigned)uid,
+               (unsigned)gid);
+        rc = 0;
+out:
+        free(buf);
+        return rc;
 }
 
 /* Loads every snapshot directory and zone file into one snapshot. */
@@ -72,8 +205,9 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
 
 static void print_check(const vd_config *cfg, const struct load_totals *t)
 {
-        char listen[LIST_TEXT], upstream[LIST_TEXT];
+        char listen[LIST_TEXT], upstream[LIST_TEXT], allow[ALLOW_TEXT];
         format_addrs(cfg->listen, cfg->n_listen, " ", listen, sizeof(listen));
+        format_cidrs(cfg->allow, cfg->n_allow, allow, sizeof(allow));
         format_addrs(cfg->upstream, cfg->n_upstream, " ", upstream, sizeof(upstream));
         printf("config: %s\n", cfg->config_path != NULL ? cfg->config_path : "(none)");
         printf("snapshot directories: %zu\n", cfg->n_snapshots);
@@ -88,6 +222,24 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
         printf("upstream: %s%s\n", upstream,
                cfg->n_upstream == 0 ? " (forwarded queries get SERVFAIL)" : "");
         printf("workers: %u\n", cfg->workers);
+        printf("allow: %s%s\n", allow,
+               allows_everyone(cfg) ? " (an open resolver: every client may query)" : "");
+        printf("deny action: %s\n", cfg->deny_action == VD_DENY_DROP ? "drop" : "refuse");
+        if (cfg->rrl_responses_per_second == 0)
+                printf("rate limit: off\n");
+        else
+                printf("rate limit: %u responses/s per /%u (IPv4) or /%u (IPv6), slip %u\n",
+                       cfg->rrl_responses_per_second, cfg->rrl_ipv4_prefix, cfg->rrl_ipv6_prefix,
+                       cfg->rrl_slip);
+        printf("tcp connections: %u per worker, %u per client\n", cfg->tcp_max_connections,
+               cfg->tcp_max_connections_per_client);
+        if (cfg->tcp_max_queries_per_connection == 0)
+                printf("tcp queries per connection: unlimited\n");
+        else
+                printf("tcp queries per connection: %u\n", cfg->tcp_max_queries_per_connection);
+        printf("tcp idle timeout: %u ms\n", cfg->tcp_idle_timeout_ms);
+        printf("pending upstream queries per client: %u\n", cfg->max_pending_per_client);
+        printf("user: %s\n", cfg->user != NULL ? cfg->user : "(as started)");
         printf("ok\n");
 }
 
@@ -102,8 +254,18 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
         if (cfg->n_upstream == 0)
                 vd_log(VD_LOG_WARN, "no_upstream",
                        "detail=\"no upstream server: names without local data get SERVFAIL\"");
+        if (allows_everyone(cfg))
+                vd_log(VD_LOG_WARN, "open_resolver",
+                       "detail=\"an allow prefix of length 0 lets every client query\"");
         if (vd_server_new(cfg, snap, &srv, &err) != 0) {
                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
+                return 1;
+        }
+        /* Every socket is bound: from here on nothing needs root. Reloads (SIGHUP) read the
+         * snapshot directories and zone files as this user. */
+        if (cfg->user != NULL && drop_privileges(cfg->user, &err) != 0) {
+                fprintf(stderr, "vpcdns: error: %s\n", err.msg);
+                vd_server_free(srv);
                 return 1;
         }
         vd_server_on_reload(srv, reload_snapshot, (void *)cfg);
@@ -157,6 +319,18 @@ int main(int argc, char **argv)
                 goto out;
         }
         if (cfg.check) {
+                if (cfg.user != NULL) {
+                        struct passwd pw;
+                        char *buf = malloc(PASSWD_BUF);
+                        int rc = buf == NULL ? vd_error_set(&err, "out of memory")
+                                             : lookup_user(cfg.user, &pw, buf, &err);
+                        free(buf);
+                        if (rc != 0) {
+                                fprintf(stderr, "vpcdns: error: %s\n", err.msg);
+                                status = 1;
+                                goto out;
+                        }
+                }
                 print_check(&cfg, &totals);
                 status = fflush(stdout) == 0 ? 0 : 1;
         } else if (cfg.dump) {

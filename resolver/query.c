@@ -1,7 +1,10 @@
 /* query.c — one client query's pipeline, independent of the transport:
- * parse → header policy (opcode, class, meta types) → local data → forwarder.
+ * parse → header policy (opcode, class, meta types) → local data → minimal ANY (RFC 8482)
+ * → forwarder.
  * The local path writes the response into the caller's buffer without allocating; the
  * forwarded path hands the transport's reply callback to the forwarder. */
+#include <string.h>
+
 #include "vpcdns/query.h"
 #include "vpcdns/wire.h"
 
@@ -9,6 +12,21 @@
 #define TYPE_AXFR 252
 #define TYPE_MAILB 253
 #define TYPE_MAILA 254
+#define TYPE_HINFO 13
+#define ANY_HINFO_TTL 3600
+
+/* RFC 8482 §4.2: the synthesized answer to ANY is one HINFO record with CPU "RFC8482" and an
+ * empty OS, owned by the question name (a compression pointer to offset 12). */
+/* clang-format off */
+static const uint8_t any_hinfo_rr[] = {
+        0xC0, 0x0C,                                   /* owner: the question name */
+        0, TYPE_HINFO, 0, VD_CLASS_IN,                /* type, class */
+        0, 0, ANY_HINFO_TTL >> 8, ANY_HINFO_TTL & 0xFF, /* TTL */
+        0, 9,                                         /* RDLENGTH */
+        7, 'R', 'F', 'C', '8', '4', '8', '2',         /* CPU */
+        0,                                            /* OS: empty */
+};
+/* clang-format on */
 
 static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, uint8_t rcode,
                                     uint8_t *out, size_t cap, size_t *out_len)
@@ -23,6 +41,25 @@ static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, 
         else if (rcode == VD_RCODE_SERVFAIL)
                 env->counters.servfail++;
         *out_len = n;
+        return VD_QUERY_REPLY;
+}
+
+/* ANY for a name without local data: answered here, never forwarded (RFC 8482 — a forwarded
+ * ANY is an amplification vector and upstreams answer it inconsistently anyway). */
+static vd_query_outcome reply_minimal_any(vd_query_env *env, const vd_query_info *qi, uint8_t *out,
+                                          size_t cap, size_t *out_len)
+{
+        size_t len = vd_wire_begin_response(qi, VD_RCODE_NOERROR, out, cap);
+        if (len == 0 || !qi->question_ok || cap - len < sizeof(any_hinfo_rr))
+                return reply_error(env, qi, VD_RCODE_SERVFAIL, out, cap, out_len);
+        memcpy(out + len, any_hinfo_rr, sizeof(any_hinfo_rr));
+        len += sizeof(any_hinfo_rr);
+        vd_wire_put16(out + 6, 1); /* ANCOUNT */
+        len = vd_wire_add_opt(qi, VD_RCODE_NOERROR, out, len, cap);
+        if (len == 0)
+                return reply_error(env, qi, VD_RCODE_SERVFAIL, out, cap, out_len);
+        env->counters.local_answers++;
+        *out_len = len;
         return VD_QUERY_REPLY;
 }
 
@@ -79,6 +116,9 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                 env->counters.local_answers++;
                 return VD_QUERY_REPLY;
         }
+
+        if (qi.qtype == VD_TYPE_ANY)
+                return reply_minimal_any(env, &qi, out, max, out_len);
 
         if (env->forward_denied) {
                 env->counters.forward_denied++;

@@ -1,10 +1,12 @@
 /* test_config.c — the config file, the command line, defaults from resolv.conf and address
  * text (resolver/config.c). Each error test pins the exact FILE:LINE:COL a user would see. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ftw.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -125,6 +127,15 @@ Test(config, defaults_before_anything)
         cr_assert_eq(cfg.upstream_timeout_ms, 2000);
         cr_assert_eq(cfg.log_level, VD_LOG_INFO);
         cr_assert_eq(cfg.n_listen + cfg.n_upstream + cfg.n_snapshots + cfg.n_zones, 0);
+        cr_assert_eq(cfg.deny_action, VD_DENY_REFUSE);
+        cr_assert_eq(cfg.rrl_responses_per_second, 0, "rate limiting is off by default");
+        cr_assert_eq(cfg.rrl_slip, 2);
+        cr_assert_eq(cfg.rrl_ipv4_prefix, 24);
+        cr_assert_eq(cfg.rrl_ipv6_prefix, 56);
+        cr_assert_eq(cfg.tcp_max_connections_per_client, 64);
+        cr_assert_eq(cfg.tcp_max_queries_per_connection, 0);
+        cr_assert_eq(cfg.max_pending_per_client, 100);
+        cr_assert_null(cfg.user);
         vd_config_free(&cfg);
 }
 
@@ -233,7 +244,10 @@ Test(config, error_unknown_key)
 {
         expect_error("listen: 127.0.0.1:53\nlisen: 127.0.0.1:54\n", "2:1",
                      "expected one of listen, upstream, snapshot, zone, log_level, workers, "
-                     "tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms, got 'lisen'");
+                     "tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms, allow, "
+                     "deny_action, rrl_responses_per_second, rrl_slip, rrl_ipv4_prefix, "
+                     "rrl_ipv6_prefix, tcp_max_connections_per_client, "
+                     "tcp_max_queries_per_connection, max_pending_per_client, user, got 'lisen'");
 }
 
 Test(config, error_wrong_type)
@@ -461,19 +475,11 @@ Test(config, help_and_version_win_over_a_broken_config)
 Test(config, usage_mentions_every_flag)
 {
         const char *u = vd_config_usage();
-        const char *flags[] = {"--config FILE",
-                               "--listen ADDR:PORT",
-                               "--upstream ADDR[:PORT]",
-                               "--snapshot DIR",
-                               "--zone FILE",
-                               "--check",
-                               "--dump",
-                               "--log-level LEVEL",
-                               "--workers N",
-                               "--version",
-                               "--help",
-                               "127.0.0.1:53",
-                               "/etc/resolv.conf"};
+        const char *flags[] = {"--config FILE",  "--listen ADDR:PORT", "--upstream ADDR[:PORT]",
+                               "--snapshot DIR", "--zone FILE",        "--check",
+                               "--dump",         "--log-level LEVEL",  "--workers N",
+                               "--allow CIDR",   "--user USER",        "--version",
+                               "--help",         "127.0.0.1:53",       "/etc/resolv.conf"};
         for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
                 cr_assert_not_null(strstr(u, flags[i]), "usage lacks %s", flags[i]);
 }
@@ -735,4 +741,282 @@ Test(config, addr_format_truncates_safely)
         memset(out, 'x', sizeof(out));
         vd_addr_format(&a, out, sizeof(out));
         cr_assert_str_eq(out, "[2001:d");
+}
+
+/* ---- issue 5: access control, limits, user ------------------------------------------------- */
+
+static const char *cidr_text(const vd_cidr *c)
+{
+        static char out[4][INET6_ADDRSTRLEN + 8];
+        static int next;
+        char *buf = out[next++ % 4];
+        char host[INET6_ADDRSTRLEN];
+        const void *addr = c->ss.ss_family == AF_INET
+                               ? (const void *)&((const struct sockaddr_in *)&c->ss)->sin_addr
+                               : (const void *)&((const struct sockaddr_in6 *)&c->ss)->sin6_addr;
+        cr_assert_not_null(inet_ntop(c->ss.ss_family, addr, host, sizeof(host)));
+        snprintf(buf, INET6_ADDRSTRLEN + 8, "%s/%u", host, c->prefix);
+        return buf;
+}
+
+static const char *hardening_yaml = "allow:\n"
+                                    "  - 10.20.0.0/16\n"
+                                    "  - 2001:db8::/32\n"
+                                    "  - 192.0.2.1\n"
+                                    "deny_action: drop\n"
+                                    "rrl_responses_per_second: 50\n"
+                                    "rrl_slip: 0\n"
+                                    "rrl_ipv4_prefix: 32\n"
+                                    "rrl_ipv6_prefix: 64\n"
+                                    "tcp_max_connections_per_client: 8\n"
+                                    "tcp_max_queries_per_connection: 1000\n"
+                                    "max_pending_per_client: 25\n"
+                                    "user: vpcdns\n";
+
+Test(config, hardening_keys_from_file)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = load_text(&cfg, hardening_yaml, &err, NULL);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_allow, 3);
+        cr_assert_str_eq(cidr_text(&cfg.allow[0]), "10.20.0.0/16");
+        cr_assert_str_eq(cidr_text(&cfg.allow[1]), "2001:db8::/32");
+        cr_assert_str_eq(cidr_text(&cfg.allow[2]), "192.0.2.1/32");
+        cr_assert_eq(cfg.deny_action, VD_DENY_DROP);
+        cr_assert_eq(cfg.rrl_responses_per_second, 50);
+        cr_assert_eq(cfg.rrl_slip, 0);
+        cr_assert_eq(cfg.rrl_ipv4_prefix, 32);
+        cr_assert_eq(cfg.rrl_ipv6_prefix, 64);
+        cr_assert_eq(cfg.tcp_max_connections_per_client, 8);
+        cr_assert_eq(cfg.tcp_max_queries_per_connection, 1000);
+        cr_assert_eq(cfg.max_pending_per_client, 25);
+        cr_assert_str_eq(cfg.user, "vpcdns");
+
+        /* finalize keeps an explicit list: no default prefix is added to it */
+        cr_assert_eq(vd_config_finalize(&cfg, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_allow, 3);
+        vd_config_free(&cfg);
+        cr_assert_null(cfg.user, "vd_config_free must free and clear user");
+}
+
+Test(config, hardening_keys_single_values_and_refuse)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cfg.deny_action = VD_DENY_DROP;
+        int rc = load_text(&cfg,
+                           "allow: fd00::/8\ndeny_action: refuse\nuser: '65534'\n"
+                           "tcp_max_queries_per_connection: 0\nrrl_slip: 10\n",
+                           &err, NULL);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_allow, 1);
+        cr_assert_str_eq(cidr_text(&cfg.allow[0]), "fd00::/8");
+        cr_assert_eq(cfg.deny_action, VD_DENY_REFUSE);
+        cr_assert_str_eq(cfg.user, "65534");
+        cr_assert_eq(cfg.rrl_slip, 10);
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_fills_the_default_allow_list)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(vd_config_finalize(&cfg, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_allow, 9);
+        const char *want[] = {"127.0.0.0/8",   "::1/128",        "10.0.0.0/8",
+                              "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                              "fe80::/10",     "fc00::/7",       "100.64.0.0/10"};
+        for (size_t i = 0; i < 9; i++)
+                cr_assert_str_eq(cidr_text(&cfg.allow[i]), want[i]);
+        vd_config_free(&cfg);
+}
+
+Test(config, finalize_checks_hardening_ranges)
+{
+        struct {
+                size_t offset;
+                unsigned value;
+                const char *needle;
+        } cases[] = {
+            {offsetof(vd_config, rrl_ipv4_prefix), 7,
+             "rrl_ipv4_prefix: expected an integer from 8 to 32"},
+            {offsetof(vd_config, rrl_ipv6_prefix), 129,
+             "rrl_ipv6_prefix: expected an integer from 16 to 128"},
+            {offsetof(vd_config, max_pending_per_client), 0, "max_pending_per_client"},
+            {offsetof(vd_config, tcp_max_connections_per_client), 0,
+             "tcp_max_connections_per_client"},
+            {offsetof(vd_config, rrl_slip), 11, "rrl_slip"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                vd_config cfg;
+                vd_error err = {{0}};
+                vd_config_init(&cfg);
+                *(unsigned *)((char *)&cfg + cases[i].offset) = cases[i].value;
+                cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0, "%s", cases[i].needle);
+                cr_assert_not_null(strstr(err.msg, cases[i].needle), "'%s' lacks '%s'", err.msg,
+                                   cases[i].needle);
+                vd_config_free(&cfg);
+        }
+}
+
+Test(config, error_hardening_keys)
+{
+        expect_error("allow: []\n", "1:8",
+                     "expected at least one prefix for 'allow' (an empty list would refuse every "
+                     "client; omit the key for the default), got an empty list");
+        expect_error("allow:\n  - 10.0.0.0/8\n  - 10.1.2.3/16\n", "3:5",
+                     "expected an address prefix (10.0.0.0/8, fd00::/8, 192.0.2.1) with the host "
+                     "bits zero, got '10.1.2.3/16' (host bits set: did you mean 10.1.0.0/16?)");
+        expect_error("allow: [fd00::1/8]\n", "1:9", "did you mean fd00::/8?");
+        expect_error("allow: [10.0.0.0/33]\n", "1:9",
+                     "expected an address prefix (10.0.0.0/8, fd00::/8, 192.0.2.1), got "
+                     "'10.0.0.0/33'");
+        expect_error("allow: [corp.example]\n", "1:9", "got 'corp.example'");
+        expect_error("allow: [10.0.0.0/08]\n", "1:9",
+                     "prefix (10.0.0.0/8, fd00::/8, 192.0.2.1), got");
+        expect_error("allow:\n  net: 10.0.0.0/8\n", "2:3",
+                     "expected a list of address prefixes for 'allow', got a mapping");
+        expect_error("deny_action: block\n", "1:14",
+                     "expected refuse or drop for 'deny_action', got 'block'");
+        expect_error("deny_action: [drop]\n", "1:14", "got a list");
+        expect_error("rrl_ipv4_prefix: 7\n", "1:18", "from 8 to 32 for 'rrl_ipv4_prefix', got '7'");
+        expect_error("rrl_ipv4_prefix: 33\n", "1:18", "got '33'");
+        expect_error("rrl_ipv6_prefix: 15\n", "1:18", "from 16 to 128 for 'rrl_ipv6_prefix'");
+        expect_error("rrl_ipv6_prefix: 129\n", "1:18", "got '129'");
+        expect_error("rrl_slip: 11\n", "1:11", "from 0 to 10 for 'rrl_slip'");
+        expect_error("rrl_responses_per_second: -1\n", "1:27", "from 0 to 1000000");
+        expect_error("tcp_max_connections_per_client: 0\n", "1:33", "from 1 to 1000000");
+        expect_error("tcp_max_queries_per_connection: many\n", "1:33", "got 'many'");
+        expect_error("max_pending_per_client: 0\n", "1:25",
+                     "from 1 to 1000000 for 'max_pending_per_client', got '0'");
+        expect_error("user:\n", "1:6",
+                     "expected a user name for 'user' (vpcdns, nobody), got nothing");
+        expect_error("user: ''\n", "1:7", "got ''");
+        expect_error("user: 'dns user'\n", "1:7", "got 'dns user'");
+        expect_error("user: [nobody]\n", "1:7", "got a list");
+        expect_error("user: -root\n", "1:7", "got '-root'");
+        expect_error("workers: 2\nuser: a\nuser: b\n", "3:1", "('user' is at line 2)");
+}
+
+Test(config, error_too_many_allow_prefixes)
+{
+        char text[4096];
+        size_t len = (size_t)snprintf(text, sizeof(text), "allow:\n");
+        for (int i = 0; i <= VD_MAX_ACL; i++)
+                len += (size_t)snprintf(text + len, sizeof(text) - len, "  - 10.0.%d.0/24\n", i);
+        expect_error(text, "66:5", "expected at most 64 allow prefixes, got '10.0.64.0/24'");
+}
+
+Test(config, rejected_file_keeps_allow_and_user)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(load_text(&cfg, "allow: 10.0.0.0/8\nuser: first\n", &err, NULL), 0, "%s",
+                     err.msg);
+        cr_assert_lt(load_text(&cfg, "allow: 192.0.2.0/24\nuser: second\nworkers: 0\n", &err, NULL),
+                     0);
+        cr_assert_eq(cfg.n_allow, 1);
+        cr_assert_str_eq(cidr_text(&cfg.allow[0]), "10.0.0.0/8");
+        cr_assert_str_eq(cfg.user, "first");
+        vd_config_free(&cfg);
+}
+
+Test(config, allow_and_user_flags_override_the_file)
+{
+        const char *path = write_file("acl.yaml", "allow: [10.0.0.0/8, 192.168.0.0/16]\n"
+                                                  "user: fromfile\n");
+        char **argv = ARGS("--allow", "203.0.113.0/24", "--config", (char *)path, "--allow=::1",
+                           "--user", "nobody");
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, argv, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_allow, 2, "--allow replaces the file's list");
+        cr_assert_str_eq(cidr_text(&cfg.allow[0]), "203.0.113.0/24");
+        cr_assert_str_eq(cidr_text(&cfg.allow[1]), "::1/128");
+        cr_assert_str_eq(cfg.user, "nobody");
+        vd_config_free(&cfg);
+
+        char **keep = ARGS("--config", (char *)path, "--workers", "2");
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, keep, &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_allow, 2);
+        cr_assert_str_eq(cidr_text(&cfg.allow[1]), "192.168.0.0/16");
+        cr_assert_str_eq(cfg.user, "fromfile");
+        vd_config_free(&cfg);
+}
+
+Test(config, allow_and_user_flag_errors)
+{
+        char **a = ARGS("--allow", "10.0.0.1/8");
+        expect_usage_error(a, "--allow: expected an address prefix (10.0.0.0/8, fd00::/8, "
+                              "192.0.2.1) with the host bits zero, got '10.0.0.1/8' (did you mean "
+                              "10.0.0.0/8?)");
+        char **b = ARGS("--allow", "everyone");
+        expect_usage_error(b, "--allow: expected an address prefix (10.0.0.0/8, fd00::/8, "
+                              "192.0.2.1), got 'everyone'");
+        char **c = ARGS("--allow");
+        expect_usage_error(c, "flag '--allow' needs an argument");
+        char **d = ARGS("--user", "");
+        expect_usage_error(d, "--user: expected a user name, got ''");
+        char **e = ARGS("--user", "a:b");
+        expect_usage_error(e, "--user: expected a user name, got 'a:b'");
+
+        char many[VD_MAX_ACL + 2][32];
+        char *argv[2 * (VD_MAX_ACL + 1) + 2];
+        int argc = 0;
+        argv[argc++] = "vpcdns";
+        for (int i = 0; i <= VD_MAX_ACL; i++) {
+                snprintf(many[i], sizeof(many[i]), "10.%d.0.0/16", i);
+                argv[argc++] = "--allow";
+                argv[argc++] = many[i];
+        }
+        argv[argc] = NULL;
+        expect_usage_error(argv, "--allow: expected at most 64 prefixes");
+}
+
+/* Every key the loader knows (from its own unknown-key message) is documented, as "key:",
+ * in the example config that users copy from. */
+Test(config, example_config_documents_every_key)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_lt(load_text(&cfg, "no_such_key: 1\n", &err, NULL), 0);
+        vd_config_free(&cfg);
+        const char *list = strstr(err.msg, "expected one of ");
+        cr_assert_not_null(list, "%s", err.msg);
+        list += strlen("expected one of ");
+        const char *end = strstr(list, ", got ");
+        cr_assert_not_null(end);
+
+        FILE *f = fopen(VD_SOURCE_DIR "/zones/example/vpcdns.yaml", "r");
+        cr_assert_not_null(f);
+        static char example[65536];
+        size_t n = fread(example, 1, sizeof(example) - 1, f);
+        fclose(f);
+        example[n] = '\0';
+
+        size_t keys = 0;
+        while (list < end) {
+                size_t len = strcspn(list, ",");
+                if (list + len > end)
+                        len = (size_t)(end - list);
+                char needle[80];
+                snprintf(needle, sizeof(needle), "\n%.*s:", (int)len, list);
+                char commented[84];
+                snprintf(commented, sizeof(commented), "\n# %.*s:", (int)len, list);
+                cr_assert(strstr(example, needle) != NULL || strstr(example, commented) != NULL,
+                          "zones/example/vpcdns.yaml does not document '%.*s'", (int)len, list);
+                keys++;
+                list += len;
+                while (*list == ',' || *list == ' ')
+                        list++;
+        }
+        cr_assert_eq(keys, 19);
 }
