@@ -637,6 +637,62 @@ static bool rdata_may_compress(uint16_t type)
         }
 }
 
+/* Reads n names of a record's rdata starting skip octets in (each through the bounded reader,
+ * so a relayed pointer always leads to a valid name); the inline part must stay inside the
+ * rdata. Returns false when one is malformed. */
+static bool rdata_names_ok(const uint8_t *msg, size_t fixed, uint16_t type)
+{
+        uint8_t scratch[VD_NAME_MAX];
+        size_t scratch_len;
+        size_t rdata = fixed + 10;
+        size_t end = rdata + vd_wire_get16(msg + fixed + 8);
+        size_t skip = 0, names = 1;
+
+        switch (type) {
+        case 6:  /* SOA */
+        case 14: /* MINFO */
+        case 17: /* RP */
+                names = 2;
+                break;
+        case 15: /* MX */
+        case 18: /* AFSDB */
+        case 21: /* RT */
+        case 36: /* KX */
+                skip = 2;
+                break;
+        case 26: /* PX */
+                skip = 2;
+                names = 2;
+                break;
+        case 33: /* SRV */
+                skip = 6;
+                break;
+        case 35: /* NAPTR: order, preference, then flags, services and regexp strings */
+                skip = 4;
+                for (int k = 0; k < 3; k++) {
+                        if (rdata + skip >= end)
+                                return false;
+                        skip += 1 + (size_t)msg[rdata + skip];
+                }
+                break;
+        default:
+                break;
+        }
+        size_t p = rdata + skip;
+        for (size_t k = 0; k < names; k++) {
+                if (p >= end || vd_wire_read_name(msg, end, &p, scratch, &scratch_len, false) != 0)
+                        return false;
+        }
+        return p <= end;
+}
+
+/* Records a relay drops: they sign or extend the upstream's own message (RFC 8945 §5.1,
+ * RFC 2931), and ours is a different message. */
+static bool relay_drops(uint16_t type)
+{
+        return type == 250 /* TSIG */ || type == 24 /* SIG(0) */;
+}
+
 size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
                         size_t max_len, uint8_t *out, size_t cap)
 {
@@ -669,6 +725,7 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         uint16_t ar = vd_wire_get16(answer + 10);
         size_t total = (size_t)an + ns + ar;
         bool seen_opt = false;
+        size_t removed = 0; /* records not relayed: offsets after the first one shift */
         unsigned ext_rcode = 0;
 
         for (size_t i = 0; i < total; i++) {
@@ -681,13 +738,20 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                         if (i < (size_t)an + ns || seen_opt || fixed != start + 1)
                                 return 0;
                         seen_opt = true;
+                        removed++;
                         ext_rcode = answer[fixed + 4];
                         continue;
                 }
+                if (i >= (size_t)an + ns && relay_drops(type)) {
+                        removed++;
+                        continue;
+                }
+                if (rdata_may_compress(type) && !rdata_names_ok(answer, fixed, type))
+                        return 0;
                 if (!fits)
                         continue;          /* keep validating the rest */
                 size_t rest = pos - fixed; /* fixed part and rdata */
-                if (!seen_opt) {
+                if (removed == 0) {
                         if (len + (pos - start) > limit) {
                                 fits = false;
                                 continue;
@@ -696,9 +760,9 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                         len += pos - start;
                         continue;
                 }
-                /* After the removed OPT offsets shift: write the owner uncompressed, as spelt.
+                /* After a removed record offsets shift: write the owner uncompressed, as spelt.
                  * Rdata is copied as is, so a record whose rdata may hold compressed names
-                 * cannot follow the OPT safely: such an answer is refused (SERVFAIL). */
+                 * cannot follow it safely: such an answer is refused (SERVFAIL). */
                 if (rdata_may_compress(type))
                         return 0;
                 size_t owner_pos = start;
@@ -731,7 +795,7 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         vd_wire_put16(out + 4, 1);
         vd_wire_put16(out + 6, an);
         vd_wire_put16(out + 8, ns);
-        vd_wire_put16(out + 10, (uint16_t)(ar - (seen_opt ? 1 : 0)));
+        vd_wire_put16(out + 10, (uint16_t)(ar - removed));
         memcpy(out + VD_HEADER_LEN, qi->qname, qi->qname_len);
         vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len, qi->qtype);
         vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len + 2, qi->qclass);

@@ -25,11 +25,12 @@ int vd_wire_read_name(const uint8_t *msg, size_t len, size_t *pos, uint8_t *out,
         size_t p = *pos;
         size_t n = 0;
         size_t end = 0;
+        size_t bound = len; /* after a jump, only the octets before that pointer */
         bool jumped = false;
         int hops = 0;
 
         for (;;) {
-                if (p >= len)
+                if (p >= bound)
                         return -EBADMSG;
                 uint8_t c = msg[p];
                 if (c == 0) {
@@ -39,22 +40,26 @@ int vd_wire_read_name(const uint8_t *msg, size_t len, size_t *pos, uint8_t *out,
                         break;
                 }
                 if ((c & 0xC0) == 0xC0) {
-                        if (p + 1 >= len)
+                        if (p + 1 >= bound)
                                 return -EBADMSG;
                         size_t target = ((size_t)(c & 0x3F) << 8) | msg[p + 1];
-                        /* Only backwards, never into the header, a bounded number of times. */
+                        /* Only backwards, never into the header, a bounded number of times;
+                         * and the name then continues only in octets before this pointer, so
+                         * it cannot run into what follows (a record a relay removes, trailing
+                         * bytes it drops). Each jump shrinks the bound: the walk ends. */
                         if (target >= p || target < VD_HEADER_LEN || ++hops > MAX_POINTER_HOPS)
                                 return -EBADMSG;
                         if (!jumped) {
                                 end = p + 2;
                                 jumped = true;
                         }
+                        bound = p;
                         p = target;
                         continue;
                 }
                 if (c > VD_LABEL_MAX) /* 0x40 and 0x80: obsolete extended label types */
                         return -EBADMSG;
-                if (n + 1 + c + 1 > VD_NAME_MAX || p + 1 + c > len)
+                if (n + 1 + c + 1 > VD_NAME_MAX || p + 1 + c >= bound)
                         return -EBADMSG;
                 out[n++] = c;
                 if (lower) {

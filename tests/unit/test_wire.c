@@ -232,3 +232,28 @@ Test(wire, name_text_round_trip)
         big[64] = 0;
         cr_assert_neq(vd_name_from_text(big, w, &len), 0, "label of 64");
 }
+
+Test(wire, a_compressed_name_never_runs_past_its_pointer)
+{
+        uint8_t out[VD_NAME_MAX];
+        size_t olen, pos;
+        uint8_t msg[32] = {0};
+        /* a pointer at 24 to a label at 22 whose octets run over the pointer itself */
+        msg[22] = 3;
+        msg[23] = 'p';
+        msg[24] = 0xC0;
+        msg[25] = 22;
+        msg[26] = 0;
+        pos = 24;
+        cr_assert_eq(vd_wire_read_name(msg, 27, &pos, out, &olen, false), -EBADMSG);
+        /* the same label ending before the pointer is fine */
+        msg[12] = 1;
+        msg[13] = 'q';
+        msg[14] = 0;
+        msg[15] = 0xC0;
+        msg[16] = 12;
+        pos = 15;
+        cr_assert_eq(vd_wire_read_name(msg, 17, &pos, out, &olen, false), 0);
+        cr_assert_eq(olen, 3);
+        cr_assert_eq(pos, 17);
+}
