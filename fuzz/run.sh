@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=$(cd "$1" && pwd) || exit 2
 seconds=$2
 jobs=${JOBS:-1}
-targets=${TARGETS:-"query relay aws zonefile config"}
+targets=${TARGETS:-"query relay aws zonefile config tcp"}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vpcdns-fuzz-run-XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 
@@ -31,6 +31,7 @@ max_len_of() {
         aws) echo 100000 ;;    # the example snapshot is 83 KB
         zonefile) echo 8192 ;;
         config) echo 4096 ;;
+        tcp) echo 4096 ;;      # a chunk-size byte + a few framed queries
         esac
 }
 
