@@ -1,0 +1,811 @@
+/* cache.c — one worker's cache of upstream answers: the chain filter that decides what of an
+ * upstream message is kept, the entry store (hash table + LRU list), and the response writer
+ * that serves an entry with its TTLs counted down.
+ *
+ * It owns no sockets, timers or clocks (the caller passes now_ms) and never parses a byte
+ * outside wire.h's bounded reader. Storing may allocate (one block per entry); looking up
+ * never does.
+ *
+ * Entry layout (one malloc): struct entry, then one uint32_t of metadata per record (TTL field
+ * offset in the low 16 bits, "owner is the question name" in bit 16), then the lower-cased key
+ * name, then the records in wire form — owners uncompressed, names inside rdata expanded —
+ * answer-section records first, then authority-section ones. The original TTL and the store
+ * time are kept so that serve-stale and prefetch can reason about an entry's age later. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "vpcdns/cache.h"
+
+#define MAX_CHAIN_HOPS 8 /* CNAME/DNAME links followed from the question name */
+#define MAX_DATA VD_TCP_MAX
+#define MAX_RECORDS (MAX_DATA / 11)
+#define MAX_BUCKETS ((size_t)1 << 24)
+#define META_OWNER_IS_QNAME (1u << 16)
+#define TTL_MAX_VALID 0x7FFFFFFFu /* RFC 2181 §8: larger TTLs are treated as zero */
+
+enum {
+        TYPE_DNAME = 39,
+        TYPE_RRSIG = 46,
+        TYPE_NSEC = 47,
+        TYPE_NSEC3 = 50,
+};
+
+struct entry {
+        struct entry *hash_next;
+        struct entry *lru_prev; /* towards the most recently used */
+        struct entry *lru_next; /* towards the least recently used */
+        uint64_t hash;
+        uint64_t stored_ms; /* when the answer arrived */
+        uint32_t ttl;       /* lifetime in seconds after the clamps */
+        uint32_t orig_ttl;  /* the smallest TTL the upstream gave, before the clamps */
+        uint32_t data_len;
+        uint16_t qtype;
+        uint16_t qclass;
+        uint16_t nrecords;
+        uint16_t ancount;
+        uint16_t nscount;
+        uint8_t rcode;
+        uint8_t key_len;
+        bool dnssec_ok;  /* key: the client's DO bit */
+        bool ad;         /* the upstream set AD */
+        uint32_t meta[]; /* nrecords, then key name, then data */
+};
+
+struct vd_cache {
+        vd_cache_options opt;
+        struct entry **buckets;
+        size_t mask;
+        struct entry *lru_head;
+        struct entry *lru_tail;
+        uint64_t seed0, seed1;
+        vd_cache_counters counters;
+        /* Scratch space for vd_cache_store, so that a rejected answer costs no allocation. */
+        uint8_t data[MAX_DATA];
+        uint32_t meta[MAX_RECORDS];
+        uint8_t kept[65536 / 8]; /* answer records already kept, by index */
+};
+
+/* One parsed resource record of the upstream message. */
+struct rr {
+        size_t start; /* owner name */
+        size_t fixed; /* type field */
+        size_t end;   /* just past the rdata */
+        uint16_t type;
+        uint16_t rclass;
+        uint16_t covered; /* RRSIG: the type it covers; else type */
+        uint8_t owner[VD_NAME_MAX];
+        size_t owner_len;
+};
+
+/* The records being kept, written into c->data / c->meta. */
+struct kept {
+        size_t len;
+        size_t n;
+        uint32_t min_ttl;
+        uint32_t soa_minimum;
+        bool have_soa;
+};
+
+static inline uint64_t rotl64(uint64_t x, int b)
+{
+        return (x << b) | (x >> (64 - b));
+}
+
+#define SIP_ROUND(v0, v1, v2, v3)                                                                  \
+        do {                                                                                       \
+                v0 += v1;                                                                          \
+                v1 = rotl64(v1, 13);                                                               \
+                v1 ^= v0;                                                                          \
+                v0 = rotl64(v0, 32);                                                               \
+                v2 += v3;                                                                          \
+                v3 = rotl64(v3, 16);                                                               \
+                v3 ^= v2;                                                                          \
+                v0 += v3;                                                                          \
+                v3 = rotl64(v3, 21);                                                               \
+                v3 ^= v0;                                                                          \
+                v2 += v1;                                                                          \
+                v1 = rotl64(v1, 17);                                                               \
+                v1 ^= v2;                                                                          \
+                v2 = rotl64(v2, 32);                                                               \
+        } while (0)
+
+/* SipHash-1-3 keyed with a per-cache random seed: clients choose the names we cache, so the
+ * bucket of a name must not be predictable (hash flooding). */
+static uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t n)
+{
+        uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+        uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+        size_t i = 0;
+
+        for (; i + 8 <= n; i += 8) {
+                uint64_t m = 0;
+                for (int k = 7; k >= 0; k--)
+                        m = (m << 8) | in[i + (size_t)k];
+                v3 ^= m;
+                SIP_ROUND(v0, v1, v2, v3);
+                v0 ^= m;
+        }
+        uint64_t b = (uint64_t)n << 56;
+        for (size_t k = 0; i + k < n; k++)
+                b |= (uint64_t)in[i + k] << (8 * k);
+        v3 ^= b;
+        SIP_ROUND(v0, v1, v2, v3);
+        v0 ^= b;
+        v2 ^= 0xff;
+        SIP_ROUND(v0, v1, v2, v3);
+        SIP_ROUND(v0, v1, v2, v3);
+        SIP_ROUND(v0, v1, v2, v3);
+        return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint64_t key_hash(const vd_cache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
+                         uint16_t qclass, bool dnssec_ok)
+{
+        uint8_t key[VD_NAME_MAX + 5];
+        memcpy(key, name, name_len);
+        vd_wire_put16(key + name_len, qtype);
+        vd_wire_put16(key + name_len + 2, qclass);
+        key[name_len + 4] = dnssec_ok ? 1 : 0;
+        return siphash(c->seed0, c->seed1, key, name_len + 5);
+}
+
+static uint8_t *entry_key(struct entry *e)
+{
+        return (uint8_t *)(e->meta + e->nrecords);
+}
+
+static uint8_t *entry_data(struct entry *e)
+{
+        return entry_key(e) + e->key_len;
+}
+
+void vd_cache_options_default(vd_cache_options *o)
+{
+        o->max_entries = 100000;
+        o->min_ttl = 0;
+        o->max_ttl = 86400;
+        o->max_neg_ttl = 3600;
+        o->servfail_ttl = 5;
+}
+
+int vd_cache_new(const vd_cache_options *o, vd_cache **out)
+{
+        vd_cache *c = calloc(1, sizeof(*c));
+        if (c == NULL)
+                return -ENOMEM;
+        c->opt = *o;
+        size_t nb = 16;
+        while (nb < o->max_entries && nb < MAX_BUCKETS)
+                nb <<= 1;
+        c->buckets = calloc(nb, sizeof(*c->buckets));
+        if (c->buckets == NULL) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->mask = nb - 1;
+        uint64_t seed[2];
+        if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                seed[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)c;
+                seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
+        }
+        c->seed0 = seed[0];
+        c->seed1 = seed[1];
+        *out = c;
+        return 0;
+}
+
+void vd_cache_free(vd_cache *c)
+{
+        if (c == NULL)
+                return;
+        struct entry *e = c->lru_head;
+        while (e != NULL) {
+                struct entry *next = e->lru_next;
+                free(e);
+                e = next;
+        }
+        free(c->buckets);
+        free(c);
+}
+
+void vd_cache_counters_get(const vd_cache *c, vd_cache_counters *out)
+{
+        *out = c->counters;
+}
+
+/* --- hash table and LRU list --- */
+
+static void lru_unlink(vd_cache *c, struct entry *e)
+{
+        if (e->lru_prev != NULL)
+                e->lru_prev->lru_next = e->lru_next;
+        else
+                c->lru_head = e->lru_next;
+        if (e->lru_next != NULL)
+                e->lru_next->lru_prev = e->lru_prev;
+        else
+                c->lru_tail = e->lru_prev;
+        e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(vd_cache *c, struct entry *e)
+{
+        e->lru_prev = NULL;
+        e->lru_next = c->lru_head;
+        if (c->lru_head != NULL)
+                c->lru_head->lru_prev = e;
+        c->lru_head = e;
+        if (c->lru_tail == NULL)
+                c->lru_tail = e;
+}
+
+static struct entry *find(vd_cache *c, uint64_t hash, const uint8_t *name, size_t name_len,
+                          uint16_t qtype, uint16_t qclass, bool dnssec_ok)
+{
+        for (struct entry *e = c->buckets[hash & c->mask]; e != NULL; e = e->hash_next) {
+                if (e->hash == hash && e->key_len == name_len && e->qtype == qtype &&
+                    e->qclass == qclass && e->dnssec_ok == dnssec_ok &&
+                    memcmp(entry_key(e), name, name_len) == 0)
+                        return e;
+        }
+        return NULL;
+}
+
+static void remove_entry(vd_cache *c, struct entry *e)
+{
+        struct entry **pp = &c->buckets[e->hash & c->mask];
+        while (*pp != e)
+                pp = &(*pp)->hash_next;
+        *pp = e->hash_next;
+        lru_unlink(c, e);
+        c->counters.entries--;
+        free(e);
+}
+
+/* --- reading the upstream message --- */
+
+static int read_rr(const uint8_t *msg, size_t len, size_t *pos, struct rr *rr)
+{
+        size_t p = *pos;
+        rr->start = p;
+        if (vd_wire_read_name(msg, len, &p, rr->owner, &rr->owner_len, true) != 0)
+                return -EBADMSG;
+        p = rr->start;
+        if (vd_wire_skip_rr(msg, len, &p, &rr->type, &rr->fixed) != 0)
+                return -EBADMSG;
+        rr->end = p;
+        rr->rclass = vd_wire_get16(msg + rr->fixed + 2);
+        rr->covered = rr->type;
+        if (rr->type == TYPE_RRSIG) {
+                if (rr->end - rr->fixed < 10 + 18) /* RFC 4034 §3.1 fixed fields */
+                        return -EBADMSG;
+                rr->covered = vd_wire_get16(msg + rr->fixed + 10);
+        }
+        *pos = p;
+        return 0;
+}
+
+static bool name_eq(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+        return a_len == b_len && memcmp(a, b, a_len) == 0;
+}
+
+/* Whether lower-cased name a is b or one of b's ancestors (proper = not b itself). */
+static bool name_is_suffix(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+                           bool proper)
+{
+        size_t off = 0;
+        while (off < b_len) {
+                if (b_len - off == a_len && memcmp(a, b + off, a_len) == 0)
+                        return !proper || off > 0;
+                if (b[off] == 0)
+                        break;
+                off += 1 + (size_t)b[off];
+        }
+        return false;
+}
+
+/* How the rdata of a type that may hold compressed names is laid out: prefix octets before
+ * the first name, and the number of names (RFC 1035 §3.3, RFC 3597 §4, and later types). */
+static bool rdata_names(uint16_t type, size_t *prefix, size_t *names)
+{
+        *prefix = 0;
+        *names = 1;
+        switch (type) {
+        case 2:  /* NS */
+        case 3:  /* MD */
+        case 4:  /* MF */
+        case 5:  /* CNAME */
+        case 7:  /* MB */
+        case 8:  /* MG */
+        case 9:  /* MR */
+        case 12: /* PTR */
+        case 39: /* DNAME */
+                return true;
+        case 6:  /* SOA */
+        case 14: /* MINFO */
+        case 17: /* RP */
+                *names = 2;
+                return true;
+        case 15: /* MX */
+        case 18: /* AFSDB */
+        case 21: /* RT */
+        case 36: /* KX */
+                *prefix = 2;
+                return true;
+        case 26: /* PX */
+                *prefix = 2;
+                *names = 2;
+                return true;
+        case 33: /* SRV */
+                *prefix = 6;
+                return true;
+        case 35: /* NAPTR: order, preference, then three strings (computed by the caller) */
+                *prefix = 4;
+                return true;
+        default:
+                return false;
+        }
+}
+
+static bool room(const struct kept *k, size_t n)
+{
+        return k->len <= MAX_DATA && MAX_DATA - k->len >= n;
+}
+
+/* Appends one record to the kept set: owner uncompressed, names in rdata expanded. */
+static int keep_record(vd_cache *c, struct kept *k, const vd_query_info *qi, const uint8_t *msg,
+                       const struct rr *rr)
+{
+        bool owner_is_qname = name_eq(rr->owner, rr->owner_len, qi->qname_lower, qi->qname_len);
+        uint8_t name[VD_NAME_MAX];
+        size_t name_len;
+        size_t pos = rr->start;
+
+        if (k->n >= MAX_RECORDS)
+                return -EMSGSIZE;
+        /* The owner as the upstream spelt it; the question's own name is rewritten in the
+         * client's spelling at lookup time. */
+        if (vd_wire_read_name(msg, rr->end, &pos, name, &name_len, false) != 0)
+                return -EBADMSG;
+        if (!room(k, name_len + 10))
+                return -EMSGSIZE;
+        uint8_t *w = c->data + k->len;
+        memcpy(w, name, name_len);
+        memcpy(w + name_len, msg + rr->fixed, 8); /* type, class, TTL; rdlength below */
+        size_t rec_start = k->len;
+        size_t ttl_off = rec_start + name_len + 4;
+        k->len += name_len + 10;
+
+        size_t rdata = rr->fixed + 10;
+        size_t end = rr->end;
+        size_t prefix, names;
+        uint16_t rdlen = (uint16_t)(end - rdata);
+        if ((rr->type == VD_TYPE_A && rdlen != 4) || (rr->type == VD_TYPE_AAAA && rdlen != 16))
+                return -EBADMSG;
+        if (rdata_names(rr->type, &prefix, &names)) {
+                if (rr->type == 35) {
+                        for (int s = 0; s < 3; s++) {
+                                if (rdata + prefix >= end)
+                                        return -EBADMSG;
+                                prefix += 1 + (size_t)msg[rdata + prefix];
+                        }
+                }
+                if (prefix > rdlen || !room(k, prefix))
+                        return prefix > rdlen ? -EBADMSG : -EMSGSIZE;
+                memcpy(c->data + k->len, msg + rdata, prefix);
+                k->len += prefix;
+                size_t p = rdata + prefix;
+                for (size_t i = 0; i < names; i++) {
+                        /* Bounded by the rdata: the inline part of a name stays inside it. */
+                        if (p >= end || vd_wire_read_name(msg, end, &p, name, &name_len, false))
+                                return -EBADMSG;
+                        if (!room(k, name_len))
+                                return -EMSGSIZE;
+                        memcpy(c->data + k->len, name, name_len);
+                        k->len += name_len;
+                }
+                size_t rest = end - p;
+                if (rr->type == VD_TYPE_SOA) {
+                        if (rest != 20)
+                                return -EBADMSG;
+                        k->soa_minimum = vd_wire_get32(msg + p + 16);
+                }
+                if (!room(k, rest))
+                        return -EMSGSIZE;
+                memcpy(c->data + k->len, msg + p, rest);
+                k->len += rest;
+        } else {
+                if (!room(k, rdlen))
+                        return -EMSGSIZE;
+                memcpy(c->data + k->len, msg + rdata, rdlen);
+                k->len += rdlen;
+        }
+        size_t new_rdlen = k->len - (ttl_off + 6);
+        if (new_rdlen > 0xFFFF || ttl_off > 0xFFFF)
+                return -EMSGSIZE;
+        vd_wire_put16(c->data + ttl_off + 4, (uint16_t)new_rdlen);
+
+        uint32_t ttl = vd_wire_get32(msg + rr->fixed + 4);
+        if (ttl > TTL_MAX_VALID)
+                ttl = 0;
+        if (ttl < k->min_ttl)
+                k->min_ttl = ttl;
+        c->meta[k->n++] = (uint32_t)ttl_off | (owner_is_qname ? META_OWNER_IS_QNAME : 0);
+        return 0;
+}
+
+static bool kept_get(const vd_cache *c, size_t i)
+{
+        return (c->kept[i / 8] >> (i % 8)) & 1;
+}
+
+static void kept_set(vd_cache *c, size_t i)
+{
+        c->kept[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* Where the walk of the answer chain ended. */
+struct chain {
+        uint8_t name[VD_NAME_MAX]; /* the last name of the chain, lower-cased */
+        size_t name_len;
+        bool answered; /* records of the question type were found at the last name */
+};
+
+/* Keeps the records of the answer section that lie on the question's chain: records of the
+ * type at the current name (and, for DO, their RRSIGs); else the name's CNAME, the DNAMEs
+ * above it that produced it, and their RRSIGs, and the walk moves to the CNAME's target. */
+static int walk_chain(vd_cache *c, struct kept *k, const vd_query_info *qi, const uint8_t *msg,
+                      size_t len, size_t an_start, uint16_t ancount, struct chain *ch)
+{
+        struct rr rr;
+        size_t pos;
+        int rc;
+
+        memcpy(ch->name, qi->qname_lower, qi->qname_len);
+        ch->name_len = qi->qname_len;
+        ch->answered = false;
+        memset(c->kept, 0, (size_t)ancount / 8 + 1);
+
+        for (int hop = 0;; hop++) {
+                /* Records of the question type at the current name. */
+                pos = an_start;
+                for (size_t i = 0; i < ancount; i++) {
+                        if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                                return rc;
+                        if (kept_get(c, i) || rr.rclass != qi->qclass ||
+                            !name_eq(rr.owner, rr.owner_len, ch->name, ch->name_len))
+                                continue;
+                        bool match =
+                            rr.type == qi->qtype ||
+                            (qi->edns_do && rr.type == TYPE_RRSIG && rr.covered == qi->qtype);
+                        if (!match)
+                                continue;
+                        if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                                return rc;
+                        kept_set(c, i);
+                        if (rr.type == qi->qtype)
+                                ch->answered = true;
+                }
+                if (ch->answered)
+                        return 0;
+
+                /* The current name's CNAME (the first one; a name has at most one). */
+                size_t cname_index = SIZE_MAX;
+                struct rr cname;
+                pos = an_start;
+                for (size_t i = 0; i < ancount && cname_index == SIZE_MAX; i++) {
+                        if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                                return rc;
+                        if (rr.type == VD_TYPE_CNAME && rr.rclass == qi->qclass &&
+                            !kept_get(c, i) &&
+                            name_eq(rr.owner, rr.owner_len, ch->name, ch->name_len)) {
+                                cname_index = i;
+                                cname = rr;
+                        }
+                }
+                if (cname_index == SIZE_MAX)
+                        return 0; /* the chain ends here without an answer */
+                if (hop >= MAX_CHAIN_HOPS)
+                        return -ELOOP;
+
+                /* DNAMEs above the current name (RFC 6672: they precede the CNAME they
+                 * synthesise), then the CNAME, each with its RRSIGs for DO. */
+                for (int pass = 0; pass < 2; pass++) {
+                        pos = an_start;
+                        for (size_t i = 0; i < ancount; i++) {
+                                if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                                        return rc;
+                                if (kept_get(c, i) || rr.rclass != qi->qclass)
+                                        continue;
+                                if (rr.type == TYPE_RRSIG && !qi->edns_do)
+                                        continue;
+                                bool take;
+                                if (pass == 0)
+                                        take = rr.covered == TYPE_DNAME &&
+                                               name_is_suffix(rr.owner, rr.owner_len, ch->name,
+                                                              ch->name_len, true);
+                                else
+                                        take = rr.covered == VD_TYPE_CNAME &&
+                                               name_eq(rr.owner, rr.owner_len, ch->name,
+                                                       ch->name_len) &&
+                                               (rr.type == TYPE_RRSIG || i == cname_index);
+                                if (!take)
+                                        continue;
+                                if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                                        return rc;
+                                kept_set(c, i);
+                        }
+                }
+                size_t p = cname.fixed + 10;
+                if (vd_wire_read_name(msg, cname.end, &p, ch->name, &ch->name_len, true) != 0 ||
+                    p != cname.end)
+                        return -EBADMSG;
+        }
+}
+
+/* Keeps from the authority section the SOA of the zone that holds the chain's last name (for
+ * a negative answer) and, for DO, the denial records and their RRSIGs. Returns the number of
+ * records kept. */
+static int keep_authority(vd_cache *c, struct kept *k, const vd_query_info *qi, const uint8_t *msg,
+                          size_t len, size_t ns_start, uint16_t nscount, const struct chain *ch,
+                          bool negative, size_t *kept_count)
+{
+        uint8_t soa_owner[VD_NAME_MAX];
+        size_t soa_owner_len = 0;
+        struct rr rr;
+        size_t pos = ns_start;
+        int rc;
+
+        *kept_count = 0;
+        if (negative) {
+                for (size_t i = 0; i < nscount && !k->have_soa; i++) {
+                        if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                                return rc;
+                        if (rr.type != VD_TYPE_SOA || rr.rclass != qi->qclass ||
+                            !name_is_suffix(rr.owner, rr.owner_len, ch->name, ch->name_len, false))
+                                continue;
+                        if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                                return rc;
+                        k->have_soa = true;
+                        memcpy(soa_owner, rr.owner, rr.owner_len);
+                        soa_owner_len = rr.owner_len;
+                        (*kept_count)++;
+                }
+                if (!k->have_soa)
+                        return -ENODATA;
+        }
+        if (!qi->edns_do)
+                return 0;
+        pos = ns_start;
+        for (size_t i = 0; i < nscount; i++) {
+                if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                        return rc;
+                if (rr.rclass != qi->qclass)
+                        continue;
+                bool take = rr.type == TYPE_NSEC || rr.type == TYPE_NSEC3 ||
+                            (rr.type == TYPE_RRSIG &&
+                             (rr.covered == TYPE_NSEC || rr.covered == TYPE_NSEC3 ||
+                              (rr.covered == VD_TYPE_SOA && k->have_soa &&
+                               name_eq(rr.owner, rr.owner_len, soa_owner, soa_owner_len))));
+                if (!take)
+                        continue;
+                if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                        return rc;
+                (*kept_count)++;
+        }
+        return 0;
+}
+
+/* Question types whose answers are never stored: ANY (RFC 8482 answers vary), zone transfers
+ * and other meta types, OPT. */
+static bool qtype_cacheable(uint16_t qtype)
+{
+        if (qtype == VD_TYPE_OPT || qtype == 0)
+                return false;
+        return qtype < 128 || qtype > 255;
+}
+
+int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, size_t len,
+                   uint64_t now_ms)
+{
+        uint8_t qname[VD_NAME_MAX];
+        size_t qname_len;
+        struct kept k = {.min_ttl = UINT32_MAX};
+        struct chain ch;
+        struct rr rr;
+        int rc;
+
+        if (c == NULL || qi == NULL || answer == NULL || !qi->question_ok)
+                return -EINVAL;
+        if (c->opt.max_entries == 0)
+                return -ENOSPC;
+        if (!qtype_cacheable(qi->qtype))
+                return -ENOTSUP;
+        /* Answers to a CD=1 question may hold data the upstream could not validate; they are
+         * never served to other clients. */
+        if (qi->flags & VD_FLAG_CD)
+                return -ENOTSUP;
+        if (len < VD_HEADER_LEN)
+                return -EBADMSG;
+        uint16_t flags = vd_wire_get16(answer + 2);
+        if (!(flags & VD_FLAG_QR) || VD_OPCODE(flags) != 0 || vd_wire_get16(answer + 4) != 1)
+                return -EBADMSG;
+        if (flags & VD_FLAG_TC)
+                return -EMSGSIZE;
+        uint8_t rcode = flags & 0x0Fu;
+        if (rcode != VD_RCODE_NOERROR && rcode != VD_RCODE_NXDOMAIN && rcode != VD_RCODE_SERVFAIL)
+                return -ENOTSUP;
+
+        size_t pos = VD_HEADER_LEN;
+        if (vd_wire_read_name(answer, len, &pos, qname, &qname_len, true) != 0 ||
+            !name_eq(qname, qname_len, qi->qname_lower, qi->qname_len) || pos + 4 > len ||
+            vd_wire_get16(answer + pos) != qi->qtype ||
+            vd_wire_get16(answer + pos + 2) != qi->qclass)
+                return -EBADMSG;
+        pos += 4;
+
+        /* The whole message must parse: a malformed one is not trusted in any part. */
+        uint16_t an = vd_wire_get16(answer + 6);
+        uint16_t ns = vd_wire_get16(answer + 8);
+        uint16_t ar = vd_wire_get16(answer + 10);
+        size_t an_start = pos, ns_start = 0;
+        bool seen_opt = false;
+        for (size_t i = 0; i < (size_t)an + ns + ar; i++) {
+                if (i == an)
+                        ns_start = pos;
+                if (read_rr(answer, len, &pos, &rr) != 0)
+                        return -EBADMSG;
+                if (rr.type != VD_TYPE_OPT)
+                        continue;
+                if (i < (size_t)an + ns || seen_opt || rr.owner_len != 1)
+                        return -EBADMSG;
+                seen_opt = true;
+                if (answer[rr.fixed + 4] != 0) /* extended rcode (BADVERS, ...) */
+                        return -ENOTSUP;
+        }
+        if (ns_start == 0) /* no authority or additional records */
+                ns_start = pos;
+
+        uint32_t ttl;
+        uint16_t ancount_kept = 0, nscount_kept = 0;
+        if (rcode == VD_RCODE_SERVFAIL) {
+                ttl = c->opt.servfail_ttl;
+                k.min_ttl = ttl;
+        } else {
+                if ((rc = walk_chain(c, &k, qi, answer, len, an_start, an, &ch)) != 0)
+                        return rc;
+                ancount_kept = (uint16_t)k.n;
+                bool negative = !ch.answered;
+                if (!negative && rcode != VD_RCODE_NOERROR)
+                        return -EBADMSG; /* NXDOMAIN with an answer: inconsistent */
+                size_t auth = 0;
+                if ((rc = keep_authority(c, &k, qi, answer, len, ns_start, ns, &ch, negative,
+                                         &auth)) != 0)
+                        return rc;
+                nscount_kept = (uint16_t)auth;
+                if (negative) {
+                        ttl = k.min_ttl < k.soa_minimum ? k.min_ttl : k.soa_minimum;
+                        if (ttl > c->opt.max_neg_ttl)
+                                ttl = c->opt.max_neg_ttl;
+                } else {
+                        ttl = k.min_ttl;
+                        if (ttl < c->opt.min_ttl)
+                                ttl = c->opt.min_ttl;
+                        if (ttl > c->opt.max_ttl)
+                                ttl = c->opt.max_ttl;
+                }
+        }
+        if (ttl == 0)
+                return -EAGAIN;
+
+        size_t meta_size = k.n * sizeof(uint32_t);
+        struct entry *e = malloc(sizeof(*e) + meta_size + qi->qname_len + k.len);
+        if (e == NULL)
+                return -ENOMEM;
+        memset(e, 0, sizeof(*e));
+        e->hash = key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        e->stored_ms = now_ms;
+        e->ttl = ttl;
+        e->orig_ttl = k.min_ttl;
+        e->data_len = (uint32_t)k.len;
+        e->qtype = qi->qtype;
+        e->qclass = qi->qclass;
+        e->nrecords = (uint16_t)k.n;
+        e->ancount = ancount_kept;
+        e->nscount = nscount_kept;
+        e->rcode = rcode;
+        e->key_len = qi->qname_len;
+        e->dnssec_ok = qi->edns_do;
+        e->ad = (flags & VD_FLAG_AD) != 0 && rcode != VD_RCODE_SERVFAIL;
+        memcpy(e->meta, c->meta, meta_size);
+        memcpy(entry_key(e), qi->qname_lower, qi->qname_len);
+        memcpy(entry_data(e), c->data, k.len);
+
+        struct entry *old =
+            find(c, e->hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        if (old != NULL) {
+                remove_entry(c, old);
+        } else if (c->counters.entries >= c->opt.max_entries && c->lru_tail != NULL) {
+                remove_entry(c, c->lru_tail);
+                c->counters.evictions++;
+        }
+        struct entry **bucket = &c->buckets[e->hash & c->mask];
+        e->hash_next = *bucket;
+        *bucket = e;
+        lru_push_front(c, e);
+        c->counters.entries++;
+        c->counters.stores++;
+        return 0;
+}
+
+/* Seconds left of an entry's lifetime, or -1 when expired. */
+static int64_t remaining(const struct entry *e, uint64_t now_ms)
+{
+        uint64_t elapsed_ms = now_ms > e->stored_ms ? now_ms - e->stored_ms : 0;
+        if (elapsed_ms >= (uint64_t)e->ttl * 1000)
+                return -1;
+        return (int64_t)e->ttl - (int64_t)(elapsed_ms / 1000);
+}
+
+size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, size_t max_len,
+                       uint8_t *out, size_t cap)
+{
+        if (c == NULL || qi == NULL || out == NULL || !qi->question_ok)
+                return 0;
+        if (c->opt.max_entries == 0) {
+                c->counters.misses++;
+                return 0;
+        }
+        uint64_t hash =
+            key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        struct entry *e =
+            find(c, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        int64_t left = e != NULL ? remaining(e, now_ms) : -1;
+        size_t limit = max_len < cap ? max_len : cap;
+        size_t opt_len = qi->has_edns ? 11 : 0;
+        size_t len = 0;
+        if (e != NULL && left >= 0 && limit > opt_len)
+                len = vd_wire_begin_response(qi, e->rcode, out, limit - opt_len);
+        if (len == 0) {
+                c->counters.misses++;
+                return 0;
+        }
+
+        uint16_t flags = vd_wire_get16(out + 2);
+        if (e->ad && (qi->edns_do || (qi->flags & VD_FLAG_AD)))
+                flags |= VD_FLAG_AD;
+        if (e->data_len > limit - opt_len - len) {
+                flags |= VD_FLAG_TC;
+        } else {
+                uint8_t *base = out + len;
+                memcpy(base, entry_data(e), e->data_len);
+                for (size_t i = 0; i < e->nrecords; i++) {
+                        size_t ttl_off = e->meta[i] & 0xFFFFu;
+                        vd_wire_put32(base + ttl_off, (uint32_t)left);
+                        if (e->meta[i] & META_OWNER_IS_QNAME) /* the client's spelling */
+                                memcpy(base + ttl_off - 4 - qi->qname_len, qi->qname,
+                                       qi->qname_len);
+                }
+                len += e->data_len;
+                vd_wire_put16(out + 6, e->ancount);
+                vd_wire_put16(out + 8, e->nscount);
+        }
+        vd_wire_put16(out + 2, flags);
+        len = vd_wire_add_opt(qi, e->rcode, out, len, limit);
+        if (len == 0) {
+                c->counters.misses++;
+                return 0;
+        }
+        lru_unlink(c, e);
+        lru_push_front(c, e);
+        c->counters.hits++;
+        return len;
+}
