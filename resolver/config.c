@@ -42,6 +42,11 @@ void vd_config_init(vd_config *cfg)
         cfg->tcp_max_connections_per_client = 64;
         cfg->tcp_max_queries_per_connection = 0; /* unlimited */
         cfg->max_pending_per_client = 100;
+        cfg->cache_size = 100000;
+        cfg->cache_min_ttl = 0;
+        cfg->cache_max_ttl = 86400;
+        cfg->cache_max_negative_ttl = 3600;
+        cfg->cache_servfail_ttl = 5;
 }
 
 static void free_strings(char **list, size_t *n)
@@ -370,6 +375,11 @@ enum key_id {
         KEY_TCP_MAX_QUERIES,
         KEY_MAX_PENDING,
         KEY_USER,
+        KEY_CACHE_SIZE,
+        KEY_CACHE_MIN_TTL,
+        KEY_CACHE_MAX_TTL,
+        KEY_CACHE_MAX_NEG_TTL,
+        KEY_CACHE_SERVFAIL_TTL,
         KEY_COUNT,
 };
 
@@ -399,6 +409,11 @@ static const struct key_def keys[KEY_COUNT] = {
     [KEY_TCP_MAX_QUERIES] = {"tcp_max_queries_per_connection", KIND_UINT, 0, 1000000},
     [KEY_MAX_PENDING] = {"max_pending_per_client", KIND_UINT, 1, 1000000},
     [KEY_USER] = {"user", KIND_USER, 0, 0},
+    [KEY_CACHE_SIZE] = {"cache_size", KIND_UINT, 0, 100000000},
+    [KEY_CACHE_MIN_TTL] = {"cache_min_ttl", KIND_UINT, 0, 86400},
+    [KEY_CACHE_MAX_TTL] = {"cache_max_ttl", KIND_UINT, 1, 604800},
+    [KEY_CACHE_MAX_NEG_TTL] = {"cache_max_negative_ttl", KIND_UINT, 0, 86400},
+    [KEY_CACHE_SERVFAIL_TTL] = {"cache_servfail_ttl", KIND_UINT, 0, 300},
 };
 
 static unsigned *uint_field(vd_config *cfg, enum key_id id)
@@ -426,6 +441,16 @@ static unsigned *uint_field(vd_config *cfg, enum key_id id)
                 return &cfg->tcp_max_queries_per_connection;
         case KEY_MAX_PENDING:
                 return &cfg->max_pending_per_client;
+        case KEY_CACHE_SIZE:
+                return &cfg->cache_size;
+        case KEY_CACHE_MIN_TTL:
+                return &cfg->cache_min_ttl;
+        case KEY_CACHE_MAX_TTL:
+                return &cfg->cache_max_ttl;
+        case KEY_CACHE_MAX_NEG_TTL:
+                return &cfg->cache_max_negative_ttl;
+        case KEY_CACHE_SERVFAIL_TTL:
+                return &cfg->cache_servfail_ttl;
         default:
                 return NULL;
         }
@@ -1320,6 +1345,9 @@ static void read_resolv_conf(vd_config *cfg, const char *path)
 int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err)
 {
         char a[INET6_ADDRSTRLEN + IF_NAMESIZE + 16];
+        if (cfg->cache_min_ttl > cfg->cache_max_ttl)
+                return vd_error_set(err, "cache_min_ttl (%u) is above cache_max_ttl (%u)",
+                                    cfg->cache_min_ttl, cfg->cache_max_ttl);
         if (cfg->n_listen == 0) {
                 vd_addr_parse("127.0.0.1", DEFAULT_PORT, &cfg->listen[0]);
                 vd_addr_parse("::1", DEFAULT_PORT, &cfg->listen[1]);
@@ -1403,5 +1431,7 @@ const char *vd_config_usage(void)
                "limit rrl_responses_per_second (default 0 = off), rrl_slip (2),\n"
                "rrl_ipv4_prefix (24), rrl_ipv6_prefix (56), tcp_max_connections_per_client\n"
                "(64), tcp_max_queries_per_connection (0 = unlimited) and\n"
-               "max_pending_per_client (100); see zones/example/vpcdns.yaml.\n";
+               "max_pending_per_client (100), and the cache: cache_size (100000 entries;\n"
+               "0 = off), cache_min_ttl (0), cache_max_ttl (86400), cache_max_negative_ttl\n"
+               "(3600) and cache_servfail_ttl (5); see zones/example/vpcdns.yaml.\n";
 }

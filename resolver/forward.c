@@ -57,6 +57,8 @@ struct vd_forwarder {
         bool channel_live;
         size_t n_servers;
         unsigned budget_ms;
+        void (*on_answer)(void *arg, const vd_query_info *qi, const uint8_t *answer, size_t len);
+        void *on_answer_arg;
         uv_timer_t ares_timer; /* data = forwarder */
         struct sock_watch *watches;
         struct fwd_query *queries;
@@ -329,12 +331,16 @@ static void on_ares_answer(void *arg, int status, int timeouts, unsigned char *a
                 q->sync_status = status;
                 return;
         }
+        /* The relay also checks that the answer answers the question: only then is it
+         * offered to the cache, late answers included. */
+        size_t n = 0;
+        if (status == ARES_SUCCESS && abuf != NULL && alen > 0)
+                n = vd_forward_relay(&q->qi, abuf, (size_t)alen, q->max_len, f->out,
+                                     sizeof(f->out));
+        if (n > 0 && f->on_answer != NULL)
+                f->on_answer(f->on_answer_arg, &q->qi, abuf, (size_t)alen);
         if (!q->answered) {
                 q->answered = true;
-                size_t n = 0;
-                if (status == ARES_SUCCESS && abuf != NULL && alen > 0)
-                        n = vd_forward_relay(&q->qi, abuf, (size_t)alen, q->max_len, f->out,
-                                             sizeof(f->out));
                 if (n > 0)
                         q->done(q->arg, f->out, n);
                 else if (status == ARES_ECANCELLED || status == ARES_EDESTRUCTION)
@@ -485,6 +491,8 @@ int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarde
         f->loop = loop;
         f->n_servers = opt->n_servers;
         f->budget_ms = opt->timeout_ms ? opt->timeout_ms : DEFAULT_BUDGET_MS;
+        f->on_answer = opt->on_answer;
+        f->on_answer_arg = opt->on_answer_arg;
         f->rand_pos = sizeof(f->rand_buf); /* empty: the first ID refills it */
 
         for (size_t i = 0; i < opt->n_servers; i++) {

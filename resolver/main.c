@@ -239,6 +239,12 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
                 printf("tcp queries per connection: %u\n", cfg->tcp_max_queries_per_connection);
         printf("tcp idle timeout: %u ms\n", cfg->tcp_idle_timeout_ms);
         printf("pending upstream queries per client: %u\n", cfg->max_pending_per_client);
+        if (cfg->cache_size == 0)
+                printf("cache: off\n");
+        else
+                printf("cache: %u entries, ttl %u..%u s, negative at most %u s, servfail %u s\n",
+                       cfg->cache_size, cfg->cache_min_ttl, cfg->cache_max_ttl,
+                       cfg->cache_max_negative_ttl, cfg->cache_servfail_ttl);
         printf("user: %s\n", cfg->user != NULL ? cfg->user : "(as started)");
         printf("ok\n");
 }

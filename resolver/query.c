@@ -1,10 +1,11 @@
 /* query.c — one client query's pipeline, independent of the transport:
  * parse → header policy (opcode, class, meta types) → local data → minimal ANY (RFC 8482)
- * → forwarder.
+ * → the worker's cache → forwarder.
  * The local path writes the response into the caller's buffer without allocating; the
  * forwarded path hands the transport's reply callback to the forwarder. */
 #include <string.h>
 
+#include "vpcdns/cache.h"
 #include "vpcdns/query.h"
 #include "vpcdns/wire.h"
 
@@ -120,6 +121,14 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (qi.qtype == VD_TYPE_ANY)
                 return reply_minimal_any(env, &qi, out, max, out_len);
 
+        if (env->cache != NULL) {
+                size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
+                if (n > 0) {
+                        env->counters.cache_answers++;
+                        *out_len = n;
+                        return VD_QUERY_REPLY;
+                }
+        }
         if (env->forward_denied) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);

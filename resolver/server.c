@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "transport.h"
+#include "vpcdns/cache.h"
 #include "vpcdns/log.h"
 #include "vpcdns/server.h"
 
@@ -191,6 +192,7 @@ static void worker_free(vd_worker *w)
         vd_ratelimit_pending_free(w->pending);
         if (w->snapshot != NULL)
                 vd_snapshot_unref(w->snapshot);
+        vd_cache_free(w->cache);
         free(w);
 }
 
@@ -232,6 +234,14 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
                 }
         }
         return 0;
+}
+
+/* The forwarder hands over every upstream answer that answers its question. */
+static void worker_cache_store(void *arg, const vd_query_info *qi, const uint8_t *answer,
+                               size_t len)
+{
+        vd_worker *w = arg;
+        vd_cache_store(w->cache, qi, answer, len, uv_now(&w->loop));
 }
 
 static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_worker **out,
@@ -305,11 +315,30 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
                 }
         }
 
+        w->env.loop = &w->loop;
+        if (cfg->cache_size > 0) {
+                vd_cache_options co;
+                vd_cache_options_default(&co);
+                unsigned workers = cfg->workers > 0 ? cfg->workers : 1;
+                co.max_entries = cfg->cache_size / workers > 0 ? cfg->cache_size / workers : 1;
+                co.min_ttl = cfg->cache_min_ttl;
+                co.max_ttl = cfg->cache_max_ttl;
+                co.max_neg_ttl = cfg->cache_max_negative_ttl;
+                co.servfail_ttl = cfg->cache_servfail_ttl;
+                r = vd_cache_new(&co, &w->cache);
+                if (r < 0) {
+                        vd_error_set(err, "worker %u: cache: out of memory", index);
+                        return r;
+                }
+                w->env.cache = w->cache;
+        }
         if (cfg->n_upstream > 0) {
                 vd_forward_options opt = {
                     .servers = cfg->upstream,
                     .n_servers = cfg->n_upstream,
                     .timeout_ms = cfg->upstream_timeout_ms,
+                    .on_answer = w->cache != NULL ? worker_cache_store : NULL,
+                    .on_answer_arg = w,
                 };
                 r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);
                 if (r < 0)
@@ -457,11 +486,20 @@ static void log_stop(const vd_server *srv)
 {
         vd_query_counters q = {0};
         vd_transport_counters t = {0};
+        vd_cache_counters cache_total = {0};
 
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 const vd_worker *w = srv->workers[i];
                 q.queries += w->env.counters.queries;
                 q.local_answers += w->env.counters.local_answers;
+                q.cache_answers += w->env.counters.cache_answers;
+                if (w->cache != NULL) {
+                        vd_cache_counters c;
+                        vd_cache_counters_get(w->cache, &c);
+                        cache_total.stores += c.stores;
+                        cache_total.evictions += c.evictions;
+                        cache_total.entries += c.entries;
+                }
                 q.forwarded += w->env.counters.forwarded;
                 q.dropped += w->env.counters.dropped;
                 q.formerr += w->env.counters.formerr;
@@ -485,7 +523,8 @@ static void log_stop(const vd_server *srv)
                "udp_send_dropped=%llu udp_errors=%llu tcp_accepted=%llu tcp_rejected=%llu "
                "tcp_idle_closed=%llu tcp_slow_closed=%llu forward_denied=%llu acl_refused=%llu "
                "acl_dropped=%llu rrl_dropped=%llu rrl_slipped=%llu tcp_client_rejected=%llu "
-               "tcp_query_limit_closed=%llu",
+               "tcp_query_limit_closed=%llu cache_answers=%llu cache_stores=%llu "
+               "cache_evictions=%llu cache_entries=%zu",
                (unsigned long long)q.queries, (unsigned long long)q.local_answers,
                (unsigned long long)q.forwarded, (unsigned long long)q.dropped,
                (unsigned long long)q.formerr, (unsigned long long)q.servfail,
@@ -495,7 +534,9 @@ static void log_stop(const vd_server *srv)
                (unsigned long long)q.forward_denied, (unsigned long long)t.acl_refused,
                (unsigned long long)t.acl_dropped, (unsigned long long)t.rrl_dropped,
                (unsigned long long)t.rrl_slipped, (unsigned long long)t.tcp_client_rejected,
-               (unsigned long long)t.tcp_query_limit_closed);
+               (unsigned long long)t.tcp_query_limit_closed, (unsigned long long)q.cache_answers,
+               (unsigned long long)cache_total.stores, (unsigned long long)cache_total.evictions,
+               cache_total.entries);
 }
 
 int vd_server_run(vd_server *srv)

@@ -81,6 +81,7 @@ typedef struct vd_worker {
         bool stopping; /* set once the stop began: replies must not touch closed handles */
 
         vd_forwarder *forwarder; /* owned; NULL without upstreams or once closed */
+        struct vd_cache *cache;  /* owned; NULL when the cache is off */
         vd_query_env env;
         unsigned tcp_idle_timeout_ms; /* 0: no idle timeout */
         unsigned tcp_max_connections;

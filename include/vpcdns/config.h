@@ -69,6 +69,14 @@ typedef struct vd_config {
         /* Forwarded queries waiting for an upstream per client address and worker (key
          * max_pending_per_client, default 100): over it, SERVFAIL at once (DNSBomb). */
         unsigned max_pending_per_client;
+        /* The answer cache (issue 3): cache_size entries in all (split between the workers;
+         * 0 = no cache; default 100000), TTL clamps cache_min_ttl (0), cache_max_ttl (86400),
+         * cache_max_negative_ttl (3600) and cache_servfail_ttl (5 s; 0 = never cached). */
+        unsigned cache_size;
+        unsigned cache_min_ttl;
+        unsigned cache_max_ttl;
+        unsigned cache_max_negative_ttl;
+        unsigned cache_servfail_ttl;
         /* After binding, run as this user (key user; default: stay as started). */
         char *user;        /* owned, NULL when unset */
         bool check;        /* --check */

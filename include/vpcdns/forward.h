@@ -26,6 +26,11 @@ typedef struct vd_forward_options {
         const vd_addr *servers; /* copied */
         size_t n_servers;
         unsigned timeout_ms; /* total budget per query, e.g. 2000 */
+        /* Called with every upstream answer that answers its question (also one arriving after
+         * the client already got SERVFAIL), before the client's reply is built: the worker's
+         * cache stores it. qi is the client's question; may be NULL. */
+        void (*on_answer)(void *arg, const vd_query_info *qi, const uint8_t *answer, size_t len);
+        void *on_answer_arg;
 } vd_forward_options;
 
 int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarder **out,

@@ -15,6 +15,7 @@
 typedef struct vd_query_counters {
         uint64_t queries;
         uint64_t local_answers;
+        uint64_t cache_answers;
         uint64_t forwarded;
         uint64_t dropped;
         uint64_t formerr;
@@ -26,6 +27,8 @@ typedef struct vd_query_counters {
 typedef struct vd_query_env {
         const vd_snapshot *snapshot; /* borrowed; may be NULL (no local data) */
         vd_forwarder *forwarder;     /* borrowed; may be NULL (no upstream: SERVFAIL) */
+        struct vd_cache *cache;      /* borrowed; may be NULL (no cache) */
+        uv_loop_t *loop;             /* the worker's loop: its clock dates cache entries */
         uint32_t rotation;           /* advances per answer: RRset rotation */
         bool forward_denied;         /* set by the transport for one call: this client may not
                                         start another upstream query (SERVFAIL instead) */

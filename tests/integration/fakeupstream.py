@@ -16,6 +16,16 @@ does with a query depends on the first label of the query name:
   tc          UDP: an empty answer with TC set; TCP: the correct answer
   silent      nothing, over UDP and TCP
 
+Answer shapes for the cache tests (over UDP and TCP):
+
+  nxdomain    NXDOMAIN with an SOA (TTL 300, MINIMUM 30) in the authority section
+  nodata      NOERROR, no answer, the same SOA
+  nosoa       NXDOMAIN without an SOA
+  servfail    SERVFAIL
+  chain       A queries: name CNAME t1.<name>, t1 CNAME t2.<name>, t2 A 192.0.2.77, plus an
+              unrelated A record in the answer section and glue in the additional section
+  short       A 192.0.2.53 with TTL 2
+
 Over TCP every behaviour but "silent" gets the correct answer. A first label ending in
 "-good" (e.g. "wrongid-good") sends the bad UDP answer, then the correct one 20 ms later.
 
@@ -51,10 +61,36 @@ def behaviour_of(qname):
     return first, False
 
 
+FAKE_SOA = "ns.fake.test. hostmaster.fake.test. 1 7200 900 1209600 30"
+CHAIN_A = "192.0.2.77"
+
+
 def good_answer(q):
     r = dns.message.make_response(q)
     qname = q.question[0].name
     qtype = q.question[0].rdtype
+    shape = behaviour_of(qname)[0]
+    if shape in ("nxdomain", "nodata", "nosoa"):
+        if shape != "nodata":
+            r.set_rcode(dns.rcode.NXDOMAIN)
+        if shape != "nosoa":
+            r.authority.append(dns.rrset.from_text("fake.test.", 300, "IN", "SOA", FAKE_SOA))
+        return r
+    if shape == "servfail":
+        r.set_rcode(dns.rcode.SERVFAIL)
+        return r
+    if shape == "chain" and qtype == dns.rdatatype.A:
+        t1 = dns.name.from_text("t1", qname)
+        t2 = dns.name.from_text("t2", qname)
+        r.answer.append(dns.rrset.from_text(qname, 300, "IN", "CNAME", t1.to_text()))
+        r.answer.append(dns.rrset.from_text(t1, 300, "IN", "CNAME", t2.to_text()))
+        r.answer.append(dns.rrset.from_text(t2, 300, "IN", "A", CHAIN_A))
+        r.answer.append(dns.rrset.from_text("other.fake.test.", 300, "IN", "A", "198.51.100.1"))
+        r.additional.append(dns.rrset.from_text("ns.fake.test.", 300, "IN", "A", "198.51.100.2"))
+        return r
+    if shape == "short" and qtype == dns.rdatatype.A:
+        r.answer.append(dns.rrset.from_text(qname, 2, "IN", "A", GOOD_A))
+        return r
     if qtype == dns.rdatatype.TXT:
         if behaviour_of(qname)[0] == "oversized":
             texts = ['"%02d%s"' % (i, "x" * (BIG_TXT_LEN - 2)) for i in range(BIG_TXT_COUNT)]

@@ -247,7 +247,9 @@ Test(config, error_unknown_key)
                      "tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms, allow, "
                      "deny_action, rrl_responses_per_second, rrl_slip, rrl_ipv4_prefix, "
                      "rrl_ipv6_prefix, tcp_max_connections_per_client, "
-                     "tcp_max_queries_per_connection, max_pending_per_client, user, got 'lisen'");
+                     "tcp_max_queries_per_connection, max_pending_per_client, user, cache_size, "
+                     "cache_min_ttl, cache_max_ttl, cache_max_negative_ttl, cache_servfail_ttl, "
+                     "got 'lisen'");
 }
 
 Test(config, error_wrong_type)
@@ -1018,5 +1020,39 @@ Test(config, example_config_documents_every_key)
                 while (*list == ',' || *list == ' ')
                         list++;
         }
-        cr_assert_eq(keys, 19);
+        cr_assert_eq(keys, 24, "every key of the error message was checked");
+}
+
+Test(config, cache_keys_and_their_checks)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(cfg.cache_size, 100000);
+        cr_assert_eq(cfg.cache_servfail_ttl, 5);
+        cr_assert_eq(load_text(&cfg,
+                               "cache_size: 0\ncache_min_ttl: 30\ncache_max_ttl: 600\n"
+                               "cache_max_negative_ttl: 120\ncache_servfail_ttl: 0\n",
+                               &err, NULL),
+                     0, "%s", err.msg);
+        cr_assert_eq(cfg.cache_size, 0);
+        cr_assert_eq(cfg.cache_min_ttl, 30);
+        cr_assert_eq(cfg.cache_max_ttl, 600);
+        cr_assert_eq(cfg.cache_max_negative_ttl, 120);
+        cr_assert_eq(cfg.cache_servfail_ttl, 0);
+        vd_config_free(&cfg);
+
+        vd_config_init(&cfg);
+        cr_assert_lt(load_text(&cfg, "cache_servfail_ttl: 301\n", &err, NULL), 0);
+        cr_assert_not_null(strstr(err.msg, "1:21"), "%s", err.msg);
+        vd_config_free(&cfg);
+
+        vd_config_init(&cfg);
+        cr_assert_eq(load_text(&cfg, "cache_min_ttl: 700\ncache_max_ttl: 600\n", &err, NULL), 0);
+        cfg.n_upstream = 1;
+        vd_addr_parse("127.0.0.1:9", 53, &cfg.upstream[0]);
+        cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0);
+        cr_assert_not_null(strstr(err.msg, "cache_min_ttl (700) is above cache_max_ttl (600)"),
+                           "%s", err.msg);
+        vd_config_free(&cfg);
 }
