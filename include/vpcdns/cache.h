@@ -48,6 +48,15 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
 size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, size_t max_len,
                        uint8_t *out, size_t cap);
 
+/* Serve-stale (RFC 8767): like vd_cache_lookup, for an entry that expired at most stale_max_s
+ * seconds ago; every TTL in the response is 30. Returns the length, or 0 when there is none. */
+size_t vd_cache_lookup_stale(vd_cache *c, const vd_query_info *qi, uint64_t now_ms,
+                             unsigned stale_max_s, size_t max_len, uint8_t *out, size_t cap);
+
+/* Prefetch: true once per stored entry, when a lookup finds it fresh but in the last 10 % of
+ * its TTL; the caller then refreshes it in the background. */
+bool vd_cache_take_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms);
+
 typedef struct vd_cache_counters {
         uint64_t hits;
         uint64_t misses;

@@ -33,6 +33,17 @@ typedef enum vd_deny_action {
         VD_DENY_DROP,       /* send nothing (UDP), close the connection (TCP) */
 } vd_deny_action;
 
+#define VD_MAX_RULES 64
+
+/* A forwarding rule as configured: names at or under domain go to servers, or to the default
+ * upstreams when use_default ("servers: default"). */
+typedef struct vd_config_rule {
+        char *domain; /* owned; presentation text as validated */
+        bool use_default;
+        vd_addr servers[VD_MAX_UPSTREAM];
+        size_t n_servers;
+} vd_config_rule;
+
 typedef struct vd_config {
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
@@ -77,6 +88,22 @@ typedef struct vd_config {
         unsigned cache_max_ttl;
         unsigned cache_max_negative_ttl;
         unsigned cache_servfail_ttl;
+        /* Forwarding (issue 3). Key forward: a list of {domain: NAME, servers: [ADDR[:PORT],
+         * ...] or the word default}; the most specific domain wins, and a rule at or under a
+         * local zone beats the zone. upstream_max_qps: queries per second to each upstream
+         * server in all (token bucket; 0 = off, the default; 1000 suits the VPC resolver at
+         * 169.254.169.253). upstream_ports: UDP source ports in rotation per server (default
+         * 16). upstream_0x20: random letter case upstream, verified on return (default off). */
+        vd_config_rule rules[VD_MAX_RULES];
+        size_t n_rules;
+        unsigned upstream_max_qps;
+        unsigned upstream_ports;
+        bool upstream_0x20;
+        /* Serve-stale and prefetch (issue 3): stale_max seconds (default 3600; 0 = off),
+         * stale_answer_ms (default 1800), prefetch true|false (default true). */
+        unsigned stale_max;
+        unsigned stale_answer_ms;
+        bool prefetch;
         /* After binding, run as this user (key user; default: stay as started). */
         char *user;        /* owned, NULL when unset */
         bool check;        /* --check */

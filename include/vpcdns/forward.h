@@ -22,10 +22,26 @@ typedef struct vd_forwarder vd_forwarder;
 /* resp is valid only during the call. len 0: nothing to send (shutdown). */
 typedef void (*vd_reply_fn)(void *arg, const uint8_t *resp, size_t len);
 
-typedef struct vd_forward_options {
-        const vd_addr *servers; /* copied */
+/* A forwarding rule (like a Route 53 Resolver rule): names at or under domain go to servers;
+ * the most specific rule wins. use_default sends them to the default upstreams instead (a
+ * "system" rule carving a subdomain out of a broader rule). */
+typedef struct vd_forward_rule {
+        uint8_t domain[VD_NAME_MAX]; /* lower-cased wire name */
+        size_t domain_len;
+        bool use_default;
+        vd_addr servers[VD_MAX_UPSTREAM];
         size_t n_servers;
-        unsigned timeout_ms; /* total budget per query, e.g. 2000 */
+} vd_forward_rule;
+
+typedef struct vd_forward_options {
+        const vd_addr *servers; /* the default upstreams; copied */
+        size_t n_servers;
+        const vd_forward_rule *rules; /* copied; may be NULL */
+        size_t n_rules;
+        unsigned max_qps;          /* per upstream server, this forwarder's share; 0 = no limit */
+        unsigned ports_per_server; /* UDP source ports (sockets) in rotation per server; 0 = 16 */
+        bool use_0x20;             /* random letter case upstream, verified on return */
+        unsigned timeout_ms;       /* total budget per query, e.g. 2000 */
         /* Called with every upstream answer that answers its question (also one arriving after
          * the client already got SERVFAIL), before the client's reply is built: the worker's
          * cache stores it. qi is the client's question; may be NULL. */
@@ -42,6 +58,31 @@ int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarde
  * cannot be sent now (no upstreams, out of memory): done is then never called. */
 int vd_forwarder_query(vd_forwarder *f, const vd_query_info *qi, size_t max_len, vd_reply_fn done,
                        void *arg);
+
+/* The raw upstream path, for the resolver layer (cache, merging, serve-stale). done gets
+ * status 0 and the upstream's answer, already checked to answer qi's question (source address
+ * and port, ID, question — and letter case under 0x20); -ETIMEDOUT when no server answered
+ * within the budget; -ECANCELED when the forwarder is closing; -EIO on other failures. done is
+ * called exactly once, never from inside this call. Returns 0, or synchronously (done never
+ * called): -EBUSY when every eligible server is over its max_qps budget, -ENOENT when no server
+ * serves this name, -ENOMEM / -EAGAIN when the query cannot be started. */
+typedef void (*vd_upstream_fn)(void *arg, int status, const uint8_t *answer, size_t len);
+int vd_forwarder_resolve(vd_forwarder *f, const vd_query_info *qi, vd_upstream_fn done, void *arg);
+
+/* True when an explicit rule (not use_default) covers qi's name: such a name is forwarded
+ * even when local data holds it (spec §5: a rule at or under a private zone beats the zone). */
+bool vd_forwarder_rule_covers(const vd_forwarder *f, const vd_query_info *qi);
+
+typedef struct vd_forward_counters {
+        uint64_t upstream_queries; /* sent to a server (retries and probes included) */
+        uint64_t timeouts;         /* a server did not answer in time */
+        uint64_t failures;         /* queries that got no usable answer at all */
+        uint64_t budget_refused;   /* -EBUSY: over max_qps */
+        uint64_t mismatches;       /* answers dropped: wrong question or letter case */
+        uint64_t failovers;        /* a query moved on to another server */
+        unsigned servers_down;     /* servers currently considered dead */
+} vd_forward_counters;
+void vd_forwarder_counters_get(const vd_forwarder *f, vd_forward_counters *out);
 
 /* Cancels every pending query (their callbacks run with len 0), closes every handle and frees
  * the forwarder once libuv has closed them; the loop can then end. */
