@@ -80,7 +80,7 @@ typedef struct vd_forward_counters {
         uint64_t budget_refused;   /* -EBUSY: over max_qps */
         uint64_t mismatches;       /* answers dropped: wrong question or letter case */
         uint64_t failovers;        /* a query moved on to another server */
-        unsigned servers_down;     /* servers currently considered dead */
+        unsigned servers_down;     /* servers avoided: failed since their last answer */
 } vd_forward_counters;
 void vd_forwarder_counters_get(const vd_forwarder *f, vd_forward_counters *out);
 

@@ -1,11 +1,17 @@
 /* test_forward.c — tests of resolver/forward.c: vd_forward_relay on hand-built upstream
  * answers, and the live forwarder against small upstream servers on 127.0.0.1 that run in the
- * test's own libuv loop (UDP and TCP, canned answers, silent, TC, REFUSED). Every live test is
- * bounded by a guard timer and checks that the loop ends with no handle left. */
+ * test's own libuv loop (UDP and TCP, canned answers, silent, slow, TC, REFUSED, wrong letter
+ * case): both paths (vd_forwarder_query, vd_forwarder_resolve and its status codes), source
+ * port rotation, forwarding rules, max_qps, 0x20, server health (dead, skipped, probed, back)
+ * and closing with queries pending. Every live test is bounded by a guard timer and checks that
+ * the loop ends with no handle left. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ldns/ldns.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -549,10 +555,15 @@ Test(relay, truncates_with_tc_when_larger_than_max_len)
 
 /* ---- live: upstream servers on 127.0.0.1 in the test's loop -------------------------- */
 
-enum up_mode { UP_ANSWER, UP_SILENT, UP_TC, UP_REFUSED };
+/* UP_WRONG_CASE_FIRST: the first query gets an answer (A 192.0.2.66) whose question has every
+ * letter's case flipped; later ones are answered normally. */
+enum up_mode { UP_ANSWER, UP_SILENT, UP_TC, UP_REFUSED, UP_WRONG_CASE_FIRST, UP_SLOW };
+#define SLOW_MS 20 /* UP_SLOW answers like UP_ANSWER, this much later */
 
 #define TCP_RECORDS 60
 #define MAX_SEEN 16
+#define MAX_PORTS_SEEN 64
+#define WRONG_CASE_OCTET 66
 
 struct tcp_conn;
 
@@ -565,7 +576,10 @@ typedef struct upstream {
         int udp_queries, tcp_queries;
         uint16_t seen_id[MAX_SEEN];
         vd_query_info seen[MAX_SEEN];
+        uint8_t seen_name[MAX_SEEN][VD_NAME_MAX]; /* as sent, letter case included */
         size_t n_seen;
+        uint16_t ports[MAX_PORTS_SEEN]; /* distinct UDP source ports seen */
+        size_t n_ports;
         struct tcp_conn *conns;
 } upstream;
 
@@ -592,18 +606,26 @@ static size_t upstream_answer(upstream *up, const uint8_t *query, size_t len, bo
         if (up->n_seen < MAX_SEEN) {
                 up->seen_id[up->n_seen] = qi.id;
                 up->seen[up->n_seen] = qi;
+                memcpy(up->seen_name[up->n_seen], qi.qname, qi.qname_len);
                 up->seen[up->n_seen].qname = NULL; /* points into a buffer about to go */
                 up->n_seen++;
         }
         msg m;
         unsigned rcode = up->mode == UP_REFUSED ? VD_RCODE_REFUSED : 0;
-        unsigned records = tcp ? TCP_RECORDS : (up->mode == UP_ANSWER ? 1 : 0);
+        bool wrong_case = up->mode == UP_WRONG_CASE_FIRST && up->udp_queries == 1;
+        bool one = up->mode == UP_ANSWER || up->mode == UP_WRONG_CASE_FIRST || up->mode == UP_SLOW;
+        unsigned records = tcp ? TCP_RECORDS : (one ? 1 : 0);
         unsigned flags = UP_FLAGS | rcode | (up->mode == UP_TC && !tcp ? VD_FLAG_TC : 0);
         header(&m, qi.id, flags, 1, records, 0, 1);
-        for (size_t i = VD_HEADER_LEN; i < qi.question_end; i++)
-                put8(&m, query[i]);
+        for (size_t i = VD_HEADER_LEN; i < qi.question_end; i++) {
+                uint8_t c = query[i]; /* length octets are < 64: never letters */
+                bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+                put8(&m, wrong_case && letter && i < VD_HEADER_LEN + (size_t)qi.qname_len
+                             ? c ^ 0x20u
+                             : c);
+        }
         for (unsigned i = 0; i < records; i++)
-                a_rr_ptr(&m, 12, (uint8_t)(i + 1));
+                a_rr_ptr(&m, 12, wrong_case ? WRONG_CASE_OCTET : (uint8_t)(i + 1));
         opt_rr(&m, 1232, 0, qi.edns_do, false);
         cr_assert_leq(m.n, cap);
         memcpy(out, m.b, m.n);
@@ -618,6 +640,27 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init((char *)slab, sizeof(slab));
 }
 
+struct delayed {
+        uv_timer_t timer; /* data = this */
+        upstream *up;
+        struct sockaddr_storage to;
+        size_t n;
+        uint8_t buf[2048];
+};
+
+static void free_on_close(uv_handle_t *h);
+
+/* A slow answer; not sent when the upstream has stopped meanwhile. */
+static void on_delayed(uv_timer_t *t)
+{
+        struct delayed *d = t->data;
+        if (!uv_is_closing((uv_handle_t *)&d->up->udp)) {
+                uv_buf_t b = uv_buf_init((char *)d->buf, (unsigned)d->n);
+                (void)uv_udp_try_send(&d->up->udp, &b, 1, (const struct sockaddr *)&d->to);
+        }
+        uv_close((uv_handle_t *)t, free_on_close);
+}
+
 static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
                    unsigned flags)
 {
@@ -626,11 +669,33 @@ static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct
         if (nread <= 0 || from == NULL)
                 return;
         up->udp_queries++;
+        uint16_t port = from->sa_family == AF_INET
+                            ? ntohs(((const struct sockaddr_in *)from)->sin_port)
+                            : ntohs(((const struct sockaddr_in6 *)from)->sin6_port);
+        bool known = false;
+        for (size_t i = 0; i < up->n_ports; i++)
+                known = known || up->ports[i] == port;
+        if (!known && up->n_ports < MAX_PORTS_SEEN)
+                up->ports[up->n_ports++] = port;
         uint8_t out[2048];
         size_t n =
             upstream_answer(up, (const uint8_t *)buf->base, (size_t)nread, false, out, sizeof(out));
         if (n == 0 || up->mode == UP_SILENT)
                 return;
+        if (up->mode == UP_SLOW) {
+                struct delayed *d = calloc(1, sizeof(*d));
+                cr_assert_not_null(d);
+                d->up = up;
+                memcpy(d->buf, out, n);
+                d->n = n;
+                memcpy(&d->to, from,
+                       from->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                  : sizeof(struct sockaddr_in6));
+                uv_timer_init(h->loop, &d->timer);
+                d->timer.data = d;
+                uv_timer_start(&d->timer, on_delayed, SLOW_MS, 0);
+                return;
+        }
         uv_buf_t b = uv_buf_init((char *)out, (unsigned)n);
         cr_assert_eq(uv_udp_try_send(h, &b, 1, from), (int)n);
 }
@@ -709,22 +774,31 @@ static bool upstream_start(uv_loop_t *loop, upstream *up, enum up_mode mode, boo
                 cr_assert_eq(uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&ss), 0);
         else
                 cr_assert_eq(uv_ip4_addr(ip, 0, (struct sockaddr_in *)&ss), 0);
-        uv_udp_init(loop, &up->udp);
-        up->udp.data = up;
-        if (uv_udp_bind(&up->udp, (struct sockaddr *)&ss, 0) != 0) {
-                uv_close((uv_handle_t *)&up->udp, NULL);
-                return false;
-        }
-        int len = sizeof(up->addr.ss);
-        cr_assert_eq(uv_udp_getsockname(&up->udp, (struct sockaddr *)&up->addr.ss, &len), 0);
-        up->addr.len = (socklen_t)len;
-        uv_udp_recv_start(&up->udp, alloc_cb, on_udp);
-        if (with_tcp) {
+        /* The UDP port is the kernel's choice; TCP on the same port may be taken: retry. */
+        for (int attempt = 0; attempt < 20; attempt++) {
+                uv_udp_init(loop, &up->udp);
+                up->udp.data = up;
+                if (uv_udp_bind(&up->udp, (struct sockaddr *)&ss, 0) != 0) {
+                        uv_close((uv_handle_t *)&up->udp, NULL);
+                        return false;
+                }
+                int len = sizeof(up->addr.ss);
+                cr_assert_eq(uv_udp_getsockname(&up->udp, (struct sockaddr *)&up->addr.ss, &len),
+                             0);
+                up->addr.len = (socklen_t)len;
+                if (!with_tcp)
+                        break;
                 uv_tcp_init(loop, &up->tcp);
                 up->tcp.data = up;
-                cr_assert_eq(uv_tcp_bind(&up->tcp, (struct sockaddr *)&up->addr.ss, 0), 0);
-                cr_assert_eq(uv_listen((uv_stream_t *)&up->tcp, 16, on_connection), 0);
+                if (uv_tcp_bind(&up->tcp, (struct sockaddr *)&up->addr.ss, 0) == 0 &&
+                    uv_listen((uv_stream_t *)&up->tcp, 16, on_connection) == 0)
+                        break;
+                cr_assert_lt(attempt, 19, "no port free for UDP and TCP");
+                uv_close((uv_handle_t *)&up->udp, NULL);
+                uv_close((uv_handle_t *)&up->tcp, NULL);
+                uv_run(loop, UV_RUN_NOWAIT); /* the close callbacks: the handles are free again */
         }
+        uv_udp_recv_start(&up->udp, alloc_cb, on_udp);
         return true;
 }
 
@@ -754,7 +828,7 @@ typedef struct reply {
 struct scenario {
         uv_loop_t loop;
         vd_forwarder *fwd;
-        upstream up[2];
+        upstream up[3];
         size_t n_up;
         uv_timer_t guard, linger, later;
         bool guard_fired, finished;
@@ -765,7 +839,8 @@ struct scenario {
         bool close_in_reply; /* vd_forwarder_close from inside the first done() */
         bool fwd_closed;
         void (*later_fn)(scenario *s);
-        bool in_query; /* done() must never run inside vd_forwarder_query */
+        bool in_query;            /* done() must never run inside vd_forwarder_query */
+        vd_forward_counters last; /* the counters just before finish() closed the forwarder */
 };
 
 static void finish(scenario *s)
@@ -773,8 +848,10 @@ static void finish(scenario *s)
         if (s->finished)
                 return;
         s->finished = true;
-        if (!s->fwd_closed)
+        if (!s->fwd_closed) {
+                vd_forwarder_counters_get(s->fwd, &s->last);
                 vd_forwarder_close(s->fwd);
+        }
         s->fwd_closed = true;
         for (size_t i = 0; i < s->n_up; i++)
                 upstream_stop(&s->up[i]);
@@ -820,18 +897,28 @@ static void on_reply(void *arg, const uint8_t *resp, size_t len)
                 uv_timer_start(&s->linger, on_linger, s->linger_ms, 0);
 }
 
-static void scenario_init(scenario *s, const enum up_mode *modes, size_t n_up, bool with_tcp,
-                          unsigned budget_ms)
+/* A loop and up to three upstreams on 127.0.0.1; the forwarder comes next. */
+static void scenario_upstreams(scenario *s, const enum up_mode *modes, size_t n_up, bool with_tcp)
 {
         memset(s, 0, sizeof(*s));
         cr_assert_eq(uv_loop_init(&s->loop), 0);
-        vd_addr servers[2];
-        for (size_t i = 0; i < n_up; i++) {
+        cr_assert_leq(n_up, 3);
+        for (size_t i = 0; i < n_up; i++)
                 cr_assert(upstream_start(&s->loop, &s->up[i], modes[i], with_tcp, "127.0.0.1"));
-                servers[i] = s->up[i].addr;
-        }
         s->n_up = n_up;
-        vd_forward_options opt = {.servers = servers, .n_servers = n_up, .timeout_ms = budget_ms};
+}
+
+/* The forwarder from opt (servers: every upstream when opt has neither servers nor rules), the
+ * timers. */
+static void scenario_forwarder(scenario *s, vd_forward_options opt)
+{
+        vd_addr servers[3];
+        for (size_t i = 0; i < s->n_up; i++)
+                servers[i] = s->up[i].addr;
+        if (opt.servers == NULL && opt.n_servers == 0 && opt.n_rules == 0) {
+                opt.servers = servers;
+                opt.n_servers = s->n_up;
+        }
         vd_error err;
         cr_assert_eq(vd_forwarder_new(&s->loop, &opt, &s->fwd, &err), 0, "%s", err.msg);
         uv_timer_init(&s->loop, &s->guard);
@@ -841,6 +928,13 @@ static void scenario_init(scenario *s, const enum up_mode *modes, size_t n_up, b
         uv_timer_start(&s->guard, on_guard, 6000, 0);
         for (int i = 0; i < MAX_Q; i++)
                 s->r[i].s = s;
+}
+
+static void scenario_init(scenario *s, const enum up_mode *modes, size_t n_up, bool with_tcp,
+                          unsigned budget_ms)
+{
+        scenario_upstreams(s, modes, n_up, with_tcp);
+        scenario_forwarder(s, (vd_forward_options){.timeout_ms = budget_ms});
 }
 
 static void send_query(scenario *s, int i, unsigned id, const char *name, bool edns, bool dnssec_ok,
@@ -951,7 +1045,7 @@ Test(forward_live, silent_upstream_servfail_after_budget)
         cr_assert_eq(vd_wire_get16(r->buf + 2) & 0xF, VD_RCODE_SERVFAIL);
         cr_assert_eq(vd_wire_get16(r->buf + 4), 1);
         cr_assert_eq(vd_wire_get16(r->buf + 10), 1, "our OPT for the EDNS client");
-        cr_assert_geq(s.up[0].udp_queries, 2, "c-ares retried within the budget");
+        cr_assert_geq(s.up[0].udp_queries, 2, "retried within the budget");
 }
 
 Test(forward_live, refused_reaches_client_at_once)
@@ -1017,7 +1111,8 @@ Test(forward_live, second_server_answers_when_first_is_silent)
                              "query %d got rcode %u", i, vd_wire_get16(s.r[i].buf + 2) & 0xF);
                 cr_assert_eq(vd_wire_get16(s.r[i].buf + 6), 1);
         }
-        cr_assert_geq(s.up[0].udp_queries, 1, "the silent server was tried");
+        /* Both servers are unmeasured: each query picks one at random; whichever went to the
+         * silent one moved on to the other within the budget. */
         cr_assert_eq(s.up[1].n_seen, 2);
 }
 
@@ -1177,4 +1272,604 @@ Test(forward_live, socket_failure_refuses_query)
         scenario_run(&s);
         cr_assert_eq(s.r[0].calls, 0);
         cr_assert_eq(s.up[0].udp_queries, 0);
+}
+
+/* ---- raw path (vd_forwarder_resolve) ------------------------------------------------- */
+
+typedef struct raw_result {
+        scenario *s;
+        int calls;
+        int status;
+        size_t len;
+        bool null_answer;
+        uint64_t sent_ns, at_ns;
+        uint8_t buf[512];
+} raw_result;
+
+static void on_raw(void *arg, int status, const uint8_t *answer, size_t len)
+{
+        raw_result *r = arg;
+        scenario *s = r->s;
+        cr_assert(!s->in_query, "done() called from inside vd_forwarder_resolve");
+        r->calls++;
+        r->status = status;
+        r->len = len;
+        r->null_answer = answer == NULL;
+        r->at_ns = uv_hrtime();
+        if (len > 0 && len <= sizeof(r->buf))
+                memcpy(r->buf, answer, len);
+        if (r->calls > 1)
+                return;
+        s->received++;
+        if (s->received == s->expected && !s->finished)
+                uv_timer_start(&s->linger, on_linger, s->linger_ms, 0);
+}
+
+/* Builds a client query for name and hands it to vd_forwarder_resolve; returns its code. */
+static int send_raw(scenario *s, raw_result *r, unsigned id, const char *name)
+{
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, id, name, VD_TYPE_A, true, false);
+        r->s = s;
+        r->sent_ns = uv_hrtime();
+        s->in_query = true;
+        int rc = vd_forwarder_resolve(s->fwd, &qi, on_raw, r);
+        s->in_query = false;
+        memset(&q, 0xAB, sizeof(q)); /* the forwarder must have copied what it needs */
+        return rc;
+}
+
+static double raw_ms(const raw_result *r)
+{
+        return (double)(r->at_ns - r->sent_ns) / 1e6;
+}
+
+/* Live counters, or the last ones once the scenario has finished. */
+static void counters(const scenario *s, vd_forward_counters *c)
+{
+        if (s->finished)
+                *c = s->last;
+        else
+                vd_forwarder_counters_get(s->fwd, c);
+}
+
+Test(forward_raw, answer_has_the_clients_question_case)
+{
+        scenario s;
+        raw_result r = {0};
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.expected = 1;
+        cr_assert_eq(send_raw(&s, &r, 0x1111, "MiXeD.Example.COM"), 0);
+        scenario_run(&s);
+        cr_assert_eq(r.calls, 1);
+        cr_assert_eq(r.status, 0);
+        cr_assert_eq(memcmp(r.buf + VD_HEADER_LEN, "\5MiXeD\7Example\3COM", 19), 0);
+        cr_assert_eq(vd_wire_get16(r.buf + 6), 1, "the upstream's answer record");
+        cr_assert_eq(vd_wire_get16(r.buf), s.up[0].seen_id[0], "the upstream's own message");
+}
+
+Test(forward_raw, silent_upstream_times_out_within_budget)
+{
+        scenario s;
+        raw_result r = {0};
+        const enum up_mode modes[] = {UP_SILENT};
+        scenario_init(&s, modes, 1, false, 300);
+        s.expected = 1;
+        cr_assert_eq(send_raw(&s, &r, 1, "example.com"), 0);
+        scenario_run(&s);
+        cr_assert_eq(r.calls, 1);
+        cr_assert_eq(r.status, -ETIMEDOUT);
+        cr_assert(r.null_answer);
+        double ms = raw_ms(&r);
+        cr_assert(ms >= 290.0 && ms < 700.0, "-ETIMEDOUT after %.1f ms, budget 300", ms);
+        vd_forward_counters c;
+        counters(&s, &c);
+        cr_assert_geq(c.timeouts, 1);
+        cr_assert_eq(c.failures, 1);
+}
+
+/* An upstream port with nobody listening: the kernel reports "connection refused" and the
+ * query fails with -EIO at once instead of waiting for the budget. */
+Test(forward_raw, unreachable_upstream_is_eio_at_once)
+{
+        scenario s;
+        raw_result r = {0};
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_upstreams(&s, modes, 1, false);
+        vd_addr gone = s.up[0].addr;
+        uv_close((uv_handle_t *)&s.up[0].udp, NULL); /* its port is now closed */
+        s.n_up = 0;
+        scenario_forwarder(
+            &s, (vd_forward_options){.servers = &gone, .n_servers = 1, .timeout_ms = 2000});
+        s.expected = 1;
+        cr_assert_eq(send_raw(&s, &r, 1, "example.com"), 0);
+        scenario_run(&s);
+        cr_assert_eq(r.calls, 1);
+        cr_assert_eq(r.status, -EIO);
+        cr_assert_lt(raw_ms(&r), 150.0, "refused after %.1f ms", raw_ms(&r));
+}
+
+Test(forward_raw, no_server_for_the_name_is_enoent)
+{
+        scenario s;
+        raw_result r = {0};
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_upstreams(&s, modes, 1, false);
+        vd_forward_rule rule = {.n_servers = 1};
+        rule.servers[0] = s.up[0].addr;
+        size_t len;
+        cr_assert_eq(vd_name_from_text("corp.example", rule.domain, &len), 0);
+        rule.domain_len = len;
+        /* No default upstreams: only the rule's names can be forwarded. */
+        scenario_forwarder(
+            &s,
+            (vd_forward_options){
+                .rules = &rule, .n_rules = 1, .servers = NULL, .n_servers = 0, .timeout_ms = 1000});
+        s.expected = 1;
+        raw_result other = {0};
+        cr_assert_eq(send_raw(&s, &other, 1, "www.example.org"), -ENOENT);
+        cr_assert_eq(send_raw(&s, &r, 2, "git.CORP.example"), 0);
+        scenario_run(&s);
+        cr_assert_eq(other.calls, 0);
+        cr_assert_eq(r.calls, 1);
+        cr_assert_eq(r.status, 0);
+}
+
+static void close_now(scenario *s)
+{
+        finish(s);
+}
+
+Test(forward_raw, close_cancels_each_pending_query_once)
+{
+        scenario s;
+        static raw_result r[4];
+        memset(r, 0, sizeof(r));
+        const enum up_mode modes[] = {UP_SILENT, UP_ANSWER};
+        scenario_upstreams(&s, modes, 2, false);
+        /* Query 0 goes to the answering server, 1-3 to the silent one (rules). */
+        vd_forward_rule rule = {.n_servers = 1};
+        rule.servers[0] = s.up[0].addr;
+        size_t len;
+        cr_assert_eq(vd_name_from_text("silent.example", rule.domain, &len), 0);
+        rule.domain_len = len;
+        scenario_forwarder(&s, (vd_forward_options){.servers = &s.up[1].addr,
+                                                    .n_servers = 1,
+                                                    .rules = &rule,
+                                                    .n_rules = 1,
+                                                    .timeout_ms = 2000});
+        s.expected = 100; /* never reached: the close ends it */
+        cr_assert_eq(send_raw(&s, &r[0], 1, "answered.example"), 0);
+        for (int i = 1; i < 4; i++)
+                cr_assert_eq(send_raw(&s, &r[i], (unsigned)i + 1, "q.silent.example"), 0);
+        s.later_fn = close_now;
+        uv_timer_start(&s.later, on_later, 100, 0);
+        scenario_run(&s);
+        cr_assert_eq(r[0].calls, 1);
+        cr_assert_eq(r[0].status, 0);
+        for (int i = 1; i < 4; i++) {
+                cr_assert_eq(r[i].calls, 1, "query %d: %d calls", i, r[i].calls);
+                cr_assert_eq(r[i].status, -ECANCELED);
+        }
+}
+
+/* ---- source ports (RFC 5452) --------------------------------------------------------- */
+
+#define LOAD_QUERIES 200
+
+static void run_load(unsigned ports_per_server, size_t *distinct_ports, int *answered)
+{
+        scenario s;
+        static raw_result r[LOAD_QUERIES];
+        memset(r, 0, sizeof(r));
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_upstreams(&s, modes, 1, false);
+        scenario_forwarder(
+            &s, (vd_forward_options){.timeout_ms = 2000, .ports_per_server = ports_per_server});
+        s.expected = LOAD_QUERIES;
+        for (int i = 0; i < LOAD_QUERIES; i++) {
+                char name[64];
+                snprintf(name, sizeof(name), "n%d.example.com", i);
+                cr_assert_eq(send_raw(&s, &r[i], (unsigned)i, name), 0);
+        }
+        scenario_run(&s);
+        *answered = 0;
+        for (int i = 0; i < LOAD_QUERIES; i++)
+                *answered += r[i].calls == 1 && r[i].status == 0;
+        *distinct_ports = s.up[0].n_ports;
+        cr_assert_geq(s.up[0].udp_queries, LOAD_QUERIES, "%d upstream queries for %d",
+                      s.up[0].udp_queries, LOAD_QUERIES);
+}
+
+Test(forward_ports, at_least_16_source_ports_under_load)
+{
+        size_t ports;
+        int answered;
+        run_load(0, &ports, &answered);
+        cr_assert_eq(answered, LOAD_QUERIES);
+        cr_assert_geq(ports, 16, "only %zu distinct source ports over %d queries", ports,
+                      LOAD_QUERIES);
+}
+
+Test(forward_ports, one_port_per_server_when_asked)
+{
+        size_t ports;
+        int answered;
+        run_load(1, &ports, &answered);
+        cr_assert_eq(answered, LOAD_QUERIES);
+        cr_assert_eq(ports, 1, "%zu ports with ports_per_server 1", ports);
+}
+
+/* ---- rules --------------------------------------------------------------------------- */
+
+static void make_rule(vd_forward_rule *r, const char *domain, const upstream *up)
+{
+        memset(r, 0, sizeof(*r));
+        size_t len;
+        cr_assert_eq(vd_name_from_text(domain, r->domain, &len), 0);
+        r->domain_len = len;
+        if (up == NULL) {
+                r->use_default = true;
+        } else {
+                r->servers[0] = up->addr;
+                r->n_servers = 1;
+        }
+}
+
+/* Which upstream saw name (lower-cased text), -1 when none did, -2 when several did. */
+static int who_saw(const scenario *s, const char *name)
+{
+        uint8_t wire[VD_NAME_MAX];
+        size_t len;
+        cr_assert_eq(vd_name_from_text(name, wire, &len), 0);
+        int who = -1;
+        for (size_t u = 0; u < s->n_up; u++)
+                for (size_t i = 0; i < s->up[u].n_seen; i++)
+                        if (s->up[u].seen[i].qname_len == len &&
+                            memcmp(s->up[u].seen[i].qname_lower, wire, len) == 0)
+                                who = who == -1 || who == (int)u ? (int)u : -2;
+        return who;
+}
+
+static bool covers(const scenario *s, const char *name)
+{
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, name, VD_TYPE_A, false, false);
+        return vd_forwarder_rule_covers(s->fwd, &qi);
+}
+
+Test(forward_rules, most_specific_rule_wins_and_default_carves_out)
+{
+        scenario s;
+        static raw_result r[8];
+        memset(r, 0, sizeof(r));
+        const enum up_mode modes[] = {UP_ANSWER, UP_ANSWER, UP_ANSWER};
+        scenario_upstreams(&s, modes, 3, false);
+        vd_forward_rule rules[3];
+        make_rule(&rules[0], "Example.COM", &s.up[1]);
+        make_rule(&rules[1], "a.b.example.com", &s.up[2]);
+        make_rule(&rules[2], "sys.example.com", NULL); /* back to the default upstreams */
+        scenario_forwarder(&s, (vd_forward_options){.servers = &s.up[0].addr,
+                                                    .n_servers = 1,
+                                                    .rules = rules,
+                                                    .n_rules = 3,
+                                                    .timeout_ms = 2000});
+        const char *names[] = {"www.example.com", "x.a.b.example.com", "a.b.example.com",
+                               "b.EXAMPLE.com",   "notexample.com",    "q.sys.example.com",
+                               "example.com",     "example.org"};
+        const int expect[] = {1, 2, 2, 1, 0, 0, 1, 0};
+        s.expected = 8;
+        for (int i = 0; i < 8; i++)
+                cr_assert_eq(send_raw(&s, &r[i], (unsigned)i, names[i]), 0);
+        scenario_run(&s);
+        for (int i = 0; i < 8; i++) {
+                cr_assert_eq(r[i].status, 0, "%s: %d", names[i], r[i].status);
+                char lower[64];
+                size_t k = 0;
+                for (; names[i][k] != '\0'; k++)
+                        lower[k] =
+                            (char)((names[i][k] >= 'A' && names[i][k] <= 'Z') ? names[i][k] + 32
+                                                                              : names[i][k]);
+                lower[k] = '\0';
+                cr_assert_eq(who_saw(&s, lower), expect[i], "%s went to upstream %d, not %d",
+                             names[i], who_saw(&s, lower), expect[i]);
+        }
+}
+
+Test(forward_rules, rule_covers_only_explicit_rules)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_ANSWER, UP_ANSWER};
+        scenario_upstreams(&s, modes, 2, false);
+        vd_forward_rule rules[2];
+        make_rule(&rules[0], "corp.example", &s.up[1]);
+        make_rule(&rules[1], "public.corp.example", NULL);
+        scenario_forwarder(&s, (vd_forward_options){.servers = &s.up[0].addr,
+                                                    .n_servers = 1,
+                                                    .rules = rules,
+                                                    .n_rules = 2,
+                                                    .timeout_ms = 1000});
+        cr_assert(covers(&s, "corp.example"));
+        cr_assert(covers(&s, "Db.Corp.Example"));
+        cr_assert_not(covers(&s, "www.public.corp.example"), "use_default carve-out");
+        cr_assert_not(covers(&s, "public.corp.example"));
+        cr_assert_not(covers(&s, "xcorp.example"), "suffix match is label-wise");
+        cr_assert_not(covers(&s, "example.com"));
+        finish(&s);
+        scenario_run(&s);
+}
+
+/* ---- max_qps ------------------------------------------------------------------------- */
+
+static void second_burst(scenario *s)
+{
+        static raw_result more[6];
+        for (int i = 0; i < 5; i++)
+                cr_assert_eq(send_raw(s, &more[i], 100u + (unsigned)i, "refill.example.com"), 0,
+                             "query %d after the refill", i);
+        cr_assert_eq(send_raw(s, &more[5], 106, "refill.example.com"), -EBUSY);
+        s->expected += 5;
+}
+
+Test(forward_budget, refused_over_max_qps_then_refilled)
+{
+        scenario s;
+        static raw_result r[6];
+        memset(r, 0, sizeof(r));
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_upstreams(&s, modes, 1, false);
+        /* 50/s: a burst of 5, one token back every 20 ms. */
+        scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1000, .max_qps = 50});
+        s.expected = 5;
+        s.linger_ms = 300; /* the second burst comes at 200 ms */
+        for (int i = 0; i < 5; i++)
+                cr_assert_eq(send_raw(&s, &r[i], (unsigned)i, "burst.example.com"), 0);
+        cr_assert_eq(send_raw(&s, &r[5], 5, "burst.example.com"), -EBUSY);
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 9, "relay.example.com", VD_TYPE_A, false, false);
+        cr_assert_eq(vd_forwarder_query(s.fwd, &qi, 512, on_reply, &s.r[0]), -EBUSY,
+                     "the relay path refuses too (the caller answers SERVFAIL)");
+        vd_forward_counters c;
+        counters(&s, &c);
+        cr_assert_eq(c.budget_refused, 2);
+        cr_assert_eq(c.upstream_queries, 5);
+        s.later_fn = second_burst;
+        uv_timer_start(&s.later, on_later, 200, 0);
+        scenario_run(&s);
+        cr_assert_eq(r[5].calls, 0, "a refused query gets no callback");
+        cr_assert_eq(s.r[0].calls, 0);
+        cr_assert_eq(s.up[0].udp_queries, 10);
+        counters(&s, &c);
+        cr_assert_eq(c.budget_refused, 3);
+}
+
+Test(forward_budget, server_over_budget_is_skipped_for_another)
+{
+        scenario s;
+        static raw_result r[3];
+        memset(r, 0, sizeof(r));
+        const enum up_mode modes[] = {UP_ANSWER, UP_ANSWER};
+        scenario_upstreams(&s, modes, 2, false);
+        scenario_forwarder(&s,
+                           (vd_forward_options){.timeout_ms = 1000, .max_qps = 5}); /* burst 1 */
+        s.expected = 2;
+        cr_assert_eq(send_raw(&s, &r[0], 1, "a.example.com"), 0);
+        cr_assert_eq(send_raw(&s, &r[1], 2, "b.example.com"), 0);
+        cr_assert_eq(send_raw(&s, &r[2], 3, "c.example.com"), -EBUSY);
+        scenario_run(&s);
+        cr_assert_eq(s.up[0].udp_queries, 1);
+        cr_assert_eq(s.up[1].udp_queries, 1);
+}
+
+/* ---- 0x20 ---------------------------------------------------------------------------- */
+
+#define LONG_NAME "AbcdefghijklmnopqrstuvwxyZ.ExamplE.com"
+
+Test(forward_0x20, mixed_case_upstream_and_wrong_case_answer_ignored)
+{
+        scenario s;
+        raw_result raw = {0};
+        const enum up_mode modes[] = {UP_WRONG_CASE_FIRST};
+        scenario_upstreams(&s, modes, 1, false);
+        scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1500, .use_0x20 = true});
+        s.expected = 2;
+        send_query(&s, 0, 0x2020, LONG_NAME, false, false, 512);
+        cr_assert_eq(send_raw(&s, &raw, 0x3030, LONG_NAME), 0);
+        scenario_run(&s);
+
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, LONG_NAME, VD_TYPE_A, false, false);
+        upstream *up = &s.up[0];
+        cr_assert_eq(up->n_seen, 3, "two queries and one resend after the spoof-like answer");
+        for (size_t i = 0; i < up->n_seen; i++) {
+                const uint8_t *sent = up->seen_name[i];
+                cr_assert_eq(memcmp(up->seen[i].qname_lower, qi.qname_lower, qi.qname_len), 0);
+                cr_assert_neq(memcmp(sent, qi.qname_lower, qi.qname_len), 0, "sent all lower");
+                cr_assert_neq(memcmp(sent, qi.qname, qi.qname_len), 0, "sent the client's case");
+        }
+        cr_assert_neq(memcmp(up->seen_name[0], up->seen_name[1], qi.qname_len), 0,
+                      "each query gets its own case");
+
+        /* The relay client: the right answer, with its own spelling of the question. */
+        reply *r = &s.r[0];
+        cr_assert_eq(r->calls, 1);
+        cr_assert_eq(vd_wire_get16(r->buf), 0x2020);
+        cr_assert_eq(vd_wire_get16(r->buf + 6), 1);
+        cr_assert_eq(memcmp(r->buf + VD_HEADER_LEN, qi.qname, qi.qname_len), 0);
+        cr_assert_eq(r->buf[r->len - 1], 1, "the wrong-case answer was used");
+        /* The raw client too. */
+        cr_assert_eq(raw.calls, 1);
+        cr_assert_eq(raw.status, 0);
+        cr_assert_eq(memcmp(raw.buf + VD_HEADER_LEN, qi.qname, qi.qname_len), 0);
+        cr_assert_eq(raw.buf[raw.len - 1 - 11], 1, "A record before the OPT");
+
+        vd_forward_counters c;
+        counters(&s, &c);
+        cr_assert_eq(c.mismatches, 1);
+        cr_assert_eq(c.upstream_queries, 3);
+}
+
+Test(forward_0x20, off_sends_the_clients_case_and_any_case_is_accepted)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_WRONG_CASE_FIRST};
+        scenario_upstreams(&s, modes, 1, false);
+        scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1500});
+        s.expected = 1;
+        send_query(&s, 0, 0x2121, LONG_NAME, false, false, 512);
+        scenario_run(&s);
+
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, LONG_NAME, VD_TYPE_A, false, false);
+        cr_assert_eq(s.up[0].n_seen, 1);
+        cr_assert_eq(memcmp(s.up[0].seen_name[0], qi.qname, qi.qname_len), 0,
+                     "without 0x20 the client's spelling goes upstream");
+        reply *r = &s.r[0];
+        cr_assert_eq(r->calls, 1);
+        cr_assert_eq(r->buf[r->len - 1], WRONG_CASE_OCTET, "case is not checked without 0x20");
+        cr_assert_eq(memcmp(r->buf + VD_HEADER_LEN, qi.qname, qi.qname_len), 0);
+        vd_forward_counters c;
+        counters(&s, &c);
+        cr_assert_eq(c.mismatches, 0);
+}
+
+/* ---- health: a silent server is marked dead, skipped, probed and brought back --------- */
+
+/* Server 0 answers at once, server 1 after SLOW_MS: once both are measured server 0 is the
+ * choice. Phase 0: until both have been measured (unmeasured servers go first). Phase 1:
+ * server 0 goes silent; queries still pick it first and fail over after the per-try timeout,
+ * until it is marked dead. Phase 2: 10 queries go straight to server 1, answered in about
+ * SLOW_MS. Phase 3: server 0 answers again; after its backoff a query probes it and it comes
+ * back. One query at a time. */
+typedef struct health {
+        scenario *s;
+        int phase, in_phase, total, failed;
+        double max_ms[4];
+        int up0_before;
+        int probes; /* queries server 0 got in phase 3 before it came back */
+        bool dead_seen, back;
+        int dead_after; /* phase 1 queries until server 0 was dead */
+        raw_result r;
+} health;
+
+static health hl;
+
+static void health_step(scenario *s);
+
+static void health_done(void *arg, int status, const uint8_t *answer, size_t len)
+{
+        raw_result *r = arg;
+        (void)answer;
+        (void)len;
+        r->calls++;
+        double ms = (double)(uv_hrtime() - r->sent_ns) / 1e6;
+        if (status != 0)
+                hl.failed++;
+        if (ms > hl.max_ms[hl.phase])
+                hl.max_ms[hl.phase] = ms;
+        hl.in_phase++;
+        hl.s->later_fn = health_step;
+        uv_timer_start(&hl.s->later, on_later, 0, 0);
+}
+
+static void health_send(scenario *s)
+{
+        msg q;
+        vd_query_info qi;
+        char name[64];
+        snprintf(name, sizeof(name), "h%d.example.com", hl.total++);
+        client_query(&q, &qi, (unsigned)hl.total, name, VD_TYPE_A, false, false);
+        memset(&hl.r, 0, sizeof(hl.r));
+        hl.r.sent_ns = uv_hrtime();
+        cr_assert_eq(vd_forwarder_resolve(s->fwd, &qi, health_done, &hl.r), 0);
+}
+
+static void health_step(scenario *s)
+{
+        vd_forward_counters c;
+        vd_forwarder_counters_get(s->fwd, &c);
+        switch (hl.phase) {
+        case 0:
+                if (s->up[0].udp_queries > 0 && s->up[1].udp_queries > 0) {
+                        s->up[0].mode = UP_SILENT;
+                        hl.phase = 1;
+                        hl.in_phase = 0;
+                } else if (hl.in_phase >= 10) {
+                        finish(s);
+                        return;
+                }
+                break;
+        case 1:
+                if (c.servers_down == 1) {
+                        hl.dead_seen = true;
+                        hl.dead_after = hl.in_phase;
+                        hl.phase = 2;
+                        hl.in_phase = 0;
+                        hl.up0_before = s->up[0].udp_queries;
+                } else if (hl.in_phase >= 20) {
+                        finish(s);
+                        return;
+                }
+                break;
+        case 2:
+                if (hl.in_phase == 10) {
+                        cr_assert_eq(s->up[0].udp_queries, hl.up0_before,
+                                     "a dead server got queries before its backoff");
+                        s->up[0].mode = UP_ANSWER;
+                        hl.phase = 3;
+                        hl.in_phase = 0;
+                        /* Past the 1 s backoff: the next query probes server 0. */
+                        s->later_fn = health_step;
+                        uv_timer_start(&s->later, on_later, 1100, 0);
+                        hl.in_phase = -1;
+                        return;
+                }
+                break;
+        case 3:
+                if (hl.in_phase == -1) {
+                        hl.in_phase = 0;
+                        break;
+                }
+                hl.probes = s->up[0].udp_queries - hl.up0_before;
+                if (c.servers_down == 0) {
+                        hl.back = true;
+                        finish(s);
+                        return;
+                }
+                if (hl.in_phase >= 10) {
+                        finish(s);
+                        return;
+                }
+                break;
+        }
+        health_send(s);
+}
+
+Test(forward_health, silent_server_dead_skipped_probed_and_back)
+{
+        static scenario s;
+        memset(&hl, 0, sizeof(hl));
+        const enum up_mode modes[] = {UP_ANSWER, UP_SLOW};
+        scenario_init(&s, modes, 2, false, 1500);
+        hl.s = &s;
+        hl.r.s = &s;
+        health_send(&s);
+        scenario_run(&s);
+
+        cr_assert(hl.dead_seen, "the silent server was never set aside (phase %d)", hl.phase);
+        cr_assert_eq(hl.failed, 0, "every query got an answer");
+        /* One client pays for the silent server, then it is avoided and only probed. */
+        cr_assert(hl.dead_after >= 1 && hl.dead_after <= 20, "set aside after %d queries",
+                  hl.dead_after);
+        cr_assert_lt(hl.max_ms[1], 700.0, "failover took %.1f ms (budget 1500)", hl.max_ms[1]);
+        cr_assert_geq(hl.max_ms[1], 150.0, "no query waited for the silent server?");
+        cr_assert_lt(hl.max_ms[2], 100.0, "steady state took %.1f ms", hl.max_ms[2]);
+        cr_assert(hl.back, "the server did not come back after answering a probe");
+        cr_assert_eq(hl.probes, 1, "one probe per backoff, saw %d", hl.probes);
 }
