@@ -10,7 +10,21 @@
  * offset in the low 16 bits, "owner is the question name" in bit 16), then the lower-cased key
  * name, then the records in wire form — owners uncompressed, names inside rdata expanded —
  * answer-section records first, then authority-section ones. The original TTL and the store
- * time are kept so that serve-stale and prefetch can reason about an entry's age later. */
+ * time are kept so that serve-stale and prefetch can reason about an entry's age.
+ *
+ * Serve-stale (RFC 8767): an expired entry stays until it is evicted or replaced, and
+ * vd_cache_lookup_stale serves it (every TTL 30) while it is at most stale_max_s seconds past
+ * its lifetime. A SERVFAIL must not destroy the data stale serving lives on, so a SERVFAIL
+ * stored over a NOERROR/NXDOMAIN entry is kept *alongside* it: the old records stay, and the
+ * entry carries a "servfail until" deadline. Until then vd_cache_lookup answers SERVFAIL for
+ * the expired entry (RFC 9520: no upstream query for servfail_ttl seconds) — a still fresh
+ * entry keeps answering with its records — while vd_cache_lookup_stale still serves the old
+ * records. A SERVFAIL with no older entry (or over an older SERVFAIL) is a plain entry, which
+ * is never served stale.
+ *
+ * Prefetch: vd_cache_lookup remembers the entry it last served; vd_cache_take_prefetch checks
+ * that entry (O(1), no hashing when the caller asks right after its lookup) and answers true
+ * once per stored entry when it is fresh with less than 10 % of its lifetime left. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +41,7 @@
 #define MAX_BUCKETS ((size_t)1 << 24)
 #define META_OWNER_IS_QNAME (1u << 16)
 #define TTL_MAX_VALID 0x7FFFFFFFu /* RFC 2181 §8: larger TTLs are treated as zero */
+#define STALE_TTL 30              /* RFC 8767 §4: TTL of every record served stale */
 
 enum {
         TYPE_DNAME = 39,
@@ -40,9 +55,10 @@ struct entry {
         struct entry *lru_prev; /* towards the most recently used */
         struct entry *lru_next; /* towards the least recently used */
         uint64_t hash;
-        uint64_t stored_ms; /* when the answer arrived */
-        uint32_t ttl;       /* lifetime in seconds after the clamps */
-        uint32_t orig_ttl;  /* the smallest TTL the upstream gave, before the clamps */
+        uint64_t stored_ms;      /* when the answer arrived */
+        uint64_t servfail_until; /* ms: a SERVFAIL kept alongside the records (see above) */
+        uint32_t ttl;            /* lifetime in seconds after the clamps */
+        uint32_t orig_ttl;       /* the smallest TTL the upstream gave, before the clamps */
         uint32_t data_len;
         uint16_t qtype;
         uint16_t qclass;
@@ -53,6 +69,7 @@ struct entry {
         uint8_t key_len;
         bool dnssec_ok;  /* key: the client's DO bit */
         bool ad;         /* the upstream set AD */
+        bool prefetched; /* vd_cache_take_prefetch has said true for this entry */
         uint32_t meta[]; /* nrecords, then key name, then data */
 };
 
@@ -64,6 +81,7 @@ struct vd_cache {
         struct entry *lru_tail;
         uint64_t seed0, seed1;
         vd_cache_counters counters;
+        struct entry *last_hit; /* the entry vd_cache_lookup last served, or NULL */
         /* Scratch space for vd_cache_store, so that a rejected answer costs no allocation. */
         uint8_t data[MAX_DATA];
         uint32_t meta[MAX_RECORDS];
@@ -265,6 +283,8 @@ static void remove_entry(vd_cache *c, struct entry *e)
                 pp = &(*pp)->hash_next;
         *pp = e->hash_next;
         lru_unlink(c, e);
+        if (c->last_hit == e)
+                c->last_hit = NULL;
         c->counters.entries--;
         free(e);
 }
@@ -706,12 +726,25 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         if (ttl == 0)
                 return -EAGAIN;
 
+        uint64_t hash =
+            key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        struct entry *old =
+            find(c, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        if (rcode == VD_RCODE_SERVFAIL && old != NULL && old->rcode != VD_RCODE_SERVFAIL) {
+                /* Kept alongside the older records, which serve-stale may still use. */
+                old->servfail_until = now_ms + (uint64_t)ttl * 1000;
+                lru_unlink(c, old);
+                lru_push_front(c, old);
+                c->counters.stores++;
+                return 0;
+        }
+
         size_t meta_size = k.n * sizeof(uint32_t);
         struct entry *e = malloc(sizeof(*e) + meta_size + qi->qname_len + k.len);
         if (e == NULL)
                 return -ENOMEM;
         memset(e, 0, sizeof(*e));
-        e->hash = key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        e->hash = hash;
         e->stored_ms = now_ms;
         e->ttl = ttl;
         e->orig_ttl = k.min_ttl;
@@ -729,8 +762,6 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         memcpy(entry_key(e), qi->qname_lower, qi->qname_len);
         memcpy(entry_data(e), c->data, k.len);
 
-        struct entry *old =
-            find(c, e->hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
         if (old != NULL) {
                 remove_entry(c, old);
         } else if (c->counters.entries >= c->opt.max_entries && c->lru_tail != NULL) {
@@ -755,41 +786,39 @@ static int64_t remaining(const struct entry *e, uint64_t now_ms)
         return (int64_t)e->ttl - (int64_t)(elapsed_ms / 1000);
 }
 
-size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, size_t max_len,
-                       uint8_t *out, size_t cap)
+static struct entry *find_for(vd_cache *c, const vd_query_info *qi)
 {
-        if (c == NULL || qi == NULL || out == NULL || !qi->question_ok)
-                return 0;
-        if (c->opt.max_entries == 0) {
-                c->counters.misses++;
-                return 0;
-        }
         uint64_t hash =
             key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
-        struct entry *e =
-            find(c, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
-        int64_t left = e != NULL ? remaining(e, now_ms) : -1;
+        return find(c, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+}
+
+/* Writes the response for entry e to qi: rcode, and unless bare, e's records with every TTL
+ * set to ttl. Returns the length, or 0 when even a bare response does not fit. */
+static size_t write_response(const struct entry *e, const vd_query_info *qi, uint8_t rcode,
+                             bool bare, uint32_t ttl, size_t max_len, uint8_t *out, size_t cap)
+{
         size_t limit = max_len < cap ? max_len : cap;
         size_t opt_len = qi->has_edns ? 11 : 0;
-        size_t len = 0;
-        if (e != NULL && left >= 0 && limit > opt_len)
-                len = vd_wire_begin_response(qi, e->rcode, out, limit - opt_len);
-        if (len == 0) {
-                c->counters.misses++;
+        if (limit <= opt_len)
                 return 0;
-        }
+        size_t len = vd_wire_begin_response(qi, rcode, out, limit - opt_len);
+        if (len == 0)
+                return 0;
 
         uint16_t flags = vd_wire_get16(out + 2);
-        if (e->ad && (qi->edns_do || (qi->flags & VD_FLAG_AD)))
+        if (!bare && e->ad && (qi->edns_do || (qi->flags & VD_FLAG_AD)))
                 flags |= VD_FLAG_AD;
-        if (e->data_len > limit - opt_len - len) {
+        if (bare) {
+                /* header and question only */
+        } else if (e->data_len > limit - opt_len - len) {
                 flags |= VD_FLAG_TC;
         } else {
                 uint8_t *base = out + len;
-                memcpy(base, entry_data(e), e->data_len);
+                memcpy(base, entry_data((struct entry *)e), e->data_len);
                 for (size_t i = 0; i < e->nrecords; i++) {
                         size_t ttl_off = e->meta[i] & 0xFFFFu;
-                        vd_wire_put32(base + ttl_off, (uint32_t)left);
+                        vd_wire_put32(base + ttl_off, ttl);
                         if (e->meta[i] & META_OWNER_IS_QNAME) /* the client's spelling */
                                 memcpy(base + ttl_off - 4 - qi->qname_len, qi->qname,
                                        qi->qname_len);
@@ -799,13 +828,74 @@ size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, si
                 vd_wire_put16(out + 8, e->nscount);
         }
         vd_wire_put16(out + 2, flags);
-        len = vd_wire_add_opt(qi, e->rcode, out, len, limit);
+        return vd_wire_add_opt(qi, rcode, out, len, limit);
+}
+
+size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, size_t max_len,
+                       uint8_t *out, size_t cap)
+{
+        if (c == NULL || qi == NULL || out == NULL || !qi->question_ok)
+                return 0;
+        if (c->opt.max_entries == 0) {
+                c->counters.misses++;
+                return 0;
+        }
+        struct entry *e = find_for(c, qi);
+        size_t len = 0;
+        if (e != NULL) {
+                int64_t left = remaining(e, now_ms);
+                if (left >= 0)
+                        len = write_response(e, qi, e->rcode, false, (uint32_t)left, max_len, out,
+                                             cap);
+                else if (e->servfail_until > now_ms)
+                        len = write_response(e, qi, VD_RCODE_SERVFAIL, true, 0, max_len, out, cap);
+        }
         if (len == 0) {
                 c->counters.misses++;
                 return 0;
         }
         lru_unlink(c, e);
         lru_push_front(c, e);
+        c->last_hit = e;
         c->counters.hits++;
         return len;
+}
+
+size_t vd_cache_lookup_stale(vd_cache *c, const vd_query_info *qi, uint64_t now_ms,
+                             unsigned stale_max_s, size_t max_len, uint8_t *out, size_t cap)
+{
+        if (c == NULL || qi == NULL || out == NULL || !qi->question_ok || stale_max_s == 0 ||
+            c->opt.max_entries == 0)
+                return 0;
+        struct entry *e = find_for(c, qi);
+        if (e == NULL || e->rcode == VD_RCODE_SERVFAIL)
+                return 0;
+        uint64_t expires = e->stored_ms + (uint64_t)e->ttl * 1000;
+        if (now_ms < expires || now_ms - expires > (uint64_t)stale_max_s * 1000)
+                return 0; /* still fresh (vd_cache_lookup serves it), or too old */
+        size_t len = write_response(e, qi, e->rcode, false, STALE_TTL, max_len, out, cap);
+        if (len > 0) {
+                lru_unlink(c, e);
+                lru_push_front(c, e);
+        }
+        return len;
+}
+
+bool vd_cache_take_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms)
+{
+        if (c == NULL || qi == NULL || !qi->question_ok || c->opt.max_entries == 0)
+                return false;
+        struct entry *e = c->last_hit;
+        if (e == NULL || e->key_len != qi->qname_len || e->qtype != qi->qtype ||
+            e->qclass != qi->qclass || e->dnssec_ok != qi->edns_do ||
+            memcmp(entry_key(e), qi->qname_lower, qi->qname_len) != 0)
+                e = find_for(c, qi);
+        if (e == NULL || e->prefetched || e->rcode == VD_RCODE_SERVFAIL)
+                return false;
+        uint64_t life = (uint64_t)e->ttl * 1000;
+        uint64_t elapsed = now_ms > e->stored_ms ? now_ms - e->stored_ms : 0;
+        if (elapsed >= life || (life - elapsed) * 10 >= life)
+                return false; /* expired, or more than 10 % of its lifetime left */
+        e->prefetched = true;
+        return true;
 }

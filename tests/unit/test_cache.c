@@ -1060,3 +1060,183 @@ Test(cache, answers_to_cd_questions_are_not_stored)
         cr_assert(vd_wire_get16(out + 2) & VD_FLAG_CD, "CD echoed");
         vd_cache_free(c);
 }
+
+/* --- serve-stale (RFC 8767) and prefetch --- */
+
+static uint32_t first_ttl(ldns_rr_list *list)
+{
+        cr_assert_gt(ldns_rr_list_rr_count(list), 0);
+        return ldns_rr_ttl(ldns_rr_list_rr(list, 0));
+}
+
+Test(cache, stale_lookup_serves_expired_entries_with_ttl_30_until_stale_max)
+{
+        static const char *const an[] = {"www.example.com. 300 IN CNAME web.example.net.",
+                                         "web.example.net. 60 IN A 192.0.2.5", NULL};
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client cl;
+        uint8_t up[1024], out[1232];
+        client_query(&cl, 0x5151, "WWW.example.com", VD_TYPE_A, true, false);
+        size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+
+        cr_assert_eq(vd_cache_lookup_stale(c, &cl.qi, T0 + 59999, 3600, 1232, out, sizeof(out)), 0,
+                     "a fresh entry is not stale: vd_cache_lookup serves it");
+        cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0 + 60000, 1232, out, sizeof(out)), 0);
+
+        ldns_pkt *p = parse(out, vd_cache_lookup_stale(c, &cl.qi, T0 + 60000 + 3600000, 3600, 1232,
+                                                       out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_id(p), 0x5151);
+        cr_assert_eq(ldns_pkt_ancount(p), 2);
+        assert_rr(ldns_pkt_answer(p), 0, "WWW.example.com.\t30\tIN\tCNAME\tweb.example.net.");
+        assert_rr(ldns_pkt_answer(p), 1, "web.example.net.\t30\tIN\tA\t192.0.2.5");
+        cr_assert(ldns_pkt_edns(p), "an EDNS client gets its OPT");
+        ldns_pkt_free(p);
+
+        cr_assert_eq(
+            vd_cache_lookup_stale(c, &cl.qi, T0 + 60000 + 3600001, 3600, 1232, out, sizeof(out)), 0,
+            "older than stale_max");
+        cr_assert_gt(
+            vd_cache_lookup_stale(c, &cl.qi, T0 + 60000 + 3600001, 7200, 1232, out, sizeof(out)), 0,
+            "the entry itself is kept until evicted");
+        cr_assert_eq(vd_cache_lookup_stale(c, &cl.qi, T0 + 61000, 0, 1232, out, sizeof(out)), 0,
+                     "stale_max 0: serve-stale off");
+
+        struct client other;
+        client_query(&other, 1, "www.example.com", VD_TYPE_AAAA, true, false);
+        cr_assert_eq(vd_cache_lookup_stale(c, &other.qi, T0 + 61000, 3600, 1232, out, sizeof(out)),
+                     0, "no entry for another type");
+        vd_cache_free(c);
+}
+
+Test(cache, stale_negative_entry_keeps_its_soa_with_ttl_30)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client cl;
+        uint8_t up[1024], out[1232];
+        client_query(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
+        size_t n = upstream(up, sizeof(up), "nope.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN,
+                            NULL, SOA_EXAMPLE, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+        ldns_pkt *p =
+            parse(out, vd_cache_lookup_stale(c, &cl.qi, T0 + 400000, 3600, 512, out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+        cr_assert_eq(first_ttl(ldns_pkt_authority(p)), 30);
+        ldns_pkt_free(p);
+        vd_cache_free(c);
+}
+
+Test(cache, servfail_is_kept_alongside_an_older_entry_for_serve_stale)
+{
+        vd_cache_options o = opts();
+        o.servfail_ttl = 5;
+        vd_cache *c = new_cache(&o);
+        struct client cl;
+        uint8_t good[1024], bad[1024], out[1232];
+        client_query(&cl, 3, "flaky.example.com", VD_TYPE_A, false, false);
+        static const char *const an[] = {"flaky.example.com. 10 IN A 192.0.2.9", NULL};
+        size_t ng =
+            upstream(good, sizeof(good), "flaky.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
+        size_t nb = upstream(bad, sizeof(bad), "flaky.example.com.", VD_TYPE_A, LDNS_RCODE_SERVFAIL,
+                             NULL, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, good, ng, T0), 0);
+
+        /* A SERVFAIL while the entry is fresh (a failed refresh) changes nothing visible. */
+        cr_assert_eq(vd_cache_store(c, &cl.qi, bad, nb, T0 + 5000), 0);
+        ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0 + 6000, 512, out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+        cr_assert_eq(first_ttl(ldns_pkt_answer(p)), 4);
+        ldns_pkt_free(p);
+
+        /* Expired, then SERVFAIL: lookups answer SERVFAIL for servfail_ttl (RFC 9520), while
+         * the old records are still there for serve-stale. */
+        cr_assert_eq(vd_cache_store(c, &cl.qi, bad, nb, T0 + 20000), 0);
+        p = parse(out, vd_cache_lookup(c, &cl.qi, T0 + 24999, 512, out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+        cr_assert_eq(ldns_pkt_ancount(p), 0);
+        ldns_pkt_free(p);
+        p = parse(out, vd_cache_lookup_stale(c, &cl.qi, T0 + 24999, 3600, 512, out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+        assert_rr(ldns_pkt_answer(p), 0, "flaky.example.com.\t30\tIN\tA\t192.0.2.9");
+        ldns_pkt_free(p);
+        cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0 + 25000, 512, out, sizeof(out)), 0,
+                     "the SERVFAIL is over: ask upstream again");
+        cr_assert_gt(vd_cache_lookup_stale(c, &cl.qi, T0 + 25000, 3600, 512, out, sizeof(out)), 0);
+
+        vd_cache_counters k;
+        vd_cache_counters_get(c, &k);
+        cr_assert_eq(k.entries, 1);
+
+        /* A good answer replaces everything. */
+        cr_assert_eq(vd_cache_store(c, &cl.qi, good, ng, T0 + 30000), 0);
+        p = parse(out, vd_cache_lookup(c, &cl.qi, T0 + 30000, 512, out, sizeof(out)));
+        cr_assert_eq(first_ttl(ldns_pkt_answer(p)), 10);
+        ldns_pkt_free(p);
+        vd_cache_free(c);
+}
+
+Test(cache, servfail_alone_is_never_served_stale)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client cl;
+        uint8_t up[1024], out[1232];
+        client_query(&cl, 3, "broken.example.com", VD_TYPE_A, false, false);
+        size_t n = upstream(up, sizeof(up), "broken.example.com.", VD_TYPE_A, LDNS_RCODE_SERVFAIL,
+                            NULL, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+        cr_assert_eq(vd_cache_lookup_stale(c, &cl.qi, T0 + 1000, 3600, 512, out, sizeof(out)), 0);
+        cr_assert_eq(vd_cache_lookup_stale(c, &cl.qi, T0 + 9000, 3600, 512, out, sizeof(out)), 0);
+        vd_cache_free(c);
+}
+
+Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client cl, other;
+        uint8_t up[1024], out[1232];
+        client_query(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query(&other, 2, "other.example.com", VD_TYPE_A, false, false);
+        size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0); /* TTL 300 */
+
+        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 269999), "31 s left: not yet");
+        cr_assert_not(vd_cache_take_prefetch(c, &other.qi, T0 + 280000), "no entry");
+        cr_assert_gt(vd_cache_lookup(c, &cl.qi, T0 + 280000, 512, out, sizeof(out)), 0);
+        cr_assert(vd_cache_take_prefetch(c, &cl.qi, T0 + 280000), "20 s of 300 left");
+        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 281000), "only once per entry");
+        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 300000), "expired");
+
+        /* The refreshed entry can be prefetched again in its own last tenth; the key is
+         * case-insensitive and the check works without a lookup just before. */
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0 + 290000), 0);
+        struct client upper;
+        client_query(&upper, 3, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
+        cr_assert_not(vd_cache_take_prefetch(c, &upper.qi, T0 + 290000 + 100000));
+        cr_assert_eq(vd_cache_lookup(c, &other.qi, T0, 512, out, sizeof(out)), 0); /* a miss */
+        cr_assert(vd_cache_take_prefetch(c, &upper.qi, T0 + 290000 + 271000));
+        vd_cache_free(c);
+}
+
+Test(cache, prefetch_survives_eviction_of_the_last_hit)
+{
+        vd_cache_options o = opts();
+        o.max_entries = 1;
+        vd_cache *c = new_cache(&o);
+        struct client a, b;
+        uint8_t up[1024], out[1232];
+        client_query(&a, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query(&b, 2, "www.example.com", VD_TYPE_AAAA, false, false);
+        size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &a.qi, up, n, T0), 0);
+        cr_assert_gt(vd_cache_lookup(c, &a.qi, T0 + 1000, 512, out, sizeof(out)), 0);
+        static const char *const aaaa[] = {"www.example.com. 100 IN AAAA 2001:db8::1", NULL};
+        n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_AAAA, 0, aaaa, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &b.qi, up, n, T0 + 2000), 0); /* evicts the A entry */
+        cr_assert_not(vd_cache_take_prefetch(c, &a.qi, T0 + 280000), "evicted: nothing to do");
+        cr_assert(vd_cache_take_prefetch(c, &b.qi, T0 + 2000 + 95000));
+        vd_cache_free(c);
+}

@@ -1,0 +1,849 @@
+/* test_resolve.c — tests of resolver/resolve.c: the cache in front of the upstream, merging of
+ * identical questions in flight, serve-stale (failure, slow upstream, stale_max), prefetch and
+ * shutdown. Each test runs a real forwarder against a small UDP upstream on 127.0.0.1 inside
+ * the test's own libuv loop (immediate, delayed, silent or SERVFAIL answers, every query
+ * counted), is bounded by a guard timer, and checks that the loop ends with no handle left. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ldns/ldns.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "vpcdns/resolve.h"
+#include "vpcdns/wire.h"
+
+/* ---- messages ----------------------------------------------------------------------------- */
+
+typedef struct msg {
+        uint8_t b[4096];
+        size_t n;
+} msg;
+
+static void put8(msg *m, unsigned v)
+{
+        cr_assert_lt(m->n, sizeof(m->b));
+        m->b[m->n++] = (uint8_t)v;
+}
+
+static void put16(msg *m, unsigned v)
+{
+        put8(m, v >> 8);
+        put8(m, v);
+}
+
+static void put32(msg *m, uint32_t v)
+{
+        put16(m, v >> 16);
+        put16(m, v & 0xFFFF);
+}
+
+/* "Www.Example.COM" → labels as spelt, root last. */
+static void put_name(msg *m, const char *text)
+{
+        const char *p = text;
+        while (*p != '\0') {
+                const char *dot = strchr(p, '.');
+                size_t l = dot ? (size_t)(dot - p) : strlen(p);
+                put8(m, (unsigned)l);
+                for (size_t i = 0; i < l; i++)
+                        put8(m, (uint8_t)p[i]);
+                p += l;
+                if (*p == '.')
+                        p++;
+        }
+        put8(m, 0);
+}
+
+static void header(msg *m, unsigned id, unsigned flags, unsigned qd, unsigned an, unsigned ns,
+                   unsigned ar)
+{
+        m->n = 0;
+        put16(m, id);
+        put16(m, flags);
+        put16(m, qd);
+        put16(m, an);
+        put16(m, ns);
+        put16(m, ar);
+}
+
+#define UP_FLAGS (VD_FLAG_QR | VD_FLAG_RD | VD_FLAG_RA)
+
+/* A client question, parsed the way the daemon parses it; qi->qname points into *m. */
+static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *name, bool edns)
+{
+        header(m, id, VD_FLAG_RD, 1, 0, 0, edns ? 1 : 0);
+        put_name(m, name);
+        put16(m, VD_TYPE_A);
+        put16(m, VD_CLASS_IN);
+        if (edns) {
+                put8(m, 0);
+                put16(m, VD_TYPE_OPT);
+                put16(m, 1232);
+                put32(m, 0);
+                put16(m, 0);
+        }
+        cr_assert_eq(vd_wire_parse_query(m->b, m->n, qi), VD_PARSE_OK);
+}
+
+/* An upstream answer to the question in query[12..question_end): n A records 192.0.2.octet+i
+ * owned by the question name (compression pointer), TTL ttl. */
+static size_t build_answer(const uint8_t *query, size_t question_end, unsigned id, unsigned rcode,
+                           unsigned n, uint32_t ttl, unsigned octet, uint8_t *out, size_t cap)
+{
+        msg m;
+        header(&m, id, UP_FLAGS | rcode, 1, n, 0, 0);
+        for (size_t i = VD_HEADER_LEN; i < question_end; i++)
+                put8(&m, query[i]);
+        for (unsigned i = 0; i < n; i++) {
+                put16(&m, 0xC00C);
+                put16(&m, VD_TYPE_A);
+                put16(&m, VD_CLASS_IN);
+                put32(&m, ttl);
+                put16(&m, 4);
+                put8(&m, 192);
+                put8(&m, 0);
+                put8(&m, 2);
+                put8(&m, (octet + i) & 0xFF);
+        }
+        cr_assert_leq(m.n, cap);
+        memcpy(out, m.b, m.n);
+        return m.n;
+}
+
+/* ---- the upstream --------------------------------------------------------------------------- */
+
+enum up_mode { UP_ANSWER, UP_SILENT, UP_DELAY, UP_SERVFAIL };
+
+#define MAX_DELAYED 4
+
+typedef struct upstream upstream;
+
+struct delayed {
+        uv_timer_t timer;
+        upstream *up;
+        bool used;
+        struct sockaddr_storage from;
+        size_t len;
+        uint8_t pkt[512];
+};
+
+struct upstream {
+        uv_udp_t udp;
+        vd_addr addr;
+        enum up_mode mode;
+        unsigned delay_ms;
+        unsigned records; /* A records per answer */
+        uint32_t ttl;
+        unsigned octet; /* last octet of the first address */
+        int queries;    /* received */
+        int answers;    /* sent */
+        struct delayed delayed[MAX_DELAYED];
+        void (*on_sent)(upstream *up);
+        void *owner;
+};
+
+static void send_answer(upstream *up, const uint8_t *query, size_t len, const struct sockaddr *from)
+{
+        vd_query_info qi;
+        if (vd_wire_parse_query(query, len, &qi) != VD_PARSE_OK)
+                return;
+        uint8_t out[2048];
+        unsigned rcode = up->mode == UP_SERVFAIL ? VD_RCODE_SERVFAIL : 0;
+        unsigned n = up->mode == UP_SERVFAIL ? 0 : up->records;
+        size_t alen = build_answer(query, qi.question_end, qi.id, rcode, n, up->ttl, up->octet, out,
+                                   sizeof(out));
+        uv_buf_t b = uv_buf_init((char *)out, (unsigned)alen);
+        cr_assert_eq(uv_udp_try_send(&up->udp, &b, 1, from), (int)alen);
+        up->answers++;
+        if (up->on_sent != NULL)
+                up->on_sent(up);
+}
+
+static void on_delayed(uv_timer_t *t)
+{
+        struct delayed *d = t->data;
+        d->used = false;
+        send_answer(d->up, d->pkt, d->len, (const struct sockaddr *)&d->from);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        static uint8_t slab[65536];
+        (void)h;
+        (void)suggested;
+        *buf = uv_buf_init((char *)slab, sizeof(slab));
+}
+
+static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
+                   unsigned flags)
+{
+        upstream *up = h->data;
+        (void)flags;
+        if (nread <= 0 || from == NULL)
+                return;
+        up->queries++;
+        if (up->mode == UP_SILENT)
+                return;
+        if (up->mode != UP_DELAY) {
+                send_answer(up, (const uint8_t *)buf->base, (size_t)nread, from);
+                return;
+        }
+        for (int i = 0; i < MAX_DELAYED; i++) {
+                struct delayed *d = &up->delayed[i];
+                if (d->used || (size_t)nread > sizeof(d->pkt))
+                        continue;
+                d->used = true;
+                memcpy(d->pkt, buf->base, (size_t)nread);
+                d->len = (size_t)nread;
+                memcpy(&d->from, from,
+                       from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                   : sizeof(struct sockaddr_in));
+                uv_timer_start(&d->timer, on_delayed, up->delay_ms, 0);
+                return;
+        }
+}
+
+static void upstream_start(uv_loop_t *loop, upstream *up, enum up_mode mode)
+{
+        memset(up, 0, sizeof(*up));
+        up->mode = mode;
+        up->records = 1;
+        up->ttl = 300;
+        up->octet = 99;
+        struct sockaddr_in sin;
+        cr_assert_eq(uv_ip4_addr("127.0.0.1", 0, &sin), 0);
+        uv_udp_init(loop, &up->udp);
+        up->udp.data = up;
+        cr_assert_eq(uv_udp_bind(&up->udp, (struct sockaddr *)&sin, 0), 0);
+        int len = sizeof(up->addr.ss);
+        cr_assert_eq(uv_udp_getsockname(&up->udp, (struct sockaddr *)&up->addr.ss, &len), 0);
+        up->addr.len = (socklen_t)len;
+        uv_udp_recv_start(&up->udp, alloc_cb, on_udp);
+        for (int i = 0; i < MAX_DELAYED; i++) {
+                uv_timer_init(loop, &up->delayed[i].timer);
+                up->delayed[i].timer.data = &up->delayed[i];
+                up->delayed[i].up = up;
+        }
+}
+
+static void upstream_stop(upstream *up)
+{
+        uv_close((uv_handle_t *)&up->udp, NULL);
+        for (int i = 0; i < MAX_DELAYED; i++)
+                uv_close((uv_handle_t *)&up->delayed[i].timer, NULL);
+}
+
+/* ---- scenario ------------------------------------------------------------------------------ */
+
+#define MAX_Q 8
+
+typedef struct scenario scenario;
+
+typedef struct reply {
+        scenario *s;
+        int calls;
+        bool sync; /* answered by vd_resolver_query itself (VD_QUERY_REPLY) */
+        size_t len;
+        uint64_t at_ns;
+        uint8_t buf[4096];
+        msg q; /* the client's packet, kept to compare the question */
+        vd_query_info qi;
+} reply;
+
+struct scenario {
+        uv_loop_t loop;
+        vd_forwarder *fwd;
+        vd_cache *cache;
+        vd_resolver *res;
+        upstream up;
+        uv_timer_t guard, linger, later;
+        bool guard_fired, finished, res_closed;
+        bool in_query;
+        uint64_t start_ns;
+        reply r[MAX_Q];
+        int expected;       /* asynchronous replies to wait for */
+        int received;       /* asynchronous replies (first call each) */
+        int want_answers;   /* upstream answers to wait for (0: none) */
+        unsigned linger_ms; /* after both conditions, before finishing */
+        void (*later_fn)(scenario *s);
+        vd_resolver_counters rc; /* taken just before the resolver closes */
+        vd_forward_counters fc;  /* taken just before the forwarder closes */
+};
+
+static void close_resolver_now(scenario *s)
+{
+        if (s->res_closed)
+                return;
+        vd_resolver_counters_get(s->res, &s->rc);
+        s->res_closed = true;
+        vd_resolver_close(s->res);
+}
+
+static void on_linger(uv_timer_t *t);
+
+static void finish(scenario *s)
+{
+        if (s->finished)
+                return;
+        s->finished = true;
+        close_resolver_now(s);
+        vd_forwarder_counters_get(s->fwd, &s->fc);
+        vd_forwarder_close(s->fwd);
+        upstream_stop(&s->up);
+        uv_close((uv_handle_t *)&s->guard, NULL);
+        uv_close((uv_handle_t *)&s->linger, NULL);
+        uv_close((uv_handle_t *)&s->later, NULL);
+}
+
+static void check_done(scenario *s)
+{
+        if (s->finished || s->received < s->expected || s->up.answers < s->want_answers)
+                return;
+        if (!uv_is_active((uv_handle_t *)&s->linger))
+                uv_timer_start(&s->linger, on_linger, s->linger_ms, 0);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+        scenario *s = t->data;
+        s->guard_fired = true;
+        finish(s);
+}
+
+static void on_linger(uv_timer_t *t)
+{
+        finish(t->data);
+}
+
+static void on_later(uv_timer_t *t)
+{
+        scenario *s = t->data;
+        s->later_fn(s);
+}
+
+static void on_up_sent(upstream *up)
+{
+        check_done(up->owner);
+}
+
+static void on_reply(void *arg, const uint8_t *resp, size_t len)
+{
+        reply *r = arg;
+        scenario *s = r->s;
+        cr_assert_not(s->in_query, "reply called from inside vd_resolver_query");
+        r->calls++;
+        r->len = len;
+        r->at_ns = uv_hrtime();
+        if (len > 0) {
+                cr_assert_not_null(resp);
+                cr_assert_leq(len, sizeof(r->buf));
+                memcpy(r->buf, resp, len);
+        }
+        if (r->calls > 1)
+                return;
+        s->received++;
+        check_done(s);
+}
+
+typedef struct setup {
+        enum up_mode mode;
+        unsigned budget_ms;
+        unsigned max_qps;
+        vd_resolver_options ro;
+        bool no_cache;
+} setup;
+
+static setup default_setup(enum up_mode mode)
+{
+        setup st = {.mode = mode, .budget_ms = 2000};
+        vd_resolver_options_default(&st.ro);
+        return st;
+}
+
+static void scenario_init(scenario *s, const setup *st)
+{
+        memset(s, 0, sizeof(*s));
+        cr_assert_eq(uv_loop_init(&s->loop), 0);
+        upstream_start(&s->loop, &s->up, st->mode);
+        s->up.owner = s;
+        s->up.on_sent = on_up_sent;
+        vd_forward_options fo = {.servers = &s->up.addr,
+                                 .n_servers = 1,
+                                 .timeout_ms = st->budget_ms,
+                                 .max_qps = st->max_qps};
+        vd_error err;
+        cr_assert_eq(vd_forwarder_new(&s->loop, &fo, &s->fwd, &err), 0, "%s", err.msg);
+        if (!st->no_cache) {
+                vd_cache_options co;
+                vd_cache_options_default(&co);
+                cr_assert_eq(vd_cache_new(&co, &s->cache), 0);
+        }
+        cr_assert_eq(vd_resolver_new(&s->loop, s->fwd, s->cache, &st->ro, &s->res), 0);
+        uv_timer_init(&s->loop, &s->guard);
+        uv_timer_init(&s->loop, &s->linger);
+        uv_timer_init(&s->loop, &s->later);
+        s->guard.data = s->linger.data = s->later.data = s;
+        uv_timer_start(&s->guard, on_guard, 8000, 0);
+        s->linger_ms = 50;
+        for (int i = 0; i < MAX_Q; i++)
+                s->r[i].s = s;
+        uv_update_time(&s->loop); /* setting up took a while: timers start from now */
+        s->start_ns = uv_hrtime();
+}
+
+/* Asks question i; a synchronous answer is recorded like a reply. */
+static vd_query_outcome ask(scenario *s, int i, unsigned id, const char *name, bool edns,
+                            size_t max_len)
+{
+        reply *r = &s->r[i];
+        msg scratch;
+        vd_query_info qi;
+        client_query(&scratch, &qi, id, name, edns);
+        r->q = scratch;
+        client_query(&r->q, &r->qi, id, name, edns);
+        uint8_t out[VD_TCP_MAX];
+        size_t out_len = 0;
+        s->in_query = true;
+        vd_query_outcome o =
+            vd_resolver_query(s->res, &qi, max_len, out, sizeof(out), &out_len, on_reply, r);
+        s->in_query = false;
+        memset(&scratch, 0xAB, sizeof(scratch)); /* the resolver must have copied the question */
+        if (o == VD_QUERY_REPLY) {
+                cr_assert_gt(out_len, 0);
+                cr_assert_leq(out_len, sizeof(r->buf));
+                r->sync = true;
+                r->calls++;
+                r->len = out_len;
+                r->at_ns = uv_hrtime();
+                memcpy(r->buf, out, out_len);
+        }
+        return o;
+}
+
+static void run_later(scenario *s, unsigned ms, void (*fn)(scenario *s))
+{
+        s->later_fn = fn;
+        uv_timer_start(&s->later, on_later, ms, 0);
+}
+
+/* Runs the loop to its end: no handle may be left (the resolver's timers included). */
+static void scenario_run(scenario *s)
+{
+        check_done(s);
+        cr_assert_eq(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
+        cr_assert_not(s->guard_fired, "scenario did not finish in time");
+}
+
+static void scenario_free(scenario *s)
+{
+        cr_assert_eq(uv_loop_close(&s->loop), 0, "handles left open");
+        vd_cache_free(s->cache);
+}
+
+static double elapsed_ms(const scenario *s, const reply *r)
+{
+        return (double)(r->at_ns - s->start_ns) / 1e6;
+}
+
+static ldns_pkt *parse(const uint8_t *b, size_t n)
+{
+        ldns_pkt *p = NULL;
+        cr_assert_gt(n, 0, "no response");
+        cr_assert_eq(ldns_wire2pkt(&p, b, n), LDNS_STATUS_OK, "response does not parse");
+        return p;
+}
+
+/* Checks a reply: its rcode, and for NOERROR one A record 192.0.2.octet with TTL ttl. */
+static void assert_a(const reply *r, unsigned rcode, unsigned octet, uint32_t ttl)
+{
+        cr_assert_eq(r->calls, 1, "replied %d times", r->calls);
+        ldns_pkt *p = parse(r->buf, r->len);
+        cr_assert_eq(ldns_pkt_id(p), r->qi.id, "the client's own ID");
+        cr_assert_eq(memcmp(r->buf + VD_HEADER_LEN, r->q.b + VD_HEADER_LEN, r->qi.qname_len + 4u),
+                     0, "question as the client spelt it");
+        cr_assert_eq(ldns_pkt_get_rcode(p), rcode);
+        if (rcode == 0) {
+                cr_assert_eq(ldns_pkt_ancount(p), 1);
+                ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_answer(p), 0);
+                cr_assert_eq(ldns_rr_ttl(rr), ttl);
+                uint8_t *a = ldns_rdf_data(ldns_rr_rdf(rr, 0));
+                cr_assert_eq(a[3], octet, "got 192.0.2.%u, want .%u", a[3], octet);
+        }
+        ldns_pkt_free(p);
+}
+
+/* Stores an answer for name (TTL ttl, 192.0.2.octet) as if it had arrived age_ms ago. */
+static void seed_cache(scenario *s, const char *name, uint32_t ttl, unsigned octet, uint64_t age_ms)
+{
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, name, false);
+        uint8_t ans[512];
+        size_t n = build_answer(q.b, qi.question_end, 1, 0, 1, ttl, octet, ans, sizeof(ans));
+        uint64_t now = uv_now(&s->loop);
+        cr_assert_gt(now, age_ms, "monotonic clock too young for this test");
+        cr_assert_eq(vd_cache_store(s->cache, &qi, ans, n, now - age_ms), 0);
+}
+
+/* What the cache itself now answers for name: a fresh entry with this TTL and address. */
+static void assert_cached(scenario *s, const char *name, unsigned octet, uint32_t ttl)
+{
+        reply r = {0};
+        client_query(&r.q, &r.qi, 77, name, false);
+        r.len = vd_cache_lookup(s->cache, &r.qi, uv_now(&s->loop), 512, r.buf, sizeof(r.buf));
+        r.calls = 1;
+        cr_assert_gt(r.len, 0, "no fresh cache entry for %s", name);
+        assert_a(&r, 0, octet, ttl);
+}
+
+/* The resolver's counters as they were when it closed. */
+static vd_resolver_counters counters(scenario *s)
+{
+        cr_assert(s->res_closed);
+        return s->rc;
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+static void ask_again(scenario *s)
+{
+        cr_assert_eq(ask(s, 1, 0x2222, "www.EXAMPLE.com", false, 512), VD_QUERY_REPLY,
+                     "second question must be a cache hit");
+        check_done(s);
+}
+
+Test(resolve, second_question_is_answered_from_the_cache)
+{
+        scenario s;
+        setup st = default_setup(UP_ANSWER);
+        scenario_init(&s, &st);
+        s.expected = 1;
+        cr_assert_eq(ask(&s, 0, 0x1111, "www.example.com", false, 512), VD_QUERY_PENDING);
+        s.expected = 1;
+        s.want_answers = 1;
+        s.linger_ms = 300;
+        run_later(&s, 150, ask_again);
+        scenario_run(&s);
+        assert_a(&s.r[0], 0, 99, 300);
+        assert_a(&s.r[1], 0, 99, 300);
+        cr_assert(s.r[1].sync);
+        cr_assert_eq(s.up.queries, 1, "the cache hit must not go upstream");
+        vd_resolver_counters c = counters(&s);
+        cr_assert_eq(c.cache_hits, 1);
+        cr_assert_eq(c.cache_misses, 1);
+        scenario_free(&s);
+}
+
+Test(resolve, identical_questions_in_flight_share_one_upstream_query)
+{
+        scenario s;
+        setup st = default_setup(UP_ANSWER); /* all three are asked before the loop runs */
+        scenario_init(&s, &st);
+        s.expected = 3;
+        cr_assert_eq(ask(&s, 0, 0x0101, "WWW.Example.COM", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 1, 0x0202, "www.eXample.com", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 2, 0x0303, "other.example.com", false, 512), VD_QUERY_PENDING);
+        scenario_run(&s);
+        cr_assert_eq(s.up.queries, 2, "one upstream query per distinct question, got %d",
+                     s.up.queries);
+        assert_a(&s.r[0], 0, 99, 300);
+        assert_a(&s.r[1], 0, 99, 300);
+        assert_a(&s.r[2], 0, 99, 300);
+        ldns_pkt *p = parse(s.r[0].buf, s.r[0].len);
+        char *owner = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_answer(p), 0)));
+        cr_assert_str_eq(owner, "WWW.Example.COM.");
+        free(owner);
+        ldns_pkt_free(p);
+        cr_assert_eq(counters(&s).merged, 1);
+        scenario_free(&s);
+}
+
+Test(resolve, merged_waiters_get_their_own_edns_and_size_limit)
+{
+        scenario s;
+        setup st = default_setup(UP_ANSWER);
+        scenario_init(&s, &st);
+        /* 20 × 16 octets: a 353-octet answer. Kept under 512 because c-ares 1.18 retries larger
+         * UDP answers over TCP, which this upstream does not serve; a limit of 300 octets
+         * stands in for a small client limit. */
+        s.up.records = 20;
+        s.expected = 2;
+        cr_assert_eq(ask(&s, 0, 0x0A0A, "big.example.com", false, 300), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 1, 0x0B0B, "big.example.com", true, 1232), VD_QUERY_PENDING);
+        scenario_run(&s);
+        cr_assert_eq(s.up.queries, 1);
+
+        ldns_pkt *p = parse(s.r[0].buf, s.r[0].len);
+        cr_assert_eq(ldns_pkt_get_rcode(p), 0);
+        cr_assert_leq(s.r[0].len, 300);
+        cr_assert(ldns_pkt_tc(p), "a 300-octet client gets TC");
+        cr_assert_eq(ldns_pkt_id(p), 0x0A0A);
+        cr_assert_not(ldns_pkt_edns(p), "no OPT for a client without EDNS");
+        ldns_pkt_free(p);
+
+        p = parse(s.r[1].buf, s.r[1].len);
+        cr_assert_not(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_ancount(p), 20, "the EDNS client gets the whole answer");
+        cr_assert(ldns_pkt_edns(p), "EDNS client gets an OPT");
+        cr_assert_eq(ldns_pkt_id(p), 0x0B0B);
+        ldns_pkt_free(p);
+        scenario_free(&s);
+}
+
+Test(resolve, silent_upstream_stale_answer_else_servfail)
+{
+        scenario s;
+        setup st = default_setup(UP_SILENT);
+        st.budget_ms = 400;
+        st.ro.stale_answer_ms = 5000; /* the budget runs out first */
+        scenario_init(&s, &st);
+        seed_cache(&s, "old.example.com", 5, 7, 20000); /* expired 15 s ago */
+        s.expected = 2;
+        cr_assert_eq(ask(&s, 0, 0x0C0C, "Old.example.com", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 1, 0x0D0D, "never.example.com", false, 512), VD_QUERY_PENDING);
+        scenario_run(&s);
+        assert_a(&s.r[0], 0, 7, 30);
+        assert_a(&s.r[1], VD_RCODE_SERVFAIL, 0, 0);
+        cr_assert_geq(elapsed_ms(&s, &s.r[0]), 350, "answered before the budget ran out");
+        vd_resolver_counters c = counters(&s);
+        cr_assert_eq(c.stale_answers, 1);
+        cr_assert_eq(c.servfails, 1);
+        scenario_free(&s);
+}
+
+Test(resolve, slow_upstream_stale_at_stale_answer_ms_then_cache_refreshed)
+{
+        scenario s;
+        setup st = default_setup(UP_DELAY);
+        st.budget_ms = 3000;
+        st.ro.stale_answer_ms = 400;
+        scenario_init(&s, &st);
+        s.up.delay_ms = 2500;
+        seed_cache(&s, "slow.example.com", 5, 7, 10000);
+        s.expected = 1;
+        s.want_answers = 1;
+        s.linger_ms = 100;
+        cr_assert_eq(ask(&s, 0, 0x0E0E, "slow.example.com", true, 1232), VD_QUERY_PENDING);
+        scenario_run(&s);
+        assert_a(&s.r[0], 0, 7, 30);
+        double t = elapsed_ms(&s, &s.r[0]);
+        cr_assert(t >= 350 && t < 1500, "stale answer after %.0f ms, want ~400", t);
+        assert_cached(&s, "slow.example.com", 99, 300);
+        scenario_free(&s);
+}
+
+Test(resolve, stale_max_exceeded_is_servfail)
+{
+        scenario s;
+        setup st = default_setup(UP_SILENT);
+        st.budget_ms = 300;
+        st.ro.stale_max_s = 10;
+        scenario_init(&s, &st);
+        seed_cache(&s, "ancient.example.com", 5, 7, 30000); /* expired 25 s ago */
+        seed_cache(&s, "recent.example.com", 5, 8, 12000);  /* expired 7 s ago */
+        s.expected = 2;
+        cr_assert_eq(ask(&s, 0, 1, "ancient.example.com", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 1, 2, "recent.example.com", false, 512), VD_QUERY_PENDING);
+        scenario_run(&s);
+        assert_a(&s.r[0], VD_RCODE_SERVFAIL, 0, 0);
+        assert_a(&s.r[1], 0, 8, 30);
+        scenario_free(&s);
+}
+
+Test(resolve, stale_disabled_is_servfail)
+{
+        scenario s;
+        setup st = default_setup(UP_SILENT);
+        st.budget_ms = 300;
+        st.ro.stale_max_s = 0;
+        scenario_init(&s, &st);
+        seed_cache(&s, "old.example.com", 5, 7, 6000);
+        s.expected = 1;
+        cr_assert_eq(ask(&s, 0, 1, "old.example.com", false, 512), VD_QUERY_PENDING);
+        scenario_run(&s);
+        assert_a(&s.r[0], VD_RCODE_SERVFAIL, 0, 0);
+        scenario_free(&s);
+}
+
+static void hit_again(scenario *s)
+{
+        cr_assert_eq(ask(s, 1, 0x4444, "hot.example.com", false, 512), VD_QUERY_REPLY);
+        check_done(s);
+}
+
+Test(resolve, prefetch_refreshes_an_entry_hit_in_its_last_tenth)
+{
+        scenario s;
+        setup st = default_setup(UP_ANSWER);
+        scenario_init(&s, &st);
+        seed_cache(&s, "hot.example.com", 100, 7, 95000); /* 5 s of 100 left */
+        seed_cache(&s, "cool.example.com", 100, 7, 50000);
+        s.want_answers = 1;
+        s.linger_ms = 200;
+        cr_assert_eq(ask(&s, 0, 0x3333, "hot.example.com", false, 512), VD_QUERY_REPLY);
+        assert_a(&s.r[0], 0, 7, 5);
+        cr_assert_eq(ask(&s, 2, 0x5555, "cool.example.com", false, 512), VD_QUERY_REPLY);
+        assert_a(&s.r[2], 0, 7, 50);
+        run_later(&s, 20, hit_again);
+        scenario_run(&s);
+        cr_assert_eq(s.up.queries, 1, "one background refresh, for the hot name only");
+        cr_assert(s.r[1].sync);
+        cr_assert_eq(counters(&s).prefetches, 1);
+        assert_cached(&s, "hot.example.com", 99, 300);
+        assert_cached(&s, "cool.example.com", 7, 50);
+        scenario_free(&s);
+}
+
+static int queries_before_second;
+
+static void ask_during_servfail(scenario *s)
+{
+        queries_before_second = s->up.queries;
+        cr_assert_eq(ask(s, 1, 0x6666, "flaky.example.com", false, 512), VD_QUERY_REPLY,
+                     "a SERVFAIL kept for a few seconds answers at once");
+        check_done(s);
+}
+
+Test(resolve, upstream_servfail_serves_stale_and_keeps_the_old_entry)
+{
+        scenario s;
+        setup st = default_setup(UP_SERVFAIL);
+        scenario_init(&s, &st);
+        seed_cache(&s, "flaky.example.com", 5, 7, 8000);
+        s.expected = 1;
+        s.linger_ms = 500;
+        cr_assert_eq(ask(&s, 0, 0x5555, "flaky.example.com", false, 512), VD_QUERY_PENDING);
+        run_later(&s, 300, ask_during_servfail);
+        scenario_run(&s);
+        assert_a(&s.r[0], 0, 7, 30);
+        assert_a(&s.r[1], 0, 7, 30);
+        cr_assert_geq(queries_before_second, 1);
+        cr_assert_eq(s.up.queries, queries_before_second, "the second question stayed local");
+        scenario_free(&s);
+}
+
+Test(resolve, upstream_servfail_without_stale_is_relayed)
+{
+        scenario s;
+        setup st = default_setup(UP_SERVFAIL);
+        scenario_init(&s, &st);
+        s.expected = 1;
+        cr_assert_eq(ask(&s, 0, 0x5151, "fail.example.com", true, 1232), VD_QUERY_PENDING);
+        scenario_run(&s);
+        assert_a(&s.r[0], VD_RCODE_SERVFAIL, 0, 0);
+        scenario_free(&s);
+}
+
+Test(resolve, over_budget_answers_at_once_with_stale_or_servfail)
+{
+        scenario s;
+        setup st = default_setup(UP_SILENT);
+        st.max_qps = 1; /* a burst of one query */
+        st.budget_ms = 300;
+        scenario_init(&s, &st);
+        seed_cache(&s, "b.example.com", 5, 9, 6000);
+        s.expected = 1;
+        cr_assert_eq(ask(&s, 0, 1, "a.example.com", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 1, 2, "b.example.com", false, 512), VD_QUERY_REPLY);
+        cr_assert_eq(ask(&s, 2, 3, "c.example.com", false, 512), VD_QUERY_REPLY);
+        assert_a(&s.r[1], 0, 9, 30);
+        assert_a(&s.r[2], VD_RCODE_SERVFAIL, 0, 0);
+        scenario_run(&s);
+        assert_a(&s.r[0], VD_RCODE_SERVFAIL, 0, 0);
+        cr_assert_eq(s.fc.budget_refused, 2);
+        vd_resolver_counters c = counters(&s);
+        cr_assert_eq(c.stale_answers, 1);
+        cr_assert_eq(c.servfails, 2);
+        scenario_free(&s);
+}
+
+Test(resolve, no_forwarder_is_servfail_at_once)
+{
+        uv_loop_t loop;
+        cr_assert_eq(uv_loop_init(&loop), 0);
+        vd_resolver *r = NULL;
+        cr_assert_eq(vd_resolver_new(&loop, NULL, NULL, NULL, &r), 0);
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 0x7777, "x.example.com", false);
+        uint8_t out[512];
+        size_t n = 0;
+        cr_assert_eq(vd_resolver_query(r, &qi, 512, out, sizeof(out), &n, on_reply, NULL),
+                     VD_QUERY_REPLY);
+        cr_assert_eq(n, q.n);
+        cr_assert_eq(vd_wire_get16(out), 0x7777);
+        cr_assert_eq(out[3] & 0x0F, VD_RCODE_SERVFAIL);
+        vd_resolver_close(r);
+        cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+static void close_resolver(scenario *s)
+{
+        close_resolver_now(s);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(s->r[i].calls, 1, "waiter %d answered during close", i);
+        check_done(s);
+}
+
+Test(resolve, close_answers_every_waiter_once_with_len_0)
+{
+        scenario s;
+        setup st = default_setup(UP_SILENT);
+        scenario_init(&s, &st);
+        seed_cache(&s, "w.example.com", 5, 7, 6000); /* arms a stale timer */
+        s.expected = 3;
+        cr_assert_eq(ask(&s, 0, 1, "w.example.com", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 1, 2, "W.example.com", false, 512), VD_QUERY_PENDING);
+        cr_assert_eq(ask(&s, 2, 3, "v.example.com", false, 512), VD_QUERY_PENDING);
+        run_later(&s, 100, close_resolver);
+        scenario_run(&s);
+        for (int i = 0; i < 3; i++) {
+                cr_assert_eq(s.r[i].calls, 1);
+                cr_assert_eq(s.r[i].len, 0);
+        }
+        cr_assert_lt(elapsed_ms(&s, &s.r[0]), 1000, "answered by close, not by the budget");
+        scenario_free(&s);
+}
+
+/* A reply callback that closes the resolver, the forwarder and the cache on the spot. */
+static void close_everything_reply(void *arg, const uint8_t *resp, size_t len)
+{
+        reply *r = arg;
+        scenario *s = r->s;
+        on_reply(arg, resp, len);
+        if (!s->res_closed) {
+                close_resolver_now(s);
+                vd_cache_free(s->cache);
+                s->cache = NULL;
+                finish(s);
+        }
+}
+
+Test(resolve, closing_everything_from_inside_a_reply)
+{
+        scenario s;
+        setup st = default_setup(UP_DELAY);
+        scenario_init(&s, &st);
+        s.up.delay_ms = 50;
+        s.expected = 2;
+        msg q;
+        vd_query_info qi;
+        uint8_t out[512];
+        size_t n;
+        for (int i = 0; i < 2; i++) {
+                client_query(&q, &qi, (unsigned)i + 1, "c.example.com", false);
+                s.r[i].qi = qi;
+                cr_assert_eq(vd_resolver_query(s.res, &qi, 512, out, sizeof(out), &n,
+                                               close_everything_reply, &s.r[i]),
+                             VD_QUERY_PENDING);
+        }
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 1);
+        cr_assert_gt(s.r[0].len, 0, "the first waiter gets the answer");
+        cr_assert_eq(s.r[1].calls, 1);
+        cr_assert_eq(s.r[1].len, 0, "the second one: the resolver closed under it");
+        scenario_free(&s);
+}
