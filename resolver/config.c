@@ -3,7 +3,7 @@
  * moves it into the caller's vd_config only when the whole input was accepted.
  * Also owns address text (vd_addr_*) and the resolv.conf reader behind the default upstreams.
  * Knows nothing about sockets beyond sockaddr; of other modules it uses only acl.h (prefix
- * text and the default allow list). */
+ * text and the default allow list) and wire.h (to check the domain of a forwarding rule). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +19,7 @@
 
 #include "vpcdns/acl.h"
 #include "vpcdns/config.h"
+#include "vpcdns/wire.h"
 
 #define DEFAULT_PORT 53
 #define USER_MAX 256 /* longest user name accepted (LOGIN_NAME_MAX is far smaller) */
@@ -47,6 +48,12 @@ void vd_config_init(vd_config *cfg)
         cfg->cache_max_ttl = 86400;
         cfg->cache_max_negative_ttl = 3600;
         cfg->cache_servfail_ttl = 5;
+        cfg->upstream_max_qps = 0; /* off */
+        cfg->upstream_ports = 16;
+        cfg->upstream_0x20 = false;
+        cfg->stale_max = 3600;
+        cfg->stale_answer_ms = 1800;
+        cfg->prefetch = true;
 }
 
 static void free_strings(char **list, size_t *n)
@@ -58,12 +65,22 @@ static void free_strings(char **list, size_t *n)
         *n = 0;
 }
 
+static void free_rules(vd_config_rule *rules, size_t *n)
+{
+        for (size_t i = 0; i < *n; i++) {
+                free(rules[i].domain);
+                rules[i].domain = NULL;
+        }
+        *n = 0;
+}
+
 void vd_config_free(vd_config *cfg)
 {
         if (cfg == NULL)
                 return;
         free_strings(cfg->snapshot_dirs, &cfg->n_snapshots);
         free_strings(cfg->zone_files, &cfg->n_zones);
+        free_rules(cfg->rules, &cfg->n_rules);
         free(cfg->config_path);
         cfg->config_path = NULL;
         free(cfg->user);
@@ -76,6 +93,7 @@ static int config_copy(vd_config *dst, const vd_config *src)
         *dst = *src;
         dst->n_snapshots = 0;
         dst->n_zones = 0;
+        dst->n_rules = 0;
         dst->config_path = NULL;
         dst->user = NULL;
         for (size_t i = 0; i < src->n_snapshots; i++) {
@@ -89,6 +107,13 @@ static int config_copy(vd_config *dst, const vd_config *src)
                 if (dst->zone_files[i] == NULL)
                         goto fail;
                 dst->n_zones++;
+        }
+        for (size_t i = 0; i < src->n_rules; i++) {
+                dst->rules[i] = src->rules[i];
+                dst->rules[i].domain = strdup(src->rules[i].domain);
+                if (dst->rules[i].domain == NULL)
+                        goto fail;
+                dst->n_rules++;
         }
         if (src->config_path != NULL) {
                 dst->config_path = strdup(src->config_path);
@@ -353,7 +378,17 @@ static bool is_own_address(const vd_addr *upstream, const vd_addr *listen, size_
 /* ------------------------------------------------------------------------------------------ */
 /* The keys of the config file                                                               */
 
-enum key_kind { KIND_ADDRS, KIND_PATHS, KIND_LEVEL, KIND_UINT, KIND_CIDRS, KIND_DENY, KIND_USER };
+enum key_kind {
+        KIND_ADDRS,
+        KIND_PATHS,
+        KIND_LEVEL,
+        KIND_UINT,
+        KIND_CIDRS,
+        KIND_DENY,
+        KIND_USER,
+        KIND_BOOL,
+        KIND_RULES,
+};
 
 enum key_id {
         KEY_LISTEN,
@@ -380,6 +415,13 @@ enum key_id {
         KEY_CACHE_MAX_TTL,
         KEY_CACHE_MAX_NEG_TTL,
         KEY_CACHE_SERVFAIL_TTL,
+        KEY_FORWARD,
+        KEY_UPSTREAM_MAX_QPS,
+        KEY_UPSTREAM_PORTS,
+        KEY_UPSTREAM_0X20,
+        KEY_STALE_MAX,
+        KEY_STALE_ANSWER_MS,
+        KEY_PREFETCH,
         KEY_COUNT,
 };
 
@@ -414,6 +456,13 @@ static const struct key_def keys[KEY_COUNT] = {
     [KEY_CACHE_MAX_TTL] = {"cache_max_ttl", KIND_UINT, 1, 604800},
     [KEY_CACHE_MAX_NEG_TTL] = {"cache_max_negative_ttl", KIND_UINT, 0, 86400},
     [KEY_CACHE_SERVFAIL_TTL] = {"cache_servfail_ttl", KIND_UINT, 0, 300},
+    [KEY_FORWARD] = {"forward", KIND_RULES, 0, 0},
+    [KEY_UPSTREAM_MAX_QPS] = {"upstream_max_qps", KIND_UINT, 0, 1000000},
+    [KEY_UPSTREAM_PORTS] = {"upstream_ports", KIND_UINT, 1, 256},
+    [KEY_UPSTREAM_0X20] = {"upstream_0x20", KIND_BOOL, 0, 0},
+    [KEY_STALE_MAX] = {"stale_max", KIND_UINT, 0, 604800},
+    [KEY_STALE_ANSWER_MS] = {"stale_answer_ms", KIND_UINT, 100, 60000},
+    [KEY_PREFETCH] = {"prefetch", KIND_BOOL, 0, 0},
 };
 
 static unsigned *uint_field(vd_config *cfg, enum key_id id)
@@ -451,6 +500,14 @@ static unsigned *uint_field(vd_config *cfg, enum key_id id)
                 return &cfg->cache_max_negative_ttl;
         case KEY_CACHE_SERVFAIL_TTL:
                 return &cfg->cache_servfail_ttl;
+        case KEY_UPSTREAM_MAX_QPS:
+                return &cfg->upstream_max_qps;
+        case KEY_UPSTREAM_PORTS:
+                return &cfg->upstream_ports;
+        case KEY_STALE_MAX:
+                return &cfg->stale_max;
+        case KEY_STALE_ANSWER_MS:
+                return &cfg->stale_answer_ms;
         default:
                 return NULL;
         }
@@ -467,6 +524,11 @@ static vd_addr *addr_field(vd_config *cfg, enum key_id id, size_t **n, size_t *c
         *n = &cfg->n_upstream;
         *cap = VD_MAX_UPSTREAM;
         return cfg->upstream;
+}
+
+static bool *bool_field(vd_config *cfg, enum key_id id)
+{
+        return id == KEY_PREFETCH ? &cfg->prefetch : &cfg->upstream_0x20;
 }
 
 static char **path_field(vd_config *cfg, enum key_id id, size_t **n)
@@ -579,6 +641,7 @@ struct file_parse {
         vd_config values; /* private copy; only keys marked in seen[] are applied */
         bool seen[KEY_COUNT];
         size_t seen_line[KEY_COUNT];
+        size_t rule_line[VD_MAX_RULES]; /* where each forward rule's domain stands */
         vd_error *err;
 };
 
@@ -739,6 +802,160 @@ static int parse_list_item(struct file_parse *fp, enum key_id id, const yaml_nod
         return 0;
 }
 
+/* YAML booleans as people write them: true/false in any of the usual capitalisations. */
+static bool parse_bool(const char *text, bool *out)
+{
+        static const char *const yes[] = {"true", "True", "TRUE"};
+        static const char *const no[] = {"false", "False", "FALSE"};
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+                if (strcmp(text, yes[i]) == 0) {
+                        *out = true;
+                        return true;
+                }
+                if (strcmp(text, no[i]) == 0) {
+                        *out = false;
+                        return true;
+                }
+        }
+        return false;
+}
+
+#define RULE_EXPECTED "a rule {domain: NAME, servers: [ADDR[:PORT], ...] or default}"
+#define SERVERS_EXPECTED "a server address ADDR[:PORT] (10.0.0.2, [fd00::2]:53)"
+
+/* The servers of one rule: a list of addresses, one address, or the word default. */
+static int parse_rule_servers(struct file_parse *fp, vd_config_rule *rule, const yaml_node_t *node)
+{
+        const char *text = scalar_text(node);
+        vd_addr addr;
+        if (text != NULL && strcmp(text, "default") == 0) {
+                rule->use_default = true;
+                return 0;
+        }
+        if (node->type == YAML_SCALAR_NODE) {
+                if (text == NULL || vd_addr_parse(text, DEFAULT_PORT, &addr) != 0)
+                        return fail_node(fp, node,
+                                         "a list of server addresses or default for 'servers'");
+                rule->servers[rule->n_servers++] = addr;
+                return 0;
+        }
+        if (node->type != YAML_SEQUENCE_NODE ||
+            node->data.sequence.items.start == node->data.sequence.items.top)
+                return fail_node(fp, node,
+                                 "a list of server addresses or default for 'servers' (at least "
+                                 "one address)");
+        for (yaml_node_item_t *it = node->data.sequence.items.start;
+             it < node->data.sequence.items.top; it++) {
+                const yaml_node_t *item = yaml_document_get_node(fp->doc, *it);
+                text = scalar_text(item);
+                if (text == NULL || vd_addr_parse(text, DEFAULT_PORT, &addr) != 0)
+                        return fail_node(fp, item, SERVERS_EXPECTED);
+                if (rule->n_servers >= VD_MAX_UPSTREAM) {
+                        char expected[64];
+                        snprintf(expected, sizeof(expected), "at most %d servers per rule",
+                                 VD_MAX_UPSTREAM);
+                        return fail_node(fp, item, expected);
+                }
+                rule->servers[rule->n_servers++] = addr;
+        }
+        return 0;
+}
+
+/* The domain of one rule: a name without wildcard, kept as lower-case text with a final dot.
+ * A domain given by an earlier rule is an error. */
+static int parse_rule_domain(struct file_parse *fp, vd_config_rule *rule, const yaml_node_t *node)
+{
+        const char *text = scalar_text(node);
+        uint8_t wire[VD_NAME_MAX], other[VD_NAME_MAX];
+        size_t len, other_len;
+        char canonical[VD_NAME_MAX * 4 + 2];
+        if (text == NULL || strchr(text, '*') != NULL || vd_name_from_text(text, wire, &len) != 0 ||
+            vd_name_to_text(wire, canonical, sizeof(canonical)) != 0)
+                return fail_node(fp, node, "a domain name for 'domain' (corp.example)");
+        for (size_t i = 0; i < fp->values.n_rules; i++) {
+                if (vd_name_from_text(fp->values.rules[i].domain, other, &other_len) == 0 &&
+                    other_len == len && memcmp(other, wire, len) == 0) {
+                        char expected[VD_NAME_MAX * 4 + 96], got[VD_NAME_MAX * 4 + 16];
+                        snprintf(expected, sizeof(expected),
+                                 "each domain once in 'forward' (%s is at line %zu)", canonical,
+                                 fp->rule_line[i]);
+                        snprintf(got, sizeof(got), "'%s' again", text);
+                        return fail_at(fp, node->start_mark, expected, got);
+                }
+        }
+        rule->domain = strdup(canonical);
+        if (rule->domain == NULL) {
+                vd_error_set(fp->err, "%s: out of memory", fp->path);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* One item of forward: a mapping with exactly the keys domain and servers. */
+static int parse_rule(struct file_parse *fp, const yaml_node_t *node)
+{
+        vd_config_rule rule;
+        const yaml_node_t *domain = NULL, *servers = NULL;
+        int rc;
+        if (node->type != YAML_MAPPING_NODE)
+                return fail_node(fp, node, RULE_EXPECTED);
+        if (fp->values.n_rules >= VD_MAX_RULES) {
+                char expected[64];
+                snprintf(expected, sizeof(expected), "at most %d forward rules", VD_MAX_RULES);
+                return fail_node(fp, node, expected);
+        }
+        for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+             pair < node->data.mapping.pairs.top; pair++) {
+                const yaml_node_t *key = yaml_document_get_node(fp->doc, pair->key);
+                const yaml_node_t *value = yaml_document_get_node(fp->doc, pair->value);
+                const char *name = scalar_text(key);
+                const yaml_node_t **slot = NULL;
+                if (name != NULL && strcmp(name, "domain") == 0)
+                        slot = &domain;
+                else if (name != NULL && strcmp(name, "servers") == 0)
+                        slot = &servers;
+                if (slot == NULL)
+                        return fail_node(fp, key, "domain or servers in a forward rule");
+                if (*slot != NULL) {
+                        char got[64];
+                        snprintf(got, sizeof(got), "'%s' again", name);
+                        return fail_at(fp, key->start_mark, "each key of a forward rule once", got);
+                }
+                *slot = value;
+        }
+        if (domain == NULL || servers == NULL)
+                return fail_at(fp, node->start_mark, RULE_EXPECTED,
+                               domain == NULL ? "a rule without 'domain'"
+                                              : "a rule without 'servers'");
+        memset(&rule, 0, sizeof(rule));
+        rc = parse_rule_servers(fp, &rule, servers);
+        if (rc != 0)
+                return rc;
+        rc = parse_rule_domain(fp, &rule, domain);
+        if (rc != 0)
+                return rc;
+        fp->rule_line[fp->values.n_rules] = domain->start_mark.line + 1;
+        fp->values.rules[fp->values.n_rules++] = rule;
+        return 0;
+}
+
+static int parse_rules(struct file_parse *fp, const yaml_node_t *value)
+{
+        if (value->type == YAML_MAPPING_NODE)
+                return parse_rule(fp, value);
+        if (value->type != YAML_SEQUENCE_NODE)
+                return fail_node(fp, value,
+                                 "a list of forward rules {domain: NAME, servers: "
+                                 "[ADDR[:PORT], ...] or default}");
+        for (yaml_node_item_t *it = value->data.sequence.items.start;
+             it < value->data.sequence.items.top; it++) {
+                int rc = parse_rule(fp, yaml_document_get_node(fp->doc, *it));
+                if (rc != 0)
+                        return rc;
+        }
+        return 0;
+}
+
 static int parse_value(struct file_parse *fp, enum key_id id, const yaml_node_t *value)
 {
         const struct key_def *def = &keys[id];
@@ -800,6 +1017,19 @@ static int parse_value(struct file_parse *fp, enum key_id id, const yaml_node_t 
                         return fail_node(fp, value, "refuse or drop for 'deny_action'");
                 return 0;
         }
+        case KIND_BOOL: {
+                const char *text = scalar_text(value);
+                char expected_bool[64];
+                if (text == NULL || value->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+                    !parse_bool(text, bool_field(&fp->values, id))) {
+                        snprintf(expected_bool, sizeof(expected_bool), "true or false for '%s'",
+                                 def->name);
+                        return fail_node(fp, value, expected_bool);
+                }
+                return 0;
+        }
+        case KIND_RULES:
+                return parse_rules(fp, value);
         case KIND_USER: {
                 const char *text = scalar_text(value);
                 if (text == NULL || !user_name_ok(text))
@@ -836,7 +1066,7 @@ static int parse_root(struct file_parse *fp, const yaml_node_t *root)
                                 id = i;
                 }
                 if (id < 0) {
-                        char expected[640];
+                        char expected[800];
                         size_t len = (size_t)snprintf(expected, sizeof(expected), "one of");
                         for (int i = 0; i < KEY_COUNT && len < sizeof(expected); i++)
                                 len += (size_t)snprintf(expected + len, sizeof(expected) - len,
@@ -934,9 +1164,17 @@ static void apply_file(vd_config *cfg, struct file_parse *fp)
                 cfg->user = v->user;
                 v->user = NULL;
         }
+        if (fp->seen[KEY_FORWARD]) {
+                free_rules(cfg->rules, &cfg->n_rules);
+                memcpy(cfg->rules, v->rules, sizeof(cfg->rules));
+                cfg->n_rules = v->n_rules;
+                v->n_rules = 0;
+        }
         for (int id = 0; id < KEY_COUNT; id++) {
                 if (fp->seen[id] && keys[id].kind == KIND_UINT)
                         *uint_field(cfg, (enum key_id)id) = *uint_field(v, (enum key_id)id);
+                if (fp->seen[id] && keys[id].kind == KIND_BOOL)
+                        *bool_field(cfg, (enum key_id)id) = *bool_field(v, (enum key_id)id);
         }
 }
 
@@ -1375,6 +1613,30 @@ int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err)
                         }
                 }
         }
+        if (cfg->n_rules > VD_MAX_RULES)
+                return vd_error_set(err, "forward: expected at most %d rules", VD_MAX_RULES);
+        for (size_t i = 0; i < cfg->n_rules; i++) {
+                const vd_config_rule *rule = &cfg->rules[i];
+                uint8_t wire[VD_NAME_MAX];
+                size_t wire_len;
+                if (rule->domain == NULL || vd_name_from_text(rule->domain, wire, &wire_len) != 0)
+                        return vd_error_set(err, "forward: rule %zu: expected a domain name",
+                                            i + 1);
+                if (!rule->use_default && rule->n_servers == 0)
+                        return vd_error_set(err,
+                                            "forward: rule for %s: expected at least one server "
+                                            "or default",
+                                            rule->domain);
+                for (size_t j = 0; j < rule->n_servers; j++) {
+                        if (is_own_address(&rule->servers[j], cfg->listen, cfg->n_listen)) {
+                                vd_addr_format(&rule->servers[j], a, sizeof(a));
+                                return vd_error_set(err,
+                                                    "forward: rule for %s: server %s is one of "
+                                                    "our own listen addresses: queries would loop",
+                                                    rule->domain, a);
+                        }
+                }
+        }
         if (cfg->n_allow == 0)
                 cfg->n_allow = vd_acl_defaults(cfg->allow, VD_MAX_ACL);
         if (cfg->n_allow > VD_MAX_ACL)
@@ -1433,5 +1695,8 @@ const char *vd_config_usage(void)
                "(64), tcp_max_queries_per_connection (0 = unlimited) and\n"
                "max_pending_per_client (100), and the cache: cache_size (100000 entries;\n"
                "0 = off), cache_min_ttl (0), cache_max_ttl (86400), cache_max_negative_ttl\n"
-               "(3600) and cache_servfail_ttl (5); see zones/example/vpcdns.yaml.\n";
+               "(3600) and cache_servfail_ttl (5), forwarding rules (forward), the upstream\n"
+               "budget upstream_max_qps (0 = off), upstream_ports (16), upstream_0x20\n"
+               "(false), serve-stale stale_max (3600 s) and stale_answer_ms (1800), and\n"
+               "prefetch (true); see zones/example/vpcdns.yaml.\n";
 }

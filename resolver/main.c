@@ -203,6 +203,26 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         return build_snapshot(arg, out, &t, err);
 }
 
+/* One line per forwarding rule, in the order of the config: "rule: DOMAIN -> SERVERS". */
+static void print_rules(const vd_config *cfg)
+{
+        if (cfg->n_rules == 0) {
+                printf("rules: none\n");
+                return;
+        }
+        printf("rules: %zu (the most specific domain wins; a rule beats local data)\n",
+               cfg->n_rules);
+        for (size_t i = 0; i < cfg->n_rules; i++) {
+                const vd_config_rule *r = &cfg->rules[i];
+                char servers[ADDR_TEXT * VD_MAX_UPSTREAM];
+                if (r->use_default)
+                        snprintf(servers, sizeof(servers), "default (the upstreams)");
+                else
+                        format_addrs(r->servers, r->n_servers, " ", servers, sizeof(servers));
+                printf("rule: %s -> %s\n", r->domain, servers);
+        }
+}
+
 static void print_check(const vd_config *cfg, const struct load_totals *t)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT], allow[ALLOW_TEXT];
@@ -221,6 +241,20 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
         printf("listen: %s\n", listen);
         printf("upstream: %s%s\n", upstream,
                cfg->n_upstream == 0 ? " (forwarded queries get SERVFAIL)" : "");
+        print_rules(cfg);
+        if (cfg->upstream_max_qps == 0)
+                printf("upstream budget: off\n");
+        else
+                printf("upstream budget: %u queries/s per server\n", cfg->upstream_max_qps);
+        printf("upstream source ports: %u per server\n", cfg->upstream_ports);
+        printf("upstream 0x20: %s\n", cfg->upstream_0x20 ? "on" : "off");
+        if (cfg->stale_max == 0)
+                printf("serve-stale: off\n");
+        else
+                printf("serve-stale: entries expired up to %u s ago, after %u ms without an "
+                       "answer\n",
+                       cfg->stale_max, cfg->stale_answer_ms);
+        printf("prefetch: %s\n", cfg->prefetch ? "on" : "off");
         printf("workers: %u\n", cfg->workers);
         printf("allow: %s%s\n", allow,
                allows_everyone(cfg) ? " (an open resolver: every client may query)" : "");

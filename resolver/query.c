@@ -1,12 +1,18 @@
 /* query.c — one client query's pipeline, independent of the transport:
- * parse → header policy (opcode, class, meta types) → local data → minimal ANY (RFC 8482)
- * → the worker's cache → forwarder.
+ * parse → header policy (opcode, class, meta types) → our own loop probe → local data (unless
+ * a forwarding rule covers the name, spec §5) → minimal ANY (RFC 8482) → the resolver (cache,
+ * merging, serve-stale, upstream), or without one the worker's cache → forwarder.
  * The local path writes the response into the caller's buffer without allocating; the
- * forwarded path hands the transport's reply callback to the forwarder. */
+ * forwarded path hands the transport's reply callback to the resolver or the forwarder.
+ * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
+#include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 
+#include "transport.h"
 #include "vpcdns/cache.h"
 #include "vpcdns/query.h"
+#include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
 #define TYPE_IXFR 251
@@ -28,6 +34,50 @@ static const uint8_t any_hinfo_rr[] = {
         0,                                            /* OS: empty */
 };
 /* clang-format on */
+
+/* ---- forwarding-loop probes ---------------------------------------------------------------- */
+
+/* Every probe name has the same length: questions of any other length skip the scan. */
+#define PROBE_NAME_LEN (1 + VD_LOOP_PROBE_HEX + sizeof(VD_LOOP_PROBE_SUFFIX))
+
+static _Atomic(vd_loop_probe *) probes[VD_LOOP_PROBE_SLOTS];
+
+int vd_loop_probe_register(vd_loop_probe *p)
+{
+        if (p->len != PROBE_NAME_LEN)
+                return -EINVAL;
+        atomic_store(&p->seen, false);
+        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
+                vd_loop_probe *expected = NULL;
+                if (atomic_compare_exchange_strong(&probes[i], &expected, p))
+                        return 0;
+        }
+        return -ENOSPC;
+}
+
+void vd_loop_probe_unregister(vd_loop_probe *p)
+{
+        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
+                vd_loop_probe *expected = p;
+                atomic_compare_exchange_strong(&probes[i], &expected, NULL);
+        }
+}
+
+bool vd_loop_probe_match(const vd_query_info *qi)
+{
+        if (!qi->question_ok || qi->qname_len != PROBE_NAME_LEN)
+                return false;
+        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
+                vd_loop_probe *p = atomic_load(&probes[i]);
+                if (p != NULL && memcmp(p->name, qi->qname_lower, PROBE_NAME_LEN) == 0) {
+                        atomic_store(&p->seen, true);
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* ---- the pipeline ---------------------------------------------------------------------------- */
 
 static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, uint8_t rcode,
                                     uint8_t *out, size_t cap, size_t *out_len)
@@ -83,6 +133,31 @@ static uint8_t question_policy(const vd_query_info *qi)
         }
 }
 
+/* Through the resolver: an answer now (fresh or stale cache entry, or SERVFAIL when the upstream
+ * budget refused and nothing stale was left), or a reply later. */
+static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size_t max,
+                                uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
+                                void *reply_arg)
+{
+        vd_query_outcome outcome =
+            vd_resolver_query(env->resolver, qi, max, out, out_cap, out_len, reply, reply_arg);
+        switch (outcome) {
+        case VD_QUERY_PENDING:
+                env->counters.forwarded++;
+                break;
+        case VD_QUERY_REPLY:
+                if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
+                        env->counters.servfail++;
+                else
+                        env->counters.cache_answers++;
+                break;
+        case VD_QUERY_DROP:
+                env->counters.dropped++;
+                break;
+        }
+        return outcome;
+}
+
 vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t len, bool tcp,
                                  uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
                                  void *reply_arg)
@@ -108,12 +183,19 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (policy != VD_RCODE_NOERROR)
                 return reply_error(env, &qi, policy, out, out_cap, out_len);
 
+        /* Our own start-up probe came back: the upstreams forward to us. End the loop here. */
+        if (vd_loop_probe_match(&qi))
+                return reply_error(env, &qi, VD_RCODE_REFUSED, out, out_cap, out_len);
+
         size_t max = tcp ? VD_TCP_MAX : vd_wire_client_udp_max(&qi);
         if (max > out_cap)
                 max = out_cap;
 
-        if (env->snapshot != NULL && vd_snapshot_answer(env->snapshot, &qi, env->rotation++, out,
-                                                        max, out_len) == VD_LOCAL_ANSWERED) {
+        /* A forwarding rule at or under a local zone beats the zone (spec §5). */
+        bool ruled = env->forwarder != NULL && vd_forwarder_rule_covers(env->forwarder, &qi);
+        if (!ruled && env->snapshot != NULL &&
+            vd_snapshot_answer(env->snapshot, &qi, env->rotation++, out, max, out_len) ==
+                VD_LOCAL_ANSWERED) {
                 env->counters.local_answers++;
                 return VD_QUERY_REPLY;
         }
@@ -121,7 +203,7 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (qi.qtype == VD_TYPE_ANY)
                 return reply_minimal_any(env, &qi, out, max, out_len);
 
-        if (env->cache != NULL) {
+        if (env->cache != NULL && (env->resolver == NULL || env->forward_denied)) {
                 size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
                 if (n > 0) {
                         env->counters.cache_answers++;
@@ -129,6 +211,8 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         return VD_QUERY_REPLY;
                 }
         }
+        if (env->resolver != NULL && !env->forward_denied)
+                return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
         if (env->forward_denied) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);

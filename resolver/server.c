@@ -13,11 +13,19 @@
  * remaining handle and lets its loop end; the control thread joins them all. This file
  * never touches a query; udp.c and tcp.c do. Each worker gets its own copy of the access list
  * and its own per-client tables (rate limiting, pending forwarded queries), allocated here
- * once, so the transports need no lock and no allocation for them. */
+ * once, so the transports need no lock and no allocation for them.
+ *
+ * Forwarding (issue 3): each worker owns a forwarder (default upstreams and the forwarding
+ * rules, its share of the upstream budget), a cache and a resolver over both; the resolver is
+ * closed before the forwarder. Loop protection: once running, worker 0 sends a probe for a
+ * unique name to the upstreams (serving does not wait for it); when that name comes back to
+ * one of our listeners (query.c marks it), the server logs the loop and stops with -ELOOP. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,8 +40,17 @@ struct vd_server {
         unsigned n_workers;
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
+        vd_addr upstream[VD_MAX_UPSTREAM];
         size_t n_upstream;
         bool ran;
+
+        /* The start-up loop check: armed by worker 0, the stop is requested through
+         * fail_async on the control loop. */
+        vd_loop_probe probe;
+        bool probe_registered; /* worker 0 only until the threads are joined */
+        uv_async_t fail_async;
+        bool fail_ready;
+        _Atomic int failure; /* 0, or why the server stops on its own (-ELOOP) */
 
         uv_loop_t control; /* the thread of vd_server_run: signals only */
         uv_signal_t sigint;
@@ -115,10 +132,20 @@ static void worker_stop(vd_worker *w)
                 vd_tcp_listener_close(&w->tcp[i]);
         }
         vd_tcp_close_all(w);
+        if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
+                uv_close((uv_handle_t *)&w->probe_timer, NULL);
+        if (w->resolver != NULL) {
+                vd_resolver *r = w->resolver;
+                w->resolver = NULL;
+                w->env.resolver = NULL;
+                vd_resolver_counters_get(r, &w->resolver_counters);
+                vd_resolver_close(r); /* waiting clients' replies run with len 0 */
+        }
         if (w->forwarder != NULL) {
                 vd_forwarder *f = w->forwarder;
                 w->forwarder = NULL;
                 w->env.forwarder = NULL;
+                vd_forwarder_counters_get(f, &w->forward_counters);
                 vd_forwarder_close(f); /* pending replies run with len 0 */
         }
         if (w->async_ready)
@@ -171,9 +198,144 @@ static void worker_finish_loop(vd_worker *w)
         w->loop_ready = false;
 }
 
+/* ---- the forwarding-loop check (worker 0) ---------------------------------------------------- */
+
+#define PROBE_POLL_MS 50
+
+static void probe_finish(vd_worker *w)
+{
+        vd_server *srv = w->server;
+        if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
+                uv_timer_stop(&w->probe_timer);
+        if (srv->probe_registered) {
+                vd_loop_probe_unregister(&srv->probe);
+                srv->probe_registered = false;
+        }
+}
+
+/* The probe came back to us: log it once and ask the control thread to stop everything. */
+static void probe_loop_found(vd_worker *w)
+{
+        vd_server *srv = w->server;
+        char name[VD_NAME_MAX * 4 + 2] = "?";
+        char upstreams[VD_MAX_UPSTREAM * 64] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < srv->n_upstream; i++) {
+                char text[64];
+                vd_addr_format(&srv->upstream[i], text, sizeof(text));
+                int n = snprintf(upstreams + used, sizeof(upstreams) - used, "%s%s", i ? "," : "",
+                                 text);
+                if (n < 0 || (size_t)n >= sizeof(upstreams) - used)
+                        break;
+                used += (size_t)n;
+        }
+        vd_name_to_text(srv->probe.name, name, sizeof(name));
+        probe_finish(w);
+        vd_log(VD_LOG_ERROR, "forwarding_loop",
+               "upstream=%s probe=%s detail=\"forwarding loop: upstream %s sent our probe back "
+               "to us; refusing to run (do not list vpcdns itself, or a server that forwards to "
+               "it, as an upstream)\"",
+               upstreams, name, upstreams);
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&srv->failure, &expected, -ELOOP) && srv->fail_ready)
+                uv_async_send(&srv->fail_async);
+}
+
+static void probe_poll(uv_timer_t *t)
+{
+        vd_worker *w = t->data;
+        if (atomic_load(&w->server->probe.seen))
+                probe_loop_found(w);
+}
+
+static void probe_done(void *arg, int status, const uint8_t *answer, size_t len)
+{
+        vd_worker *w = arg;
+        (void)answer;
+        (void)len;
+        w->probe_pending = false;
+        if (status == -ECANCELED || w->stopping) {
+                probe_finish(w);
+                return;
+        }
+        if (atomic_load(&w->server->probe.seen)) {
+                probe_loop_found(w);
+                return;
+        }
+        probe_finish(w);
+        vd_log(VD_LOG_DEBUG, "loop_check", "result=no_loop upstream_status=%d", status);
+}
+
+/* A query for the probe name as a client would send it, parsed into qi (which borrows pkt). */
+static int probe_query(const vd_loop_probe *p, uint8_t *pkt, size_t cap, vd_query_info *qi)
+{
+        uint16_t id;
+        if (cap < VD_HEADER_LEN + p->len + 4 || getrandom(&id, sizeof(id), 0) != sizeof(id))
+                return -EIO;
+        memset(pkt, 0, VD_HEADER_LEN);
+        vd_wire_put16(pkt, id);
+        vd_wire_put16(pkt + 2, VD_FLAG_RD);
+        vd_wire_put16(pkt + 4, 1);
+        memcpy(pkt + VD_HEADER_LEN, p->name, p->len);
+        vd_wire_put16(pkt + VD_HEADER_LEN + p->len, VD_TYPE_A);
+        vd_wire_put16(pkt + VD_HEADER_LEN + p->len + 2, VD_CLASS_IN);
+        return vd_wire_parse_query(pkt, VD_HEADER_LEN + p->len + 4, qi) == VD_PARSE_OK ? 0 : -EIO;
+}
+
+/* Makes a fresh probe name, registers it, sends it upstream and polls for its return. Any
+ * failure only skips the check (logged): it must never keep the server from serving. */
+static void probe_start(vd_worker *w)
+{
+        vd_server *srv = w->server;
+        uint8_t random[VD_LOOP_PROBE_HEX / 2];
+        char text[VD_LOOP_PROBE_HEX + sizeof(VD_LOOP_PROBE_SUFFIX) + 2];
+        uint8_t pkt[VD_HEADER_LEN + VD_NAME_MAX + 4];
+        vd_query_info qi;
+        const char *why;
+        int r;
+
+        if (w->forwarder == NULL || srv->n_upstream == 0)
+                return;
+        why = "random";
+        if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random))
+                goto skip;
+        for (size_t i = 0; i < sizeof(random); i++)
+                snprintf(text + 2 * i, 3, "%02x", random[i]);
+        snprintf(text + VD_LOOP_PROBE_HEX, sizeof(text) - VD_LOOP_PROBE_HEX, ".%s",
+                 VD_LOOP_PROBE_SUFFIX);
+        why = "name";
+        if (vd_name_from_text(text, srv->probe.name, &srv->probe.len) != 0 ||
+            probe_query(&srv->probe, pkt, sizeof(pkt), &qi) != 0)
+                goto skip;
+        why = "registry";
+        if (vd_loop_probe_register(&srv->probe) != 0)
+                goto skip;
+        srv->probe_registered = true;
+        why = "timer";
+        if (uv_timer_init(&w->loop, &w->probe_timer) != 0)
+                goto skip;
+        w->probe_timer.data = w;
+        w->probe_timer_ready = true;
+        if (uv_timer_start(&w->probe_timer, probe_poll, PROBE_POLL_MS, PROBE_POLL_MS) != 0)
+                goto skip;
+        r = vd_forwarder_resolve(w->forwarder, &qi, probe_done, w);
+        if (r != 0) {
+                why = r == -EBUSY ? "budget" : r == -ENOENT ? "no_server" : "send";
+                goto skip;
+        }
+        w->probe_pending = true;
+        vd_log(VD_LOG_DEBUG, "loop_check", "probe=%s", text);
+        return;
+skip:
+        probe_finish(w);
+        vd_log(VD_LOG_WARN, "loop_check", "result=skipped reason=%s", why);
+}
+
 static void worker_main(void *arg)
 {
         vd_worker *w = arg;
+        if (w->index == 0 && w->loop_ready && !w->stopping)
+                probe_start(w);
         worker_finish_loop(w);
 }
 
@@ -236,12 +398,77 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
         return 0;
 }
 
-/* The forwarder hands over every upstream answer that answers its question. */
-static void worker_cache_store(void *arg, const vd_query_info *qi, const uint8_t *answer,
-                               size_t len)
+/* The configured rules as the forwarder takes them: lower-cased wire names. out holds
+ * VD_MAX_RULES entries. */
+static int worker_rules(const vd_config *cfg, vd_forward_rule *out, size_t *n, vd_error *err)
 {
-        vd_worker *w = arg;
-        vd_cache_store(w->cache, qi, answer, len, uv_now(&w->loop));
+        *n = 0;
+        for (size_t i = 0; i < cfg->n_rules && i < VD_MAX_RULES; i++) {
+                const vd_config_rule *c = &cfg->rules[i];
+                vd_forward_rule *r = &out[(*n)++];
+                memset(r, 0, sizeof(*r));
+                if (c->domain == NULL || vd_name_from_text(c->domain, r->domain, &r->domain_len))
+                        return vd_error_set(err, "forward: rule %zu: bad domain", i + 1);
+                r->use_default = c->use_default;
+                r->n_servers = c->n_servers < VD_MAX_UPSTREAM ? c->n_servers : VD_MAX_UPSTREAM;
+                memcpy(r->servers, c->servers, r->n_servers * sizeof(r->servers[0]));
+        }
+        return 0;
+}
+
+/* The forwarder (when anything can be forwarded) and the resolver over it and the cache. */
+static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
+{
+        unsigned workers = cfg->workers > 0 ? cfg->workers : 1;
+        bool rule_servers = false;
+        size_t n_rules = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < cfg->n_rules; i++)
+                rule_servers =
+                    rule_servers || (!cfg->rules[i].use_default && cfg->rules[i].n_servers > 0);
+        if (cfg->n_upstream > 0 || rule_servers) {
+                vd_forward_rule *rules = NULL;
+                if (cfg->n_rules > 0) {
+                        rules = calloc(VD_MAX_RULES, sizeof(*rules));
+                        if (rules == NULL) {
+                                vd_error_set(err, "worker %u: out of memory", w->index);
+                                return -ENOMEM;
+                        }
+                        r = worker_rules(cfg, rules, &n_rules, err);
+                }
+                vd_forward_options opt = {
+                    .servers = cfg->upstream,
+                    .n_servers = cfg->n_upstream,
+                    .rules = rules,
+                    .n_rules = n_rules,
+                    .max_qps = cfg->upstream_max_qps == 0 ? 0
+                               : cfg->upstream_max_qps / workers > 0
+                                   ? cfg->upstream_max_qps / workers
+                                   : 1,
+                    .ports_per_server = cfg->upstream_ports,
+                    .use_0x20 = cfg->upstream_0x20,
+                    .timeout_ms = cfg->upstream_timeout_ms,
+                };
+                if (r == 0)
+                        r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);
+                free(rules); /* copied by the forwarder */
+                if (r < 0)
+                        return r;
+                w->env.forwarder = w->forwarder;
+        }
+        vd_resolver_options ro;
+        vd_resolver_options_default(&ro);
+        ro.stale_max_s = cfg->stale_max;
+        ro.stale_answer_ms = cfg->stale_answer_ms;
+        ro.prefetch = cfg->prefetch;
+        r = vd_resolver_new(&w->loop, w->forwarder, w->cache, &ro, &w->resolver);
+        if (r < 0) {
+                vd_error_set(err, "worker %u: resolver: %s", w->index, strerror(-r));
+                return r;
+        }
+        w->env.resolver = w->resolver;
+        return 0;
 }
 
 static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_worker **out,
@@ -256,6 +483,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         }
         *out = w;
         w->index = index;
+        w->server = srv;
         w->tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
         w->tcp_max_connections = cfg->tcp_max_connections;
         w->slot = &srv->slot;
@@ -332,20 +560,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
                 }
                 w->env.cache = w->cache;
         }
-        if (cfg->n_upstream > 0) {
-                vd_forward_options opt = {
-                    .servers = cfg->upstream,
-                    .n_servers = cfg->n_upstream,
-                    .timeout_ms = cfg->upstream_timeout_ms,
-                    .on_answer = w->cache != NULL ? worker_cache_store : NULL,
-                    .on_answer_arg = w,
-                };
-                r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);
-                if (r < 0)
-                        return r;
-                w->env.forwarder = w->forwarder;
-        }
-        return 0;
+        return worker_forwarding(w, cfg, err);
 }
 
 /* Server */
@@ -374,6 +589,7 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         srv->n_listen = cfg->n_listen;
         memcpy(srv->listen, cfg->listen, cfg->n_listen * sizeof(cfg->listen[0]));
         srv->n_upstream = cfg->n_upstream;
+        memcpy(srv->upstream, cfg->upstream, cfg->n_upstream * sizeof(cfg->upstream[0]));
         srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
         srv->workers = calloc(srv->n_workers, sizeof(srv->workers[0]));
         if (srv->workers == NULL) {
@@ -405,6 +621,16 @@ static void stop_everything(vd_server *srv)
                 if (w->thread_started)
                         uv_async_send(&w->stop_async);
         }
+}
+
+/* A worker found a reason to stop the server (a forwarding loop): it already logged it. */
+static void on_failure(uv_async_t *a)
+{
+        vd_server *srv = a->data;
+        if (srv->stopping)
+                return;
+        vd_log(VD_LOG_ERROR, "server_stopping", "reason=forwarding_loop");
+        stop_everything(srv);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -487,6 +713,8 @@ static void log_stop(const vd_server *srv)
         vd_query_counters q = {0};
         vd_transport_counters t = {0};
         vd_cache_counters cache_total = {0};
+        vd_resolver_counters rc = {0};
+        vd_forward_counters fc = {0};
 
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 const vd_worker *w = srv->workers[i];
@@ -500,6 +728,19 @@ static void log_stop(const vd_server *srv)
                         cache_total.evictions += c.evictions;
                         cache_total.entries += c.entries;
                 }
+                rc.cache_hits += w->resolver_counters.cache_hits;
+                rc.cache_misses += w->resolver_counters.cache_misses;
+                rc.stale_answers += w->resolver_counters.stale_answers;
+                rc.merged += w->resolver_counters.merged;
+                rc.prefetches += w->resolver_counters.prefetches;
+                rc.servfails += w->resolver_counters.servfails;
+                fc.upstream_queries += w->forward_counters.upstream_queries;
+                fc.timeouts += w->forward_counters.timeouts;
+                fc.failures += w->forward_counters.failures;
+                fc.budget_refused += w->forward_counters.budget_refused;
+                fc.mismatches += w->forward_counters.mismatches;
+                fc.failovers += w->forward_counters.failovers;
+                fc.servers_down += w->forward_counters.servers_down;
                 q.forwarded += w->env.counters.forwarded;
                 q.dropped += w->env.counters.dropped;
                 q.formerr += w->env.counters.formerr;
@@ -524,7 +765,10 @@ static void log_stop(const vd_server *srv)
                "tcp_idle_closed=%llu tcp_slow_closed=%llu forward_denied=%llu acl_refused=%llu "
                "acl_dropped=%llu rrl_dropped=%llu rrl_slipped=%llu tcp_client_rejected=%llu "
                "tcp_query_limit_closed=%llu cache_answers=%llu cache_stores=%llu "
-               "cache_evictions=%llu cache_entries=%zu",
+               "cache_evictions=%llu cache_entries=%zu cache_hits=%llu cache_misses=%llu "
+               "stale_answers=%llu merged=%llu prefetches=%llu resolver_servfails=%llu "
+               "upstream_queries=%llu upstream_timeouts=%llu upstream_failures=%llu "
+               "budget_refused=%llu mismatches=%llu failovers=%llu servers_down=%u",
                (unsigned long long)q.queries, (unsigned long long)q.local_answers,
                (unsigned long long)q.forwarded, (unsigned long long)q.dropped,
                (unsigned long long)q.formerr, (unsigned long long)q.servfail,
@@ -536,7 +780,13 @@ static void log_stop(const vd_server *srv)
                (unsigned long long)t.rrl_slipped, (unsigned long long)t.tcp_client_rejected,
                (unsigned long long)t.tcp_query_limit_closed, (unsigned long long)q.cache_answers,
                (unsigned long long)cache_total.stores, (unsigned long long)cache_total.evictions,
-               cache_total.entries);
+               cache_total.entries, (unsigned long long)rc.cache_hits,
+               (unsigned long long)rc.cache_misses, (unsigned long long)rc.stale_answers,
+               (unsigned long long)rc.merged, (unsigned long long)rc.prefetches,
+               (unsigned long long)rc.servfails, (unsigned long long)fc.upstream_queries,
+               (unsigned long long)fc.timeouts, (unsigned long long)fc.failures,
+               (unsigned long long)fc.budget_refused, (unsigned long long)fc.mismatches,
+               (unsigned long long)fc.failovers, fc.servers_down);
 }
 
 int vd_server_run(vd_server *srv)
@@ -572,6 +822,15 @@ int vd_server_run(vd_server *srv)
                 r = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
         if (r == 0)
                 r = uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+        if (r == 0) {
+                r = uv_async_init(&srv->control, &srv->fail_async, on_failure);
+                srv->fail_async.data = srv;
+                srv->fail_ready = r == 0;
+                /* Workers may signal it until they are joined: it is closed after that, and
+                 * does not keep the control loop running meanwhile. */
+                if (r == 0)
+                        uv_unref((uv_handle_t *)&srv->fail_async);
+        }
         if (r < 0) {
                 vd_log(VD_LOG_ERROR, "server_error", "what=signals error=\"%s\"", uv_strerror(r));
                 result = r;
@@ -603,9 +862,19 @@ int vd_server_run(vd_server *srv)
                         w->thread_started = false;
                 }
         }
+        if (srv->fail_ready) {
+                uv_close((uv_handle_t *)&srv->fail_async, NULL);
+                uv_run(&srv->control, UV_RUN_DEFAULT);
+        }
+        if (srv->probe_registered) { /* worker 0 never got to finish its check */
+                vd_loop_probe_unregister(&srv->probe);
+                srv->probe_registered = false;
+        }
         r = uv_loop_close(&srv->control);
         if (r < 0 && result == 0)
                 result = r;
+        if (result == 0)
+                result = atomic_load(&srv->failure);
         log_stop(srv);
         return result;
 }

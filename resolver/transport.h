@@ -1,6 +1,7 @@
 /* transport.h — private to server.c, udp.c and tcp.c: the worker (one libuv loop with its
- * sockets, forwarder and query env) and the entry points server.c calls to open and close
- * the UDP and TCP transports. Not a public contract: nothing else includes it.
+ * sockets, forwarder, resolver and query env) and the entry points server.c calls to open and
+ * close the UDP and TCP transports; also the forwarding-loop probe that server.c arms and
+ * query.c recognises. Not a public contract: nothing else includes it.
  *
  * Threading: every field of a worker is touched only by the thread running its loop, except
  * stop_async and reload_async (uv_async_send from the control thread), the shared snapshot
@@ -8,6 +9,7 @@
 #ifndef VPCDNS_TRANSPORT_H
 #define VPCDNS_TRANSPORT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +20,7 @@
 #include "vpcdns/forward.h"
 #include "vpcdns/query.h"
 #include "vpcdns/ratelimit.h"
+#include "vpcdns/resolve.h"
 
 /* libuv 1.44 cuts a recvmmsg buffer into 64 KiB chunks, one datagram each. */
 #define VD_UDP_CHUNK_SIZE (64 * 1024)
@@ -82,6 +85,14 @@ typedef struct vd_worker {
 
         vd_forwarder *forwarder; /* owned; NULL without upstreams or once closed */
         struct vd_cache *cache;  /* owned; NULL when the cache is off */
+        vd_resolver *resolver;   /* owned; NULL once closed (closed before the forwarder) */
+        vd_resolver_counters resolver_counters; /* taken when the resolver closes */
+        vd_forward_counters forward_counters;   /* taken when the forwarder closes */
+        struct vd_server *server;               /* the server this worker belongs to */
+        /* Worker 0 only: the start-up forwarding-loop check (server.c). */
+        uv_timer_t probe_timer;
+        bool probe_timer_ready; /* initialised: must be closed */
+        bool probe_pending;     /* the probe query is upstream */
         vd_query_env env;
         unsigned tcp_idle_timeout_ms; /* 0: no idle timeout */
         unsigned tcp_max_connections;
@@ -149,6 +160,29 @@ static inline void vd_transport_pending_done(vd_worker *w, int slot)
 {
         vd_ratelimit_pending_dec(w->pending, slot);
 }
+
+/* The forwarding-loop probe (issue 3, "Loop protection"). At start-up worker 0 sends a query
+ * for a unique name (<16 hex digits>.vpcdns-loop-check.invalid.) to the upstreams; when that
+ * name reaches one of our own listeners, the upstreams send our queries back to us. The
+ * server registers its probe before it sends it; query.c checks every question of the probe's
+ * length against the registered probes (any worker thread), marks the probe seen and answers
+ * REFUSED so that the loop ends there. The probe lives in the server; it is unregistered
+ * before the server is freed. */
+#define VD_LOOP_PROBE_SUFFIX "vpcdns-loop-check.invalid."
+#define VD_LOOP_PROBE_HEX 16
+#define VD_LOOP_PROBE_SLOTS 8 /* servers in one process with a check under way */
+
+typedef struct vd_loop_probe {
+        uint8_t name[VD_NAME_MAX]; /* lower-cased wire name */
+        size_t len;
+        _Atomic bool seen; /* set by whichever worker thread receives the name */
+} vd_loop_probe;
+
+/* query.c: 0, or -ENOSPC when every slot is taken (the check is then skipped). */
+int vd_loop_probe_register(vd_loop_probe *p);
+void vd_loop_probe_unregister(vd_loop_probe *p);
+/* query.c: true when qi asks for a registered probe name (and marks that probe seen). */
+bool vd_loop_probe_match(const vd_query_info *qi);
 
 /* udp.c */
 /* The answer to a client the access list denies (deny_action refuse): REFUSED with the

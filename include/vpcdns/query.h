@@ -25,13 +25,14 @@ typedef struct vd_query_counters {
 
 /* Per-worker state of the query pipeline. */
 typedef struct vd_query_env {
-        const vd_snapshot *snapshot; /* borrowed; may be NULL (no local data) */
-        vd_forwarder *forwarder;     /* borrowed; may be NULL (no upstream: SERVFAIL) */
-        struct vd_cache *cache;      /* borrowed; may be NULL (no cache) */
-        uv_loop_t *loop;             /* the worker's loop: its clock dates cache entries */
-        uint32_t rotation;           /* advances per answer: RRset rotation */
-        bool forward_denied;         /* set by the transport for one call: this client may not
-                                        start another upstream query (SERVFAIL instead) */
+        const vd_snapshot *snapshot;  /* borrowed; may be NULL (no local data) */
+        vd_forwarder *forwarder;      /* borrowed; may be NULL (no upstream: SERVFAIL) */
+        struct vd_cache *cache;       /* borrowed; may be NULL (no cache) */
+        struct vd_resolver *resolver; /* borrowed; may be NULL */
+        uv_loop_t *loop;              /* the worker's loop: its clock dates cache entries */
+        uint32_t rotation;            /* advances per answer: RRset rotation */
+        bool forward_denied;          /* set by the transport for one call: this client may not
+                                         start another upstream query (SERVFAIL instead) */
         vd_query_counters counters;
 } vd_query_env;
 

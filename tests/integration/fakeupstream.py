@@ -25,12 +25,19 @@ Answer shapes for the cache tests (over UDP and TCP):
   chain       A queries: name CNAME t1.<name>, t1 CNAME t2.<name>, t2 A 192.0.2.77, plus an
               unrelated A record in the answer section and glue in the additional section
   short       A 192.0.2.53 with TTL 2
+  ttlN        A 192.0.2.53 with TTL N seconds (ttl4, ttl30)
+  slowN       the correct answer, N milliseconds late (slow300), over UDP
+
+Run-time switches for the forwarding tests (issue 3), settable while the server runs:
+.silent (answer nothing at all, like a dead server), .delay (seconds every UDP answer waits),
+and the address of the good answers (good_a, per instance: tells upstreams apart).
 
 Over TCP every behaviour but "silent" gets the correct answer. A first label ending in
 "-good" (e.g. "wrongid-good") sends the bad UDP answer, then the correct one 20 ms later.
 
-Every query received is recorded (transport, lower-cased name, type) for the tests to check.
-Everything is bound to loopback and every wait is bounded."""
+Every query received is recorded (transport, lower-cased name, type) for the tests to check;
+.details() also has the name exactly as sent (letter case: DNS 0x20), the client's source
+port and the time it arrived. Everything is bound to loopback and every wait is bounded."""
 
 import random
 import socket
@@ -65,7 +72,14 @@ FAKE_SOA = "ns.fake.test. hostmaster.fake.test. 1 7200 900 1209600 30"
 CHAIN_A = "192.0.2.77"
 
 
-def good_answer(q):
+def _number_after(label, prefix):
+    """N of "ttlN" / "slowN", or None."""
+    if label.startswith(prefix) and label[len(prefix) :].isdigit():
+        return int(label[len(prefix) :])
+    return None
+
+
+def good_answer(q, good_a=GOOD_A):
     r = dns.message.make_response(q)
     qname = q.question[0].name
     qtype = q.question[0].rdtype
@@ -89,7 +103,11 @@ def good_answer(q):
         r.additional.append(dns.rrset.from_text("ns.fake.test.", 300, "IN", "A", "198.51.100.2"))
         return r
     if shape == "short" and qtype == dns.rdatatype.A:
-        r.answer.append(dns.rrset.from_text(qname, 2, "IN", "A", GOOD_A))
+        r.answer.append(dns.rrset.from_text(qname, 2, "IN", "A", good_a))
+        return r
+    ttl = _number_after(shape, "ttl")
+    if ttl is not None and qtype == dns.rdatatype.A:
+        r.answer.append(dns.rrset.from_text(qname, ttl, "IN", "A", good_a))
         return r
     if qtype == dns.rdatatype.TXT:
         if behaviour_of(qname)[0] == "oversized":
@@ -98,7 +116,7 @@ def good_answer(q):
             texts = ['"fake upstream"']
         r.answer.append(dns.rrset.from_text_list(qname, 60, "IN", "TXT", texts))
     elif qtype == dns.rdatatype.A:
-        addrs = TRUNCATED_A if behaviour_of(qname)[0] == "truncated" else [GOOD_A]
+        addrs = TRUNCATED_A if behaviour_of(qname)[0] == "truncated" else [good_a]
         r.answer.append(dns.rrset.from_text_list(qname, 60, "IN", "A", addrs))
     return r
 
@@ -161,9 +179,13 @@ def bad_udp_answer(q, behaviour, rng):
 class FakeUpstream:
     """The scripted upstream: .host, .port, .queries(); use as a context manager."""
 
-    def __init__(self, host="127.0.0.1", port=None, seed=20261205):
+    def __init__(self, host="127.0.0.1", port=None, seed=20261205, good_a=GOOD_A):
         from vdtest import free_port  # late: keeps this module usable on its own
 
+        self.good_a = good_a
+        self.silent = False  # run-time switch: drop every query (UDP and TCP)
+        self.delay = 0.0  # run-time switch: seconds every UDP answer waits
+        self.log = []  # (transport, name as sent, type, source port, monotonic time)
         self.host = host
         self.port = port or free_port((host,))
         self.rng = random.Random(seed)
@@ -214,9 +236,25 @@ class FakeUpstream:
                 s for s in self.seen if (want is None or s[1] == want) and (transport is None or s[0] == transport)
             ]
 
-    def _record(self, transport, q):
+    def details(self, name=None):
+        """[(transport, name as sent, type, source port, time)] received so far, by name."""
+        want = name.lower().rstrip(".") + "." if name else None
         with self.lock:
-            self.seen.append((transport, q.question[0].name.to_text().lower(), q.question[0].rdtype))
+            return [d for d in self.log if want is None or d[1].lower() == want]
+
+    def reset(self):
+        """Forgets what was received and turns the run-time switches off."""
+        with self.lock:
+            self.seen.clear()
+            self.log.clear()
+        self.silent = False
+        self.delay = 0.0
+
+    def _record(self, transport, q, port=0):
+        name = q.question[0].name.to_text()
+        with self.lock:
+            self.seen.append((transport, name.lower(), q.question[0].rdtype))
+            self.log.append((transport, name, q.question[0].rdtype, port, time.monotonic()))
 
     @staticmethod
     def _parse(wire):
@@ -239,21 +277,34 @@ class FakeUpstream:
             q = self._parse(wire)
             if q is None:
                 continue
-            self._record("udp", q)
+            self._record("udp", q, peer[1])
+            if self.silent:
+                continue
             behaviour, then_good = behaviour_of(q.question[0].name)
             with self.lock:
                 plan = bad_udp_answer(q, behaviour, self.rng)
             if plan is None:
-                plan = [(to_wire(good_answer(q)), False)]
+                plan = [(to_wire(good_answer(q, self.good_a)), False)]
             elif then_good:
-                plan = plan + [(to_wire(good_answer(q)), False)]
-            for i, (data, other) in enumerate(plan):
-                if i:
-                    time.sleep(0.02)
-                try:
-                    (self.other if other else self.udp).sendto(data, peer)
-                except OSError:
-                    pass
+                plan = plan + [(to_wire(good_answer(q, self.good_a)), False)]
+            late = self.delay + (_number_after(behaviour, "slow") or 0) / 1000.0
+            if late > 0:  # answer from a timer: the loop keeps receiving meanwhile
+                t = threading.Timer(min(late, 30.0), self._send_plan, args=(plan, peer))
+                t.daemon = True
+                t.start()
+                continue
+            self._send_plan(plan, peer)
+
+    def _send_plan(self, plan, peer):
+        if self.stopping.is_set():
+            return
+        for i, (data, other) in enumerate(plan):
+            if i:
+                time.sleep(0.02)
+            try:
+                (self.other if other else self.udp).sendto(data, peer)
+            except OSError:
+                pass
 
     # ---------------------------------------------------------------- TCP
 
@@ -290,9 +341,9 @@ class FakeUpstream:
                     if q is None:
                         continue
                     self._record("tcp", q)
-                    if behaviour_of(q.question[0].name)[0] == "silent":
+                    if self.silent or behaviour_of(q.question[0].name)[0] == "silent":
                         continue
-                    out = to_wire(good_answer(q))
+                    out = to_wire(good_answer(q, self.good_a))
                     conn.settimeout(2.0)
                     conn.sendall(struct.pack("!H", len(out)) + out)
                     conn.settimeout(POLL)

@@ -82,6 +82,7 @@ def test_an_expired_entry_goes_back_upstream(cached, fake):
     time.sleep(2.3)
     msg = cached.v4.query(name, "A")
     assert addresses(msg, name) == [GOOD_A], describe(msg)
+    assert ttl_of(msg) == 2, "a live upstream gives a fresh answer, never a stale one: " + describe(msg)
     assert upstream_count(fake, name) == 2
 
 

@@ -249,7 +249,8 @@ Test(config, error_unknown_key)
                      "rrl_ipv6_prefix, tcp_max_connections_per_client, "
                      "tcp_max_queries_per_connection, max_pending_per_client, user, cache_size, "
                      "cache_min_ttl, cache_max_ttl, cache_max_negative_ttl, cache_servfail_ttl, "
-                     "got 'lisen'");
+                     "forward, upstream_max_qps, upstream_ports, upstream_0x20, stale_max, "
+                     "stale_answer_ms, prefetch, got 'lisen'");
 }
 
 Test(config, error_wrong_type)
@@ -1020,7 +1021,7 @@ Test(config, example_config_documents_every_key)
                 while (*list == ',' || *list == ' ')
                         list++;
         }
-        cr_assert_eq(keys, 24, "every key of the error message was checked");
+        cr_assert_eq(keys, 31, "every key of the error message was checked");
 }
 
 Test(config, cache_keys_and_their_checks)
@@ -1054,5 +1055,159 @@ Test(config, cache_keys_and_their_checks)
         cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0);
         cr_assert_not_null(strstr(err.msg, "cache_min_ttl (700) is above cache_max_ttl (600)"),
                            "%s", err.msg);
+        vd_config_free(&cfg);
+}
+
+/* ---- forwarding rules and the issue-3 upstream settings ---------------------------------- */
+
+Test(config, forwarding_defaults)
+{
+        vd_config cfg;
+        vd_config_init(&cfg);
+        cr_assert_eq(cfg.n_rules, 0);
+        cr_assert_eq(cfg.upstream_max_qps, 0, "the upstream budget is off by default");
+        cr_assert_eq(cfg.upstream_ports, 16);
+        cr_assert(!cfg.upstream_0x20);
+        cr_assert_eq(cfg.stale_max, 3600);
+        cr_assert_eq(cfg.stale_answer_ms, 1800);
+        cr_assert(cfg.prefetch);
+        vd_config_free(&cfg);
+}
+
+Test(config, forward_rules_from_file)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        int rc = load_text(&cfg,
+                           "forward:\n"
+                           "  - domain: Corp.Example\n"
+                           "    servers: [10.1.0.2, \"[fd00::53]:5353\"]\n"
+                           "  - domain: public.corp.example.\n"
+                           "    servers: default\n"
+                           "  - servers: 192.0.2.9:5300\n"
+                           "    domain: lab.corp.example\n"
+                           "upstream_max_qps: 1000\n"
+                           "upstream_ports: 64\n"
+                           "upstream_0x20: true\n"
+                           "stale_max: 0\n"
+                           "stale_answer_ms: 250\n"
+                           "prefetch: false\n",
+                           &err, NULL);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_rules, 3);
+        cr_assert_str_eq(cfg.rules[0].domain, "corp.example.");
+        cr_assert(!cfg.rules[0].use_default);
+        cr_assert_eq(cfg.rules[0].n_servers, 2);
+        cr_assert_str_eq(addr_text(&cfg.rules[0].servers[0]), "10.1.0.2:53");
+        cr_assert_str_eq(addr_text(&cfg.rules[0].servers[1]), "[fd00::53]:5353");
+        cr_assert_str_eq(cfg.rules[1].domain, "public.corp.example.");
+        cr_assert(cfg.rules[1].use_default);
+        cr_assert_eq(cfg.rules[1].n_servers, 0);
+        cr_assert_str_eq(cfg.rules[2].domain, "lab.corp.example.");
+        cr_assert_eq(cfg.rules[2].n_servers, 1);
+        cr_assert_str_eq(addr_text(&cfg.rules[2].servers[0]), "192.0.2.9:5300");
+        cr_assert_eq(cfg.upstream_max_qps, 1000);
+        cr_assert_eq(cfg.upstream_ports, 64);
+        cr_assert(cfg.upstream_0x20);
+        cr_assert_eq(cfg.stale_max, 0);
+        cr_assert_eq(cfg.stale_answer_ms, 250);
+        cr_assert(!cfg.prefetch);
+
+        /* A second file without forward keeps the rules; one with forward replaces them. */
+        cr_assert_eq(load_text(&cfg, "workers: 2\n", &err, NULL), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_rules, 3);
+        cr_assert_eq(load_text(&cfg, "forward: []\n", &err, NULL), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_rules, 0);
+        vd_config_free(&cfg);
+}
+
+Test(config, forward_rule_errors_name_the_place)
+{
+        expect_error("forward: corp.example\n", "1:10", "a list of forward rules");
+        expect_error("forward:\n  - corp.example\n", "2:5", "expected a rule {domain: NAME");
+        expect_error("forward:\n  - domain: bad..name\n    servers: default\n", "2:13",
+                     "a domain name for 'domain'");
+        expect_error("forward:\n  - domain: '*.corp.example'\n    servers: default\n", "2:13",
+                     "got '*.corp.example'");
+        expect_error("forward:\n  - domain: corp.example\n", "2:5", "a rule without 'servers'");
+        expect_error("forward:\n  - servers: default\n", "2:5", "a rule without 'domain'");
+        expect_error("forward:\n  - domain: corp.example\n    servers: []\n", "3:14",
+                     "at least one address");
+        expect_error("forward:\n  - domain: corp.example\n    servers: [10.0.0.2, nowhere]\n",
+                     "3:25", "got 'nowhere'");
+        expect_error("forward:\n  - domain: corp.example\n    servers: defaults\n", "3:14",
+                     "got 'defaults'");
+        expect_error("forward:\n  - domain: corp.example\n    servers: default\n    zone: x\n",
+                     "4:5", "domain or servers in a forward rule, got 'zone'");
+        expect_error("forward:\n"
+                     "  - {domain: corp.example, servers: default}\n"
+                     "  - {domain: CORP.example., servers: [10.0.0.2]}\n",
+                     "3:14", "each domain once in 'forward' (corp.example. is at line 2)");
+        expect_error("upstream_0x20: yes please\n", "1:16", "true or false for 'upstream_0x20'");
+        expect_error("prefetch: 1\n", "1:11", "true or false for 'prefetch'");
+        expect_error("upstream_ports: 0\n", "1:17", "an integer from 1 to 256");
+        expect_error("upstream_ports: 257\n", "1:17", "an integer from 1 to 256");
+        expect_error("stale_answer_ms: 99\n", "1:18", "an integer from 100 to 60000");
+        expect_error("stale_max: 604801\n", "1:12", "an integer from 0 to 604800");
+        expect_error("upstream_max_qps: 1000001\n", "1:19", "an integer from 0 to 1000000");
+}
+
+Test(config, at_most_64_rules)
+{
+        static char text[65 * 64 + 16];
+        size_t len = (size_t)snprintf(text, sizeof(text), "forward:\n");
+        for (int i = 0; i < VD_MAX_RULES + 1; i++)
+                len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                        "  - {domain: d%d.example, servers: default}\n", i);
+        expect_error(text, "66:5", "at most 64 forward rules");
+}
+
+Test(config, rule_server_must_not_be_ourselves)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(load_text(&cfg,
+                               "listen: 127.0.0.1:5300\nupstream: 192.0.2.1\n"
+                               "forward:\n  - {domain: corp.example, servers: [127.0.0.1:5300]}\n",
+                               &err, NULL),
+                     0, "%s", err.msg);
+        cr_assert_lt(vd_config_finalize(&cfg, NULL, &err), 0);
+        cr_assert_not_null(strstr(err.msg, "forward: rule for corp.example.: server "
+                                           "127.0.0.1:5300 is one of our own listen addresses"),
+                           "%s", err.msg);
+        vd_config_free(&cfg);
+
+        vd_config_init(&cfg);
+        cr_assert_eq(load_text(&cfg,
+                               "listen: 127.0.0.1:5300\nupstream: 192.0.2.1\n"
+                               "forward:\n  - {domain: corp.example, servers: [127.0.0.1:5301]}\n",
+                               &err, NULL),
+                     0, "%s", err.msg);
+        cr_assert_eq(vd_config_finalize(&cfg, NULL, &err), 0, "%s", err.msg);
+        vd_config_free(&cfg);
+}
+
+/* The command line reads the file into a copy first: rules survive the copy, and a failing
+ * command line leaves the caller's rules alone. */
+Test(config, rules_survive_the_command_line)
+{
+        write_file("rules.yaml", "forward:\n  - {domain: corp.example, servers: [10.0.0.2]}\n");
+        char path[256];
+        snprintf(path, sizeof(path), "%s/rules.yaml", tmpdir);
+        vd_config cfg;
+        vd_error err = {{0}};
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, ARGS("--config", path, "--workers", "2"), &err), 0, "%s",
+                     err.msg);
+        cr_assert_eq(cfg.n_rules, 1);
+        cr_assert_str_eq(cfg.rules[0].domain, "corp.example.");
+        cr_assert_eq(run_args(&cfg, ARGS("--config", path, "--workers", "0"), &err), -EINVAL);
+        cr_assert_eq(cfg.n_rules, 1, "a rejected command line changed the rules");
+        cr_assert_str_eq(cfg.rules[0].domain, "corp.example.");
+        cr_assert_eq(run_args(&cfg, ARGS("--workers", "3"), &err), 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_rules, 1, "the copy of the config lost the rules");
+        cr_assert_str_eq(cfg.rules[0].domain, "corp.example.");
         vd_config_free(&cfg);
 }

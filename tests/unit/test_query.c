@@ -1,9 +1,16 @@
-/* test_query.c — the query pipeline's header policy without local data or upstream, and the
- * minimal answer to ANY (RFC 8482). */
+/* test_query.c — the query pipeline's header policy without local data or upstream, the
+ * minimal answer to ANY (RFC 8482), forwarding rules that beat local data (spec §5), and the
+ * forwarding-loop probe that query.c recognises. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "../../resolver/transport.h"
 #include "vpcdns/query.h"
+#include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
 static size_t make_query(uint8_t *buf)
@@ -147,4 +154,175 @@ Test(query, any_at_a_local_name_returns_its_records)
         cr_assert_eq(type, VD_TYPE_A, "a local name answers ANY with its own RRsets, not HINFO");
         cr_assert_eq(memcmp(out + pos - 4, a_rdata, 4), 0);
         vd_snapshot_unref(snap);
+}
+
+/* ---- forwarding rules beat local data (spec §5) ---------------------------------------------- */
+
+/* A snapshot holding "a.example" A 10.1.2.3 (make_query's name). */
+static vd_snapshot *local_a_example(void)
+{
+        uint8_t owner[VD_NAME_MAX];
+        size_t owner_len = 0;
+        vd_error err = {{0}};
+        vd_snapshot *snap = NULL;
+        static const uint8_t a_rdata[] = {10, 1, 2, 3};
+        vd_builder *b = vd_builder_new();
+        cr_assert_not_null(b);
+        cr_assert_eq(vd_name_from_text("a.example", owner, &owner_len), 0);
+        cr_assert_eq(vd_builder_add_rr(b, owner, VD_TYPE_A, 60, a_rdata, 4, "test", &err), 0, "%s",
+                     err.msg);
+        cr_assert_eq(vd_builder_finish(b, &snap, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return snap;
+}
+
+static int replies;
+static size_t last_reply_len;
+static void count_reply(void *arg, const uint8_t *resp, size_t len)
+{
+        (void)arg;
+        (void)resp;
+        replies++;
+        last_reply_len = len;
+}
+
+/* The pipeline with a forwarder whose only rule is domain → a silent loopback server (a bound
+ * UDP socket nobody reads), and a resolver over it. Returns the outcome for make_query(). */
+static vd_query_outcome with_rule(const char *domain, bool use_default, bool *local)
+{
+        uv_loop_t loop;
+        cr_assert_eq(uv_loop_init(&loop), 0);
+        int sink = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+        socklen_t sl = sizeof(sin);
+        cr_assert_eq(bind(sink, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        cr_assert_eq(getsockname(sink, (struct sockaddr *)&sin, &sl), 0);
+
+        vd_forward_rule rule;
+        memset(&rule, 0, sizeof(rule));
+        cr_assert_eq(vd_name_from_text(domain, rule.domain, &rule.domain_len), 0);
+        rule.use_default = use_default;
+        memcpy(&rule.servers[0].ss, &sin, sizeof(sin));
+        rule.servers[0].len = sizeof(sin);
+        rule.n_servers = use_default ? 0 : 1;
+        vd_addr upstream = rule.servers[0];
+        vd_forward_options opt = {
+            .servers = &upstream,
+            .n_servers = 1,
+            .rules = &rule,
+            .n_rules = 1,
+            .timeout_ms = 500,
+        };
+        vd_forwarder *fwd = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_forwarder_new(&loop, &opt, &fwd, &err), 0, "%s", err.msg);
+        vd_resolver_options ro;
+        vd_resolver_options_default(&ro);
+        vd_resolver *res = NULL;
+        cr_assert_eq(vd_resolver_new(&loop, fwd, NULL, &ro, &res), 0);
+
+        vd_snapshot *snap = local_a_example();
+        vd_query_env env = {0};
+        env.snapshot = snap;
+        env.forwarder = fwd;
+        env.resolver = res;
+        env.loop = &loop;
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_query(pkt);
+        replies = 0;
+        vd_query_outcome outcome =
+            vd_query_handle(&env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        *local = outcome == VD_QUERY_REPLY && env.counters.local_answers == 1 &&
+                 (out[3] & 0xF) == VD_RCODE_NOERROR && vd_wire_get16(out + 6) == 1;
+        if (outcome == VD_QUERY_PENDING)
+                cr_assert_eq(env.counters.forwarded, 1);
+
+        vd_resolver_close(res);
+        vd_forwarder_close(fwd);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        cr_assert_eq(uv_loop_close(&loop), 0, "a handle was left open");
+        if (outcome == VD_QUERY_PENDING) {
+                cr_assert_eq(replies, 1, "the pending client is answered exactly once on close");
+                cr_assert_eq(last_reply_len, 0);
+        }
+        close(sink);
+        vd_snapshot_unref(snap);
+        return outcome;
+}
+
+Test(query, a_rule_at_or_above_a_local_name_sends_it_upstream)
+{
+        bool local = false;
+        cr_assert_eq(with_rule("example", false, &local), VD_QUERY_PENDING,
+                     "a rule for example. beats the local record of a.example.");
+        cr_assert_not(local);
+        cr_assert_eq(with_rule("A.Example", false, &local), VD_QUERY_PENDING,
+                     "a rule equal to the local name beats it too, whatever the case");
+}
+
+Test(query, other_rules_leave_local_data_alone)
+{
+        bool local = false;
+        cr_assert_eq(with_rule("b.example", false, &local), VD_QUERY_REPLY);
+        cr_assert(local, "a rule for another name must not hide local data");
+        cr_assert_eq(with_rule("example", true, &local), VD_QUERY_REPLY);
+        cr_assert(local, "a 'servers: default' rule is no reason to skip local data");
+}
+
+/* ---- the forwarding-loop probe --------------------------------------------------------------- */
+
+static size_t make_named_query(uint8_t *buf, const char *name)
+{
+        uint8_t wire[VD_NAME_MAX];
+        size_t n = 0;
+        cr_assert_eq(vd_name_from_text(name, wire, &n), 0);
+        static const uint8_t head[] = {0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+        memcpy(buf, head, sizeof(head));
+        memcpy(buf + sizeof(head), wire, n);
+        /* the name as a client sends it: mixed case must still match */
+        buf[sizeof(head) + 1 + 16 + 1] = 'V'; /* "Vpcdns-loop-check" */
+        static const uint8_t tail[] = {0, 1, 0, 1};
+        memcpy(buf + sizeof(head) + n, tail, sizeof(tail));
+        return sizeof(head) + n + sizeof(tail);
+}
+
+Test(query, our_own_probe_is_refused_and_marked_seen)
+{
+        static vd_loop_probe probe;
+        const char *name = "a123456789abcdef." VD_LOOP_PROBE_SUFFIX;
+        cr_assert_eq(vd_name_from_text(name, probe.name, &probe.len), 0);
+        cr_assert_eq(vd_loop_probe_register(&probe), 0);
+
+        vd_query_env env = {0};
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_named_query(pkt, "b123456789abcdef." VD_LOOP_PROBE_SUFFIX);
+        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "another probe name is an ordinary name");
+        cr_assert_not(atomic_load(&probe.seen));
+
+        len = make_named_query(pkt, name);
+        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_REFUSED, "the probe must end the loop here");
+        cr_assert_eq(out[0], 0xab);
+        cr_assert(atomic_load(&probe.seen));
+
+        vd_loop_probe_unregister(&probe);
+        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "after the check the name is ordinary");
+}
+
+Test(query, probe_registry_is_bounded)
+{
+        static vd_loop_probe probes[VD_LOOP_PROBE_SLOTS + 1];
+        for (size_t i = 0; i <= VD_LOOP_PROBE_SLOTS; i++) {
+                char text[64];
+                snprintf(text, sizeof(text), "%016zx.%s", i, VD_LOOP_PROBE_SUFFIX);
+                cr_assert_eq(vd_name_from_text(text, probes[i].name, &probes[i].len), 0);
+                int rc = vd_loop_probe_register(&probes[i]);
+                cr_assert_eq(rc, i < VD_LOOP_PROBE_SLOTS ? 0 : -ENOSPC);
+        }
+        for (size_t i = 0; i <= VD_LOOP_PROBE_SLOTS; i++)
+                vd_loop_probe_unregister(&probes[i]);
+        cr_assert_eq(vd_loop_probe_register(&probes[VD_LOOP_PROBE_SLOTS]), 0);
+        vd_loop_probe_unregister(&probes[VD_LOOP_PROBE_SLOTS]);
 }
