@@ -1,6 +1,6 @@
 # contrib/deps.sh — sourced by contrib/run.sh and contrib/test.sh: installs the Debian 12
 # packages vpcdns needs to build and test, and touches apt only when one is missing.
-# Defines vd_deps_install and vd_build; runs nothing by itself.
+# Defines vd_deps_install, vd_deps_install_checks and vd_build; runs nothing by itself.
 
 # shellcheck shell=bash
 VD_DEPS=(
@@ -8,10 +8,14 @@ VD_DEPS=(
         libuv1-dev libc-ares-dev libldns-dev ldnsutils libcriterion-dev libjansson-dev libyaml-dev
         nsd dnsutils python3 python3-dnspython python3-pytest clang-format
 )
+# What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan with clang's
+# runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
+VD_DEPS_CHECKS=(clang libclang-rt-14-dev llvm valgrind)
 
+# vd_deps_missing PKG...: prints the packages of the list that are not installed.
 vd_deps_missing() {
         local pkg status
-        for pkg in "${VD_DEPS[@]}"; do
+        for pkg in "$@"; do
                 status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
                 if [[ $status != ii* ]]; then
                         printf '%s\n' "$pkg"
@@ -19,9 +23,10 @@ vd_deps_missing() {
         done
 }
 
-vd_deps_install() {
+# vd_deps_install_from PKG...: installs whatever of PKG... is missing (apt-get update first).
+vd_deps_install_from() {
         local missing
-        mapfile -t missing < <(vd_deps_missing)
+        mapfile -t missing < <(vd_deps_missing "$@")
         if ((${#missing[@]} == 0)); then
                 return 0
         fi
@@ -33,6 +38,16 @@ vd_deps_install() {
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
         "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
                 apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# vd_deps_install: what building, running and the unit and integration tests need.
+vd_deps_install() {
+        vd_deps_install_from "${VD_DEPS[@]}"
+}
+
+# vd_deps_install_checks: that and what the checks of contrib/test.sh add.
+vd_deps_install_checks() {
+        vd_deps_install_from "${VD_DEPS[@]}" "${VD_DEPS_CHECKS[@]}"
 }
 
 # vd_build ROOT: configures and builds ROOT/build (warnings are errors when CI=true).

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
-# contrib/test.sh — installs what is missing, builds build/, runs the unit tests (ctest) and
-# the integration suite (pytest with dnspython against a real NSD upstream). Exits non-zero
-# when anything fails; the last line it prints is pytest's "N passed".
+# contrib/test.sh — the whole test suite (CI runs it through .ci/run with CI=true). Installs
+# what is missing, then runs these stages in order and stops at the first that fails, naming it:
+#   1 check     contrib/check.sh: no banned calls, every C file formatted
+#   2 clang     clang -Werror build (build-ci-clang) + unit tests
+#   3 asan      ASan+UBSan build (clang, build-ci-asan): unit tests + integration suite; any
+#               sanitizer report fails the stage
+#   4 valgrind  the unit tests of build-ci-clang under valgrind memcheck
+#   5 fuzz      when fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus replay,
+#               then VD_FUZZ_SECONDS (default 30) of fuzzing per harness
+#   6 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite; the
+#               last line printed is pytest's "N passed"
+# Environment: VD_QUICK=1 runs only stages 1 and 6; VD_STAGES="check asan gcc" runs the named
+# stages; both are ignored when CI=true (CI runs everything). VD_FUZZ_SECONDS=0 only replays.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,10 +19,161 @@ cd "$root"
 # shellcheck source=contrib/deps.sh
 source "$root/contrib/deps.sh"
 
-vd_deps_install
-vd_build "$root"
-ctest --test-dir "$root/build" --output-on-failure
+all_stages=(check clang asan valgrind fuzz gcc)
+if [[ ${CI:-} == true ]]; then
+        if [[ -n ${VD_QUICK:-}${VD_STAGES:-} ]]; then
+                echo "test.sh: CI=true runs every stage; VD_QUICK and VD_STAGES are ignored" >&2
+        fi
+        stages=("${all_stages[@]}")
+elif [[ -n ${VD_STAGES:-} ]]; then
+        read -r -a stages <<<"$VD_STAGES"
+elif [[ ${VD_QUICK:-0} == 1 ]]; then
+        stages=(check gcc)
+else
+        stages=("${all_stages[@]}")
+fi
+for s in "${stages[@]}"; do
+        if [[ " ${all_stages[*]} " != *" $s "* ]]; then
+                echo "test.sh: unknown stage '$s' (stages: ${all_stages[*]})" >&2
+                exit 2
+        fi
+done
 
+jobs=$(nproc 2>/dev/null || echo 2)
+werror=OFF
+if [[ ${CI:-} == true ]]; then
+        werror=ON
+fi
+fuzz_seconds=${VD_FUZZ_SECONDS:-30}
 export PYTHONDONTWRITEBYTECODE=1
-export VPCDNS_BIN="$root/build/vpcdns"
-exec /usr/bin/python3 -m pytest -q "$root/tests/integration"
+
+current=setup
+started=$SECONDS
+stage_started=$SECONDS
+on_exit() {
+        local rc=$?
+        if ((rc != 0)); then
+                printf '\n=== test.sh: stage %s FAILED (exit %d) after %d s ===\n' \
+                        "$current" "$rc" $((SECONDS - stage_started)) >&2
+        fi
+}
+trap on_exit EXIT
+
+banner() {
+        current=$1
+        stage_started=$SECONDS
+        printf '\n=== test.sh: stage %s: %s (%d s elapsed) ===\n' "$1" "$2" $((SECONDS - started))
+}
+
+# cmake_build DIR CC ARGS...: configures DIR with the compiler CC and builds it.
+cmake_build() {
+        local dir=$1 cc=$2
+        shift 2
+        # CMake keeps the compiler of the first configure: start afresh when it differs.
+        local cached
+        cached=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$root/$dir/CMakeCache.txt" 2>/dev/null ||
+                true)
+        if [[ -n $cached && $(readlink -f "$cached") != $(readlink -f "$(command -v "$cc")") ]]; then
+                echo "test.sh: $dir was configured with $cached, reconfiguring with $cc"
+                rm -rf "$root/$dir/CMakeCache.txt" "$root/$dir/CMakeFiles"
+        fi
+        CC=$cc cmake -S "$root" -B "$root/$dir" "$@"
+        cmake --build "$root/$dir" -j "$jobs"
+}
+
+# Sanitizer reports fail the process (abort / exit 1) and, for the integration suite, go to
+# files in a directory that must stay empty: a test that expects vpcdns to fail would not
+# notice an ASan abort, and a report in a daemon's stderr would pass unseen.
+sanitizer_env() {
+        local logdir=${1:-}
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+        if [[ -n $logdir ]]; then
+                ASAN_OPTIONS+=:log_path=$logdir/report
+                UBSAN_OPTIONS+=:log_path=$logdir/report
+        fi
+        export ASAN_OPTIONS UBSAN_OPTIONS
+        # LeakSanitizer at the end of each Criterion worker (what 2.4 does anyway).
+        export CRITERION_NO_EARLY_EXIT=1
+}
+
+stage_check() {
+        banner check "banned calls and clang-format"
+        "$root/contrib/check.sh"
+}
+
+stage_clang() {
+        banner clang "clang -Werror build (build-ci-clang) and unit tests"
+        # VD_VALGRIND registers the memcheck runs of stage valgrind on the same binaries.
+        cmake_build build-ci-clang clang -DVD_WERROR=ON -DVD_SANITIZE=OFF -DVD_VALGRIND=ON
+        ctest --test-dir "$root/build-ci-clang" -L unit --output-on-failure
+}
+
+stage_asan() {
+        banner asan "ASan+UBSan build (build-ci-asan): unit tests and integration suite"
+        # clang: gcc 12's libubsan ignores log_path, clang's runtime honours it.
+        cmake_build build-ci-asan clang -DVD_WERROR="$werror" -DVD_SANITIZE=ON -DVD_VALGRIND=OFF
+        (
+                sanitizer_env
+                ctest --test-dir "$root/build-ci-asan" -L unit --output-on-failure
+        )
+        local logdir="$root/build-ci-asan/sanitizer-logs"
+        rm -rf "$logdir"
+        mkdir -p "$logdir"
+        local rc=0
+        (
+                sanitizer_env "$logdir"
+                VPCDNS_BIN="$root/build-ci-asan/vpcdns" /usr/bin/python3 -m pytest -q \
+                        "$root/tests/integration"
+        ) || rc=$?
+        local reports
+        mapfile -t reports < <(find "$logdir" -type f | LC_ALL=C sort)
+        if ((${#reports[@]} > 0)); then
+                echo "test.sh: ${#reports[@]} sanitizer reports from vpcdns during the" \
+                        "integration suite (the first 5):" >&2
+                local f
+                for f in "${reports[@]:0:5}"; do
+                        printf -- '--- %s\n' "$f" >&2
+                        head -n 60 "$f" >&2
+                done
+                return 1
+        fi
+        return "$rc"
+}
+
+stage_valgrind() {
+        banner valgrind "unit tests under valgrind memcheck (build-ci-clang)"
+        cmake_build build-ci-clang clang -DVD_WERROR=ON -DVD_SANITIZE=OFF -DVD_VALGRIND=ON
+        CRITERION_NO_EARLY_EXIT=1 ctest --test-dir "$root/build-ci-clang" -L valgrind \
+                --output-on-failure -j "$jobs"
+}
+
+stage_fuzz() {
+        banner fuzz "libFuzzer harnesses (build-ci-fuzz): corpus replay, ${fuzz_seconds} s each"
+        if [[ ! -x $root/fuzz/build.sh ]]; then
+                echo "test.sh: no fuzz/build.sh, nothing to fuzz"
+                return 0
+        fi
+        CC=clang "$root/fuzz/build.sh" "$root/build-ci-fuzz"
+        "$root/fuzz/run.sh" "$root/build-ci-fuzz" 0
+        if ((fuzz_seconds > 0)); then
+                JOBS=$jobs "$root/fuzz/run.sh" "$root/build-ci-fuzz" "$fuzz_seconds"
+        fi
+}
+
+stage_gcc() {
+        banner gcc "gcc build (build/), unit tests and integration suite"
+        vd_build "$root"
+        ctest --test-dir "$root/build" -L unit --output-on-failure
+        VPCDNS_BIN="$root/build/vpcdns" /usr/bin/python3 -m pytest -q "$root/tests/integration"
+}
+
+current=deps
+if [[ " ${stages[*]} " =~ \ (clang|asan|valgrind|fuzz)\  ]]; then
+        vd_deps_install_checks
+else
+        vd_deps_install
+fi
+for s in "${stages[@]}"; do
+        "stage_$s"
+done

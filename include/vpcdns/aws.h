@@ -10,10 +10,10 @@
 #include "vpcdns/snapshot.h"
 
 typedef struct vd_aws_summary {
-        size_t endpoints;         /* all endpoints in the file */
-        size_t endpoints_served;  /* Interface endpoints in state available */
-        size_t names;             /* DNS names added (regional, zonal, private, wildcard) */
-        size_t addresses;         /* A and AAAA records added */
+        size_t endpoints;        /* all endpoints in the file */
+        size_t endpoints_served; /* Interface endpoints in state available */
+        size_t names;            /* DNS names added (regional, zonal, private, wildcard) */
+        size_t addresses;        /* A and AAAA records added */
 } vd_aws_summary;
 
 /* Loads DIR/describe-vpc-endpoints.json and DIR/describe-network-interfaces.json into b.

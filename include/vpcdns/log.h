@@ -19,6 +19,6 @@ int vd_log_level_parse(const char *text, vd_log_level *out);
 /* Writes `ts=2026-11-27T09:30:00.123Z level=info event=<event> <fmt...>\n` to stderr when
  * level is enabled. fmt carries the remaining key=value pairs. */
 void vd_log(vd_log_level level, const char *event, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -37,19 +37,19 @@ typedef struct vd_query_info {
         uint16_t id;
         uint16_t flags; /* the client's header flag word as sent */
         uint16_t qdcount;
-        bool question_ok;            /* qname/qtype/qclass below are valid */
-        const uint8_t *qname;        /* as sent (client's letter case), inside the packet */
-        uint8_t qname_len;           /* octets including the root label */
+        bool question_ok;     /* qname/qtype/qclass below are valid */
+        const uint8_t *qname; /* as sent (client's letter case), inside the packet */
+        uint8_t qname_len;    /* octets including the root label */
         uint8_t qname_lower[VD_NAME_MAX];
-        uint8_t labels;              /* label count, root excluded */
-        uint8_t label_off[128];      /* offset of each label in qname, [labels] = root */
+        uint8_t labels;         /* label count, root excluded */
+        uint8_t label_off[128]; /* offset of each label in qname, [labels] = root */
         uint16_t qtype;
         uint16_t qclass;
-        size_t question_end;         /* offset just past the question in the packet */
+        size_t question_end; /* offset just past the question in the packet */
         bool has_edns;
         uint8_t edns_version;
         bool edns_do;
-        uint16_t edns_udp_size;      /* as the client sent it */
+        uint16_t edns_udp_size; /* as the client sent it */
 } vd_query_info;
 
 /* Parses a client query. On VD_PARSE_OK every field is valid. For FORMERR, NOTIMP and
