@@ -33,6 +33,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "vpcdns/siphash.h"
 #include "vpcdns/cache.h"
 
 #define MAX_CHAIN_HOPS 8 /* CNAME/DNAME links followed from the question name */
@@ -109,58 +110,6 @@ struct kept {
         bool have_soa;
 };
 
-static inline uint64_t rotl64(uint64_t x, int b)
-{
-        return (x << b) | (x >> (64 - b));
-}
-
-#define SIP_ROUND(v0, v1, v2, v3)                                                                  \
-        do {                                                                                       \
-                v0 += v1;                                                                          \
-                v1 = rotl64(v1, 13);                                                               \
-                v1 ^= v0;                                                                          \
-                v0 = rotl64(v0, 32);                                                               \
-                v2 += v3;                                                                          \
-                v3 = rotl64(v3, 16);                                                               \
-                v3 ^= v2;                                                                          \
-                v0 += v3;                                                                          \
-                v3 = rotl64(v3, 21);                                                               \
-                v3 ^= v0;                                                                          \
-                v2 += v1;                                                                          \
-                v1 = rotl64(v1, 17);                                                               \
-                v1 ^= v2;                                                                          \
-                v2 = rotl64(v2, 32);                                                               \
-        } while (0)
-
-/* SipHash-1-3 keyed with a per-cache random seed: clients choose the names we cache, so the
- * bucket of a name must not be predictable (hash flooding). */
-static uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t n)
-{
-        uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
-        uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
-        size_t i = 0;
-
-        for (; i + 8 <= n; i += 8) {
-                uint64_t m = 0;
-                for (int k = 7; k >= 0; k--)
-                        m = (m << 8) | in[i + (size_t)k];
-                v3 ^= m;
-                SIP_ROUND(v0, v1, v2, v3);
-                v0 ^= m;
-        }
-        uint64_t b = (uint64_t)n << 56;
-        for (size_t k = 0; i + k < n; k++)
-                b |= (uint64_t)in[i + k] << (8 * k);
-        v3 ^= b;
-        SIP_ROUND(v0, v1, v2, v3);
-        v0 ^= b;
-        v2 ^= 0xff;
-        SIP_ROUND(v0, v1, v2, v3);
-        SIP_ROUND(v0, v1, v2, v3);
-        SIP_ROUND(v0, v1, v2, v3);
-        return v0 ^ v1 ^ v2 ^ v3;
-}
-
 static uint64_t key_hash(const vd_cache *c, const uint8_t *name, size_t name_len, uint16_t qtype,
                          uint16_t qclass, bool dnssec_ok)
 {
@@ -169,7 +118,7 @@ static uint64_t key_hash(const vd_cache *c, const uint8_t *name, size_t name_len
         vd_wire_put16(key + name_len, qtype);
         vd_wire_put16(key + name_len + 2, qclass);
         key[name_len + 4] = dnssec_ok ? 1 : 0;
-        return siphash(c->seed0, c->seed1, key, name_len + 5);
+        return vd_siphash13(c->seed0, c->seed1, key, name_len + 5);
 }
 
 static uint8_t *entry_key(struct entry *e)

@@ -24,6 +24,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "vpcdns/siphash.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
@@ -79,58 +80,6 @@ void vd_resolver_options_default(vd_resolver_options *o)
 
 /* --- keys ------------------------------------------------------------------------------- */
 
-static inline uint64_t rotl64(uint64_t x, int b)
-{
-        return (x << b) | (x >> (64 - b));
-}
-
-#define SIP_ROUND(v0, v1, v2, v3)                                                                  \
-        do {                                                                                       \
-                v0 += v1;                                                                          \
-                v1 = rotl64(v1, 13);                                                               \
-                v1 ^= v0;                                                                          \
-                v0 = rotl64(v0, 32);                                                               \
-                v2 += v3;                                                                          \
-                v3 = rotl64(v3, 16);                                                               \
-                v3 ^= v2;                                                                          \
-                v0 += v3;                                                                          \
-                v3 = rotl64(v3, 21);                                                               \
-                v3 ^= v0;                                                                          \
-                v2 += v1;                                                                          \
-                v1 = rotl64(v1, 17);                                                               \
-                v1 ^= v2;                                                                          \
-                v2 = rotl64(v2, 32);                                                               \
-        } while (0)
-
-/* SipHash-1-3 with a per-resolver random key: clients choose the names, so a bucket must not
- * be predictable (the table would otherwise degrade into a list under a flood). */
-static uint64_t siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t n)
-{
-        uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
-        uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
-        size_t i = 0;
-
-        for (; i + 8 <= n; i += 8) {
-                uint64_t m = 0;
-                for (int k = 7; k >= 0; k--)
-                        m = (m << 8) | in[i + (size_t)k];
-                v3 ^= m;
-                SIP_ROUND(v0, v1, v2, v3);
-                v0 ^= m;
-        }
-        uint64_t b = (uint64_t)n << 56;
-        for (size_t k = 0; i + k < n; k++)
-                b |= (uint64_t)in[i + k] << (8 * k);
-        v3 ^= b;
-        SIP_ROUND(v0, v1, v2, v3);
-        v0 ^= b;
-        v2 ^= 0xff;
-        SIP_ROUND(v0, v1, v2, v3);
-        SIP_ROUND(v0, v1, v2, v3);
-        SIP_ROUND(v0, v1, v2, v3);
-        return v0 ^ v1 ^ v2 ^ v3;
-}
-
 /* The flight key: the cache's key (lower-cased name, type, class, DO) plus CD, whose answers
  * the cache does not share. */
 static bool key_cd(const vd_query_info *qi)
@@ -145,7 +94,7 @@ static uint64_t key_hash(const vd_resolver *r, const vd_query_info *qi)
         vd_wire_put16(key + qi->qname_len, qi->qtype);
         vd_wire_put16(key + qi->qname_len + 2, qi->qclass);
         key[qi->qname_len + 4] = (uint8_t)((qi->edns_do ? 1 : 0) | (key_cd(qi) ? 2 : 0));
-        return siphash(r->seed0, r->seed1, key, (size_t)qi->qname_len + 5);
+        return vd_siphash13(r->seed0, r->seed1, key, (size_t)qi->qname_len + 5);
 }
 
 static bool key_eq(const vd_query_info *a, const vd_query_info *b)
