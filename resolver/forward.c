@@ -25,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include "vpcdns/forward.h"
@@ -220,6 +223,62 @@ static void id_mark(vd_forwarder *f, uint16_t id, bool on)
         else
                 f->ids_in_flight[id >> 6] &= ~bit;
 }
+
+/* ---- sockets ------------------------------------------------------------------------- */
+
+/* c-ares reads and writes through these (ares_set_socket_functions) so that we see every
+ * datagram it receives: one from another address, or with an ID we have not sent (or no
+ * longer wait for), is counted as a mismatch; c-ares drops it as before. c-ares connects its
+ * UDP sockets, so the kernel already discards datagrams from other ports; the check stays for
+ * what gets through. */
+static ares_socket_t sock_open(int af, int type, int protocol, void *data)
+{
+        (void)data;
+        return socket(af, type | SOCK_CLOEXEC, protocol);
+}
+
+static int sock_close(ares_socket_t fd, void *data)
+{
+        (void)data;
+        return close(fd);
+}
+
+static int sock_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *data)
+{
+        (void)data;
+        return connect(fd, sa, len);
+}
+
+static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *data)
+{
+        (void)data;
+        return writev(fd, iov, n);
+}
+
+static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
+                                  struct sockaddr *from, ares_socklen_t *from_len, void *data)
+{
+        struct channel *c = data;
+        ares_ssize_t n = recvfrom(fd, buf, len, flags, from, from_len);
+        if (n >= 2 && from != NULL && from_len != NULL && *from_len > 0) { /* UDP */
+                vd_addr source;
+                memset(&source, 0, sizeof(source));
+                source.len = *from_len <= sizeof(source.ss) ? *from_len : sizeof(source.ss);
+                memcpy(&source.ss, from, source.len);
+                if (!vd_addr_equal(&source, &c->srv->addr) ||
+                    !id_in_flight(c->f, vd_wire_get16(buf)))
+                        c->f->counters.mismatches++;
+        }
+        return n;
+}
+
+static const struct ares_socket_functions socket_functions = {
+    .asocket = sock_open,
+    .aclose = sock_close,
+    .aconnect = sock_connect,
+    .arecvfrom = sock_recvfrom,
+    .asendv = sock_sendv,
+};
 
 /* A fresh ID from the CSPRNG that differs from the client's, from the previous one and from
  * every ID still in flight on any channel (c-ares matches answers to sends by ID). */
@@ -1194,6 +1253,7 @@ static int open_channels(vd_forwarder *f, struct server *s, unsigned n, vd_error
                 }
                 c->live = true;
                 s->n_chans = i + 1;
+                ares_set_socket_functions(c->ch, &socket_functions, c);
                 rc = ares_set_servers_ports(c->ch, &node);
                 if (rc != ARES_SUCCESS) {
                         vd_error_set(err, "forwarder: c-ares servers: %s", ares_strerror(rc));

@@ -557,7 +557,17 @@ Test(relay, truncates_with_tc_when_larger_than_max_len)
 
 /* UP_WRONG_CASE_FIRST: the first query gets an answer (A 192.0.2.66) whose question has every
  * letter's case flipped; later ones are answered normally. */
-enum up_mode { UP_ANSWER, UP_SILENT, UP_TC, UP_REFUSED, UP_WRONG_CASE_FIRST, UP_SLOW };
+/* UP_WRONG_ID_FIRST: every answer is preceded by the same answer under another ID (a spoof
+ * attempt that guessed the question but not the ID). */
+enum up_mode {
+        UP_ANSWER,
+        UP_SILENT,
+        UP_TC,
+        UP_REFUSED,
+        UP_WRONG_CASE_FIRST,
+        UP_SLOW,
+        UP_WRONG_ID_FIRST
+};
 #define SLOW_MS 20 /* UP_SLOW answers like UP_ANSWER, this much later */
 
 #define TCP_RECORDS 60
@@ -613,7 +623,8 @@ static size_t upstream_answer(upstream *up, const uint8_t *query, size_t len, bo
         msg m;
         unsigned rcode = up->mode == UP_REFUSED ? VD_RCODE_REFUSED : 0;
         bool wrong_case = up->mode == UP_WRONG_CASE_FIRST && up->udp_queries == 1;
-        bool one = up->mode == UP_ANSWER || up->mode == UP_WRONG_CASE_FIRST || up->mode == UP_SLOW;
+        bool one = up->mode == UP_ANSWER || up->mode == UP_WRONG_CASE_FIRST ||
+                   up->mode == UP_SLOW || up->mode == UP_WRONG_ID_FIRST;
         unsigned records = tcp ? TCP_RECORDS : (one ? 1 : 0);
         unsigned flags = UP_FLAGS | rcode | (up->mode == UP_TC && !tcp ? VD_FLAG_TC : 0);
         header(&m, qi.id, flags, 1, records, 0, 1);
@@ -697,6 +708,13 @@ static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct
                 return;
         }
         uv_buf_t b = uv_buf_init((char *)out, (unsigned)n);
+        if (up->mode == UP_WRONG_ID_FIRST) {
+                uint8_t spoof[2048];
+                memcpy(spoof, out, n);
+                vd_wire_put16(spoof, (uint16_t)(vd_wire_get16(out) ^ 0x5A5Au));
+                uv_buf_t sb = uv_buf_init((char *)spoof, (unsigned)n);
+                cr_assert_eq(uv_udp_try_send(h, &sb, 1, from), (int)n);
+        }
         cr_assert_eq(uv_udp_try_send(h, &b, 1, from), (int)n);
 }
 
@@ -1872,4 +1890,24 @@ Test(forward_health, silent_server_dead_skipped_probed_and_back)
         cr_assert_lt(hl.max_ms[2], 100.0, "steady state took %.1f ms", hl.max_ms[2]);
         cr_assert(hl.back, "the server did not come back after answering a probe");
         cr_assert_eq(hl.probes, 1, "one probe per backoff, saw %d", hl.probes);
+}
+
+Test(forward_live, wrong_id_answers_are_dropped_and_counted)
+{
+        scenario s;
+        const enum up_mode modes[] = {UP_WRONG_ID_FIRST};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.expected = 3;
+        send_query(&s, 0, 11, "a.example.com", false, false, 512);
+        send_query(&s, 1, 12, "b.example.com", false, false, 512);
+        send_query(&s, 2, 13, "c.example.com", false, false, 512);
+        scenario_run(&s);
+        for (int i = 0; i < 3; i++) {
+                cr_assert_eq(s.r[i].calls, 1);
+                cr_assert_eq(vd_wire_get16(s.r[i].buf), 11 + i, "the client's own ID");
+                cr_assert_eq(s.r[i].buf[3] & 0xF, 0, "the real answer, not SERVFAIL");
+        }
+        vd_forward_counters c;
+        counters(&s, &c);
+        cr_assert_eq(c.mismatches, 3, "each spoofed datagram counted once");
 }
