@@ -6,6 +6,7 @@
  * response reads cleanly and (unless we truncated it) every record arrives unchanged.
  * Every relayed answer is also stored in a cache and served back from it (the upstream
  * answer path of issue 5: parse, check, cache insert, relay). */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +25,28 @@ static size_t pick_len(uint8_t sel)
         return (size_t)sel * 7;
 }
 
+/* The same records, names compared without regard to case: the relay writes the client's
+ * spelling of the question, and compressed names that point into it (owners, and names in
+ * rdata) take that spelling. Compared as ldns's text, folded to lower case. */
+static bool same_records(const ldns_rr_list *a, const ldns_rr_list *b)
+{
+        char *ta = ldns_rr_list2str(a), *tb = ldns_rr_list2str(b);
+        FUZZ_CHECK(ta != NULL && tb != NULL);
+        for (char *p = ta; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        for (char *p = tb; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        bool same = strcmp(ta, tb) == 0;
+        free(ta);
+        free(tb);
+        return same;
+}
+
 static void check_sections_equal(const ldns_pkt *up, const ldns_pkt *resp)
 {
-        FUZZ_CHECK(ldns_rr_list_compare(ldns_pkt_answer(up), ldns_pkt_answer(resp)) == 0);
-        FUZZ_CHECK(ldns_rr_list_compare(ldns_pkt_authority(up), ldns_pkt_authority(resp)) == 0);
-        FUZZ_CHECK(ldns_rr_list_compare(ldns_pkt_additional(up), ldns_pkt_additional(resp)) == 0);
+        FUZZ_CHECK(same_records(ldns_pkt_answer(up), ldns_pkt_answer(resp)));
+        FUZZ_CHECK(same_records(ldns_pkt_authority(up), ldns_pkt_authority(resp)));
+        FUZZ_CHECK(same_records(ldns_pkt_additional(up), ldns_pkt_additional(resp)));
 }
 
 /* Whether any record of msg (walked with the project's reader) has the given type. */
