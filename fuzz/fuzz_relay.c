@@ -99,16 +99,17 @@ static unsigned dropped_signatures(const uint8_t *msg, size_t len)
 static void check_cache(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
                         size_t max_len, size_t cap, bool clean)
 {
-        static vd_cache *cache;
-        if (cache == NULL) {
-                vd_cache_options o;
-                vd_cache_options_default(&o);
-                o.max_entries = 64;
-                FUZZ_CHECK(vd_cache_new(&o, &cache) == 0);
-        }
+        /* A fresh cache per input: what it serves then comes from this input alone. */
+        vd_cache *cache = NULL;
+        vd_cache_options o;
+        vd_cache_options_default(&o);
+        o.max_entries = 4;
+        FUZZ_CHECK(vd_cache_new(&o, &cache) == 0);
         const uint64_t now = 1000000;
-        if (vd_cache_store(cache, qi, answer, answer_len, now) != 0)
+        if (vd_cache_store(cache, qi, answer, answer_len, now) != 0) {
+                vd_cache_free(cache);
                 return;
+        }
         uint8_t *out = malloc(cap ? cap : 1);
         FUZZ_CHECK(out != NULL);
         size_t m = vd_cache_lookup(cache, qi, now + 500, max_len, out, cap);
@@ -116,13 +117,24 @@ static void check_cache(const vd_query_info *qi, const uint8_t *answer, size_t a
         if (m > 0) {
                 fuzz_check_header(qi, out, m);
                 FUZZ_CHECK(!(vd_wire_get16(out + 2) & VD_FLAG_AA));
+                if (getenv("FUZZ_VERBOSE") != NULL) {
+                        fprintf(stderr, "fuzz_relay: cached response=");
+                        for (size_t i = 0; i < m; i++)
+                                fprintf(stderr, "%02x", out[i]);
+                        fprintf(stderr, "\n");
+                }
                 if (clean) {
                         ldns_pkt *p = NULL;
-                        FUZZ_CHECK(ldns_wire2pkt(&p, out, m) == LDNS_STATUS_OK);
+                        ldns_status st = ldns_wire2pkt(&p, out, m);
+                        if (st != LDNS_STATUS_OK)
+                                fprintf(stderr, "fuzz_relay: cached response unreadable: %s\n",
+                                        ldns_get_errorstr_by_id(st));
+                        FUZZ_CHECK(st == LDNS_STATUS_OK);
                         ldns_pkt_free(p);
                 }
         }
         free(out);
+        vd_cache_free(cache);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
