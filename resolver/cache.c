@@ -156,12 +156,7 @@ int vd_cache_new(const vd_cache_options *o, vd_cache **out)
         }
         c->mask = nb - 1;
         uint64_t seed[2];
-        if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                seed[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)c;
-                seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
-        }
+        vd_siphash_new_key(seed);
         c->seed0 = seed[0];
         c->seed1 = seed[1];
         *out = c;

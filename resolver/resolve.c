@@ -463,12 +463,7 @@ int vd_resolver_new(uv_loop_t *loop, vd_forwarder *fwd, vd_cache *cache,
         else
                 vd_resolver_options_default(&r->opt);
         uint64_t seed[2];
-        if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                seed[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)r;
-                seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
-        }
+        vd_siphash_new_key(seed);
         r->seed0 = seed[0];
         r->seed1 = seed[1];
         *out = r;

@@ -1,6 +1,9 @@
 /* siphash.c — SipHash-1-3 (Aumasson and Bernstein), the keyed hash of the tables whose keys
  * clients choose (the answer cache, the resolver's questions in flight): with a random key per
  * table, nobody can aim many names at one bucket. */
+#include <sys/random.h>
+#include <time.h>
+
 #include "vpcdns/siphash.h"
 
 static inline uint64_t rotl64(uint64_t x, int b)
@@ -51,4 +54,14 @@ uint64_t vd_siphash13(uint64_t k0, uint64_t k1, const uint8_t *in, size_t n)
         SIP_ROUND(v0, v1, v2, v3);
         SIP_ROUND(v0, v1, v2, v3);
         return v0 ^ v1 ^ v2 ^ v3;
+}
+
+void vd_siphash_new_key(uint64_t key[2])
+{
+        if (getrandom(key, 2 * sizeof(key[0]), GRND_NONBLOCK) == (ssize_t)(2 * sizeof(key[0])))
+                return;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        key[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)key;
+        key[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&ts;
 }
