@@ -147,7 +147,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = size - 1;
         size_t frames = sent_frames(payload, n, ids, sizeof(ids) / sizeof(ids[0]));
 
-        int fd = connect_server();
+        /* Hundreds of thousands of short connections on a loaded machine: a connect may time
+         * out now and then. Retry for a while; a server that stopped accepting still fails. */
+        int fd = -1;
+        for (int attempt = 0; attempt < 6 && fd < 0; attempt++) {
+                fd = connect_server();
+                if (fd < 0) {
+                        fprintf(stderr, "fuzz_tcp: connect failed (%s), retrying\n",
+                                strerror(errno));
+                        usleep(200000u << attempt);
+                }
+        }
         FUZZ_CHECK(fd >= 0);
         for (size_t off = 0; off < n;) {
                 size_t part = n - off < chunk ? n - off : chunk;
