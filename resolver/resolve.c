@@ -266,6 +266,17 @@ static void on_upstream(void *arg, int status, const uint8_t *answer, size_t len
         flight_release(f);
 }
 
+static void flight_add_waiter(struct flight *f, struct waiter *w)
+{
+        w->next = NULL;
+        if (f->waiters_tail != NULL)
+                f->waiters_tail->next = w;
+        else
+                f->waiters = w;
+        f->waiters_tail = w;
+        f->n_waiters++;
+}
+
 static void on_stale_timer(uv_timer_t *t)
 {
         struct flight *f = t->data;
@@ -283,13 +294,7 @@ static void on_stale_timer(uv_timer_t *t)
                 } else if (r->closed) {
                         waiter_finish(r, w, 0);
                 } else { /* nothing stale for this one: it waits for the upstream */
-                        w->next = NULL;
-                        if (f->waiters_tail != NULL)
-                                f->waiters_tail->next = w;
-                        else
-                                f->waiters = w;
-                        f->waiters_tail = w;
-                        f->n_waiters++;
+                        flight_add_waiter(f, w);
                 }
                 w = next;
         }
@@ -353,16 +358,6 @@ static struct waiter *waiter_new(const vd_query_info *qi, size_t max_len, vd_rep
         w->reply = reply;
         w->arg = arg;
         return w;
-}
-
-static void flight_add_waiter(struct flight *f, struct waiter *w)
-{
-        if (f->waiters_tail != NULL)
-                f->waiters_tail->next = w;
-        else
-                f->waiters = w;
-        f->waiters_tail = w;
-        f->n_waiters++;
 }
 
 static void start_prefetch(vd_resolver *r, const vd_query_info *qi)
