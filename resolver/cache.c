@@ -276,49 +276,6 @@ static bool name_is_suffix(const uint8_t *a, size_t a_len, const uint8_t *b, siz
         return false;
 }
 
-/* How the rdata of a type that may hold compressed names is laid out: prefix octets before
- * the first name, and the number of names (RFC 1035 §3.3, RFC 3597 §4, and later types). */
-static bool rdata_names(uint16_t type, size_t *prefix, size_t *names)
-{
-        *prefix = 0;
-        *names = 1;
-        switch (type) {
-        case 2:  /* NS */
-        case 3:  /* MD */
-        case 4:  /* MF */
-        case 5:  /* CNAME */
-        case 7:  /* MB */
-        case 8:  /* MG */
-        case 9:  /* MR */
-        case 12: /* PTR */
-        case 39: /* DNAME */
-                return true;
-        case 6:  /* SOA */
-        case 14: /* MINFO */
-        case 17: /* RP */
-                *names = 2;
-                return true;
-        case 15: /* MX */
-        case 18: /* AFSDB */
-        case 21: /* RT */
-        case 36: /* KX */
-                *prefix = 2;
-                return true;
-        case 26: /* PX */
-                *prefix = 2;
-                *names = 2;
-                return true;
-        case 33: /* SRV */
-                *prefix = 6;
-                return true;
-        case 35: /* NAPTR: order, preference, then three strings (computed by the caller) */
-                *prefix = 4;
-                return true;
-        default:
-                return false;
-        }
-}
-
 static bool room(const struct kept *k, size_t n)
 {
         return k->len <= MAX_DATA && MAX_DATA - k->len >= n;
@@ -354,7 +311,7 @@ static int keep_record(vd_cache *c, struct kept *k, const vd_query_info *qi, con
         uint16_t rdlen = (uint16_t)(end - rdata);
         if ((rr->type == VD_TYPE_A && rdlen != 4) || (rr->type == VD_TYPE_AAAA && rdlen != 16))
                 return -EBADMSG;
-        if (rdata_names(rr->type, &prefix, &names)) {
+        if (vd_wire_rdata_names(rr->type, &prefix, &names)) {
                 if (rr->type == 35) {
                         for (int s = 0; s < 3; s++) {
                                 if (rdata + prefix >= end)
@@ -635,6 +592,8 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
                 if (answer[rr.fixed + 4] != 0) /* extended rcode (BADVERS, ...) */
                         return -ENOTSUP;
         }
+        if (pos != len) /* octets after the last record: not a well-formed message */
+                return -EBADMSG;
         if (ns_start == 0) /* no authority or additional records */
                 ns_start = pos;
 

@@ -1419,75 +1419,25 @@ static size_t relay_truncated(const vd_query_info *qi, uint16_t flags, uint8_t r
         return vd_wire_add_opt(qi, rcode, out, len, limit);
 }
 
-/* Types whose rdata may carry compressed names (RFC 3597 §4 and the well-known later ones). */
-static bool rdata_may_compress(uint16_t type)
-{
-        switch (type) {
-        case 2:  /* NS */
-        case 3:  /* MD */
-        case 4:  /* MF */
-        case 5:  /* CNAME */
-        case 6:  /* SOA */
-        case 7:  /* MB */
-        case 8:  /* MG */
-        case 9:  /* MR */
-        case 12: /* PTR */
-        case 14: /* MINFO */
-        case 15: /* MX */
-        case 17: /* RP */
-        case 18: /* AFSDB */
-        case 21: /* RT */
-        case 26: /* PX */
-        case 33: /* SRV */
-        case 35: /* NAPTR */
-        case 36: /* KX */
-        case 39: /* DNAME */
-                return true;
-        default:
-                return false;
-        }
-}
-
-/* Reads n names of a record's rdata starting skip octets in (each through the bounded reader,
- * so a relayed pointer always leads to a valid name); the inline part must stay inside the
- * rdata. Returns false when one is malformed. */
+/* Reads the names of a record's rdata, for the types whose rdata may hold compressed names
+ * (each through the bounded reader, so a relayed pointer always leads to a valid name); the
+ * inline part must stay inside the rdata. Returns false when one is malformed. */
 static bool rdata_names_ok(const uint8_t *msg, size_t fixed, uint16_t type)
 {
         uint8_t scratch[VD_NAME_MAX];
         size_t scratch_len;
         size_t rdata = fixed + 10;
         size_t end = rdata + vd_wire_get16(msg + fixed + 8);
-        size_t skip = 0, names = 1;
+        size_t skip, names;
 
-        switch (type) {
-        case 6:  /* SOA */
-        case 14: /* MINFO */
-        case 17: /* RP */
-                names = 2;
-                break;
-        case 15: /* MX */
-        case 18: /* AFSDB */
-        case 21: /* RT */
-        case 36: /* KX */
-                skip = 2;
-                break;
-        case 26: /* PX */
-                skip = 2;
-                names = 2;
-                break;
-        case 33: /* SRV */
-                skip = 6;
-                break;
-        case 35: /* NAPTR: order, preference, then flags, services and regexp strings */
-                skip = 4;
+        if (!vd_wire_rdata_names(type, &skip, &names))
+                return true; /* opaque rdata */
+        if (type == 35) {    /* NAPTR: flags, services and regexp strings before the name */
                 for (int k = 0; k < 3; k++) {
                         if (rdata + skip >= end)
                                 return false;
                         skip += 1 + (size_t)msg[rdata + skip];
                 }
-                break;
-        default:
-                break;
         }
         size_t p = rdata + skip;
         for (size_t k = 0; k < names; k++) {
@@ -1557,7 +1507,7 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                         removed++;
                         continue;
                 }
-                if (rdata_may_compress(type) && !rdata_names_ok(answer, fixed, type))
+                if (!rdata_names_ok(answer, fixed, type))
                         return 0;
                 if (!fits)
                         continue;          /* keep validating the rest */
@@ -1574,7 +1524,8 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                 /* After a removed record offsets shift: write the owner uncompressed, as spelt.
                  * Rdata is copied as is, so a record whose rdata may hold compressed names
                  * cannot follow it safely: such an answer is refused (SERVFAIL). */
-                if (rdata_may_compress(type))
+                size_t unused_prefix, unused_names;
+                if (vd_wire_rdata_names(type, &unused_prefix, &unused_names))
                         return 0;
                 size_t owner_pos = start;
                 if (vd_wire_read_name(answer, answer_len, &owner_pos, name, &name_len, false) != 0)
@@ -1587,6 +1538,11 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                 memcpy(out + len + name_len, answer + fixed, rest);
                 len += name_len + rest;
         }
+
+        /* Octets after the last counted record belong to no record: the message is malformed
+         * (as a query would be), and a pointer in opaque rdata could lead into them. */
+        if (pos != answer_len)
+                return 0;
 
         unsigned rcode = (ext_rcode << 4) | (up_flags & 0x0Fu);
         if (rcode > 0xFFu || (ext_rcode != 0 && !qi->has_edns))

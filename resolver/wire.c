@@ -371,3 +371,45 @@ size_t vd_name_len(const uint8_t *name, size_t max)
         }
         return 0;
 }
+
+bool vd_wire_rdata_names(uint16_t type, size_t *prefix, size_t *names)
+{
+        *prefix = 0;
+        *names = 1;
+        switch (type) {
+        case 2:  /* NS */
+        case 3:  /* MD */
+        case 4:  /* MF */
+        case 5:  /* CNAME */
+        case 7:  /* MB */
+        case 8:  /* MG */
+        case 9:  /* MR */
+        case 12: /* PTR */
+        case 39: /* DNAME */
+                return true;
+        case 6:  /* SOA */
+        case 14: /* MINFO */
+        case 17: /* RP */
+                *names = 2;
+                return true;
+        case 15: /* MX */
+        case 18: /* AFSDB */
+        case 21: /* RT */
+        case 36: /* KX */
+                *prefix = 2;
+                return true;
+        case 26: /* PX */
+                *prefix = 2;
+                *names = 2;
+                return true;
+        case 33: /* SRV */
+                *prefix = 6;
+                return true;
+        case 35: /* NAPTR: order, preference, then three strings (computed by the caller) */
+                *prefix = 4;
+                *names = 1;
+                return true;
+        default:
+                return false;
+        }
+}

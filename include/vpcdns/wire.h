@@ -107,6 +107,12 @@ int vd_wire_read_name(const uint8_t *msg, size_t len, size_t *pos, uint8_t *out,
  * type, the offset of the fixed part (type field) and advances *pos. Returns 0 or -EBADMSG. */
 int vd_wire_skip_rr(const uint8_t *msg, size_t len, size_t *pos, uint16_t *type, size_t *fixed_off);
 
+/* Whether rdata of this type may hold compressed names (RFC 1035 §3.3 and the later types
+ * RFC 3597 §4 keeps compressible); if so, the octets before the first name and the number of
+ * names. For NAPTR the prefix is only the fixed 4 octets: three character strings follow
+ * before its name, and the caller skips them. Every other type's rdata is opaque. */
+bool vd_wire_rdata_names(uint16_t type, size_t *prefix, size_t *names);
+
 /* Name helpers for loaders (not for the hot path). */
 
 /* Presentation text ("Sqs.us-east-1.amazonaws.com" with or without the final dot, "*.x.y",

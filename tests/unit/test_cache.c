@@ -851,6 +851,8 @@ Test(cache, every_truncation_is_rejected)
         vd_cache_counters_get(c, &k);
         cr_assert_eq(k.stores, 0);
         memcpy(copy, m.b, m.n);
+        copy[m.n] = 0;
+        cr_assert_lt(vd_cache_store(c, &cl.qi, copy, m.n + 1, T0), 0, "a trailing octet");
         cr_assert_eq(vd_cache_store(c, &cl.qi, copy, m.n, T0), 0, "the whole message is fine");
         vd_cache_free(c);
 }

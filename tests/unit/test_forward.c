@@ -460,6 +460,21 @@ Test(relay, opt_outside_additional_or_twice_rejected)
         cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out)), 0);
 }
 
+/* Octets after the last counted record belong to no record; a pointer in opaque rdata could
+ * lead into them, and the relay would cut them off (a fuzzer's find). */
+Test(relay, trailing_octets_after_the_records_rejected)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 1, 0, 0);
+        a_rr_ptr(&a, 12, 1);
+        cr_assert_gt(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0);
+        a.b[a.n++] = 0;
+        cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0);
+}
+
 static void build_big_answer(msg *a, const char *name, unsigned n_records)
 {
         answer_start(a, UP_FLAGS, name, VD_TYPE_A, n_records, 0, 1);
