@@ -24,7 +24,8 @@
 
 /* libuv 1.44 cuts a recvmmsg buffer into 64 KiB chunks, one datagram each. */
 #define VD_UDP_CHUNK_SIZE (64 * 1024)
-#define VD_UDP_BATCH 8        /* datagrams per recvmmsg call */
+#define VD_UDP_BATCH 16       /* datagrams per recvmmsg call */
+#define VD_UDP_SEND_BATCH 32  /* responses queued while a receive batch runs, per sendmmsg */
 #define VD_UDP_POOL_BUFFERS 2 /* receive buffers per worker (one is in use at a time) */
 #define VD_UDP_FREE_MAX 256   /* cached pending-reply records per worker */
 
@@ -55,6 +56,7 @@ typedef struct vd_snapshot_slot {
 
 struct vd_worker;
 struct vd_udp_pending;
+struct vd_udp_sendq;
 struct vd_tcp_conn;
 
 typedef struct vd_udp_listener {
@@ -116,6 +118,7 @@ typedef struct vd_worker {
         bool udp_pool_busy[VD_UDP_POOL_BUFFERS];
         struct vd_udp_pending *udp_free; /* free list of pending-reply records */
         size_t udp_free_count;
+        struct vd_udp_sendq *udp_sendq; /* responses waiting for the end of a receive batch */
 
         /* tcp.c */
         struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */

@@ -1,8 +1,10 @@
 /* udp.c — the UDP transport of one worker: receives datagrams in batches (recvmmsg through
- * libuv) into a per-worker buffer pool, runs each through vd_query_handle and sends the
- * response with uv_udp_try_send. Forwarded queries carry a small record (client address,
- * socket, pending slot) that is recycled through a per-worker free list. Never blocks, never
- * formats text; the only allocation is a pending record when the free list is empty.
+ * libuv) into a per-worker buffer pool, runs each through vd_query_handle and queues the
+ * response; when the receive batch ends the queue leaves in one sendmmsg (a response that
+ * does not fit a queue slot, or one outside a batch, is sent at once). Forwarded queries carry a
+ * small record (client address, socket, pending slot) that is recycled through a per-worker free
+ * list. Never blocks, never formats text; the only allocation is a pending record when the free
+ * list is empty.
  *
  * Per-client limits: a datagram from a client outside the access list gets REFUSED or
  * nothing (deny_action); a client with max_pending queries upstream gets SERVFAIL for the
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,8 +29,23 @@ typedef struct vd_udp_pending {
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
+/* Responses of one receive batch. libuv's send queue of our handles is always empty (only
+ * uv_udp_try_send is used), so writing to the socket directly keeps datagrams in order. */
+struct vd_udp_sendq {
+        bool batching; /* inside a receive batch: queue instead of sending */
+        size_t n;
+        int fd[VD_UDP_SEND_BATCH];
+        struct mmsghdr msgs[VD_UDP_SEND_BATCH];
+        struct iovec iov[VD_UDP_SEND_BATCH];
+        struct sockaddr_storage peer[VD_UDP_SEND_BATCH];
+        uint8_t data[VD_UDP_SEND_BATCH][VD_UDP_PAYLOAD];
+};
+
 int vd_udp_worker_init(vd_worker *w)
 {
+        w->udp_sendq = calloc(1, sizeof(*w->udp_sendq));
+        if (w->udp_sendq == NULL)
+                return -ENOMEM;
         for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
                 w->udp_pool[i] = malloc((size_t)VD_UDP_BATCH * VD_UDP_CHUNK_SIZE);
                 if (w->udp_pool[i] == NULL)
@@ -39,6 +57,8 @@ int vd_udp_worker_init(vd_worker *w)
 
 void vd_udp_worker_release(vd_worker *w)
 {
+        free(w->udp_sendq);
+        w->udp_sendq = NULL;
         for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
                 free(w->udp_pool[i]);
                 w->udp_pool[i] = NULL;
@@ -109,9 +129,51 @@ static void pending_put(vd_worker *w, vd_udp_pending *p)
         w->udp_free_count++;
 }
 
+/* Sends the queued responses, one sendmmsg per run of the same socket. A full socket buffer
+ * drops the rest of the run (as uv_udp_try_send's EAGAIN would); another error skips one. */
+static void sendq_flush(vd_worker *w)
+{
+        struct vd_udp_sendq *q = w->udp_sendq;
+        size_t i = 0;
+        while (i < q->n) {
+                size_t run = 1;
+                while (i + run < q->n && q->fd[i + run] == q->fd[i])
+                        run++;
+                int r = sendmmsg(q->fd[i], q->msgs + i, (unsigned)run, 0);
+                if (r > 0) {
+                        i += (size_t)r;
+                } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        w->transport.udp_send_dropped += run;
+                        i += run;
+                } else {
+                        w->transport.udp_errors++;
+                        i++;
+                }
+        }
+        q->n = 0;
+}
+
 static void send_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *data, size_t len,
                           const struct sockaddr *peer)
 {
+        struct vd_udp_sendq *q = w->udp_sendq;
+        uv_os_fd_t fd;
+        if (q->batching && len <= VD_UDP_PAYLOAD && uv_fileno((uv_handle_t *)handle, &fd) == 0) {
+                if (q->n == VD_UDP_SEND_BATCH)
+                        sendq_flush(w);
+                size_t k = q->n++;
+                socklen_t peer_len = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                 : sizeof(struct sockaddr_in);
+                memcpy(q->data[k], data, len);
+                memcpy(&q->peer[k], peer, peer_len);
+                q->fd[k] = fd;
+                q->iov[k] = (struct iovec){.iov_base = q->data[k], .iov_len = len};
+                q->msgs[k].msg_hdr = (struct msghdr){.msg_name = &q->peer[k],
+                                                     .msg_namelen = peer_len,
+                                                     .msg_iov = &q->iov[k],
+                                                     .msg_iovlen = 1};
+                return;
+        }
         uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
         int r = uv_udp_try_send(handle, &buf, 1, peer);
         if (r == UV_EAGAIN)
@@ -242,6 +304,9 @@ static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
         vd_udp_listener *l = handle->data;
         vd_worker *w = l->worker;
 
+        /* Every datagram of a recvmmsg batch comes with UV_UDP_MMSG_CHUNK, and the batch ends
+         * with a call without it: responses are queued until then. */
+        w->udp_sendq->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
         if (nread < 0)
                 w->transport.udp_errors++;
         else if (flags & UV_UDP_PARTIAL)
@@ -249,8 +314,11 @@ static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
         else if (nread > 0 && addr != NULL && !w->stopping)
                 handle_datagram(w, handle, (const uint8_t *)buf->base, (size_t)nread, addr);
 
-        if (!(flags & UV_UDP_MMSG_CHUNK))
+        if (!(flags & UV_UDP_MMSG_CHUNK)) {
+                if (w->udp_sendq->n > 0)
+                        sendq_flush(w);
                 pool_release(w, buf->base);
+        }
 }
 
 int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd)
