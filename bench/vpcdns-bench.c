@@ -15,7 +15,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <jansson.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1365,80 +1365,98 @@ static void text_report(const struct bench *b, const struct figures *f, FILE *ou
                 fprintf(out, "server cpu  (could not read /proc/%ld)\n", b->o.pid);
 }
 
-static json_t *json_number_or_null(bool have, double v)
+static cJSON *json_number_or_null(bool have, double v)
 {
-        return have ? json_real(round(v * 10) / 10) : json_null();
+        return have ? cJSON_CreateNumber(round(v * 10) / 10) : cJSON_CreateNull();
+}
+
+/* Adds key: value to obj, or frees value; false when either could not be made (out of
+ * memory). */
+static bool put(cJSON *obj, const char *key, cJSON *value)
+{
+        if (value == NULL)
+                return false;
+        if (obj == NULL || !cJSON_AddItemToObject(obj, key, value)) {
+                cJSON_Delete(value);
+                return false;
+        }
+        return true;
 }
 
 static int json_report(const struct bench *b, const struct figures *f, const char *path)
 {
         const struct stats *st = &b->st;
-        json_t *root = json_object();
-        json_t *rcodes = json_object();
+        bool ok = true;
+        cJSON *root = cJSON_CreateObject();
+        cJSON *rcodes = cJSON_CreateObject();
         for (unsigned i = 0; i < 16; i++) {
                 if (st->rcodes[i] > 0)
-                        json_object_set_new(rcodes, rcode_names[i],
-                                            json_integer((json_int_t)st->rcodes[i]));
+                        ok &=
+                            put(rcodes, rcode_names[i], cJSON_CreateNumber((double)st->rcodes[i]));
         }
-        json_t *lat = json_object();
-        json_object_set_new(lat, "min", json_number_or_null(f->have_latency, f->min));
-        json_object_set_new(lat, "p50", json_number_or_null(f->have_latency, f->p50));
-        json_object_set_new(lat, "p90", json_number_or_null(f->have_latency, f->p90));
-        json_object_set_new(lat, "p99", json_number_or_null(f->have_latency, f->p99));
-        json_object_set_new(lat, "p99_9", json_number_or_null(f->have_latency, f->p999));
-        json_object_set_new(lat, "max", json_number_or_null(f->have_latency, f->max));
-        json_object_set_new(lat, "mean", json_number_or_null(f->have_latency, f->mean));
-        json_t *cpu = json_null();
+        cJSON *lat = cJSON_CreateObject();
+        ok &= put(lat, "min", json_number_or_null(f->have_latency, f->min));
+        ok &= put(lat, "p50", json_number_or_null(f->have_latency, f->p50));
+        ok &= put(lat, "p90", json_number_or_null(f->have_latency, f->p90));
+        ok &= put(lat, "p99", json_number_or_null(f->have_latency, f->p99));
+        ok &= put(lat, "p99_9", json_number_or_null(f->have_latency, f->p999));
+        ok &= put(lat, "max", json_number_or_null(f->have_latency, f->max));
+        ok &= put(lat, "mean", json_number_or_null(f->have_latency, f->mean));
+        cJSON *cpu = cJSON_CreateNull();
         if (f->have_cpu) {
-                cpu = json_object();
-                json_object_set_new(cpu, "user_us_per_query", json_real(f->user_us));
-                json_object_set_new(cpu, "sys_us_per_query", json_real(f->sys_us));
-                json_object_set_new(cpu, "total_us_per_query", json_real(f->user_us + f->sys_us));
-                json_object_set_new(cpu, "utime_ticks", json_integer((json_int_t)f->utime));
-                json_object_set_new(cpu, "stime_ticks", json_integer((json_int_t)f->stime));
+                cpu = cJSON_CreateObject();
+                ok &= put(cpu, "user_us_per_query", cJSON_CreateNumber(f->user_us));
+                ok &= put(cpu, "sys_us_per_query", cJSON_CreateNumber(f->sys_us));
+                ok &= put(cpu, "total_us_per_query", cJSON_CreateNumber(f->user_us + f->sys_us));
+                ok &= put(cpu, "utime_ticks", cJSON_CreateNumber((double)f->utime));
+                ok &= put(cpu, "stime_ticks", cJSON_CreateNumber((double)f->stime));
         }
-        json_object_set_new(root, "label", b->o.label ? json_string(b->o.label) : json_null());
-        json_object_set_new(root, "server", json_string(b->o.server_text));
-        json_object_set_new(root, "transport", json_string(b->o.tcp ? "tcp" : "udp"));
-        json_object_set_new(root, "mode", json_string(b->o.rate > 0 ? "open" : "closed"));
-        json_object_set_new(root, "rate_offered",
-                            b->o.rate > 0 ? json_real(b->o.rate) : json_null());
-        json_object_set_new(root, "outstanding", json_integer(b->o.outstanding));
-        json_object_set_new(root, "duration_s", json_real(f->duration_s));
-        json_object_set_new(root, "sent", json_integer((json_int_t)st->sent));
-        json_object_set_new(root, "answered", json_integer((json_int_t)st->answered));
-        json_object_set_new(root, "lost", json_integer((json_int_t)f->lost));
-        json_object_set_new(root, "timeouts", json_integer((json_int_t)st->timeouts));
-        json_object_set_new(root, "mismatched", json_integer((json_int_t)st->mismatched));
-        json_object_set_new(root, "late", json_integer((json_int_t)st->late));
-        json_object_set_new(root, "truncated", json_integer((json_int_t)st->truncated));
-        json_object_set_new(root, "reconnects", json_integer((json_int_t)b->reconnects));
-        json_object_set_new(root, "qps", json_real(round(f->qps * 10) / 10));
-        json_object_set_new(root, "rcodes", rcodes);
-        json_object_set_new(root, "latency_us", lat);
-        json_object_set_new(root, "server_cpu", cpu);
-        json_object_set_new(root, "server_rss_kb",
-                            f->rss_kb >= 0 && b->o.pid > 0 ? json_integer(f->rss_kb) : json_null());
-        json_object_set_new(root, "queries", json_integer((json_int_t)b->qs.n));
-        json_object_set_new(root, "sockets", json_integer(b->o.sockets));
-        json_object_set_new(root, "batch", json_integer(b->o.batch));
+        ok &= put(root, "label", b->o.label ? cJSON_CreateString(b->o.label) : cJSON_CreateNull());
+        ok &= put(root, "server", cJSON_CreateString(b->o.server_text));
+        ok &= put(root, "transport", cJSON_CreateString(b->o.tcp ? "tcp" : "udp"));
+        ok &= put(root, "mode", cJSON_CreateString(b->o.rate > 0 ? "open" : "closed"));
+        ok &= put(root, "rate_offered",
+                  b->o.rate > 0 ? cJSON_CreateNumber(b->o.rate) : cJSON_CreateNull());
+        ok &= put(root, "outstanding", cJSON_CreateNumber(b->o.outstanding));
+        ok &= put(root, "duration_s", cJSON_CreateNumber(f->duration_s));
+        ok &= put(root, "sent", cJSON_CreateNumber((double)st->sent));
+        ok &= put(root, "answered", cJSON_CreateNumber((double)st->answered));
+        ok &= put(root, "lost", cJSON_CreateNumber((double)f->lost));
+        ok &= put(root, "timeouts", cJSON_CreateNumber((double)st->timeouts));
+        ok &= put(root, "mismatched", cJSON_CreateNumber((double)st->mismatched));
+        ok &= put(root, "late", cJSON_CreateNumber((double)st->late));
+        ok &= put(root, "truncated", cJSON_CreateNumber((double)st->truncated));
+        ok &= put(root, "reconnects", cJSON_CreateNumber((double)b->reconnects));
+        ok &= put(root, "qps", cJSON_CreateNumber(round(f->qps * 10) / 10));
+        ok &= put(root, "rcodes", rcodes);
+        ok &= put(root, "latency_us", lat);
+        ok &= put(root, "server_cpu", cpu);
+        ok &= put(root, "server_rss_kb",
+                  f->rss_kb >= 0 && b->o.pid > 0 ? cJSON_CreateNumber(f->rss_kb)
+                                                 : cJSON_CreateNull());
+        ok &= put(root, "queries", cJSON_CreateNumber((double)b->qs.n));
+        ok &= put(root, "sockets", cJSON_CreateNumber(b->o.sockets));
+        ok &= put(root, "batch", cJSON_CreateNumber(b->o.batch));
+        char *text = ok && root != NULL ? cJSON_Print(root) : NULL;
+        cJSON_Delete(root);
+        if (text == NULL) {
+                fprintf(stderr, PROG ": %s: out of memory\n", path);
+                return -1;
+        }
         int rc = 0;
         FILE *out = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
         if (out == NULL) {
                 fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
                 rc = -1;
         } else {
-                if (json_dumpf(root, out,
-                               JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) !=
-                        0 ||
-                    fputc('\n', out) == EOF)
+                if (fputs(text, out) == EOF || fputc('\n', out) == EOF)
                         rc = -1;
                 if (out != stdout ? fclose(out) != 0 : fflush(out) != 0)
                         rc = -1;
                 if (rc != 0)
                         fprintf(stderr, PROG ": %s: write error\n", path);
         }
-        json_decref(root);
+        free(text);
         return rc;
 }
 

@@ -1,7 +1,7 @@
 /* aws.c — the AWS snapshot loader (spec §1–§4 of aws-endpoint-dns.md).
  *
  * Owns: reading DIR/describe-vpc-endpoints.json and DIR/describe-network-interfaces.json with
- * jansson, checking every field it uses, mapping each endpoint to its ENIs' addresses and
+ * cJSON, checking every field it uses, mapping each endpoint to its ENIs' addresses and
  * feeding the resulting zones and records to a vd_builder. Must not: answer queries, touch
  * sockets, or keep anything after vd_aws_load() returns (both JSON documents are freed).
  *
@@ -35,14 +35,19 @@
  *   the snapshot mixes VPCs (an unfiltered describe-vpc-endpoints lists the whole region). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <jansson.h>
+#include <cjson/cJSON.h>
 
 #include "vpcdns/aws.h"
 #include "vpcdns/log.h"
@@ -54,6 +59,7 @@
 #define FILE_PATH_CAP 4096
 #define JSON_WHERE_CAP 64 /* "VpcEndpoints[N]", "NetworkInterfaces[N]" */
 #define JSON_PATH_CAP 256
+#define DUPLICATE_CHECK_KEYS 4096 /* keys compared per object; real objects have < 40 */
 #define CLAIM_CAP (FILE_PATH_CAP + 320)
 
 /* Route 53's SOA and NS for private hosted zones (spec §3), TTL and MINIMUM 60. */
@@ -144,42 +150,74 @@ typedef struct endpoint {
         const dns_name *regional; /* the regional non-wildcard vpce name, or NULL */
 } endpoint;
 
+/* cJSON's tree, read through these helpers only. */
+typedef cJSON json_t;
+typedef enum json_want { WANT_OBJECT, WANT_ARRAY, WANT_STRING, WANT_BOOL } json_want;
+
+/* Every element of an array (cJSON arrays are lists: never index them in a loop). */
+#define JSON_EACH(item, array)                                                                     \
+        for (const json_t *item = (array) != NULL ? (array)->child : NULL; item != NULL;           \
+             item = item->next)
+
 static const char *json_kind(const json_t *v)
 {
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:
+        if (cJSON_IsObject(v))
                 return "an object";
-        case JSON_ARRAY:
+        if (cJSON_IsArray(v))
                 return "an array";
-        case JSON_STRING:
+        if (cJSON_IsString(v))
                 return "a string";
-        case JSON_INTEGER:
-        case JSON_REAL:
+        if (cJSON_IsNumber(v))
                 return "a number";
-        case JSON_TRUE:
-        case JSON_FALSE:
+        if (cJSON_IsBool(v))
                 return "a boolean";
-        case JSON_NULL:
+        if (cJSON_IsNull(v))
                 return "null";
-        }
         return "something else";
 }
 
-static const char *expected_kind(json_type t)
+static const char *expected_kind(json_want t)
 {
         switch (t) {
-        case JSON_OBJECT:
+        case WANT_OBJECT:
                 return "an object";
-        case JSON_ARRAY:
+        case WANT_ARRAY:
                 return "an array";
-        case JSON_STRING:
+        case WANT_STRING:
                 return "a string";
-        case JSON_TRUE:
-        case JSON_FALSE:
-                return "true or false";
+        case WANT_BOOL:
         default:
-                return "a number";
+                return "true or false";
         }
+}
+
+static bool json_is(const json_t *v, json_want t)
+{
+        switch (t) {
+        case WANT_OBJECT:
+                return cJSON_IsObject(v);
+        case WANT_ARRAY:
+                return cJSON_IsArray(v);
+        case WANT_STRING:
+                return cJSON_IsString(v);
+        case WANT_BOOL:
+        default:
+                return cJSON_IsBool(v);
+        }
+}
+
+/* A string's text; NULL for anything else. */
+static const char *json_str(const json_t *v)
+{
+        return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static size_t json_len(const json_t *array)
+{
+        size_t n = 0;
+        JSON_EACH(item, array)
+        n++;
+        return n;
 }
 
 static int no_memory(loader *l)
@@ -196,47 +234,189 @@ static int type_error(loader *l, const char *file, const char *path, const char 
 }
 
 /* obj[key] at JSON path `where`. Absent or null → *out = NULL and 0. Present with another
- * type than want (JSON_TRUE stands for any boolean) → error. required → absent is an error. */
+ * type than want → error. required → absent is an error. The path is formatted only for an
+ * error: this runs for every field of every endpoint and ENI. */
 static int member(loader *l, const char *file, const json_t *obj, const char *where,
-                  const char *key, json_type want, bool required, json_t **out)
+                  const char *key, json_want want, bool required, const json_t **out)
 {
-        json_t *v = json_object_get(obj, key);
+        const json_t *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
         char path[JSON_PATH_CAP];
 
         *out = NULL;
-        snprintf(path, sizeof(path), "%s%s%s", where, where[0] ? "." : "", key);
-        if (v == NULL || json_is_null(v)) {
-                if (required)
-                        return vd_error_set(l->err, "%s: %s: expected %s, but it is missing", file,
-                                            path, expected_kind(want));
-                return 0;
+        if (v == NULL || cJSON_IsNull(v)) {
+                if (!required)
+                        return 0;
+                snprintf(path, sizeof(path), "%s%s%s", where, where[0] ? "." : "", key);
+                return vd_error_set(l->err, "%s: %s: expected %s, but it is missing", file, path,
+                                    expected_kind(want));
         }
-        if (want == JSON_TRUE ? !json_is_boolean(v) : json_typeof(v) != want)
+        if (!json_is(v, want)) {
+                snprintf(path, sizeof(path), "%s%s%s", where, where[0] ? "." : "", key);
                 return type_error(l, file, path, expected_kind(want), v);
+        }
         *out = v;
         return 0;
 }
 
-/* Reads a whole file and parses it. Errors: unreadable, empty, too large, not JSON. */
-static int load_json(loader *l, const char *file, json_t **out)
+/* The JSON trees of one load live in an arena: a few large mappings instead of a malloc per
+ * value (a 45 MB snapshot has over a million), released at once when the load ends, so the
+ * freed trees neither fragment the heap nor stay in the resident set. cJSON's hooks are
+ * process-wide, so they route to the arena of the calling thread while a load runs and to
+ * malloc/free otherwise; a tree made in an arena is never passed to cJSON_Delete. */
+#define ARENA_CHUNK ((size_t)4 << 20)
+#define ARENA_ALIGN 16
+
+typedef struct arena_chunk {
+        struct arena_chunk *next;
+        size_t size, used;
+} arena_chunk;
+
+typedef struct json_arena {
+        arena_chunk *head;
+} json_arena;
+
+static _Thread_local json_arena *current_arena;
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static size_t round_up(size_t n, size_t to)
 {
-        FILE *fp = NULL;
+        return (n + to - 1) / to * to;
+}
+
+static void *arena_malloc(size_t n)
+{
+        json_arena *a = current_arena;
+        const size_t header = round_up(sizeof(arena_chunk), ARENA_ALIGN);
+
+        if (a == NULL)
+                return malloc(n);
+        if (n > SIZE_MAX / 2)
+                return NULL;
+        n = round_up(n ? n : 1, ARENA_ALIGN);
+        arena_chunk *c = a->head;
+        if (c == NULL || c->size - c->used < n) {
+                size_t size = n + header > ARENA_CHUNK ? round_up(n + header, 4096) : ARENA_CHUNK;
+                void *p =
+                    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (p == MAP_FAILED)
+                        return NULL;
+                c = p;
+                c->size = size;
+                c->used = header;
+                c->next = a->head;
+                a->head = c;
+        }
+        void *r = (char *)c + c->used;
+        c->used += n;
+        return r;
+}
+
+static void arena_free(void *p)
+{
+        if (current_arena == NULL)
+                free(p);
+}
+
+static void install_hooks(void)
+{
+        cJSON_Hooks hooks = {.malloc_fn = arena_malloc, .free_fn = arena_free};
+        cJSON_InitHooks(&hooks);
+}
+
+static void arena_release(json_arena *a)
+{
+        while (a->head != NULL) {
+                arena_chunk *c = a->head;
+                a->head = c->next;
+                munmap(c, c->size);
+        }
+}
+
+static bool is_json_space(char c)
+{
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Line and column (both from 1) of offset off in buf. */
+static void text_position(const char *buf, size_t off, unsigned *line, unsigned *col)
+{
+        *line = 1;
+        *col = 1;
+        for (size_t i = 0; i < off; i++) {
+                if (buf[i] == '\n') {
+                        (*line)++;
+                        *col = 1;
+                } else {
+                        (*col)++;
+                }
+        }
+}
+
+static int compare_keys(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* RFC 8259 §4 leaves duplicate names to the reader; the AWS CLI never writes them, so a file
+ * with one was edited by hand and is refused rather than read one way or the other. Returns
+ * the first duplicated key found, or NULL. */
+static const char *duplicate_key(const json_t *v, const char **scratch, size_t cap)
+{
+        for (; v != NULL; v = v->next) {
+                if (cJSON_IsObject(v)) {
+                        size_t n = 0;
+                        for (const json_t *c = v->child; c != NULL && n < cap; c = c->next)
+                                scratch[n++] = c->string;
+                        if (n > 1 && n <= 24) { /* most objects: compare pairs, no sort */
+                                for (size_t i = 1; i < n; i++)
+                                        for (size_t k = 0; k < i; k++)
+                                                if (scratch[i][0] == scratch[k][0] &&
+                                                    strcmp(scratch[i], scratch[k]) == 0)
+                                                        return scratch[i];
+                        } else if (n > 1) {
+                                qsort(scratch, n, sizeof(*scratch), compare_keys);
+                                for (size_t i = 1; i < n; i++)
+                                        if (strcmp(scratch[i - 1], scratch[i]) == 0)
+                                                return scratch[i];
+                        }
+                }
+                if (v->child != NULL) {
+                        const char *d = duplicate_key(v->child, scratch, cap);
+                        if (d != NULL)
+                                return d;
+                }
+        }
+        return NULL;
+}
+
+/* The whole file in one buffer (sized from fstat for a regular file, grown for a pipe). Not
+ * mapped: a snapshot rewritten in place while it is read would raise SIGBUS. */
+static int read_file(loader *l, const char *file, char **out, size_t *out_len)
+{
         char *buf = NULL;
-        size_t len = 0, cap = 0, skip = 0;
-        json_error_t jerr;
+        size_t len = 0, cap = 0;
+        struct stat st;
         int rc = 0;
+        int fd = open(file, O_RDONLY | O_CLOEXEC);
 
         *out = NULL;
-        fp = fopen(file, "rb");
-        if (fp == NULL) {
-                rc = vd_error_set(l->err, "%s: cannot open: %s", file, strerror(errno));
-                goto out;
+        *out_len = 0;
+        if (fd < 0)
+                return vd_error_set(l->err, "%s: cannot open: %s", file, strerror(errno));
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+                if ((uint64_t)st.st_size > FILE_SIZE_MAX) {
+                        rc = vd_error_set(l->err, "%s: larger than %zu bytes", file, FILE_SIZE_MAX);
+                        goto out;
+                }
+                cap = (size_t)st.st_size + 1; /* one more: a file that grew is noticed */
         }
         for (;;) {
                 if (len == cap) {
                         size_t ncap = cap ? cap * 2 : 65536;
                         char *nbuf;
-                        if (ncap > FILE_SIZE_MAX) {
+                        if (ncap > FILE_SIZE_MAX + 1)
+                                ncap = FILE_SIZE_MAX + 1;
+                        if (len == ncap) {
                                 rc = vd_error_set(l->err, "%s: larger than %zu bytes", file,
                                                   FILE_SIZE_MAX);
                                 goto out;
@@ -248,18 +428,49 @@ static int load_json(loader *l, const char *file, json_t **out)
                         }
                         buf = nbuf;
                         cap = ncap;
-                }
-                size_t got = fread(buf + len, 1, cap - len, fp);
-                len += got;
-                if (got == 0) {
-                        if (ferror(fp)) {
-                                rc = vd_error_set(l->err, "%s: cannot read: %s", file,
-                                                  strerror(errno ? errno : EIO));
+                } else if (buf == NULL) {
+                        buf = malloc(cap);
+                        if (buf == NULL) {
+                                rc = no_memory(l);
                                 goto out;
                         }
-                        break;
                 }
+                ssize_t got = read(fd, buf + len, cap - len);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got < 0) {
+                        rc = vd_error_set(l->err, "%s: cannot read: %s", file, strerror(errno));
+                        goto out;
+                }
+                if (got == 0)
+                        break;
+                len += (size_t)got;
         }
+        if (len > FILE_SIZE_MAX) {
+                rc = vd_error_set(l->err, "%s: larger than %zu bytes", file, FILE_SIZE_MAX);
+                goto out;
+        }
+out:
+        close(fd);
+        if (rc < 0) {
+                free(buf);
+                return rc;
+        }
+        *out = buf;
+        *out_len = len;
+        return 0;
+}
+
+/* Reads a whole file and parses it. Errors: unreadable, empty, too large, not JSON. */
+static int load_json(loader *l, const char *file, json_t **out)
+{
+        char *buf = NULL;
+        size_t len = 0, skip = 0;
+        int rc = 0;
+
+        *out = NULL;
+        if ((rc = read_file(l, file, &buf, &len)) < 0)
+                return rc;
         if (len >= 2 && (((uint8_t)buf[0] == 0xff && (uint8_t)buf[1] == 0xfe) ||
                          ((uint8_t)buf[0] == 0xfe && (uint8_t)buf[1] == 0xff))) {
                 rc = vd_error_set(l->err,
@@ -278,22 +489,68 @@ static int load_json(loader *l, const char *file, json_t **out)
                 rc = vd_error_set(l->err, "%s: the file is empty, expected a JSON object", file);
                 goto out;
         }
-        *out = json_loadb(buf + skip, len - skip, JSON_REJECT_DUPLICATES, &jerr);
+        const char *end = NULL;
+        *out = cJSON_ParseWithLengthOpts(buf + skip, len - skip, &end, false);
         if (*out == NULL) {
-                rc = vd_error_set(l->err, "%s:%d:%d: not valid JSON: %s", file, jerr.line,
-                                  jerr.column, jerr.text);
+                /* cJSON points at or just after the offending character, and at the last one
+                 * when the text ends too early. */
+                const char *text = buf + skip;
+                size_t n = len - skip, off = end != NULL ? (size_t)(end - text) : n;
+                unsigned line, col;
+                bool rest_blank = true;
+                if (off > n)
+                        off = n;
+                for (size_t i = off; i < n && rest_blank; i++)
+                        rest_blank = is_json_space(text[i]);
+                if (rest_blank && off + 1 >= n) {
+                        text_position(text, n, &line, &col);
+                        rc = vd_error_set(l->err, "%s:%u:%u: not valid JSON: the text ends early",
+                                          file, line, col);
+                        goto out;
+                }
+                while (off > 0 && (off >= n || is_json_space(text[off])))
+                        off--;
+                text_position(text, off, &line, &col);
+                unsigned char c = (unsigned char)text[off];
+                if (c > 0x20 && c < 0x7f)
+                        rc = vd_error_set(l->err, "%s:%u:%u: not valid JSON near '%c'", file, line,
+                                          col, c);
+                else
+                        rc = vd_error_set(l->err, "%s:%u:%u: not valid JSON near byte 0x%02x", file,
+                                          line, col, c);
                 goto out;
         }
-        if (!json_is_object(*out)) {
+        size_t off = (size_t)(end - buf);
+        while (off < len &&
+               (buf[off] == ' ' || buf[off] == '\t' || buf[off] == '\n' || buf[off] == '\r'))
+                off++;
+        if (off < len) {
+                unsigned line, col;
+                text_position(buf + skip, off - skip, &line, &col);
+                rc = vd_error_set(l->err, "%s:%u:%u: not valid JSON: text after the JSON value",
+                                  file, line, col);
+                goto out;
+        }
+        if (!cJSON_IsObject(*out)) {
                 rc = type_error(l, file, "top level", "an object", *out);
-                json_decref(*out);
-                *out = NULL;
                 goto out;
         }
+        const char **scratch = malloc(DUPLICATE_CHECK_KEYS * sizeof(*scratch));
+        if (scratch == NULL) {
+                rc = no_memory(l);
+                goto out;
+        }
+        const char *dup = duplicate_key(*out, scratch, DUPLICATE_CHECK_KEYS);
+        if (dup != NULL)
+                rc = vd_error_set(l->err,
+                                  "%s: not valid here: the key \"%.80s\" appears twice in "
+                                  "one object",
+                                  file, dup);
+        free(scratch);
 out:
+        if (rc < 0)
+                *out = NULL; /* the tree stays in the arena */
         free(buf);
-        if (fp != NULL)
-                fclose(fp);
         return rc;
 }
 
@@ -301,17 +558,41 @@ static int parse_address(loader *l, const json_t *v, const char *path, int famil
 {
         const char *text;
 
-        if (!json_is_string(v))
+        if (!cJSON_IsString(v))
                 return type_error(
                     l, l->if_file, path,
                     family == AF_INET ? "an IPv4 address string" : "an IPv6 address string", v);
-        text = json_string_value(v);
+        text = json_str(v);
         memset(out, 0, sizeof(*out));
         out->type = family == AF_INET ? VD_TYPE_A : VD_TYPE_AAAA;
         if (inet_pton(family, text, out->bytes) != 1)
                 return vd_error_set(l->err, "%s: %s: expected an %s address, got \"%.80s\"",
                                     l->if_file, path, family == AF_INET ? "IPv4" : "IPv6", text);
         return 0;
+}
+
+/* where.array[i].key as an address (item is array[i]). The path is formatted only for an
+ * error: this runs for every address of every ENI. */
+static int read_address(loader *l, const json_t *item, const char *where, const char *array,
+                        size_t i, const char *key, int family, address *out)
+{
+        const json_t *ip =
+            cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, key) : NULL;
+        char path[JSON_PATH_CAP];
+        int rc;
+
+        memset(out, 0, sizeof(*out));
+        if (cJSON_IsString(ip) && inet_pton(family, ip->valuestring, out->bytes) == 1) {
+                out->type = family == AF_INET ? VD_TYPE_A : VD_TYPE_AAAA;
+                return 0;
+        }
+        snprintf(path, sizeof(path), "%s.%s[%zu]", where, array, i);
+        if (!cJSON_IsObject(item))
+                return type_error(l, l->if_file, path, "an object", item);
+        if ((rc = member(l, l->if_file, item, path, key, WANT_STRING, true, &ip)) < 0)
+                return rc;
+        snprintf(path, sizeof(path), "%s.%s[%zu].%s", where, array, i, key);
+        return parse_address(l, ip, path, family, out);
 }
 
 static int compare_eni(const void *a, const void *b)
@@ -322,47 +603,41 @@ static int compare_eni(const void *a, const void *b)
 static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
 {
         char where[JSON_WHERE_CAP], path[JSON_PATH_CAP];
-        json_t *id, *az, *list, *primary, *v6;
+        const json_t *id, *az, *list, *primary, *v6;
         size_t n4 = 0, n6 = 0, n = 0, i;
         int rc;
 
         snprintf(where, sizeof(where), "NetworkInterfaces[%zu]", index);
         e->index = index;
-        if (!json_is_object(v))
+        if (!cJSON_IsObject(v))
                 return type_error(l, l->if_file, where, "an object", v);
-        if ((rc = member(l, l->if_file, v, where, "NetworkInterfaceId", JSON_STRING, true, &id)) <
+        if ((rc = member(l, l->if_file, v, where, "NetworkInterfaceId", WANT_STRING, true, &id)) <
                 0 ||
-            (rc = member(l, l->if_file, v, where, "AvailabilityZone", JSON_STRING, false, &az)) <
+            (rc = member(l, l->if_file, v, where, "AvailabilityZone", WANT_STRING, false, &az)) <
                 0 ||
-            (rc = member(l, l->if_file, v, where, "PrivateIpAddresses", JSON_ARRAY, false, &list)) <
+            (rc = member(l, l->if_file, v, where, "PrivateIpAddresses", WANT_ARRAY, false, &list)) <
                 0 ||
-            (rc = member(l, l->if_file, v, where, "PrivateIpAddress", JSON_STRING, false,
+            (rc = member(l, l->if_file, v, where, "PrivateIpAddress", WANT_STRING, false,
                          &primary)) < 0 ||
-            (rc = member(l, l->if_file, v, where, "Ipv6Addresses", JSON_ARRAY, false, &v6)) < 0)
+            (rc = member(l, l->if_file, v, where, "Ipv6Addresses", WANT_ARRAY, false, &v6)) < 0)
                 return rc;
-        e->id = json_string_value(id);
-        e->az = az ? json_string_value(az) : NULL;
-        n4 = list ? json_array_size(list) : 0;
+        e->id = json_str(id);
+        e->az = az ? json_str(az) : NULL;
+        n4 = list ? json_len(list) : 0;
         if (n4 == 0 && primary != NULL)
                 n4 = 1;
-        n6 = v6 ? json_array_size(v6) : 0;
+        n6 = v6 ? json_len(v6) : 0;
         if (n4 + n6 == 0)
                 return 0;
         e->addrs = calloc(n4 + n6, sizeof(*e->addrs));
         if (e->addrs == NULL)
                 return no_memory(l);
-        if (list != NULL && json_array_size(list) > 0) {
-                for (i = 0; i < json_array_size(list); i++) {
-                        json_t *item = json_array_get(list, i), *ip;
-                        snprintf(path, sizeof(path), "%s.PrivateIpAddresses[%zu]", where, i);
-                        if (!json_is_object(item))
-                                return type_error(l, l->if_file, path, "an object", item);
-                        if ((rc = member(l, l->if_file, item, path, "PrivateIpAddress", JSON_STRING,
-                                         true, &ip)) < 0)
-                                return rc;
-                        snprintf(path, sizeof(path), "%s.PrivateIpAddresses[%zu].PrivateIpAddress",
-                                 where, i);
-                        if ((rc = parse_address(l, ip, path, AF_INET, &e->addrs[n])) < 0)
+        if (list != NULL && list->child != NULL) {
+                i = 0;
+                JSON_EACH(item, list)
+                {
+                        if ((rc = read_address(l, item, where, "PrivateIpAddresses", i++,
+                                               "PrivateIpAddress", AF_INET, &e->addrs[n])) < 0)
                                 return rc;
                         n++;
                 }
@@ -372,16 +647,11 @@ static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
                         return rc;
                 n++;
         }
-        for (i = 0; i < n6; i++) {
-                json_t *item = json_array_get(v6, i), *ip;
-                snprintf(path, sizeof(path), "%s.Ipv6Addresses[%zu]", where, i);
-                if (!json_is_object(item))
-                        return type_error(l, l->if_file, path, "an object", item);
-                if ((rc = member(l, l->if_file, item, path, "Ipv6Address", JSON_STRING, true,
-                                 &ip)) < 0)
-                        return rc;
-                snprintf(path, sizeof(path), "%s.Ipv6Addresses[%zu].Ipv6Address", where, i);
-                if ((rc = parse_address(l, ip, path, AF_INET6, &e->addrs[n])) < 0)
+        i = 0;
+        JSON_EACH(item, v6)
+        {
+                if ((rc = read_address(l, item, where, "Ipv6Addresses", i++, "Ipv6Address",
+                                       AF_INET6, &e->addrs[n])) < 0)
                         return rc;
                 n++;
         }
@@ -391,22 +661,26 @@ static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
 
 static int load_interfaces(loader *l, const json_t *root)
 {
-        json_t *list;
+        const json_t *list;
         size_t i;
         int rc;
 
-        if ((rc = member(l, l->if_file, root, "", "NetworkInterfaces", JSON_ARRAY, true, &list)) <
+        if ((rc = member(l, l->if_file, root, "", "NetworkInterfaces", WANT_ARRAY, true, &list)) <
             0)
                 return rc;
-        l->n_enis = json_array_size(list);
+        l->n_enis = json_len(list);
         if (l->n_enis == 0)
                 return 0;
         l->enis = calloc(l->n_enis, sizeof(*l->enis));
         if (l->enis == NULL)
                 return no_memory(l);
-        for (i = 0; i < l->n_enis; i++)
-                if ((rc = load_one_eni(l, json_array_get(list, i), i, &l->enis[i])) < 0)
+        i = 0;
+        JSON_EACH(item, list)
+        {
+                if ((rc = load_one_eni(l, item, i, &l->enis[i])) < 0)
                         return rc;
+                i++;
+        }
         qsort(l->enis, l->n_enis, sizeof(*l->enis), compare_eni);
         for (i = 1; i < l->n_enis; i++) {
                 if (strcmp(l->enis[i - 1].id, l->enis[i].id) == 0) {
@@ -443,7 +717,7 @@ static int parse_mode(loader *l, const json_t *v, const char *path, ip_mode *out
             {"dualstack", IP_DUALSTACK},
             {"service-defined", IP_SERVICE_DEFINED},
         };
-        const char *text = json_string_value(v);
+        const char *text = json_str(v);
 
         for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
                 if (strcasecmp(text, modes[i].text) == 0) {
@@ -524,7 +798,7 @@ static void classify(dns_name *name, const char *s, char *zone_text, size_t zone
 static int parse_name(loader *l, const endpoint *ep, const json_t *v, size_t entry, dns_name *name)
 {
         char path[JSON_PATH_CAP], zone_text[VD_NAME_MAX + 2];
-        const char *raw = json_string_value(v), *s;
+        const char *raw = json_str(v), *s;
         size_t len = strlen(raw), wire_len;
 
         snprintf(path, sizeof(path), "%s.DnsEntries[%zu].DnsName", ep->path, entry);
@@ -725,27 +999,27 @@ static int add_private_name(loader *l, const endpoint *ep, const dns_name *name)
 /* Fields of a served endpoint: ENIs, record types, DNS flags and names. */
 static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
 {
-        json_t *ids, *options, *rec_type = NULL, *ip_type, *dns_enabled, *inbound_only = NULL,
-                               *service, *entries;
+        const json_t *ids, *options, *rec_type = NULL, *ip_type, *dns_enabled, *inbound_only = NULL,
+                                     *service, *entries;
         char path[JSON_PATH_CAP];
         const char *f = l->ep_file;
         size_t i, n;
         int rc;
 
-        if ((rc = member(l, f, v, ep->path, "NetworkInterfaceIds", JSON_ARRAY, false, &ids)) < 0 ||
-            (rc = member(l, f, v, ep->path, "DnsOptions", JSON_OBJECT, false, &options)) < 0 ||
-            (rc = member(l, f, v, ep->path, "IpAddressType", JSON_STRING, false, &ip_type)) < 0 ||
-            (rc = member(l, f, v, ep->path, "PrivateDnsEnabled", JSON_TRUE, false, &dns_enabled)) <
+        if ((rc = member(l, f, v, ep->path, "NetworkInterfaceIds", WANT_ARRAY, false, &ids)) < 0 ||
+            (rc = member(l, f, v, ep->path, "DnsOptions", WANT_OBJECT, false, &options)) < 0 ||
+            (rc = member(l, f, v, ep->path, "IpAddressType", WANT_STRING, false, &ip_type)) < 0 ||
+            (rc = member(l, f, v, ep->path, "PrivateDnsEnabled", WANT_BOOL, false, &dns_enabled)) <
                 0 ||
-            (rc = member(l, f, v, ep->path, "ServiceName", JSON_STRING, false, &service)) < 0 ||
-            (rc = member(l, f, v, ep->path, "DnsEntries", JSON_ARRAY, false, &entries)) < 0)
+            (rc = member(l, f, v, ep->path, "ServiceName", WANT_STRING, false, &service)) < 0 ||
+            (rc = member(l, f, v, ep->path, "DnsEntries", WANT_ARRAY, false, &entries)) < 0)
                 return rc;
         if (options != NULL) {
                 snprintf(path, sizeof(path), "%s.DnsOptions", ep->path);
-                if ((rc = member(l, f, options, path, "DnsRecordIpType", JSON_STRING, false,
+                if ((rc = member(l, f, options, path, "DnsRecordIpType", WANT_STRING, false,
                                  &rec_type)) < 0 ||
                     (rc = member(l, f, options, path, "PrivateDnsOnlyForInboundResolverEndpoint",
-                                 JSON_TRUE, false, &inbound_only)) < 0)
+                                 WANT_BOOL, false, &inbound_only)) < 0)
                         return rc;
         }
 
@@ -762,49 +1036,53 @@ static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
         }
         /* Spec §4: all clients count as inside the VPC for now, so an endpoint whose private
          * names are only for inbound Resolver endpoints serves its vpce names alone. */
-        ep->private_dns = dns_enabled != NULL && json_is_true(dns_enabled) &&
-                          !(inbound_only != NULL && json_is_true(inbound_only));
-        ep->service = service != NULL && strstr(json_string_value(service), ".vpce-svc-") != NULL;
+        ep->private_dns = dns_enabled != NULL && cJSON_IsTrue(dns_enabled) &&
+                          !(inbound_only != NULL && cJSON_IsTrue(inbound_only));
+        ep->service = service != NULL && strstr(json_str(service), ".vpce-svc-") != NULL;
 
         /* ENIs, only through NetworkInterfaceIds (never by InterfaceType or Description). */
-        n = ids ? json_array_size(ids) : 0;
+        n = ids ? json_len(ids) : 0;
         if (n > 0) {
                 ep->enis = calloc(n, sizeof(*ep->enis));
                 if (ep->enis == NULL)
                         return no_memory(l);
         }
-        for (i = 0; i < n; i++) {
-                json_t *id = json_array_get(ids, i);
-                const eni *e;
+        i = 0;
+        JSON_EACH(id, ids)
+        {
+                const eni *e = cJSON_IsString(id) ? find_eni(l, id->valuestring) : NULL;
                 bool seen = false;
-                snprintf(path, sizeof(path), "%s.NetworkInterfaceIds[%zu]", ep->path, i);
-                if (!json_is_string(id))
-                        return type_error(l, f, path, "a string", id);
-                e = find_eni(l, json_string_value(id));
-                if (e == NULL)
+                if (e == NULL) {
+                        snprintf(path, sizeof(path), "%s.NetworkInterfaceIds[%zu]", ep->path, i);
+                        if (!cJSON_IsString(id))
+                                return type_error(l, f, path, "a string", id);
                         return vd_error_set(l->err,
                                             "%s: %s: expected a NetworkInterfaceId of %s, but "
                                             "%.80s is not there",
-                                            f, path, l->if_file, json_string_value(id));
+                                            f, path, l->if_file, json_str(id));
+                }
                 for (size_t k = 0; k < ep->n_enis && !seen; k++)
                         seen = ep->enis[k] == e;
                 if (!seen)
                         ep->enis[ep->n_enis++] = e;
+                i++;
         }
 
         /* Names, only from DnsEntries[].DnsName. */
-        n = entries ? json_array_size(entries) : 0;
+        n = entries ? json_len(entries) : 0;
         if (n > 0) {
                 ep->names = calloc(n, sizeof(*ep->names));
                 if (ep->names == NULL)
                         return no_memory(l);
         }
-        for (i = 0; i < n; i++) {
-                json_t *entry = json_array_get(entries, i), *dns_name_v;
+        i = 0;
+        JSON_EACH(entry, entries)
+        {
+                const json_t *dns_name_v;
                 snprintf(path, sizeof(path), "%s.DnsEntries[%zu]", ep->path, i);
-                if (!json_is_object(entry))
+                if (!cJSON_IsObject(entry))
                         return type_error(l, f, path, "an object", entry);
-                if ((rc = member(l, f, entry, path, "DnsName", JSON_STRING, true, &dns_name_v)) < 0)
+                if ((rc = member(l, f, entry, path, "DnsName", WANT_STRING, true, &dns_name_v)) < 0)
                         return rc;
                 if ((rc = parse_name(l, ep, dns_name_v, i, &ep->names[ep->n_names])) < 0)
                         return rc;
@@ -812,6 +1090,7 @@ static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
                     !ep->names[ep->n_names].wildcard)
                         ep->regional = &ep->names[ep->n_names];
                 ep->n_names++;
+                i++;
         }
         return 0;
 }
@@ -873,7 +1152,7 @@ static void warn_no_address(const loader *l, const endpoint *ep)
 
 static int load_endpoint(loader *l, const json_t *v, size_t index)
 {
-        json_t *id, *type, *state, *vpc;
+        const json_t *id, *type, *state, *vpc;
         endpoint ep;
         const char *f = l->ep_file;
         bool served, has_private = false;
@@ -883,15 +1162,15 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
         ep.index = index;
         snprintf(ep.path, sizeof(ep.path), "VpcEndpoints[%zu]", index);
         l->sum.endpoints++;
-        if (!json_is_object(v))
+        if (!cJSON_IsObject(v))
                 return type_error(l, f, ep.path, "an object", v);
-        if ((rc = member(l, f, v, ep.path, "VpcEndpointId", JSON_STRING, false, &id)) < 0 ||
-            (rc = member(l, f, v, ep.path, "VpcEndpointType", JSON_STRING, false, &type)) < 0 ||
-            (rc = member(l, f, v, ep.path, "State", JSON_STRING, false, &state)) < 0 ||
-            (rc = member(l, f, v, ep.path, "VpcId", JSON_STRING, false, &vpc)) < 0)
+        if ((rc = member(l, f, v, ep.path, "VpcEndpointId", WANT_STRING, false, &id)) < 0 ||
+            (rc = member(l, f, v, ep.path, "VpcEndpointType", WANT_STRING, false, &type)) < 0 ||
+            (rc = member(l, f, v, ep.path, "State", WANT_STRING, false, &state)) < 0 ||
+            (rc = member(l, f, v, ep.path, "VpcId", WANT_STRING, false, &vpc)) < 0)
                 return rc;
-        ep.id = id ? json_string_value(id) : "?";
-        ep.vpc = vpc ? json_string_value(vpc) : NULL;
+        ep.id = id ? json_str(id) : "?";
+        ep.vpc = vpc ? json_str(vpc) : NULL;
         if (ep.vpc != NULL)
                 snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s, %.100s)", f, ep.path, ep.id,
                          ep.vpc);
@@ -899,8 +1178,8 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
                 snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s)", f, ep.path, ep.id);
 
         /* Absent type or state: not served (see the top of this file). */
-        served = type != NULL && strcasecmp(json_string_value(type), "Interface") == 0 &&
-                 state != NULL && strcasecmp(json_string_value(state), "available") == 0;
+        served = type != NULL && strcasecmp(json_str(type), "Interface") == 0 && state != NULL &&
+                 strcasecmp(json_str(state), "available") == 0;
         if (!served)
                 return 0;
         l->sum.endpoints_served++;
@@ -962,16 +1241,18 @@ static int build_zone_data(loader *l)
  * are left to load_endpoint() to report. */
 static int collect_vpcs(loader *l, const json_t *list)
 {
-        size_t n = json_array_size(list);
+        size_t n = json_len(list);
 
         if (n == 0)
                 return 0;
         l->vpcs = calloc(n, sizeof(*l->vpcs));
         if (l->vpcs == NULL)
                 return no_memory(l);
-        for (size_t i = 0; i < n; i++) {
-                const char *vpc =
-                    json_string_value(json_object_get(json_array_get(list, i), "VpcId"));
+        JSON_EACH(item, list)
+        {
+                const char *vpc = cJSON_IsObject(item)
+                                      ? json_str(cJSON_GetObjectItemCaseSensitive(item, "VpcId"))
+                                      : NULL;
                 bool seen = false;
                 if (vpc == NULL)
                         continue;
@@ -999,7 +1280,9 @@ static int join_path(loader *l, const char *dir, const char *file, char *out, si
 int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *err)
 {
         loader *l = NULL;
-        json_t *endpoints_doc = NULL, *interfaces_doc = NULL, *list;
+        json_arena arena = {NULL};
+        json_t *endpoints_doc = NULL, *interfaces_doc = NULL;
+        const json_t *list;
         int rc;
 
         VD_CHECK(b != NULL && dir != NULL);
@@ -1016,18 +1299,23 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
             (rc = join_path(l, dir, INTERFACES_FILE, l->if_file, sizeof(l->if_file))) < 0 ||
             (rc = build_zone_data(l)) < 0)
                 goto out;
+        pthread_once(&hooks_once, install_hooks);
+        current_arena = &arena;
         if ((rc = load_json(l, l->ep_file, &endpoints_doc)) < 0 ||
             (rc = load_json(l, l->if_file, &interfaces_doc)) < 0)
                 goto out;
         /* NextToken and every field not read below are ignored. */
-        if ((rc = member(l, l->ep_file, endpoints_doc, "", "VpcEndpoints", JSON_ARRAY, true,
+        if ((rc = member(l, l->ep_file, endpoints_doc, "", "VpcEndpoints", WANT_ARRAY, true,
                          &list)) < 0)
                 goto out;
         if ((rc = load_interfaces(l, interfaces_doc)) < 0 || (rc = collect_vpcs(l, list)) < 0)
                 goto out;
-        for (size_t i = 0; i < json_array_size(list); i++)
-                if ((rc = load_endpoint(l, json_array_get(list, i), i)) < 0)
+        size_t index = 0;
+        JSON_EACH(item, list)
+        {
+                if ((rc = load_endpoint(l, item, index++)) < 0)
                         goto out;
+        }
         if (sum != NULL) {
                 sum->endpoints += l->sum.endpoints;
                 sum->endpoints_served += l->sum.endpoints_served;
@@ -1042,7 +1330,7 @@ out:
         }
         free(l->vpcs);
         free(l);
-        json_decref(endpoints_doc);
-        json_decref(interfaces_doc);
+        current_arena = NULL;
+        arena_release(&arena); /* both documents */
         return rc;
 }

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -190,6 +191,10 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         if (rc == 0)
                 rc = vd_builder_finish(b, out, err);
         vd_builder_free(b);
+        /* The builder's many small blocks are free now, but the snapshot's arrays, allocated
+         * last, keep glibc from shrinking the heap: give the free pages back (at start-up and
+         * after every reload), or the daemon keeps the load's peak as its resident size. */
+        malloc_trim(0);
         if (rc == 0)
                 vd_snapshot_summarize(*out, &t->snap);
         return rc;

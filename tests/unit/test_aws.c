@@ -785,6 +785,20 @@ Test(aws, not_json_names_line_and_column)
         expect_msg(msg, "not valid JSON");
 }
 
+/* The AWS CLI never writes these; each is named with its place. */
+Test(aws, json_duplicate_key_trailing_text_and_truncation)
+{
+        const char *msg = load_fails("bad/not-json");
+        expect_msg(msg, ":3:36: not valid JSON near '}'");
+        msg = load_fails("bad/duplicate-key");
+        expect_msg(msg, BAD("duplicate-key", EP_FILE) ": ");
+        expect_msg(msg, "the key \"VpcEndpoints\" appears twice");
+        msg = load_fails("bad/trailing-text");
+        expect_msg(msg, BAD("trailing-text", EP_FILE) ":4:1: not valid JSON: text after");
+        msg = load_fails("bad/truncated");
+        expect_msg(msg, BAD("truncated", EP_FILE) ":5:1: not valid JSON: the text ends early");
+}
+
 Test(aws, top_level_not_object)
 {
         const char *msg = load_fails("bad/top-array");
