@@ -59,7 +59,6 @@
 #define FILE_PATH_CAP 4096
 #define JSON_WHERE_CAP 64 /* "VpcEndpoints[N]", "NetworkInterfaces[N]" */
 #define JSON_PATH_CAP 256
-#define DUPLICATE_CHECK_KEYS 4096 /* keys compared per object; real objects have < 40 */
 #define CLAIM_CAP (FILE_PATH_CAP + 320)
 
 /* Route 53's SOA and NS for private hosted zones (spec §3), TTL and MINIMUM 60. */
@@ -233,16 +232,55 @@ static int type_error(loader *l, const char *file, const char *path, const char 
                             json_kind(got));
 }
 
+/* obj[key], and whether key appears more than once in obj. RFC 8259 §4 leaves duplicate
+ * names to the reader; the AWS CLI never writes them, so a field we read that appears twice
+ * was edited by hand and is refused rather than read one way or the other. */
+static const json_t *lookup(const json_t *obj, const char *key, bool *twice)
+{
+        const json_t *found = NULL;
+
+        *twice = false;
+        if (!cJSON_IsObject(obj))
+                return NULL;
+        for (const json_t *c = obj->child; c != NULL; c = c->next) {
+                if (c->string == NULL || c->string[0] != key[0] || strcmp(c->string, key) != 0)
+                        continue;
+                if (found != NULL) {
+                        *twice = true;
+                        break;
+                }
+                found = c;
+        }
+        return found;
+}
+
+/* obj[key] when it is a string, appears once and obj is an object; else NULL (and the caller
+ * takes the slow path through member() for the message). */
+static const json_t *string_member(const json_t *obj, const char *key)
+{
+        bool twice;
+        const json_t *v = lookup(obj, key, &twice);
+        return !twice && cJSON_IsString(v) ? v : NULL;
+}
+
 /* obj[key] at JSON path `where`. Absent or null → *out = NULL and 0. Present with another
- * type than want → error. required → absent is an error. The path is formatted only for an
- * error: this runs for every field of every endpoint and ENI. */
+ * type than want, or twice → error. required → absent is an error. The path is formatted only for
+ * an error: this runs for every field of every endpoint and ENI. */
 static int member(loader *l, const char *file, const json_t *obj, const char *where,
                   const char *key, json_want want, bool required, const json_t **out)
 {
-        const json_t *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+        bool twice;
+        const json_t *v = lookup(obj, key, &twice);
         char path[JSON_PATH_CAP];
 
         *out = NULL;
+        if (twice) {
+                snprintf(path, sizeof(path), "%s%s%s", where, where[0] ? "." : "", key);
+                return vd_error_set(l->err,
+                                    "%s: %s: expected one value, but the key appears "
+                                    "twice in the object",
+                                    file, path);
+        }
         if (v == NULL || cJSON_IsNull(v)) {
                 if (!required)
                         return 0;
@@ -350,43 +388,6 @@ static void text_position(const char *buf, size_t off, unsigned *line, unsigned 
                         (*col)++;
                 }
         }
-}
-
-static int compare_keys(const void *a, const void *b)
-{
-        return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* RFC 8259 §4 leaves duplicate names to the reader; the AWS CLI never writes them, so a file
- * with one was edited by hand and is refused rather than read one way or the other. Returns
- * the first duplicated key found, or NULL. */
-static const char *duplicate_key(const json_t *v, const char **scratch, size_t cap)
-{
-        for (; v != NULL; v = v->next) {
-                if (cJSON_IsObject(v)) {
-                        size_t n = 0;
-                        for (const json_t *c = v->child; c != NULL && n < cap; c = c->next)
-                                scratch[n++] = c->string;
-                        if (n > 1 && n <= 24) { /* most objects: compare pairs, no sort */
-                                for (size_t i = 1; i < n; i++)
-                                        for (size_t k = 0; k < i; k++)
-                                                if (scratch[i][0] == scratch[k][0] &&
-                                                    strcmp(scratch[i], scratch[k]) == 0)
-                                                        return scratch[i];
-                        } else if (n > 1) {
-                                qsort(scratch, n, sizeof(*scratch), compare_keys);
-                                for (size_t i = 1; i < n; i++)
-                                        if (strcmp(scratch[i - 1], scratch[i]) == 0)
-                                                return scratch[i];
-                        }
-                }
-                if (v->child != NULL) {
-                        const char *d = duplicate_key(v->child, scratch, cap);
-                        if (d != NULL)
-                                return d;
-                }
-        }
-        return NULL;
 }
 
 /* The whole file in one buffer (sized from fstat for a regular file, grown for a pipe). Not
@@ -535,18 +536,6 @@ static int load_json(loader *l, const char *file, json_t **out)
                 rc = type_error(l, file, "top level", "an object", *out);
                 goto out;
         }
-        const char **scratch = malloc(DUPLICATE_CHECK_KEYS * sizeof(*scratch));
-        if (scratch == NULL) {
-                rc = no_memory(l);
-                goto out;
-        }
-        const char *dup = duplicate_key(*out, scratch, DUPLICATE_CHECK_KEYS);
-        if (dup != NULL)
-                rc = vd_error_set(l->err,
-                                  "%s: not valid here: the key \"%.80s\" appears twice in "
-                                  "one object",
-                                  file, dup);
-        free(scratch);
 out:
         if (rc < 0)
                 *out = NULL; /* the tree stays in the arena */
@@ -576,13 +565,12 @@ static int parse_address(loader *l, const json_t *v, const char *path, int famil
 static int read_address(loader *l, const json_t *item, const char *where, const char *array,
                         size_t i, const char *key, int family, address *out)
 {
-        const json_t *ip =
-            cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, key) : NULL;
+        const json_t *ip = string_member(item, key);
         char path[JSON_PATH_CAP];
         int rc;
 
         memset(out, 0, sizeof(*out));
-        if (cJSON_IsString(ip) && inet_pton(family, ip->valuestring, out->bytes) == 1) {
+        if (ip != NULL && inet_pton(family, ip->valuestring, out->bytes) == 1) {
                 out->type = family == AF_INET ? VD_TYPE_A : VD_TYPE_AAAA;
                 return 0;
         }
@@ -801,7 +789,6 @@ static int parse_name(loader *l, const endpoint *ep, const json_t *v, size_t ent
         const char *raw = json_str(v), *s;
         size_t len = strlen(raw), wire_len;
 
-        snprintf(path, sizeof(path), "%s.DnsEntries[%zu].DnsName", ep->path, entry);
         memset(name, 0, sizeof(*name));
         name->entry = entry;
         if (len > 0 && raw[len - 1] == '.')
@@ -830,6 +817,7 @@ static int parse_name(loader *l, const endpoint *ep, const json_t *v, size_t ent
                 goto bad;
         return 0;
 bad:
+        snprintf(path, sizeof(path), "%s.DnsEntries[%zu].DnsName", ep->path, entry);
         return vd_error_set(l->err, "%s: %s: expected a DNS name, got \"%.300s\"", l->ep_file, path,
                             raw);
 }
@@ -1078,12 +1066,15 @@ static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
         i = 0;
         JSON_EACH(entry, entries)
         {
-                const json_t *dns_name_v;
-                snprintf(path, sizeof(path), "%s.DnsEntries[%zu]", ep->path, i);
-                if (!cJSON_IsObject(entry))
-                        return type_error(l, f, path, "an object", entry);
-                if ((rc = member(l, f, entry, path, "DnsName", WANT_STRING, true, &dns_name_v)) < 0)
-                        return rc;
+                const json_t *dns_name_v = string_member(entry, "DnsName");
+                if (dns_name_v == NULL) { /* the message needs the path */
+                        snprintf(path, sizeof(path), "%s.DnsEntries[%zu]", ep->path, i);
+                        if (!cJSON_IsObject(entry))
+                                return type_error(l, f, path, "an object", entry);
+                        if ((rc = member(l, f, entry, path, "DnsName", WANT_STRING, true,
+                                         &dns_name_v)) < 0)
+                                return rc;
+                }
                 if ((rc = parse_name(l, ep, dns_name_v, i, &ep->names[ep->n_names])) < 0)
                         return rc;
                 if (ep->regional == NULL && ep->names[ep->n_names].kind == NAME_REGIONAL &&
@@ -1250,9 +1241,8 @@ static int collect_vpcs(loader *l, const json_t *list)
                 return no_memory(l);
         JSON_EACH(item, list)
         {
-                const char *vpc = cJSON_IsObject(item)
-                                      ? json_str(cJSON_GetObjectItemCaseSensitive(item, "VpcId"))
-                                      : NULL;
+                const json_t *v = string_member(item, "VpcId");
+                const char *vpc = v != NULL ? v->valuestring : NULL;
                 bool seen = false;
                 if (vpc == NULL)
                         continue;

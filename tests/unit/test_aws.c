@@ -792,7 +792,7 @@ Test(aws, json_duplicate_key_trailing_text_and_truncation)
         expect_msg(msg, ":3:36: not valid JSON near '}'");
         msg = load_fails("bad/duplicate-key");
         expect_msg(msg, BAD("duplicate-key", EP_FILE) ": ");
-        expect_msg(msg, "the key \"VpcEndpoints\" appears twice");
+        expect_msg(msg, "VpcEndpoints: expected one value, but the key appears twice");
         msg = load_fails("bad/trailing-text");
         expect_msg(msg, BAD("trailing-text", EP_FILE) ":4:1: not valid JSON: text after");
         msg = load_fails("bad/truncated");
