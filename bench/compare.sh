@@ -1,0 +1,758 @@
+#!/usr/bin/env bash
+# bench/compare.sh [--quick] [--out DIR] [--snapshot DIR] [--rate QPS] — vpcdns against Unbound, dnsmasq
+# and Knot Resolver (issue 4). From one AWS snapshot it generates equivalent configurations
+# for the three peers (bench/peers.py), starts an upstream (NSD on loopback), then runs each
+# server in turn pinned to core 1 while vpcdns-bench drives it from core 0, for two
+# scenarios: "local" (endpoint names the server holds itself, type A) and "cached" (names
+# forwarded to NSD once, then answered from the cache). Per server and scenario it measures
+# the server's CPU time per answered query (user and system, from /proc/PID/stat) and the
+# latency percentiles at 100k qps offered (--rate), the maximum rate (200 queries outstanding) and
+# the resident memory. vpcdns alone then gets 50 % of its maximum rate for 60 s, where no
+# query may be lost. Last, bench/scale.sh (start-up and memory with a 10,000-endpoint
+# snapshot) runs when it exists. Writes DIR/compare.md (tables, targets met or missed),
+# DIR/latency.png (bench/plot.gp) and the raw JSON of every run; DIR defaults to
+# bench/results. A full run with the default DIR also refreshes the table in
+# bench/README.md.
+#
+# Every server listens on 127.0.0.1 only and forwards only to the NSD on 127.0.0.1; every
+# run is bounded (vpcdns-bench -l, and timeout around it). A full run takes about 6 minutes
+# with bench/scale.sh; --quick (2 s runs, 10 s loss run) about 2. Progress goes to stderr.
+set -euo pipefail
+
+# The whole script is one block: bash parses it before running, so editing this file during
+# a run cannot change the run.
+{
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Python with -I: no script directory or working directory on sys.path (a stray json.py or
+# bisect.py in /tmp would shadow the standard library), no user site packages.
+py() { /usr/bin/python3 -I "$@"; }
+quick=0
+out=$root/bench/results
+out_given=0
+snapshot=$root/zones/example
+offered_rate=100000
+usage() {
+        echo "usage: $0 [--quick] [--out DIR] [--snapshot DIR] [--rate QPS]" >&2
+        exit 2
+}
+while (($#)); do
+        case $1 in
+        --quick) quick=1 ;;
+        --out)
+                (($# >= 2)) || usage
+                out=$2
+                out_given=1
+                shift
+                ;;
+        --snapshot)
+                (($# >= 2)) || usage
+                snapshot=$2
+                shift
+                ;;
+        --rate)
+                if (($# < 2)) || ! [[ $2 =~ ^[1-9][0-9]{2,6}$ ]]; then usage; fi
+                offered_rate=$2
+                shift
+                ;;
+        -h | --help) usage ;;
+        *) usage ;;
+        esac
+        shift
+done
+command_line="bench/compare.sh"
+((quick)) && command_line+=" --quick"
+((out_given)) && command_line+=" --out $out"
+[[ $snapshot != "$root/zones/example" ]] && command_line+=" --snapshot $snapshot"
+((offered_rate != 100000)) && command_line+=" --rate $offered_rate"
+
+if ((quick)); then
+        run_seconds=2
+        loss_seconds=10
+else
+        run_seconds=10
+        loss_seconds=60
+fi
+outstanding=200
+build=$root/build-compare
+servers=(vpcdns unbound dnsmasq kresd)
+
+log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() {
+        log "error: $*"
+        exit 1
+}
+
+# ---------------------------------------------------------------- tools and build
+# shellcheck source=contrib/deps.sh
+source "$root/contrib/deps.sh"
+# What the build needs (VD_DEPS) and the peers; apt-get runs only when one is missing.
+vd_deps_install_from "${VD_DEPS[@]}" unbound dnsmasq-base knot-resolver gnuplot-nox >&2
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+[[ -r $snapshot/describe-vpc-endpoints.json ]] || die "$snapshot holds no AWS snapshot"
+snapshot=$(cd "$snapshot" && pwd)
+vpcdns=$build/vpcdns
+bench=$build/vpcdns-bench
+nsd_bin=$(command -v nsd || echo /usr/sbin/nsd)
+unbound_bin=$(command -v unbound || echo /usr/sbin/unbound)
+dnsmasq_bin=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+kresd_bin=$(command -v kresd || echo /usr/sbin/kresd)
+
+# ---------------------------------------------------------------- processes
+work=$(mktemp -d /tmp/vpcdns-compare.XXXXXX)
+server_pid=
+nsd_pid=
+bench_pid=
+# shellcheck disable=SC2317
+# On exit: SIGTERM to every process this script started (NSD then ends its own children),
+# SIGKILL to those still there after 3 s, then the work directory goes.
+cleanup() {
+        local p i alive
+        for p in $bench_pid $server_pid $nsd_pid $(jobs -p); do
+                kill -TERM "$p" 2>/dev/null || true
+        done
+        for ((i = 0; i < 30; i++)); do
+                alive=
+                for p in $bench_pid $server_pid $nsd_pid $(jobs -p); do
+                        kill -0 "$p" 2>/dev/null && alive=1
+                done
+                [[ -z $alive ]] && break
+                sleep 0.1
+        done
+        for p in $bench_pid $server_pid $nsd_pid $(jobs -p); do
+                kill -KILL "$p" 2>/dev/null || true
+        done
+        rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building vpcdns and vpcdns-bench (Release) in $build"
+{ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build "$build" -j2 --target vpcdns vpcdns-bench; } >"$work/build.log" 2>&1 ||
+        { tail -30 "$work/build.log" >&2; die "the build failed"; }
+[[ -x $bench ]] || die "$bench does not exist: the load generator is needed"
+
+# A port over 20000 that is free for UDP and TCP on 127.0.0.1.
+free_port() {
+        py - <<'PY'
+import random, socket
+for _ in range(200):
+    port = random.randint(20001, 60999)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            t.bind(("127.0.0.1", port))
+            u.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(port)
+    break
+else:
+    raise SystemExit("no free port")
+PY
+}
+
+# The checks, warm-up and report, in Python (dnspython), written to the work directory.
+cat >"$work/helper.py" <<'PY'
+"""compare.sh's helper: answer checks, cache warm-up, the report. Talks to 127.0.0.1 only."""
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+
+def ask(port, name, rtype="A", tries=3):
+    """(rcode text, sorted addresses of the answer's A/AAAA records) or ("TIMEOUT", [])."""
+    query = dns.message.make_query(name, rtype)
+    query.flags |= dns.flags.RD
+    for _ in range(tries):
+        try:
+            reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=1.0)
+        except dns.exception.Timeout:
+            continue
+        want = dns.rdatatype.from_text(rtype)
+        addresses = sorted(r.to_text() for rrset in reply.answer if rrset.rdtype == want
+                           for r in rrset)
+        return dns.rcode.to_text(reply.rcode()), addresses
+    return "TIMEOUT", []
+
+
+def cmd_record(port, out, names):
+    """Writes vpcdns's answers for names to out (JSON)."""
+    answers = {n: ask(port, n) for n in names}
+    with open(out, "w") as f:
+        json.dump(answers, f, indent=1)
+    bad = [n for n, (rcode, addrs) in answers.items() if rcode != "NOERROR" or not addrs]
+    if bad:
+        print(f"vpcdns gives no address for {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(port, ref):
+    """Exit 0 when the server on port answers as vpcdns did; else prints what differs."""
+    with open(ref) as f:
+        answers = json.load(f)
+    diffs = []
+    for name, want in answers.items():
+        got = list(ask(port, name))
+        if got != want:
+            diffs.append(f"{name}: {got[0]} {','.join(got[1]) or '-'} "
+                         f"(vpcdns: {want[0]} {','.join(want[1]) or '-'})")
+    if diffs:
+        print("; ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""))
+        return 1
+    return 0
+
+
+def cmd_warm(port, qfile):
+    """Asks every name of a query file once; prints how many got NOERROR."""
+    names = [line.split()[0] for line in open(qfile) if line.strip()]
+    ok = sum(1 for n in names if ask(port, n)[0] == "NOERROR")
+    print(ok)
+    return 0 if ok == len(names) else 1
+
+
+def cmd_wait(port, name, seconds):
+    """Exit 0 once the server on port answers name (any rcode), 1 after seconds."""
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        if ask(port, name, tries=1)[0] != "TIMEOUT":
+            return 0
+        time.sleep(0.05)
+    return 1
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "–"
+    if isinstance(value, float) and math.isnan(value):
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def run_figures(outdir, server, scenario):
+    """The figures of one server and scenario, from its run files and meta file."""
+    rate = load(f"{outdir}/{server}-{scenario}-rate.json") or {}
+    peak = load(f"{outdir}/{server}-{scenario}-max.json") or {}
+    cpu = rate.get("server_cpu") or {}
+    lat = rate.get("latency_us") or {}
+    meta = load(f"{outdir}/{server}-meta.json") or {}
+    rss = meta.get(f"rss_kb_{scenario}")
+    return {
+        "status": meta.get("status", "not run"),
+        "user": cpu.get("user_us_per_query"),
+        "total": cpu.get("total_us_per_query"),
+        "p50": lat.get("p50"),
+        "p99": lat.get("p99"),
+        "p999": lat.get("p99_9"),
+        "qps": rate.get("qps"),
+        "sent": rate.get("sent"),
+        "lost": rate.get("lost"),
+        "max": peak.get("qps"),
+        "rss_mb": rss / 1024 if rss else None,
+    }
+
+
+NAMES = {"vpcdns": "vpcdns", "unbound": "Unbound", "dnsmasq": "dnsmasq",
+         "kresd": "Knot Resolver"}
+
+
+def scale_figures(outdir):
+    """{server: {"startup_s", "rss_mb", "error"}} from bench/scale.sh's DIR/scale.json:
+    {endpoints, enis, names, query, servers: {NAME: {startup_s, rss_kb, ...} or {error}}}."""
+    data = load(f"{outdir}/scale.json") or {}
+    found = {}
+    for server, entry in (data.get("servers") or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        rss = entry.get("rss_kb")
+        found[server] = {"startup_s": entry.get("startup_s"),
+                         "rss_mb": rss / 1024 if isinstance(rss, (int, float)) else None,
+                         "error": entry.get("error")}
+    if found:
+        found["_names"] = data.get("names")
+        found["_endpoints"] = data.get("endpoints")
+        found["_enis"] = data.get("enis")
+    return found
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def cmd_report(outdir, env_file, titles):
+    env = {}
+    with open(env_file) as f:
+        for line in f:
+            key, _, value = line.rstrip("\n").partition("=")
+            env[key] = value
+    rate = env["rate"]
+    lines = ["# vpcdns compared with Unbound, dnsmasq and Knot Resolver", ""]
+    lines += [f"Measured {env['date']} on {env['nproc']} cores ({env['cpu']}), "
+              f"Linux {env['kernel']}, with `{env['command']}`. Load average (1 min) "
+              f"{env['load_start']} before the run, {env['load_end']} after it.", ""]
+    lines += ["| server | version |", "|---|---|"]
+    for s in NAMES:
+        lines.append(f"| {NAMES[s]} | {env.get('version_' + s, '?')} |")
+    lines.append(f"| NSD (upstream) | {env.get('version_nsd', '?')} |")
+    lines += ["", f"Each server runs alone, pinned to core 1 (`taskset -c 1`), one worker or "
+              f"thread; `vpcdns-bench` drives it from core 0 over UDP on 127.0.0.1. "
+              f"CPU is the server's utime and stime from /proc/PID/stat over the measured "
+              f"{env['run_seconds']} s (after 1 s of warm-up), divided by the answers; "
+              f"latencies and the loss are those of the {rate} qps "
+              f"open-loop run; \"max QPS\" is a closed loop with {env['outstanding']} queries "
+              f"outstanding; RSS is VmRSS after the runs.", ""]
+    figures = {}
+    for scenario, title in (("local", "Local endpoint answers (the snapshot's names with an "
+                             "A record, type A)"),
+                            ("cached", "Cached forwarded answers (1000 names of an NSD zone "
+                             "on loopback, each asked once before)")):
+        lines += [f"## {title}", "",
+                  "| server | CPU user µs/q | CPU total µs/q | p50 µs | p99 µs | p99.9 µs "
+                  f"| lost at {rate} | max QPS | RSS MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in NAMES:
+            f = run_figures(outdir, s, scenario)
+            figures[(s, scenario)] = f
+            if f["status"] != "ok":
+                lines.append(f"| {NAMES[s]} | {f['status']} |||||||| ")
+                continue
+            lost = "–" if f["lost"] is None else f"{f['lost']:,} of {f['sent']:,}"
+            lines.append(f"| {NAMES[s]} | {fmt(f['user'], 2)} | {fmt(f['total'], 2)} "
+                         f"| {fmt(f['p50'], 0)} | {fmt(f['p99'], 0)} | {fmt(f['p999'], 0)} "
+                         f"| {lost} | {fmt(f['max'], 0)} | {fmt(f['rss_mb'])} |")
+        lines.append("")
+
+    loss = load(f"{outdir}/vpcdns-local-loss.json") or {}
+    scale = scale_figures(outdir)
+    if scale:
+        lines += [f"## Start-up and memory with {fmt(scale['_endpoints'], 0)} endpoints × "
+                  f"{scale['_enis']} ENIs ({fmt(scale['_names'], 0)} names, bench/scale.sh)",
+                  "", "Start-up: from the spawn to the first right answer (median of three); "
+                  "RSS: VmRSS 1 s after it.", "",
+                  "| server | start-up to first answer s | RSS MB |", "|---|---:|---:|"]
+        for s in NAMES:
+            if s in scale and scale[s]["error"]:
+                lines.append(f"| {NAMES[s]} | {scale[s]['error']} | |")
+            elif s in scale:
+                lines.append(f"| {NAMES[s]} | {fmt(scale[s]['startup_s'], 2)} "
+                             f"| {fmt(scale[s]['rss_mb'])} |")
+        lines.append("")
+
+    def vd(s, k):
+        return figures[("vpcdns", s)][k]
+
+    def ub(s, k):
+        return figures[("unbound", s)][k]
+
+    targets = [
+        (f"user CPU per local answer, {rate} qps", vd("local", "user"), ub("local", "user"),
+         "≤ 0.25 ×", lambda r: r <= 0.25, 2),
+        (f"user CPU per cached answer, {rate} qps", vd("cached", "user"), ub("cached", "user"),
+         "≤ 0.4 ×", lambda r: r <= 0.4, 2),
+        (f"total CPU per local answer, {rate} qps", vd("local", "total"), ub("local", "total"),
+         "≤ 0.8 ×", lambda r: r <= 0.8, 2),
+        (f"p99 latency, local, {rate} qps (µs)", vd("local", "p99"), ub("local", "p99"),
+         "≤ 1 ×", lambda r: r <= 1.0, 0),
+        (f"p99 latency, cached, {rate} qps (µs)", vd("cached", "p99"), ub("cached", "p99"),
+         "≤ 1 ×", lambda r: r <= 1.0, 0),
+        ("maximum QPS, one worker, local", vd("local", "max"), ub("local", "max"),
+         "≥ 1.3 ×", lambda r: r >= 1.3, 0),
+        ("RSS with the large snapshot (MB)", scale.get("vpcdns", {}).get("rss_mb"),
+         scale.get("unbound", {}).get("rss_mb"), "≤ 0.7 ×", lambda r: r <= 0.7, 1),
+        ("start-up to first answer, large snapshot (s)",
+         scale.get("vpcdns", {}).get("startup_s"), scale.get("unbound", {}).get("startup_s"),
+         "≤ 0.6 ×", lambda r: r <= 0.6, 2),
+    ]
+    lines += ["## Targets", "", "| target | vpcdns | Unbound | vpcdns / Unbound | goal | |",
+              "|---|---:|---:|---:|---|---|"]
+    for label, mine, theirs, goal, test, digits in targets:
+        r = ratio(mine, theirs)
+        verdict = "–" if r is None else ("met" if test(r) else "**missed**")
+        lines.append(f"| {label} | {fmt(mine, digits)} | {fmt(theirs, digits)} "
+                     f"| {fmt(r, 3)} | {goal} | {verdict} |")
+    lost = loss.get("lost")
+    verdict = "–" if lost is None else ("met" if lost == 0 and not loss.get("timeouts")
+                                        else "**missed**")
+    loss_rate = fmt(loss.get("rate_offered"), 0)
+    lines.append(f"| queries lost at 50 % of the maximum ({loss_rate} qps) for "
+                 f"{env['loss_seconds']} s | {fmt(lost, 0)} of {fmt(loss.get('sent'), 0)} "
+                 f"| | | 0 | {verdict} |")
+    lines += ["", f"![latency at {rate} qps](latency.png)", ""]
+    with open(f"{outdir}/compare.md", "w") as f:
+        f.write("\n".join(lines))
+    # The plot's legend: each server's name, with its loss when it dropped queries.
+    with open(titles, "w") as f:
+        for (s, scenario), fig in figures.items():
+            title = NAMES[s]
+            if fig["lost"] and fig["sent"]:
+                title += f" ({100 * fig['lost'] / fig['sent']:.1f} % lost)"
+            f.write(f'title_{s}_{scenario} = "{title}"\n')
+    return 0
+
+
+def main(argv):
+    cmd = argv[0]
+    if cmd == "record":
+        return cmd_record(int(argv[1]), argv[2], argv[3:])
+    if cmd == "check":
+        return cmd_check(int(argv[1]), argv[2])
+    if cmd == "warm":
+        return cmd_warm(int(argv[1]), argv[2])
+    if cmd == "wait":
+        return cmd_wait(int(argv[1]), argv[2], argv[3])
+    if cmd == "report":
+        return cmd_report(argv[1], argv[2], argv[3])
+    raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+PY
+helper() { py "$work/helper.py" "$@"; }
+
+# ---------------------------------------------------------------- data
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+log "work directory $work; results in $out"
+rm -f "$out"/*.json "$out"/*.hist "$out"/compare.md "$out"/latency.png
+"$vpcdns" --snapshot "$snapshot" --dump >"$work/dump.txt" ||
+        die "vpcdns --snapshot $snapshot --dump failed"
+py "$root/bench/peers.py" --dump "$work/dump.txt" --unbound "$work/unbound-local.conf" \
+        --dnsmasq "$work/dnsmasq-local.conf" --kresd-hosts "$work/kresd.hosts" \
+        --names "$work/local.txt" || die "bench/peers.py failed"
+
+origin=bench.example
+{
+        # shellcheck disable=SC2016 # $ORIGIN and $TTL are zone-file directives
+        printf '$ORIGIN %s.\n$TTL 86400\n' "$origin"
+        printf '@ IN SOA ns.%s. hostmaster.%s. 1 7200 900 1209600 86400\n' "$origin" "$origin"
+        printf '@ IN NS ns.%s.\nns IN A 127.0.0.1\n' "$origin"
+        for ((i = 1; i <= 1000; i++)); do
+                printf 'h%d IN A 10.%d.%d.%d\n' "$i" $((i / 65536)) $((i / 256 % 256)) $((i % 256))
+        done
+} >"$work/$origin.zone"
+for ((i = 1; i <= 1000; i++)); do printf 'h%d.%s. A\n' "$i" "$origin"; done >"$work/cached.txt"
+probe=$(awk 'NR == 1 {print $1}' "$work/local.txt")
+check_names=$(awk 'NR <= 5 {print $1}' "$work/local.txt")
+check_names+=" $(awk 'END {print $1}' "$work/local.txt") h1.$origin. h777.$origin."
+log "$(wc -l <"$work/local.txt") local names from $snapshot, 1000 names in $origin."
+
+# ---------------------------------------------------------------- upstream
+nsd_port=$(free_port)
+port=$(free_port)
+while [[ $port == "$nsd_port" ]]; do port=$(free_port); done
+cat >"$work/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$nsd_port
+    port: $nsd_port
+    username: ""
+    chroot: ""
+    zonesdir: "$work"
+    pidfile: "$work/nsd.pid"
+    database: ""
+    zonelistfile: "$work/zone.list"
+    xfrdfile: "$work/xfrd.state"
+    xfrdir: "$work"
+    logfile: "$work/nsd.log"
+    verbosity: 1
+    hide-version: yes
+    server-count: 1
+    # NSD's response rate limiting would drop the warm-up queries.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: "$origin"
+    zonefile: "$origin.zone"
+EOF
+# NSD runs on core 0 with the load generator: it only sees the warm-up queries.
+taskset -c 0 "$nsd_bin" -d -c "$work/nsd.conf" </dev/null >/dev/null 2>"$work/nsd.stderr" &
+nsd_pid=$!
+helper wait "$nsd_port" "h1.$origin." 10 ||
+        { cat "$work/nsd.stderr" "$work/nsd.log" >&2 2>/dev/null; die "NSD did not answer"; }
+log "NSD (pid $nsd_pid) on 127.0.0.1:$nsd_port serves $origin."
+
+# ---------------------------------------------------------------- servers
+write_configs() {
+        cat >"$work/unbound.conf" <<EOF
+# written by bench/compare.sh: Unbound as a forwarding cache, like vpcdns
+server:
+    num-threads: 1
+    interface: 127.0.0.1@$port
+    port: $port
+    do-ip6: no
+    access-control: 127.0.0.0/8 allow
+    do-not-query-localhost: no
+    module-config: "iterator"
+    chroot: ""
+    username: ""
+    pidfile: ""
+    directory: "$work"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    msg-cache-size: 256m
+    rrset-cache-size: 512m
+    # the same receive buffer vpcdns asks for
+    so-rcvbuf: 4m
+    include: "$work/unbound-local.conf"
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@$nsd_port
+EOF
+        cat >"$work/dnsmasq.conf" <<EOF
+# written by bench/compare.sh
+port=$port
+listen-address=127.0.0.1
+bind-interfaces
+no-resolv
+no-hosts
+no-poll
+server=127.0.0.1#$nsd_port
+cache-size=10000
+pid-file=
+log-facility=$work/dnsmasq.log
+conf-file=$work/dnsmasq-local.conf
+EOF
+        cat >"$work/kresd.conf" <<EOF
+-- written by bench/compare.sh: Knot Resolver 5 as a forwarding cache, like vpcdns
+net.listen('127.0.0.1', $port, { kind = 'dns' })
+trust_anchors.remove('.')
+modules.load('hints > iterate')
+hints.add_hosts('$work/kresd.hosts')
+policy.add(policy.all(policy.FORWARD('127.0.0.1@$nsd_port')))
+cache.open(256 * MB, 'lmdb://$work/kresd-cache')
+log_level('warning')
+EOF
+        mkdir -p "$work/kresd-run"
+}
+
+start_server() {
+        local name=$1
+        # exec: the background subshell becomes the server, so $! is the server's pid.
+        case $name in
+        vpcdns)
+                exec taskset -c 1 "$vpcdns" --workers 1 --listen "127.0.0.1:$port" \
+                        --snapshot "$snapshot" --upstream "127.0.0.1:$nsd_port" \
+                        --allow 127.0.0.0/8 --log-level warn ;;
+        unbound) exec taskset -c 1 "$unbound_bin" -d -c "$work/unbound.conf" ;;
+        dnsmasq) exec taskset -c 1 "$dnsmasq_bin" -k -C "$work/dnsmasq.conf" ;;
+        kresd) exec taskset -c 1 "$kresd_bin" -n -c "$work/kresd.conf" "$work/kresd-run" ;;
+        esac </dev/null >"$work/$name.stdout" 2>"$work/$name.stderr" &
+        server_pid=$!
+}
+
+stop_server() {
+        [[ -n $server_pid ]] || return 0
+        kill -TERM "$server_pid" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 50; i++)); do
+                kill -0 "$server_pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# run_bench SERVER SCENARIO KIND [ARGS...]: one vpcdns-bench run, JSON to the out directory.
+run_bench() {
+        local server=$1 scenario=$2 kind=$3
+        shift 3
+        local seconds=$run_seconds
+        [[ $kind == loss ]] && seconds=$loss_seconds
+        local qfile=$work/$scenario.txt
+        timeout $((seconds + 15)) "$bench" -s "127.0.0.1:$port" -d "$qfile" -l "$seconds" \
+                -w 1 --cpu 0 --pid "$server_pid" --label "$server $scenario $kind" -q \
+                --json "$out/$server-$scenario-$kind.json" "$@" \
+                >"$work/bench-$server-$scenario-$kind.out" 2>&1 &
+        bench_pid=$!
+        local status=0
+        wait "$bench_pid" || status=$?
+        bench_pid=
+        if ((status != 0)); then
+                log "  vpcdns-bench failed ($status) for $server $scenario $kind:"
+                tail -5 "$work/bench-$server-$scenario-$kind.out" >&2
+        fi
+        return 0
+}
+
+# summary FILE: "qps=… p99=…µs lost=… cpu=…µs/q" of one run's JSON, for the progress lines.
+summary() {
+        py -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    print("no result"); sys.exit()
+cpu = d.get("server_cpu") or {}
+lat = d.get("latency_us") or {}
+print("qps=%.0f p99=%sus lost=%s cpu=%sus/q" % (d.get("qps") or 0, lat.get("p99"),
+      d.get("lost"), cpu.get("total_us_per_query")))' "$1"
+}
+
+meta() { # meta SERVER STATUS [KEY=VALUE...]: the server's meta JSON
+        local server=$1 status=$2
+        shift 2
+        py -c '
+import json, sys
+d = {"server": sys.argv[1], "status": sys.argv[2]}
+for kv in sys.argv[4:]:
+    k, _, v = kv.partition("=")
+    d[k] = int(v) if v.isdigit() else v
+json.dump(d, open(sys.argv[3], "w"), indent=1)' "$server" "$status" "$out/$server-meta.json" "$@"
+}
+
+write_configs
+max_local=0
+for server in "${servers[@]}"; do
+        log "$server: starting on 127.0.0.1:$port, pinned to core 1"
+        start_server "$server"
+        if ! helper wait "$port" "$probe" 15 || ! kill -0 "$server_pid" 2>/dev/null; then
+                log "$server did not start; see below"
+                tail -5 "$work/$server.stderr" >&2 || true
+                meta "$server" "did not start"
+                stop_server
+                continue
+        fi
+        if [[ $server == vpcdns ]]; then
+                # shellcheck disable=SC2086
+                helper record "$port" "$work/reference.json" $check_names ||
+                        die "vpcdns does not answer its own names"
+        elif ! diff=$(helper check "$port" "$work/reference.json"); then
+                log "$server disagrees with vpcdns: $diff"
+                meta "$server" "disagrees with vpcdns: ${diff//|/\\|}"
+                stop_server
+                continue
+        fi
+        log "$server (pid $server_pid) gives vpcdns's answers"
+
+        log "$server: local, ${offered_rate} qps offered for $run_seconds s"
+        run_bench "$server" local rate -r "$offered_rate" --histogram "$out/$server-local.hist"
+        log "  $(summary "$out/$server-local-rate.json")"
+        log "$server: local, closed loop, $outstanding outstanding"
+        run_bench "$server" local max -c "$outstanding"
+        log "  $(summary "$out/$server-local-max.json")"
+        rss_local=$(rss_kb "$server_pid")
+
+        if [[ $server == vpcdns ]]; then
+                max_local=$(py -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["qps"]))' \
+                        "$out/vpcdns-local-max.json" 2>/dev/null || echo 0)
+        fi
+
+        if ! warmed=$(helper warm "$port" "$work/cached.txt"); then
+                log "  warm-up: only $warmed of 1000 names answered NOERROR"
+        fi
+        log "$server: cached, ${offered_rate} qps offered for $run_seconds s"
+        run_bench "$server" cached rate -r "$offered_rate" --histogram "$out/$server-cached.hist"
+        log "  $(summary "$out/$server-cached-rate.json")"
+        log "$server: cached, closed loop, $outstanding outstanding"
+        run_bench "$server" cached max -c "$outstanding"
+        log "  $(summary "$out/$server-cached-max.json")"
+        rss_cached=$(rss_kb "$server_pid")
+
+        if [[ $server == vpcdns ]] && ((max_local > 0)); then
+                log "vpcdns: local, $((max_local / 2)) qps (50 % of its maximum) for $loss_seconds s"
+                run_bench vpcdns local loss -r $((max_local / 2))
+                log "  $(summary "$out/vpcdns-local-loss.json")"
+        fi
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+                log "$server exited during the runs"
+                meta "$server" "exited during the runs"
+                server_pid=
+                continue
+        fi
+        meta "$server" ok rss_kb_local="$rss_local" rss_kb_cached="$rss_cached"
+        stop_server
+done
+
+# ---------------------------------------------------------------- scale
+if [[ -x $root/bench/scale.sh ]]; then
+        log "bench/scale.sh --out $out --build $build (about a minute)"
+        timeout 300 "$root/bench/scale.sh" --out "$out" --build "$build" >"$work/scale.out" 2>&1 ||
+                { log "bench/scale.sh failed:"; tail -10 "$work/scale.out" >&2; }
+else
+        log "bench/scale.sh does not exist: no start-up and memory figures"
+fi
+
+# ---------------------------------------------------------------- report
+first_line() { "$@" 2>&1 | head -1 || true; }
+rate_text() { ((offered_rate % 1000)) && echo "$offered_rate" || echo "$((offered_rate / 1000))k"; }
+cat >"$work/env" <<EOF
+date=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_start=$load_start
+load_end=$(cut -d' ' -f1 /proc/loadavg)
+nproc=$(nproc)
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+kernel=$(uname -r)
+command=$command_line
+run_seconds=$run_seconds
+loss_seconds=$loss_seconds
+rate=$(rate_text)
+outstanding=$outstanding
+version_vpcdns=$(first_line "$vpcdns" --version)
+version_unbound=$(first_line "$unbound_bin" -V | sed 's/^Version/Unbound/')
+version_dnsmasq=$(first_line "$dnsmasq_bin" --version | sed 's/  Copyright.*//')
+version_kresd=$(first_line "$kresd_bin" --version)
+version_nsd=$(first_line "$nsd_bin" -v)
+EOF
+helper report "$out" "$work/env" "$work/titles.gp"
+
+plot_local='' plot_cached=''
+for server in "${servers[@]}"; do
+        [[ -s $out/$server-local.hist ]] && plot_local+="$server "
+        [[ -s $out/$server-cached.hist ]] && plot_cached+="$server "
+done
+if [[ -n $plot_local$plot_cached ]]; then
+        gnuplot -e "outdir='$out'; local_servers='$plot_local'; cached_servers='$plot_cached'; rate='$(rate_text)'; titles='$work/titles.gp'" \
+                "$root/bench/plot.gp" 2>"$work/gnuplot.err" ||
+                { log "gnuplot failed:"; cat "$work/gnuplot.err" >&2; }
+fi
+
+# A full run into the default directory refreshes the table in bench/README.md.
+readme=$root/bench/README.md
+if ((!quick && !out_given)) && grep -q '^<!-- compare:begin -->$' "$readme"; then
+        py - "$readme" "$out/compare.md" <<'PY'
+import sys
+readme, table = sys.argv[1], sys.argv[2]
+text = open(readme).read()
+head, _, rest = text.partition("<!-- compare:begin -->\n")
+_, _, tail = rest.partition("<!-- compare:end -->")
+body = open(table).read().split("\n", 2)[2]  # without the title
+body = body.replace("](latency.png)", "](results/latency.png)").replace("\n## ", "\n#### ")
+open(readme, "w").write(head + "<!-- compare:begin -->\n" + body.rstrip("\n") + "\n"
+                        + "<!-- compare:end -->" + tail)
+PY
+        log "bench/README.md updated"
+fi
+log "done: $out/compare.md, $out/latency.png"
+cat "$out/compare.md"
+exit 0
+}
