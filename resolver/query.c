@@ -203,7 +203,8 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (qi.qtype == VD_TYPE_ANY)
                 return reply_minimal_any(env, &qi, out, max, out_len);
 
-        if (env->cache != NULL && (env->resolver == NULL || env->forward_denied)) {
+        bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
+        if (env->cache != NULL && (env->resolver == NULL || denied)) {
                 size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
                 if (n > 0) {
                         env->counters.cache_answers++;
@@ -211,9 +212,9 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         return VD_QUERY_REPLY;
                 }
         }
-        if (env->resolver != NULL && !env->forward_denied)
+        if (env->resolver != NULL && !denied)
                 return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
-        if (env->forward_denied) {
+        if (denied) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }

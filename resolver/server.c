@@ -394,7 +394,10 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
                         vd_error_set(err, "worker %u: out of memory", w->index);
                         return r;
                 }
+                w->env.may_forward = vd_transport_may_forward;
+                w->env.may_forward_arg = w;
         }
+        w->pending_slot = -1;
         return 0;
 }
 

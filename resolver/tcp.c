@@ -261,10 +261,11 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
 
         c->refs++;
         c->inflight++;
-        int slot = vd_transport_pending_begin(w, (const struct sockaddr *)&c->peer);
+        vd_transport_pending_begin(w, (const struct sockaddr *)&c->peer);
         vd_query_outcome outcome =
             vd_query_handle(&w->env, msg, len, true, w->out, VD_TCP_MAX, &out_len, tcp_reply, c);
-        if (vd_transport_pending_end(w, slot, outcome)) {
+        int slot = vd_transport_pending_end(w, outcome);
+        if (slot >= 0) {
                 /* while counted > 0 the peer's slot cannot change */
                 VD_CHECK(c->counted == 0 || c->pending_slot == slot);
                 c->pending_slot = slot;

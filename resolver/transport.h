@@ -105,9 +105,11 @@ typedef struct vd_worker {
         vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
         size_t n_allow;
         vd_deny_action deny_action;
-        vd_ratelimit *rrl;             /* owned; NULL when rate limiting is off */
-        vd_ratelimit_pending *pending; /* owned; NULL when max_pending is 0 (unlimited) */
-        unsigned max_pending;          /* forwarded queries pending per client address */
+        vd_ratelimit *rrl;                     /* owned; NULL when rate limiting is off */
+        vd_ratelimit_pending *pending;         /* owned; NULL when max_pending is 0 (unlimited) */
+        unsigned max_pending;                  /* forwarded queries pending per client address */
+        const struct sockaddr *pending_client; /* during vd_query_handle: whose query */
+        int pending_slot;                      /* its slot, once may_forward looked it up */
 
         vd_udp_listener udp[VD_MAX_LISTEN];
         vd_tcp_listener tcp[VD_MAX_LISTEN];
@@ -135,27 +137,36 @@ static inline bool vd_transport_allowed(const vd_worker *w, const struct sockadd
         return vd_acl_match(w->allow, w->n_allow, client);
 }
 
-/* Call right before vd_query_handle: returns the client's pending slot (-1: not tracked) and
- * sets env.forward_denied when the client already has max_pending queries upstream. */
-static inline int vd_transport_pending_begin(vd_worker *w, const struct sockaddr *client)
+/* The env's may_forward hook (set when the worker is made): finds the current client's
+ * pending slot, only for a query about to go upstream. */
+static inline bool vd_transport_may_forward(void *arg)
 {
-        if (w->pending == NULL)
-                return -1;
-        int slot = vd_ratelimit_pending_slot(w->pending, client);
-        if (slot >= 0 && vd_ratelimit_pending_count(w->pending, slot) >= w->max_pending)
-                w->env.forward_denied = true;
-        return slot;
+        vd_worker *w = arg;
+        if (w->pending == NULL || w->pending_client == NULL)
+                return true;
+        w->pending_slot = vd_ratelimit_pending_slot(w->pending, w->pending_client);
+        return w->pending_slot < 0 ||
+               vd_ratelimit_pending_count(w->pending, w->pending_slot) < w->max_pending;
 }
 
-/* Call right after vd_query_handle: clears forward_denied and counts a forwarded query
- * against the client. True when the query was counted (the reply must call _done). */
-static inline bool vd_transport_pending_end(vd_worker *w, int slot, vd_query_outcome outcome)
+/* Call right before vd_query_handle: the client whose query it is. */
+static inline void vd_transport_pending_begin(vd_worker *w, const struct sockaddr *client)
 {
-        w->env.forward_denied = false;
+        w->pending_client = client;
+        w->pending_slot = -1;
+}
+
+/* Call right after vd_query_handle: counts a forwarded query against the client. Returns its
+ * slot when it was counted (the reply must call _done), else -1. */
+static inline int vd_transport_pending_end(vd_worker *w, vd_query_outcome outcome)
+{
+        int slot = w->pending_slot;
+        w->pending_client = NULL;
+        w->pending_slot = -1;
         if (outcome != VD_QUERY_PENDING || slot < 0)
-                return false;
+                return -1;
         vd_ratelimit_pending_inc(w->pending, slot);
-        return true;
+        return slot;
 }
 
 /* The reply of a counted query ran (also with len 0). */

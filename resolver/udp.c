@@ -276,10 +276,10 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
         memcpy(&p->peer, peer, peer_len);
 
         size_t out_len = 0;
-        int slot = vd_transport_pending_begin(w, peer);
+        vd_transport_pending_begin(w, peer);
         vd_query_outcome outcome = vd_query_handle(&w->env, pkt, len, false, w->out, sizeof(w->out),
                                                    &out_len, udp_reply, p);
-        p->pending_slot = vd_transport_pending_end(w, slot, outcome) ? slot : -1;
+        p->pending_slot = vd_transport_pending_end(w, outcome);
         switch (outcome) {
         case VD_QUERY_REPLY:
                 send_response(w, handle, w->out, out_len, peer);

@@ -13,6 +13,31 @@ static inline uint8_t lower_octet(uint8_t c)
         return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
 }
 
+/* Upper-case ASCII letters of eight octets at once: a byte is one when it is in 'A'..'Z',
+ * which adding 0x3F to its low seven bits carries into bit 7 and adding 0x25 does not. */
+static inline uint64_t lower_word(uint64_t x)
+{
+        const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full, high = 0x8080808080808080ull;
+        uint64_t at_least_a = (x & low7) + 0x3F3F3F3F3F3F3F3Full;
+        uint64_t above_z = (x & low7) + 0x2525252525252525ull;
+        uint64_t upper = (at_least_a ^ above_z) & ~x & high;
+        return x | (upper >> 2);
+}
+
+/* dst = src lower-cased, n octets (a query name: on the path of every query). */
+static void lower_copy(uint8_t *dst, const uint8_t *src, size_t n)
+{
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+                uint64_t w;
+                memcpy(&w, src + i, 8);
+                w = lower_word(w);
+                memcpy(dst + i, &w, 8);
+        }
+        for (; i < n; i++)
+                dst[i] = lower_octet(src[i]);
+}
+
 void vd_name_lower(uint8_t *name, size_t n)
 {
         for (size_t i = 0; i < n; i++)
@@ -114,12 +139,11 @@ static bool parse_question(const uint8_t *pkt, size_t len, vd_query_info *qi)
                 if (c > VD_LABEL_MAX || n + 1 + c + 1 > VD_NAME_MAX || p + 1 + c > len)
                         return false;
                 qi->label_off[labels++] = (uint8_t)n;
-                qi->qname_lower[n] = c;
-                for (size_t i = 1; i <= c; i++)
-                        qi->qname_lower[n + i] = lower_octet(pkt[p + i]);
                 n += 1 + (size_t)c;
                 p += 1 + (size_t)c;
         }
+        /* Length octets (1..63) are never letters: the whole name is lower-cased at once. */
+        lower_copy(qi->qname_lower, pkt + VD_HEADER_LEN, n);
         qi->qname_lower[n] = 0;
         qi->label_off[labels] = (uint8_t)n;
         n++;

@@ -31,8 +31,11 @@ typedef struct vd_query_env {
         struct vd_resolver *resolver; /* borrowed; may be NULL */
         uv_loop_t *loop;              /* the worker's loop: its clock dates cache entries */
         uint32_t rotation;            /* advances per answer: RRset rotation */
-        bool forward_denied;          /* set by the transport for one call: this client may not
-                                         start another upstream query (SERVFAIL instead) */
+        /* Asked once per query, and only when the query would go upstream (a local answer
+         * never pays for it): false when this client may not start another upstream query
+         * (SERVFAIL instead, or a cached answer). NULL: always allowed. */
+        bool (*may_forward)(void *arg);
+        void *may_forward_arg;
         vd_query_counters counters;
 } vd_query_env;
 

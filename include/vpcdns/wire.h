@@ -33,6 +33,9 @@ typedef enum vd_parse_status {
 
 /* A parsed client query. Borrowed pointers point into the packet given to the parser and
  * are valid only as long as that packet; copy what must outlive it. */
+/* Octets a buffer holds after a name that name hashing may read (and ignores). */
+#define VD_NAME_PAD 8
+
 typedef struct vd_query_info {
         uint16_t id;
         uint16_t flags; /* the client's header flag word as sent */
@@ -40,7 +43,9 @@ typedef struct vd_query_info {
         bool question_ok;     /* qname/qtype/qclass below are valid */
         const uint8_t *qname; /* as sent (client's letter case), inside the packet */
         uint8_t qname_len;    /* octets including the root label */
-        uint8_t qname_lower[VD_NAME_MAX];
+        /* lower-cased; VD_NAME_PAD octets of room after the longest name: hashes read
+         * names a word at a time */
+        uint8_t qname_lower[VD_NAME_MAX + VD_NAME_PAD];
         uint8_t labels;         /* label count, root excluded */
         uint8_t label_off[128]; /* offset of each label in qname, [labels] = root */
         uint16_t qtype;

@@ -108,10 +108,16 @@ Test(query, any_is_answered_minimally_without_upstream)
         cr_assert_eq(env.counters.forwarded, 0);
 }
 
+static bool never_forward(void *arg)
+{
+        (void)arg;
+        return false;
+}
+
 Test(query, any_with_edns_gets_opt_and_ignores_forward_denial)
 {
         vd_query_env env = {0};
-        env.forward_denied = true; /* over its pending cap: ANY needs no upstream anyway */
+        env.may_forward = never_forward; /* over its pending cap: ANY needs no upstream anyway */
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_any(pkt, true);
         cr_assert_eq(vd_query_handle(&env, pkt, len, true, out, sizeof(out), &out_len, NULL, NULL),

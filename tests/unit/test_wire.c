@@ -50,6 +50,43 @@ Test(wire, parses_edns)
         cr_assert_eq(vd_wire_client_udp_max(&qi), VD_UDP_PAYLOAD);
 }
 
+/* The question is lower-cased eight octets at a time: every octet value, at every position
+ * of the word, comes out as the one-octet rule says (only 'A'..'Z' change). */
+Test(wire, every_octet_value_is_lower_cased_as_ascii_says)
+{
+        for (unsigned round = 0; round < 16; round++) {
+                unsigned shift = round % 8;
+                uint8_t pkt[512] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+                size_t len = VD_HEADER_LEN, label_at[4];
+                unsigned value = round < 8 ? 0 : 128; /* two rounds cover all 256 values */
+                for (int l = 0; l < 4; l++) {
+                        size_t n = l == 0 ? 62 - shift : 62;
+                        label_at[l] = len;
+                        pkt[len++] = (uint8_t)n;
+                        for (size_t i = 0; i < n; i++)
+                                pkt[len++] = (uint8_t)(value++ & 0xFF);
+                }
+                pkt[len++] = 0;
+                size_t name_len = len - VD_HEADER_LEN;
+                pkt[len++] = 0;
+                pkt[len++] = 1;
+                pkt[len++] = 0;
+                pkt[len++] = 1;
+                vd_query_info qi;
+                cr_assert_eq(vd_wire_parse_query(pkt, len, &qi), VD_PARSE_OK);
+                cr_assert_eq(qi.qname_len, name_len);
+                for (size_t i = 0; i < name_len; i++) {
+                        uint8_t c = pkt[VD_HEADER_LEN + i];
+                        bool is_length = false;
+                        for (int l = 0; l < 4; l++)
+                                is_length = is_length || VD_HEADER_LEN + i == label_at[l];
+                        uint8_t want = (!is_length && c >= 'A' && c <= 'Z') ? c + 32 : c;
+                        cr_assert_eq(qi.qname_lower[i], want, "octet %zu (0x%02x), shift %u", i, c,
+                                     shift);
+                }
+        }
+}
+
 Test(wire, short_packets_and_responses_are_dropped)
 {
         uint8_t pkt[512];
