@@ -8,14 +8,16 @@
 # the server's CPU time per answered query (user and system, from /proc/PID/stat) and the
 # latency percentiles at 100k qps offered (--rate), the maximum rate (200 queries outstanding) and
 # the resident memory. vpcdns alone then gets 50 % of its maximum rate for 60 s, where no
-# query may be lost. Last, bench/scale.sh (start-up and memory with a 10,000-endpoint
-# snapshot) runs when it exists. Writes DIR/compare.md (tables, targets met or missed),
-# DIR/latency.png (bench/plot.gp) and the raw JSON of every run; DIR defaults to
-# bench/results. A full run with the default DIR also refreshes the table in
-# bench/README.md.
+# query may be lost. The kernel floor (vpcdns-null-responder, bench/null-responder.c: a
+# do-nothing recvmmsg/sendmmsg echo) gets the local open-loop run only, like a server: its
+# CPU per query is the kernel's UDP work alone. Last, bench/scale.sh (start-up and memory
+# with a 10,000-endpoint snapshot) runs when it exists. Writes DIR/compare.md (tables,
+# targets met or missed, the floor), DIR/latency.png (bench/plot.gp) and the raw JSON of
+# every run; DIR defaults to bench/results. A full run with the default DIR also refreshes
+# the results block in bench/README.md and the targets block in README.md.
 #
 # Every server listens on 127.0.0.1 only and forwards only to the NSD on 127.0.0.1; every
-# run is bounded (vpcdns-bench -l, and timeout around it). A full run takes about 6 minutes
+# run is bounded (vpcdns-bench -l, and timeout around it). A full run takes about 7 minutes
 # with bench/scale.sh; --quick (2 s runs, 10 s loss run) about 2. Progress goes to stderr.
 set -euo pipefail
 
@@ -94,6 +96,7 @@ out=$(cd "$out" && pwd)
 snapshot=$(cd "$snapshot" && pwd)
 vpcdns=$build/vpcdns
 bench=$build/vpcdns-bench
+null_responder=$build/vpcdns-null-responder
 nsd_bin=$(command -v nsd || echo /usr/sbin/nsd)
 unbound_bin=$(command -v unbound || echo /usr/sbin/unbound)
 dnsmasq_bin=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
@@ -128,9 +131,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building vpcdns and vpcdns-bench (Release) in $build"
+log "building vpcdns, vpcdns-bench and vpcdns-null-responder (Release) in $build"
 { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$build" -j2 --target vpcdns vpcdns-bench; } >"$work/build.log" 2>&1 ||
+        cmake --build "$build" -j2 --target vpcdns vpcdns-bench vpcdns-null-responder; } \
+        >"$work/build.log" 2>&1 ||
         { tail -30 "$work/build.log" >&2; die "the build failed"; }
 [[ -x $bench ]] || die "$bench does not exist: the load generator is needed"
 
@@ -277,6 +281,8 @@ def run_figures(outdir, server, scenario):
 
 NAMES = {"vpcdns": "vpcdns", "unbound": "Unbound", "dnsmasq": "dnsmasq",
          "kresd": "Knot Resolver"}
+# The kernel floor (bench/null-responder.c): local scenario, open-loop run only.
+FLOOR_NAME = "kernel floor (do-nothing recvmmsg/sendmmsg responder)"
 
 
 def scale_figures(outdir):
@@ -304,6 +310,72 @@ def ratio(a, b):
     return a / b
 
 
+def floor_note(figures, rate):
+    """The lines under the targets table that set total CPU against the kernel floor: what
+    the do-nothing responder costs next to Unbound, and each server's cost above it."""
+    floor = figures.get(("floor", "local"))
+    mine = figures[("vpcdns", "local")]["total"]
+    theirs = figures[("unbound", "local")]["total"]
+    if not floor or floor["total"] is None or mine is None or theirs is None:
+        return []
+    base = floor["total"]
+    share = ratio(base, theirs)
+    text = (f"Kernel floor, local, {rate} qps: the do-nothing recvmmsg/sendmmsg responder "
+            f"spends {fmt(base, 2)} µs of CPU per query ({fmt(floor['user'], 2)} µs user), "
+            f"{fmt(share, 3)} × Unbound's total. ")
+    budget = 0.8 * theirs - base
+    if budget > 0:
+        text += (f"The 0.8 × total-CPU target leaves vpcdns {fmt(budget, 2)} µs/q above the "
+                 f"floor. ")
+    else:
+        text += ("The 0.8 × total-CPU target is below the floor in this run: it asks for "
+                 "less CPU per query than the do-nothing responder spends. ")
+    above_mine, above_theirs = mine - base, theirs - base
+    if above_mine < 0 or above_theirs <= 0:
+        # The floor is a measurement too: at a fixed rate, a server that wakes up less often
+        # (more datagrams per batch) can spend less kernel time per query than the echo.
+        text += (f"vpcdns's total is {fmt(-above_mine, 2)} µs/q below the floor and "
+                 f"Unbound's {fmt(above_theirs, 2)} µs/q above it in this run: "
+                 if above_mine < 0 else
+                 f"vpcdns's own cost above the floor: {fmt(above_mine, 2)} µs/q, while "
+                 f"Unbound's total is {fmt(-above_theirs, 2)} µs/q below it in this run: ")
+        text += ("the floor is a measurement too (a server that wakes up less often makes "
+                 "fewer system calls per query), so compare repeated runs.")
+    else:
+        text += (f"vpcdns's own cost above the floor: {fmt(above_mine, 2)} µs/q vs "
+                 f"Unbound's {fmt(above_theirs, 2)} µs/q "
+                 f"({fmt(ratio(above_mine, above_theirs), 3)} ×).")
+    return ["", text]
+
+
+def cmd_readmes(table, bench_readme, top_readme):
+    """Replaces the block between <!-- compare:begin --> and <!-- compare:end --> of
+    bench/README.md with compare.md (without its title), and that of the top-level README.md
+    with the machine line, the targets (with the floor note) and the plot. A file without
+    both markers is left alone."""
+    report = open(table).read()
+    body = report.split("\n", 2)[2]  # without the title
+    bench = (body.replace("](latency.png)", "](results/latency.png)")
+             .replace("\n## ", "\n#### "))
+    machine = next(line for line in report.split("\n") if line.startswith("Measured "))
+    targets = report[report.index("\n## Targets\n") + len("\n## Targets\n"):]
+    targets = targets.replace("](latency.png)", "](bench/results/latency.png)")
+    top = machine + "\n\n" + targets.strip("\n")
+    changed = []
+    for path, block in ((bench_readme, bench), (top_readme, top)):
+        text = open(path).read()
+        begin, end = "<!-- compare:begin -->\n", "<!-- compare:end -->"
+        if begin not in text or end not in text.partition(begin)[2]:
+            continue
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
+        with open(path, "w") as f:
+            f.write(head + begin + block.strip("\n") + "\n" + end + tail)
+        changed.append(path)
+    print(" ".join(changed))
+    return 0
+
+
 def cmd_report(outdir, env_file, titles):
     env = {}
     with open(env_file) as f:
@@ -325,7 +397,10 @@ def cmd_report(outdir, env_file, titles):
               f"{env['run_seconds']} s (after 1 s of warm-up), divided by the answers; "
               f"latencies and the loss are those of the {rate} qps "
               f"open-loop run; \"max QPS\" is a closed loop with {env['outstanding']} queries "
-              f"outstanding; RSS is VmRSS after the runs.", ""]
+              f"outstanding; RSS is VmRSS after the runs. The kernel floor is "
+              f"`bench/null-responder.c`, run the same way for the local {rate} qps run "
+              f"only: it sets QR in each query and sends it back (recvmmsg/sendmmsg, 32 per "
+              f"batch), so its CPU time is the kernel's UDP work alone.", ""]
     figures = {}
     for scenario, title in (("local", "Local endpoint answers (the snapshot's names with an "
                              "A record, type A)"),
@@ -345,6 +420,16 @@ def cmd_report(outdir, env_file, titles):
             lines.append(f"| {NAMES[s]} | {fmt(f['user'], 2)} | {fmt(f['total'], 2)} "
                          f"| {fmt(f['p50'], 0)} | {fmt(f['p99'], 0)} | {fmt(f['p999'], 0)} "
                          f"| {lost} | {fmt(f['max'], 0)} | {fmt(f['rss_mb'])} |")
+        floor = run_figures(outdir, "floor", scenario)
+        if scenario == "local" and floor["status"] == "ok":
+            figures[("floor", scenario)] = floor
+            lost = "–" if floor["lost"] is None else f"{floor['lost']:,} of {floor['sent']:,}"
+            # No maximum, cache or memory figure means anything for a server that echoes.
+            lines.append(f"| {FLOOR_NAME} | {fmt(floor['user'], 2)} | {fmt(floor['total'], 2)} "
+                         f"| {fmt(floor['p50'], 0)} | {fmt(floor['p99'], 0)} "
+                         f"| {fmt(floor['p999'], 0)} | {lost} | – | – |")
+        elif scenario == "local" and floor["status"] != "not run":
+            lines.append(f"| {FLOOR_NAME} | {floor['status']} |||||||| ")
         lines.append("")
 
     loss = load(f"{outdir}/vpcdns-local-loss.json") or {}
@@ -402,13 +487,14 @@ def cmd_report(outdir, env_file, titles):
     lines.append(f"| queries lost at 50 % of the maximum ({loss_rate} qps) for "
                  f"{env['loss_seconds']} s | {fmt(lost, 0)} of {fmt(loss.get('sent'), 0)} "
                  f"| | | 0 | {verdict} |")
+    lines += floor_note(figures, rate)
     lines += ["", f"![latency at {rate} qps](latency.png)", ""]
     with open(f"{outdir}/compare.md", "w") as f:
         f.write("\n".join(lines))
     # The plot's legend: each server's name, with its loss when it dropped queries.
     with open(titles, "w") as f:
         for (s, scenario), fig in figures.items():
-            title = NAMES[s]
+            title = NAMES[s] if s in NAMES else "kernel floor (do-nothing responder)"
             if fig["lost"] and fig["sent"]:
                 title += f" ({100 * fig['lost'] / fig['sent']:.1f} % lost)"
             f.write(f'title_{s}_{scenario} = "{title}"\n')
@@ -427,6 +513,8 @@ def main(argv):
         return cmd_wait(int(argv[1]), argv[2], argv[3])
     if cmd == "report":
         return cmd_report(argv[1], argv[2], argv[3])
+    if cmd == "readmes":
+        return cmd_readmes(argv[1], argv[2], argv[3])
     raise SystemExit(f"unknown command {cmd}")
 
 
@@ -563,6 +651,7 @@ start_server() {
         unbound) exec taskset -c 1 "$unbound_bin" -d -c "$work/unbound.conf" ;;
         dnsmasq) exec taskset -c 1 "$dnsmasq_bin" -k -C "$work/dnsmasq.conf" ;;
         kresd) exec taskset -c 1 "$kresd_bin" -n -c "$work/kresd.conf" "$work/kresd-run" ;;
+        floor) exec taskset -c 1 "$null_responder" "127.0.0.1:$port" ;;
         esac </dev/null >"$work/$name.stdout" 2>"$work/$name.stderr" &
         server_pid=$!
 }
@@ -693,6 +782,31 @@ for server in "${servers[@]}"; do
         stop_server
 done
 
+# ---------------------------------------------------------------- kernel floor
+# The do-nothing responder, run like a server for the local open-loop run only: its CPU time
+# per query is the kernel's UDP work alone. It echoes, so there is no answer to check, and
+# no maximum, cache or memory figure would mean anything.
+log "kernel floor: the do-nothing responder on 127.0.0.1:$port, pinned to core 1"
+start_server floor
+if ! helper wait "$port" "$probe" 15 || ! kill -0 "$server_pid" 2>/dev/null; then
+        log "the do-nothing responder did not start; see below"
+        tail -5 "$work/floor.stderr" >&2 || true
+        meta floor "did not start"
+        stop_server
+else
+        log "kernel floor: local, ${offered_rate} qps offered for $run_seconds s"
+        run_bench floor local rate -r "$offered_rate" --histogram "$out/floor-local.hist"
+        log "  $(summary "$out/floor-local-rate.json")"
+        if kill -0 "$server_pid" 2>/dev/null; then
+                meta floor ok
+                stop_server
+        else
+                log "the do-nothing responder exited during the run"
+                meta floor "exited during the run"
+                server_pid=
+        fi
+fi
+
 # ---------------------------------------------------------------- scale
 if [[ -x $root/bench/scale.sh ]]; then
         log "bench/scale.sh --out $out --build $build (about a minute)"
@@ -730,27 +844,18 @@ for server in "${servers[@]}"; do
         [[ -s $out/$server-local.hist ]] && plot_local+="$server "
         [[ -s $out/$server-cached.hist ]] && plot_cached+="$server "
 done
+[[ -s $out/floor-local.hist ]] && plot_local+="floor "
 if [[ -n $plot_local$plot_cached ]]; then
         gnuplot -e "outdir='$out'; local_servers='$plot_local'; cached_servers='$plot_cached'; rate='$(rate_text)'; titles='$work/titles.gp'" \
                 "$root/bench/plot.gp" 2>"$work/gnuplot.err" ||
                 { log "gnuplot failed:"; cat "$work/gnuplot.err" >&2; }
 fi
 
-# A full run into the default directory refreshes the table in bench/README.md.
-readme=$root/bench/README.md
-if ((!quick && !out_given)) && grep -q '^<!-- compare:begin -->$' "$readme"; then
-        py - "$readme" "$out/compare.md" <<'PY'
-import sys
-readme, table = sys.argv[1], sys.argv[2]
-text = open(readme).read()
-head, _, rest = text.partition("<!-- compare:begin -->\n")
-_, _, tail = rest.partition("<!-- compare:end -->")
-body = open(table).read().split("\n", 2)[2]  # without the title
-body = body.replace("](latency.png)", "](results/latency.png)").replace("\n## ", "\n#### ")
-open(readme, "w").write(head + "<!-- compare:begin -->\n" + body.rstrip("\n") + "\n"
-                        + "<!-- compare:end -->" + tail)
-PY
-        log "bench/README.md updated"
+# A full run into the default directory refreshes the results in bench/README.md (all of
+# compare.md) and README.md (the machine line, the targets and the plot).
+if ((!quick && !out_given)); then
+        updated=$(helper readmes "$out/compare.md" "$root/bench/README.md" "$root/README.md")
+        if [[ -n $updated ]]; then log "updated: $updated"; fi
 fi
 log "done: $out/compare.md, $out/latency.png"
 cat "$out/compare.md"

@@ -19,10 +19,12 @@ if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
 }
 set output outdir . "/latency.png"
 
+# "floor" (compare.sh's kernel floor, a do-nothing responder) is drawn dashed: a reference.
 # Legend titles: title_SERVER_SCENARIO from the file `titles` when given (compare.sh adds
 # the share of queries lost), else the server's name.
 if (exists("titles")) load titles
-name(s) = s eq "kresd" ? "Knot Resolver" : s eq "unbound" ? "Unbound" : s
+name(s) = s eq "kresd" ? "Knot Resolver" : s eq "unbound" ? "Unbound" : \
+        s eq "floor" ? "kernel floor" : s
 label(s, scenario) = exists("title_" . s . "_" . scenario) ? \
         value("title_" . s . "_" . scenario) : name(s)
 # x = 1 / (1 - fraction): 2 is the median, 10 is p90, 100 is p99, 1000 is p99.9.
@@ -46,7 +48,8 @@ do for [scenario in "local cached"] {
         set title (scenario eq "local" ? "local endpoint answers" : "cached forwarded answers")
         if (words(servers) > 0) {
                 plot for [s in servers] outdir . "/" . s . "-" . scenario . ".hist" \
-                        using (spectrum($2)):($1 > 0 ? $1 / 1000 : NaN) title label(s, scenario) lw 2
+                        using (spectrum($2)):($1 > 0 ? $1 / 1000 : NaN) title label(s, scenario) \
+                        lw 2 dt 1 + (s eq "floor")
         } else {
                 set label 1 "no data" at graph 0.5, 0.5 center
                 plot 1 notitle lc rgb "white"
