@@ -133,14 +133,14 @@ static uint8_t question_policy(const vd_query_info *qi)
         }
 }
 
-/* Through the resolver: an answer now (fresh or stale cache entry, or SERVFAIL when the upstream
- * budget refused and nothing stale was left), or a reply later. */
+/* Through the resolver, after its cache had nothing: an answer now (a stale cache entry, or
+ * SERVFAIL when the upstream budget refused and nothing stale was left), or a reply later. */
 static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size_t max,
                                 uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
                                 void *reply_arg)
 {
-        vd_query_outcome outcome =
-            vd_resolver_query(env->resolver, qi, max, out, out_cap, out_len, reply, reply_arg);
+        vd_query_outcome outcome = vd_resolver_query_upstream(env->resolver, qi, max, out, out_cap,
+                                                              out_len, reply, reply_arg);
         switch (outcome) {
         case VD_QUERY_PENDING:
                 env->counters.forwarded++;
@@ -203,8 +203,17 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (qi.qtype == VD_TYPE_ANY)
                 return reply_minimal_any(env, &qi, out, max, out_len);
 
+        /* A cache hit needs no upstream, so the per-client pending check comes after it. */
+        if (env->resolver != NULL &&
+            vd_resolver_from_cache(env->resolver, &qi, max, out, out_cap, out_len)) {
+                if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
+                        env->counters.servfail++; /* a SERVFAIL kept a few seconds */
+                else
+                        env->counters.cache_answers++;
+                return VD_QUERY_REPLY;
+        }
         bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
-        if (env->cache != NULL && (env->resolver == NULL || denied)) {
+        if (env->cache != NULL && env->resolver == NULL) {
                 size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
                 if (n > 0) {
                         env->counters.cache_answers++;

@@ -381,19 +381,11 @@ static vd_query_outcome reply_now(vd_resolver *r, const vd_query_info *qi, size_
         return VD_QUERY_REPLY;
 }
 
-vd_query_outcome vd_resolver_query(vd_resolver *r, const vd_query_info *qi, size_t max_len,
-                                   uint8_t *out, size_t cap, size_t *out_len, vd_reply_fn reply,
-                                   void *arg)
+bool vd_resolver_from_cache(vd_resolver *r, const vd_query_info *qi, size_t max_len, uint8_t *out,
+                            size_t cap, size_t *out_len)
 {
-        if (r->closed || !qi->question_ok) {
-                r->counters.servfails++;
-                size_t n =
-                    vd_wire_error_response(qi, VD_RCODE_SERVFAIL, out, limit_of(max_len, cap));
-                if (n == 0)
-                        return VD_QUERY_DROP;
-                *out_len = n;
-                return VD_QUERY_REPLY;
-        }
+        if (r->closed || !qi->question_ok)
+                return false;
         uint64_t now = uv_now(r->loop);
 
         if (r->cache != NULL) {
@@ -404,7 +396,7 @@ vd_query_outcome vd_resolver_query(vd_resolver *r, const vd_query_info *qi, size
                         if (m > 0) {
                                 r->counters.stale_answers++;
                                 *out_len = m;
-                                return VD_QUERY_REPLY;
+                                return true;
                         }
                         n = vd_cache_lookup(r->cache, qi, now, max_len, out, cap);
                 }
@@ -415,8 +407,24 @@ vd_query_outcome vd_resolver_query(vd_resolver *r, const vd_query_info *qi, size
                             vd_cache_take_prefetch(r->cache, qi, now))
                                 start_prefetch(r, qi);
                         *out_len = n;
-                        return VD_QUERY_REPLY;
+                        return true;
                 }
+        }
+        return false;
+}
+
+vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info *qi, size_t max_len,
+                                            uint8_t *out, size_t cap, size_t *out_len,
+                                            vd_reply_fn reply, void *arg)
+{
+        if (r->closed || !qi->question_ok) {
+                r->counters.servfails++;
+                size_t n =
+                    vd_wire_error_response(qi, VD_RCODE_SERVFAIL, out, limit_of(max_len, cap));
+                if (n == 0)
+                        return VD_QUERY_DROP;
+                *out_len = n;
+                return VD_QUERY_REPLY;
         }
         r->counters.cache_misses++;
 
@@ -440,6 +448,15 @@ vd_query_outcome vd_resolver_query(vd_resolver *r, const vd_query_info *qi, size
         flight_add_waiter(f, w);
         maybe_arm_stale_timer(r, f, w, out, cap);
         return VD_QUERY_PENDING;
+}
+
+vd_query_outcome vd_resolver_query(vd_resolver *r, const vd_query_info *qi, size_t max_len,
+                                   uint8_t *out, size_t cap, size_t *out_len, vd_reply_fn reply,
+                                   void *arg)
+{
+        if (vd_resolver_from_cache(r, qi, max_len, out, cap, out_len))
+                return VD_QUERY_REPLY;
+        return vd_resolver_query_upstream(r, qi, max_len, out, cap, out_len, reply, arg);
 }
 
 int vd_resolver_new(uv_loop_t *loop, vd_forwarder *fwd, vd_cache *cache,

@@ -43,6 +43,16 @@ vd_query_outcome vd_resolver_query(vd_resolver *r, const vd_query_info *qi, size
                                    uint8_t *out, size_t cap, size_t *out_len, vd_reply_fn reply,
                                    void *arg);
 
+/* The two halves of vd_resolver_query, for a caller with work to do between them (the
+ * per-client pending check, which a cache hit does not need): from_cache answers from the
+ * cache (serve-stale for a kept SERVFAIL, prefetch near expiry) and returns true, or returns
+ * false; query_upstream then starts or joins the upstream query. */
+bool vd_resolver_from_cache(vd_resolver *r, const vd_query_info *qi, size_t max_len, uint8_t *out,
+                            size_t cap, size_t *out_len);
+vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info *qi, size_t max_len,
+                                            uint8_t *out, size_t cap, size_t *out_len,
+                                            vd_reply_fn reply, void *arg);
+
 /* Every waiter's reply runs with len 0, timers close; the resolver frees itself once libuv has
  * closed its handles. Close it before the forwarder and the cache it borrows. */
 void vd_resolver_close(vd_resolver *r);
