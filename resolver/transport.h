@@ -61,6 +61,7 @@ struct vd_tcp_conn;
 
 typedef struct vd_udp_listener {
         uv_udp_t handle; /* handle.data points back here */
+        int fd;          /* the handle's socket (owned by libuv), -1 until it is open */
         struct vd_worker *worker;
         bool open; /* initialised: must be closed */
 } vd_udp_listener;

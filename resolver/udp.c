@@ -157,8 +157,8 @@ static void send_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *data, s
                           const struct sockaddr *peer)
 {
         struct vd_udp_sendq *q = w->udp_sendq;
-        uv_os_fd_t fd;
-        if (q->batching && len <= VD_UDP_PAYLOAD && uv_fileno((uv_handle_t *)handle, &fd) == 0) {
+        int fd = ((const vd_udp_listener *)handle->data)->fd;
+        if (q->batching && len <= VD_UDP_PAYLOAD && fd >= 0) {
                 if (q->n == VD_UDP_SEND_BATCH)
                         sendq_flush(w);
                 size_t k = q->n++;
@@ -333,11 +333,13 @@ int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd)
         }
         l->open = true;
         l->handle.data = l;
+        l->fd = -1;
         r = uv_udp_open(&l->handle, fd);
         if (r < 0) {
                 close(fd);
                 return r;
         }
+        l->fd = fd; /* for sendmmsg; libuv owns and closes it */
         return uv_udp_recv_start(&l->handle, pool_alloc, udp_recv);
 }
 
