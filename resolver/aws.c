@@ -158,6 +158,35 @@ typedef enum json_want { WANT_OBJECT, WANT_ARRAY, WANT_STRING, WANT_BOOL } json_
         for (const json_t *item = (array) != NULL ? (array)->child : NULL; item != NULL;           \
              item = item->next)
 
+/* Text builders for paths and claims, made for every endpoint and ENI: snprintf with %.Ns
+ * cost over 700 instructions a call there. Each appends to out (capacity cap, at *at),
+ * truncating, and keeps it NUL-terminated. */
+static void put_text(char *out, size_t cap, size_t *at, const char *text, size_t max)
+{
+        size_t n = strnlen(text, max);
+        if (*at >= cap)
+                return;
+        if (n > cap - 1 - *at)
+                n = cap - 1 - *at;
+        memcpy(out + *at, text, n);
+        *at += n;
+        out[*at] = '\0';
+}
+
+static void put_index(char *out, size_t cap, size_t *at, size_t index)
+{
+        char digits[24];
+        size_t n = sizeof(digits);
+        digits[--n] = '\0';
+        do {
+                digits[--n] = (char)('0' + index % 10);
+                index /= 10;
+        } while (index > 0 && n > 0);
+        put_text(out, cap, at, "[", 1);
+        put_text(out, cap, at, digits + n, sizeof(digits));
+        put_text(out, cap, at, "]", 1);
+}
+
 static const char *json_kind(const json_t *v)
 {
         if (cJSON_IsObject(v))
@@ -232,25 +261,38 @@ static int type_error(loader *l, const char *file, const char *path, const char 
                             json_kind(got));
 }
 
-/* obj[key], and whether key appears more than once in obj. RFC 8259 §4 leaves duplicate
- * names to the reader; the AWS CLI never writes them, so a field we read that appears twice
- * was edited by hand and is refused rather than read one way or the other. */
-static const json_t *lookup(const json_t *obj, const char *key, bool *twice)
+/* The members of obj named keys[0..n), in one pass over obj: found[k] (NULL when absent) and
+ * twice[k], whether keys[k] appears more than once. RFC 8259 §4 leaves duplicate names to
+ * the reader; the AWS CLI never writes them, so a field we read that appears twice was edited
+ * by hand and is refused rather than read one way or the other. */
+static void pick(const json_t *obj, const char *const *keys, size_t n, const json_t **found,
+                 bool *twice)
 {
-        const json_t *found = NULL;
-
-        *twice = false;
+        for (size_t k = 0; k < n; k++) {
+                found[k] = NULL;
+                twice[k] = false;
+        }
         if (!cJSON_IsObject(obj))
-                return NULL;
+                return;
         for (const json_t *c = obj->child; c != NULL; c = c->next) {
-                if (c->string == NULL || c->string[0] != key[0] || strcmp(c->string, key) != 0)
+                if (c->string == NULL)
                         continue;
-                if (found != NULL) {
-                        *twice = true;
+                for (size_t k = 0; k < n; k++) {
+                        if (c->string[0] != keys[k][0] || strcmp(c->string, keys[k]) != 0)
+                                continue;
+                        if (found[k] != NULL)
+                                twice[k] = true;
+                        else
+                                found[k] = c;
                         break;
                 }
-                found = c;
         }
+}
+
+static const json_t *lookup(const json_t *obj, const char *key, bool *twice)
+{
+        const json_t *found;
+        pick(obj, &key, 1, &found, twice);
         return found;
 }
 
@@ -263,22 +305,22 @@ static const json_t *string_member(const json_t *obj, const char *key)
         return !twice && cJSON_IsString(v) ? v : NULL;
 }
 
-/* obj[key] at JSON path `where`. Absent or null → *out = NULL and 0. Present with another
- * type than want, or twice → error. required → absent is an error. The path is formatted only for
- * an error: this runs for every field of every endpoint and ENI. */
-static int member(loader *l, const char *file, const json_t *obj, const char *where,
-                  const char *key, json_want want, bool required, const json_t **out)
+/* v, the member key of the object at JSON path `where` (twice: key appears more than once).
+ * Absent or null → *out = NULL and 0. Present with another type than want, or twice → error.
+ * required → absent is an error. The path is formatted only for an error: this runs for
+ * every field of every endpoint and ENI. */
+static int check_member(loader *l, const char *file, const char *where, const char *key,
+                        const json_t *v, bool twice, json_want want, bool required,
+                        const json_t **out)
 {
-        bool twice;
-        const json_t *v = lookup(obj, key, &twice);
         char path[JSON_PATH_CAP];
 
         *out = NULL;
         if (twice) {
                 snprintf(path, sizeof(path), "%s%s%s", where, where[0] ? "." : "", key);
                 return vd_error_set(l->err,
-                                    "%s: %s: expected one value, but the key appears "
-                                    "twice in the object",
+                                    "%s: %s: expected one value, but the key appears twice in "
+                                    "the object",
                                     file, path);
         }
         if (v == NULL || cJSON_IsNull(v)) {
@@ -294,6 +336,15 @@ static int member(loader *l, const char *file, const json_t *obj, const char *wh
         }
         *out = v;
         return 0;
+}
+
+/* obj[key] at JSON path `where`, checked as check_member says. */
+static int member(loader *l, const char *file, const json_t *obj, const char *where,
+                  const char *key, json_want want, bool required, const json_t **out)
+{
+        bool twice;
+        const json_t *v = lookup(obj, key, &twice);
+        return check_member(l, file, where, key, v, twice, want, required, out);
 }
 
 /* The JSON trees of one load live in an arena: a few large mappings instead of a malloc per
@@ -595,19 +646,29 @@ static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
         size_t n4 = 0, n6 = 0, n = 0, i;
         int rc;
 
-        snprintf(where, sizeof(where), "NetworkInterfaces[%zu]", index);
+        size_t at = 0;
+        where[0] = '\0';
+        put_text(where, sizeof(where), &at, "NetworkInterfaces", FILE_PATH_CAP);
+        put_index(where, sizeof(where), &at, index);
         e->index = index;
         if (!cJSON_IsObject(v))
                 return type_error(l, l->if_file, where, "an object", v);
-        if ((rc = member(l, l->if_file, v, where, "NetworkInterfaceId", WANT_STRING, true, &id)) <
+        static const char *const keys[] = {"NetworkInterfaceId", "AvailabilityZone",
+                                           "PrivateIpAddresses", "PrivateIpAddress",
+                                           "Ipv6Addresses"};
+        const json_t *f[5];
+        bool two[5];
+        const char *file = l->if_file;
+        pick(v, keys, 5, f, two);
+        if ((rc = check_member(l, file, where, keys[0], f[0], two[0], WANT_STRING, true, &id)) <
                 0 ||
-            (rc = member(l, l->if_file, v, where, "AvailabilityZone", WANT_STRING, false, &az)) <
+            (rc = check_member(l, file, where, keys[1], f[1], two[1], WANT_STRING, false, &az)) <
                 0 ||
-            (rc = member(l, l->if_file, v, where, "PrivateIpAddresses", WANT_ARRAY, false, &list)) <
+            (rc = check_member(l, file, where, keys[2], f[2], two[2], WANT_ARRAY, false, &list)) <
                 0 ||
-            (rc = member(l, l->if_file, v, where, "PrivateIpAddress", WANT_STRING, false,
-                         &primary)) < 0 ||
-            (rc = member(l, l->if_file, v, where, "Ipv6Addresses", WANT_ARRAY, false, &v6)) < 0)
+            (rc = check_member(l, file, where, keys[3], f[3], two[3], WANT_STRING, false,
+                               &primary)) < 0 ||
+            (rc = check_member(l, file, where, keys[4], f[4], two[4], WANT_ARRAY, false, &v6)) < 0)
                 return rc;
         e->id = json_str(id);
         e->az = az ? json_str(az) : NULL;
@@ -779,7 +840,9 @@ static void classify(dns_name *name, const char *s, char *zone_text, size_t zone
                 name->az[az_len] = '\0';
                 name->kind = NAME_ZONAL;
         }
-        snprintf(zone_text, zone_cap, "%s", s + region_at);
+        size_t at = 0;
+        zone_text[0] = '\0';
+        put_text(zone_text, zone_cap, &at, s + region_at, FILE_PATH_CAP);
 }
 
 /* DnsEntries[i].DnsName → a classified, validated name. */
@@ -985,22 +1048,47 @@ static int add_private_name(loader *l, const endpoint *ep, const dns_name *name)
 }
 
 /* Fields of a served endpoint: ENIs, record types, DNS flags and names. */
-static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
+/* The fields of an endpoint that vpcdns reads, picked in one pass over the object. */
+enum {
+        EP_ID,
+        EP_TYPE,
+        EP_STATE,
+        EP_VPC,
+        EP_ENIS,
+        EP_OPTIONS,
+        EP_IP_TYPE,
+        EP_DNS_ENABLED,
+        EP_SERVICE,
+        EP_ENTRIES,
+        EP_FIELDS
+};
+static const char *const endpoint_keys[EP_FIELDS] = {
+    "VpcEndpointId",       "VpcEndpointType", "State",         "VpcId",
+    "NetworkInterfaceIds", "DnsOptions",      "IpAddressType", "PrivateDnsEnabled",
+    "ServiceName",         "DnsEntries"};
+
+static int read_served_endpoint(loader *l, const json_t *const *fv, const bool *two, endpoint *ep)
 {
         const json_t *ids, *options, *rec_type = NULL, *ip_type, *dns_enabled, *inbound_only = NULL,
                                      *service, *entries;
         char path[JSON_PATH_CAP];
         const char *f = l->ep_file;
+        const char *const *k = endpoint_keys;
         size_t i, n;
         int rc;
 
-        if ((rc = member(l, f, v, ep->path, "NetworkInterfaceIds", WANT_ARRAY, false, &ids)) < 0 ||
-            (rc = member(l, f, v, ep->path, "DnsOptions", WANT_OBJECT, false, &options)) < 0 ||
-            (rc = member(l, f, v, ep->path, "IpAddressType", WANT_STRING, false, &ip_type)) < 0 ||
-            (rc = member(l, f, v, ep->path, "PrivateDnsEnabled", WANT_BOOL, false, &dns_enabled)) <
-                0 ||
-            (rc = member(l, f, v, ep->path, "ServiceName", WANT_STRING, false, &service)) < 0 ||
-            (rc = member(l, f, v, ep->path, "DnsEntries", WANT_ARRAY, false, &entries)) < 0)
+        if ((rc = check_member(l, f, ep->path, k[EP_ENIS], fv[EP_ENIS], two[EP_ENIS], WANT_ARRAY,
+                               false, &ids)) < 0 ||
+            (rc = check_member(l, f, ep->path, k[EP_OPTIONS], fv[EP_OPTIONS], two[EP_OPTIONS],
+                               WANT_OBJECT, false, &options)) < 0 ||
+            (rc = check_member(l, f, ep->path, k[EP_IP_TYPE], fv[EP_IP_TYPE], two[EP_IP_TYPE],
+                               WANT_STRING, false, &ip_type)) < 0 ||
+            (rc = check_member(l, f, ep->path, k[EP_DNS_ENABLED], fv[EP_DNS_ENABLED],
+                               two[EP_DNS_ENABLED], WANT_BOOL, false, &dns_enabled)) < 0 ||
+            (rc = check_member(l, f, ep->path, k[EP_SERVICE], fv[EP_SERVICE], two[EP_SERVICE],
+                               WANT_STRING, false, &service)) < 0 ||
+            (rc = check_member(l, f, ep->path, k[EP_ENTRIES], fv[EP_ENTRIES], two[EP_ENTRIES],
+                               WANT_ARRAY, false, &entries)) < 0)
                 return rc;
         if (options != NULL) {
                 snprintf(path, sizeof(path), "%s.DnsOptions", ep->path);
@@ -1049,8 +1137,8 @@ static int read_served_endpoint(loader *l, const json_t *v, endpoint *ep)
                                             "%.80s is not there",
                                             f, path, l->if_file, json_str(id));
                 }
-                for (size_t k = 0; k < ep->n_enis && !seen; k++)
-                        seen = ep->enis[k] == e;
+                for (size_t j = 0; j < ep->n_enis && !seen; j++)
+                        seen = ep->enis[j] == e;
                 if (!seen)
                         ep->enis[ep->n_enis++] = e;
                 i++;
@@ -1151,22 +1239,40 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
 
         memset(&ep, 0, sizeof(ep));
         ep.index = index;
-        snprintf(ep.path, sizeof(ep.path), "VpcEndpoints[%zu]", index);
+        size_t at = 0;
+        put_text(ep.path, sizeof(ep.path), &at, "VpcEndpoints", FILE_PATH_CAP);
+        put_index(ep.path, sizeof(ep.path), &at, index);
         l->sum.endpoints++;
         if (!cJSON_IsObject(v))
                 return type_error(l, f, ep.path, "an object", v);
-        if ((rc = member(l, f, v, ep.path, "VpcEndpointId", WANT_STRING, false, &id)) < 0 ||
-            (rc = member(l, f, v, ep.path, "VpcEndpointType", WANT_STRING, false, &type)) < 0 ||
-            (rc = member(l, f, v, ep.path, "State", WANT_STRING, false, &state)) < 0 ||
-            (rc = member(l, f, v, ep.path, "VpcId", WANT_STRING, false, &vpc)) < 0)
+        const json_t *fv[EP_FIELDS];
+        bool two[EP_FIELDS];
+        const char *const *k = endpoint_keys;
+        pick(v, endpoint_keys, EP_FIELDS, fv, two);
+        if ((rc = check_member(l, f, ep.path, k[EP_ID], fv[EP_ID], two[EP_ID], WANT_STRING, false,
+                               &id)) < 0 ||
+            (rc = check_member(l, f, ep.path, k[EP_TYPE], fv[EP_TYPE], two[EP_TYPE], WANT_STRING,
+                               false, &type)) < 0 ||
+            (rc = check_member(l, f, ep.path, k[EP_STATE], fv[EP_STATE], two[EP_STATE], WANT_STRING,
+                               false, &state)) < 0 ||
+            (rc = check_member(l, f, ep.path, k[EP_VPC], fv[EP_VPC], two[EP_VPC], WANT_STRING,
+                               false, &vpc)) < 0)
                 return rc;
         ep.id = id ? json_str(id) : "?";
         ep.vpc = vpc ? json_str(vpc) : NULL;
-        if (ep.vpc != NULL)
-                snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s, %.100s)", f, ep.path, ep.id,
-                         ep.vpc);
-        else
-                snprintf(ep.claim, sizeof(ep.claim), "%s: %s (%.100s)", f, ep.path, ep.id);
+        /* "FILE: VpcEndpoints[N] (vpce-..., vpc-...)", as several_vpcs_hint() expects */
+        at = 0;
+        ep.claim[0] = '\0';
+        put_text(ep.claim, sizeof(ep.claim), &at, f, FILE_PATH_CAP);
+        put_text(ep.claim, sizeof(ep.claim), &at, ": ", 2);
+        put_text(ep.claim, sizeof(ep.claim), &at, ep.path, sizeof(ep.path));
+        put_text(ep.claim, sizeof(ep.claim), &at, " (", 2);
+        put_text(ep.claim, sizeof(ep.claim), &at, ep.id, 100);
+        if (ep.vpc != NULL) {
+                put_text(ep.claim, sizeof(ep.claim), &at, ", ", 2);
+                put_text(ep.claim, sizeof(ep.claim), &at, ep.vpc, 100);
+        }
+        put_text(ep.claim, sizeof(ep.claim), &at, ")", 1);
 
         /* Absent type or state: not served (see the top of this file). */
         served = type != NULL && strcasecmp(json_str(type), "Interface") == 0 && state != NULL &&
@@ -1175,7 +1281,7 @@ static int load_endpoint(loader *l, const json_t *v, size_t index)
                 return 0;
         l->sum.endpoints_served++;
 
-        if ((rc = read_served_endpoint(l, v, &ep)) < 0)
+        if ((rc = read_served_endpoint(l, fv, two, &ep)) < 0)
                 goto out;
         for (size_t i = 0; i < ep.n_names; i++)
                 has_private = has_private || ep.names[i].kind == NAME_PRIVATE;
