@@ -4,11 +4,11 @@
 import json
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
+import vdtest
 from vdtest import SNAPSHOT, VPCDNS
 
 BENCH = Path(os.environ.get("VPCDNS_BENCH_BIN", VPCDNS.parent / "vpcdns-bench"))
@@ -25,15 +25,7 @@ nope.corp.example A
 
 
 def run_bench(args, timeout=30.0):
-    if not BENCH.exists():
-        raise RuntimeError("%s does not exist: build it first (cmake --build build)" % BENCH)
-    return subprocess.run(
-        [str(BENCH)] + [str(a) for a in args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return vdtest.run_binary(BENCH, args, timeout)
 
 
 def output(res):

@@ -342,14 +342,19 @@ def start_vpcdns(tmp, upstream, argv=None, probe="sqs.%s.amazonaws.com" % REGION
     return Daemon(proc, port)
 
 
-def run_vpcdns(args, timeout=10.0):
-    """Runs vpcdns with args to completion (--check, --dump, errors): CompletedProcess."""
-    if not VPCDNS.exists():
-        raise RuntimeError("%s does not exist: build it first (cmake --build build)" % VPCDNS)
+def run_binary(binary, args, timeout):
+    """Runs one of the built programs with args to completion: CompletedProcess."""
+    if not binary.exists():
+        raise RuntimeError("%s does not exist: build it first (cmake --build build)" % binary)
     return subprocess.run(
-        [str(VPCDNS)] + [str(a) for a in args],
+        [str(binary)] + [str(a) for a in args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_vpcdns(args, timeout=10.0):
+    """Runs vpcdns with args to completion (--check, --dump, errors): CompletedProcess."""
+    return run_binary(VPCDNS, args, timeout)
