@@ -87,6 +87,9 @@ die() {
 # ---------------------------------------------------------------- tools and build
 # shellcheck source=contrib/deps.sh
 source "$root/contrib/deps.sh"
+# nsd_write_conf, nsd_start, stop_pid (functions only)
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 # What the build needs (VD_DEPS) and the peers; apt-get runs only when one is missing.
 vd_deps_install_from "${VD_DEPS[@]}" unbound dnsmasq-base knot-resolver gnuplot-nox >&2
 
@@ -553,90 +556,23 @@ log "$(wc -l <"$work/local.txt") local names from $snapshot, 1000 names in $orig
 nsd_port=$(free_port)
 port=$(free_port)
 while [[ $port == "$nsd_port" ]]; do port=$(free_port); done
-cat >"$work/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1@$nsd_port
-    port: $nsd_port
-    username: ""
-    chroot: ""
-    zonesdir: "$work"
-    pidfile: "$work/nsd.pid"
-    database: ""
-    zonelistfile: "$work/zone.list"
-    xfrdfile: "$work/xfrd.state"
-    xfrdir: "$work"
-    logfile: "$work/nsd.log"
-    verbosity: 1
-    hide-version: yes
-    server-count: 1
-    # NSD's response rate limiting would drop the warm-up queries.
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: "$origin"
-    zonefile: "$origin.zone"
-EOF
+nsd_write_conf "$work" "$nsd_port" "$origin"
 # NSD runs on core 0 with the load generator: it only sees the warm-up queries.
-taskset -c 0 "$nsd_bin" -d -c "$work/nsd.conf" </dev/null >/dev/null 2>"$work/nsd.stderr" &
-nsd_pid=$!
-helper wait "$nsd_port" "h1.$origin." 10 ||
-        { cat "$work/nsd.stderr" "$work/nsd.log" >&2 2>/dev/null; die "NSD did not answer"; }
+nsd_start "$nsd_bin" "$work" "$nsd_port" "h1.$origin." 0 || die "NSD did not answer"
 log "NSD (pid $nsd_pid) on 127.0.0.1:$nsd_port serves $origin."
 
 # ---------------------------------------------------------------- servers
+# Unbound, dnsmasq and kresd as forwarding caches to NSD, configured by bench/peers.py:
+# Unbound with 256 MB of messages, 512 MB of RRsets and the receive buffer vpcdns asks for
+# (4 MB), kresd with a 256 MB cache, dnsmasq with its 10,000 entries.
 write_configs() {
-        cat >"$work/unbound.conf" <<EOF
-# written by bench/compare.sh: Unbound as a forwarding cache, like vpcdns
-server:
-    num-threads: 1
-    interface: 127.0.0.1@$port
-    port: $port
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "iterator"
-    chroot: ""
-    username: ""
-    pidfile: ""
-    directory: "$work"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    msg-cache-size: 256m
-    rrset-cache-size: 512m
-    # the same receive buffer vpcdns asks for
-    so-rcvbuf: 4m
-    include: "$work/unbound-local.conf"
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.1@$nsd_port
-EOF
-        cat >"$work/dnsmasq.conf" <<EOF
-# written by bench/compare.sh
-port=$port
-listen-address=127.0.0.1
-bind-interfaces
-no-resolv
-no-hosts
-no-poll
-server=127.0.0.1#$nsd_port
-cache-size=10000
-pid-file=
-log-facility=$work/dnsmasq.log
-conf-file=$work/dnsmasq-local.conf
-EOF
-        cat >"$work/kresd.conf" <<EOF
--- written by bench/compare.sh: Knot Resolver 5 as a forwarding cache, like vpcdns
-net.listen('127.0.0.1', $port, { kind = 'dns' })
-trust_anchors.remove('.')
-modules.load('hints > iterate')
-hints.add_hosts('$work/kresd.hosts')
-policy.add(policy.all(policy.FORWARD('127.0.0.1@$nsd_port')))
-cache.open(256 * MB, 'lmdb://$work/kresd-cache')
-log_level('warning')
-EOF
+        local pair server
+        for pair in unbound:unbound-local.conf dnsmasq:dnsmasq-local.conf kresd:kresd.hosts; do
+                server=${pair%%:*}
+                py "$root/bench/peers.py" config "$server" --port "$port" --dir "$work" \
+                        --local "$work/${pair#*:}" --upstream "127.0.0.1@$nsd_port" \
+                        --cache-mb 256 --rcvbuf-mb 4 --quiet || die "bench/peers.py config failed"
+        done
         mkdir -p "$work/kresd-run"
 }
 
@@ -657,15 +593,7 @@ start_server() {
 }
 
 stop_server() {
-        [[ -n $server_pid ]] || return 0
-        kill -TERM "$server_pid" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 50; i++)); do
-                kill -0 "$server_pid" 2>/dev/null || break
-                sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
+        stop_pid "$server_pid"
         server_pid=
 }
 

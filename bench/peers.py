@@ -15,8 +15,21 @@ option given:
   --names OUT        one `name A` line per owner that has an A record (no wildcards): the
                      query file of the local scenario of bench/compare.sh
 
-Used by bench/compare.sh and bench/scale.sh. Errors name file:line and exit 1. This file
-only translates text; it starts nothing and sends nothing.
+`peers.py config SERVER --port P --dir DIR --local FILE [options]` writes instead the
+configuration of one peer (unbound, dnsmasq or kresd) listening on 127.0.0.1:P only, as
+DIR/SERVER.conf, with DIR as its working directory and FILE (the matching output above) as
+its local data. Options (each absent: the server's own default, or nothing):
+
+  --upstream ADDR@PORT  the forwarder for every other name; without it Unbound and kresd
+                        forward to the dead 127.0.0.1@1, kresd's root priming and time-skew
+                        probe are unloaded, and dnsmasq has no server
+  --cache-mb N          cache size: Unbound msg-cache N MB and rrset-cache 2N MB, kresd an
+                        N MB cache in DIR/kresd-cache
+  --rcvbuf-mb N         Unbound's so-rcvbuf
+  --quiet               dnsmasq logs to DIR/dnsmasq.log, kresd logs warnings only
+
+Used by bench/compare.sh and bench/scale.sh (which imports write_config). Errors name
+file:line and exit 1. This file only writes text; it starts nothing and sends nothing.
 """
 
 import argparse
@@ -261,7 +274,113 @@ def write_names(records, dump):
     return lines
 
 
+def server_config(server, port, rundir, local, upstream=None, cache_mb=None, rcvbuf_mb=None,
+                  quiet=False):
+    """The lines of SERVER's config: see the module's text for the arguments. upstream is
+    "ADDR@PORT" or None."""
+    if server == "unbound":
+        lines = ["# written by bench/peers.py: Unbound as a forwarding cache, like vpcdns",
+                 "server:",
+                 "    num-threads: 1",
+                 f"    interface: 127.0.0.1@{port}",
+                 f"    port: {port}",
+                 "    do-ip6: no",
+                 "    access-control: 127.0.0.0/8 allow",
+                 "    do-not-query-localhost: no",
+                 '    module-config: "iterator"',
+                 '    chroot: ""',
+                 '    username: ""',
+                 '    pidfile: ""',
+                 f'    directory: "{rundir}"',
+                 "    use-syslog: no",
+                 '    logfile: ""',
+                 "    verbosity: 0"]
+        if cache_mb is not None:
+            lines += [f"    msg-cache-size: {cache_mb}m",
+                      f"    rrset-cache-size: {2 * cache_mb}m"]
+        if rcvbuf_mb is not None:
+            lines += ["    # the same receive buffer vpcdns asks for",
+                      f"    so-rcvbuf: {rcvbuf_mb}m"]
+        lines += [f'    include: "{local}"',
+                  "forward-zone:",
+                  '    name: "."',
+                  f"    forward-addr: {upstream or '127.0.0.1@1'}"]
+        return lines
+    if server == "dnsmasq":
+        lines = ["# written by bench/peers.py",
+                 f"port={port}",
+                 "listen-address=127.0.0.1",
+                 "bind-interfaces",
+                 "no-resolv",
+                 "no-hosts",
+                 "no-poll"]
+        if upstream:
+            lines.append(f"server={upstream.replace('@', '#')}")
+        lines += ["cache-size=10000", "pid-file="]
+        if quiet:
+            lines.append(f"log-facility={rundir}/dnsmasq.log")
+        lines.append(f"conf-file={local}")
+        return lines
+    if server == "kresd":
+        lines = ["-- written by bench/peers.py: Knot Resolver 5 as a forwarding cache, like vpcdns"]
+        if not upstream:
+            lines += ["-- no traffic beyond loopback: no priming, no time-skew probe, a dead "
+                      "forwarder",
+                      "modules.unload('priming')",
+                      "modules.unload('detect_time_skew')"]
+        lines += [f"net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})",
+                  "trust_anchors.remove('.')",
+                  "modules.load('hints > iterate')",
+                  f"hints.add_hosts('{local}')",
+                  f"policy.add(policy.all(policy.FORWARD('{upstream or '127.0.0.1@1'}')))"]
+        if cache_mb is not None:
+            lines.append(f"cache.open({cache_mb} * MB, 'lmdb://{rundir}/kresd-cache')")
+        if quiet:
+            lines.append("log_level('warning')")
+        return lines
+    raise ValueError(f"unknown server {server!r}")
+
+
+def write_config(server, port, rundir, local, **options):
+    """Writes rundir/SERVER.conf (server_config's lines); returns its path."""
+    path = f"{rundir}/{server}.conf"
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(server_config(server, port, rundir, local, **options)) + "\n")
+    return path
+
+
+def main_config(argv):
+    parser = argparse.ArgumentParser(
+        prog="peers.py config",
+        description="Write the config of one peer listening on 127.0.0.1:PORT as "
+        "DIR/SERVER.conf.")
+    parser.add_argument("server", choices=("unbound", "dnsmasq", "kresd"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dir", required=True, help="working directory; the config goes here")
+    parser.add_argument("--local", required=True, metavar="FILE",
+                        help="local data: the --unbound, --dnsmasq or --kresd-hosts output")
+    parser.add_argument("--upstream", metavar="ADDR@PORT",
+                        help="forwarder (default: none; 127.0.0.1@1 where one is needed)")
+    parser.add_argument("--cache-mb", type=int, metavar="N")
+    parser.add_argument("--rcvbuf-mb", type=int, metavar="N")
+    parser.add_argument("--quiet", action="store_true",
+                        help="dnsmasq logs to DIR/dnsmasq.log, kresd warnings only")
+    args = parser.parse_args(argv)
+    if args.upstream is not None and "@" not in args.upstream:
+        parser.error("--upstream takes ADDR@PORT")
+    try:
+        write_config(args.server, args.port, args.dir, args.local, upstream=args.upstream,
+                     cache_mb=args.cache_mb, rcvbuf_mb=args.rcvbuf_mb, quiet=args.quiet)
+    except OSError as err:
+        print(f"peers.py: {args.dir}/{args.server}.conf: cannot write: {err.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv):
+    if argv[:1] == ["config"]:
+        return main_config(argv[1:])
     parser = argparse.ArgumentParser(
         description="Translate `vpcdns --dump` output into Unbound, dnsmasq and "
         "Knot Resolver data.")

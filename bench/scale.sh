@@ -119,7 +119,9 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-work, out, vpcdns, snap, endpoints, enis, names = sys.argv[1:8]
+work, out, vpcdns, snap, endpoints, enis, names, bench_dir = sys.argv[1:9]
+sys.path.insert(0, bench_dir)
+import peers  # noqa: E402  bench/peers.py: the peers' configs
 STARTS = 3
 POLL_S = 0.005
 STARTUP_LIMIT_S = 30.0
@@ -176,56 +178,16 @@ def config(server, port, rundir):
     if server == "vpcdns":
         return [vpcdns, "--workers", "1", "--listen", "127.0.0.1:%d" % port, "--snapshot", snap,
                 "--upstream", "127.0.0.1:1", "--log-level", "warn"]
+    # The peers' configs come from bench/peers.py: no --upstream there, so Unbound and kresd
+    # forward to the dead 127.0.0.1@1 (kresd without priming), dnsmasq has no server.
+    local = {"unbound": "unbound-local.conf", "dnsmasq": "dnsmasq-records.conf",
+             "kresd": "kresd.hosts"}[server]
+    conf = peers.write_config(server, port, rundir, os.path.join(work, local))
     if server == "unbound":
-        conf = os.path.join(rundir, "unbound.conf")
-        with open(conf, "w") as f:
-            f.write("""server:
-    num-threads: 1
-    interface: 127.0.0.1@%d
-    port: %d
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "iterator"
-    chroot: ""
-    username: ""
-    pidfile: ""
-    directory: "%s"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    include: "%s"
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.1@1
-""" % (port, port, rundir, os.path.join(work, "unbound-local.conf")))
         return ["unbound", "-d", "-c", conf]
     if server == "dnsmasq":
-        conf = os.path.join(rundir, "dnsmasq.conf")
-        with open(conf, "w") as f:
-            f.write("""port=%d
-listen-address=127.0.0.1
-bind-interfaces
-no-resolv
-no-hosts
-no-poll
-pid-file=
-cache-size=10000
-conf-file=%s
-""" % (port, os.path.join(work, "dnsmasq-records.conf")))
         return ["dnsmasq", "-k", "-C", conf]
     if server == "kresd":
-        conf = os.path.join(rundir, "kresd.conf")
-        with open(conf, "w") as f:
-            f.write("""-- no traffic beyond loopback: no priming, no time-skew probe, a dead forwarder
-modules.unload('priming')
-modules.unload('detect_time_skew')
-trust_anchors.remove('.')
-net.listen('127.0.0.1', %d, { kind = 'dns' })
-modules.load('hints > iterate')
-hints.add_hosts('%s')
-policy.add(policy.all(policy.FORWARD('127.0.0.1@1')))
-""" % (port, os.path.join(work, "kresd.hosts")))
         return ["kresd", "-n", "-c", conf, rundir]
     raise ValueError(server)
 
@@ -383,7 +345,8 @@ def main():
 
 main()
 PYEOF
-$py "$work/measure.py" "$work" "$out" "$vpcdns" "$snap" "$endpoints" "$enis" "$names" &
+$py "$work/measure.py" "$work" "$out" "$vpcdns" "$snap" "$endpoints" "$enis" "$names" \
+        "$root/bench" &
 measure_pid=$!
 rc=0
 wait "$measure_pid" || rc=$?

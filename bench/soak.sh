@@ -40,6 +40,9 @@ work=${SOAK_DIR:-$(mktemp -d /tmp/vpcdns-soak.XXXXXX)}
 mkdir -p "$work"
 
 log() { printf '[soak %s] %s\n' "$(date +%T)" "$*"; }
+# nsd_write_conf, nsd_start, stop_pid (functions only)
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools and build
 if ! command -v dnsperf >/dev/null; then
@@ -83,29 +86,9 @@ cleanup() {
 trap cleanup EXIT
 
 nsd_pid=
-nsd_start() {
-        "$nsd_bin" -d -c "$work/nsd.conf" 2>>"$work/nsd.stderr" &
-        nsd_pid=$!
-        local i
-        for ((i = 0; i < 100; i++)); do
-                dig +short +time=1 +tries=1 -p "$nsd_port" @127.0.0.1 "h1.$origin" A 2>/dev/null |
-                        grep -q . && return 0
-                kill -0 "$nsd_pid" 2>/dev/null || break
-                sleep 0.1
-        done
-        echo "NSD did not answer; see $work/nsd.log" >&2
-        return 1
-}
-nsd_stop() {
-        kill -TERM "$nsd_pid" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 50; i++)); do
-                kill -0 "$nsd_pid" 2>/dev/null || break
-                sleep 0.1
-        done
-        kill -KILL "$nsd_pid" 2>/dev/null || true
-        wait "$nsd_pid" 2>/dev/null || true
-}
+# NSD is stopped and started again for each outage: nsd_start (bench/lib.sh) waits for it.
+nsd_up() { nsd_start "$nsd_bin" "$work" "$nsd_port" "h1.$origin." || exit 1; }
+nsd_stop() { stop_pid "$nsd_pid"; }
 
 # "SECONDS STATUSES": seconds until vpcdns answers a forwarded name with NOERROR again (at
 # most 15, else "never"), and how many of the tries before got SERVFAIL or no answer in 1 s.
@@ -146,32 +129,7 @@ nsd_port=$($mix port)
 port=$($mix port)
 while [[ $port == "$nsd_port" ]]; do port=$($mix port); done
 $mix upstream-zone "$origin" "$work/$origin.zone"
-cat >"$work/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1@$nsd_port
-    port: $nsd_port
-    username: ""
-    chroot: ""
-    zonesdir: "$work"
-    pidfile: "$work/nsd.pid"
-    database: ""
-    zonelistfile: "$work/zone.list"
-    xfrdfile: "$work/xfrd.state"
-    xfrdir: "$work"
-    logfile: "$work/nsd.log"
-    verbosity: 1
-    hide-version: yes
-    server-count: 1
-    # NSD's response rate limiting (200 qps by default) would drop the forwarded NXDOMAINs,
-    # which all count as one name: the upstream must not be the bottleneck here.
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: "$origin"
-    zonefile: "$origin.zone"
-EOF
+nsd_write_conf "$work" "$nsd_port" "$origin"
 cat >"$work/vpcdns.yaml" <<EOF
 # written by bench/soak.sh
 workers: 2
@@ -183,7 +141,7 @@ $mix queries --vpcdns "$vpcdns" --snapshot "$root/zones/example" \
 probe=$(awk 'NR == 1 {print $1}' "$work/queries-local.txt")
 
 # ---------------------------------------------------------------- start
-nsd_start
+nsd_up
 log "NSD on 127.0.0.1:$nsd_port (zone $origin)"
 "$vpcdns" --config "$work/vpcdns.yaml" --listen "127.0.0.1:$port" \
         --upstream "127.0.0.1:$nsd_port" --snapshot "$root/zones/example" \
@@ -241,7 +199,7 @@ while :; do
                 nsd_down_at=$t
                 log "t=$t s: upstream stopped"
         elif [[ -n $nsd_down_at ]] && ((t >= nsd_down_at + outage_for)); then
-                nsd_start
+                nsd_up
                 up=$((SECONDS - start))
                 rec=$(forward_recovery)
                 printf '%d %d up %s\n' "$nsd_down_at" "$up" "$rec" >>"$work/outages.txt"
@@ -256,7 +214,7 @@ for ((i = 0; i < 30; i++)); do
         kill -0 "$perf_pid" 2>/dev/null || kill -0 "$mal_pid" 2>/dev/null || break
         sleep 1
 done
-[[ -n $nsd_down_at ]] && nsd_start
+[[ -n $nsd_down_at ]] && nsd_up
 sample $((SECONDS - start))
 kill "$perf_pid" "$mal_pid" 2>/dev/null || true
 wait "$perf_pid" 2>/dev/null || true
