@@ -120,8 +120,10 @@ typedef struct loader {
         vd_error *err;
         char ep_file[FILE_PATH_CAP]; /* DIR/describe-vpc-endpoints.json */
         char if_file[FILE_PATH_CAP]; /* DIR/describe-network-interfaces.json */
-        eni *enis;                   /* sorted by id */
+        eni *enis;                   /* in file order */
         size_t n_enis;
+        size_t *eni_table; /* indexes into enis by id hash, SIZE_MAX empty */
+        size_t eni_mask;   /* table size - 1 */
         uint8_t soa[2 * VD_NAME_MAX + 20];
         uint16_t soa_len;
         uint8_t ns[ZONE_NS_COUNT][VD_NAME_MAX];
@@ -634,9 +636,14 @@ static int read_address(loader *l, const json_t *item, const char *where, const 
         return parse_address(l, ip, path, family, out);
 }
 
-static int compare_eni(const void *a, const void *b)
+/* FNV-1a of an ENI id, for the id table. Ids come from the operator's file, not from the
+ * network, so no keyed hash is needed. */
+static uint64_t eni_hash(const char *id)
 {
-        return strcmp(((const eni *)a)->id, ((const eni *)b)->id);
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (; *id != '\0'; id++)
+                h = (h ^ (uint8_t)*id) * 0x100000001b3ull;
+        return h;
 }
 
 static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
@@ -678,9 +685,11 @@ static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
         n6 = v6 ? json_len(v6) : 0;
         if (n4 + n6 == 0)
                 return 0;
-        e->addrs = calloc(n4 + n6, sizeof(*e->addrs));
+        /* In the load's arena, with the documents: released with them, no free per ENI. */
+        e->addrs = arena_malloc((n4 + n6) * sizeof(*e->addrs));
         if (e->addrs == NULL)
                 return no_memory(l);
+        memset(e->addrs, 0, (n4 + n6) * sizeof(*e->addrs));
         if (list != NULL && list->child != NULL) {
                 i = 0;
                 JSON_EACH(item, list)
@@ -730,29 +739,41 @@ static int load_interfaces(loader *l, const json_t *root)
                         return rc;
                 i++;
         }
-        qsort(l->enis, l->n_enis, sizeof(*l->enis), compare_eni);
-        for (i = 1; i < l->n_enis; i++) {
-                if (strcmp(l->enis[i - 1].id, l->enis[i].id) == 0) {
-                        size_t a = l->enis[i - 1].index, b = l->enis[i].index;
-                        return vd_error_set(
-                            l->err,
-                            "%s: NetworkInterfaces[%zu].NetworkInterfaceId: expected a "
-                            "unique id, but %s is also NetworkInterfaces[%zu]",
-                            l->if_file, a > b ? a : b, l->enis[i].id, a > b ? b : a);
+        /* The id table: open addressing over indexes into l->enis, at most half full. */
+        l->eni_mask = 1;
+        while (l->eni_mask + 1 < 2 * l->n_enis)
+                l->eni_mask = l->eni_mask * 2 + 1;
+        l->eni_table = malloc((l->eni_mask + 1) * sizeof(*l->eni_table));
+        if (l->eni_table == NULL)
+                return no_memory(l);
+        memset(l->eni_table, 0xff, (l->eni_mask + 1) * sizeof(*l->eni_table));
+        for (i = 0; i < l->n_enis; i++) {
+                size_t slot = eni_hash(l->enis[i].id) & l->eni_mask;
+                for (; l->eni_table[slot] != SIZE_MAX; slot = (slot + 1) & l->eni_mask) {
+                        const eni *other = &l->enis[l->eni_table[slot]];
+                        if (strcmp(other->id, l->enis[i].id) == 0)
+                                return vd_error_set(
+                                    l->err,
+                                    "%s: NetworkInterfaces[%zu].NetworkInterfaceId: expected a "
+                                    "unique id, but %s is also NetworkInterfaces[%zu]",
+                                    l->if_file, i, l->enis[i].id, other->index);
                 }
+                l->eni_table[slot] = i;
         }
         return 0;
 }
 
 static const eni *find_eni(const loader *l, const char *id)
 {
-        eni key;
-
         if (l->n_enis == 0)
                 return NULL;
-        memset(&key, 0, sizeof(key));
-        key.id = id;
-        return bsearch(&key, l->enis, l->n_enis, sizeof(*l->enis), compare_eni);
+        for (size_t slot = eni_hash(id) & l->eni_mask; l->eni_table[slot] != SIZE_MAX;
+             slot = (slot + 1) & l->eni_mask) {
+                const eni *e = &l->enis[l->eni_table[slot]];
+                if (strcmp(e->id, id) == 0)
+                        return e;
+        }
+        return NULL;
 }
 
 static int parse_mode(loader *l, const json_t *v, const char *path, ip_mode *out)
@@ -1419,11 +1440,8 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
                 sum->addresses += l->sum.addresses;
         }
 out:
-        if (l->enis != NULL) {
-                for (size_t i = 0; i < l->n_enis; i++)
-                        free(l->enis[i].addrs);
-                free(l->enis);
-        }
+        free(l->enis); /* their addresses are in the arena */
+        free(l->eni_table);
         free(l->vpcs);
         free(l);
         current_arena = NULL;

@@ -246,10 +246,11 @@ static int table_grow(vd_builder *b)
         return 0;
 }
 
-/* Finds the node for a lower-cased name, creating an empty one when create is set. */
-static int32_t node_get(vd_builder *b, const uint8_t *name, uint8_t len, bool create)
+/* Finds the node for a lower-cased name whose hash is known, creating an empty one when
+ * create is set. */
+static int32_t node_get_hashed(vd_builder *b, const uint8_t *name, uint8_t len, uint32_t hash,
+                               bool create)
 {
-        uint32_t hash = name_hash(name);
         int32_t found = table_find(b->table, b->table_cap, b->nodes, name, len, hash);
         if (found >= 0 || !create)
                 return found;
@@ -271,6 +272,23 @@ static int32_t node_get(vd_builder *b, const uint8_t *name, uint8_t len, bool cr
         nd->zone = -1;
         table_put(b->table, b->table_cap, hash, (uint32_t)b->n);
         return (int32_t)b->n++;
+}
+
+/* Finds the node for a lower-cased name, creating an empty one when create is set. */
+static int32_t node_get(vd_builder *b, const uint8_t *name, uint8_t len, bool create)
+{
+        return node_get_hashed(b, name, len, name_hash(name), create);
+}
+
+/* A name's label offsets and the hash of each of its suffixes (hashes[i]: the suffix at label
+ * i), computed once: walking up a name then costs one table probe per label. */
+static int name_suffixes(const uint8_t *name, uint8_t *offs, uint32_t *hashes)
+{
+        uint8_t padded[VD_NAME_MAX + VD_NAME_PAD];
+        int labels = name_labels(name, offs);
+        memcpy(padded, name, (size_t)offs[labels] + 1);
+        suffix_hashes(padded, offs, labels, hashes);
+        return labels;
 }
 
 static int lower_name(const uint8_t *in, uint8_t *out, uint8_t *len, vd_error *err)
@@ -556,13 +574,13 @@ void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out)
 }
 
 /* Deepest zone at or above a name, found through the table (build side). */
-static int32_t find_zone(vd_builder *b, const uint8_t *name)
+static int32_t find_zone(vd_builder *b, const uint8_t *name, const uint8_t *offs,
+                         const uint32_t *hashes, int labels)
 {
-        uint8_t offs[MAX_LABELS + 1];
-        int labels = name_labels(name, offs);
         for (int i = 0; i <= labels; i++) {
                 const uint8_t *suffix = name + offs[i];
-                int32_t idx = node_get(b, suffix, (uint8_t)(offs[labels] + 1 - offs[i]), false);
+                int32_t idx = node_get_hashed(b, suffix, (uint8_t)(offs[labels] + 1 - offs[i]),
+                                              hashes[i], false);
                 if (idx >= 0 && (b->nodes[idx].flags & NODE_ZONE_APEX))
                         return b->nodes[idx].zone;
         }
@@ -575,21 +593,22 @@ static int add_empty_non_terminals(vd_builder *b)
 {
         size_t original = b->n;
         for (size_t i = 0; i < original; i++) {
-                int32_t zone = find_zone(b, b->nodes[i].name);
+                uint8_t offs[MAX_LABELS + 1];
+                uint32_t hashes[MAX_LABELS + 1];
+                uint8_t name[VD_NAME_MAX];
+                uint8_t len = b->nodes[i].len;
+                memcpy(name, b->nodes[i].name, len); /* nodes may move as ENTs are added */
+                int labels = name_suffixes(name, offs, hashes);
+                int32_t zone = find_zone(b, name, offs, hashes, labels);
                 b->nodes[i].zone = zone;
                 if (zone < 0 || !b->zones[zone].authoritative)
                         continue;
                 uint8_t apex_len = b->nodes[b->zones[zone].node].len;
-                uint8_t offs[MAX_LABELS + 1];
-                uint8_t name[VD_NAME_MAX];
-                uint8_t len = b->nodes[i].len;
-                memcpy(name, b->nodes[i].name, len);
-                int labels = name_labels(name, offs);
                 for (int l = 0; l < labels; l++) {
                         uint8_t slen = (uint8_t)(len - offs[l]);
                         if (slen <= apex_len)
                                 break;
-                        int32_t idx = node_get(b, name + offs[l], slen, true);
+                        int32_t idx = node_get_hashed(b, name + offs[l], slen, hashes[l], true);
                         if (idx < 0)
                                 return -ENOMEM;
                         if (b->nodes[idx].nsets == 0)
