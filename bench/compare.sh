@@ -69,9 +69,11 @@ command_line="bench/compare.sh"
 
 if ((quick)); then
         run_seconds=2
+        rate_repeats=1
         loss_seconds=10
 else
-        run_seconds=10
+        run_seconds=5
+        rate_repeats=3
         loss_seconds=60
 fi
 outstanding=200
@@ -396,10 +398,12 @@ def cmd_report(outdir, env_file, titles):
     lines.append(f"| NSD (upstream) | {env.get('version_nsd', '?')} |")
     lines += ["", f"Each server runs alone, pinned to core 1 (`taskset -c 1`), one worker or "
               f"thread; `vpcdns-bench` drives it from core 0 over UDP on 127.0.0.1. "
-              f"CPU is the server's utime and stime from /proc/PID/stat over the measured "
+              f"CPU is the server's utime and stime from /proc/PID/stat over a measured "
               f"{env['run_seconds']} s (after 1 s of warm-up), divided by the answers; "
-              f"latencies and the loss are those of the {rate} qps "
-              f"open-loop run; \"max QPS\" is a closed loop with {env['outstanding']} queries "
+              f"the {rate} qps open-loop run is made {env['rate_repeats']} times and each "
+              f"figure is the median of the runs (the loss is their sum); latencies and the "
+              f"loss are those of that run; \"max QPS\" is a closed loop with "
+              f"{env['outstanding']} queries "
               f"outstanding; RSS is VmRSS after the runs. The kernel floor is "
               f"`bench/null-responder.c`, run the same way for the local {rate} qps run "
               f"only: it sets QR in each query and sends it back (recvmmsg/sendmmsg, 32 per "
@@ -504,8 +508,48 @@ def cmd_report(outdir, env_file, titles):
     return 0
 
 
+def cmd_median(target, best_hist, hist_out, files):
+    """Folds repeated runs of one open-loop measurement into target: the median of every
+    rate, CPU and latency figure, the sums of the counts; copies the histogram of the run
+    whose p99 is the median to hist_out (best_hist: the runs' histograms, FILE-N.hist)."""
+    runs = [(path, load(path)) for path in files]
+    runs = [(path, d) for path, d in runs if d]
+    if not runs:
+        return 1
+
+    def med(values):
+        values = sorted(v for v in values if v is not None)
+        return values[len(values) // 2] if values else None
+
+    merged = dict(runs[0][1])
+    for key in ("sent", "answered", "lost", "timeouts", "mismatched", "late", "truncated"):
+        merged[key] = sum(d.get(key) or 0 for _, d in runs)
+    merged["duration_s"] = sum(d.get("duration_s") or 0 for _, d in runs)
+    merged["qps"] = med([d.get("qps") for _, d in runs])
+    for group in ("latency_us", "server_cpu"):
+        if all(isinstance(d.get(group), dict) for _, d in runs):
+            merged[group] = {k: med([d[group].get(k) for _, d in runs])
+                             for k in runs[0][1][group]}
+    merged["runs"] = [os.path.basename(path) for path, _ in runs]
+    with open(target, "w") as f:
+        json.dump(merged, f, indent=1)
+    p99 = merged.get("latency_us", {}).get("p99")
+    for path, d in runs:
+        if (d.get("latency_us") or {}).get("p99") == p99:
+            n = path.rsplit("-", 1)[1].split(".")[0]
+            try:
+                with open(f"{best_hist}-{n}.hist") as src, open(hist_out, "w") as dst:
+                    dst.write(src.read())
+            except OSError:
+                pass
+            break
+    return 0
+
+
 def main(argv):
     cmd = argv[0]
+    if cmd == "median":
+        return cmd_median(argv[1], argv[2], argv[3], argv[4:])
     if cmd == "record":
         return cmd_record(int(argv[1]), argv[2], argv[3:])
     if cmd == "check":
@@ -621,6 +665,21 @@ run_bench() {
         return 0
 }
 
+# run_rate SERVER SCENARIO: the open-loop run at the offered rate, rate_repeats times; the
+# figures kept (SERVER-SCENARIO-rate.json) are the medians, so that one scheduling hiccup of a
+# shared machine does not decide a verdict; the runs' own JSON stay beside it.
+run_rate() {
+        local server=$1 scenario=$2 r files=()
+        for ((r = 1; r <= rate_repeats; r++)); do
+                run_bench "$server" "$scenario" "rate-$r" -r "$offered_rate" \
+                        --histogram "$work/$server-$scenario-$r.hist"
+                files+=("$out/$server-$scenario-rate-$r.json")
+        done
+        helper median "$out/$server-$scenario-rate.json" "$work/$server-$scenario" \
+                "$out/$server-$scenario.hist" "${files[@]}" ||
+                log "  no result for $server $scenario at $offered_rate qps"
+}
+
 # summary FILE: "qps=… p99=…µs lost=… cpu=…µs/q" of one run's JSON, for the progress lines.
 summary() {
         py -c '
@@ -671,8 +730,8 @@ for server in "${servers[@]}"; do
         fi
         log "$server (pid $server_pid) gives vpcdns's answers"
 
-        log "$server: local, ${offered_rate} qps offered for $run_seconds s"
-        run_bench "$server" local rate -r "$offered_rate" --histogram "$out/$server-local.hist"
+        log "$server: local, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
+        run_rate "$server" local
         log "  $(summary "$out/$server-local-rate.json")"
         log "$server: local, closed loop, $outstanding outstanding"
         run_bench "$server" local max -c "$outstanding"
@@ -687,8 +746,8 @@ for server in "${servers[@]}"; do
         if ! warmed=$(helper warm "$port" "$work/cached.txt"); then
                 log "  warm-up: only $warmed of 1000 names answered NOERROR"
         fi
-        log "$server: cached, ${offered_rate} qps offered for $run_seconds s"
-        run_bench "$server" cached rate -r "$offered_rate" --histogram "$out/$server-cached.hist"
+        log "$server: cached, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
+        run_rate "$server" cached
         log "  $(summary "$out/$server-cached-rate.json")"
         log "$server: cached, closed loop, $outstanding outstanding"
         run_bench "$server" cached max -c "$outstanding"
@@ -722,8 +781,8 @@ if ! helper wait "$port" "$probe" 15 || ! kill -0 "$server_pid" 2>/dev/null; the
         meta floor "did not start"
         stop_server
 else
-        log "kernel floor: local, ${offered_rate} qps offered for $run_seconds s"
-        run_bench floor local rate -r "$offered_rate" --histogram "$out/floor-local.hist"
+        log "kernel floor: local, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
+        run_rate floor local
         log "  $(summary "$out/floor-local-rate.json")"
         if kill -0 "$server_pid" 2>/dev/null; then
                 meta floor ok
@@ -756,6 +815,7 @@ cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 kernel=$(uname -r)
 command=$command_line
 run_seconds=$run_seconds
+rate_repeats=$rate_repeats
 loss_seconds=$loss_seconds
 rate=$(rate_text)
 outstanding=$outstanding
