@@ -21,80 +21,14 @@
 #include "vpcdns/forward.h"
 #include "vpcdns/wire.h"
 
+#define DNS_MSG_CAP 8192 /* this file's messages have room for 8192 octets */
+#include "dns_msg.h"
+
 /* ---- message builder (case-preserving, compression only where asked) ------------------- */
-
-typedef struct msg {
-        uint8_t b[8192];
-        size_t n;
-} msg;
-
-static void put8(msg *m, unsigned v)
-{
-        cr_assert(m->n + 1 <= sizeof(m->b));
-        m->b[m->n++] = (uint8_t)v;
-}
-
-static void put16(msg *m, unsigned v)
-{
-        put8(m, v >> 8);
-        put8(m, v);
-}
-
-static void put32(msg *m, uint32_t v)
-{
-        put16(m, v >> 16);
-        put16(m, v & 0xFFFF);
-}
-
-/* "Www.Example.COM" → labels as spelt, root last. */
-static void put_name(msg *m, const char *text)
-{
-        const char *p = text;
-        while (*p != '\0') {
-                const char *dot = strchr(p, '.');
-                size_t l = dot ? (size_t)(dot - p) : strlen(p);
-                put8(m, (unsigned)l);
-                for (size_t i = 0; i < l; i++)
-                        put8(m, (uint8_t)p[i]);
-                p += l;
-                if (*p == '.')
-                        p++;
-        }
-        put8(m, 0);
-}
-
-static void put_ptr(msg *m, size_t off)
-{
-        put16(m, 0xC000u | (unsigned)off);
-}
-
-static void header(msg *m, unsigned id, unsigned flags, unsigned qd, unsigned an, unsigned ns,
-                   unsigned ar)
-{
-        m->n = 0;
-        put16(m, id);
-        put16(m, flags);
-        put16(m, qd);
-        put16(m, an);
-        put16(m, ns);
-        put16(m, ar);
-}
 
 static void set_count(msg *m, int which, unsigned v)
 {
         vd_wire_put16(m->b + 4 + 2 * which, (uint16_t)v);
-}
-
-/* Fixed part + rdata after an owner name already written. */
-static void rr_tail(msg *m, unsigned type, unsigned cls, uint32_t ttl, const uint8_t *rd,
-                    size_t rdlen)
-{
-        put16(m, type);
-        put16(m, cls);
-        put32(m, ttl);
-        put16(m, (unsigned)rdlen);
-        for (size_t i = 0; i < rdlen; i++)
-                put8(m, rd[i]);
 }
 
 static void a_rr_ptr(msg *m, size_t owner_off, uint8_t last_octet)
@@ -102,24 +36,6 @@ static void a_rr_ptr(msg *m, size_t owner_off, uint8_t last_octet)
         const uint8_t rd[4] = {192, 0, 2, last_octet};
         put_ptr(m, owner_off);
         rr_tail(m, VD_TYPE_A, VD_CLASS_IN, 300, rd, 4);
-}
-
-/* An OPT record: payload, extended rcode, DO, optionally one 8-octet option. */
-static void opt_rr(msg *m, unsigned payload, unsigned ext_rcode, bool dnssec_ok, bool option)
-{
-        put8(m, 0);
-        put16(m, VD_TYPE_OPT);
-        put16(m, payload);
-        put32(m, ((uint32_t)ext_rcode << 24) | (dnssec_ok ? VD_EDNS_DO : 0));
-        if (option) {
-                put16(m, 12);
-                put16(m, 10); /* COOKIE */
-                put16(m, 8);
-                for (int i = 0; i < 8; i++)
-                        put8(m, 0xA0 + i);
-        } else {
-                put16(m, 0);
-        }
 }
 
 /* A client query, parsed the way the daemon parses it. qi->qname points into *m. */
@@ -146,8 +62,6 @@ static void answer_start(msg *m, unsigned flags, const char *name, unsigned qtyp
         put16(m, qtype);
         put16(m, VD_CLASS_IN);
 }
-
-#define UP_FLAGS (VD_FLAG_QR | VD_FLAG_RD | VD_FLAG_RA)
 
 static ldns_pkt *parse_ldns(const uint8_t *b, size_t n)
 {

@@ -14,61 +14,9 @@
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
+#include "dns_msg.h"
+
 /* ---- messages ----------------------------------------------------------------------------- */
-
-typedef struct msg {
-        uint8_t b[4096];
-        size_t n;
-} msg;
-
-static void put8(msg *m, unsigned v)
-{
-        cr_assert_lt(m->n, sizeof(m->b));
-        m->b[m->n++] = (uint8_t)v;
-}
-
-static void put16(msg *m, unsigned v)
-{
-        put8(m, v >> 8);
-        put8(m, v);
-}
-
-static void put32(msg *m, uint32_t v)
-{
-        put16(m, v >> 16);
-        put16(m, v & 0xFFFF);
-}
-
-/* "Www.Example.COM" → labels as spelt, root last. */
-static void put_name(msg *m, const char *text)
-{
-        const char *p = text;
-        while (*p != '\0') {
-                const char *dot = strchr(p, '.');
-                size_t l = dot ? (size_t)(dot - p) : strlen(p);
-                put8(m, (unsigned)l);
-                for (size_t i = 0; i < l; i++)
-                        put8(m, (uint8_t)p[i]);
-                p += l;
-                if (*p == '.')
-                        p++;
-        }
-        put8(m, 0);
-}
-
-static void header(msg *m, unsigned id, unsigned flags, unsigned qd, unsigned an, unsigned ns,
-                   unsigned ar)
-{
-        m->n = 0;
-        put16(m, id);
-        put16(m, flags);
-        put16(m, qd);
-        put16(m, an);
-        put16(m, ns);
-        put16(m, ar);
-}
-
-#define UP_FLAGS (VD_FLAG_QR | VD_FLAG_RD | VD_FLAG_RA)
 
 /* A client question, parsed the way the daemon parses it; qi->qname points into *m. */
 static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *name, bool edns)
@@ -77,13 +25,8 @@ static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *nam
         put_name(m, name);
         put16(m, VD_TYPE_A);
         put16(m, VD_CLASS_IN);
-        if (edns) {
-                put8(m, 0);
-                put16(m, VD_TYPE_OPT);
-                put16(m, 1232);
-                put32(m, 0);
-                put16(m, 0);
-        }
+        if (edns)
+                opt_rr(m, 1232, 0, false, false);
         cr_assert_eq(vd_wire_parse_query(m->b, m->n, qi), VD_PARSE_OK);
 }
 
@@ -97,15 +40,9 @@ static size_t build_answer(const uint8_t *query, size_t question_end, unsigned i
         for (size_t i = VD_HEADER_LEN; i < question_end; i++)
                 put8(&m, query[i]);
         for (unsigned i = 0; i < n; i++) {
-                put16(&m, 0xC00C);
-                put16(&m, VD_TYPE_A);
-                put16(&m, VD_CLASS_IN);
-                put32(&m, ttl);
-                put16(&m, 4);
-                put8(&m, 192);
-                put8(&m, 0);
-                put8(&m, 2);
-                put8(&m, (octet + i) & 0xFF);
+                const uint8_t rd[4] = {192, 0, 2, (uint8_t)((octet + i) & 0xFF)};
+                put_ptr(&m, VD_HEADER_LEN);
+                rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, ttl, rd, sizeof(rd));
         }
         cr_assert_leq(m.n, cap);
         memcpy(out, m.b, m.n);
