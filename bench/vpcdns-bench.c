@@ -1402,8 +1402,10 @@ static int json_report(const struct bench *b, const struct figures *f, const cha
         ok &= put(lat, "p99_9", json_number_or_null(f->have_latency, f->p999));
         ok &= put(lat, "max", json_number_or_null(f->have_latency, f->max));
         ok &= put(lat, "mean", json_number_or_null(f->have_latency, f->mean));
-        cJSON *cpu = cJSON_CreateNull();
-        if (f->have_cpu) {
+        cJSON *cpu;
+        if (!f->have_cpu) {
+                cpu = cJSON_CreateNull();
+        } else {
                 cpu = cJSON_CreateObject();
                 ok &= put(cpu, "user_us_per_query", cJSON_CreateNumber(f->user_us));
                 ok &= put(cpu, "sys_us_per_query", cJSON_CreateNumber(f->sys_us));
