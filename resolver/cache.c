@@ -40,6 +40,7 @@
 #define MAX_DATA VD_TCP_MAX
 #define MAX_RECORDS (MAX_DATA / 11)
 #define MAX_BUCKETS ((size_t)1 << 24)
+#define INITIAL_BUCKETS ((size_t)1024)
 #define META_OWNER_IS_QNAME (1u << 16)
 #define TTL_MAX_VALID 0x7FFFFFFFu /* RFC 2181 §8: larger TTLs are treated as zero */
 #define STALE_TTL 30              /* RFC 8767 §4: TTL of every record served stale */
@@ -78,6 +79,7 @@ struct vd_cache {
         vd_cache_options opt;
         struct entry **buckets;
         size_t mask;
+        size_t max_buckets; /* the size the bucket array may grow to */
         struct entry *lru_head;
         struct entry *lru_tail;
         uint64_t seed0, seed1;
@@ -146,9 +148,14 @@ int vd_cache_new(const vd_cache_options *o, vd_cache **out)
         if (c == NULL)
                 return -ENOMEM;
         c->opt = *o;
+        /* The bucket array starts small and doubles with the entries (up to one bucket per
+         * entry allowed): a cache holding a few thousand names keeps its buckets in a few
+         * pages, and a lookup does not miss the CPU cache on a sparse 1 MB array. */
         size_t nb = 16;
         while (nb < o->max_entries && nb < MAX_BUCKETS)
                 nb <<= 1;
+        c->max_buckets = nb;
+        nb = nb < INITIAL_BUCKETS ? nb : INITIAL_BUCKETS;
         c->buckets = calloc(nb, sizeof(*c->buckets));
         if (c->buckets == NULL) {
                 free(c);
@@ -218,6 +225,28 @@ static struct entry *find(vd_cache *c, uint64_t hash, const uint8_t *name, size_
                         return e;
         }
         return NULL;
+}
+
+/* Doubles the bucket array and moves every entry to its new chain. */
+static void grow_buckets(vd_cache *c)
+{
+        size_t nb = (c->mask + 1) * 2;
+        struct entry **buckets = calloc(nb, sizeof(*buckets));
+        if (buckets == NULL)
+                return;
+        for (size_t i = 0; i <= c->mask; i++) {
+                struct entry *e = c->buckets[i];
+                while (e != NULL) {
+                        struct entry *next = e->hash_next;
+                        struct entry **b = &buckets[e->hash & (nb - 1)];
+                        e->hash_next = *b;
+                        *b = e;
+                        e = next;
+                }
+        }
+        free(c->buckets);
+        c->buckets = buckets;
+        c->mask = nb - 1;
 }
 
 static void remove_entry(vd_cache *c, struct entry *e)
@@ -671,6 +700,8 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
                 remove_entry(c, c->lru_tail);
                 c->counters.evictions++;
         }
+        if (c->counters.entries >= c->mask + 1 && c->mask + 1 < c->max_buckets)
+                grow_buckets(c); /* on failure the chains just get longer */
         struct entry **bucket = &c->buckets[e->hash & c->mask];
         e->hash_next = *bucket;
         *bucket = e;

@@ -580,6 +580,29 @@ static bool cached(vd_cache *c, const char *name, uint64_t now)
         return vd_cache_lookup(c, &cl.qi, now, 512, out, sizeof(out)) > 0;
 }
 
+/* The bucket array grows with the entries: thousands of names stay findable across every
+ * doubling, and eviction still works once the cache is full. */
+Test(cache, buckets_grow_with_the_entries)
+{
+        vd_cache_options o = opts();
+        o.max_entries = 6000;
+        vd_cache *c = new_cache(&o);
+        char name[64];
+        for (unsigned i = 0; i < 7000; i++) {
+                snprintf(name, sizeof(name), "host%u.grow.test", i);
+                store_name(c, name, T0);
+        }
+        vd_cache_counters k;
+        vd_cache_counters_get(c, &k);
+        cr_assert_eq(k.entries, 6000);
+        cr_assert_eq(k.evictions, 1000);
+        for (unsigned i = 0; i < 7000; i++) {
+                snprintf(name, sizeof(name), "host%u.grow.test", i);
+                cr_assert_eq(cached(c, name, T0), i >= 1000, "%s", name);
+        }
+        vd_cache_free(c);
+}
+
 Test(cache, lru_evicts_the_least_recently_used)
 {
         vd_cache_options o = opts();
