@@ -680,6 +680,17 @@ run_rate() {
                 log "  no result for $server $scenario at $offered_rate qps"
 }
 
+# measure SERVER SCENARIO: the open-loop runs at the offered rate, then the closed-loop maximum.
+measure() {
+        local server=$1 scenario=$2
+        log "$server: $scenario, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
+        run_rate "$server" "$scenario"
+        log "  $(summary "$out/$server-$scenario-rate.json")"
+        log "$server: $scenario, closed loop, $outstanding outstanding"
+        run_bench "$server" "$scenario" max -c "$outstanding"
+        log "  $(summary "$out/$server-$scenario-max.json")"
+}
+
 # summary FILE: "qps=… p99=…µs lost=… cpu=…µs/q" of one run's JSON, for the progress lines.
 summary() {
         py -c '
@@ -730,12 +741,7 @@ for server in "${servers[@]}"; do
         fi
         log "$server (pid $server_pid) gives vpcdns's answers"
 
-        log "$server: local, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
-        run_rate "$server" local
-        log "  $(summary "$out/$server-local-rate.json")"
-        log "$server: local, closed loop, $outstanding outstanding"
-        run_bench "$server" local max -c "$outstanding"
-        log "  $(summary "$out/$server-local-max.json")"
+        measure "$server" local
         rss_local=$(rss_kb "$server_pid")
 
         if [[ $server == vpcdns ]]; then
@@ -746,12 +752,7 @@ for server in "${servers[@]}"; do
         if ! warmed=$(helper warm "$port" "$work/cached.txt"); then
                 log "  warm-up: only $warmed of 1000 names answered NOERROR"
         fi
-        log "$server: cached, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
-        run_rate "$server" cached
-        log "  $(summary "$out/$server-cached-rate.json")"
-        log "$server: cached, closed loop, $outstanding outstanding"
-        run_bench "$server" cached max -c "$outstanding"
-        log "  $(summary "$out/$server-cached-max.json")"
+        measure "$server" cached
         rss_cached=$(rss_kb "$server_pid")
 
         if [[ $server == vpcdns ]] && ((max_local > 0)); then
