@@ -706,9 +706,8 @@ static void log_start(const vd_server *srv)
                         break;
                 used += (size_t)n;
         }
-        vd_log(VD_LOG_INFO, "server_start", "listen=%s workers=%u upstreams=%zu recvmmsg=%d", addrs,
-               srv->n_workers, srv->n_upstream,
-               uv_udp_using_recvmmsg(&srv->workers[0]->udp[0].handle));
+        vd_log(VD_LOG_INFO, "server_start", "listen=%s workers=%u upstreams=%zu", addrs,
+               srv->n_workers, srv->n_upstream);
 }
 
 static void log_stop(const vd_server *srv)

@@ -22,19 +22,18 @@
 #include "vpcdns/ratelimit.h"
 #include "vpcdns/resolve.h"
 
-/* libuv 1.44 cuts a recvmmsg buffer into 64 KiB chunks, one datagram each. */
-#define VD_UDP_CHUNK_SIZE (64 * 1024)
-#define VD_UDP_BATCH 16       /* datagrams per recvmmsg call */
-#define VD_UDP_SEND_BATCH 32  /* responses queued while a receive batch runs, per sendmmsg */
-#define VD_UDP_POOL_BUFFERS 2 /* receive buffers per worker (one is in use at a time) */
-#define VD_UDP_FREE_MAX 256   /* cached pending-reply records per worker */
+#define VD_UDP_SLOT 4096     /* receive slot: a larger datagram is no DNS query, and is dropped */
+#define VD_UDP_BATCH 16      /* datagrams per recvmmsg call */
+#define VD_UDP_ROUNDS 16     /* recvmmsg batches per wake-up, then the loop's other handles */
+#define VD_UDP_SEND_BATCH 32 /* responses queued while a receive batch runs, per sendmmsg */
+#define VD_UDP_FREE_MAX 256  /* cached pending-reply records per worker */
 
 #define VD_TCP_BACKLOG 256
 #define VD_TCP_MAX_INFLIGHT 32         /* forwarded queries per connection before pausing */
 #define VD_TCP_MAX_UNSENT (256 * 1024) /* bytes queued in libuv before the client is closed */
 
 typedef struct vd_transport_counters {
-        uint64_t udp_send_dropped; /* uv_udp_try_send said EAGAIN */
+        uint64_t udp_send_dropped; /* the socket's send buffer was full (EAGAIN) */
         uint64_t udp_errors;       /* receive or send errors, truncated datagrams */
         uint64_t tcp_accepted;
         uint64_t tcp_rejected; /* over tcp_max_connections: accepted and closed */
@@ -56,12 +55,12 @@ typedef struct vd_snapshot_slot {
 
 struct vd_worker;
 struct vd_udp_pending;
-struct vd_udp_sendq;
+struct vd_udp_io;
 struct vd_tcp_conn;
 
 typedef struct vd_udp_listener {
-        uv_udp_t handle; /* handle.data points back here */
-        int fd;          /* the handle's socket (owned by libuv), -1 until it is open */
+        uv_poll_t handle; /* readable: udp.c reads it; handle.data points back here */
+        int fd;           /* the socket, owned here; -1 until it is open */
         struct vd_worker *worker;
         bool open; /* initialised: must be closed */
 } vd_udp_listener;
@@ -117,11 +116,9 @@ typedef struct vd_worker {
         size_t n_listen;
 
         /* udp.c */
-        uint8_t *udp_pool[VD_UDP_POOL_BUFFERS];
-        bool udp_pool_busy[VD_UDP_POOL_BUFFERS];
+        struct vd_udp_io *udp_io;        /* receive slots and the batch's responses */
         struct vd_udp_pending *udp_free; /* free list of pending-reply records */
         size_t udp_free_count;
-        struct vd_udp_sendq *udp_sendq; /* responses waiting for the end of a receive batch */
 
         /* tcp.c */
         struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */

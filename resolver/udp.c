@@ -1,10 +1,15 @@
-/* udp.c — the UDP transport of one worker: receives datagrams in batches (recvmmsg through
- * libuv) into a per-worker buffer pool, runs each through vd_query_handle and queues the
- * response; when the receive batch ends the queue leaves in one sendmmsg (a response that
- * does not fit a queue slot, or one outside a batch, is sent at once). Forwarded queries carry a
- * small record (client address, socket, pending slot) that is recycled through a per-worker free
- * list. Never blocks, never formats text; the only allocation is a pending record when the free
- * list is empty.
+/* udp.c — the UDP transport of one worker: a libuv poll handle per socket; when it is
+ * readable the worker reads datagrams with recvmmsg into its own receive slots, runs each
+ * through vd_query_handle and queues the response; the queue leaves in one sendmmsg when the
+ * batch is done. A batch shorter than VD_UDP_BATCH means the socket is drained, so the loop
+ * goes back to epoll instead of spending a recvmmsg on EAGAIN (epoll is level-triggered: what
+ * arrives meanwhile wakes it at once). Forwarded queries carry a small record (listener,
+ * client address, pending slot) recycled through a per-worker free list; their answers leave
+ * one sendmsg each. Never blocks, never formats text; the only allocation is a pending record
+ * when the free list is empty.
+ *
+ * libuv's own UDP receive (UV_UDP_RECVMMSG) was measured against this and left: per batch it
+ * made one more recvmmsg (until EAGAIN), a callback per datagram and a 64 KiB chunk per slot.
  *
  * Per-client limits: a datagram from a client outside the access list gets REFUSED or
  * nothing (deny_action); a client with max_pending queries upstream gets SERVFAIL for the
@@ -24,15 +29,19 @@
 typedef struct vd_udp_pending {
         struct vd_udp_pending *next; /* free-list link */
         vd_worker *worker;
-        uv_udp_t *handle;
+        const vd_udp_listener *listener;
         int pending_slot; /* the client's slot in worker->pending, -1 when not counted */
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
-/* Responses of one receive batch. libuv's send queue of our handles is always empty (only
- * uv_udp_try_send is used), so writing to the socket directly keeps datagrams in order. */
-struct vd_udp_sendq {
-        bool batching; /* inside a receive batch: queue instead of sending */
+/* The receive slots of one recvmmsg, and the responses of the batch waiting for sendmmsg. */
+struct vd_udp_io {
+        struct mmsghdr rx[VD_UDP_BATCH];
+        struct iovec rx_iov[VD_UDP_BATCH];
+        struct sockaddr_storage rx_peer[VD_UDP_BATCH];
+        uint8_t rx_data[VD_UDP_BATCH][VD_UDP_SLOT];
+
+        bool batching; /* inside a receive batch: queue responses instead of sending */
         size_t n;
         int fd[VD_UDP_SEND_BATCH];
         struct mmsghdr msgs[VD_UDP_SEND_BATCH];
@@ -43,65 +52,29 @@ struct vd_udp_sendq {
 
 int vd_udp_worker_init(vd_worker *w)
 {
-        w->udp_sendq = calloc(1, sizeof(*w->udp_sendq));
-        if (w->udp_sendq == NULL)
+        struct vd_udp_io *io = calloc(1, sizeof(*io));
+        if (io == NULL)
                 return -ENOMEM;
-        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
-                w->udp_pool[i] = malloc((size_t)VD_UDP_BATCH * VD_UDP_CHUNK_SIZE);
-                if (w->udp_pool[i] == NULL)
-                        return -ENOMEM;
-                w->udp_pool_busy[i] = false;
+        for (size_t i = 0; i < VD_UDP_BATCH; i++) {
+                io->rx_iov[i] = (struct iovec){.iov_base = io->rx_data[i], .iov_len = VD_UDP_SLOT};
+                io->rx[i].msg_hdr.msg_name = &io->rx_peer[i];
+                io->rx[i].msg_hdr.msg_iov = &io->rx_iov[i];
+                io->rx[i].msg_hdr.msg_iovlen = 1;
         }
+        w->udp_io = io;
         return 0;
 }
 
 void vd_udp_worker_release(vd_worker *w)
 {
-        free(w->udp_sendq);
-        w->udp_sendq = NULL;
-        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
-                free(w->udp_pool[i]);
-                w->udp_pool[i] = NULL;
-        }
+        free(w->udp_io);
+        w->udp_io = NULL;
         while (w->udp_free != NULL) {
                 vd_udp_pending *p = w->udp_free;
                 w->udp_free = p->next;
                 free(p);
         }
         w->udp_free_count = 0;
-}
-
-static void pool_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-        vd_udp_listener *l = handle->data;
-        vd_worker *w = l->worker;
-
-        (void)suggested;
-        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
-                if (!w->udp_pool_busy[i] && w->udp_pool[i] != NULL) {
-                        w->udp_pool_busy[i] = true;
-                        /* With recvmmsg libuv reads one datagram per 64 KiB chunk; without it
-                         * one datagram into the first chunk. */
-                        size_t len = uv_udp_using_recvmmsg((uv_udp_t *)handle)
-                                         ? (size_t)VD_UDP_BATCH * VD_UDP_CHUNK_SIZE
-                                         : VD_UDP_CHUNK_SIZE;
-                        *buf = uv_buf_init((char *)w->udp_pool[i], (unsigned)len);
-                        return;
-                }
-        }
-        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS and retries later */
-}
-
-static void pool_release(vd_worker *w, const char *base)
-{
-        if (base == NULL)
-                return;
-        for (size_t i = 0; i < VD_UDP_POOL_BUFFERS; i++) {
-                if ((const char *)w->udp_pool[i] == base) {
-                        w->udp_pool_busy[i] = false;
-                        return;
-                }
-        }
 }
 
 static vd_udp_pending *pending_get(vd_worker *w)
@@ -130,10 +103,10 @@ static void pending_put(vd_worker *w, vd_udp_pending *p)
 }
 
 /* Sends the queued responses, one sendmmsg per run of the same socket. A full socket buffer
- * drops the rest of the run (as uv_udp_try_send's EAGAIN would); another error skips one. */
+ * drops the rest of the run (as a sendmsg's EAGAIN would); another error skips one. */
 static void sendq_flush(vd_worker *w)
 {
-        struct vd_udp_sendq *q = w->udp_sendq;
+        struct vd_udp_io *q = w->udp_io;
         size_t i = 0;
         while (i < q->n) {
                 size_t run = 1;
@@ -145,6 +118,8 @@ static void sendq_flush(vd_worker *w)
                 } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                         w->transport.udp_send_dropped += run;
                         i += run;
+                } else if (r < 0 && errno == EINTR) {
+                        continue;
                 } else {
                         w->transport.udp_errors++;
                         i++;
@@ -153,20 +128,24 @@ static void sendq_flush(vd_worker *w)
         q->n = 0;
 }
 
-static void send_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *data, size_t len,
+static socklen_t peer_length(const struct sockaddr *peer)
+{
+        return peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in);
+}
+
+static void send_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_t *data, size_t len,
                           const struct sockaddr *peer)
 {
-        struct vd_udp_sendq *q = w->udp_sendq;
-        int fd = ((const vd_udp_listener *)handle->data)->fd;
-        if (q->batching && len <= VD_UDP_PAYLOAD && fd >= 0) {
+        struct vd_udp_io *q = w->udp_io;
+        if (q->batching && len <= VD_UDP_PAYLOAD) {
                 if (q->n == VD_UDP_SEND_BATCH)
                         sendq_flush(w);
                 size_t k = q->n++;
-                socklen_t peer_len = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                                 : sizeof(struct sockaddr_in);
+                socklen_t peer_len = peer_length(peer);
                 memcpy(q->data[k], data, len);
                 memcpy(&q->peer[k], peer, peer_len);
-                q->fd[k] = fd;
+                q->fd[k] = l->fd;
                 q->iov[k] = (struct iovec){.iov_base = q->data[k], .iov_len = len};
                 q->msgs[k].msg_hdr = (struct msghdr){.msg_name = &q->peer[k],
                                                      .msg_namelen = peer_len,
@@ -174,16 +153,24 @@ static void send_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *data, s
                                                      .msg_iovlen = 1};
                 return;
         }
-        uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-        int r = uv_udp_try_send(handle, &buf, 1, peer);
-        if (r == UV_EAGAIN)
+        /* Outside a batch (a forwarded answer) or too large for a queue slot: at once. */
+        struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+        struct msghdr msg = {.msg_name = (void *)peer,
+                             .msg_namelen = peer_length(peer),
+                             .msg_iov = &iov,
+                             .msg_iovlen = 1};
+        ssize_t r;
+        do
+                r = sendmsg(l->fd, &msg, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 w->transport.udp_send_dropped++;
         else if (r < 0)
                 w->transport.udp_errors++;
 }
 
 /* Sends a response through the rate limiter. resp may be w->out. */
-static void send_response(vd_worker *w, uv_udp_t *handle, const uint8_t *resp, size_t len,
+static void send_response(vd_worker *w, const vd_udp_listener *l, const uint8_t *resp, size_t len,
                           const struct sockaddr *peer)
 {
         if (w->rrl != NULL) {
@@ -204,7 +191,7 @@ static void send_response(vd_worker *w, uv_udp_t *handle, const uint8_t *resp, s
                         return;
                 }
         }
-        send_datagram(w, handle, resp, len, peer);
+        send_datagram(w, l, resp, len, peer);
 }
 
 /* The forwarder's answer for a query that went upstream. len 0: the forwarder is closing. */
@@ -216,7 +203,7 @@ static void udp_reply(void *arg, const uint8_t *resp, size_t len)
         if (p->pending_slot >= 0)
                 vd_transport_pending_done(w, p->pending_slot);
         if (len > 0 && !w->stopping)
-                send_response(w, p->handle, resp, len, (const struct sockaddr *)&p->peer);
+                send_response(w, p->listener, resp, len, (const struct sockaddr *)&p->peer);
         pending_put(w, p);
 }
 
@@ -237,7 +224,7 @@ size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t
 }
 
 /* A datagram from a client outside the access list. */
-static void handle_denied(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, size_t len,
+static void handle_denied(vd_worker *w, const vd_udp_listener *l, const uint8_t *pkt, size_t len,
                           const struct sockaddr *peer)
 {
         size_t n = 0;
@@ -248,10 +235,10 @@ static void handle_denied(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, si
                 return;
         }
         w->transport.acl_refused++;
-        send_response(w, handle, w->out, n, peer);
+        send_response(w, l, w->out, n, peer);
 }
 
-static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, size_t len,
+static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_t *pkt, size_t len,
                             const struct sockaddr *peer)
 {
         size_t peer_len;
@@ -263,7 +250,7 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
                 return;
 
         if (!vd_transport_allowed(w, peer)) {
-                handle_denied(w, handle, pkt, len, peer);
+                handle_denied(w, l, pkt, len, peer);
                 return;
         }
 
@@ -272,7 +259,7 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
                 w->transport.udp_errors++;
                 return;
         }
-        p->handle = handle;
+        p->listener = l;
         memcpy(&p->peer, peer, peer_len);
 
         size_t out_len = 0;
@@ -282,7 +269,7 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
         p->pending_slot = vd_transport_pending_end(w, outcome);
         switch (outcome) {
         case VD_QUERY_REPLY:
-                send_response(w, handle, w->out, out_len, peer);
+                send_response(w, l, w->out, out_len, peer);
                 pending_put(w, p);
                 break;
         case VD_QUERY_PENDING:
@@ -294,53 +281,60 @@ static void handle_datagram(vd_worker *w, uv_udp_t *handle, const uint8_t *pkt, 
         }
 }
 
-/* libuv 1.44 recvmmsg protocol: each datagram arrives with UV_UDP_MMSG_CHUNK set and a buf
- * pointing inside our pool buffer (not to be released); a last call with UV_UDP_MMSG_FREE
- * (nread 0, addr NULL) hands the whole buffer back. Every other call (plain recvmsg, nothing
- * to read, errors) also hands the buffer back. */
-static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
-                     const struct sockaddr *addr, unsigned flags)
+/* The socket is readable: up to VD_UDP_ROUNDS batches, each answered before the next is read
+ * (a worker that read more than one batch ahead would only delay the first answers). */
+static void udp_readable(uv_poll_t *handle, int status, int events)
 {
         vd_udp_listener *l = handle->data;
         vd_worker *w = l->worker;
+        struct vd_udp_io *io = w->udp_io;
 
-        /* Every datagram of a recvmmsg batch comes with UV_UDP_MMSG_CHUNK, and the batch ends
-         * with a call without it: responses are queued until then. */
-        w->udp_sendq->batching = (flags & UV_UDP_MMSG_CHUNK) != 0;
-        if (nread < 0)
+        (void)events;
+        if (status < 0) {
                 w->transport.udp_errors++;
-        else if (flags & UV_UDP_PARTIAL)
-                w->transport.udp_errors++;
-        else if (nread > 0 && addr != NULL && !w->stopping)
-                handle_datagram(w, handle, (const uint8_t *)buf->base, (size_t)nread, addr);
-
-        if (!(flags & UV_UDP_MMSG_CHUNK)) {
-                if (w->udp_sendq->n > 0)
+                return;
+        }
+        for (int round = 0; round < VD_UDP_ROUNDS && !w->stopping; round++) {
+                for (size_t i = 0; i < VD_UDP_BATCH; i++)
+                        io->rx[i].msg_hdr.msg_namelen = sizeof(io->rx_peer[i]);
+                int got = recvmmsg(l->fd, io->rx, VD_UDP_BATCH, MSG_DONTWAIT, NULL);
+                if (got < 0) {
+                        /* EAGAIN: another worker's socket took them, or a spurious wake-up */
+                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                                w->transport.udp_errors++;
+                        return;
+                }
+                io->batching = true;
+                for (int i = 0; i < got; i++) {
+                        const struct msghdr *h = &io->rx[i].msg_hdr;
+                        /* Larger than a slot: no DNS query over UDP is, so it is dropped. */
+                        if (h->msg_flags & MSG_TRUNC)
+                                w->transport.udp_errors++;
+                        else if (h->msg_namelen > 0)
+                                handle_datagram(w, l, io->rx_data[i], io->rx[i].msg_len,
+                                                (const struct sockaddr *)&io->rx_peer[i]);
+                }
+                io->batching = false;
+                if (io->n > 0)
                         sendq_flush(w);
-                pool_release(w, buf->base);
+                if (got < VD_UDP_BATCH)
+                        return;
         }
 }
 
 int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd)
 {
-        int r;
-
         l->worker = w;
-        r = uv_udp_init_ex(&w->loop, &l->handle, AF_UNSPEC | UV_UDP_RECVMMSG);
+        l->fd = fd;
+        int r = uv_poll_init_socket(&w->loop, &l->handle, fd);
         if (r < 0) {
                 close(fd);
+                l->fd = -1;
                 return r;
         }
         l->open = true;
         l->handle.data = l;
-        l->fd = -1;
-        r = uv_udp_open(&l->handle, fd);
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        l->fd = fd; /* for sendmmsg; libuv owns and closes it */
-        return uv_udp_recv_start(&l->handle, pool_alloc, udp_recv);
+        return uv_poll_start(&l->handle, UV_READABLE, udp_readable);
 }
 
 void vd_udp_listener_close(vd_udp_listener *l)
@@ -348,6 +342,9 @@ void vd_udp_listener_close(vd_udp_listener *l)
         if (!l->open)
                 return;
         l->open = false;
-        uv_udp_recv_stop(&l->handle);
+        /* uv_close stops the poll at once, so the socket can go now; pending forwarded
+         * answers check w->stopping and never reach it. */
         uv_close((uv_handle_t *)&l->handle, NULL);
+        close(l->fd);
+        l->fd = -1;
 }
