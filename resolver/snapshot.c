@@ -924,13 +924,14 @@ vd_local_result vd_snapshot_answer(const vd_snapshot *s, const vd_query_info *qi
         size_t header_len = w.len;
 
         uint8_t rcode = VD_RCODE_NOERROR;
-        /* The name being answered: first the question, then each CNAME target in turn. */
-        uint8_t name[VD_NAME_MAX + VD_NAME_PAD]; /* padded: lookup() hashes it */
-        uint8_t offs[MAX_LABELS + 1];
+        /* The name being answered: first the question, then each CNAME target in turn (copied
+         * into target/target_offs, padded because lookup() hashes it). */
+        uint8_t target[VD_NAME_MAX + VD_NAME_PAD];
+        uint8_t target_offs[MAX_LABELS + 1];
+        const uint8_t *name = qi->qname_lower;
+        const uint8_t *offs = qi->label_off;
         int labels = qi->labels;
         uint16_t name_ref = VD_HEADER_LEN;
-        memcpy(name, qi->qname_lower, qi->qname_len);
-        memcpy(offs, qi->label_off, (size_t)labels + 1);
 
         for (int hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
                 if (res.kind == LOOKUP_NXDOMAIN) {
@@ -962,13 +963,14 @@ vd_local_result vd_snapshot_answer(const vd_snapshot *s, const vd_query_info *qi
                 if (w.overflow || hop == MAX_CNAME_HOPS)
                         break;
                 const uint8_t *rec = s->blob + s->rr_off[cname->first_rr];
-                const uint8_t *target = rec + 10;
-                size_t tlen = vd_name_len(target, vd_wire_get16(rec + 8));
+                size_t tlen = vd_name_len(rec + 10, vd_wire_get16(rec + 8));
                 if (tlen == 0)
                         break;
-                memcpy(name, target, tlen);
-                vd_name_lower(name, tlen);
-                labels = name_labels(name, offs);
+                memcpy(target, rec + 10, tlen);
+                vd_name_lower(target, tlen);
+                labels = name_labels(target, target_offs);
+                name = target;
+                offs = target_offs;
                 name_ref = target_at < 0x3FFF ? (uint16_t)target_at : 0;
                 if (name_ref == 0)
                         break; /* beyond compression range: stop the chain here */

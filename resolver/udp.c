@@ -58,6 +58,7 @@ int vd_udp_worker_init(vd_worker *w)
         for (size_t i = 0; i < VD_UDP_BATCH; i++) {
                 io->rx_iov[i] = (struct iovec){.iov_base = io->rx_data[i], .iov_len = VD_UDP_SLOT};
                 io->rx[i].msg_hdr.msg_name = &io->rx_peer[i];
+                io->rx[i].msg_hdr.msg_namelen = sizeof(io->rx_peer[i]);
                 io->rx[i].msg_hdr.msg_iov = &io->rx_iov[i];
                 io->rx[i].msg_hdr.msg_iovlen = 1;
         }
@@ -295,8 +296,8 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 return;
         }
         for (int round = 0; round < VD_UDP_ROUNDS && !w->stopping; round++) {
-                for (size_t i = 0; i < VD_UDP_BATCH; i++)
-                        io->rx[i].msg_hdr.msg_namelen = sizeof(io->rx_peer[i]);
+                /* the kernel rewrites msg_namelen of the slots it fills: those are reset
+                 * below, the others still hold it from vd_udp_worker_init */
                 int got = recvmmsg(l->fd, io->rx, VD_UDP_BATCH, MSG_DONTWAIT, NULL);
                 if (got < 0) {
                         /* EAGAIN: another worker's socket took them, or a spurious wake-up */
@@ -306,13 +307,14 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 }
                 io->batching = true;
                 for (int i = 0; i < got; i++) {
-                        const struct msghdr *h = &io->rx[i].msg_hdr;
+                        struct msghdr *h = &io->rx[i].msg_hdr;
                         /* Larger than a slot: no DNS query over UDP is, so it is dropped. */
                         if (h->msg_flags & MSG_TRUNC)
                                 w->transport.udp_errors++;
                         else if (h->msg_namelen > 0)
                                 handle_datagram(w, l, io->rx_data[i], io->rx[i].msg_len,
                                                 (const struct sockaddr *)&io->rx_peer[i]);
+                        h->msg_namelen = sizeof(io->rx_peer[i]);
                 }
                 io->batching = false;
                 if (io->n > 0)
