@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vpcdns/aws.h"
@@ -99,10 +101,9 @@ static int collect(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
         return 0;
 }
 
-/* Loads DATA/sub into a fresh builder, compiles it and collects every record. */
-static void load_ok(const char *sub, recs *r)
+/* Loads the snapshot in dir into a fresh builder, compiles it and collects every record. */
+static void load_dir_ok(const char *dir, recs *r)
 {
-        char dir[512];
         vd_error err = {{0}};
         vd_builder *b = vd_builder_new();
         int rc;
@@ -110,13 +111,20 @@ static void load_ok(const char *sub, recs *r)
         memset(r, 0, sizeof(*r));
         vd_log_set_level(VD_LOG_ERROR); /* the skipped zonal name warns; keep output short */
         cr_assert_not_null(b);
-        snprintf(dir, sizeof(dir), DATA "%s", sub);
         rc = vd_aws_load(b, dir, &r->sum, &err);
         cr_assert_eq(rc, 0, "loading %s: %s", dir, err.msg);
         rc = vd_builder_finish(b, &r->snap, &err);
         cr_assert_eq(rc, 0, "finishing %s: %s", dir, err.msg);
         vd_builder_free(b);
         cr_assert_eq(vd_snapshot_foreach(r->snap, collect, r), 0);
+}
+
+/* Loads DATA/sub, as load_dir_ok. */
+static void load_ok(const char *sub, recs *r)
+{
+        char dir[512];
+        snprintf(dir, sizeof(dir), DATA "%s", sub);
+        load_dir_ok(dir, r);
 }
 
 static void recs_free(recs *r)
@@ -667,6 +675,72 @@ Test(aws, utf8_byte_order_mark_is_ignored)
         cr_expect_eq(marked.sum.addresses, plain.sum.addresses);
         recs_free(&plain);
         recs_free(&marked);
+}
+
+/* Copies the file src into the FIFO dst from a child process, then 200 KiB of newlines (JSON
+ * lets the text end in white space) so that the reader's buffer has to grow; returns its pid. */
+static pid_t feed_fifo(const char *src, const char *dst)
+{
+        pid_t pid = fork();
+        cr_assert_neq(pid, -1);
+        if (pid != 0)
+                return pid;
+        FILE *in = fopen(src, "rb");
+        FILE *out = fopen(dst, "wb"); /* blocks until the loader opens it */
+        char buf[4096];
+        size_t n;
+        if (in == NULL || out == NULL)
+                _exit(1);
+        while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+                if (fwrite(buf, 1, n, out) != n)
+                        _exit(1);
+        memset(buf, '\n', sizeof(buf));
+        for (int i = 0; i < 50; i++)
+                if (fwrite(buf, 1, sizeof(buf), out) != sizeof(buf))
+                        _exit(1);
+        _exit(fclose(out) == 0 ? 0 : 1);
+}
+
+/* A snapshot read from pipes (`aws ec2 ... > fifo`): no size to go by, the buffer grows as the
+ * text comes. The records must be those of the same files on disk. */
+Test(aws, snapshot_from_fifos)
+{
+        static const char *const files[] = {"describe-vpc-endpoints.json",
+                                            "describe-network-interfaces.json"};
+        char dir[] = "/tmp/vpcdns-fifo.XXXXXX";
+        char src[512], dst[600];
+        pid_t pids[2];
+        recs plain, piped;
+
+        cr_assert_not_null(mkdtemp(dir));
+        for (size_t i = 0; i < 2; i++) {
+                snprintf(dst, sizeof(dst), "%s/%s", dir, files[i]);
+                cr_assert_eq(mkfifo(dst, 0600), 0);
+        }
+        for (size_t i = 0; i < 2; i++) {
+                snprintf(src, sizeof(src), DATA "ap-southeast-2/%s", files[i]);
+                snprintf(dst, sizeof(dst), "%s/%s", dir, files[i]);
+                pids[i] = feed_fifo(src, dst);
+        }
+        load_ok("ap-southeast-2", &plain);
+        load_dir_ok(dir, &piped);
+        for (size_t i = 0; i < 2; i++) {
+                int status = -1;
+                cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                snprintf(dst, sizeof(dst), "%s/%s", dir, files[i]);
+                unlink(dst);
+        }
+        rmdir(dir);
+        cr_assert_gt(plain.n, 0);
+        cr_assert_eq(piped.n, plain.n, "%zu records from the pipes, %zu from the files", piped.n,
+                     plain.n);
+        for (size_t i = 0; i < plain.n; i++) {
+                cr_expect_str_eq(piped.v[i].owner, plain.v[i].owner);
+                cr_expect_str_eq(piped.v[i].rdata, plain.v[i].rdata);
+        }
+        recs_free(&plain);
+        recs_free(&piped);
 }
 
 Test(aws, utf16_file_is_refused_by_name)
