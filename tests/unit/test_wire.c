@@ -268,6 +268,32 @@ Test(wire, name_text_round_trip)
         memset(big, 'x', 64);
         big[64] = 0;
         cr_assert_neq(vd_name_from_text(big, w, &len), 0, "label of 64");
+        big[63] = 0;
+        cr_assert_eq(vd_name_from_text(big, w, &len), 0, "label of 63");
+        cr_assert_eq(len, 65);
+        cr_assert_neq(vd_name_from_text("**.a", w, &len), 0);
+        cr_assert_neq(vd_name_from_text("*a.b", w, &len), 0);
+        cr_assert_neq(vd_name_from_text("a*.b", w, &len), 0);
+        cr_assert_eq(vd_name_from_text("*.*", w, &len), -EINVAL, "a second '*' label");
+
+        /* 255 octets on the wire: three labels of 63 and one of 61, and not one more */
+        size_t o = 0;
+        for (int i = 0; i < 3; i++) {
+                memset(big + o, 'a' + i, 63);
+                big[o + 63] = '.';
+                o += 64;
+        }
+        memset(big + o, 'd', 61);
+        big[o + 61] = 0;
+        cr_assert_eq(vd_name_from_text(big, w, &len), 0);
+        cr_assert_eq(len, VD_NAME_MAX);
+        big[o + 61] = 'd';
+        big[o + 62] = 0;
+        cr_assert_neq(vd_name_from_text(big, w, &len), 0, "256 octets");
+        /* a trailing dot names the same name */
+        big[o + 61] = '.';
+        cr_assert_eq(vd_name_from_text(big, w, &len), 0);
+        cr_assert_eq(len, VD_NAME_MAX);
 }
 
 Test(wire, a_compressed_name_never_runs_past_its_pointer)
