@@ -61,39 +61,39 @@ static inline uint64_t load_le64(const uint8_t *p)
         return w;
 }
 
-/* Each label (its length octet and text) is folded in eight octets at a time: names hold
- * 60-80 octets, and an octet-serial hash was the largest share of a local answer's own CPU.
- * The last word of a label is read whole and masked, so the name's buffer must hold
- * VD_NAME_PAD octets after the name. Both sides (the builder and the lookup) use this
- * function, so the values never leave a process; the table is built from our own data, so
- * no seed is needed against flooding. */
-static void suffix_hashes(const uint8_t *name, const uint8_t *offs, int labels, uint32_t *hashes)
+/* The hash of a name, or of a suffix of one: its octets folded eight at a time, the last
+ * word masked to the length (a valid name ends at its root octet, so no two names share the
+ * masked words). The last word is read whole, so the buffer must hold VD_NAME_PAD octets
+ * after the name. Each suffix is hashed on its own: the lookup hashes the whole question
+ * first and a suffix only when the name itself is not there, which for a local answer (the
+ * common case) is one pass over the name instead of one per label. Both sides (the builder
+ * and the lookup) use this function, so the values never leave a process; the table is built
+ * from our own data, so no seed is needed against flooding. */
+static inline uint32_t name_hash_at(const uint8_t *p, size_t len)
 {
         uint64_t h = HASH_SEED;
-        hashes[labels] = (uint32_t)(h ^ (h >> 32));
-        for (int i = labels - 1; i >= 0; i--) {
-                const uint8_t *lab = name + offs[i];
-                size_t n = 1 + (size_t)lab[0], k = 0;
-                for (; k + 8 <= n; k += 8)
-                        h = hash_mix(h, load_le64(lab + k));
-                if (k < n) {
-                        size_t tail = n - k; /* 1..7 */
-                        uint64_t word = load_le64(lab + k) & (~0ull >> (8 * (8 - tail)));
-                        h = hash_mix(h, word | (uint64_t)tail << 56);
-                }
-                hashes[i] = (uint32_t)(h ^ (h >> 32));
-        }
+        size_t k = 0;
+        for (; k + 8 <= len; k += 8)
+                h = hash_mix(h, load_le64(p + k));
+        if (k < len)
+                h = hash_mix(h, load_le64(p + k) & (~0ull >> (8 * (8 - (len - k)))));
+        return (uint32_t)(h ^ (h >> 32));
+}
+
+/* hashes[i]: the hash of the suffix at label i, for every label and the root. */
+static void suffix_hashes(const uint8_t *name, const uint8_t *offs, int labels, uint32_t *hashes)
+{
+        size_t total = (size_t)offs[labels] + 1;
+        for (int i = 0; i <= labels; i++)
+                hashes[i] = name_hash_at(name + offs[i], total - offs[i]);
 }
 
 static uint32_t name_hash(const uint8_t *name)
 {
-        uint8_t offs[MAX_LABELS + 1];
-        uint32_t hashes[MAX_LABELS + 1];
         uint8_t padded[VD_NAME_MAX + VD_NAME_PAD];
-        int labels = name_labels(name, offs);
-        memcpy(padded, name, (size_t)offs[labels] + 1); /* builder names are sized exactly */
-        suffix_hashes(padded, offs, labels, hashes);
-        return hashes[0];
+        size_t len = vd_name_len(name, VD_NAME_MAX);
+        memcpy(padded, name, len); /* builder names are sized exactly */
+        return name_hash_at(padded, len);
 }
 
 /* ---------- builder ---------- */
@@ -588,6 +588,7 @@ struct vd_snapshot {
         vd_snapshot_summary summary;
         size_t *order; /* nodes in insertion order with data, for foreach */
         size_t n_order;
+        int max_labels; /* of the deepest name */
 };
 
 static void snapshot_free(vd_snapshot *s)
@@ -707,6 +708,10 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
         for (size_t i = 0; i < b->n; i++) {
                 const struct bnode *bn = &b->nodes[i];
                 struct snode *sn = &s->nodes[i];
+                uint8_t offs[MAX_LABELS + 1];
+                int labels = name_labels(bn->name, offs);
+                if (labels > s->max_labels)
+                        s->max_labels = labels;
                 sn->name_off = (uint32_t)bp;
                 memcpy(s->blob + bp, bn->name, bn->len);
                 bp += bn->len;
@@ -831,18 +836,19 @@ static inline bool node_exists(const struct snode *n)
         return n->nsets > 0 || (n->flags & NODE_ENT);
 }
 
-/* Closest-encloser search (RFC 4592 §3.3.1) over a lower-cased name. */
+/* Closest-encloser search (RFC 4592 §3.3.1) over a lower-cased name (padded: it is hashed).
+ * A suffix with more labels than any name of ours cannot be found, so a deep name costs no
+ * more than one as deep as our deepest. */
 static lookup_result lookup(const vd_snapshot *s, const uint8_t *name, const uint8_t *offs,
                             int labels)
 {
-        uint32_t hashes[MAX_LABELS + 1];
         lookup_result res = {LOOKUP_FORWARD, NULL, -1};
         uint8_t total = (uint8_t)(offs[labels] + 1);
 
-        suffix_hashes(name, offs, labels, hashes);
-        for (int i = 0; i < labels; i++) {
+        for (int i = labels > s->max_labels ? labels - s->max_labels : 0; i < labels; i++) {
+                uint8_t len = (uint8_t)(total - offs[i]);
                 const struct snode *n =
-                    snap_find(s, name + offs[i], (uint8_t)(total - offs[i]), hashes[i]);
+                    snap_find(s, name + offs[i], len, name_hash_at(name + offs[i], len));
                 if (n == NULL)
                         continue;
                 if (i == 0 && node_exists(n)) {

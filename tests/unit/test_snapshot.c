@@ -213,6 +213,51 @@ Test(snapshot, wildcard_matches_one_or_more_labels_not_the_apex)
         vd_snapshot_unref(s);
 }
 
+/* The lookup starts at the suffix as deep as the snapshot's deepest name (7 labels here): a
+ * longer name must still find its wildcard, its NXDOMAIN and its way upstream. */
+Test(snapshot, names_deeper_than_any_of_ours)
+{
+        vd_snapshot *s = fixture();
+        char name[256];
+        const char *const cases[][2] = {
+            {"bucket.s3.test-1.amazonaws.com.", "wildcard"},
+            {"foo.corp.test.", "nxdomain"},
+            {"www.example.org.", "forward"},
+            /* under the wildcard's own owner, which has our deepest 7 labels: that owner is
+             * the closest encloser and no "*.*" exists, so no wildcard answer (RFC 4592
+             * §3.3.1); a search that started one label too high would take *.vpce-2-def's */
+            {"*.vpce-2-def.s3.test-1.vpce.amazonaws.com.", "forward"},
+        };
+        for (int depth = 1; depth <= 60; depth += 59) {
+                for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+                        size_t n = 0;
+                        for (int i = 0; i < depth; i++)
+                                n += (size_t)snprintf(name + n, sizeof(name) - n, "x.");
+                        snprintf(name + n, sizeof(name) - n, "%s", cases[c][0]);
+                        answer a = ask(s, name, LDNS_RR_TYPE_A);
+                        if (strcmp(cases[c][1], "forward") == 0) {
+                                cr_expect_eq(a.result, VD_LOCAL_FORWARD, "%s", name);
+                                continue;
+                        }
+                        cr_assert_eq(a.result, VD_LOCAL_ANSWERED, "%s", name);
+                        if (strcmp(cases[c][1], "wildcard") == 0) {
+                                cr_expect_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+                                cr_expect_eq(ldns_pkt_ancount(a.pkt), 1, "%s", name);
+                                char *owner = ldns_rdf2str(
+                                    ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_answer(a.pkt), 0)));
+                                cr_expect_str_eq(owner, name);
+                                free(owner);
+                        } else {
+                                cr_expect_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NXDOMAIN, "%s",
+                                             name);
+                                cr_expect_eq(ldns_pkt_nscount(a.pkt), 1);
+                        }
+                        ldns_pkt_free(a.pkt);
+                }
+        }
+        vd_snapshot_unref(s);
+}
+
 Test(snapshot, borrowed_zone_forwards_unknown_names_and_gives_nodata_for_known)
 {
         vd_snapshot *s = fixture();
