@@ -24,18 +24,28 @@ static inline uint64_t lower_word(uint64_t x)
         return x | (upper >> 2);
 }
 
-/* dst = src lower-cased, n octets (a query name: on the path of every query). */
+/* dst = src lower-cased, n octets (a query name: on the path of every query). The octets
+ * after the last whole word are done as the word that ends at n, which overlaps octets
+ * already written with the same values. */
 static void lower_copy(uint8_t *dst, const uint8_t *src, size_t n)
 {
         size_t i = 0;
+        uint64_t w;
+        if (n < 8) {
+                for (; i < n; i++)
+                        dst[i] = lower_octet(src[i]);
+                return;
+        }
         for (; i + 8 <= n; i += 8) {
-                uint64_t w;
                 memcpy(&w, src + i, 8);
                 w = lower_word(w);
                 memcpy(dst + i, &w, 8);
         }
-        for (; i < n; i++)
-                dst[i] = lower_octet(src[i]);
+        if (i < n) {
+                memcpy(&w, src + n - 8, 8);
+                w = lower_word(w);
+                memcpy(dst + n - 8, &w, 8);
+        }
 }
 
 void vd_name_lower(uint8_t *name, size_t n)
