@@ -5,6 +5,7 @@
  * lookups are bounded loops over one bucket. Knows nothing about sockets or libuv. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,7 +241,11 @@ typedef struct pending_entry {
         uint8_t key[KEY_LEN];
 } pending_entry;
 
+/* Shared by every worker thread: each call holds the lock. It is taken only for a query about
+ * to go upstream and its answer, or for a TCP connection's accept and close, never for a local
+ * answer or a cache hit. */
 struct vd_ratelimit_pending {
+        pthread_mutex_t lock;
         uint64_t seed;
         size_t mask;
         size_t n_entries;
@@ -259,6 +264,11 @@ int vd_ratelimit_pending_new(size_t entries, vd_ratelimit_pending **out)
                 free(t);
                 return -ENOMEM;
         }
+        if (pthread_mutex_init(&t->lock, NULL) != 0) {
+                free(t->entries);
+                free(t);
+                return -ENOMEM;
+        }
         t->seed = random_seed();
         t->mask = buckets - 1;
         t->n_entries = buckets * WAYS;
@@ -270,11 +280,13 @@ void vd_ratelimit_pending_free(vd_ratelimit_pending *t)
 {
         if (t == NULL)
                 return;
+        pthread_mutex_destroy(&t->lock);
         free(t->entries);
         free(t);
 }
 
-int vd_ratelimit_pending_slot(vd_ratelimit_pending *t, const struct sockaddr *client)
+/* The slot of client's address, claimed when it has none; -1 when none is free. Lock held. */
+static int pending_slot_locked(vd_ratelimit_pending *t, const struct sockaddr *client)
 {
         uint8_t key[KEY_LEN];
         int free_slot = -1;
@@ -294,22 +306,52 @@ int vd_ratelimit_pending_slot(vd_ratelimit_pending *t, const struct sockaddr *cl
         return free_slot;
 }
 
-unsigned vd_ratelimit_pending_count(const vd_ratelimit_pending *t, int slot)
+int vd_ratelimit_pending_slot(vd_ratelimit_pending *t, const struct sockaddr *client)
+{
+        pthread_mutex_lock(&t->lock);
+        int slot = pending_slot_locked(t, client);
+        pthread_mutex_unlock(&t->lock);
+        return slot;
+}
+
+unsigned vd_ratelimit_pending_count(vd_ratelimit_pending *t, int slot)
 {
         VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
-        return t->entries[slot].count;
+        pthread_mutex_lock(&t->lock);
+        unsigned n = t->entries[slot].count;
+        pthread_mutex_unlock(&t->lock);
+        return n;
 }
 
 void vd_ratelimit_pending_inc(vd_ratelimit_pending *t, int slot)
 {
         VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
+        pthread_mutex_lock(&t->lock);
         if (t->entries[slot].count < UINT32_MAX)
                 t->entries[slot].count++;
+        pthread_mutex_unlock(&t->lock);
 }
 
 void vd_ratelimit_pending_dec(vd_ratelimit_pending *t, int slot)
 {
         VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
+        pthread_mutex_lock(&t->lock);
         VD_CHECK(t->entries[slot].count > 0);
         t->entries[slot].count--;
+        pthread_mutex_unlock(&t->lock);
+}
+
+int vd_ratelimit_pending_acquire(vd_ratelimit_pending *t, const struct sockaddr *client,
+                                 unsigned max)
+{
+        pthread_mutex_lock(&t->lock);
+        int slot = pending_slot_locked(t, client);
+        if (slot >= 0) {
+                if (t->entries[slot].count >= max)
+                        slot = VD_PENDING_FULL;
+                else
+                        t->entries[slot].count++;
+        }
+        pthread_mutex_unlock(&t->lock);
+        return slot < 0 && slot != VD_PENDING_FULL ? VD_PENDING_UNTRACKED : slot;
 }

@@ -38,6 +38,10 @@ struct vd_server {
         vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
         vd_worker **workers;
         unsigned n_workers;
+        /* Per-client counts that every worker shares (NULL when the limit is off): forwarded
+         * queries pending upstream, and open TCP connections. */
+        vd_ratelimit_pending *pending;
+        vd_ratelimit_pending *tcp_clients;
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
         vd_addr upstream[VD_MAX_UPSTREAM];
@@ -351,7 +355,6 @@ static void worker_free(vd_worker *w)
                 return; /* handles still referenced the memory: leak rather than crash */
         vd_udp_worker_release(w);
         vd_ratelimit_free(w->rrl);
-        vd_ratelimit_pending_free(w->pending);
         if (w->snapshot != NULL)
                 vd_snapshot_unref(w->snapshot);
         vd_cache_free(w->cache);
@@ -388,12 +391,9 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
                 }
         }
         w->max_pending = cfg->max_pending_per_client;
+        w->tcp_clients = w->server->tcp_clients;
         if (w->max_pending > 0) {
-                r = vd_ratelimit_pending_new(0, &w->pending);
-                if (r < 0) {
-                        vd_error_set(err, "worker %u: out of memory", w->index);
-                        return r;
-                }
+                w->pending = w->server->pending;
                 w->env.may_forward = vd_transport_may_forward;
                 w->env.may_forward_arg = w;
         }
@@ -594,6 +594,12 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         srv->n_upstream = cfg->n_upstream;
         memcpy(srv->upstream, cfg->upstream, cfg->n_upstream * sizeof(cfg->upstream[0]));
         srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+        if ((cfg->max_pending_per_client > 0 && vd_ratelimit_pending_new(0, &srv->pending) < 0) ||
+            (cfg->tcp_max_connections_per_client > 0 &&
+             vd_ratelimit_pending_new(0, &srv->tcp_clients) < 0)) {
+                r = vd_error_set(err, "out of memory");
+                goto fail;
+        }
         srv->workers = calloc(srv->n_workers, sizeof(srv->workers[0]));
         if (srv->workers == NULL) {
                 r = vd_error_set(err, "out of memory");
@@ -890,6 +896,8 @@ void vd_server_free(vd_server *srv)
                         worker_free(srv->workers[i]);
                 free(srv->workers);
         }
+        vd_ratelimit_pending_free(srv->pending);
+        vd_ratelimit_pending_free(srv->tcp_clients);
         if (srv->slot.current != NULL)
                 vd_snapshot_unref(srv->slot.current);
         uv_mutex_destroy(&srv->slot.lock);

@@ -5,11 +5,11 @@
  *
  * Limits: tcp_max_connections per worker — a connection beyond it is accepted and closed at
  * once (the client learns immediately instead of waiting in a backlog that the kernel keeps
- * filling through SO_REUSEPORT); tcp_max_per_client connections per client address, same
- * treatment; tcp_max_queries per connection — after that many queries the connection reads
- * no more, answers what it has and closes once the writes drained; VD_TCP_MAX_INFLIGHT
- * forwarded queries per connection — reading pauses until one completes; VD_TCP_MAX_UNSENT
- * bytes queued in libuv — a client that does not read its answers is closed;
+ * filling through SO_REUSEPORT); tcp_max_per_client connections per client address, counted
+ * in the table all workers share, same treatment; tcp_max_queries per connection — after that many
+ * queries the connection reads no more, answers what it has and closes once the writes drained;
+ * VD_TCP_MAX_INFLIGHT forwarded queries per connection — reading pauses until one completes;
+ * VD_TCP_MAX_UNSENT bytes queued in libuv — a client that does not read its answers is closed;
  * tcp_idle_timeout_ms without a complete query or a finished write closes the connection
  * unless queries are still in flight (partial reads never reset it: a client trickling one
  * byte at a time is closed like a silent one).
@@ -48,6 +48,7 @@ typedef struct vd_tcp_conn {
         unsigned inflight;     /* forwarded queries not answered yet */
         unsigned counted;      /* of those, counted in worker->pending (at pending_slot) */
         int pending_slot;      /* the peer's slot in worker->pending while counted > 0 */
+        int client_slot;       /* the peer's slot in worker->tcp_clients, -1 when not counted */
         unsigned queries;      /* messages handled, for tcp_max_queries */
         struct sockaddr_storage peer;
         bool denied; /* outside the access list (deny_action refuse): every query is REFUSED */
@@ -96,6 +97,10 @@ static void conn_close(vd_tcp_conn *c)
                 c->next->prev = c->prev;
         c->prev = c->next = NULL;
         w->tcp_count--;
+        if (c->client_slot >= 0) {
+                vd_ratelimit_pending_dec(w->tcp_clients, c->client_slot);
+                c->client_slot = -1;
+        }
         uv_close((uv_handle_t *)&c->handle, conn_on_close);
         uv_close((uv_handle_t *)&c->idle, conn_on_close);
 }
@@ -385,26 +390,6 @@ static void reject(vd_worker *w, uv_stream_t *server)
         w->transport.tcp_rejected++;
 }
 
-/* Connections of w, other than c, from c's peer address (port ignored). */
-static unsigned connections_from(const vd_worker *w, const vd_tcp_conn *c)
-{
-        unsigned n = 0;
-        for (const vd_tcp_conn *o = w->tcp_conns; o != NULL; o = o->next) {
-                if (o == c || o->peer.ss_family != c->peer.ss_family)
-                        continue;
-                if (c->peer.ss_family == AF_INET) {
-                        const struct sockaddr_in *a = (const struct sockaddr_in *)&o->peer;
-                        const struct sockaddr_in *b = (const struct sockaddr_in *)&c->peer;
-                        n += a->sin_addr.s_addr == b->sin_addr.s_addr;
-                } else if (c->peer.ss_family == AF_INET6) {
-                        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&o->peer;
-                        const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)&c->peer;
-                        n += memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
-                }
-        }
-        return n;
-}
-
 static void on_connection(uv_stream_t *server, int status)
 {
         vd_tcp_listener *l = server->data;
@@ -425,6 +410,7 @@ static void on_connection(uv_stream_t *server, int status)
         c->refs = 1;
         c->handles_open = 2;
         c->pending_slot = -1;
+        c->client_slot = -1;
         uv_tcp_init(&w->loop, &c->handle);
         uv_timer_init(&w->loop, &c->idle);
         c->handle.data = c;
@@ -452,10 +438,15 @@ static void on_connection(uv_stream_t *server, int status)
                 }
                 c->denied = true;
         }
-        if (w->tcp_max_per_client > 0 && connections_from(w, c) >= w->tcp_max_per_client) {
-                w->transport.tcp_client_rejected++;
-                conn_close(c);
-                return;
+        if (w->tcp_clients != NULL) {
+                int slot = vd_ratelimit_pending_acquire(
+                    w->tcp_clients, (const struct sockaddr *)&c->peer, w->tcp_max_per_client);
+                if (slot == VD_PENDING_FULL) {
+                        w->transport.tcp_client_rejected++;
+                        conn_close(c);
+                        return;
+                }
+                c->client_slot = slot;
         }
         w->transport.tcp_accepted++;
         uv_tcp_nodelay(&c->handle, 1);

@@ -105,8 +105,9 @@ typedef struct vd_worker {
         vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
         size_t n_allow;
         vd_deny_action deny_action;
-        vd_ratelimit *rrl;                     /* owned; NULL when rate limiting is off */
-        vd_ratelimit_pending *pending;         /* owned; NULL when max_pending is 0 (unlimited) */
+        vd_ratelimit *rrl;             /* owned; NULL when rate limiting is off */
+        vd_ratelimit_pending *pending; /* the server's; NULL when max_pending is 0 (unlimited) */
+        vd_ratelimit_pending *tcp_clients;     /* the server's; NULL when tcp_max_per_client is 0 */
         unsigned max_pending;                  /* forwarded queries pending per client address */
         const struct sockaddr *pending_client; /* during vd_query_handle: whose query */
         int pending_slot;                      /* its slot, once may_forward looked it up */
@@ -135,16 +136,17 @@ static inline bool vd_transport_allowed(const vd_worker *w, const struct sockadd
         return vd_acl_match(w->allow, w->n_allow, client);
 }
 
-/* The env's may_forward hook (set when the worker is made): finds the current client's
- * pending slot, only for a query about to go upstream. */
+/* The env's may_forward hook (set when the worker is made), called only for a query about to
+ * go upstream: counts it against the current client in the table all workers share, or says
+ * no when the client already has max_pending there. */
 static inline bool vd_transport_may_forward(void *arg)
 {
         vd_worker *w = arg;
         if (w->pending == NULL || w->pending_client == NULL)
                 return true;
-        w->pending_slot = vd_ratelimit_pending_slot(w->pending, w->pending_client);
-        return w->pending_slot < 0 ||
-               vd_ratelimit_pending_count(w->pending, w->pending_slot) < w->max_pending;
+        int slot = vd_ratelimit_pending_acquire(w->pending, w->pending_client, w->max_pending);
+        w->pending_slot = slot >= 0 ? slot : -1;
+        return slot != VD_PENDING_FULL;
 }
 
 /* Call right before vd_query_handle: the client whose query it is. */
@@ -154,16 +156,20 @@ static inline void vd_transport_pending_begin(vd_worker *w, const struct sockadd
         w->pending_slot = -1;
 }
 
-/* Call right after vd_query_handle: counts a forwarded query against the client. Returns its
- * slot when it was counted (the reply must call _done), else -1. */
+/* Call right after vd_query_handle. Returns the client's slot when the query went upstream
+ * counted (the reply must call _done), else -1; a count taken for a query that did not go
+ * (answered or dropped after all) is given back here. */
 static inline int vd_transport_pending_end(vd_worker *w, vd_query_outcome outcome)
 {
         int slot = w->pending_slot;
         w->pending_client = NULL;
         w->pending_slot = -1;
-        if (outcome != VD_QUERY_PENDING || slot < 0)
+        if (slot < 0)
                 return -1;
-        vd_ratelimit_pending_inc(w->pending, slot);
+        if (outcome != VD_QUERY_PENDING) {
+                vd_ratelimit_pending_dec(w->pending, slot);
+                return -1;
+        }
         return slot;
 }
 

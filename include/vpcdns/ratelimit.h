@@ -49,9 +49,14 @@ vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr 
  * (at least 12), or 0 when len < 12 or cap is too small. */
 size_t vd_ratelimit_slip(const uint8_t *resp, size_t len, uint8_t *out, size_t cap);
 
-/* ---- forwarded queries pending per client address ------------------------------------- */
+/* ---- counts per client address: forwarded queries pending, TCP connections open ---------
+ * One table serves every worker thread (each call takes its lock), so a limit holds for the
+ * client across all workers, whichever of them SO_REUSEPORT gives its packets to. */
 
 typedef struct vd_ratelimit_pending vd_ratelimit_pending;
+
+#define VD_PENDING_UNTRACKED (-1) /* no room near the address: not counted, not limited */
+#define VD_PENDING_FULL (-2)      /* the address is at its limit */
 
 /* entries: table size (rounded up); 0: a default of 4096. Returns 0 or -ENOMEM. */
 int vd_ratelimit_pending_new(size_t entries, vd_ratelimit_pending **out);
@@ -61,9 +66,15 @@ void vd_ratelimit_pending_free(vd_ratelimit_pending *t);
  * address has none yet. The slot stays the address's own while its count is above 0.
  * Returns -1 when the table has no room near this address (the query is then not tracked). */
 int vd_ratelimit_pending_slot(vd_ratelimit_pending *t, const struct sockaddr *client);
-unsigned vd_ratelimit_pending_count(const vd_ratelimit_pending *t, int slot);
+unsigned vd_ratelimit_pending_count(vd_ratelimit_pending *t, int slot);
 void vd_ratelimit_pending_inc(vd_ratelimit_pending *t, int slot);
 /* A decrement below 0 is a programming error (VD_CHECK). */
 void vd_ratelimit_pending_dec(vd_ratelimit_pending *t, int slot);
+
+/* Counts one more for client's address unless it already has max: its slot (give it back with
+ * vd_ratelimit_pending_dec), VD_PENDING_FULL, or VD_PENDING_UNTRACKED. One step under the lock,
+ * so two workers cannot both take the last one. */
+int vd_ratelimit_pending_acquire(vd_ratelimit_pending *t, const struct sockaddr *client,
+                                 unsigned max);
 
 #endif

@@ -209,7 +209,9 @@ def test_rrl_limits_responses_and_slips_tc(limited):
 
 
 def test_tcp_connections_per_client(limited):
-    d = limited("tcp_max_connections_per_client: 2\n")
+    # four workers: the connections land on different ones (SO_REUSEPORT), and the limit is
+    # the client's across all of them
+    d = limited("workers: 4\ntcp_max_connections_per_client: 2\n")
     q = frame(make_query(LOCAL, "A").to_wire())
     held = [tcp_from("127.0.0.1", d.port) for _ in range(2)]
     for s in held:
@@ -272,7 +274,9 @@ def test_pending_forwarded_queries_per_client(limited):
     silent.bind(("127.0.0.1", 0))
     try:
         d = limited(
-            "max_pending_per_client: 2\nupstream_timeout_ms: 3000\n",
+            # four workers: the third query comes from another port, so most likely through
+            # another worker, and must still count against the client's two
+            "workers: 4\nmax_pending_per_client: 2\nupstream_timeout_ms: 3000\n",
             upstream="127.0.0.1:%d" % silent.getsockname()[1],
         )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "vpcdns/ratelimit.h"
@@ -315,4 +317,63 @@ Test(ratelimit, pending_table_full_leaves_new_clients_untracked)
         cr_assert_eq(s, slots[3], "a slot whose count fell to 0 is free again");
         cr_assert_eq(vd_ratelimit_pending_count(t, s), 0);
         vd_ratelimit_pending_free(t);
+}
+
+Test(ratelimit, acquire_counts_up_to_the_limit)
+{
+        vd_ratelimit_pending *t = NULL;
+        cr_assert_eq(vd_ratelimit_pending_new(0, &t), 0);
+        struct sockaddr_storage a = v4("10.0.0.1"), b = v4("10.0.0.2");
+        int s1 = vd_ratelimit_pending_acquire(t, SA(a), 2);
+        int s2 = vd_ratelimit_pending_acquire(t, SA(a), 2);
+        cr_assert_geq(s1, 0);
+        cr_assert_eq(s2, s1, "one slot per address");
+        cr_assert_eq(vd_ratelimit_pending_acquire(t, SA(a), 2), VD_PENDING_FULL);
+        cr_assert_eq(vd_ratelimit_pending_count(t, s1), 2, "a refused acquire counts nothing");
+        cr_assert_geq(vd_ratelimit_pending_acquire(t, SA(b), 2), 0, "another address");
+        vd_ratelimit_pending_dec(t, s1);
+        cr_assert_eq(vd_ratelimit_pending_acquire(t, SA(a), 2), s1, "given back, taken again");
+        vd_ratelimit_pending_free(t);
+}
+
+/* Worker threads share one table: however they race, one address never holds more than the
+ * limit, and every count given back leaves it at 0. */
+struct racer {
+        vd_ratelimit_pending *t;
+        atomic_int held, most;
+};
+
+static void *race(void *arg)
+{
+        struct racer *r = arg;
+        struct sockaddr_storage a = v4("10.0.0.1");
+        for (int i = 0; i < 20000; i++) {
+                int slot = vd_ratelimit_pending_acquire(r->t, SA(a), 3);
+                if (slot < 0)
+                        continue;
+                int now = atomic_fetch_add(&r->held, 1) + 1;
+                int most = atomic_load(&r->most);
+                while (now > most && !atomic_compare_exchange_weak(&r->most, &most, now))
+                        ;
+                atomic_fetch_sub(&r->held, 1);
+                vd_ratelimit_pending_dec(r->t, slot);
+        }
+        return NULL;
+}
+
+Test(ratelimit, acquire_holds_across_threads)
+{
+        struct racer r = {0};
+        cr_assert_eq(vd_ratelimit_pending_new(0, &r.t), 0);
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(pthread_create(&th[i], NULL, race, &r), 0);
+        for (int i = 0; i < 4; i++)
+                pthread_join(th[i], NULL);
+        cr_assert_leq(atomic_load(&r.most), 3, "held %d at once", atomic_load(&r.most));
+        struct sockaddr_storage a = v4("10.0.0.1");
+        int slot = vd_ratelimit_pending_slot(r.t, SA(a));
+        cr_assert_geq(slot, 0);
+        cr_assert_eq(vd_ratelimit_pending_count(r.t, slot), 0);
+        vd_ratelimit_pending_free(r.t);
 }
