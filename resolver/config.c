@@ -11,10 +11,12 @@
 #include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "vpcdns/acl.h"
@@ -27,11 +29,76 @@
 /* ------------------------------------------------------------------------------------------ */
 /* Defaults and ownership                                                                    */
 
+#define WORKERS_MAX 64
+
+unsigned vd_cpu_max_workers(const char *cpu_max)
+{
+        char quota[32], rest;
+        unsigned long long period;
+        if (sscanf(cpu_max, "%31s %llu %c", quota, &period, &rest) != 2 || period == 0)
+                return 0;
+        char *end;
+        errno = 0;
+        unsigned long long q = strtoull(quota, &end, 10);
+        if (errno != 0 || end == quota || *end != '\0' || q == 0)
+                return 0; /* "max": no quota */
+        unsigned long long cpus = q / period + (q % period != 0);
+        return cpus > WORKERS_MAX ? WORKERS_MAX : (unsigned)cpus;
+}
+
+static unsigned read_cpu_max(const char *path)
+{
+        char text[64];
+        FILE *f = fopen(path, "re");
+        if (f == NULL)
+                return 0;
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        return vd_cpu_max_workers(text);
+}
+
+/* The quota of our own cgroup (the line "0::PATH" of /proc/self/cgroup), or of the root that
+ * a container's cgroup namespace shows; 0 when there is none or no cgroup v2. */
+static unsigned cgroup_cpu_quota(void)
+{
+        char line[PATH_MAX], path[PATH_MAX + 32];
+        unsigned cpus = 0;
+        FILE *f = fopen("/proc/self/cgroup", "re");
+        if (f != NULL) {
+                while (cpus == 0 && fgets(line, sizeof(line), f) != NULL) {
+                        if (strncmp(line, "0::", 3) != 0)
+                                continue;
+                        line[strcspn(line, "\n")] = '\0';
+                        snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.max", line + 3);
+                        cpus = read_cpu_max(path);
+                }
+                fclose(f);
+        }
+        return cpus > 0 ? cpus : read_cpu_max("/sys/fs/cgroup/cpu.max");
+}
+
+unsigned vd_default_workers(void)
+{
+        long n = 0;
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+                n = CPU_COUNT(&set);
+        if (n <= 0)
+                n = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned quota = cgroup_cpu_quota();
+        if (quota > 0 && quota < n)
+                n = quota;
+        if (n < 1)
+                n = 1;
+        return n > WORKERS_MAX ? WORKERS_MAX : (unsigned)n;
+}
+
 void vd_config_init(vd_config *cfg)
 {
         memset(cfg, 0, sizeof(*cfg));
         cfg->log_level = VD_LOG_INFO;
-        cfg->workers = 1;
+        cfg->workers = vd_default_workers();
         cfg->tcp_idle_timeout_ms = 10000;
         cfg->tcp_max_connections = 1024;
         cfg->upstream_timeout_ms = 2000;
@@ -437,7 +504,7 @@ static const struct key_def keys[KEY_COUNT] = {
     [KEY_SNAPSHOT] = {"snapshot", KIND_PATHS, 0, 0},
     [KEY_ZONE] = {"zone", KIND_PATHS, 0, 0},
     [KEY_LOG_LEVEL] = {"log_level", KIND_LEVEL, 0, 0},
-    [KEY_WORKERS] = {"workers", KIND_UINT, 1, 64},
+    [KEY_WORKERS] = {"workers", KIND_UINT, 1, WORKERS_MAX},
     [KEY_TCP_IDLE_TIMEOUT] = {"tcp_idle_timeout_ms", KIND_UINT, 1, 3600000},
     [KEY_TCP_MAX_CONNECTIONS] = {"tcp_max_connections", KIND_UINT, 1, 1000000},
     [KEY_UPSTREAM_TIMEOUT] = {"upstream_timeout_ms", KIND_UINT, 1, 60000},
@@ -1679,7 +1746,7 @@ const char *vd_config_usage(void)
                "  --check              load and validate everything, print a summary, exit\n"
                "  --dump               print every local record as zone-file text, exit\n"
                "  --log-level LEVEL    error, warn, info or debug (default info)\n"
-               "  --workers N          event-loop threads, 1 to 64 (default 1)\n"
+               "  --workers N          event-loop threads, 1 to 64 (default: the CPUs it may use)\n"
                "  --allow CIDR         clients that may query, e.g. 10.0.0.0/8 (repeatable;\n"
                "                       default loopback, RFC 1918, link-local, fc00::/7 and\n"
                "                       100.64.0.0/10); others get REFUSED (deny_action: drop)\n"

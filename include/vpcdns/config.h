@@ -54,7 +54,7 @@ typedef struct vd_config {
         char *zone_files[VD_MAX_SOURCES]; /* owned */
         size_t n_zones;
         vd_log_level log_level;
-        unsigned workers;             /* event-loop threads; default 1 */
+        unsigned workers;             /* event-loop threads; default vd_default_workers() */
         unsigned tcp_idle_timeout_ms; /* default 10000 */
         unsigned tcp_max_connections; /* default 1024, across all listeners of a worker */
         unsigned upstream_timeout_ms; /* total budget for one forwarded query; default 2000 */
@@ -112,6 +112,14 @@ typedef struct vd_config {
         bool version;      /* --version */
         char *config_path; /* owned, NULL when none */
 } vd_config;
+
+/* The CPUs this process may run on: its affinity mask (taskset, cpusets), lowered to its
+ * cgroup v2 CPU quota when it has one (a container limited to 1.5 CPUs gets 2), 1 to 64. */
+unsigned vd_default_workers(void);
+
+/* cgroup v2's cpu.max ("QUOTA PERIOD", or "max PERIOD" for none) as whole CPUs, rounded up and
+ * at most 64; 0 when there is no quota or the text is not in that form. */
+unsigned vd_cpu_max_workers(const char *cpu_max);
 
 /* Fills cfg with defaults (no listen or upstream yet: see vd_config_finalize). */
 void vd_config_init(vd_config *cfg);

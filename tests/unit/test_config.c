@@ -117,11 +117,30 @@ Test(config, every_key_from_file)
         vd_config_free(&cfg);
 }
 
+/* The default worker count follows the CPUs the process may use, and a cgroup v2 quota
+ * (cpu.max) lowers it: a Kubernetes limit of 1500m is 2 workers, not one per node core. */
+Test(config, cgroup_cpu_quota_in_whole_cpus)
+{
+        cr_assert_eq(vd_cpu_max_workers("max 100000\n"), 0);
+        cr_assert_eq(vd_cpu_max_workers("150000 100000\n"), 2);
+        cr_assert_eq(vd_cpu_max_workers("100000 100000"), 1);
+        cr_assert_eq(vd_cpu_max_workers("50000 100000\n"), 1);
+        cr_assert_eq(vd_cpu_max_workers("200000 100000\n"), 2);
+        cr_assert_eq(vd_cpu_max_workers("100000000 1000\n"), 64);
+        cr_assert_eq(vd_cpu_max_workers(""), 0);
+        cr_assert_eq(vd_cpu_max_workers("100000"), 0);
+        cr_assert_eq(vd_cpu_max_workers("0 100000"), 0);
+        cr_assert_eq(vd_cpu_max_workers("12x 100000"), 0);
+        cr_assert_eq(vd_cpu_max_workers("100000 0"), 0);
+        cr_assert_eq(vd_cpu_max_workers("100000 100000 extra"), 0);
+}
+
 Test(config, defaults_before_anything)
 {
         vd_config cfg;
         vd_config_init(&cfg);
-        cr_assert_eq(cfg.workers, 1);
+        cr_assert_eq(cfg.workers, vd_default_workers());
+        cr_assert(cfg.workers >= 1 && cfg.workers <= 64, "%u workers", cfg.workers);
         cr_assert_eq(cfg.tcp_idle_timeout_ms, 10000);
         cr_assert_eq(cfg.tcp_max_connections, 1024);
         cr_assert_eq(cfg.upstream_timeout_ms, 2000);
@@ -400,7 +419,7 @@ Test(config, no_flags_keeps_defaults)
         vd_error err = {{0}};
         vd_config_init(&cfg);
         cr_assert_eq(run_args(&cfg, argv, &err), 0, "%s", err.msg);
-        cr_assert_eq(cfg.workers, 1);
+        cr_assert_eq(cfg.workers, vd_default_workers());
         cr_assert_eq(cfg.n_listen, 0);
         cr_assert_null(cfg.config_path);
         vd_config_free(&cfg);

@@ -256,6 +256,9 @@ static void base_config(vd_config *cfg, unsigned port)
 {
         char text[32];
         vd_config_init(cfg);
+        /* One worker unless a test says otherwise: the per-worker caps (tcp_max_connections)
+         * are tested on one, and the machine's CPU count must not change what a test sees. */
+        cfg->workers = 1;
         snprintf(text, sizeof(text), "127.0.0.1:%u", port);
         cr_assert_eq(vd_addr_parse(text, 53, &cfg->listen[0]), 0);
         cfg->n_listen = 1;
