@@ -10,6 +10,8 @@
  *
  * libuv's own UDP receive (UV_UDP_RECVMMSG) was measured against this and left: per batch it
  * made one more recvmmsg (until EAGAIN), a callback per datagram and a 64 KiB chunk per slot.
+ * Reading on until EAGAIN here was measured too: 0.94 instead of 0.76 system calls per query
+ * at 100k qps, and no difference in CPU or p99 that stood out of the noise.
  *
  * Per-client limits: a datagram from a client outside the access list gets REFUSED or
  * nothing (deny_action); a client with max_pending queries upstream gets SERVFAIL for the
@@ -292,7 +294,19 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
 
         (void)events;
         if (status < 0) {
+                /* libuv stops a poll handle on POLLERR, a socket error pending: take the error
+                 * (SO_ERROR clears it, and a bounded read empties an error queue) and watch
+                 * again, or the listener would go deaf. */
+                int soerr = 0;
+                socklen_t soerr_len = sizeof(soerr);
+                (void)getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
+                for (int i = 0; i < VD_UDP_BATCH; i++)
+                        if (recv(l->fd, io->rx_data[0], VD_UDP_SLOT, MSG_ERRQUEUE | MSG_DONTWAIT) <
+                            0)
+                                break;
                 w->transport.udp_errors++;
+                if (!w->stopping)
+                        uv_poll_start(handle, UV_READABLE, udp_readable);
                 return;
         }
         for (int round = 0; round < VD_UDP_ROUNDS && !w->stopping; round++) {

@@ -8,6 +8,7 @@
  * different clients. Every receive has a timeout so a failing test cannot hang. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -434,6 +436,67 @@ Test(server, udp_response_packets_get_no_reply)
         qlen = make_query(q, 0x7778, "example.com");
         cr_assert_gt(udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS), 0);
         cr_assert_eq(vd_wire_get16(resp), 0x7778);
+        stop(&r);
+}
+
+/* The in-process server's UDP socket on 127.0.0.1:port, found among our own descriptors. */
+static int server_udp_fd(unsigned port)
+{
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        int found = -1;
+        cr_assert_not_null(d);
+        while (found < 0 && (e = readdir(d)) != NULL) {
+                int fd = atoi(e->d_name);
+                int type = 0;
+                socklen_t tl = sizeof(type);
+                struct sockaddr_in a;
+                socklen_t al = sizeof(a);
+                if (e->d_name[0] == '.' || fd == dirfd(d) ||
+                    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_DGRAM ||
+                    getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET)
+                        continue;
+                if (ntohs(a.sin_port) == port)
+                        found = fd;
+        }
+        closedir(d);
+        return found;
+}
+
+/* With IP_RECVERR on the listening socket, an answer to a client that already left queues an
+ * ICMP port-unreachable error; epoll reports POLLERR, on which libuv stops a poll handle. The
+ * listener must take the error and go on answering. */
+Test(server, udp_socket_error_does_not_stop_the_listener)
+{
+        struct running r;
+        uint8_t q[512], resp[512];
+        start_simple(&r, 10000, 16);
+        int sfd = server_udp_fd(r.port);
+        cr_assert_geq(sfd, 0, "the server's UDP socket");
+        int on = 1;
+        cr_assert_eq(setsockopt(sfd, IPPROTO_IP, IP_RECVERR, &on, sizeof(on)), 0);
+
+        struct sockaddr_in a = loopback(r.port);
+        size_t qlen = make_query(q, 0x5151, "gone.example");
+        int busy = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert_geq(busy, 0);
+        for (int i = 0; i < 5; i++) {
+                /* a burst keeps the worker busy while the next client sends and leaves, so
+                 * that the answer meets a closed port */
+                for (int k = 0; k < 200; k++)
+                        sendto(busy, q, qlen, 0, (struct sockaddr *)&a, sizeof(a));
+                int fd = socket(AF_INET, SOCK_DGRAM, 0);
+                cr_assert_geq(fd, 0);
+                cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)),
+                             (ssize_t)qlen);
+                close(fd);
+                usleep(50 * 1000);
+        }
+        close(busy);
+        qlen = make_query(q, 0x5152, "still.example");
+        ssize_t n = udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS);
+        cr_assert_geq(n, 12, "no answer after a socket error");
+        cr_assert_eq(vd_wire_get16(resp), 0x5152);
         stop(&r);
 }
 
