@@ -212,7 +212,6 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         env->counters.cache_answers++;
                 return VD_QUERY_REPLY;
         }
-        bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
         if (env->cache != NULL && env->resolver == NULL) {
                 size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
                 if (n > 0) {
@@ -221,6 +220,9 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         return VD_QUERY_REPLY;
                 }
         }
+        /* Only now, with no answer at hand: may_forward counts the query against the client
+         * in a table the workers share (a lock no local answer or cache hit takes). */
+        bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
         if (env->resolver != NULL && !denied)
                 return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
         if (denied) {
