@@ -185,13 +185,20 @@ void vd_builder_free(vd_builder *b)
         free(b);
 }
 
+/* The capacity that holds need, doubling from cap (from first when cap is 0). */
+static size_t grown_cap(size_t cap, size_t need, size_t first)
+{
+        size_t ncap = cap ? cap * 2 : first;
+        while (ncap < need)
+                ncap *= 2;
+        return ncap;
+}
+
 static void *grow(void *ptr, size_t *cap, size_t need, size_t elem)
 {
         if (need <= *cap)
                 return ptr;
-        size_t ncap = *cap ? *cap * 2 : 16;
-        while (ncap < need)
-                ncap *= 2;
+        size_t ncap = grown_cap(*cap, need, 16);
         void *p = realloc(ptr, ncap * elem);
         if (p != NULL)
                 *cap = ncap;
@@ -225,9 +232,7 @@ static void *store_grow(vd_builder *b, void *ptr, size_t *cap, size_t need, size
 {
         if (need <= *cap)
                 return ptr;
-        size_t ncap = *cap ? *cap * 2 : 4;
-        while (ncap < need)
-                ncap *= 2;
+        size_t ncap = grown_cap(*cap, need, 4);
         void *p = store_alloc(b, ncap * elem);
         if (p == NULL)
                 return NULL;

@@ -654,6 +654,19 @@ Test(aws, two_endpoints_claiming_one_vpce_name)
         expect_msg(msg, "VpcEndpoints[1] (vpce-0c2c2c2c2c2c2c2c2, vpc-0f1e2d3c4b5a69788)");
 }
 
+/* got holds exactly the records of want (a non-empty load of the same snapshot). */
+static void expect_same_records(const recs *got, const recs *want, const char *how)
+{
+        cr_assert_gt(want->n, 0);
+        cr_assert_eq(got->n, want->n, "%zu records %s, %zu without", got->n, how, want->n);
+        for (size_t i = 0; i < want->n; i++) {
+                cr_expect_str_eq(got->v[i].owner, want->v[i].owner);
+                cr_expect_eq(got->v[i].type, want->v[i].type);
+                cr_expect_eq(got->v[i].ttl, want->v[i].ttl);
+                cr_expect_str_eq(got->v[i].rdata, want->v[i].rdata);
+        }
+}
+
 /* RFC 8259 §8.1 lets a parser ignore a UTF-8 byte-order mark; Windows tools add one when a
  * user saves the CLI's output. The records must be exactly those of the file without it. */
 Test(aws, utf8_byte_order_mark_is_ignored)
@@ -662,15 +675,7 @@ Test(aws, utf8_byte_order_mark_is_ignored)
 
         load_ok("ap-southeast-2", &plain);
         load_ok("bom", &marked);
-        cr_assert_gt(plain.n, 0);
-        cr_assert_eq(marked.n, plain.n, "%zu records with the mark, %zu without", marked.n,
-                     plain.n);
-        for (size_t i = 0; i < plain.n; i++) {
-                cr_expect_str_eq(marked.v[i].owner, plain.v[i].owner);
-                cr_expect_eq(marked.v[i].type, plain.v[i].type);
-                cr_expect_eq(marked.v[i].ttl, plain.v[i].ttl);
-                cr_expect_str_eq(marked.v[i].rdata, plain.v[i].rdata);
-        }
+        expect_same_records(&marked, &plain, "with the mark");
         cr_expect_eq(marked.sum.endpoints_served, plain.sum.endpoints_served);
         cr_expect_eq(marked.sum.addresses, plain.sum.addresses);
         recs_free(&plain);
@@ -733,13 +738,7 @@ Test(aws, snapshot_from_fifos)
                 unlink(dst);
         }
         rmdir(dir);
-        cr_assert_gt(plain.n, 0);
-        cr_assert_eq(piped.n, plain.n, "%zu records from the pipes, %zu from the files", piped.n,
-                     plain.n);
-        for (size_t i = 0; i < plain.n; i++) {
-                cr_expect_str_eq(piped.v[i].owner, plain.v[i].owner);
-                cr_expect_str_eq(piped.v[i].rdata, plain.v[i].rdata);
-        }
+        expect_same_records(&piped, &plain, "from the pipes");
         recs_free(&plain);
         recs_free(&piped);
 }
