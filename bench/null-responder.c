@@ -38,6 +38,16 @@ static void usage(void)
 }
 
 /* Parses "A.B.C.D:PORT" or "[::1]:PORT" into addr; 0, or -1 with a message. Only loopback. */
+/* The refusal of an address outside loopback; returns -1. */
+static int not_loopback(const char *host)
+{
+        fprintf(stderr,
+                "vpcdns-null-responder: %s is not a loopback address; this measuring tool binds "
+                "to 127.0.0.0/8 or ::1 only\n",
+                host);
+        return -1;
+}
+
 static int parse_listen(const char *text, struct sockaddr_storage *addr, socklen_t *len)
 {
         const char *arg = text;
@@ -75,26 +85,16 @@ static int parse_listen(const char *text, struct sockaddr_storage *addr, socklen
         struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
         struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
         if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-                if ((ntohl(v4->sin_addr.s_addr) >> 24) != 127) {
-                        fprintf(stderr,
-                                "vpcdns-null-responder: %s is not a loopback address; this "
-                                "measuring tool binds to 127.0.0.0/8 or ::1 only\n",
-                                host);
-                        return -1;
-                }
+                if ((ntohl(v4->sin_addr.s_addr) >> 24) != 127)
+                        return not_loopback(host);
                 v4->sin_family = AF_INET;
                 v4->sin_port = htons((uint16_t)port);
                 *len = sizeof(*v4);
                 return 0;
         }
         if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-                if (!IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) {
-                        fprintf(stderr,
-                                "vpcdns-null-responder: %s is not a loopback address; this "
-                                "measuring tool binds to 127.0.0.0/8 or ::1 only\n",
-                                host);
-                        return -1;
-                }
+                if (!IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr))
+                        return not_loopback(host);
                 v6->sin6_family = AF_INET6;
                 v6->sin6_port = htons((uint16_t)port);
                 *len = sizeof(*v6);
