@@ -1,12 +1,12 @@
 /* forward.c — the forwarder: queries that local data does not answer go upstream through
- * c-ares 1.18 driven by a libuv loop. Owns the upstream side: forwarding rules (most specific
- * domain wins), per-server health (smoothed RTT, consecutive failures, dead with a doubling
- * backoff, background probes), per-server token buckets (max_qps), server choice and failover
- * within the query's budget, source-port rotation (a pool of one-server c-ares channels per
- * server, one picked at random per send), CSPRNG query IDs, DNS 0x20, and the check that an
- * answer answers its question. Also turns an upstream answer into the client's response
- * (vd_forward_relay). It does not cache or merge questions (resolve.c does), and never parses
- * by hand what wire.h can read.
+ * c-ares (1.18 and later, with the same behaviour on each) driven by a libuv loop. Owns the
+ * upstream side: forwarding rules (most specific domain wins), per-server health (smoothed RTT,
+ * consecutive failures, dead with a doubling backoff, background probes), per-server token
+ * buckets (max_qps), server choice and failover within the query's budget, source-port
+ * rotation (a pool of one-server c-ares channels per server, one picked at random per send),
+ * CSPRNG query IDs, DNS 0x20, and the check that an answer answers its question. Also turns an
+ * upstream answer into the client's response (vd_forward_relay). It does not cache or merge
+ * questions (resolve.c does), and never parses by hand what wire.h can read.
  *
  * Handles: one uv_poll_t per c-ares socket (whatever channel it belongs to), one uv_timer_t
  * for every channel's c-ares timeouts (armed from the earliest ares_timeout of the channels
@@ -14,9 +14,9 @@
  *
  * Lifetime of a query (struct fwd_query): it is completed once (its callback run) by whichever
  * comes first — a usable answer, its budget, running out of servers, or vd_forwarder_close —
- * and freed once every send (struct attempt: one ares_send, whose callback c-ares fires exactly
- * once) has ended and its timer handle has been closed. Sends may outlive the completion: a
- * late answer still feeds server health and the on_answer hook. */
+ * and freed once every send (struct attempt: one query handed to c-ares, whose callback c-ares
+ * fires exactly once) has ended and its timer handle has been closed. Sends may outlive the
+ * completion: a late answer still feeds server health and the on_answer hook. */
 #include <ares.h>
 #include <errno.h>
 #include <pthread.h>
@@ -28,7 +28,10 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <stdio.h>
 
 #include "vpcdns/forward.h"
 
@@ -51,13 +54,19 @@
 
 struct fwd_query;
 
+struct attempt;
+
 /* One c-ares channel with one server: its own UDP socket, so its own source port. */
 struct channel {
         vd_forwarder *f;
         struct server *srv;
         ares_channel ch;
         bool live;
-        unsigned inflight; /* sends on this channel whose callback has not run */
+        unsigned inflight;     /* sends on this channel whose callback has not run */
+        struct attempt *sends; /* those sends, linked through chan_prev/chan_next */
+        bool capturing;        /* inside our ares_send: note the ID that goes out */
+        bool captured;
+        uint16_t captured_id;
 };
 
 struct server {
@@ -92,11 +101,13 @@ struct rule {
 struct attempt {
         struct fwd_query *q;
         struct channel *chan;
-        size_t pos; /* index in q->list */
+        size_t pos;                            /* index in q->list */
+        struct attempt *chan_prev, *chan_next; /* chan->sends, while pending */
         uint64_t sent_ns;
-        uint16_t id;
-        bool pending; /* the c-ares callback has not run */
-        bool sending; /* inside ares_send: a callback now is a synchronous failure */
+        uint16_t id;   /* the ID on the wire, once id_known */
+        bool id_known; /* answers are matched only once the ID is known */
+        bool pending;  /* the c-ares callback has not run */
+        bool sending;  /* inside ares_send: a callback now is a synchronous failure */
         bool sync_failed;
         int sync_status;
         bool is_probe;        /* sent to a dead server to see whether it is back */
@@ -160,7 +171,6 @@ struct vd_forwarder {
         uint16_t last_id;
         size_t rand_pos;
         uint8_t rand_buf[256];
-        uint64_t ids_in_flight[65536 / 64];
         uint8_t answer[VD_TCP_MAX]; /* upstream answer with the client's question case */
         uint8_t out[VD_TCP_MAX];    /* response scratch, valid during one done() call */
 };
@@ -210,31 +220,49 @@ static int random_u16(vd_forwarder *f, uint16_t *out)
         return rc;
 }
 
-static bool id_in_flight(const vd_forwarder *f, uint16_t id)
-{
-        return (f->ids_in_flight[id >> 6] >> (id & 63)) & 1u;
-}
-
-static void id_mark(vd_forwarder *f, uint16_t id, bool on)
-{
-        uint64_t bit = (uint64_t)1 << (id & 63);
-        if (on)
-                f->ids_in_flight[id >> 6] |= bit;
-        else
-                f->ids_in_flight[id >> 6] &= ~bit;
-}
-
 /* ---- sockets ------------------------------------------------------------------------- */
 
-/* c-ares reads and writes through these (ares_set_socket_functions) so that we see every
- * datagram it receives: one from another address, or with an ID we have not sent (or no
- * longer wait for), is counted as a mismatch; c-ares drops it as before. c-ares connects its
- * UDP sockets, so the kernel already discards datagrams from other ports; the check stays for
- * what gets through. */
+/* c-ares reads and writes through these so that every UDP datagram is checked before c-ares
+ * sees it, the same way on every c-ares version: it must come from the server's address and
+ * port, carry the ID of a send still waiting on this channel and answer that send's question
+ * (the exact spelling under 0x20). Anything else is counted as a mismatch and dropped, so a
+ * spoofed or garbled datagram can neither end a send nor make c-ares close the socket (1.22+
+ * do on a datagram they cannot parse). c-ares connects its UDP sockets, so the kernel already
+ * discards datagrams from other ports; the check stays for what gets through. TCP (after a TC
+ * answer) is a stream and passes unchecked: c-ares matches ID and question there, and the
+ * answer is checked again when its send ends. */
+#define MAX_DROPS_PER_READ 64
+
+static bool answer_matches(const struct fwd_query *q, const uint8_t *a, size_t len);
+
+/* The send waiting on c with this ID on the wire, or NULL. */
+static struct attempt *find_send(const struct channel *c, uint16_t id)
+{
+        for (struct attempt *a = c->sends; a != NULL; a = a->chan_next)
+                if (a->id_known && a->id == id)
+                        return a;
+        return NULL;
+}
+
+static bool datagram_answers(const struct channel *c, const uint8_t *d, size_t len,
+                             const struct sockaddr *from, ares_socklen_t from_len)
+{
+        vd_addr source;
+        if (len < VD_HEADER_LEN || from_len == 0)
+                return false;
+        memset(&source, 0, sizeof(source));
+        source.len = from_len <= sizeof(source.ss) ? from_len : sizeof(source.ss);
+        memcpy(&source.ss, from, source.len);
+        if (!vd_addr_equal(&source, &c->srv->addr))
+                return false;
+        const struct attempt *a = find_send(c, vd_wire_get16(d));
+        return a != NULL && answer_matches(a->q, d, len);
+}
+
 static ares_socket_t sock_open(int af, int type, int protocol, void *data)
 {
         (void)data;
-        return socket(af, type | SOCK_CLOEXEC, protocol);
+        return socket(af, type | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
 }
 
 static int sock_close(ares_socket_t fd, void *data)
@@ -243,6 +271,101 @@ static int sock_close(ares_socket_t fd, void *data)
         return close(fd);
 }
 
+/* The ID of the query c-ares writes while our ares_send runs (c-ares 1.22 to 1.27 replace
+ * ours and do not say which they chose). */
+static void note_sent_id(struct channel *c, const void *buf, size_t len)
+{
+        if (c->capturing && !c->captured && len >= 2) {
+                c->captured = true;
+                c->captured_id = vd_wire_get16(buf);
+        }
+}
+
+static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
+                                  struct sockaddr *from, ares_socklen_t *from_len, void *data)
+{
+        struct channel *c = data;
+        if (from == NULL || from_len == NULL) /* TCP */
+                return recvfrom(fd, buf, len, flags, from, from_len);
+        ares_socklen_t room = *from_len;
+        for (unsigned dropped = 0; dropped < MAX_DROPS_PER_READ; dropped++) {
+                *from_len = room;
+                ares_ssize_t n = recvfrom(fd, buf, len, flags, from, from_len);
+                if (n < 0)
+                        return n;
+                if (datagram_answers(c, buf, (size_t)n, from, *from_len))
+                        return n;
+                c->f->counters.mismatches++;
+        }
+        errno = EAGAIN; /* the rest on the next readable event */
+        return -1;
+}
+
+#if ARES_VERSION >= 0x012200 /* 1.34: ares_set_socket_functions_ex */
+static int sock_setsockopt(ares_socket_t fd, ares_socket_opt_t opt, const void *val,
+                           ares_socklen_t len, void *data)
+{
+        (void)fd;
+        (void)opt;
+        (void)val;
+        (void)len;
+        (void)data;
+        errno = ENOSYS; /* none is asked for: no buffer sizes, device or fast open set */
+        return -1;
+}
+
+static int sock_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len,
+                        unsigned int flags, void *data)
+{
+        (void)flags;
+        (void)data;
+        return connect(fd, sa, len);
+}
+
+static ares_ssize_t sock_sendto(ares_socket_t fd, const void *buf, size_t len, int flags,
+                                const struct sockaddr *sa, ares_socklen_t sa_len, void *data)
+{
+        note_sent_id(data, buf, len);
+        return sendto(fd, buf, len, flags, sa, sa_len);
+}
+
+static int sock_getsockname(ares_socket_t fd, struct sockaddr *sa, ares_socklen_t *len, void *data)
+{
+        (void)data;
+        return getsockname(fd, sa, len);
+}
+
+static unsigned int sock_nametoindex(const char *name, void *data)
+{
+        (void)data;
+        return if_nametoindex(name);
+}
+
+static const char *sock_indextoname(unsigned int index, char *buf, size_t len, void *data)
+{
+        (void)data;
+        return len >= IF_NAMESIZE ? if_indextoname(index, buf) : NULL;
+}
+
+static const struct ares_socket_functions_ex socket_functions = {
+    .version = 1,
+    .flags = ARES_SOCKFUNC_FLAG_NONBLOCKING,
+    .asocket = sock_open,
+    .aclose = sock_close,
+    .asetsockopt = sock_setsockopt,
+    .aconnect = sock_connect,
+    .arecvfrom = sock_recvfrom,
+    .asendto = sock_sendto,
+    .agetsockname = sock_getsockname,
+    .aif_nametoindex = sock_nametoindex,
+    .aif_indextoname = sock_indextoname,
+};
+
+static int set_socket_functions(struct channel *c)
+{
+        return ares_set_socket_functions_ex(c->ch, &socket_functions, c);
+}
+#else
 static int sock_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *data)
 {
         (void)data;
@@ -251,25 +374,9 @@ static int sock_connect(ares_socket_t fd, const struct sockaddr *sa, ares_sockle
 
 static ares_ssize_t sock_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *data)
 {
-        (void)data;
+        if (n >= 1)
+                note_sent_id(data, iov[0].iov_base, iov[0].iov_len);
         return writev(fd, iov, n);
-}
-
-static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
-                                  struct sockaddr *from, ares_socklen_t *from_len, void *data)
-{
-        struct channel *c = data;
-        ares_ssize_t n = recvfrom(fd, buf, len, flags, from, from_len);
-        if (n >= 2 && from != NULL && from_len != NULL && *from_len > 0) { /* UDP */
-                vd_addr source;
-                memset(&source, 0, sizeof(source));
-                source.len = *from_len <= sizeof(source.ss) ? *from_len : sizeof(source.ss);
-                memcpy(&source.ss, from, source.len);
-                if (!vd_addr_equal(&source, &c->srv->addr) ||
-                    !id_in_flight(c->f, vd_wire_get16(buf)))
-                        c->f->counters.mismatches++;
-        }
-        return n;
 }
 
 static const struct ares_socket_functions socket_functions = {
@@ -280,16 +387,25 @@ static const struct ares_socket_functions socket_functions = {
     .asendv = sock_sendv,
 };
 
+static int set_socket_functions(struct channel *c)
+{
+        ares_set_socket_functions(c->ch, &socket_functions, c);
+        return ARES_SUCCESS;
+}
+#endif
+
 /* A fresh ID from the CSPRNG that differs from the client's, from the previous one and from
- * every ID still in flight on any channel (c-ares matches answers to sends by ID). */
-static int new_query_id(vd_forwarder *f, uint16_t client_id, uint16_t *out)
+ * every ID still waiting on the channel (c-ares matches answers to sends by ID). c-ares 1.22
+ * and later put an ID of their own choice on the wire instead (from their CSPRNG, unique per
+ * channel); the send learns it once it is sent. */
+static int new_query_id(vd_forwarder *f, const struct channel *c, uint16_t client_id, uint16_t *out)
 {
         for (int attempt = 0; attempt < 64; attempt++) {
                 uint16_t id = 0;
                 int rc = random_u16(f, &id);
                 if (rc < 0)
                         return rc;
-                if (id == client_id || id == f->last_id || id_in_flight(f, id))
+                if (id == client_id || id == f->last_id || find_send(c, id) != NULL)
                         continue;
                 f->last_id = id;
                 *out = id;
@@ -816,6 +932,77 @@ static int ares_to_errno(int status)
 
 static void on_attempt_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen);
 
+static void chan_link(struct channel *c, struct attempt *a)
+{
+        a->chan_prev = NULL;
+        a->chan_next = c->sends;
+        if (c->sends != NULL)
+                c->sends->chan_prev = a;
+        c->sends = a;
+}
+
+static void chan_unlink(struct channel *c, struct attempt *a)
+{
+        if (a->chan_prev != NULL)
+                a->chan_prev->chan_next = a->chan_next;
+        else
+                c->sends = a->chan_next;
+        if (a->chan_next != NULL)
+                a->chan_next->chan_prev = a->chan_prev;
+        a->chan_prev = a->chan_next = NULL;
+}
+
+/* Hands the query to c-ares. Its callback (on_attempt_answer) runs exactly once, possibly
+ * from inside this call. Sets a->id to the ID on the wire once it is known. */
+#if ARES_VERSION >= 0x011c00 /* 1.28: ares_send_dnsrec, which reports the ID it chose */
+static void on_send_dnsrec(void *arg, ares_status_t status, size_t timeouts,
+                           const ares_dns_record_t *answer)
+{
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        /* The answer as c-ares parsed it, written back to wire form (what ares_send did). */
+        if (status == ARES_SUCCESS &&
+            (answer == NULL || ares_dns_write(answer, &buf, &len) != ARES_SUCCESS ||
+             len > VD_TCP_MAX))
+                status = ARES_EBADRESP;
+        on_attempt_answer(arg, (int)status, (int)timeouts, status == ARES_SUCCESS ? buf : NULL,
+                          status == ARES_SUCCESS ? (int)len : 0);
+        ares_free_string(buf);
+}
+
+static void ares_send_query(struct attempt *a, const uint8_t *pkt, size_t len)
+{
+        ares_dns_record_t *rec = NULL;
+        unsigned short qid = 0;
+        ares_status_t st = ares_dns_parse(pkt, len, 0, &rec);
+        if (st != ARES_SUCCESS) {
+                on_attempt_answer(a, (int)st, 0, NULL, 0);
+                return;
+        }
+        st = ares_send_dnsrec(a->chan->ch, rec, on_send_dnsrec, a, &qid);
+        ares_dns_record_destroy(rec);
+        if (st == ARES_SUCCESS && a->pending) {
+                a->id = qid;
+                a->id_known = true;
+        }
+}
+#else
+static void ares_send_query(struct attempt *a, const uint8_t *pkt, size_t len)
+{
+        struct channel *c = a->chan;
+        c->capturing = true;
+        c->captured = false;
+        ares_send(c->ch, pkt, (int)len, on_attempt_answer, a);
+        c->capturing = false;
+        if (a->pending) {
+                /* 1.18 to 1.21 send our ID; 1.22 to 1.27 their own, seen on its way out. */
+                if (c->captured)
+                        a->id = c->captured_id;
+                a->id_known = true;
+        }
+}
+#endif
+
 /* One send of q to the server at list position pos, on a random channel of that server.
  * Returns 0, or a negative code when nothing was sent (no attempt slot, over budget, no ID,
  * c-ares failed at once). Never runs q's callback. */
@@ -831,14 +1018,15 @@ static int send_attempt(struct fwd_query *q, size_t pos, bool is_probe, uint64_t
         if (!has_token(f, s, now))
                 return -EBUSY;
         rc = random_u16(f, &r);
+        struct channel *chan = &s->chans[r % s->n_chans];
         if (rc == 0)
-                rc = new_query_id(f, q->qi.id, &id);
+                rc = new_query_id(f, chan, q->qi.id, &id);
         if (rc < 0)
                 return rc;
         struct attempt *a = &q->att[q->n_att];
         memset(a, 0, sizeof(*a));
         a->q = q;
-        a->chan = &s->chans[r % s->n_chans];
+        a->chan = chan;
         a->pos = pos;
         a->id = id;
         a->is_probe = is_probe;
@@ -847,15 +1035,15 @@ static int send_attempt(struct fwd_query *q, size_t pos, bool is_probe, uint64_t
         a->sending = true;
         q->n_att++;
         q->pending++;
-        a->chan->inflight++;
-        id_mark(f, id, true);
+        chan->inflight++;
+        chan_link(chan, a);
         q->tries[pos]++;
         if (f->max_qps > 0)
                 s->tokens -= TOKEN;
 
         uint8_t pkt[QUERY_MAX];
         size_t len = build_upstream_query(q, id, pkt);
-        ares_send(a->chan->ch, pkt, (int)len, on_attempt_answer, a);
+        ares_send_query(a, pkt, len);
         a->sending = false;
         if (a->sync_failed) /* the callback already undid the counts */
                 return ares_to_errno(a->sync_status);
@@ -979,7 +1167,7 @@ static void on_attempt_answer(void *arg, int status, int timeouts, unsigned char
         a->pending = false;
         q->pending--;
         a->chan->inflight--;
-        id_mark(f, a->id, false);
+        chan_unlink(a->chan, a);
         if (a->sending) {
                 /* Synchronous failure inside ares_send: undo the send. */
                 a->sync_failed = true;
@@ -998,9 +1186,12 @@ static void on_attempt_answer(void *arg, int status, int timeouts, unsigned char
                 if (!a->timeout_counted)
                         server_failed(s, a->is_probe, now);
                 a->timeout_counted = true;
-                /* An error (not a timeout) from the send being watched: move on at once. */
-                if (!q->answered && q->cur == (int)(a - q->att) && status != ARES_ETIMEOUT &&
-                    !send_next(q, now, true))
+                /* The send being watched ended: move on at once. An error rules its server
+                 * out for this query; a timeout does not (c-ares 1.32 and later end a send
+                 * after 5 times the server's average RTT, at least 250 ms, which can come
+                 * before our per-try deadline). */
+                if (!q->answered && q->cur == (int)(a - q->att) &&
+                    !send_next(q, now, status != ARES_ETIMEOUT))
                         q->cur = -1;
                 if (!q->answered && q->cur >= 0)
                         arm_query_timer(q, now);
@@ -1200,25 +1391,46 @@ static int fill_list(vd_forwarder *f, struct server_list *l, const vd_addr *addr
         return 0;
 }
 
-/* The server's channels: each a c-ares channel with this one server, tries 1 (we retry and
- * fail over ourselves), timeout = the budget (a late answer still counts for health). */
-static int open_channels(vd_forwarder *f, struct server *s, unsigned n, vd_error *err)
+/* The server as ares_set_servers_ports_csv takes it: "192.0.2.1:53", "[2001:db8::1]:53",
+ * "[fe80::1%eth0]:53". */
+static int server_csv(const vd_addr *addr, char *out, size_t cap)
 {
-        struct ares_addr_port_node node;
-        memset(&node, 0, sizeof(node));
+        char host[INET6_ADDRSTRLEN], scope[IF_NAMESIZE + 1] = "";
         unsigned port;
-        if (s->addr.ss.ss_family == AF_INET) {
-                const struct sockaddr_in *sin = (const struct sockaddr_in *)&s->addr.ss;
-                node.family = AF_INET;
-                memcpy(&node.addr.addr4, &sin->sin_addr, sizeof(node.addr.addr4));
+        if (addr->ss.ss_family == AF_INET) {
+                const struct sockaddr_in *sin = (const struct sockaddr_in *)&addr->ss;
+                if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)) == NULL)
+                        return -EINVAL;
                 port = ntohs(sin->sin_port);
         } else {
-                const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&s->addr.ss;
-                node.family = AF_INET6;
-                memcpy(&node.addr.addr6, &sin6->sin6_addr, sizeof(node.addr.addr6));
+                const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&addr->ss;
+                char ifname[IF_NAMESIZE];
+                if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host)) == NULL)
+                        return -EINVAL;
+                if (sin6->sin6_scope_id != 0) {
+                        if (if_indextoname(sin6->sin6_scope_id, ifname) == NULL)
+                                return -EINVAL;
+                        scope[0] = '%';
+                        memcpy(scope + 1, ifname, strnlen(ifname, IF_NAMESIZE - 1) + 1);
+                }
                 port = ntohs(sin6->sin6_port);
         }
-        node.udp_port = node.tcp_port = port ? (int)port : 53;
+        bool v6 = addr->ss.ss_family == AF_INET6;
+        int n = snprintf(out, cap, "%s%s%s%s:%u", v6 ? "[" : "", host, scope, v6 ? "]" : "",
+                         port ? port : 53u);
+        return n > 0 && (size_t)n < cap ? 0 : -EINVAL;
+}
+
+/* The server's channels: each a c-ares channel with this one server, tries 1 (we retry and
+ * fail over ourselves), timeout = the budget (a late answer still counts for health; c-ares
+ * 1.32 and later shorten it once they have measured the server), and no c-ares query cache
+ * (1.23 and later have one, on by default: it would answer from under our cache, serve-stale
+ * and prefetch, and hide upstream traffic from the budget). */
+static int open_channels(vd_forwarder *f, struct server *s, unsigned n, vd_error *err)
+{
+        char csv[INET6_ADDRSTRLEN + IF_NAMESIZE + 16];
+        if (server_csv(&s->addr, csv, sizeof(csv)) != 0)
+                return vd_error_set(err, "forwarder: upstream address cannot be used");
 
         s->chans = calloc(n, sizeof(*s->chans));
         if (s->chans == NULL) {
@@ -1246,6 +1458,10 @@ static int open_channels(vd_forwarder *f, struct server *s, unsigned n, vd_error
                 ao.sock_state_cb_data = c;
                 int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SERVERS |
                            ARES_OPT_SOCK_STATE_CB | ARES_OPT_EDNSPSZ;
+#ifdef ARES_OPT_QUERY_CACHE
+                ao.qcache_max_ttl = 0; /* 0: no query cache */
+                mask |= ARES_OPT_QUERY_CACHE;
+#endif
                 int rc = ares_init_options(&c->ch, &ao, mask);
                 if (rc != ARES_SUCCESS) {
                         vd_error_set(err, "forwarder: c-ares init: %s", ares_strerror(rc));
@@ -1253,8 +1469,9 @@ static int open_channels(vd_forwarder *f, struct server *s, unsigned n, vd_error
                 }
                 c->live = true;
                 s->n_chans = i + 1;
-                ares_set_socket_functions(c->ch, &socket_functions, c);
-                rc = ares_set_servers_ports(c->ch, &node);
+                rc = set_socket_functions(c);
+                if (rc == ARES_SUCCESS)
+                        rc = ares_set_servers_ports_csv(c->ch, csv);
                 if (rc != ARES_SUCCESS) {
                         vd_error_set(err, "forwarder: c-ares servers: %s", ares_strerror(rc));
                         return rc == ARES_ENOMEM ? -ENOMEM : -EIO;
