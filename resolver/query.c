@@ -1,9 +1,9 @@
 /* query.c — one client query's pipeline, independent of the transport:
  * parse → header policy (opcode, class, meta types) → our own loop probe → local data (unless
  * a forwarding rule covers the name, spec §5) → minimal ANY (RFC 8482) → the resolver (cache,
- * merging, serve-stale, upstream), or without one the worker's cache → forwarder.
+ * merging, serve-stale, upstream), or SERVFAIL without one.
  * The local path writes the response into the caller's buffer without allocating; the
- * forwarded path hands the transport's reply callback to the resolver or the forwarder.
+ * forwarded path hands the transport's reply callback to the resolver.
  * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
 #include <errno.h>
 #include <stdatomic.h>
@@ -212,14 +212,6 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         env->counters.cache_answers++;
                 return VD_QUERY_REPLY;
         }
-        if (env->cache != NULL && env->resolver == NULL) {
-                size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
-                if (n > 0) {
-                        env->counters.cache_answers++;
-                        *out_len = n;
-                        return VD_QUERY_REPLY;
-                }
-        }
         /* Only now, with no answer at hand: may_forward counts the query against the client
          * in a table the workers share (a lock no local answer or cache hit takes). */
         bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
@@ -229,9 +221,5 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }
-        if (env->forwarder == NULL ||
-            vd_forwarder_query(env->forwarder, &qi, max, reply, reply_arg) != 0)
-                return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
-        env->counters.forwarded++;
-        return VD_QUERY_PENDING;
+        return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len); /* no resolver */
 }

@@ -1,11 +1,10 @@
-/* forward.h — sends queries that local data does not answer to the upstream servers through
- * c-ares on a libuv loop, and turns each upstream answer into the client's response.
+/* forward.h — sends questions that local data does not answer to the upstream servers
+ * through c-ares on a libuv loop (vd_forwarder_resolve), and turns an upstream answer into the
+ * client's response (vd_forward_relay).
  *
  * One forwarder per worker loop; it is not thread-safe and never blocks. For every query it
- * accepts it calls the done callback exactly once, never from inside vd_forwarder_query():
- * with the client's response (upstream answer with the client's ID, question as sent, our OPT
- * or none as the client asked, TC when larger than the client accepts), with SERVFAIL when no
- * upstream answered within the time budget, or with len 0 when the forwarder is closing. */
+ * accepts it calls the done callback exactly once, never from inside vd_forwarder_resolve().
+ * Caching, merging of identical questions and serve-stale are the resolver's (resolve.h). */
 #ifndef VPCDNS_FORWARD_H
 #define VPCDNS_FORWARD_H
 
@@ -19,7 +18,8 @@
 
 typedef struct vd_forwarder vd_forwarder;
 
-/* resp is valid only during the call. len 0: nothing to send (shutdown). */
+/* A response for a client, as the query pipeline hands it to a transport. resp is valid only
+ * during the call. len 0: nothing to send (shutdown). */
 typedef void (*vd_reply_fn)(void *arg, const uint8_t *resp, size_t len);
 
 /* A forwarding rule (like a Route 53 Resolver rule): names at or under domain go to servers;
@@ -42,24 +42,12 @@ typedef struct vd_forward_options {
         unsigned ports_per_server; /* UDP source ports (sockets) in rotation per server; 0 = 16 */
         bool use_0x20;             /* random letter case upstream, verified on return */
         unsigned timeout_ms;       /* total budget per query, e.g. 2000 */
-        /* Called with every upstream answer that answers its question (also one arriving after
-         * the client already got SERVFAIL), before the client's reply is built: the worker's
-         * cache stores it. qi is the client's question; may be NULL. */
-        void (*on_answer)(void *arg, const vd_query_info *qi, const uint8_t *answer, size_t len);
-        void *on_answer_arg;
 } vd_forward_options;
 
 int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarder **out,
                      vd_error *err);
 
-/* Forwards the query described by qi (copied; the packet may be freed after return).
- * max_len is the largest response the client accepts (UDP limit, or 65535 for TCP).
- * Returns 0 when accepted (done will be called once), or a negative code when the query
- * cannot be sent now (no upstreams, out of memory): done is then never called. */
-int vd_forwarder_query(vd_forwarder *f, const vd_query_info *qi, size_t max_len, vd_reply_fn done,
-                       void *arg);
-
-/* The raw upstream path, for the resolver layer (cache, merging, serve-stale). done gets
+/* Sends qi's question upstream (qi is copied; the packet may be freed after return). done gets
  * status 0 and the upstream's answer, already checked to answer qi's question (source address
  * and port, ID, question — and letter case under 0x20); -ETIMEDOUT when no server answered
  * within the budget; -ECANCELED when the forwarder is closing; -EIO on other failures. done is
@@ -70,7 +58,7 @@ typedef void (*vd_upstream_fn)(void *arg, int status, const uint8_t *answer, siz
 int vd_forwarder_resolve(vd_forwarder *f, const vd_query_info *qi, vd_upstream_fn done, void *arg);
 
 /* True when an explicit rule (not use_default) covers qi's name: such a name is forwarded
- * even when local data holds it (spec §5: a rule at or under a private zone beats the zone). */
+ * even when local data holds it (a rule at or under a private zone beats the zone). */
 bool vd_forwarder_rule_covers(const vd_forwarder *f, const vd_query_info *qi);
 
 typedef struct vd_forward_counters {
@@ -78,22 +66,22 @@ typedef struct vd_forward_counters {
         uint64_t timeouts;         /* a server did not answer in time */
         uint64_t failures;         /* queries that got no usable answer at all */
         uint64_t budget_refused;   /* -EBUSY: over max_qps */
-        uint64_t mismatches;       /* answers dropped: wrong question or letter case */
+        uint64_t mismatches;       /* datagrams dropped: wrong source, ID, question or case */
         uint64_t failovers;        /* a query moved on to another server */
         unsigned servers_down;     /* servers avoided: failed since their last answer */
 } vd_forward_counters;
 void vd_forwarder_counters_get(const vd_forwarder *f, vd_forward_counters *out);
 
-/* Cancels every pending query (their callbacks run with len 0), closes every handle and frees
+/* Cancels every pending query (their callbacks run with -ECANCELED), closes every handle and frees
  * the forwarder once libuv has closed them; the loop can then end. */
 void vd_forwarder_close(vd_forwarder *f);
 
 /* Builds the client's response from an upstream answer: checks that it answers qi's question
  * (ID not checked here), restores the client's ID and question case, replaces the upstream's
  * OPT with ours (or removes it for a client without EDNS), and truncates with TC when longer
- * than max_len; AA is cleared (we answer as a recursive service, spec §5). Returns the response
+ * than max_len; AA is cleared (we answer as a recursive service). Returns the response
  * length, or 0 when the answer is malformed or does not match (the caller then answers SERVFAIL).
- * Exposed for tests and fuzzing. */
+ * resolve.c builds every forwarded response with it; fuzzed by fuzz/fuzz_relay.c. */
 size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
                         size_t max_len, uint8_t *out, size_t cap);
 

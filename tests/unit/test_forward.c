@@ -1,10 +1,11 @@
-/* test_forward.c — tests of resolver/forward.c: vd_forward_relay on hand-built upstream
- * answers, and the live forwarder against small upstream servers on 127.0.0.1 that run in the
+/* test_forward.c — tests of the forwarder (resolver/forward*.c): vd_forward_relay on hand-built
+ * upstream answers; server health, token buckets and server choice as pure logic on a fake
+ * clock; and the live forwarder against small upstream servers on 127.0.0.1 that run in the
  * test's own libuv loop (UDP and TCP, canned answers, silent, slow, TC, REFUSED, wrong letter
- * case): both paths (vd_forwarder_query, vd_forwarder_resolve and its status codes), source
- * port rotation, forwarding rules, max_qps, 0x20, server health (dead, skipped, probed, back)
- * and closing with queries pending. Every live test is bounded by a guard timer and checks that
- * the loop ends with no handle left. */
+ * case): vd_forwarder_resolve and its status codes (answers relayed to the client as resolve.c
+ * does), source port rotation, forwarding rules, max_qps, 0x20 and closing with queries
+ * pending. Every live test is bounded by a guard timer and checks that the loop ends with no
+ * handle left. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ldns/ldns.h>
@@ -20,6 +21,8 @@
 
 #include "vpcdns/forward.h"
 #include "vpcdns/wire.h"
+
+#include "../../resolver/forward_select.h"
 
 #define DNS_MSG_CAP 8192 /* this file's messages have room for 8192 octets */
 #include "dns_msg.h"
@@ -770,6 +773,9 @@ typedef struct reply {
         uint64_t at_ns;
         bool null_resp;
         uint8_t buf[4096];
+        vd_query_info qi; /* the client's question, for the relay */
+        uint8_t qname[VD_NAME_MAX];
+        size_t max_len;
 } reply;
 
 struct scenario {
@@ -786,7 +792,7 @@ struct scenario {
         bool close_in_reply; /* vd_forwarder_close from inside the first done() */
         bool fwd_closed;
         void (*later_fn)(scenario *s);
-        bool in_query;            /* done() must never run inside vd_forwarder_query */
+        bool in_query;            /* done() must never run inside vd_forwarder_resolve */
         vd_forward_counters last; /* the counters just before finish() closed the forwarder */
 };
 
@@ -823,7 +829,7 @@ static void on_reply(void *arg, const uint8_t *resp, size_t len)
 {
         reply *r = arg;
         scenario *s = r->s;
-        cr_assert(!s->in_query, "done() called from inside vd_forwarder_query");
+        cr_assert(!s->in_query, "done() called from inside vd_forwarder_resolve");
         r->calls++;
         r->len = len;
         r->null_resp = resp == NULL;
@@ -842,6 +848,24 @@ static void on_reply(void *arg, const uint8_t *resp, size_t len)
         }
         if (s->received == s->expected && !s->finished)
                 uv_timer_start(&s->linger, on_linger, s->linger_ms, 0);
+}
+
+/* The upstream's answer as resolve.c turns it into the client's response: relayed, or
+ * SERVFAIL when there is none or it cannot be relayed; nothing on -ECANCELED. */
+static void on_upstream_reply(void *arg, int status, const uint8_t *answer, size_t len)
+{
+        static uint8_t out[VD_TCP_MAX];
+        reply *r = arg;
+        if (status == -ECANCELED) {
+                on_reply(r, NULL, 0);
+                return;
+        }
+        size_t n =
+            status == 0 ? vd_forward_relay(&r->qi, answer, len, r->max_len, out, sizeof(out)) : 0;
+        if (n == 0)
+                n = vd_wire_error_response(&r->qi, VD_RCODE_SERVFAIL, out,
+                                           r->max_len < sizeof(out) ? r->max_len : sizeof(out));
+        on_reply(r, out, n);
 }
 
 /* A loop and up to three upstreams on 127.0.0.1; the forwarder comes next. */
@@ -892,11 +916,16 @@ static void send_query(scenario *s, int i, unsigned id, const char *name, bool e
         client_query(&q, &qi, id, name, VD_TYPE_A, edns, dnssec_ok);
         if (s->start_ns == 0)
                 s->start_ns = uv_hrtime();
+        reply *r = &s->r[i];
+        r->qi = qi;
+        memcpy(r->qname, qi.qname, qi.qname_len);
+        r->qi.qname = r->qname;
+        r->max_len = max_len;
         s->in_query = true;
-        int rc = vd_forwarder_query(s->fwd, &qi, max_len, on_reply, &s->r[i]);
+        int rc = vd_forwarder_resolve(s->fwd, &qi, on_upstream_reply, r);
         s->in_query = false;
         memset(&q, 0xAB, sizeof(q)); /* the forwarder must have copied what it needs */
-        cr_assert_eq(rc, 0, "vd_forwarder_query: %d", rc);
+        cr_assert_eq(rc, 0, "vd_forwarder_resolve: %d", rc);
 }
 
 /* Runs the loop to its end and checks that no handle is left (the forwarder's included). */
@@ -1114,9 +1143,10 @@ Test(forward_live, close_from_inside_done)
         cr_assert((s.r[0].len > 0) != (s.r[1].len > 0), "lens %zu and %zu", s.r[0].len, s.r[1].len);
 }
 
-static void count_calls(void *arg, const uint8_t *resp, size_t len)
+static void count_calls(void *arg, int status, const uint8_t *answer, size_t len)
 {
-        (void)resp;
+        (void)status;
+        (void)answer;
         (void)len;
         (*(int *)arg)++;
 }
@@ -1133,7 +1163,7 @@ Test(forward_live, no_upstream_is_enoent)
         vd_query_info qi;
         client_query(&q, &qi, 1, "example.com", VD_TYPE_A, false, false);
         int calls = 0;
-        cr_assert_eq(vd_forwarder_query(f, &qi, 512, count_calls, &calls), -ENOENT);
+        cr_assert_eq(vd_forwarder_resolve(f, &qi, count_calls, &calls), -ENOENT);
         vd_forwarder_close(f);
         cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
         cr_assert_eq(uv_loop_close(&loop), 0);
@@ -1211,7 +1241,7 @@ Test(forward_live, socket_failure_refuses_query)
         vd_query_info qi;
         client_query(&q, &qi, 1, "example.com", VD_TYPE_A, false, false);
         s.in_query = true;
-        int rc = vd_forwarder_query(s.fwd, &qi, 512, on_reply, &s.r[0]);
+        int rc = vd_forwarder_resolve(s.fwd, &qi, on_upstream_reply, &s.r[0]);
         s.in_query = false;
         cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
         cr_assert_lt(rc, 0, "query accepted without a socket");
@@ -1551,47 +1581,55 @@ Test(forward_rules, rule_covers_only_explicit_rules)
 
 /* ---- max_qps ------------------------------------------------------------------------- */
 
-static void second_burst(scenario *s)
+/* 50/s: a burst of 5, then one token every 20 ms, never more than the burst. */
+Test(forward_budget, burst_then_one_token_per_interval_on_a_fake_clock)
 {
-        static raw_result more[6];
+        vd_fwd_bucket b;
+        vd_fwd_bucket_init(&b, 50, 1000);
         for (int i = 0; i < 5; i++)
-                cr_assert_eq(send_raw(s, &more[i], 100u + (unsigned)i, "refill.example.com"), 0,
-                             "query %d after the refill", i);
-        cr_assert_eq(send_raw(s, &more[5], 106, "refill.example.com"), -EBUSY);
-        s->expected += 5;
+                cr_assert(vd_fwd_bucket_take(&b, 50, 1000), "token %d of the burst", i);
+        cr_assert_not(vd_fwd_bucket_take(&b, 50, 1000), "a sixth at once");
+        cr_assert_not(vd_fwd_bucket_has(&b, 50, 1019), "a token back before 20 ms");
+        cr_assert(vd_fwd_bucket_take(&b, 50, 1020), "a token back after 20 ms");
+        cr_assert_not(vd_fwd_bucket_take(&b, 50, 1020));
+        cr_assert(vd_fwd_bucket_take(&b, 50, 1040));
+        /* A long idle time refills the burst, not more. */
+        for (int i = 0; i < 5; i++)
+                cr_assert(vd_fwd_bucket_take(&b, 50, 60000), "token %d after idling", i);
+        cr_assert_not(vd_fwd_bucket_take(&b, 50, 60000));
+        /* A clock that goes back takes nothing back. */
+        cr_assert_not(vd_fwd_bucket_take(&b, 50, 59000));
+        /* Below 10/s the burst is one token; 0 is no limit. */
+        vd_fwd_bucket_init(&b, 5, 0);
+        cr_assert(vd_fwd_bucket_take(&b, 5, 0));
+        cr_assert_not(vd_fwd_bucket_take(&b, 5, 199));
+        cr_assert(vd_fwd_bucket_take(&b, 5, 200));
+        vd_fwd_bucket_init(&b, 0, 0);
+        for (int i = 0; i < 1000; i++)
+                cr_assert(vd_fwd_bucket_take(&b, 0, 0));
 }
 
-Test(forward_budget, refused_over_max_qps_then_refilled)
+Test(forward_budget, over_max_qps_is_ebusy_without_a_callback)
 {
         scenario s;
-        static raw_result r[6];
+        static raw_result r[2];
         memset(r, 0, sizeof(r));
         const enum up_mode modes[] = {UP_ANSWER};
         scenario_upstreams(&s, modes, 1, false);
-        /* 50/s: a burst of 5, one token back every 20 ms. */
-        scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1000, .max_qps = 50});
-        s.expected = 5;
-        s.linger_ms = 300; /* the second burst comes at 200 ms */
-        for (int i = 0; i < 5; i++)
-                cr_assert_eq(send_raw(&s, &r[i], (unsigned)i, "burst.example.com"), 0);
-        cr_assert_eq(send_raw(&s, &r[5], 5, "burst.example.com"), -EBUSY);
-        msg q;
-        vd_query_info qi;
-        client_query(&q, &qi, 9, "relay.example.com", VD_TYPE_A, false, false);
-        cr_assert_eq(vd_forwarder_query(s.fwd, &qi, 512, on_reply, &s.r[0]), -EBUSY,
-                     "the relay path refuses too (the caller answers SERVFAIL)");
+        /* 5/s: a burst of one, the next token 200 ms later. */
+        scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1000, .max_qps = 5});
+        s.expected = 1;
+        cr_assert_eq(send_raw(&s, &r[0], 1, "burst.example.com"), 0);
+        cr_assert_eq(send_raw(&s, &r[1], 2, "burst.example.com"), -EBUSY);
         vd_forward_counters c;
         counters(&s, &c);
-        cr_assert_eq(c.budget_refused, 2);
-        cr_assert_eq(c.upstream_queries, 5);
-        s.later_fn = second_burst;
-        uv_timer_start(&s.later, on_later, 200, 0);
+        cr_assert_eq(c.budget_refused, 1);
+        cr_assert_eq(c.upstream_queries, 1);
         scenario_run(&s);
-        cr_assert_eq(r[5].calls, 0, "a refused query gets no callback");
-        cr_assert_eq(s.r[0].calls, 0);
-        cr_assert_eq(s.up[0].udp_queries, 10);
-        counters(&s, &c);
-        cr_assert_eq(c.budget_refused, 3);
+        cr_assert_eq(r[0].calls, 1);
+        cr_assert_eq(r[0].status, 0);
+        cr_assert_eq(r[1].calls, 0, "a refused query gets no callback");
+        cr_assert_eq(s.up[0].udp_queries, 1);
 }
 
 Test(forward_budget, server_over_budget_is_skipped_for_another)
@@ -1686,139 +1724,123 @@ Test(forward_0x20, off_sends_the_clients_case_and_any_case_is_accepted)
         cr_assert_eq(c.mismatches, 0);
 }
 
-/* ---- health: a silent server is marked dead, skipped, probed and brought back --------- */
+/* ---- health and choice: pure logic on a fake clock ----------------------------------- */
 
-/* Server 0 answers at once, server 1 after SLOW_MS: once both are measured server 0 is the
- * choice. Phase 0: until both have been measured (unmeasured servers go first). Phase 1:
- * server 0 goes silent; queries still pick it first and fail over after the per-try timeout,
- * until it is marked dead. Phase 2: 10 queries go straight to server 1, answered in about
- * SLOW_MS. Phase 3: server 0 answers again; after its backoff a query probes it and it comes
- * back. One query at a time. */
-typedef struct health {
-        scenario *s;
-        int phase, in_phase, total, failed;
-        double max_ms[4];
-        int up0_before;
-        int probes; /* queries server 0 got in phase 3 before it came back */
-        bool dead_seen, back;
-        int dead_after; /* phase 1 queries until server 0 was dead */
-        raw_result r;
-} health;
-
-static health hl;
-
-static void health_step(scenario *s);
-
-static void health_done(void *arg, int status, const uint8_t *answer, size_t len)
+Test(forward_health, failing_then_dead_probed_with_doubling_backoff_and_back)
 {
-        raw_result *r = arg;
-        (void)answer;
-        (void)len;
-        r->calls++;
-        double ms = (double)(uv_hrtime() - r->sent_ns) / 1e6;
-        if (status != 0)
-                hl.failed++;
-        if (ms > hl.max_ms[hl.phase])
-                hl.max_ms[hl.phase] = ms;
-        hl.in_phase++;
-        hl.s->later_fn = health_step;
-        uv_timer_start(&hl.s->later, on_later, 0, 0);
-}
+        vd_fwd_health h;
+        vd_fwd_health_init(&h);
+        cr_assert_not(vd_fwd_health_failing(&h));
+        cr_assert_eq(vd_fwd_health_try_ms(&h), VD_FWD_TRY_MIN_MS, "unmeasured: the minimum");
+        vd_fwd_health_answered(&h, 100000); /* 100 ms */
+        cr_assert_eq(vd_fwd_health_try_ms(&h), 300, "3 × RTT");
+        vd_fwd_health_answered(&h, 900000);
+        cr_assert_eq(vd_fwd_health_try_ms(&h), 600, "smoothed 200 ms");
 
-static void health_send(scenario *s)
-{
-        msg q;
-        vd_query_info qi;
-        char name[64];
-        snprintf(name, sizeof(name), "h%d.example.com", hl.total++);
-        client_query(&q, &qi, (unsigned)hl.total, name, VD_TYPE_A, false, false);
-        memset(&hl.r, 0, sizeof(hl.r));
-        hl.r.sent_ns = uv_hrtime();
-        cr_assert_eq(vd_forwarder_resolve(s->fwd, &qi, health_done, &hl.r), 0);
-}
+        /* Three failures in a row: failing at once, dead after the third. */
+        vd_fwd_health_failed(&h, false, 0);
+        cr_assert(vd_fwd_health_failing(&h));
+        cr_assert_not(h.dead);
+        cr_assert_not(vd_fwd_health_probe_due(&h, 999));
+        cr_assert(vd_fwd_health_probe_due(&h, 1000), "a failing server is probed after 1 s");
+        vd_fwd_health_failed(&h, false, 10);
+        cr_assert_not(h.dead);
+        vd_fwd_health_failed(&h, false, 20);
+        cr_assert(h.dead);
+        cr_assert_not(vd_fwd_health_probe_due(&h, 1019));
+        cr_assert(vd_fwd_health_probe_due(&h, 1020));
 
-static void health_step(scenario *s)
-{
-        vd_forward_counters c;
-        vd_forwarder_counters_get(s->fwd, &c);
-        switch (hl.phase) {
-        case 0:
-                if (s->up[0].udp_queries > 0 && s->up[1].udp_queries > 0) {
-                        s->up[0].mode = UP_SILENT;
-                        hl.phase = 1;
-                        hl.in_phase = 0;
-                } else if (hl.in_phase >= 10) {
-                        finish(s);
-                        return;
-                }
-                break;
-        case 1:
-                if (c.servers_down == 1) {
-                        hl.dead_seen = true;
-                        hl.dead_after = hl.in_phase;
-                        hl.phase = 2;
-                        hl.in_phase = 0;
-                        hl.up0_before = s->up[0].udp_queries;
-                } else if (hl.in_phase >= 20) {
-                        finish(s);
-                        return;
-                }
-                break;
-        case 2:
-                if (hl.in_phase == 10) {
-                        cr_assert_eq(s->up[0].udp_queries, hl.up0_before,
-                                     "a dead server got queries before its backoff");
-                        s->up[0].mode = UP_ANSWER;
-                        hl.phase = 3;
-                        hl.in_phase = 0;
-                        /* Past the 1 s backoff: the next query probes server 0. */
-                        s->later_fn = health_step;
-                        uv_timer_start(&s->later, on_later, 1100, 0);
-                        hl.in_phase = -1;
-                        return;
-                }
-                break;
-        case 3:
-                if (hl.in_phase == -1) {
-                        hl.in_phase = 0;
-                        break;
-                }
-                hl.probes = s->up[0].udp_queries - hl.up0_before;
-                if (c.servers_down == 0) {
-                        hl.back = true;
-                        finish(s);
-                        return;
-                }
-                if (hl.in_phase >= 10) {
-                        finish(s);
-                        return;
-                }
-                break;
+        /* One probe per backoff; a lost probe doubles it (1 s, 2 s, 4 s, ... 60 s). */
+        vd_fwd_health_probe_sent(&h, 1020);
+        cr_assert_not(vd_fwd_health_probe_due(&h, 5000), "a probe is in flight");
+        vd_fwd_health_failed(&h, true, 1220);
+        cr_assert_not(vd_fwd_health_probe_due(&h, 3219));
+        cr_assert(vd_fwd_health_probe_due(&h, 3220));
+        uint64_t now = 3220;
+        for (int i = 0; i < 10; i++) {
+                vd_fwd_health_probe_sent(&h, now);
+                vd_fwd_health_failed(&h, true, now);
+                now = h.probe_at_ms;
         }
-        health_send(s);
+        cr_assert_eq(h.backoff_ms, VD_FWD_BACKOFF_MAX_MS);
+        cr_assert(h.dead);
+
+        /* A cancelled probe tells nothing: the server stays dead, a new probe may go. */
+        vd_fwd_health_probe_sent(&h, now);
+        vd_fwd_health_probe_gone(&h);
+        cr_assert(h.dead);
+        cr_assert(vd_fwd_health_probe_due(&h, now + VD_FWD_BACKOFF_MAX_MS));
+
+        /* An answer brings it back, with the shortest backoff again. */
+        vd_fwd_health_answered(&h, 1000);
+        cr_assert_not(vd_fwd_health_failing(&h));
+        cr_assert_not(vd_fwd_health_probe_due(&h, UINT64_MAX));
+        cr_assert_eq(h.backoff_ms, VD_FWD_BACKOFF_MIN_MS);
 }
 
-Test(forward_health, silent_server_dead_skipped_probed_and_back)
+static vd_fwd_health measured(uint32_t rtt_us)
 {
-        static scenario s;
-        memset(&hl, 0, sizeof(hl));
-        const enum up_mode modes[] = {UP_ANSWER, UP_SLOW};
-        scenario_init(&s, modes, 2, false, 1500);
-        hl.s = &s;
-        hl.r.s = &s;
-        health_send(&s);
-        scenario_run(&s);
+        vd_fwd_health h;
+        vd_fwd_health_init(&h);
+        vd_fwd_health_answered(&h, rtt_us);
+        return h;
+}
 
-        cr_assert(hl.dead_seen, "the silent server was never set aside (phase %d)", hl.phase);
-        cr_assert_eq(hl.failed, 0, "every query got an answer");
-        /* One client pays for the silent server, then it is avoided and only probed. */
-        cr_assert(hl.dead_after >= 1 && hl.dead_after <= 20, "set aside after %d queries",
-                  hl.dead_after);
-        cr_assert_lt(hl.max_ms[1], 700.0, "failover took %.1f ms (budget 1500)", hl.max_ms[1]);
-        cr_assert_geq(hl.max_ms[1], 150.0, "no query waited for the silent server?");
-        cr_assert_lt(hl.max_ms[2], 100.0, "steady state took %.1f ms", hl.max_ms[2]);
-        cr_assert(hl.back, "the server did not come back after answering a probe");
-        cr_assert_eq(hl.probes, 1, "one probe per backoff, saw %d", hl.probes);
+Test(forward_health, choice_prefers_alive_healthy_untried_fast_servers)
+{
+        vd_fwd_health fast = measured(1000), slow = measured(80000), dead = measured(500);
+        vd_fwd_health failing = measured(500), unknown;
+        vd_fwd_health_init(&unknown);
+        for (int i = 0; i < 3; i++)
+                vd_fwd_health_failed(&dead, false, 0);
+        vd_fwd_health_failed(&failing, false, 0);
+        cr_assert(dead.dead);
+        cr_assert(!failing.dead && vd_fwd_health_failing(&failing));
+
+        vd_fwd_candidate c[4] = {
+            {.health = &dead, .usable = true},
+            {.health = &failing, .usable = true},
+            {.health = &slow, .usable = true},
+            {.health = &fast, .usable = true},
+        };
+        for (uint16_t r = 0; r < 8; r++)
+                cr_assert_eq(vd_fwd_choose(c, 4, false, r), 3, "the fast healthy server");
+        c[3].usable = false; /* over its budget, say */
+        cr_assert_eq(vd_fwd_choose(c, 4, false, 0), 2, "a slow healthy server beats a failing one");
+        c[2].usable = false;
+        cr_assert_eq(vd_fwd_choose(c, 4, false, 0), 1, "failing before dead");
+        c[1].usable = false;
+        cr_assert_eq(vd_fwd_choose(c, 4, false, 0), 0, "a dead server when nothing else is left");
+        c[0].usable = false;
+        cr_assert_eq(vd_fwd_choose(c, 4, false, 0), -1);
+
+        /* Fewer sends of this query first, then RTT; unmeasured servers go first. */
+        vd_fwd_candidate d[3] = {
+            {.health = &slow, .usable = true, .tries = 1},
+            {.health = &fast, .usable = true},
+            {.health = &unknown, .usable = true, .tries = 1},
+        };
+        cr_assert_eq(vd_fwd_choose(d, 3, false, 0), 1);
+        d[1].tries = 2;
+        cr_assert_eq(vd_fwd_choose(d, 3, false, 0), 2);
+}
+
+Test(forward_health, random_among_close_servers_only)
+{
+        vd_fwd_health a = measured(10000), b = measured(14000), far = measured(40000);
+        vd_fwd_candidate c[3] = {
+            {.health = &a, .usable = true},
+            {.health = &b, .usable = true},
+            {.health = &far, .usable = true},
+        };
+        bool seen[3] = {false, false, false};
+        for (uint16_t r = 0; r < 16; r++)
+                seen[vd_fwd_choose(c, 3, false, r)] = true;
+        cr_assert(seen[0] && seen[1], "both servers within 1.5 × best + 5 ms");
+        cr_assert_not(seen[2], "a server 4 times slower is not picked at random");
+        for (uint16_t r = 0; r < 16; r++)
+                seen[vd_fwd_choose(c, 3, true, r)] = true;
+        cr_assert(seen[2], "exploring picks any RTT");
 }
 
 Test(forward_live, wrong_id_answers_are_dropped_and_counted)
