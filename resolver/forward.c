@@ -301,12 +301,6 @@ bool vd_fwd_answer_matches(const struct fwd_query *q, const uint8_t *a, size_t l
         return memcmp(name, qi->qname_lower, name_len) == 0;
 }
 
-static bool is_error_rcode(const uint8_t *a)
-{
-        unsigned rcode = a[3] & 0x0Fu;
-        return rcode == VD_RCODE_SERVFAIL || rcode == VD_RCODE_REFUSED;
-}
-
 void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t len)
 {
         struct fwd_query *q = a->q;
@@ -362,9 +356,20 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
                 goto out;
         }
         vd_fwd_health_answered(&s->health, (uv_hrtime() - a->sent_ns) / 1000u);
-        if (!q->answered && is_error_rcode(abuf) && send_next(q, now, true)) {
-                arm_query_timer(q, now); /* SERVFAIL/REFUSED: another server may know */
-                goto out;
+        unsigned rcode = abuf[3] & 0x0Fu;
+        if (!q->answered && (rcode == VD_RCODE_SERVFAIL || rcode == VD_RCODE_REFUSED)) {
+                /* Another server may know. When none is left, a SERVFAIL is the answer; a
+                 * REFUSED never is: a recursive service answers, says the name does not
+                 * exist, or fails (RFC 1034 §4.3.1), so the query fails and the caller
+                 * serves stale data or SERVFAIL. */
+                if (send_next(q, now, true)) {
+                        arm_query_timer(q, now);
+                        goto out;
+                }
+                if (rcode == VD_RCODE_REFUSED) {
+                        complete(q, -ECONNREFUSED, NULL, 0);
+                        goto out;
+                }
         }
         if (!q->answered) {
                 /* Callers get the client's spelling of the question (same length, uncompressed). */

@@ -10,6 +10,8 @@
 
 #include "vpcdns/forward.h"
 
+#define TTL_MAX_VALID 0x7FFFFFFFu /* RFC 2181 §8: larger TTLs are treated as zero */
+
 /* Header + client's question + our OPT, TC set, no records: "retry over TCP". */
 static size_t relay_truncated(const vd_query_info *qi, uint16_t flags, uint8_t rcode, uint8_t *out,
                               size_t limit)
@@ -96,10 +98,17 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         bool seen_opt = false;
         size_t removed = 0; /* records not relayed: offsets after the first one shift */
         unsigned ext_rcode = 0;
+        /* The response's length once the answer section, and then the authority section, was
+         * written whole (SIZE_MAX: it did not fit). Sections are dropped whole, from the end. */
+        size_t end_an = SIZE_MAX, end_ns = SIZE_MAX;
 
         for (size_t i = 0; i < total; i++) {
-                size_t start = pos, fixed;
+                size_t start = pos, fixed, ttl_at;
                 uint16_t type;
+                if (fits && i == an)
+                        end_an = len;
+                if (fits && i == (size_t)an + ns)
+                        end_ns = len;
                 if (vd_wire_skip_rr(answer, answer_len, &pos, &type, &fixed) != 0)
                         return 0;
                 if (type == VD_TYPE_OPT) {
@@ -126,26 +135,37 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                                 continue;
                         }
                         memcpy(out + len, answer + start, pos - start);
+                        ttl_at = len + (fixed - start) + 4;
                         len += pos - start;
-                        continue;
+                } else {
+                        /* After a removed record offsets shift: write the owner uncompressed, as
+                         * spelt. Rdata is copied as is, so a record whose rdata may hold
+                         * compressed names cannot follow it safely: such an answer is refused
+                         * (SERVFAIL). */
+                        size_t unused_prefix, unused_names;
+                        if (vd_wire_rdata_names(type, &unused_prefix, &unused_names))
+                                return 0;
+                        size_t owner_pos = start;
+                        if (vd_wire_read_name(answer, answer_len, &owner_pos, name, &name_len,
+                                              false) != 0)
+                                return 0;
+                        if (len + name_len + rest > limit) {
+                                fits = false;
+                                continue;
+                        }
+                        memcpy(out + len, name, name_len);
+                        memcpy(out + len + name_len, answer + fixed, rest);
+                        ttl_at = len + name_len + 4;
+                        len += name_len + rest;
                 }
-                /* After a removed record offsets shift: write the owner uncompressed, as spelt.
-                 * Rdata is copied as is, so a record whose rdata may hold compressed names
-                 * cannot follow it safely: such an answer is refused (SERVFAIL). */
-                size_t unused_prefix, unused_names;
-                if (vd_wire_rdata_names(type, &unused_prefix, &unused_names))
-                        return 0;
-                size_t owner_pos = start;
-                if (vd_wire_read_name(answer, answer_len, &owner_pos, name, &name_len, false) != 0)
-                        return 0;
-                if (len + name_len + rest > limit) {
-                        fits = false;
-                        continue;
-                }
-                memcpy(out + len, name, name_len);
-                memcpy(out + len + name_len, answer + fixed, rest);
-                len += name_len + rest;
+                /* RFC 2181 §8: a TTL with the top bit set is treated as zero. */
+                if (vd_wire_get32(out + ttl_at) > TTL_MAX_VALID)
+                        vd_wire_put32(out + ttl_at, 0);
         }
+        if (fits && total == an)
+                end_an = len;
+        if (fits && total == (size_t)an + ns)
+                end_ns = len;
 
         /* Octets after the last counted record belong to no record: the message is malformed
          * (as a query would be), and a pointer in opaque rdata could lead into them. */
@@ -162,20 +182,34 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
             (uint16_t)((up_flags & ~(VD_FLAG_AA | VD_FLAG_AD | VD_FLAG_RD | VD_FLAG_CD | 0x0Fu)) |
                        (wants_ad ? (up_flags & VD_FLAG_AD) : 0) |
                        (qi->flags & (VD_FLAG_RD | VD_FLAG_CD)) | VD_FLAG_RA | (rcode & 0x0Fu));
-        if (!fits)
-                return relay_truncated(qi, flags, (uint8_t)rcode, out, limit);
-
-        vd_wire_put16(out, qi->id);
-        vd_wire_put16(out + 2, flags);
-        vd_wire_put16(out + 4, 1);
-        vd_wire_put16(out + 6, an);
-        vd_wire_put16(out + 8, ns);
-        vd_wire_put16(out + 10, (uint16_t)(ar - removed));
-        memcpy(out + VD_HEADER_LEN, qi->qname, qi->qname_len);
-        vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len, qi->qtype);
-        vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len + 2, qi->qclass);
-        size_t with_opt = vd_wire_add_opt(qi, (uint8_t)rcode, out, len, limit);
-        if (with_opt == 0)
-                return relay_truncated(qi, flags, (uint8_t)rcode, out, limit);
-        return with_opt;
+        /* Everything, or without the additional section (our OPT stays), or (for an answer
+         * that has records in its answer section) without the authority section too; TC only
+         * when the answer section itself does not fit (RFC 2181 §9). A negative answer's SOA
+         * is part of what it says (RFC 2308 §5), so its authority section is not dropped. */
+        struct cut {
+                size_t len;
+                uint16_t ns, ar;
+        } tries[3];
+        size_t n_tries = 0;
+        if (fits)
+                tries[n_tries++] = (struct cut){len, ns, (uint16_t)(ar - removed)};
+        if (end_ns != SIZE_MAX && (ar > removed || !fits))
+                tries[n_tries++] = (struct cut){end_ns, ns, 0};
+        if (end_an != SIZE_MAX && an > 0 && ns > 0)
+                tries[n_tries++] = (struct cut){end_an, 0, 0};
+        for (size_t t = 0; t < n_tries; t++) {
+                vd_wire_put16(out, qi->id);
+                vd_wire_put16(out + 2, flags);
+                vd_wire_put16(out + 4, 1);
+                vd_wire_put16(out + 6, an);
+                vd_wire_put16(out + 8, tries[t].ns);
+                vd_wire_put16(out + 10, tries[t].ar);
+                memcpy(out + VD_HEADER_LEN, qi->qname, qi->qname_len);
+                vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len, qi->qtype);
+                vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len + 2, qi->qclass);
+                size_t with_opt = vd_wire_add_opt(qi, (uint8_t)rcode, out, tries[t].len, limit);
+                if (with_opt > 0)
+                        return with_opt;
+        }
+        return relay_truncated(qi, flags, (uint8_t)rcode, out, limit);
 }

@@ -49,8 +49,10 @@ int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarde
 
 /* Sends qi's question upstream (qi is copied; the packet may be freed after return). done gets
  * status 0 and the upstream's answer, already checked to answer qi's question (source address
- * and port, ID, question — and letter case under 0x20); -ETIMEDOUT when no server answered
- * within the budget; -ECANCELED when the forwarder is closing; -EIO on other failures. done is
+ * and port, ID, question — and letter case under 0x20; SERVFAIL only when every server tried
+ * said so, never REFUSED); -ECONNREFUSED when the servers tried answered REFUSED and none is
+ * left; -ETIMEDOUT when no server answered within the budget; -ECANCELED when the forwarder
+ * is closing; -EIO on other failures. done is
  * called exactly once, never from inside this call. Returns 0, or synchronously (done never
  * called): -EBUSY when every eligible server is over its max_qps budget, -ENOENT when no server
  * serves this name, -ENOMEM / -EAGAIN when the query cannot be started. */

@@ -27,10 +27,13 @@ Answer shapes for the cache tests (over UDP and TCP):
   short       A 192.0.2.53 with TTL 2
   ttlN        A 192.0.2.53 with TTL N seconds (ttl4, ttl30)
   slowN       the correct answer, N milliseconds late (slow300), over UDP
+  bigauth     A 192.0.2.53 with 20 NS records of long names in the authority section and 20
+              glue records in the additional section: about 1.5 KB, the answer alone 16 octets
 
 Run-time switches for the forwarding tests (issue 3), settable while the server runs:
 .silent (answer nothing at all, like a dead server), .delay (seconds every UDP answer waits),
-and the address of the good answers (good_a, per instance: tells upstreams apart).
+.rcode (answer every query, UDP and TCP, with this rcode and no records; None: off), and the
+address of the good answers (good_a, per instance: tells upstreams apart).
 
 Over TCP every behaviour but "silent" gets the correct answer. A first label ending in
 "-good" (e.g. "wrongid-good") sends the bad UDP answer, then the correct one 20 ms later.
@@ -92,6 +95,13 @@ def good_answer(q, good_a=GOOD_A):
         return r
     if shape == "servfail":
         r.set_rcode(dns.rcode.SERVFAIL)
+        return r
+    if shape == "bigauth" and qtype == dns.rdatatype.A:
+        r.answer.append(dns.rrset.from_text(qname, 60, "IN", "A", good_a))
+        servers = ["ns%02d-%s.fake.test." % (i, "x" * 40) for i in range(20)]
+        r.authority.append(dns.rrset.from_text_list("fake.test.", 300, "IN", "NS", servers))
+        for i, ns in enumerate(servers):
+            r.additional.append(dns.rrset.from_text(ns, 300, "IN", "A", "198.51.100.%d" % (i + 1)))
         return r
     if shape == "chain" and qtype == dns.rdatatype.A:
         t1 = dns.name.from_text("t1", qname)
@@ -185,6 +195,7 @@ class FakeUpstream:
         self.good_a = good_a
         self.silent = False  # run-time switch: drop every query (UDP and TCP)
         self.delay = 0.0  # run-time switch: seconds every UDP answer waits
+        self.rcode = None  # run-time switch: answer everything with this rcode, no records
         self.log = []  # (transport, name as sent, type, source port, monotonic time)
         self.host = host
         self.port = port or free_port((host,))
@@ -249,6 +260,15 @@ class FakeUpstream:
             self.log.clear()
         self.silent = False
         self.delay = 0.0
+        self.rcode = None
+
+    def _answer(self, q):
+        """The correct answer for q, or the .rcode answer when that switch is on."""
+        if self.rcode is not None:
+            r = dns.message.make_response(q)
+            r.set_rcode(self.rcode)
+            return r
+        return good_answer(q, self.good_a)
 
     def _record(self, transport, q, port=0):
         name = q.question[0].name.to_text()
@@ -283,8 +303,8 @@ class FakeUpstream:
             behaviour, then_good = behaviour_of(q.question[0].name)
             with self.lock:
                 plan = bad_udp_answer(q, behaviour, self.rng)
-            if plan is None:
-                plan = [(to_wire(good_answer(q, self.good_a)), False)]
+            if plan is None or self.rcode is not None:
+                plan = [(to_wire(self._answer(q)), False)]
             elif then_good:
                 plan = plan + [(to_wire(good_answer(q, self.good_a)), False)]
             late = self.delay + (_number_after(behaviour, "slow") or 0) / 1000.0
@@ -343,7 +363,7 @@ class FakeUpstream:
                     self._record("tcp", q)
                     if self.silent or behaviour_of(q.question[0].name)[0] == "silent":
                         continue
-                    out = to_wire(good_answer(q, self.good_a))
+                    out = to_wire(self._answer(q))
                     conn.settimeout(2.0)
                     conn.sendall(struct.pack("!H", len(out)) + out)
                     conn.settimeout(POLL)

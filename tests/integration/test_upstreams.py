@@ -12,6 +12,8 @@ import itertools
 import re
 import time
 
+import dns.flags
+import dns.message
 import dns.rcode
 import pytest
 
@@ -232,6 +234,66 @@ def test_over_the_upstream_budget_is_servfail_at_once_and_counted(fake, tmp_path
     finally:
         counters = stop_and_counters(d)
     assert counters["budget_refused"] >= 20, counters
+
+
+# ---------------------------------------------------------------------------- rcodes and size
+
+
+def test_an_upstream_refused_is_never_relayed(tmp_path):
+    """REFUSED from an upstream is not an answer (RFC 1034 §4.3.1): the next server is asked;
+    when every server refuses, the client gets stale data or SERVFAIL, at once."""
+    with FakeUpstream() as refusing, FakeUpstream() as good:
+        refusing.rcode = dns.rcode.REFUSED
+        d = start(tmp_path, [refusing, good], "upstream_timeout_ms: 2000\n")
+        try:
+            names = [unique("good") for _ in range(20)]
+            for name in names:
+                msg, took = timed(d.v4, name)
+                assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+                assert addresses(msg, name) == [GOOD_A], describe(msg)
+                assert took < 0.5, "%.2f s" % took
+            asked = [n for n in names if refusing.queries(n)]
+            assert asked, "the refusing server was never asked: the test proves nothing"
+            stale = unique("short")  # TTL 2
+            assert addresses(d.v4.query(stale, "A"), stale) == [GOOD_A]
+            time.sleep(2.4)
+            good.rcode = dns.rcode.REFUSED  # now every server refuses
+            name = unique("good")
+            msg, took = timed(d.v4, name)
+            assert msg.rcode() == dns.rcode.SERVFAIL, describe(msg)
+            assert took < 1.0, "%.2f s" % took
+            assert refusing.queries(name) and good.queries(name), "both servers were asked"
+            msg, took = timed(d.v4, stale)
+            assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+            assert addresses(msg, stale) == [GOOD_A], "stale data, not REFUSED:\n" + describe(msg)
+        finally:
+            stop_and_counters(d)
+
+
+def test_a_large_authority_section_is_left_out_instead_of_setting_tc(fake, tmp_path):
+    """RFC 2181 §9: TC only when the answer section does not fit; the additional and then the
+    authority section are left out first."""
+    d = start(tmp_path, [fake], "")
+    try:
+        name = unique("bigauth")
+        q = make_query(name, "A", qid=0x2181)  # no EDNS: 512 octets
+        wire = d.v4.raw(q.to_wire())
+        assert wire is not None, "no answer"
+        assert len(wire) <= 512, len(wire)
+        msg = dns.message.from_wire(wire)
+        assert q.is_response(msg), describe(msg)
+        assert not msg.flags & dns.flags.TC, "TC although the answer fits:\n" + describe(msg)
+        assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+        assert addresses(msg, name) == [GOOD_A], describe(msg)
+        assert fake.queries(name, "udp"), "the answer did not come from the upstream"
+        # over TCP (another name: a miss too) every section arrives
+        other = unique("bigauth")
+        full = d.v4.query(other, "A", tcp=True)
+        assert addresses(full, other) == [GOOD_A], describe(full)
+        assert sum(len(r) for r in full.authority) == 20, describe(full)
+        assert sum(len(r) for r in full.additional) == 20, describe(full)
+    finally:
+        stop_and_counters(d)
 
 
 # ---------------------------------------------------------------------------- spoofing

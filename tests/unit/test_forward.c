@@ -485,6 +485,127 @@ Test(relay, truncates_with_tc_when_larger_than_max_len)
         cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, exact - 1, out, sizeof(out)), q_end(&qi) + 11);
 }
 
+/* A positive answer: one A record, n_ns NS records in the authority section (each 30 octets),
+ * n_glue A records in the additional section (16 octets each), then an OPT. */
+static void build_sections(msg *a, unsigned n_ns, unsigned n_glue)
+{
+        answer_start(a, UP_FLAGS, "example.com", VD_TYPE_A, 1, n_ns, n_glue + 1);
+        a_rr_ptr(a, 12, 1);
+        for (unsigned i = 0; i < n_ns; i++) {
+                uint8_t rd[18] = {15,   'n', 's', '-', 'a', 'b', 'c', 'd',
+                                  'e',  'f', 'g', 'h', 'i', 'j', 'k', (uint8_t)('a' + i % 26),
+                                  0xC0, 12};
+                put_ptr(a, 12);
+                rr_tail(a, VD_TYPE_NS, VD_CLASS_IN, 300, rd, sizeof(rd));
+        }
+        for (unsigned i = 0; i < n_glue; i++)
+                a_rr_ptr(a, 12, (uint8_t)(100 + i));
+        opt_rr(a, 1232, 0, false, false);
+}
+
+Test(relay, too_big_drops_additional_then_authority_before_setting_tc)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 0x1234, "example.com", VD_TYPE_A, true, false);
+        size_t head = q_end(&qi), answer = 16, opt = 11;
+
+        /* Everything fits in 1232. */
+        build_sections(&a, 4, 10);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_eq(n, head + answer + 4 * 30 + 10 * 16 + opt);
+        cr_assert_eq(vd_wire_get16(out + 8), 4);
+        cr_assert_eq(vd_wire_get16(out + 10), 11, "glue and our OPT");
+
+        /* The additional section does not fit 512: it goes, our OPT stays, no TC. */
+        build_sections(&a, 4, 30);
+        n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(n, head + answer + 4 * 30 + opt);
+        cr_assert_eq(vd_wire_get16(out + 2) & VD_FLAG_TC, 0, "TC for a dropped additional");
+        cr_assert_eq(vd_wire_get16(out + 6), 1);
+        cr_assert_eq(vd_wire_get16(out + 8), 4);
+        cr_assert_eq(vd_wire_get16(out + 10), 1, "only our OPT");
+        ldns_pkt *p = parse_ldns(out, n);
+        cr_assert_eq(ldns_pkt_ancount(p), 1);
+        cr_assert(ldns_pkt_edns(p), "our OPT is kept");
+        ldns_pkt_free(p);
+
+        /* The authority section does not fit either: both go, the answer stays, no TC. */
+        build_sections(&a, 20, 5);
+        n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(n, head + answer + opt);
+        cr_assert_eq(vd_wire_get16(out + 2) & VD_FLAG_TC, 0, "TC for a dropped authority");
+        cr_assert_eq(vd_wire_get16(out + 6), 1);
+        cr_assert_eq(vd_wire_get16(out + 8), 0);
+        cr_assert_eq(vd_wire_get16(out + 10), 1);
+        cr_assert_eq(vd_wire_get32(out + head + 6), 300, "the A record, whole");
+
+        /* Only our OPT does not fit after everything: the additional records make room. */
+        build_sections(&a, 0, 1);
+        size_t all = head + answer + 16 + opt;
+        n = vd_forward_relay(&qi, a.b, a.n, all - 1, out, sizeof(out));
+        cr_assert_eq(n, head + answer + opt);
+        cr_assert_eq(vd_wire_get16(out + 10), 1);
+
+        /* The answer section itself does not fit: TC, no records. */
+        build_big_answer(&a, "example.com", 40);
+        n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(n, head + opt);
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC);
+}
+
+Test(relay, negative_answer_whose_soa_does_not_fit_is_tc)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        client_query(&q, &qi, 7, "example.com", VD_TYPE_A, false, false);
+        answer_start(&a, UP_FLAGS | VD_RCODE_NXDOMAIN, "example.com", VD_TYPE_A, 0, 1, 0);
+        uint8_t soa[200];
+        memset(soa, 0, sizeof(soa));
+        soa[0] = 63; /* a long MNAME label, then root; RNAME root; five numbers */
+        memset(soa + 1, 'm', 63);
+        put_ptr(&a, 12);
+        rr_tail(&a, VD_TYPE_SOA, VD_CLASS_IN, 300, soa, 1 + 63 + 1 + 1 + 20);
+        size_t full = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_gt(full, q_end(&qi));
+        cr_assert_eq(vd_wire_get16(out + 8), 1);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_NXDOMAIN);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, full - 1, out, sizeof(out));
+        cr_assert_eq(n, q_end(&qi), "no NXDOMAIN without its SOA: TC instead");
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_NXDOMAIN);
+}
+
+Test(relay, ttls_above_2_31_minus_1_become_0)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        const uint8_t rd[4] = {192, 0, 2, 1};
+        const uint32_t ttls[4] = {0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu, 60};
+        client_query(&q, &qi, 9, "example.com", VD_TYPE_A, true, false);
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 2, 1, 2);
+        for (int i = 0; i < 2; i++) {
+                put_ptr(&a, 12);
+                rr_tail(&a, VD_TYPE_A, VD_CLASS_IN, ttls[i], rd, 4);
+        }
+        put_ptr(&a, 12);
+        rr_tail(&a, VD_TYPE_A, VD_CLASS_IN, ttls[2], rd, 4);
+        opt_rr(&a, 1232, 0, false, false);
+        put_ptr(&a, 12); /* after the OPT: the owner is written out, offsets shift */
+        rr_tail(&a, VD_TYPE_A, VD_CLASS_IN, 0x90000000u, rd, 4);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 1232, out, sizeof(out));
+        cr_assert_gt(n, 0);
+        ldns_pkt *p = parse_ldns(out, n);
+        cr_assert_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(p), 0)), 0x7FFFFFFFu);
+        cr_assert_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(p), 1)), 0);
+        cr_assert_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_authority(p), 0)), 0);
+        cr_assert_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_additional(p), 0)), 0);
+        ldns_pkt_free(p);
+}
+
 /* ---- live: upstream servers on 127.0.0.1 in the test's loop -------------------------- */
 
 /* UP_WRONG_CASE_FIRST: the first query gets an answer (A 192.0.2.66) whose question has every
@@ -1024,20 +1145,6 @@ Test(forward_live, silent_upstream_servfail_after_budget)
         cr_assert_geq(s.up[0].udp_queries, 2, "retried within the budget");
 }
 
-Test(forward_live, refused_reaches_client_at_once)
-{
-        scenario s;
-        const enum up_mode modes[] = {UP_REFUSED};
-        scenario_init(&s, modes, 1, false, 2000);
-        s.expected = 1;
-        send_query(&s, 0, 99, "example.com", false, false, 512);
-        scenario_run(&s);
-        cr_assert_eq(s.r[0].calls, 1);
-        cr_assert_eq(vd_wire_get16(s.r[0].buf + 2) & 0xF, VD_RCODE_REFUSED);
-        cr_assert_lt(elapsed_ms(&s, &s.r[0]), 500.0, "REFUSED must not be retried to timeout");
-        cr_assert_eq(s.up[0].udp_queries, 1);
-}
-
 Test(forward_live, tc_answer_retried_over_tcp)
 {
         scenario s;
@@ -1309,6 +1416,61 @@ static void counters(const scenario *s, vd_forward_counters *c)
                 *c = s->last;
         else
                 vd_forwarder_counters_get(s->fwd, c);
+}
+
+/* REFUSED is never an answer (RFC 1034 §4.3.1): every server is tried, then the query fails
+ * at once and the client gets SERVFAIL (or stale data, from the resolver). */
+Test(forward_live, refused_from_every_server_fails_at_once)
+{
+        scenario s;
+        raw_result raw = {0};
+        const enum up_mode modes[] = {UP_REFUSED, UP_REFUSED};
+        scenario_init(&s, modes, 2, false, 2000);
+        s.expected = 2;
+        send_query(&s, 0, 99, "example.com", false, false, 512);
+        cr_assert_eq(send_raw(&s, &raw, 98, "raw.example.com"), 0);
+        scenario_run(&s);
+        cr_assert_eq(s.r[0].calls, 1);
+        cr_assert_eq(vd_wire_get16(s.r[0].buf), 99);
+        cr_assert_eq(vd_wire_get16(s.r[0].buf + 2) & 0xF, VD_RCODE_SERVFAIL);
+        cr_assert_lt(elapsed_ms(&s, &s.r[0]), 500.0, "REFUSED must not wait for a timeout");
+        cr_assert_eq(raw.calls, 1);
+        cr_assert_eq(raw.status, -ECONNREFUSED);
+        cr_assert(raw.null_answer);
+        cr_assert_lt(raw_ms(&raw), 500.0);
+        cr_assert_eq(s.up[0].udp_queries, 2, "each server asked once per query");
+        cr_assert_eq(s.up[1].udp_queries, 2);
+        vd_forward_counters c;
+        counters(&s, &c);
+        cr_assert_eq(c.failures, 2);
+        cr_assert_eq(c.servers_down, 0, "a server that refuses is alive");
+}
+
+Test(forward_live, refused_goes_to_the_next_server)
+{
+        enum { N = 32 };
+        scenario s;
+        static raw_result r[N];
+        memset(r, 0, sizeof(r));
+        const enum up_mode modes[] = {UP_REFUSED, UP_ANSWER};
+        scenario_init(&s, modes, 2, false, 2000);
+        s.expected = N;
+        for (int i = 0; i < N; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "r%d.example.com", i);
+                cr_assert_eq(send_raw(&s, &r[i], 100u + (unsigned)i, name), 0);
+        }
+        scenario_run(&s);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(r[i].calls, 1);
+                cr_assert_eq(r[i].status, 0, "query %d: %d", i, r[i].status);
+                cr_assert_eq(r[i].buf[3] & 0xF, VD_RCODE_NOERROR, "query %d", i);
+                cr_assert_lt(raw_ms(&r[i]), 500.0);
+        }
+        /* Servers are picked at random while both are unmeasured: the refusing one is asked
+         * first by some of 32 queries (all but certainly), and each then moves on. */
+        cr_assert_geq(s.up[0].udp_queries, 1, "the refusing server was never asked");
+        cr_assert_eq(s.up[1].udp_queries, N);
 }
 
 Test(forward_raw, answer_has_the_clients_question_case)
