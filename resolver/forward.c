@@ -36,13 +36,18 @@ static uint64_t now_ms(const vd_forwarder *f)
         return uv_now(f->loop);
 }
 
+/* The server's budget: the process-wide one when the forwarder was given it, else its own. */
 static bool server_has_token(vd_forwarder *f, struct server *s, uint64_t now)
 {
+        if (s->shared != NULL)
+                return vd_upstream_budget_has(s->shared, now);
         return vd_fwd_bucket_has(&s->bucket, f->max_qps, now);
 }
 
 static bool server_take_token(vd_forwarder *f, struct server *s, uint64_t now)
 {
+        if (s->shared != NULL)
+                return vd_upstream_budget_take(s->shared, now);
         return vd_fwd_bucket_take(&s->bucket, f->max_qps, now);
 }
 
@@ -558,6 +563,15 @@ int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarde
         for (size_t i = 0; i < f->n_servers; i++) {
                 f->servers[i].addr = f->routes.addrs[i];
                 vd_fwd_health_init(&f->servers[i].health);
+                if (opt->budget == NULL)
+                        continue;
+                f->servers[i].shared =
+                    vd_upstream_budget_slot_for(opt->budget, &f->servers[i].addr);
+                if (f->servers[i].shared == NULL) {
+                        rc = -ENOMEM;
+                        vd_error_set(err, "forwarder: out of memory");
+                        goto out;
+                }
         }
         for (size_t i = 0; i < f->n_servers; i++) {
                 rc = vd_fwd_channels_open(f, &f->servers[i], ports, err);

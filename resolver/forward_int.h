@@ -17,6 +17,7 @@
 
 #include "vpcdns/forward.h"
 
+#include "forward_budget.h"
 #include "forward_random.h"
 #include "forward_rules.h"
 #include "forward_select.h"
@@ -44,7 +45,8 @@ struct server {
         struct channel *chans;
         unsigned n_chans;
         vd_fwd_health health;
-        vd_fwd_bucket bucket; /* when no shared budget is given */
+        vd_fwd_bucket bucket;            /* without a shared budget */
+        vd_upstream_budget_slot *shared; /* this address's bucket in the shared budget, or NULL */
 };
 
 /* One query handed to c-ares. */

@@ -42,6 +42,9 @@ struct vd_server {
          * queries pending upstream, and open TCP connections. */
         vd_ratelimit_pending *pending;
         vd_ratelimit_pending *tcp_clients;
+        /* upstream_max_qps for the whole process, shared by every worker's forwarder (NULL
+         * when there is no limit); made with the first worker's forwarder. */
+        vd_upstream_budget *upstream_budget;
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
         vd_addr upstream[VD_MAX_UPSTREAM];
@@ -422,7 +425,7 @@ static int worker_rules(const vd_config *cfg, vd_forward_rule *out, size_t *n, v
 /* The forwarder (when anything can be forwarded) and the resolver over it and the cache. */
 static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
 {
-        unsigned workers = cfg->workers > 0 ? cfg->workers : 1;
+        vd_server *srv = w->server;
         bool rule_servers = false;
         size_t n_rules = 0;
         int r = 0;
@@ -432,6 +435,12 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                     rule_servers || (!cfg->rules[i].use_default && cfg->rules[i].n_servers > 0);
         if (cfg->n_upstream > 0 || rule_servers) {
                 vd_forward_rule *rules = NULL;
+                /* Workers are made one after the other on this thread: the first makes it. */
+                if (cfg->upstream_max_qps > 0 && srv->upstream_budget == NULL &&
+                    vd_upstream_budget_new(cfg->upstream_max_qps, &srv->upstream_budget) < 0) {
+                        vd_error_set(err, "worker %u: out of memory", w->index);
+                        return -ENOMEM;
+                }
                 if (cfg->n_rules > 0) {
                         rules = calloc(VD_MAX_RULES, sizeof(*rules));
                         if (rules == NULL) {
@@ -445,10 +454,7 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                     .n_servers = cfg->n_upstream,
                     .rules = rules,
                     .n_rules = n_rules,
-                    .max_qps = cfg->upstream_max_qps == 0 ? 0
-                               : cfg->upstream_max_qps / workers > 0
-                                   ? cfg->upstream_max_qps / workers
-                                   : 1,
+                    .budget = srv->upstream_budget,
                     .ports_per_server = cfg->upstream_ports,
                     .use_0x20 = cfg->upstream_0x20,
                     .timeout_ms = cfg->upstream_timeout_ms,
@@ -898,6 +904,7 @@ void vd_server_free(vd_server *srv)
         }
         vd_ratelimit_pending_free(srv->pending);
         vd_ratelimit_pending_free(srv->tcp_clients);
+        vd_upstream_budget_free(srv->upstream_budget); /* after every forwarder */
         if (srv->slot.current != NULL)
                 vd_snapshot_unref(srv->slot.current);
         uv_mutex_destroy(&srv->slot.lock);

@@ -33,12 +33,21 @@ typedef struct vd_forward_rule {
         size_t n_servers;
 } vd_forward_rule;
 
+/* The process-wide upstream_max_qps budget: one token bucket per upstream address (max_qps
+ * queries per second each, a burst of max(max_qps / 10, 1)), shared by the forwarders of every
+ * worker. Thread-safe; only a send about to go upstream takes a token. Free it after every
+ * forwarder that uses it has been closed. */
+typedef struct vd_upstream_budget vd_upstream_budget;
+int vd_upstream_budget_new(unsigned max_qps, vd_upstream_budget **out);
+void vd_upstream_budget_free(vd_upstream_budget *b);
+
 typedef struct vd_forward_options {
         const vd_addr *servers; /* the default upstreams; copied */
         size_t n_servers;
         const vd_forward_rule *rules; /* copied; may be NULL */
         size_t n_rules;
-        unsigned max_qps;          /* per upstream server, this forwarder's share; 0 = no limit */
+        vd_upstream_budget *budget; /* shared by the forwarders of the process; may be NULL */
+        unsigned max_qps; /* without a budget: per upstream server, this forwarder's; 0 = none */
         unsigned ports_per_server; /* UDP source ports (sockets) in rotation per server; 0 = 16 */
         bool use_0x20;             /* random letter case upstream, verified on return */
         unsigned timeout_ms;       /* total budget per query, e.g. 2000 */

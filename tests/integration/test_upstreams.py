@@ -29,10 +29,10 @@ def unique(shape):
     return "%s.u%d.fake.test." % (shape, next(_names))
 
 
-def start(tmp, fakes, config, name="vpcdns-up", extra=()):
+def start(tmp, fakes, config, name="vpcdns-up", extra=(), workers=1):
     """vpcdns forwarding to every fake in fakes (in that order), with config added."""
     cfg = tmp / ("%s.yaml" % name)
-    cfg.write_text("workers: 1\n" + config)
+    cfg.write_text("workers: %d\n" % workers + config)
     more = []
     for f in fakes[1:]:
         more += ["--upstream", f.address]
@@ -234,6 +234,26 @@ def test_over_the_upstream_budget_is_servfail_at_once_and_counted(fake, tmp_path
     finally:
         counters = stop_and_counters(d)
     assert counters["budget_refused"] >= 20, counters
+
+
+def test_the_upstream_budget_holds_across_workers(fake, tmp_path):
+    """upstream_max_qps is one budget per upstream server for the whole process: a burst
+    from many source ports, which SO_REUSEPORT spreads over both workers, sends no more
+    upstream than the budget allows (each worker with a share of its own would send more)."""
+    d = start(tmp_path, [fake], "upstream_max_qps: 1\n", workers=2)  # a burst of one
+    try:
+        time.sleep(1.2)  # the start-up probe's token is back
+        names = [unique("good") for _ in range(40)]
+        t = time.monotonic()
+        rcodes = [d.v4.query(name, "A").rcode() for name in names]  # a new port each
+        took = time.monotonic() - t
+        sent = len([n for n in names if fake.queries(n)])
+        assert rcodes.count(dns.rcode.NOERROR) == sent, rcodes
+        assert rcodes.count(dns.rcode.SERVFAIL) == len(names) - sent, rcodes
+        assert 1 <= sent <= 1 + int(took), "%d upstream queries in %.2f s at 1/s" % (sent, took)
+    finally:
+        counters = stop_and_counters(d)
+    assert counters["budget_refused"] >= len(names) - sent, counters
 
 
 # ---------------------------------------------------------------------------- rcodes and size

@@ -8,6 +8,7 @@
  * handle left. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -22,6 +23,7 @@
 #include "vpcdns/forward.h"
 #include "vpcdns/wire.h"
 
+#include "../../resolver/forward_budget.h"
 #include "../../resolver/forward_select.h"
 
 #define DNS_MSG_CAP 8192 /* this file's messages have room for 8192 octets */
@@ -1792,6 +1794,110 @@ Test(forward_budget, over_max_qps_is_ebusy_without_a_callback)
         cr_assert_eq(r[0].status, 0);
         cr_assert_eq(r[1].calls, 0, "a refused query gets no callback");
         cr_assert_eq(s.up[0].udp_queries, 1);
+}
+
+/* Two threads take tokens from one process-wide budget at the same fake times: together they
+ * get exactly the budget, never each its own. */
+typedef struct budget_user {
+        vd_upstream_budget *budget;
+        const vd_addr *addr;
+        uint64_t now_ms;
+        int took;
+} budget_user;
+
+static void *budget_thread(void *arg)
+{
+        budget_user *u = arg;
+        vd_upstream_budget_slot *slot = vd_upstream_budget_slot_for(u->budget, u->addr);
+        cr_assert_not_null(slot);
+        for (int i = 0; i < 2000; i++)
+                if (vd_upstream_budget_take(slot, u->now_ms))
+                        u->took++;
+        return NULL;
+}
+
+Test(forward_budget, one_budget_shared_by_two_threads)
+{
+        vd_upstream_budget *b = NULL;
+        cr_assert_eq(vd_upstream_budget_new(100, &b), 0); /* a burst of 10, 1 token per 10 ms */
+        vd_addr a1, a2;
+        memset(&a1, 0, sizeof(a1));
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a1.ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(53);
+        sin->sin_addr.s_addr = htonl(0x7F000001);
+        a1.len = sizeof(*sin);
+        a2 = a1;
+        ((struct sockaddr_in *)&a2.ss)->sin_port = htons(54);
+        cr_assert_eq(vd_upstream_budget_slot_for(b, &a1), vd_upstream_budget_slot_for(b, &a1));
+        cr_assert_neq(vd_upstream_budget_slot_for(b, &a1), vd_upstream_budget_slot_for(b, &a2));
+
+        const uint64_t times[] = {5000, 5000, 5050, 60000};
+        const int expect[] = {10, 0, 5, 10};
+        for (size_t t = 0; t < sizeof(times) / sizeof(times[0]); t++) {
+                budget_user u[2] = {{b, &a1, times[t], 0}, {b, &a1, times[t], 0}};
+                pthread_t th[2];
+                for (int i = 0; i < 2; i++)
+                        cr_assert_eq(pthread_create(&th[i], NULL, budget_thread, &u[i]), 0);
+                for (int i = 0; i < 2; i++)
+                        cr_assert_eq(pthread_join(th[i], NULL), 0);
+                cr_assert_eq(u[0].took + u[1].took, expect[t], "at %llu ms: %d + %d tokens",
+                             (unsigned long long)times[t], u[0].took, u[1].took);
+        }
+        /* The other address has its own bucket. */
+        vd_upstream_budget_slot *other = vd_upstream_budget_slot_for(b, &a2);
+        for (int i = 0; i < 10; i++)
+                cr_assert(vd_upstream_budget_take(other, 60000));
+        cr_assert_not(vd_upstream_budget_take(other, 60000));
+        vd_upstream_budget_free(b);
+}
+
+/* Two forwarders on two loops (two workers) with one budget: what one sends, the other cannot;
+ * without the shared budget each would have its own burst. */
+Test(forward_budget, two_forwarders_on_two_loops_share_the_budget)
+{
+        scenario s;
+        static raw_result r[3];
+        memset(r, 0, sizeof(r));
+        vd_upstream_budget *b = NULL;
+        cr_assert_eq(vd_upstream_budget_new(5, &b), 0); /* a burst of one */
+        const enum up_mode modes[] = {UP_ANSWER};
+        scenario_upstreams(&s, modes, 1, false);
+        scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1000, .budget = b});
+
+        uv_loop_t loop2;
+        cr_assert_eq(uv_loop_init(&loop2), 0);
+        vd_forward_options opt = {.servers = &s.up[0].addr,
+                                  .n_servers = 1,
+                                  .timeout_ms = 1000,
+                                  .budget = b,
+                                  .max_qps = 1000};
+        vd_forwarder *f2 = NULL;
+        vd_error err;
+        cr_assert_eq(vd_forwarder_new(&loop2, &opt, &f2, &err), 0, "%s", err.msg);
+
+        s.expected = 1;
+        cr_assert_eq(send_raw(&s, &r[0], 1, "first.example.com"), 0);
+        msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 2, "second.example.com", VD_TYPE_A, false, false);
+        cr_assert_eq(vd_forwarder_resolve(f2, &qi, on_raw, &r[1]), -EBUSY,
+                     "the other worker's forwarder got a token of its own");
+        cr_assert_eq(send_raw(&s, &r[2], 3, "third.example.com"), -EBUSY);
+        vd_forward_counters c;
+        vd_forwarder_counters_get(f2, &c);
+        cr_assert_eq(c.budget_refused, 1);
+        cr_assert_eq(c.upstream_queries, 0);
+        vd_forwarder_close(f2);
+        cr_assert_eq(uv_run(&loop2, UV_RUN_DEFAULT), 0);
+        cr_assert_eq(uv_loop_close(&loop2), 0);
+
+        scenario_run(&s);
+        cr_assert_eq(r[0].calls, 1);
+        cr_assert_eq(r[0].status, 0);
+        cr_assert_eq(r[1].calls + r[2].calls, 0, "a refused query gets no callback");
+        cr_assert_eq(s.up[0].udp_queries, 1);
+        vd_upstream_budget_free(b);
 }
 
 Test(forward_budget, server_over_budget_is_skipped_for_another)
