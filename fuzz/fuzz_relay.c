@@ -6,7 +6,7 @@
  * response reads cleanly and every record of the sections it kept arrives unchanged (TTLs
  * above 2^31 - 1 as 0).
  * Every relayed answer is also stored in a cache and served back from it (the upstream
- * answer path of issue 5: parse, check, cache insert, relay). */
+ * answer path: parse, check, cache insert, relay). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_header(&qi, out, n);
         uint16_t flags = vd_wire_get16(out + 2);
         uint16_t up_flags = vd_wire_get16(answer + 2);
-        FUZZ_CHECK(!(flags & VD_FLAG_AA)); /* spec §5: we answer as a recursive service */
+        FUZZ_CHECK(!(flags & VD_FLAG_AA)); /* we answer as a recursive service */
         FUZZ_CHECK(flags & VD_FLAG_RA);
         FUZZ_CHECK((flags & VD_FLAG_RD) == (qi.flags & VD_FLAG_RD));
         /* Either every record passes (upstream's OPT replaced by ours, or dropped), or the

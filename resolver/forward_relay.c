@@ -1,8 +1,10 @@
 /* forward_relay.c — turns an upstream answer into the client's response (vd_forward_relay in
  * forward.h): checks that it answers the client's question, restores the client's ID and
  * spelling, replaces the upstream's OPT with ours, drops what signs the upstream's own message,
- * and truncates for the client's size limit. A pure message transform: no I/O, no allocation,
- * no state; every octet of the answer is read through wire.h's bounded readers. */
+ * passes TTLs over 2^31 - 1 on as 0, and fits the client's size limit (leaving out the
+ * additional, then the authority section; TC only when the answer section does not fit). A pure
+ * message transform: no I/O, no allocation, no state; every octet of the answer is read through
+ * wire.h's bounded readers. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -189,25 +191,25 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         struct cut {
                 size_t len;
                 uint16_t ns, ar;
-        } tries[3];
-        size_t n_tries = 0;
+        } cuts[3];
+        size_t n_cuts = 0;
         if (fits)
-                tries[n_tries++] = (struct cut){len, ns, (uint16_t)(ar - removed)};
+                cuts[n_cuts++] = (struct cut){len, ns, (uint16_t)(ar - removed)};
         if (end_ns != SIZE_MAX && (ar > removed || !fits))
-                tries[n_tries++] = (struct cut){end_ns, ns, 0};
+                cuts[n_cuts++] = (struct cut){end_ns, ns, 0};
         if (end_an != SIZE_MAX && an > 0 && ns > 0)
-                tries[n_tries++] = (struct cut){end_an, 0, 0};
-        for (size_t t = 0; t < n_tries; t++) {
+                cuts[n_cuts++] = (struct cut){end_an, 0, 0};
+        for (size_t t = 0; t < n_cuts; t++) {
                 vd_wire_put16(out, qi->id);
                 vd_wire_put16(out + 2, flags);
                 vd_wire_put16(out + 4, 1);
                 vd_wire_put16(out + 6, an);
-                vd_wire_put16(out + 8, tries[t].ns);
-                vd_wire_put16(out + 10, tries[t].ar);
+                vd_wire_put16(out + 8, cuts[t].ns);
+                vd_wire_put16(out + 10, cuts[t].ar);
                 memcpy(out + VD_HEADER_LEN, qi->qname, qi->qname_len);
                 vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len, qi->qtype);
                 vd_wire_put16(out + VD_HEADER_LEN + qi->qname_len + 2, qi->qclass);
-                size_t with_opt = vd_wire_add_opt(qi, (uint8_t)rcode, out, tries[t].len, limit);
+                size_t with_opt = vd_wire_add_opt(qi, (uint8_t)rcode, out, cuts[t].len, limit);
                 if (with_opt > 0)
                         return with_opt;
         }

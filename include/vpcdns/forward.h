@@ -89,8 +89,11 @@ void vd_forwarder_close(vd_forwarder *f);
 
 /* Builds the client's response from an upstream answer: checks that it answers qi's question
  * (ID not checked here), restores the client's ID and question case, replaces the upstream's
- * OPT with ours (or removes it for a client without EDNS), and truncates with TC when longer
- * than max_len; AA is cleared (we answer as a recursive service). Returns the response
+ * OPT with ours (or removes it for a client without EDNS), passes TTLs over 2^31 - 1 on as 0
+ * (RFC 2181 §8), and when longer than max_len leaves out the additional section, then (for an
+ * answer with records in its answer section) the authority section, and sets TC with no
+ * records only when that is not enough (RFC 2181 §9); AA is cleared (we answer as a
+ * recursive service). Returns the response
  * length, or 0 when the answer is malformed or does not match (the caller then answers SERVFAIL).
  * resolve.c builds every forwarded response with it; fuzzed by fuzz/fuzz_relay.c. */
 size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
