@@ -389,7 +389,11 @@ bool vd_resolver_from_cache(vd_resolver *r, const vd_query_info *qi, size_t max_
         uint64_t now = uv_now(r->loop);
 
         if (r->cache != NULL) {
-                size_t n = vd_cache_lookup(r->cache, qi, now, max_len, out, cap);
+                /* (CD answers are never cached: nothing to refresh) */
+                bool want_prefetch = r->opt.prefetch && r->fwd != NULL && !key_cd(qi);
+                bool prefetch = false;
+                size_t n = vd_cache_lookup_prefetch(r->cache, qi, now, max_len, out, cap,
+                                                    want_prefetch ? &prefetch : NULL);
                 if (n > 0 && (out[3] & 0x0F) == VD_RCODE_SERVFAIL) {
                         /* A SERVFAIL kept for a few seconds (RFC 9520): stale data first. */
                         size_t m = stale_answer(r, qi, max_len, out, cap);
@@ -402,9 +406,7 @@ bool vd_resolver_from_cache(vd_resolver *r, const vd_query_info *qi, size_t max_
                 }
                 if (n > 0) {
                         r->counters.cache_hits++;
-                        /* (CD answers are never cached: nothing to refresh) */
-                        if (r->opt.prefetch && r->fwd != NULL && !key_cd(qi) &&
-                            vd_cache_take_prefetch(r->cache, qi, now))
+                        if (prefetch)
                                 start_prefetch(r, qi);
                         *out_len = n;
                         return true;

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <string.h>
+#include <uv.h>
 
 #include "vpcdns/cache.h"
 
@@ -580,8 +581,11 @@ static bool cached(vd_cache *c, const char *name, uint64_t now)
         return vd_cache_lookup(c, &cl.qi, now, 512, out, sizeof(out)) > 0;
 }
 
-/* The bucket array grows with the entries: thousands of names stay findable across every
- * doubling, and eviction still works once the cache is full. */
+/* The bucket arrays grow with the entries: thousands of names stay findable across every
+ * doubling, and eviction still works once the cache is full. With 6000 entries the cache has
+ * several shards, each with its own share and LRU order: the total holds exactly, and the
+ * most recent names are all kept (a shard would have to receive half again its share of the
+ * last 4000 names to lose one of them). */
 Test(cache, buckets_grow_with_the_entries)
 {
         vd_cache_options o = opts();
@@ -596,10 +600,15 @@ Test(cache, buckets_grow_with_the_entries)
         vd_cache_counters_get(c, &k);
         cr_assert_eq(k.entries, 6000);
         cr_assert_eq(k.evictions, 1000);
+        unsigned kept = 0;
         for (unsigned i = 0; i < 7000; i++) {
                 snprintf(name, sizeof(name), "host%u.grow.test", i);
-                cr_assert_eq(cached(c, name, T0), i >= 1000, "%s", name);
+                bool hit = cached(c, name, T0);
+                kept += hit;
+                if (i >= 3000)
+                        cr_assert(hit, "%s", name);
         }
+        cr_assert_eq(kept, 6000);
         vd_cache_free(c);
 }
 
@@ -1217,6 +1226,15 @@ Test(cache, servfail_alone_is_never_served_stale)
         vd_cache_free(c);
 }
 
+/* A lookup at now_ms that must hit; returns whether it claimed the entry for a prefetch. */
+static bool hit_claims_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms)
+{
+        uint8_t out[1232];
+        bool prefetch = true;
+        cr_assert_gt(vd_cache_lookup_prefetch(c, qi, now_ms, 512, out, sizeof(out), &prefetch), 0);
+        return prefetch;
+}
+
 Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
 {
         vd_cache_options o = opts();
@@ -1228,25 +1246,32 @@ Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0); /* TTL 300 */
 
-        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 269999), "31 s left: not yet");
-        cr_assert_not(vd_cache_take_prefetch(c, &other.qi, T0 + 280000), "no entry");
+        cr_assert_not(hit_claims_prefetch(c, &cl.qi, T0 + 269999), "31 s left: not yet");
+        bool prefetch = true;
+        cr_assert_eq(
+            vd_cache_lookup_prefetch(c, &other.qi, T0 + 280000, 512, out, sizeof(out), &prefetch),
+            0);
+        cr_assert_not(prefetch, "no entry");
         cr_assert_gt(vd_cache_lookup(c, &cl.qi, T0 + 280000, 512, out, sizeof(out)), 0);
-        cr_assert(vd_cache_take_prefetch(c, &cl.qi, T0 + 280000), "20 s of 300 left");
-        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 281000), "only once per entry");
-        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 300000), "expired");
+        cr_assert(hit_claims_prefetch(c, &cl.qi, T0 + 280000),
+                  "20 s of 300 left (a plain lookup does not claim)");
+        cr_assert_not(hit_claims_prefetch(c, &cl.qi, T0 + 281000), "only once per entry");
+        prefetch = true;
+        cr_assert_eq(
+            vd_cache_lookup_prefetch(c, &cl.qi, T0 + 300000, 512, out, sizeof(out), &prefetch), 0);
+        cr_assert_not(prefetch, "expired");
 
         /* The refreshed entry can be prefetched again in its own last tenth; the key is
-         * case-insensitive and the check works without a lookup just before. */
+         * case-insensitive. */
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0 + 290000), 0);
         struct client upper;
         client_query(&upper, 3, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
-        cr_assert_not(vd_cache_take_prefetch(c, &upper.qi, T0 + 290000 + 100000));
-        cr_assert_eq(vd_cache_lookup(c, &other.qi, T0, 512, out, sizeof(out)), 0); /* a miss */
-        cr_assert(vd_cache_take_prefetch(c, &upper.qi, T0 + 290000 + 271000));
+        cr_assert_not(hit_claims_prefetch(c, &upper.qi, T0 + 290000 + 100000));
+        cr_assert(hit_claims_prefetch(c, &upper.qi, T0 + 290000 + 271000));
         vd_cache_free(c);
 }
 
-Test(cache, prefetch_survives_eviction_of_the_last_hit)
+Test(cache, prefetch_claim_follows_the_entry_not_the_last_lookup)
 {
         vd_cache_options o = opts();
         o.max_entries = 1;
@@ -1261,7 +1286,104 @@ Test(cache, prefetch_survives_eviction_of_the_last_hit)
         static const char *const aaaa[] = {"www.example.com. 100 IN AAAA 2001:db8::1", NULL};
         n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_AAAA, 0, aaaa, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &b.qi, up, n, T0 + 2000), 0); /* evicts the A entry */
-        cr_assert_not(vd_cache_take_prefetch(c, &a.qi, T0 + 280000), "evicted: nothing to do");
-        cr_assert(vd_cache_take_prefetch(c, &b.qi, T0 + 2000 + 95000));
+        bool prefetch = true;
+        cr_assert_eq(
+            vd_cache_lookup_prefetch(c, &a.qi, T0 + 280000, 512, out, sizeof(out), &prefetch), 0);
+        cr_assert_not(prefetch, "evicted: nothing to do");
+        cr_assert(hit_claims_prefetch(c, &b.qi, T0 + 2000 + 95000));
         vd_cache_free(c);
+}
+
+/* --- one cache, several threads --- */
+
+#define MT_NAMES 1024
+#define MT_THREADS 4
+#define MT_ROUNDS 20000
+
+struct mt_shared {
+        vd_cache *cache;
+        struct client clients[MT_NAMES];
+        uint8_t answers[MT_NAMES][128];
+        size_t answer_len[MT_NAMES];
+};
+
+struct mt_thread {
+        struct mt_shared *shared;
+        unsigned index;
+        uv_thread_t thread;
+        unsigned long lookups, hits, stores, wrong;
+};
+
+/* Each thread walks the names in its own order: a hit must carry the name's own address
+ * (10.0.hi.lo) and the client's ID; a miss stores the upstream answer. Failures are counted:
+ * Criterion's assertions belong to the test's own thread. */
+static void mt_worker(void *arg)
+{
+        struct mt_thread *t = arg;
+        struct mt_shared *sh = t->shared;
+        uint8_t out[512];
+        for (unsigned i = 0; i < MT_ROUNDS; i++) {
+                unsigned j = (i * 7919u + t->index * 257u) % MT_NAMES;
+                const vd_query_info *qi = &sh->clients[j].qi;
+                uint64_t now = T0 + i;
+                t->lookups++;
+                size_t n = vd_cache_lookup(sh->cache, qi, now, 512, out, sizeof(out));
+                if (n == 0) {
+                        if (vd_cache_store(sh->cache, qi, sh->answers[j], sh->answer_len[j], now) !=
+                            0)
+                                t->wrong++;
+                        t->stores++;
+                        continue;
+                }
+                t->hits++;
+                const uint8_t want[4] = {10, 0, (uint8_t)(j >> 8), (uint8_t)j};
+                if (n < 16 || vd_wire_get16(out) != qi->id || vd_wire_get16(out + 6) != 1 ||
+                    memcmp(out + n - 4, want, 4) != 0)
+                        t->wrong++;
+        }
+}
+
+Test(cache, threads_share_one_cache_and_every_hit_is_the_right_answer)
+{
+        struct mt_shared *sh = calloc(1, sizeof(*sh));
+        cr_assert_not_null(sh);
+        vd_cache_options o = opts();
+        o.max_entries = 600; /* two shards, and fewer entries than names: evictions race too */
+        sh->cache = new_cache(&o);
+        for (unsigned j = 0; j < MT_NAMES; j++) {
+                char name[64], fqdn[80], rec[160];
+                snprintf(name, sizeof(name), "host%u.threads.test", j);
+                snprintf(fqdn, sizeof(fqdn), "%s.", name);
+                snprintf(rec, sizeof(rec), "%s 300 IN A 10.0.%u.%u", fqdn, j >> 8, j & 255);
+                const char *an[] = {rec, NULL};
+                client_query(&sh->clients[j], (uint16_t)(j + 1), name, VD_TYPE_A, false, false);
+                sh->answer_len[j] = upstream(sh->answers[j], sizeof(sh->answers[j]), fqdn,
+                                             VD_TYPE_A, 0, an, NULL, NULL);
+        }
+        struct mt_thread threads[MT_THREADS];
+        memset(threads, 0, sizeof(threads));
+        for (unsigned i = 0; i < MT_THREADS; i++) {
+                threads[i].shared = sh;
+                threads[i].index = i;
+                cr_assert_eq(uv_thread_create(&threads[i].thread, mt_worker, &threads[i]), 0);
+        }
+        unsigned long lookups = 0, hits = 0, stores = 0;
+        for (unsigned i = 0; i < MT_THREADS; i++) {
+                uv_thread_join(&threads[i].thread);
+                cr_assert_eq(threads[i].wrong, 0, "thread %u: wrong answers or failed stores", i);
+                lookups += threads[i].lookups;
+                hits += threads[i].hits;
+                stores += threads[i].stores;
+        }
+        vd_cache_counters k;
+        vd_cache_counters_get(sh->cache, &k);
+        cr_assert_eq(k.hits, hits);
+        cr_assert_eq(k.misses, lookups - hits);
+        cr_assert_eq(k.stores, stores);
+        cr_assert_eq(k.entries, 600, "the bound holds for the whole cache");
+        /* (two threads missing the same name at once both store: one replaces) */
+        cr_assert_geq(k.stores - k.evictions, 600);
+        cr_assert_gt(hits, 0);
+        vd_cache_free(sh->cache);
+        free(sh);
 }
