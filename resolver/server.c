@@ -17,10 +17,12 @@
  *
  * Forwarding: each worker owns a forwarder (default upstreams and the forwarding rules, its
  * share of the upstream budget) and a resolver over it and the one answer cache that every
- * worker shares (created here before the workers, freed after them); the resolver is closed
- * before the forwarder. Loop protection: once running, worker 0 sends a probe for a
- * unique name to the upstreams (serving does not wait for it); when that name comes back to
- * one of our listeners (query.c marks it), the server logs the loop and stops with -ELOOP. */
+ * worker shares, with the registry through which the resolvers merge identical questions
+ * into one upstream query across workers (both created here before the workers, freed after
+ * them); the resolver is closed before the forwarder. Loop protection: once running, worker 0 sends
+ * a probe for a unique name to the upstreams (serving does not wait for it); when that name comes
+ * back to one of our listeners (query.c marks it), the server logs the loop and stops with -ELOOP.
+ */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -43,7 +45,8 @@ struct vd_server {
          * queries pending upstream, and open TCP connections. */
         vd_ratelimit_pending *pending;
         vd_ratelimit_pending *tcp_clients;
-        vd_cache *cache; /* every worker's answer cache; NULL when the cache is off */
+        vd_cache *cache;       /* every worker's answer cache; NULL when the cache is off */
+        vd_inflight *inflight; /* every worker's upstream queries in flight */
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
         vd_addr upstream[VD_MAX_UPSTREAM];
@@ -466,6 +469,7 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
         ro.stale_max_s = cfg->stale_max;
         ro.stale_answer_ms = cfg->stale_answer_ms;
         ro.prefetch = cfg->prefetch;
+        ro.inflight = w->server->inflight;
         r = vd_resolver_new(&w->loop, w->forwarder, w->cache, &ro, &w->resolver);
         if (r < 0) {
                 vd_error_set(err, "worker %u: resolver: %s", w->index, strerror(-r));
@@ -599,6 +603,10 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                         r = vd_error_set(err, "cache: out of memory");
                         goto fail;
                 }
+        }
+        if (vd_inflight_new(&srv->inflight) < 0) {
+                r = vd_error_set(err, "out of memory");
+                goto fail;
         }
         srv->workers = calloc(srv->n_workers, sizeof(srv->workers[0]));
         if (srv->workers == NULL) {
@@ -891,7 +899,8 @@ void vd_server_free(vd_server *srv)
                         worker_free(srv->workers[i]);
                 free(srv->workers);
         }
-        vd_cache_free(srv->cache); /* after the workers that borrow it */
+        vd_inflight_free(srv->inflight); /* after the workers' resolvers */
+        vd_cache_free(srv->cache);       /* after the workers that borrow it */
         vd_ratelimit_pending_free(srv->pending);
         vd_ratelimit_pending_free(srv->tcp_clients);
         if (srv->slot.current != NULL)
