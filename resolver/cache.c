@@ -14,11 +14,15 @@
  * lock is let go). A lookup writes its response under the lock: a copy and a TTL per record,
  * no allocation. So a reader waits at most for another thread's link, unlink or copy.
  *
- * Entry layout (one malloc): struct entry, then one uint32_t of metadata per record (TTL field
- * offset in the low 16 bits, "owner is the question name" in bit 16), then the lower-cased key
- * name, then the records in wire form — owners uncompressed, names inside rdata expanded —
- * answer-section records first, then authority-section ones. The original TTL and the store
- * time are kept so that serve-stale and prefetch can reason about an entry's age.
+ * Entry layout (one malloc): struct entry, then one uint32_t per record (the offset of its TTL
+ * field in the data), then the lower-cased key name, then the records exactly as they follow
+ * the question in a response — answer-section records first, then authority-section ones.
+ * They are name-compressed when stored: owners, and the names inside the rdata of the RFC 1035
+ * types, point at the question name (at offset 12, the same length for every client asking
+ * this key, so a pointer to it also echoes the client's letter case) and at earlier names;
+ * other rdata names are written out in full. A lookup copies them and sets the TTLs. The
+ * original TTL and the store time are kept so that serve-stale and prefetch can reason about
+ * an entry's age.
  *
  * Serve-stale (RFC 8767): an expired entry stays until it is evicted or replaced, and
  * vd_cache_lookup_stale serves it (every TTL 30) while it is at most stale_max_s seconds past
@@ -50,9 +54,11 @@
 #define MAX_RECORDS (MAX_DATA / 11)
 #define MAX_BUCKETS ((size_t)1 << 24)
 #define INITIAL_BUCKETS ((size_t)1024)
-#define MAX_SHARDS 64         /* power of two */
-#define MIN_SHARD_ENTRIES 256 /* no more shards than keep at least this many entries each */
-#define META_OWNER_IS_QNAME (1u << 16)
+#define MAX_SHARDS 64             /* power of two */
+#define MIN_SHARD_ENTRIES 256     /* no more shards than keep at least this many entries each */
+#define MAX_TARGETS 1024          /* compression pointer targets per stored answer */
+#define MAX_TARGET_NAMES 128      /* names whose suffixes are targets */
+#define POINTER_MAX 0x3FFF        /* the largest offset a compression pointer reaches */
 #define TTL_MAX_VALID 0x7FFFFFFFu /* RFC 2181 §8: larger TTLs are treated as zero */
 #define STALE_TTL 30              /* RFC 8767 §4: TTL of every record served stale */
 
@@ -73,6 +79,7 @@ struct entry {
         uint32_t ttl;            /* lifetime in seconds after the clamps */
         uint32_t orig_ttl;       /* the smallest TTL the upstream gave, before the clamps */
         uint32_t data_len;
+        uint32_t an_len; /* octets of data that are answer-section records */
         uint16_t qtype;
         uint16_t qclass;
         uint16_t nrecords;
@@ -105,12 +112,22 @@ struct vd_cache {
         struct shard *shards;
 };
 
+/* A name already written that a compression pointer may reach: a suffix of it, lower-cased,
+ * at message offset msg_off. */
+struct target {
+        const uint8_t *lower;
+        uint16_t len;
+        uint16_t msg_off;
+};
+
 /* Scratch space for vd_cache_store, one per thread, so that a rejected answer costs no
  * allocation and stores on different threads never share it. */
 struct scratch {
         uint8_t data[MAX_DATA];
         uint32_t meta[MAX_RECORDS];
         uint8_t kept[65536 / 8]; /* answer records already kept, by index */
+        struct target targets[MAX_TARGETS];
+        uint8_t names[MAX_TARGET_NAMES][VD_NAME_MAX]; /* what targets[].lower points into */
 };
 static _Thread_local struct scratch store_scratch;
 
@@ -126,10 +143,13 @@ struct rr {
         size_t owner_len;
 };
 
-/* The records being kept, written into the scratch data / meta. */
+/* The records being kept, written into the scratch data / meta, names compressed. */
 struct kept {
+        size_t base; /* the message offset of data[0] in every response: header + question */
         size_t len;
         size_t n;
+        size_t n_targets;
+        size_t n_names;
         uint32_t min_ttl;
         uint32_t soa_minimum;
         bool have_soa;
@@ -398,29 +418,112 @@ static bool room(const struct kept *k, size_t n)
         return k->len <= MAX_DATA && MAX_DATA - k->len >= n;
 }
 
-/* Appends one record to the kept set: owner uncompressed, names in rdata expanded. */
-static int keep_record(struct scratch *c, struct kept *k, const vd_query_info *qi,
-                       const uint8_t *msg, const struct rr *rr)
+/* RFC 1035 types whose rdata names may be compressed (RFC 3597 §4): no other type's. */
+static bool rdata_compressible(uint16_t type)
 {
-        bool owner_is_qname = name_eq(rr->owner, rr->owner_len, qi->qname_lower, qi->qname_len);
+        switch (type) {
+        case 2:  /* NS */
+        case 3:  /* MD */
+        case 4:  /* MF */
+        case 5:  /* CNAME */
+        case 6:  /* SOA */
+        case 7:  /* MB */
+        case 8:  /* MG */
+        case 9:  /* MR */
+        case 12: /* PTR */
+        case 14: /* MINFO */
+        case 15: /* MX */
+                return true;
+        default:
+                return false;
+        }
+}
+
+static void lower_name(const uint8_t *name, size_t len, uint8_t *out)
+{
+        /* Length octets are at most 63, below 'A': one rule for the whole name. */
+        for (size_t i = 0; i < len; i++)
+                out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (uint8_t)(name[i] + 32) : name[i];
+}
+
+/* Makes every suffix of lower (len octets) that starts in its first literal octets, written at
+ * message offset msg_off, a target for later pointers. */
+static void add_targets(struct scratch *c, struct kept *k, const uint8_t *lower, size_t len,
+                        size_t literal, size_t msg_off)
+{
+        if (k->n_names >= MAX_TARGET_NAMES)
+                return;
+        uint8_t *copy = c->names[k->n_names++];
+        memcpy(copy, lower, len);
+        for (size_t p = 0; p < literal && copy[p] != 0 && k->n_targets < MAX_TARGETS;
+             p += 1 + (size_t)copy[p]) {
+                if (msg_off + p > POINTER_MAX)
+                        return;
+                c->targets[k->n_targets++] = (struct target){.lower = copy + p,
+                                                             .len = (uint16_t)(len - p),
+                                                             .msg_off = (uint16_t)(msg_off + p)};
+        }
+}
+
+/* Appends name (uncompressed wire form, as the upstream spelt it). With compress, its longest
+ * suffix already written (question name included, letter case aside) becomes a pointer, and
+ * what it writes becomes a target itself. */
+static int put_name(struct scratch *c, struct kept *k, const uint8_t *name, size_t len,
+                    bool compress)
+{
+        uint8_t lower[VD_NAME_MAX];
+        size_t literal = len;
+        int pointer = -1;
+        if (compress) {
+                lower_name(name, len, lower);
+                for (size_t p = 0; name[p] != 0 && pointer < 0; p += 1 + (size_t)name[p]) {
+                        for (size_t t = 0; t < k->n_targets; t++) {
+                                const struct target *tg = &c->targets[t];
+                                if (tg->len == len - p &&
+                                    memcmp(tg->lower, lower + p, len - p) == 0) {
+                                        literal = p;
+                                        pointer = tg->msg_off;
+                                        break;
+                                }
+                        }
+                }
+        }
+        size_t need = literal + (pointer >= 0 ? 2 : 0);
+        if (!room(k, need))
+                return -EMSGSIZE;
+        uint8_t *w = c->data + k->len;
+        memcpy(w, name, literal);
+        if (pointer >= 0)
+                vd_wire_put16(w + literal, (uint16_t)(0xC000u | (unsigned)pointer));
+        if (compress)
+                add_targets(c, k, lower, len, literal, k->base + k->len);
+        k->len += need;
+        return 0;
+}
+
+/* Appends one record to the kept set: its owner and the names in the rdata of the RFC 1035
+ * types compressed against the question and the names before them; other rdata names written
+ * out in full (expanded when the upstream compressed them). */
+static int keep_record(struct scratch *c, struct kept *k, const uint8_t *msg, const struct rr *rr)
+{
         uint8_t name[VD_NAME_MAX];
         size_t name_len;
         size_t pos = rr->start;
+        int rc;
 
         if (k->n >= MAX_RECORDS)
                 return -EMSGSIZE;
-        /* The owner as the upstream spelt it; the question's own name is rewritten in the
-         * client's spelling at lookup time. */
+        /* The owner as the upstream spelt it; one that is the question name (or ends in it)
+         * becomes a pointer into the question, which is the client's own spelling. */
         if (vd_wire_read_name(msg, rr->end, &pos, name, &name_len, false) != 0)
                 return -EBADMSG;
-        if (!room(k, name_len + 10))
+        if ((rc = put_name(c, k, name, name_len, true)) != 0)
+                return rc;
+        if (!room(k, 10))
                 return -EMSGSIZE;
-        uint8_t *w = c->data + k->len;
-        memcpy(w, name, name_len);
-        memcpy(w + name_len, msg + rr->fixed, 8); /* type, class, TTL; rdlength below */
-        size_t rec_start = k->len;
-        size_t ttl_off = rec_start + name_len + 4;
-        k->len += name_len + 10;
+        memcpy(c->data + k->len, msg + rr->fixed, 8); /* type, class, TTL; rdlength below */
+        size_t ttl_off = k->len + 4;
+        k->len += 10;
 
         size_t rdata = rr->fixed + 10;
         size_t end = rr->end;
@@ -429,6 +532,7 @@ static int keep_record(struct scratch *c, struct kept *k, const vd_query_info *q
         if ((rr->type == VD_TYPE_A && rdlen != 4) || (rr->type == VD_TYPE_AAAA && rdlen != 16))
                 return -EBADMSG;
         if (vd_wire_rdata_names(rr->type, &prefix, &names)) {
+                bool compress = rdata_compressible(rr->type);
                 if (rr->type == 35) {
                         for (int s = 0; s < 3; s++) {
                                 if (rdata + prefix >= end)
@@ -445,10 +549,8 @@ static int keep_record(struct scratch *c, struct kept *k, const vd_query_info *q
                         /* Bounded by the rdata: the inline part of a name stays inside it. */
                         if (p >= end || vd_wire_read_name(msg, end, &p, name, &name_len, false))
                                 return -EBADMSG;
-                        if (!room(k, name_len))
-                                return -EMSGSIZE;
-                        memcpy(c->data + k->len, name, name_len);
-                        k->len += name_len;
+                        if ((rc = put_name(c, k, name, name_len, compress)) != 0)
+                                return rc;
                 }
                 size_t rest = end - p;
                 if (rr->type == VD_TYPE_SOA) {
@@ -476,7 +578,7 @@ static int keep_record(struct scratch *c, struct kept *k, const vd_query_info *q
                 ttl = 0;
         if (ttl < k->min_ttl)
                 k->min_ttl = ttl;
-        c->meta[k->n++] = (uint32_t)ttl_off | (owner_is_qname ? META_OWNER_IS_QNAME : 0);
+        c->meta[k->n++] = (uint32_t)ttl_off;
         return 0;
 }
 
@@ -497,6 +599,29 @@ struct chain {
         bool answered; /* records of the question type were found at the last name */
 };
 
+/* Keeps the DNAMEs of the answer section above the chain's current name, with their RRSIGs
+ * for DO (RFC 6672: they precede the CNAME they synthesise). */
+static int keep_dnames_above(struct scratch *c, struct kept *k, const vd_query_info *qi,
+                             const uint8_t *msg, size_t len, size_t an_start, uint16_t ancount,
+                             const struct chain *ch)
+{
+        struct rr rr;
+        size_t pos = an_start;
+        int rc;
+        for (size_t i = 0; i < ancount; i++) {
+                if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                        return rc;
+                if (kept_get(c, i) || rr.rclass != qi->qclass || rr.covered != TYPE_DNAME ||
+                    (rr.type == TYPE_RRSIG && !qi->edns_do) ||
+                    !name_is_suffix(rr.owner, rr.owner_len, ch->name, ch->name_len, true))
+                        continue;
+                if ((rc = keep_record(c, k, msg, &rr)) != 0)
+                        return rc;
+                kept_set(c, i);
+        }
+        return 0;
+}
+
 /* Keeps the records of the answer section that lie on the question's chain: records of the
  * type at the current name (and, for DO, their RRSIGs); else the name's CNAME, the DNAMEs
  * above it that produced it, and their RRSIGs, and the walk moves to the CNAME's target. */
@@ -514,6 +639,11 @@ static int walk_chain(struct scratch *c, struct kept *k, const vd_query_info *qi
         memset(c->kept, 0, (size_t)ancount / 8 + 1);
 
         for (int hop = 0;; hop++) {
+                /* A CNAME question answered by a CNAME a DNAME synthesised: the DNAME (and
+                 * its RRSIGs) go first, as the upstream sent them (RFC 6672 §3.1). */
+                if (qi->qtype == VD_TYPE_CNAME &&
+                    (rc = keep_dnames_above(c, k, qi, msg, len, an_start, ancount, ch)) != 0)
+                        return rc;
                 /* Records of the question type at the current name. */
                 pos = an_start;
                 for (size_t i = 0; i < ancount; i++) {
@@ -527,7 +657,7 @@ static int walk_chain(struct scratch *c, struct kept *k, const vd_query_info *qi
                             (qi->edns_do && rr.type == TYPE_RRSIG && rr.covered == qi->qtype);
                         if (!match)
                                 continue;
-                        if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                        if ((rc = keep_record(c, k, msg, &rr)) != 0)
                                 return rc;
                         kept_set(c, i);
                         if (rr.type == qi->qtype)
@@ -578,7 +708,7 @@ static int walk_chain(struct scratch *c, struct kept *k, const vd_query_info *qi
                                                (rr.type == TYPE_RRSIG || i == cname_index);
                                 if (!take)
                                         continue;
-                                if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                                if ((rc = keep_record(c, k, msg, &rr)) != 0)
                                         return rc;
                                 kept_set(c, i);
                         }
@@ -611,7 +741,7 @@ static int keep_authority(struct scratch *c, struct kept *k, const vd_query_info
                         if (rr.type != VD_TYPE_SOA || rr.rclass != qi->qclass ||
                             !name_is_suffix(rr.owner, rr.owner_len, ch->name, ch->name_len, false))
                                 continue;
-                        if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                        if ((rc = keep_record(c, k, msg, &rr)) != 0)
                                 return rc;
                         k->have_soa = true;
                         memcpy(soa_owner, rr.owner, rr.owner_len);
@@ -636,7 +766,7 @@ static int keep_authority(struct scratch *c, struct kept *k, const vd_query_info
                                name_eq(rr.owner, rr.owner_len, soa_owner, soa_owner_len))));
                 if (!take)
                         continue;
-                if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                if ((rc = keep_record(c, k, msg, &rr)) != 0)
                         return rc;
                 (*kept_count)++;
         }
@@ -716,8 +846,14 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         if (ns_start == 0) /* no authority or additional records */
                 ns_start = pos;
 
+        /* Records are written as they will follow the question in every response: names may
+         * point into the question, whose length every client asking this key shares. */
+        k.base = VD_HEADER_LEN + qi->qname_len + 4;
+        add_targets(scratch, &k, qi->qname_lower, qi->qname_len, qi->qname_len, VD_HEADER_LEN);
+
         uint32_t ttl;
         uint16_t ancount_kept = 0, nscount_kept = 0;
+        size_t an_len = 0;
         if (rcode == VD_RCODE_SERVFAIL) {
                 ttl = c->opt.servfail_ttl;
                 k.min_ttl = ttl;
@@ -725,6 +861,7 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
                 if ((rc = walk_chain(scratch, &k, qi, answer, len, an_start, an, &ch)) != 0)
                         return rc;
                 ancount_kept = (uint16_t)k.n;
+                an_len = k.len;
                 bool negative = !ch.answered;
                 if (!negative && rcode != VD_RCODE_NOERROR)
                         return -EBADMSG; /* NXDOMAIN with an answer: inconsistent */
@@ -758,6 +895,7 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         e->ttl = ttl;
         e->orig_ttl = k.min_ttl;
         e->data_len = (uint32_t)k.len;
+        e->an_len = (uint32_t)an_len;
         e->qtype = qi->qtype;
         e->qclass = qi->qclass;
         e->nrecords = (uint16_t)k.n;
@@ -846,7 +984,10 @@ static bool claim_prefetch(struct entry *e, uint64_t now_ms)
 }
 
 /* Writes the response for entry e to qi: rcode, and unless bare, e's records with every TTL
- * set to ttl. Returns the length, or 0 when even a bare response does not fit. */
+ * set to ttl. When they do not all fit, the authority records go first (RFC 2181 §9) — unless
+ * they are the DNSSEC proofs a DO client needs (RFC 4035 §3.1.1) — and TC is set only when
+ * what must be sent does not fit: then no records at all. Returns the length, or 0 when even
+ * a bare response does not fit. */
 static size_t write_response(const struct entry *e, const vd_query_info *qi, uint8_t rcode,
                              bool bare, uint32_t ttl, size_t max_len, uint8_t *out, size_t cap)
 {
@@ -859,25 +1000,31 @@ static size_t write_response(const struct entry *e, const vd_query_info *qi, uin
                 return 0;
 
         uint16_t flags = vd_wire_get16(out + 2);
+        size_t space = limit - opt_len - len;
+        size_t copy = 0;
+        uint16_t nscount = 0;
         if (!bare && e->ad && (qi->edns_do || (qi->flags & VD_FLAG_AD)))
                 flags |= VD_FLAG_AD;
         if (bare) {
                 /* header and question only */
-        } else if (e->data_len > limit - opt_len - len) {
-                flags |= VD_FLAG_TC;
+        } else if (e->data_len <= space) {
+                copy = e->data_len;
+                nscount = e->nscount;
+        } else if (e->an_len <= space && !e->dnssec_ok) {
+                copy = e->an_len;
         } else {
+                flags |= VD_FLAG_TC;
+        }
+        if (copy > 0) {
                 uint8_t *base = out + len;
-                memcpy(base, entry_data((struct entry *)e), e->data_len);
-                for (size_t i = 0; i < e->nrecords; i++) {
-                        size_t ttl_off = e->meta[i] & 0xFFFFu;
-                        vd_wire_put32(base + ttl_off, ttl);
-                        if (e->meta[i] & META_OWNER_IS_QNAME) /* the client's spelling */
-                                memcpy(base + ttl_off - 4 - qi->qname_len, qi->qname,
-                                       qi->qname_len);
-                }
-                len += e->data_len;
+                memcpy(base, entry_data((struct entry *)e), copy);
+                for (size_t i = 0; i < e->nrecords && e->meta[i] < copy; i++)
+                        vd_wire_put32(base + e->meta[i], ttl);
+                len += copy;
+        }
+        if (!bare && !(flags & VD_FLAG_TC)) {
                 vd_wire_put16(out + 6, e->ancount);
-                vd_wire_put16(out + 8, e->nscount);
+                vd_wire_put16(out + 8, nscount);
         }
         vd_wire_put16(out + 2, flags);
         return vd_wire_add_opt(qi, rcode, out, len, limit);

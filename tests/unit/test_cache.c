@@ -477,8 +477,8 @@ Test(cache, key_is_case_insensitive_and_the_client_case_and_id_are_echoed)
         cr_assert_eq(memcmp(out + VD_HEADER_LEN, b.pkt + VD_HEADER_LEN, b.qi.qname_len + 4), 0,
                      "question as the client sent it");
         size_t owner = VD_HEADER_LEN + b.qi.qname_len + 4;
-        cr_assert_eq(memcmp(out + owner, b.qi.qname, b.qi.qname_len), 0,
-                     "the answer owner in the client's spelling");
+        cr_assert(out[owner] == 0xC0 && out[owner + 1] == VD_HEADER_LEN,
+                  "the answer owner points at the question: the client's spelling");
         ldns_pkt *p = parse(out, len);
         cr_assert_eq(ldns_pkt_id(p), 0xabcd);
         cr_assert_eq(ldns_pkt_ancount(p), 1);
@@ -759,7 +759,9 @@ static void compressed_cname_answer(struct msg *m)
         mrdlen(m, rl);
 }
 
-Test(cache, compressed_upstream_names_come_out_uncompressed)
+/* The stored answer is compressed again, against the question and the names before each
+ * name: exactly what a compressing upstream would send. */
+Test(cache, names_are_compressed_against_the_question_and_earlier_names)
 {
         vd_cache_options o = opts();
         vd_cache *c = new_cache(&o);
@@ -770,22 +772,21 @@ Test(cache, compressed_upstream_names_come_out_uncompressed)
         client_query(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         size_t len = vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out));
+        static const uint8_t want[] = {
+            0x00, 0x05, 0x81, 0x80, 0, 1,   0,   2,   0,   0,   0,   0, /* header */
+            3,    'w',  'w',  'w',  7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3,   'c', 'o', 'm', 0,
+            0,    1,    0,    1, /* question: the name at 12, "example.com" at 16 */
+            0xC0, 12,   0,    5,    0, 1,   0,   0,   0,   200, 0,   6,   3,   'w', 'e', 'b', 0xC0,
+            16, /* www CNAME web.<example.com>; "web" at 45 */
+            0xC0, 45,   0,    1,    0, 1,   0,   0,   0,   200, 0,   4,   192, 0,   2,   5, /* web A
+                                                                                             */
+        };
+        cr_assert_eq(len, sizeof(want));
+        cr_assert_eq(memcmp(out, want, sizeof(want)), 0);
         ldns_pkt *p = parse(out, len);
         assert_rr(ldns_pkt_answer(p), 0, "www.example.com.\t200\tIN\tCNAME\tweb.example.com.");
         assert_rr(ldns_pkt_answer(p), 1, "web.example.com.\t200\tIN\tA\t192.0.2.5");
-        cr_assert_eq(ldns_pkt_nscount(p), 0);
         ldns_pkt_free(p);
-        /* self-contained: the target name appears spelt out twice (rdata and owner) and no
-         * octet after the question starts a compression pointer */
-        static const uint8_t web[] = "\3web\7example\3com";
-        size_t found = 0;
-        for (size_t i = 0; i + sizeof(web) <= len; i++)
-                found += memcmp(out + i, web, sizeof(web)) == 0;
-        cr_assert_eq(found, 2);
-        size_t rec = VD_HEADER_LEN + cl.qi.qname_len + 4;
-        cr_assert_eq(out[rec], 3, "owner written out");
-        cr_assert_eq(vd_wire_get16(out + rec + cl.qi.qname_len + 8), sizeof(web),
-                     "CNAME rdlength is the expanded name's length");
         vd_cache_free(c);
 }
 
@@ -816,7 +817,8 @@ Test(cache, compressed_mx_and_soa_rdata_are_expanded)
         client_query(&cl, 5, "Example.com", VD_TYPE_MX, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)));
-        assert_rr(ldns_pkt_answer(p), 0, "Example.com.\t300\tIN\tMX\t10 mail.example.com.");
+        /* (the exchange's suffix points at the question: the client's spelling) */
+        assert_rr(ldns_pkt_answer(p), 0, "Example.com.\t300\tIN\tMX\t10 mail.Example.com.");
         ldns_pkt_free(p);
 
         /* NXDOMAIN for x.example.com with a fully compressed SOA */
@@ -1386,4 +1388,134 @@ Test(cache, threads_share_one_cache_and_every_hit_is_the_right_answer)
         cr_assert_gt(hits, 0);
         vd_cache_free(sh->cache);
         free(sh);
+}
+
+/* --- what the writer sends: DNAME kept for CNAME questions, sizes, TC --- */
+
+Test(cache, cname_question_under_a_dname_keeps_the_dname_and_its_rrsig)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client cl;
+        uint8_t up[2048], out[1232];
+        static const char *const an[] = {
+            "a.example.com. 300 IN DNAME b.example.net.",
+            "a.example.com. 300 IN RRSIG DNAME 8 3 300 20300101000000 20200101000000 12345 "
+            "example.com. AAAAAAAA",
+            "x.a.example.com. 300 IN CNAME x.b.example.net.",
+            NULL,
+        };
+        client_query(&cl, 7, "x.a.example.com", VD_TYPE_CNAME, true, true);
+        size_t n = upstream(up, sizeof(up), "x.a.example.com.", VD_TYPE_CNAME, 0, an, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+        size_t len = vd_cache_lookup(c, &cl.qi, T0, 1232, out, sizeof(out));
+        ldns_pkt *got = parse(out, len);
+        ldns_pkt *first = parse(up, n);
+        /* the same records as the upstream's answer, in its order */
+        ldns_rr_list *want = ldns_pkt_answer(first);
+        cr_assert_eq(ldns_pkt_ancount(got), 3);
+        for (size_t i = 0; i < 3; i++) {
+                char *w = rr_text(want, i);
+                assert_rr(ldns_pkt_answer(got), i, w);
+                free(w);
+        }
+        ldns_pkt_free(first);
+        ldns_pkt_free(got);
+
+        /* without DO: the DNAME, not its RRSIG */
+        struct client plain;
+        client_query(&plain, 8, "x.a.example.com", VD_TYPE_CNAME, false, false);
+        cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
+        got = parse(out, vd_cache_lookup(c, &plain.qi, T0, 512, out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_ancount(got), 2);
+        assert_rr(ldns_pkt_answer(got), 0, "a.example.com.\t300\tIN\tDNAME\tb.example.net.");
+        assert_rr(ldns_pkt_answer(got), 1, "x.a.example.com.\t300\tIN\tCNAME\tx.b.example.net.");
+        ldns_pkt_free(got);
+        vd_cache_free(c);
+}
+
+/* A cached answer is no larger than the compressing upstream's, so one that fit the first time
+ * fits again. */
+Test(cache, cached_answers_are_no_larger_than_the_upstreams)
+{
+        static char texts[3][12][96];
+        static const char *const owners[3] = {"www.example.com.", "mail.example.com.",
+                                              "example.com."};
+        static const uint16_t types[3] = {VD_TYPE_A, VD_TYPE_MX, VD_TYPE_NS};
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        for (int t = 0; t < 3; t++) {
+                const char *an[13];
+                for (int i = 0; i < 12; i++) {
+                        if (types[t] == VD_TYPE_A)
+                                snprintf(texts[t][i], sizeof(texts[t][i]), "%s 300 IN A 192.0.2.%d",
+                                         owners[t], i + 1);
+                        else if (types[t] == VD_TYPE_MX)
+                                snprintf(texts[t][i], sizeof(texts[t][i]),
+                                         "%s 300 IN MX %d mx%d.example.com.", owners[t], i, i);
+                        else
+                                snprintf(texts[t][i], sizeof(texts[t][i]),
+                                         "%s 300 IN NS ns%d.example.com.", owners[t], i);
+                        an[i] = texts[t][i];
+                }
+                an[12] = NULL;
+                struct client cl;
+                uint8_t up[2048], out[2048];
+                char name[64];
+                snprintf(name, sizeof(name), "%.*s", (int)strlen(owners[t]) - 1, owners[t]);
+                client_query(&cl, 9, name, types[t], false, false);
+                size_t n = upstream(up, sizeof(up), owners[t], types[t], 0, an, NULL, NULL);
+                cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+                size_t len = vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out));
+                cr_assert_gt(len, 0);
+                cr_assert_leq(len, n, "%s: cached %zu octets, upstream %zu", owners[t], len, n);
+                ldns_pkt *p = parse(out, len);
+                cr_assert_not(ldns_pkt_tc(p));
+                cr_assert_eq(ldns_pkt_ancount(p), 12);
+                ldns_pkt_free(p);
+        }
+        vd_cache_free(c);
+}
+
+/* When the authority section does not fit, it is left out without TC (RFC 2181 §9); a DO
+ * client's denial proofs are required data, so for it the answer is TC. */
+Test(cache, authority_that_does_not_fit_is_dropped_without_tc)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client plain, dnssec;
+        uint8_t up[2048], out[1232];
+        static const char *const ns[] = {
+            "example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 1 7200 900 "
+            "1209600 300",
+            NULL,
+        };
+        client_query(&plain, 10, "nx.example.com", VD_TYPE_A, false, false);
+        client_query(&dnssec, 11, "nx.example.com", VD_TYPE_A, true, true);
+        size_t n = upstream(up, sizeof(up), "nx.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL,
+                            ns, NULL);
+        cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
+        cr_assert_eq(vd_cache_store(c, &dnssec.qi, up, n, T0), 0);
+        size_t bare = VD_HEADER_LEN + plain.qi.qname_len + 4;
+
+        size_t len = vd_cache_lookup(c, &plain.qi, T0, bare + 20, out, sizeof(out));
+        cr_assert_eq(len, bare);
+        ldns_pkt *p = parse(out, len);
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+        cr_assert_not(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_nscount(p), 0);
+        ldns_pkt_free(p);
+
+        len = vd_cache_lookup(c, &dnssec.qi, T0, bare + 11 + 20, out, sizeof(out));
+        p = parse(out, len);
+        cr_assert(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_nscount(p), 0);
+        ldns_pkt_free(p);
+
+        /* with room, the SOA is there */
+        p = parse(out, vd_cache_lookup(c, &plain.qi, T0, 512, out, sizeof(out)));
+        cr_assert_not(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_nscount(p), 1);
+        ldns_pkt_free(p);
+        vd_cache_free(c);
 }
