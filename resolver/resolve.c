@@ -427,6 +427,12 @@ static void answer_waiter(vd_resolver *r, struct waiter *w, int status, const ui
         uint8_t rcode = status == 0 && len >= VD_HEADER_LEN ? (answer[3] & 0x0F) : 0;
         bool failed = status != 0 || len < VD_HEADER_LEN || rcode == VD_RCODE_SERVFAIL ||
                       rcode == VD_RCODE_REFUSED;
+        /* -EAGAIN from an owner that found the answer in the cache (see flight_start) */
+        if (status == -EAGAIN &&
+            vd_resolver_from_cache(r, &w->qi, w->max_len, r->buf, sizeof(r->buf), &n)) {
+                waiter_finish(r, w, n);
+                return;
+        }
         if (failed) {
                 n = stale_answer(r, &w->qi, w->max_len, r->buf, sizeof(r->buf));
                 if (n > 0)
@@ -552,11 +558,26 @@ static void maybe_arm_stale_timer(vd_resolver *r, struct flight *f, const struct
 
 /* --- queries -------------------------------------------------------------------------------- */
 
+/* Where a question that missed the cache may still be answered from it (see flight_start). */
+struct recheck {
+        size_t max_len;
+        uint8_t *out;
+        size_t cap;
+        size_t *out_len;
+};
+
 /* A flight for qi in the table: the owner of qi's key with its upstream query started, or
  * (when another resolver owns the key and join is set) a subscriber to that owner. NULL when
- * none can start (*rc tells why: -EALREADY when the key is owned elsewhere and join is not set). */
+ * none can start (*rc tells why: -EALREADY when the key is owned elsewhere and join is not
+ * set; -EEXIST when the answer was found in the cache after all: in recheck->out).
+ *
+ * The caller's cache miss came before this registration, and another resolver's query for
+ * the key may have finished in between; since an owner stores its answer before it leaves
+ * the registry, the cache asked again once registered has that answer. Then no query is
+ * sent, and questions that joined this registration meanwhile are told (-EAGAIN) to look in
+ * the cache too. */
 static struct flight *flight_start(vd_resolver *r, const vd_query_info *qi, uint64_t hash,
-                                   bool join, int *rc)
+                                   bool join, const struct recheck *recheck, int *rc)
 {
         if (r->fwd == NULL) {
                 *rc = -ENOENT;
@@ -588,6 +609,14 @@ static struct flight *flight_start(vd_resolver *r, const vd_query_info *qi, uint
                         *rc = -EALREADY;
                         return NULL;
                 }
+        }
+        if (!f->remote && r->inflight != NULL && recheck != NULL &&
+            vd_resolver_from_cache(r, qi, recheck->max_len, recheck->out, recheck->cap,
+                                   recheck->out_len)) {
+                owner_finish(r, f, -EAGAIN, NULL, 0);
+                free(f);
+                *rc = -EEXIST;
+                return NULL;
         }
         if (!f->remote) {
                 *rc = vd_forwarder_resolve(r->fwd, &f->qi, on_upstream, f);
@@ -627,7 +656,7 @@ static void start_prefetch(vd_resolver *r, const vd_query_info *qi)
         if (table_find(r, hash, qi) != NULL)
                 return; /* already being refreshed */
         int rc;         /* (a key in flight on another worker is being refreshed already) */
-        if (flight_start(r, qi, hash, false, &rc) != NULL)
+        if (flight_start(r, qi, hash, false, NULL, &rc) != NULL)
                 r->counters.prefetches++;
 }
 
@@ -702,7 +731,13 @@ vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info 
                 r->counters.merged++;
         } else {
                 int rc;
-                f = flight_start(r, qi, hash, true, &rc);
+                struct recheck recheck = {max_len, out, cap, out_len};
+                f = flight_start(r, qi, hash, true, &recheck, &rc);
+                if (f == NULL && rc == -EEXIST) { /* in the cache after all */
+                        free(w);
+                        r->counters.cache_misses--;
+                        return VD_QUERY_REPLY;
+                }
                 if (f == NULL) { /* -EBUSY (budget), -ENOENT, ...: answered now */
                         free(w);
                         return reply_now(r, qi, max_len, out, cap, out_len);

@@ -1092,3 +1092,35 @@ Test(resolve_workers, subscriber_closing_leaves_the_owner_answering)
         cr_assert_eq(atomic_load(&t.up.queries), 1);
         two_workers_free(&t);
 }
+
+/* A worker's cache miss, then another worker's query for the key finishes (its answer stored,
+ * its registration gone), then this worker registers: it finds the answer in the cache after
+ * registering and sends nothing. Played here by asking the upstream half directly while the
+ * cache already holds the answer. */
+Test(resolve_workers, an_answer_stored_between_miss_and_registration_is_not_asked_again)
+{
+        vd_inflight *reg = NULL;
+        cr_assert_eq(vd_inflight_new(&reg), 0);
+        scenario s;
+        setup st = default_setup(UP_ANSWER);
+        st.ro.inflight = reg;
+        scenario_init(&s, &st);
+        seed_cache(&s, "raced.example.com", 300, 42, 1000);
+        reply *r = &s.r[0];
+        client_query(&r->q, &r->qi, 0x4242, "Raced.Example.com", false);
+        size_t out_len = 0;
+        vd_query_outcome o = vd_resolver_query_upstream(s.res, &r->qi, 512, r->buf, sizeof(r->buf),
+                                                        &out_len, on_reply, r);
+        cr_assert_eq(o, VD_QUERY_REPLY);
+        r->calls = 1;
+        r->len = out_len;
+        assert_a(r, 0, 42, 299);
+        finish(&s);
+        scenario_run(&s);
+        cr_assert_eq(s.up.queries, 0);
+        vd_resolver_counters c = counters(&s);
+        cr_assert_eq(c.cache_hits, 1);
+        cr_assert_eq(c.cache_misses, 0);
+        scenario_free(&s);
+        vd_inflight_free(reg);
+}
