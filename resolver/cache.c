@@ -1,16 +1,28 @@
-/* cache.c — one worker's cache of upstream answers: the chain filter that decides what of an
- * upstream message is kept, the entry store (hash table + LRU list), and the response writer
- * that serves an entry with its TTLs counted down.
+/* cache.c — the process's cache of upstream answers, shared by every worker thread: the
+ * chain filter that decides what of an upstream message is kept, the entry store (lock-striped
+ * shards, each a hash table + LRU list), and the response writer that serves an entry with its
+ * TTLs counted down.
  *
  * It owns no sockets, timers or clocks (the caller passes now_ms) and never parses a byte
  * outside wire.h's bounded reader. Storing may allocate (one block per entry); looking up
  * never does.
  *
- * Entry layout (one malloc): struct entry, then one uint32_t of metadata per record (TTL field
- * offset in the low 16 bits, "owner is the question name" in bit 16), then the lower-cased key
- * name, then the records in wire form — owners uncompressed, names inside rdata expanded —
- * answer-section records first, then authority-section ones. The original TTL and the store
- * time are kept so that serve-stale and prefetch can reason about an entry's age.
+ * Concurrency: an entry lives in the shard its keyed hash picks; each shard has its own mutex,
+ * its own LRU list, counters and share of max_entries. A store parses and filters the upstream
+ * message into per-thread scratch space and allocates the entry before it takes the lock; under
+ * the lock it only links the entry (and unlinks the one it replaces or evicts, freed after the
+ * lock is let go). A lookup writes its response under the lock: a copy and a TTL per record,
+ * no allocation. So a reader waits at most for another thread's link, unlink or copy.
+ *
+ * Entry layout (one malloc): struct entry, then one uint32_t per record (the offset of its TTL
+ * field in the data), then the lower-cased key name, then the records exactly as they follow
+ * the question in a response — answer-section records first, then authority-section ones.
+ * They are name-compressed when stored: owners, and the names inside the rdata of the RFC 1035
+ * types, point at the question name (at offset 12, the same length for every client asking
+ * this key, so a pointer to it also echoes the client's letter case) and at earlier names;
+ * other rdata names are written out in full. A lookup copies them and sets the TTLs. The
+ * original TTL and the store time are kept so that serve-stale and prefetch can reason about
+ * an entry's age.
  *
  * Serve-stale (RFC 8767): an expired entry stays until it is evicted or replaced, and
  * vd_cache_lookup_stale serves it (every TTL 30) while it is at most stale_max_s seconds past
@@ -22,9 +34,9 @@
  * records. A SERVFAIL with no older entry (or over an older SERVFAIL) is a plain entry, which
  * is never served stale.
  *
- * Prefetch: vd_cache_lookup remembers the entry it last served; vd_cache_take_prefetch checks
- * that entry (O(1), no hashing when the caller asks right after its lookup) and answers true
- * once per stored entry when it is fresh with less than 10 % of its lifetime left. */
+ * Prefetch: a lookup that finds an entry fresh with less than 10 % of its lifetime left claims
+ * it for a refresh when the caller asks (vd_cache_lookup_prefetch): the entry's flag is set
+ * under the shard lock, so exactly one lookup process-wide is told to refresh it. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,6 +44,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <uv.h>
 
 #include "vpcdns/siphash.h"
 #include "vpcdns/cache.h"
@@ -41,7 +54,11 @@
 #define MAX_RECORDS (MAX_DATA / 11)
 #define MAX_BUCKETS ((size_t)1 << 24)
 #define INITIAL_BUCKETS ((size_t)1024)
-#define META_OWNER_IS_QNAME (1u << 16)
+#define MAX_SHARDS 64             /* power of two */
+#define MIN_SHARD_ENTRIES 256     /* no more shards than keep at least this many entries each */
+#define MAX_TARGETS 1024          /* compression pointer targets per stored answer */
+#define MAX_TARGET_NAMES 128      /* names whose suffixes are targets */
+#define POINTER_MAX 0x3FFF        /* the largest offset a compression pointer reaches */
 #define TTL_MAX_VALID 0x7FFFFFFFu /* RFC 2181 §8: larger TTLs are treated as zero */
 #define STALE_TTL 30              /* RFC 8767 §4: TTL of every record served stale */
 
@@ -62,6 +79,7 @@ struct entry {
         uint32_t ttl;            /* lifetime in seconds after the clamps */
         uint32_t orig_ttl;       /* the smallest TTL the upstream gave, before the clamps */
         uint32_t data_len;
+        uint32_t an_len; /* octets of data that are answer-section records */
         uint16_t qtype;
         uint16_t qclass;
         uint16_t nrecords;
@@ -75,21 +93,43 @@ struct entry {
         uint32_t meta[]; /* nrecords, then key name, then data */
 };
 
-struct vd_cache {
-        vd_cache_options opt;
+/* One lock's worth of the cache. Aligned so that two shards never share a cache line. */
+struct shard {
+        _Alignas(64) uv_mutex_t lock;
         struct entry **buckets;
         size_t mask;
         size_t max_buckets; /* the size the bucket array may grow to */
+        size_t max_entries; /* this shard's share of the cache's bound */
         struct entry *lru_head;
         struct entry *lru_tail;
-        uint64_t seed0, seed1;
         vd_cache_counters counters;
-        struct entry *last_hit; /* the entry vd_cache_lookup last served, or NULL */
-        /* Scratch space for vd_cache_store, so that a rejected answer costs no allocation. */
+};
+
+struct vd_cache {
+        vd_cache_options opt;
+        uint64_t seed0, seed1;
+        size_t shard_mask;
+        struct shard *shards;
+};
+
+/* A name already written that a compression pointer may reach: a suffix of it, lower-cased,
+ * at message offset msg_off. */
+struct target {
+        const uint8_t *lower;
+        uint16_t len;
+        uint16_t msg_off;
+};
+
+/* Scratch space for vd_cache_store, one per thread, so that a rejected answer costs no
+ * allocation and stores on different threads never share it. */
+struct scratch {
         uint8_t data[MAX_DATA];
         uint32_t meta[MAX_RECORDS];
         uint8_t kept[65536 / 8]; /* answer records already kept, by index */
+        struct target targets[MAX_TARGETS];
+        uint8_t names[MAX_TARGET_NAMES][VD_NAME_MAX]; /* what targets[].lower points into */
 };
+static _Thread_local struct scratch store_scratch;
 
 /* One parsed resource record of the upstream message. */
 struct rr {
@@ -103,10 +143,13 @@ struct rr {
         size_t owner_len;
 };
 
-/* The records being kept, written into c->data / c->meta. */
+/* The records being kept, written into the scratch data / meta, names compressed. */
 struct kept {
+        size_t base; /* the message offset of data[0] in every response: header + question */
         size_t len;
         size_t n;
+        size_t n_targets;
+        size_t n_names;
         uint32_t min_ttl;
         uint32_t soa_minimum;
         bool have_soa;
@@ -142,26 +185,57 @@ void vd_cache_options_default(vd_cache_options *o)
         o->servfail_ttl = 5;
 }
 
+static struct shard *shard_of(const vd_cache *c, uint64_t hash)
+{
+        return &c->shards[(hash >> 32) & c->shard_mask];
+}
+
 int vd_cache_new(const vd_cache_options *o, vd_cache **out)
 {
         vd_cache *c = calloc(1, sizeof(*c));
         if (c == NULL)
                 return -ENOMEM;
         c->opt = *o;
-        /* The bucket array starts small and doubles with the entries (up to one bucket per
-         * entry allowed): a cache holding a few thousand names keeps its buckets in a few
-         * pages, and a lookup does not miss the CPU cache on a sparse 1 MB array. */
-        size_t nb = 16;
-        while (nb < o->max_entries && nb < MAX_BUCKETS)
-                nb <<= 1;
-        c->max_buckets = nb;
-        nb = nb < INITIAL_BUCKETS ? nb : INITIAL_BUCKETS;
-        c->buckets = calloc(nb, sizeof(*c->buckets));
-        if (c->buckets == NULL) {
+        size_t n_shards = 1;
+        while (n_shards < MAX_SHARDS && o->max_entries / (n_shards * 2) >= MIN_SHARD_ENTRIES)
+                n_shards *= 2;
+        c->shards = aligned_alloc(_Alignof(struct shard), n_shards * sizeof(*c->shards));
+        if (c->shards == NULL) {
                 free(c);
                 return -ENOMEM;
         }
-        c->mask = nb - 1;
+        memset(c->shards, 0, n_shards * sizeof(*c->shards));
+        c->shard_mask = n_shards - 1;
+        size_t i;
+        for (i = 0; i < n_shards; i++) {
+                struct shard *sh = &c->shards[i];
+                /* Every shard's share, the remainder spread over the first ones: the shares
+                 * add up to max_entries exactly. */
+                sh->max_entries = o->max_entries / n_shards + (i < o->max_entries % n_shards);
+                /* The bucket array starts small and doubles with the entries (up to one bucket
+                 * per entry allowed): a cache holding a few thousand names keeps its buckets
+                 * in a few pages, and a lookup does not miss the CPU cache on a sparse array. */
+                size_t nb = 16;
+                while (nb < sh->max_entries && nb < MAX_BUCKETS)
+                        nb <<= 1;
+                sh->max_buckets = nb;
+                nb = nb < INITIAL_BUCKETS ? nb : INITIAL_BUCKETS;
+                sh->buckets = calloc(nb, sizeof(*sh->buckets));
+                if (sh->buckets == NULL || uv_mutex_init(&sh->lock) != 0) {
+                        free(sh->buckets);
+                        break;
+                }
+                sh->mask = nb - 1;
+        }
+        if (i < n_shards) {
+                while (i-- > 0) {
+                        uv_mutex_destroy(&c->shards[i].lock);
+                        free(c->shards[i].buckets);
+                }
+                free(c->shards);
+                free(c);
+                return -ENOMEM;
+        }
         uint64_t seed[2];
         vd_siphash_new_key(seed);
         c->seed0 = seed[0];
@@ -174,51 +248,74 @@ void vd_cache_free(vd_cache *c)
 {
         if (c == NULL)
                 return;
-        struct entry *e = c->lru_head;
-        while (e != NULL) {
-                struct entry *next = e->lru_next;
-                free(e);
-                e = next;
+        for (size_t i = 0; i <= c->shard_mask; i++) {
+                struct shard *sh = &c->shards[i];
+                struct entry *e = sh->lru_head;
+                while (e != NULL) {
+                        struct entry *next = e->lru_next;
+                        free(e);
+                        e = next;
+                }
+                free(sh->buckets);
+                uv_mutex_destroy(&sh->lock);
         }
-        free(c->buckets);
+        free(c->shards);
         free(c);
 }
 
 void vd_cache_counters_get(const vd_cache *c, vd_cache_counters *out)
 {
-        *out = c->counters;
+        memset(out, 0, sizeof(*out));
+        for (size_t i = 0; i <= c->shard_mask; i++) {
+                struct shard *sh = &c->shards[i];
+                uv_mutex_lock(&sh->lock);
+                out->hits += sh->counters.hits;
+                out->misses += sh->counters.misses;
+                out->stores += sh->counters.stores;
+                out->evictions += sh->counters.evictions;
+                out->entries += sh->counters.entries;
+                uv_mutex_unlock(&sh->lock);
+        }
 }
 
-/* --- hash table and LRU list --- */
+/* --- hash table and LRU list: every function here runs under the shard's lock --- */
 
-static void lru_unlink(vd_cache *c, struct entry *e)
+static void lru_unlink(struct shard *sh, struct entry *e)
 {
         if (e->lru_prev != NULL)
                 e->lru_prev->lru_next = e->lru_next;
         else
-                c->lru_head = e->lru_next;
+                sh->lru_head = e->lru_next;
         if (e->lru_next != NULL)
                 e->lru_next->lru_prev = e->lru_prev;
         else
-                c->lru_tail = e->lru_prev;
+                sh->lru_tail = e->lru_prev;
         e->lru_prev = e->lru_next = NULL;
 }
 
-static void lru_push_front(vd_cache *c, struct entry *e)
+static void lru_push_front(struct shard *sh, struct entry *e)
 {
         e->lru_prev = NULL;
-        e->lru_next = c->lru_head;
-        if (c->lru_head != NULL)
-                c->lru_head->lru_prev = e;
-        c->lru_head = e;
-        if (c->lru_tail == NULL)
-                c->lru_tail = e;
+        e->lru_next = sh->lru_head;
+        if (sh->lru_head != NULL)
+                sh->lru_head->lru_prev = e;
+        sh->lru_head = e;
+        if (sh->lru_tail == NULL)
+                sh->lru_tail = e;
 }
 
-static struct entry *find(vd_cache *c, uint64_t hash, const uint8_t *name, size_t name_len,
+static void lru_touch(struct shard *sh, struct entry *e)
+{
+        if (sh->lru_head == e)
+                return;
+        lru_unlink(sh, e);
+        lru_push_front(sh, e);
+}
+
+static struct entry *find(struct shard *sh, uint64_t hash, const uint8_t *name, size_t name_len,
                           uint16_t qtype, uint16_t qclass, bool dnssec_ok)
 {
-        for (struct entry *e = c->buckets[hash & c->mask]; e != NULL; e = e->hash_next) {
+        for (struct entry *e = sh->buckets[hash & sh->mask]; e != NULL; e = e->hash_next) {
                 if (e->hash == hash && e->key_len == name_len && e->qtype == qtype &&
                     e->qclass == qclass && e->dnssec_ok == dnssec_ok &&
                     memcmp(entry_key(e), name, name_len) == 0)
@@ -227,15 +324,12 @@ static struct entry *find(vd_cache *c, uint64_t hash, const uint8_t *name, size_
         return NULL;
 }
 
-/* Doubles the bucket array and moves every entry to its new chain. */
-static void grow_buckets(vd_cache *c)
+/* Moves every entry of the shard into buckets (nb chains, all empty) and installs it. Returns
+ * the old array, which the caller frees after unlocking. */
+static struct entry **rehash(struct shard *sh, struct entry **buckets, size_t nb)
 {
-        size_t nb = (c->mask + 1) * 2;
-        struct entry **buckets = calloc(nb, sizeof(*buckets));
-        if (buckets == NULL)
-                return;
-        for (size_t i = 0; i <= c->mask; i++) {
-                struct entry *e = c->buckets[i];
+        for (size_t i = 0; i <= sh->mask; i++) {
+                struct entry *e = sh->buckets[i];
                 while (e != NULL) {
                         struct entry *next = e->hash_next;
                         struct entry **b = &buckets[e->hash & (nb - 1)];
@@ -244,22 +338,36 @@ static void grow_buckets(vd_cache *c)
                         e = next;
                 }
         }
-        free(c->buckets);
-        c->buckets = buckets;
-        c->mask = nb - 1;
+        struct entry **old = sh->buckets;
+        sh->buckets = buckets;
+        sh->mask = nb - 1;
+        return old;
 }
 
-static void remove_entry(vd_cache *c, struct entry *e)
+/* Doubles the shard's bucket array from old_size chains, allocating without the lock; does
+ * nothing when another thread grew it meanwhile (or on failure: the chains get longer). */
+static void grow_buckets(struct shard *sh, size_t old_size)
 {
-        struct entry **pp = &c->buckets[e->hash & c->mask];
+        size_t nb = old_size * 2;
+        struct entry **buckets = calloc(nb, sizeof(*buckets));
+        if (buckets == NULL)
+                return;
+        uv_mutex_lock(&sh->lock);
+        if (sh->mask + 1 == old_size)
+                buckets = rehash(sh, buckets, nb);
+        uv_mutex_unlock(&sh->lock);
+        free(buckets);
+}
+
+/* Takes e out of the shard; the caller frees it once the lock is let go. */
+static void unlink_entry(struct shard *sh, struct entry *e)
+{
+        struct entry **pp = &sh->buckets[e->hash & sh->mask];
         while (*pp != e)
                 pp = &(*pp)->hash_next;
         *pp = e->hash_next;
-        lru_unlink(c, e);
-        if (c->last_hit == e)
-                c->last_hit = NULL;
-        c->counters.entries--;
-        free(e);
+        lru_unlink(sh, e);
+        sh->counters.entries--;
 }
 
 /* --- reading the upstream message --- */
@@ -310,29 +418,112 @@ static bool room(const struct kept *k, size_t n)
         return k->len <= MAX_DATA && MAX_DATA - k->len >= n;
 }
 
-/* Appends one record to the kept set: owner uncompressed, names in rdata expanded. */
-static int keep_record(vd_cache *c, struct kept *k, const vd_query_info *qi, const uint8_t *msg,
-                       const struct rr *rr)
+/* RFC 1035 types whose rdata names may be compressed (RFC 3597 §4): no other type's. */
+static bool rdata_compressible(uint16_t type)
 {
-        bool owner_is_qname = name_eq(rr->owner, rr->owner_len, qi->qname_lower, qi->qname_len);
+        switch (type) {
+        case 2:  /* NS */
+        case 3:  /* MD */
+        case 4:  /* MF */
+        case 5:  /* CNAME */
+        case 6:  /* SOA */
+        case 7:  /* MB */
+        case 8:  /* MG */
+        case 9:  /* MR */
+        case 12: /* PTR */
+        case 14: /* MINFO */
+        case 15: /* MX */
+                return true;
+        default:
+                return false;
+        }
+}
+
+static void lower_name(const uint8_t *name, size_t len, uint8_t *out)
+{
+        /* Length octets are at most 63, below 'A': one rule for the whole name. */
+        for (size_t i = 0; i < len; i++)
+                out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (uint8_t)(name[i] + 32) : name[i];
+}
+
+/* Makes every suffix of lower (len octets) that starts in its first literal octets, written at
+ * message offset msg_off, a target for later pointers. */
+static void add_targets(struct scratch *c, struct kept *k, const uint8_t *lower, size_t len,
+                        size_t literal, size_t msg_off)
+{
+        if (k->n_names >= MAX_TARGET_NAMES)
+                return;
+        uint8_t *copy = c->names[k->n_names++];
+        memcpy(copy, lower, len);
+        for (size_t p = 0; p < literal && copy[p] != 0 && k->n_targets < MAX_TARGETS;
+             p += 1 + (size_t)copy[p]) {
+                if (msg_off + p > POINTER_MAX)
+                        return;
+                c->targets[k->n_targets++] = (struct target){.lower = copy + p,
+                                                             .len = (uint16_t)(len - p),
+                                                             .msg_off = (uint16_t)(msg_off + p)};
+        }
+}
+
+/* Appends name (uncompressed wire form, as the upstream spelt it). With compress, its longest
+ * suffix already written (question name included, letter case aside) becomes a pointer, and
+ * what it writes becomes a target itself. */
+static int put_name(struct scratch *c, struct kept *k, const uint8_t *name, size_t len,
+                    bool compress)
+{
+        uint8_t lower[VD_NAME_MAX];
+        size_t literal = len;
+        int pointer = -1;
+        if (compress) {
+                lower_name(name, len, lower);
+                for (size_t p = 0; name[p] != 0 && pointer < 0; p += 1 + (size_t)name[p]) {
+                        for (size_t t = 0; t < k->n_targets; t++) {
+                                const struct target *tg = &c->targets[t];
+                                if (tg->len == len - p &&
+                                    memcmp(tg->lower, lower + p, len - p) == 0) {
+                                        literal = p;
+                                        pointer = tg->msg_off;
+                                        break;
+                                }
+                        }
+                }
+        }
+        size_t need = literal + (pointer >= 0 ? 2 : 0);
+        if (!room(k, need))
+                return -EMSGSIZE;
+        uint8_t *w = c->data + k->len;
+        memcpy(w, name, literal);
+        if (pointer >= 0)
+                vd_wire_put16(w + literal, (uint16_t)(0xC000u | (unsigned)pointer));
+        if (compress)
+                add_targets(c, k, lower, len, literal, k->base + k->len);
+        k->len += need;
+        return 0;
+}
+
+/* Appends one record to the kept set: its owner and the names in the rdata of the RFC 1035
+ * types compressed against the question and the names before them; other rdata names written
+ * out in full (expanded when the upstream compressed them). */
+static int keep_record(struct scratch *c, struct kept *k, const uint8_t *msg, const struct rr *rr)
+{
         uint8_t name[VD_NAME_MAX];
         size_t name_len;
         size_t pos = rr->start;
+        int rc;
 
         if (k->n >= MAX_RECORDS)
                 return -EMSGSIZE;
-        /* The owner as the upstream spelt it; the question's own name is rewritten in the
-         * client's spelling at lookup time. */
+        /* The owner as the upstream spelt it; one that is the question name (or ends in it)
+         * becomes a pointer into the question, which is the client's own spelling. */
         if (vd_wire_read_name(msg, rr->end, &pos, name, &name_len, false) != 0)
                 return -EBADMSG;
-        if (!room(k, name_len + 10))
+        if ((rc = put_name(c, k, name, name_len, true)) != 0)
+                return rc;
+        if (!room(k, 10))
                 return -EMSGSIZE;
-        uint8_t *w = c->data + k->len;
-        memcpy(w, name, name_len);
-        memcpy(w + name_len, msg + rr->fixed, 8); /* type, class, TTL; rdlength below */
-        size_t rec_start = k->len;
-        size_t ttl_off = rec_start + name_len + 4;
-        k->len += name_len + 10;
+        memcpy(c->data + k->len, msg + rr->fixed, 8); /* type, class, TTL; rdlength below */
+        size_t ttl_off = k->len + 4;
+        k->len += 10;
 
         size_t rdata = rr->fixed + 10;
         size_t end = rr->end;
@@ -341,6 +532,7 @@ static int keep_record(vd_cache *c, struct kept *k, const vd_query_info *qi, con
         if ((rr->type == VD_TYPE_A && rdlen != 4) || (rr->type == VD_TYPE_AAAA && rdlen != 16))
                 return -EBADMSG;
         if (vd_wire_rdata_names(rr->type, &prefix, &names)) {
+                bool compress = rdata_compressible(rr->type);
                 if (rr->type == 35) {
                         for (int s = 0; s < 3; s++) {
                                 if (rdata + prefix >= end)
@@ -357,10 +549,8 @@ static int keep_record(vd_cache *c, struct kept *k, const vd_query_info *qi, con
                         /* Bounded by the rdata: the inline part of a name stays inside it. */
                         if (p >= end || vd_wire_read_name(msg, end, &p, name, &name_len, false))
                                 return -EBADMSG;
-                        if (!room(k, name_len))
-                                return -EMSGSIZE;
-                        memcpy(c->data + k->len, name, name_len);
-                        k->len += name_len;
+                        if ((rc = put_name(c, k, name, name_len, compress)) != 0)
+                                return rc;
                 }
                 size_t rest = end - p;
                 if (rr->type == VD_TYPE_SOA) {
@@ -388,16 +578,16 @@ static int keep_record(vd_cache *c, struct kept *k, const vd_query_info *qi, con
                 ttl = 0;
         if (ttl < k->min_ttl)
                 k->min_ttl = ttl;
-        c->meta[k->n++] = (uint32_t)ttl_off | (owner_is_qname ? META_OWNER_IS_QNAME : 0);
+        c->meta[k->n++] = (uint32_t)ttl_off;
         return 0;
 }
 
-static bool kept_get(const vd_cache *c, size_t i)
+static bool kept_get(const struct scratch *c, size_t i)
 {
         return (c->kept[i / 8] >> (i % 8)) & 1;
 }
 
-static void kept_set(vd_cache *c, size_t i)
+static void kept_set(struct scratch *c, size_t i)
 {
         c->kept[i / 8] |= (uint8_t)(1u << (i % 8));
 }
@@ -409,11 +599,35 @@ struct chain {
         bool answered; /* records of the question type were found at the last name */
 };
 
+/* Keeps the DNAMEs of the answer section above the chain's current name, with their RRSIGs
+ * for DO (RFC 6672: they precede the CNAME they synthesise). */
+static int keep_dnames_above(struct scratch *c, struct kept *k, const vd_query_info *qi,
+                             const uint8_t *msg, size_t len, size_t an_start, uint16_t ancount,
+                             const struct chain *ch)
+{
+        struct rr rr;
+        size_t pos = an_start;
+        int rc;
+        for (size_t i = 0; i < ancount; i++) {
+                if ((rc = read_rr(msg, len, &pos, &rr)) != 0)
+                        return rc;
+                if (kept_get(c, i) || rr.rclass != qi->qclass || rr.covered != TYPE_DNAME ||
+                    (rr.type == TYPE_RRSIG && !qi->edns_do) ||
+                    !name_is_suffix(rr.owner, rr.owner_len, ch->name, ch->name_len, true))
+                        continue;
+                if ((rc = keep_record(c, k, msg, &rr)) != 0)
+                        return rc;
+                kept_set(c, i);
+        }
+        return 0;
+}
+
 /* Keeps the records of the answer section that lie on the question's chain: records of the
  * type at the current name (and, for DO, their RRSIGs); else the name's CNAME, the DNAMEs
  * above it that produced it, and their RRSIGs, and the walk moves to the CNAME's target. */
-static int walk_chain(vd_cache *c, struct kept *k, const vd_query_info *qi, const uint8_t *msg,
-                      size_t len, size_t an_start, uint16_t ancount, struct chain *ch)
+static int walk_chain(struct scratch *c, struct kept *k, const vd_query_info *qi,
+                      const uint8_t *msg, size_t len, size_t an_start, uint16_t ancount,
+                      struct chain *ch)
 {
         struct rr rr;
         size_t pos;
@@ -425,6 +639,11 @@ static int walk_chain(vd_cache *c, struct kept *k, const vd_query_info *qi, cons
         memset(c->kept, 0, (size_t)ancount / 8 + 1);
 
         for (int hop = 0;; hop++) {
+                /* A CNAME question answered by a CNAME a DNAME synthesised: the DNAME (and
+                 * its RRSIGs) go first, as the upstream sent them (RFC 6672 §3.1). */
+                if (qi->qtype == VD_TYPE_CNAME &&
+                    (rc = keep_dnames_above(c, k, qi, msg, len, an_start, ancount, ch)) != 0)
+                        return rc;
                 /* Records of the question type at the current name. */
                 pos = an_start;
                 for (size_t i = 0; i < ancount; i++) {
@@ -438,7 +657,7 @@ static int walk_chain(vd_cache *c, struct kept *k, const vd_query_info *qi, cons
                             (qi->edns_do && rr.type == TYPE_RRSIG && rr.covered == qi->qtype);
                         if (!match)
                                 continue;
-                        if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                        if ((rc = keep_record(c, k, msg, &rr)) != 0)
                                 return rc;
                         kept_set(c, i);
                         if (rr.type == qi->qtype)
@@ -489,7 +708,7 @@ static int walk_chain(vd_cache *c, struct kept *k, const vd_query_info *qi, cons
                                                (rr.type == TYPE_RRSIG || i == cname_index);
                                 if (!take)
                                         continue;
-                                if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                                if ((rc = keep_record(c, k, msg, &rr)) != 0)
                                         return rc;
                                 kept_set(c, i);
                         }
@@ -504,9 +723,9 @@ static int walk_chain(vd_cache *c, struct kept *k, const vd_query_info *qi, cons
 /* Keeps from the authority section the SOA of the zone that holds the chain's last name (for
  * a negative answer) and, for DO, the denial records and their RRSIGs. Returns the number of
  * records kept. */
-static int keep_authority(vd_cache *c, struct kept *k, const vd_query_info *qi, const uint8_t *msg,
-                          size_t len, size_t ns_start, uint16_t nscount, const struct chain *ch,
-                          bool negative, size_t *kept_count)
+static int keep_authority(struct scratch *c, struct kept *k, const vd_query_info *qi,
+                          const uint8_t *msg, size_t len, size_t ns_start, uint16_t nscount,
+                          const struct chain *ch, bool negative, size_t *kept_count)
 {
         uint8_t soa_owner[VD_NAME_MAX];
         size_t soa_owner_len = 0;
@@ -522,7 +741,7 @@ static int keep_authority(vd_cache *c, struct kept *k, const vd_query_info *qi, 
                         if (rr.type != VD_TYPE_SOA || rr.rclass != qi->qclass ||
                             !name_is_suffix(rr.owner, rr.owner_len, ch->name, ch->name_len, false))
                                 continue;
-                        if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                        if ((rc = keep_record(c, k, msg, &rr)) != 0)
                                 return rc;
                         k->have_soa = true;
                         memcpy(soa_owner, rr.owner, rr.owner_len);
@@ -547,7 +766,7 @@ static int keep_authority(vd_cache *c, struct kept *k, const vd_query_info *qi, 
                                name_eq(rr.owner, rr.owner_len, soa_owner, soa_owner_len))));
                 if (!take)
                         continue;
-                if ((rc = keep_record(c, k, qi, msg, &rr)) != 0)
+                if ((rc = keep_record(c, k, msg, &rr)) != 0)
                         return rc;
                 (*kept_count)++;
         }
@@ -566,6 +785,7 @@ static bool qtype_cacheable(uint16_t qtype)
 int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, size_t len,
                    uint64_t now_ms)
 {
+        struct scratch *scratch = &store_scratch;
         uint8_t qname[VD_NAME_MAX];
         size_t qname_len;
         struct kept k = {.min_ttl = UINT32_MAX};
@@ -626,20 +846,27 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         if (ns_start == 0) /* no authority or additional records */
                 ns_start = pos;
 
+        /* Records are written as they will follow the question in every response: names may
+         * point into the question, whose length every client asking this key shares. */
+        k.base = VD_HEADER_LEN + qi->qname_len + 4;
+        add_targets(scratch, &k, qi->qname_lower, qi->qname_len, qi->qname_len, VD_HEADER_LEN);
+
         uint32_t ttl;
         uint16_t ancount_kept = 0, nscount_kept = 0;
+        size_t an_len = 0;
         if (rcode == VD_RCODE_SERVFAIL) {
                 ttl = c->opt.servfail_ttl;
                 k.min_ttl = ttl;
         } else {
-                if ((rc = walk_chain(c, &k, qi, answer, len, an_start, an, &ch)) != 0)
+                if ((rc = walk_chain(scratch, &k, qi, answer, len, an_start, an, &ch)) != 0)
                         return rc;
                 ancount_kept = (uint16_t)k.n;
+                an_len = k.len;
                 bool negative = !ch.answered;
                 if (!negative && rcode != VD_RCODE_NOERROR)
                         return -EBADMSG; /* NXDOMAIN with an answer: inconsistent */
                 size_t auth = 0;
-                if ((rc = keep_authority(c, &k, qi, answer, len, ns_start, ns, &ch, negative,
+                if ((rc = keep_authority(scratch, &k, qi, answer, len, ns_start, ns, &ch, negative,
                                          &auth)) != 0)
                         return rc;
                 nscount_kept = (uint16_t)auth;
@@ -658,29 +885,17 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         if (ttl == 0)
                 return -EAGAIN;
 
-        uint64_t hash =
-            key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
-        struct entry *old =
-            find(c, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
-        if (rcode == VD_RCODE_SERVFAIL && old != NULL && old->rcode != VD_RCODE_SERVFAIL) {
-                /* Kept alongside the older records, which serve-stale may still use. */
-                old->servfail_until = now_ms + (uint64_t)ttl * 1000;
-                lru_unlink(c, old);
-                lru_push_front(c, old);
-                c->counters.stores++;
-                return 0;
-        }
-
         size_t meta_size = k.n * sizeof(uint32_t);
         struct entry *e = malloc(sizeof(*e) + meta_size + qi->qname_len + k.len);
         if (e == NULL)
                 return -ENOMEM;
         memset(e, 0, sizeof(*e));
-        e->hash = hash;
+        e->hash = key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
         e->stored_ms = now_ms;
         e->ttl = ttl;
         e->orig_ttl = k.min_ttl;
         e->data_len = (uint32_t)k.len;
+        e->an_len = (uint32_t)an_len;
         e->qtype = qi->qtype;
         e->qclass = qi->qclass;
         e->nrecords = (uint16_t)k.n;
@@ -690,24 +905,47 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         e->key_len = qi->qname_len;
         e->dnssec_ok = qi->edns_do;
         e->ad = (flags & VD_FLAG_AD) != 0 && rcode != VD_RCODE_SERVFAIL;
-        memcpy(e->meta, c->meta, meta_size);
+        memcpy(e->meta, scratch->meta, meta_size);
         memcpy(entry_key(e), qi->qname_lower, qi->qname_len);
-        memcpy(entry_data(e), c->data, k.len);
+        memcpy(entry_data(e), scratch->data, k.len);
 
-        if (old != NULL) {
-                remove_entry(c, old);
-        } else if (c->counters.entries >= c->opt.max_entries && c->lru_tail != NULL) {
-                remove_entry(c, c->lru_tail);
-                c->counters.evictions++;
+        struct shard *sh = shard_of(c, e->hash);
+        struct entry *gone = NULL, *evicted = NULL;
+        size_t grow_from = 0;
+        uv_mutex_lock(&sh->lock);
+        struct entry *old =
+            find(sh, e->hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        if (rcode == VD_RCODE_SERVFAIL && old != NULL && old->rcode != VD_RCODE_SERVFAIL) {
+                /* Kept alongside the older records, which serve-stale may still use. */
+                old->servfail_until = now_ms + (uint64_t)ttl * 1000;
+                lru_touch(sh, old);
+                sh->counters.stores++;
+                uv_mutex_unlock(&sh->lock);
+                free(e);
+                return 0;
         }
-        if (c->counters.entries >= c->mask + 1 && c->mask + 1 < c->max_buckets)
-                grow_buckets(c); /* on failure the chains just get longer */
-        struct entry **bucket = &c->buckets[e->hash & c->mask];
+        if (old != NULL) {
+                unlink_entry(sh, old);
+                gone = old;
+        } else if (sh->counters.entries >= sh->max_entries && sh->lru_tail != NULL) {
+                evicted = sh->lru_tail;
+                unlink_entry(sh, evicted);
+                sh->counters.evictions++;
+        }
+        struct entry **bucket = &sh->buckets[e->hash & sh->mask];
         e->hash_next = *bucket;
         *bucket = e;
-        lru_push_front(c, e);
-        c->counters.entries++;
-        c->counters.stores++;
+        lru_push_front(sh, e);
+        sh->counters.entries++;
+        sh->counters.stores++;
+        if (sh->counters.entries > sh->mask + 1 && sh->mask + 1 < sh->max_buckets)
+                grow_from = sh->mask + 1;
+        uv_mutex_unlock(&sh->lock);
+
+        free(gone);
+        free(evicted);
+        if (grow_from != 0)
+                grow_buckets(sh, grow_from);
         return 0;
 }
 
@@ -720,15 +958,36 @@ static int64_t remaining(const struct entry *e, uint64_t now_ms)
         return (int64_t)e->ttl - (int64_t)(elapsed_ms / 1000);
 }
 
-static struct entry *find_for(vd_cache *c, const vd_query_info *qi)
+/* The shard of qi's key and, under its lock (taken here; the caller unlocks), qi's entry. */
+static struct entry *lock_and_find(vd_cache *c, const vd_query_info *qi, struct shard **sh_out)
 {
         uint64_t hash =
             key_hash(c, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
-        return find(c, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+        struct shard *sh = shard_of(c, hash);
+        *sh_out = sh;
+        uv_mutex_lock(&sh->lock);
+        return find(sh, hash, qi->qname_lower, qi->qname_len, qi->qtype, qi->qclass, qi->edns_do);
+}
+
+/* Whether a lookup at now_ms claims fresh entry e for a prefetch: once per stored entry, in
+ * the last 10 % of its lifetime. Under the shard's lock. */
+static bool claim_prefetch(struct entry *e, uint64_t now_ms)
+{
+        if (e->prefetched || e->rcode == VD_RCODE_SERVFAIL)
+                return false;
+        uint64_t life = (uint64_t)e->ttl * 1000;
+        uint64_t elapsed = now_ms > e->stored_ms ? now_ms - e->stored_ms : 0;
+        if (elapsed >= life || (life - elapsed) * 10 >= life)
+                return false; /* expired, or more than 10 % of its lifetime left */
+        e->prefetched = true;
+        return true;
 }
 
 /* Writes the response for entry e to qi: rcode, and unless bare, e's records with every TTL
- * set to ttl. Returns the length, or 0 when even a bare response does not fit. */
+ * set to ttl. When they do not all fit, the authority records go first (RFC 2181 §9) — unless
+ * they are the DNSSEC proofs a DO client needs (RFC 4035 §3.1.1) — and TC is set only when
+ * what must be sent does not fit: then no records at all. Returns the length, or 0 when even
+ * a bare response does not fit. */
 static size_t write_response(const struct entry *e, const vd_query_info *qi, uint8_t rcode,
                              bool bare, uint32_t ttl, size_t max_len, uint8_t *out, size_t cap)
 {
@@ -741,42 +1000,47 @@ static size_t write_response(const struct entry *e, const vd_query_info *qi, uin
                 return 0;
 
         uint16_t flags = vd_wire_get16(out + 2);
+        size_t space = limit - opt_len - len;
+        size_t copy = 0;
+        uint16_t nscount = 0;
         if (!bare && e->ad && (qi->edns_do || (qi->flags & VD_FLAG_AD)))
                 flags |= VD_FLAG_AD;
         if (bare) {
                 /* header and question only */
-        } else if (e->data_len > limit - opt_len - len) {
-                flags |= VD_FLAG_TC;
+        } else if (e->data_len <= space) {
+                copy = e->data_len;
+                nscount = e->nscount;
+        } else if (e->an_len <= space && !e->dnssec_ok) {
+                copy = e->an_len;
         } else {
+                flags |= VD_FLAG_TC;
+        }
+        if (copy > 0) {
                 uint8_t *base = out + len;
-                memcpy(base, entry_data((struct entry *)e), e->data_len);
-                for (size_t i = 0; i < e->nrecords; i++) {
-                        size_t ttl_off = e->meta[i] & 0xFFFFu;
-                        vd_wire_put32(base + ttl_off, ttl);
-                        if (e->meta[i] & META_OWNER_IS_QNAME) /* the client's spelling */
-                                memcpy(base + ttl_off - 4 - qi->qname_len, qi->qname,
-                                       qi->qname_len);
-                }
-                len += e->data_len;
+                memcpy(base, entry_data((struct entry *)e), copy);
+                for (size_t i = 0; i < e->nrecords && e->meta[i] < copy; i++)
+                        vd_wire_put32(base + e->meta[i], ttl);
+                len += copy;
+        }
+        if (!bare && !(flags & VD_FLAG_TC)) {
                 vd_wire_put16(out + 6, e->ancount);
-                vd_wire_put16(out + 8, e->nscount);
+                vd_wire_put16(out + 8, nscount);
         }
         vd_wire_put16(out + 2, flags);
         return vd_wire_add_opt(qi, rcode, out, len, limit);
 }
 
-size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, size_t max_len,
-                       uint8_t *out, size_t cap)
+size_t vd_cache_lookup_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms,
+                                size_t max_len, uint8_t *out, size_t cap, bool *prefetch)
 {
+        if (prefetch != NULL)
+                *prefetch = false;
         if (c == NULL || qi == NULL || out == NULL || !qi->question_ok)
                 return 0;
-        if (c->opt.max_entries == 0) {
-                c->counters.misses++;
-                return 0;
-        }
-        struct entry *e = find_for(c, qi);
+        struct shard *sh;
+        struct entry *e = lock_and_find(c, qi, &sh);
         size_t len = 0;
-        if (e != NULL) {
+        if (e != NULL && c->opt.max_entries > 0) {
                 int64_t left = remaining(e, now_ms);
                 if (left >= 0)
                         len = write_response(e, qi, e->rcode, false, (uint32_t)left, max_len, out,
@@ -785,14 +1049,21 @@ size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, si
                         len = write_response(e, qi, VD_RCODE_SERVFAIL, true, 0, max_len, out, cap);
         }
         if (len == 0) {
-                c->counters.misses++;
-                return 0;
+                sh->counters.misses++;
+        } else {
+                lru_touch(sh, e);
+                sh->counters.hits++;
+                if (prefetch != NULL && remaining(e, now_ms) >= 0)
+                        *prefetch = claim_prefetch(e, now_ms);
         }
-        lru_unlink(c, e);
-        lru_push_front(c, e);
-        c->last_hit = e;
-        c->counters.hits++;
+        uv_mutex_unlock(&sh->lock);
         return len;
+}
+
+size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, size_t max_len,
+                       uint8_t *out, size_t cap)
+{
+        return vd_cache_lookup_prefetch(c, qi, now_ms, max_len, out, cap, NULL);
 }
 
 size_t vd_cache_lookup_stale(vd_cache *c, const vd_query_info *qi, uint64_t now_ms,
@@ -801,35 +1072,17 @@ size_t vd_cache_lookup_stale(vd_cache *c, const vd_query_info *qi, uint64_t now_
         if (c == NULL || qi == NULL || out == NULL || !qi->question_ok || stale_max_s == 0 ||
             c->opt.max_entries == 0)
                 return 0;
-        struct entry *e = find_for(c, qi);
-        if (e == NULL || e->rcode == VD_RCODE_SERVFAIL)
-                return 0;
-        uint64_t expires = e->stored_ms + (uint64_t)e->ttl * 1000;
-        if (now_ms < expires || now_ms - expires > (uint64_t)stale_max_s * 1000)
-                return 0; /* still fresh (vd_cache_lookup serves it), or too old */
-        size_t len = write_response(e, qi, e->rcode, false, STALE_TTL, max_len, out, cap);
-        if (len > 0) {
-                lru_unlink(c, e);
-                lru_push_front(c, e);
+        struct shard *sh;
+        struct entry *e = lock_and_find(c, qi, &sh);
+        size_t len = 0;
+        if (e != NULL && e->rcode != VD_RCODE_SERVFAIL) {
+                uint64_t expires = e->stored_ms + (uint64_t)e->ttl * 1000;
+                /* Only once expired (a fresh one vd_cache_lookup serves) and not too old. */
+                if (now_ms >= expires && now_ms - expires <= (uint64_t)stale_max_s * 1000)
+                        len = write_response(e, qi, e->rcode, false, STALE_TTL, max_len, out, cap);
+                if (len > 0)
+                        lru_touch(sh, e);
         }
+        uv_mutex_unlock(&sh->lock);
         return len;
-}
-
-bool vd_cache_take_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms)
-{
-        if (c == NULL || qi == NULL || !qi->question_ok || c->opt.max_entries == 0)
-                return false;
-        struct entry *e = c->last_hit;
-        if (e == NULL || e->key_len != qi->qname_len || e->qtype != qi->qtype ||
-            e->qclass != qi->qclass || e->dnssec_ok != qi->edns_do ||
-            memcmp(entry_key(e), qi->qname_lower, qi->qname_len) != 0)
-                e = find_for(c, qi);
-        if (e == NULL || e->prefetched || e->rcode == VD_RCODE_SERVFAIL)
-                return false;
-        uint64_t life = (uint64_t)e->ttl * 1000;
-        uint64_t elapsed = now_ms > e->stored_ms ? now_ms - e->stored_ms : 0;
-        if (elapsed >= life || (life - elapsed) * 10 >= life)
-                return false; /* expired, or more than 10 % of its lifetime left */
-        e->prefetched = true;
-        return true;
 }

@@ -15,11 +15,14 @@
  * and its own per-client tables (rate limiting, pending forwarded queries), allocated here
  * once, so the transports need no lock and no allocation for them.
  *
- * Forwarding (issue 3): each worker owns a forwarder (default upstreams and the forwarding
- * rules, its share of the upstream budget), a cache and a resolver over both; the resolver is
- * closed before the forwarder. Loop protection: once running, worker 0 sends a probe for a
- * unique name to the upstreams (serving does not wait for it); when that name comes back to
- * one of our listeners (query.c marks it), the server logs the loop and stops with -ELOOP. */
+ * Forwarding: each worker owns a forwarder (default upstreams and the forwarding rules, its
+ * share of the upstream budget) and a resolver over it and the one answer cache that every
+ * worker shares, with the registry through which the resolvers merge identical questions
+ * into one upstream query across workers (both created here before the workers, freed after
+ * them); the resolver is closed before the forwarder. Loop protection: once running, worker 0 sends
+ * a probe for a unique name to the upstreams (serving does not wait for it); when that name comes
+ * back to one of our listeners (query.c marks it), the server logs the loop and stops with -ELOOP.
+ */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -45,6 +48,8 @@ struct vd_server {
         /* upstream_max_qps for the whole process, shared by every worker's forwarder (NULL
          * when there is no limit); made with the first worker's forwarder. */
         vd_upstream_budget *upstream_budget;
+        vd_cache *cache;       /* every worker's answer cache; NULL when the cache is off */
+        vd_inflight *inflight; /* every worker's upstream queries in flight */
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
         vd_addr upstream[VD_MAX_UPSTREAM];
@@ -360,7 +365,6 @@ static void worker_free(vd_worker *w)
         vd_ratelimit_free(w->rrl);
         if (w->snapshot != NULL)
                 vd_snapshot_unref(w->snapshot);
-        vd_cache_free(w->cache);
         free(w);
 }
 
@@ -471,6 +475,7 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
         ro.stale_max_s = cfg->stale_max;
         ro.stale_answer_ms = cfg->stale_answer_ms;
         ro.prefetch = cfg->prefetch;
+        ro.inflight = w->server->inflight;
         r = vd_resolver_new(&w->loop, w->forwarder, w->cache, &ro, &w->resolver);
         if (r < 0) {
                 vd_error_set(err, "worker %u: resolver: %s", w->index, strerror(-r));
@@ -553,22 +558,8 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         }
 
         w->env.loop = &w->loop;
-        if (cfg->cache_size > 0) {
-                vd_cache_options co;
-                vd_cache_options_default(&co);
-                unsigned workers = cfg->workers > 0 ? cfg->workers : 1;
-                co.max_entries = cfg->cache_size / workers > 0 ? cfg->cache_size / workers : 1;
-                co.min_ttl = cfg->cache_min_ttl;
-                co.max_ttl = cfg->cache_max_ttl;
-                co.max_neg_ttl = cfg->cache_max_negative_ttl;
-                co.servfail_ttl = cfg->cache_servfail_ttl;
-                r = vd_cache_new(&co, &w->cache);
-                if (r < 0) {
-                        vd_error_set(err, "worker %u: cache: out of memory", index);
-                        return r;
-                }
-                w->env.cache = w->cache;
-        }
+        w->cache = srv->cache;
+        w->env.cache = w->cache;
         return worker_forwarding(w, cfg, err);
 }
 
@@ -603,6 +594,23 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         if ((cfg->max_pending_per_client > 0 && vd_ratelimit_pending_new(0, &srv->pending) < 0) ||
             (cfg->tcp_max_connections_per_client > 0 &&
              vd_ratelimit_pending_new(0, &srv->tcp_clients) < 0)) {
+                r = vd_error_set(err, "out of memory");
+                goto fail;
+        }
+        if (cfg->cache_size > 0) {
+                vd_cache_options co;
+                vd_cache_options_default(&co);
+                co.max_entries = cfg->cache_size; /* for the process: every worker shares it */
+                co.min_ttl = cfg->cache_min_ttl;
+                co.max_ttl = cfg->cache_max_ttl;
+                co.max_neg_ttl = cfg->cache_max_negative_ttl;
+                co.servfail_ttl = cfg->cache_servfail_ttl;
+                if (vd_cache_new(&co, &srv->cache) < 0) {
+                        r = vd_error_set(err, "cache: out of memory");
+                        goto fail;
+                }
+        }
+        if (vd_inflight_new(&srv->inflight) < 0) {
                 r = vd_error_set(err, "out of memory");
                 goto fail;
         }
@@ -730,18 +738,13 @@ static void log_stop(const vd_server *srv)
         vd_resolver_counters rc = {0};
         vd_forward_counters fc = {0};
 
+        if (srv->cache != NULL)
+                vd_cache_counters_get(srv->cache, &cache_total); /* once: the workers share it */
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 const vd_worker *w = srv->workers[i];
                 q.queries += w->env.counters.queries;
                 q.local_answers += w->env.counters.local_answers;
                 q.cache_answers += w->env.counters.cache_answers;
-                if (w->cache != NULL) {
-                        vd_cache_counters c;
-                        vd_cache_counters_get(w->cache, &c);
-                        cache_total.stores += c.stores;
-                        cache_total.evictions += c.evictions;
-                        cache_total.entries += c.entries;
-                }
                 rc.cache_hits += w->resolver_counters.cache_hits;
                 rc.cache_misses += w->resolver_counters.cache_misses;
                 rc.stale_answers += w->resolver_counters.stale_answers;
@@ -902,6 +905,8 @@ void vd_server_free(vd_server *srv)
                         worker_free(srv->workers[i]);
                 free(srv->workers);
         }
+        vd_inflight_free(srv->inflight); /* after the workers' resolvers */
+        vd_cache_free(srv->cache);       /* after the workers that borrow it */
         vd_ratelimit_pending_free(srv->pending);
         vd_ratelimit_pending_free(srv->tcp_clients);
         vd_upstream_budget_free(srv->upstream_budget); /* after every forwarder */

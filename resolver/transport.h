@@ -86,7 +86,7 @@ typedef struct vd_worker {
         bool stopping; /* set once the stop began: replies must not touch closed handles */
 
         vd_forwarder *forwarder; /* owned; NULL without upstreams or once closed */
-        struct vd_cache *cache;  /* owned; NULL when the cache is off */
+        struct vd_cache *cache;  /* the server's, shared by every worker; NULL when off */
         vd_resolver *resolver;   /* owned; NULL once closed (closed before the forwarder) */
         vd_resolver_counters resolver_counters; /* taken when the resolver closes */
         vd_forward_counters forward_counters;   /* taken when the forwarder closes */

@@ -1,11 +1,13 @@
-/* cache.h — one worker's cache of upstream answers (RFC 1035 §7.4, RFC 2308, RFC 9520).
+/* cache.h — the process's cache of upstream answers (RFC 1035 §7.4, RFC 2308, RFC 9520).
  *
  * Keyed on the lower-cased question name, type, class and the client's DO bit. An entry holds
  * only the records on the question's own chain — the answer-section records owned by the
  * question name and by each CNAME target along the chain, and for a negative answer the SOA
  * of the authority section — never the extra records an upstream adds for other names. TTLs
  * count down in served answers; entries are bounded by max_entries with LRU eviction.
- * Single-threaded: each worker owns its cache; no locks. Lookups never allocate. */
+ * Thread-safe: one cache serves every worker. It is split into lock-striped shards; a store
+ * does its parsing and allocation before it takes a shard's lock, a lookup holds the lock only
+ * to write its response. Lookups never allocate. */
 #ifndef VPCDNS_CACHE_H
 #define VPCDNS_CACHE_H
 
@@ -19,7 +21,7 @@
 typedef struct vd_cache vd_cache;
 
 typedef struct vd_cache_options {
-        size_t max_entries;    /* default 100000; 0 disables the cache */
+        size_t max_entries;    /* for the whole cache; default 100000; 0 disables the cache */
         uint32_t min_ttl;      /* clamp, seconds; default 0 */
         uint32_t max_ttl;      /* clamp for positive answers; default 86400 */
         uint32_t max_neg_ttl;  /* clamp for NXDOMAIN/NODATA (RFC 2308 §5); default 3600 */
@@ -53,9 +55,11 @@ size_t vd_cache_lookup(vd_cache *c, const vd_query_info *qi, uint64_t now_ms, si
 size_t vd_cache_lookup_stale(vd_cache *c, const vd_query_info *qi, uint64_t now_ms,
                              unsigned stale_max_s, size_t max_len, uint8_t *out, size_t cap);
 
-/* Prefetch: true once per stored entry, when a lookup finds it fresh but in the last 10 % of
- * its TTL; the caller then refreshes it in the background. */
-bool vd_cache_take_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms);
+/* vd_cache_lookup that also claims the entry for a prefetch: *prefetch is set true for one
+ * lookup process-wide per stored entry, the first that finds it fresh but in the last 10 % of
+ * its TTL; the caller then refreshes it in the background. prefetch may be NULL (no claim). */
+size_t vd_cache_lookup_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms,
+                                size_t max_len, uint8_t *out, size_t cap, bool *prefetch);
 
 typedef struct vd_cache_counters {
         uint64_t hits;
@@ -64,6 +68,7 @@ typedef struct vd_cache_counters {
         uint64_t evictions;
         size_t entries;
 } vd_cache_counters;
+/* Sums every shard's counters (takes each shard's lock in turn). */
 void vd_cache_counters_get(const vd_cache *c, vd_cache_counters *out);
 
 #endif

@@ -1,6 +1,8 @@
 /* resolve.h — the layer between the query pipeline and the forwarder for names without local
- * data (issue 3): the answer cache, merging of identical questions in flight into one upstream
- * query, serve-stale (RFC 8767) and prefetch. One resolver per worker loop; not thread-safe.
+ * data: the answer cache, merging of identical questions in flight into one upstream query,
+ * serve-stale (RFC 8767) and prefetch. One resolver per worker loop; a resolver is used only
+ * on its loop's thread. Resolvers on several loops share the cache and, through a vd_inflight
+ * registry, their upstream queries: one query per question at a time for the whole process.
  *
  * A question is answered from a fresh cache entry at once (a hit in the last 10 % of its TTL
  * also starts a background refresh). Otherwise it waits for the one upstream query of its key
@@ -23,16 +25,27 @@
 
 typedef struct vd_resolver vd_resolver;
 
+/* The process-wide registry of upstream queries in flight, keyed like the flights (name, type,
+ * class, DO, CD). A resolver given one asks the upstream only when no resolver on any thread
+ * has the key in flight; otherwise its question waits for that query's outcome, which the
+ * owning resolver hands over (its loop wakes through a uv_async_t). Thread-safe (striped
+ * mutexes). Free it after every resolver that uses it is freed (their loops have ended). */
+typedef struct vd_inflight vd_inflight;
+int vd_inflight_new(vd_inflight **out);
+void vd_inflight_free(vd_inflight *t);
+
 typedef struct vd_resolver_options {
         unsigned stale_max_s;     /* default 3600; 0 = never serve stale */
         unsigned stale_answer_ms; /* default 1800 */
         bool prefetch;            /* default true */
+        vd_inflight *inflight;    /* borrowed; default NULL: merging within this resolver */
 } vd_resolver_options;
 
 void vd_resolver_options_default(vd_resolver_options *o);
 
 /* fwd and cache are borrowed (either may be NULL: no upstream → SERVFAIL; no cache → every
- * question goes upstream, still merged). */
+ * question goes upstream, still merged). The cache may be shared with resolvers on other
+ * threads. */
 int vd_resolver_new(uv_loop_t *loop, vd_forwarder *fwd, vd_cache *cache,
                     const vd_resolver_options *o, vd_resolver **out);
 
@@ -53,8 +66,10 @@ vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info 
                                             uint8_t *out, size_t cap, size_t *out_len,
                                             vd_reply_fn reply, void *arg);
 
-/* Every waiter's reply runs with len 0, timers close; the resolver frees itself once libuv has
- * closed its handles. Close it before the forwarder and the cache it borrows. */
+/* Every waiter's reply runs with len 0, timers close; questions of other resolvers that wait
+ * for this one's upstream queries get -ECANCELED (then stale or SERVFAIL). The resolver frees
+ * itself once libuv has closed its handles. Close it before the forwarder and the cache it
+ * borrows; resolvers sharing a registry may close concurrently on their own threads. */
 void vd_resolver_close(vd_resolver *r);
 
 typedef struct vd_resolver_counters {

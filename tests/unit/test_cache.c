@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <string.h>
+#include <uv.h>
 
 #include "vpcdns/cache.h"
 
@@ -476,8 +477,8 @@ Test(cache, key_is_case_insensitive_and_the_client_case_and_id_are_echoed)
         cr_assert_eq(memcmp(out + VD_HEADER_LEN, b.pkt + VD_HEADER_LEN, b.qi.qname_len + 4), 0,
                      "question as the client sent it");
         size_t owner = VD_HEADER_LEN + b.qi.qname_len + 4;
-        cr_assert_eq(memcmp(out + owner, b.qi.qname, b.qi.qname_len), 0,
-                     "the answer owner in the client's spelling");
+        cr_assert(out[owner] == 0xC0 && out[owner + 1] == VD_HEADER_LEN,
+                  "the answer owner points at the question: the client's spelling");
         ldns_pkt *p = parse(out, len);
         cr_assert_eq(ldns_pkt_id(p), 0xabcd);
         cr_assert_eq(ldns_pkt_ancount(p), 1);
@@ -580,8 +581,11 @@ static bool cached(vd_cache *c, const char *name, uint64_t now)
         return vd_cache_lookup(c, &cl.qi, now, 512, out, sizeof(out)) > 0;
 }
 
-/* The bucket array grows with the entries: thousands of names stay findable across every
- * doubling, and eviction still works once the cache is full. */
+/* The bucket arrays grow with the entries: thousands of names stay findable across every
+ * doubling, and eviction still works once the cache is full. With 6000 entries the cache has
+ * several shards, each with its own share and LRU order: the total holds exactly, and the
+ * most recent names are all kept (a shard would have to receive half again its share of the
+ * last 4000 names to lose one of them). */
 Test(cache, buckets_grow_with_the_entries)
 {
         vd_cache_options o = opts();
@@ -596,10 +600,15 @@ Test(cache, buckets_grow_with_the_entries)
         vd_cache_counters_get(c, &k);
         cr_assert_eq(k.entries, 6000);
         cr_assert_eq(k.evictions, 1000);
+        unsigned kept = 0;
         for (unsigned i = 0; i < 7000; i++) {
                 snprintf(name, sizeof(name), "host%u.grow.test", i);
-                cr_assert_eq(cached(c, name, T0), i >= 1000, "%s", name);
+                bool hit = cached(c, name, T0);
+                kept += hit;
+                if (i >= 3000)
+                        cr_assert(hit, "%s", name);
         }
+        cr_assert_eq(kept, 6000);
         vd_cache_free(c);
 }
 
@@ -750,7 +759,9 @@ static void compressed_cname_answer(struct msg *m)
         mrdlen(m, rl);
 }
 
-Test(cache, compressed_upstream_names_come_out_uncompressed)
+/* The stored answer is compressed again, against the question and the names before each
+ * name: exactly what a compressing upstream would send. */
+Test(cache, names_are_compressed_against_the_question_and_earlier_names)
 {
         vd_cache_options o = opts();
         vd_cache *c = new_cache(&o);
@@ -761,22 +772,21 @@ Test(cache, compressed_upstream_names_come_out_uncompressed)
         client_query(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         size_t len = vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out));
+        static const uint8_t want[] = {
+            0x00, 0x05, 0x81, 0x80, 0, 1,   0,   2,   0,   0,   0,   0, /* header */
+            3,    'w',  'w',  'w',  7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3,   'c', 'o', 'm', 0,
+            0,    1,    0,    1, /* question: the name at 12, "example.com" at 16 */
+            0xC0, 12,   0,    5,    0, 1,   0,   0,   0,   200, 0,   6,   3,   'w', 'e', 'b', 0xC0,
+            16, /* www CNAME web.<example.com>; "web" at 45 */
+            0xC0, 45,   0,    1,    0, 1,   0,   0,   0,   200, 0,   4,   192, 0,   2,   5, /* web A
+                                                                                             */
+        };
+        cr_assert_eq(len, sizeof(want));
+        cr_assert_eq(memcmp(out, want, sizeof(want)), 0);
         ldns_pkt *p = parse(out, len);
         assert_rr(ldns_pkt_answer(p), 0, "www.example.com.\t200\tIN\tCNAME\tweb.example.com.");
         assert_rr(ldns_pkt_answer(p), 1, "web.example.com.\t200\tIN\tA\t192.0.2.5");
-        cr_assert_eq(ldns_pkt_nscount(p), 0);
         ldns_pkt_free(p);
-        /* self-contained: the target name appears spelt out twice (rdata and owner) and no
-         * octet after the question starts a compression pointer */
-        static const uint8_t web[] = "\3web\7example\3com";
-        size_t found = 0;
-        for (size_t i = 0; i + sizeof(web) <= len; i++)
-                found += memcmp(out + i, web, sizeof(web)) == 0;
-        cr_assert_eq(found, 2);
-        size_t rec = VD_HEADER_LEN + cl.qi.qname_len + 4;
-        cr_assert_eq(out[rec], 3, "owner written out");
-        cr_assert_eq(vd_wire_get16(out + rec + cl.qi.qname_len + 8), sizeof(web),
-                     "CNAME rdlength is the expanded name's length");
         vd_cache_free(c);
 }
 
@@ -807,7 +817,8 @@ Test(cache, compressed_mx_and_soa_rdata_are_expanded)
         client_query(&cl, 5, "Example.com", VD_TYPE_MX, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)));
-        assert_rr(ldns_pkt_answer(p), 0, "Example.com.\t300\tIN\tMX\t10 mail.example.com.");
+        /* (the exchange's suffix points at the question: the client's spelling) */
+        assert_rr(ldns_pkt_answer(p), 0, "Example.com.\t300\tIN\tMX\t10 mail.Example.com.");
         ldns_pkt_free(p);
 
         /* NXDOMAIN for x.example.com with a fully compressed SOA */
@@ -1217,6 +1228,15 @@ Test(cache, servfail_alone_is_never_served_stale)
         vd_cache_free(c);
 }
 
+/* A lookup at now_ms that must hit; returns whether it claimed the entry for a prefetch. */
+static bool hit_claims_prefetch(vd_cache *c, const vd_query_info *qi, uint64_t now_ms)
+{
+        uint8_t out[1232];
+        bool prefetch = true;
+        cr_assert_gt(vd_cache_lookup_prefetch(c, qi, now_ms, 512, out, sizeof(out), &prefetch), 0);
+        return prefetch;
+}
+
 Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
 {
         vd_cache_options o = opts();
@@ -1228,25 +1248,32 @@ Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0); /* TTL 300 */
 
-        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 269999), "31 s left: not yet");
-        cr_assert_not(vd_cache_take_prefetch(c, &other.qi, T0 + 280000), "no entry");
+        cr_assert_not(hit_claims_prefetch(c, &cl.qi, T0 + 269999), "31 s left: not yet");
+        bool prefetch = true;
+        cr_assert_eq(
+            vd_cache_lookup_prefetch(c, &other.qi, T0 + 280000, 512, out, sizeof(out), &prefetch),
+            0);
+        cr_assert_not(prefetch, "no entry");
         cr_assert_gt(vd_cache_lookup(c, &cl.qi, T0 + 280000, 512, out, sizeof(out)), 0);
-        cr_assert(vd_cache_take_prefetch(c, &cl.qi, T0 + 280000), "20 s of 300 left");
-        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 281000), "only once per entry");
-        cr_assert_not(vd_cache_take_prefetch(c, &cl.qi, T0 + 300000), "expired");
+        cr_assert(hit_claims_prefetch(c, &cl.qi, T0 + 280000),
+                  "20 s of 300 left (a plain lookup does not claim)");
+        cr_assert_not(hit_claims_prefetch(c, &cl.qi, T0 + 281000), "only once per entry");
+        prefetch = true;
+        cr_assert_eq(
+            vd_cache_lookup_prefetch(c, &cl.qi, T0 + 300000, 512, out, sizeof(out), &prefetch), 0);
+        cr_assert_not(prefetch, "expired");
 
         /* The refreshed entry can be prefetched again in its own last tenth; the key is
-         * case-insensitive and the check works without a lookup just before. */
+         * case-insensitive. */
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0 + 290000), 0);
         struct client upper;
         client_query(&upper, 3, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
-        cr_assert_not(vd_cache_take_prefetch(c, &upper.qi, T0 + 290000 + 100000));
-        cr_assert_eq(vd_cache_lookup(c, &other.qi, T0, 512, out, sizeof(out)), 0); /* a miss */
-        cr_assert(vd_cache_take_prefetch(c, &upper.qi, T0 + 290000 + 271000));
+        cr_assert_not(hit_claims_prefetch(c, &upper.qi, T0 + 290000 + 100000));
+        cr_assert(hit_claims_prefetch(c, &upper.qi, T0 + 290000 + 271000));
         vd_cache_free(c);
 }
 
-Test(cache, prefetch_survives_eviction_of_the_last_hit)
+Test(cache, prefetch_claim_follows_the_entry_not_the_last_lookup)
 {
         vd_cache_options o = opts();
         o.max_entries = 1;
@@ -1261,7 +1288,234 @@ Test(cache, prefetch_survives_eviction_of_the_last_hit)
         static const char *const aaaa[] = {"www.example.com. 100 IN AAAA 2001:db8::1", NULL};
         n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_AAAA, 0, aaaa, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &b.qi, up, n, T0 + 2000), 0); /* evicts the A entry */
-        cr_assert_not(vd_cache_take_prefetch(c, &a.qi, T0 + 280000), "evicted: nothing to do");
-        cr_assert(vd_cache_take_prefetch(c, &b.qi, T0 + 2000 + 95000));
+        bool prefetch = true;
+        cr_assert_eq(
+            vd_cache_lookup_prefetch(c, &a.qi, T0 + 280000, 512, out, sizeof(out), &prefetch), 0);
+        cr_assert_not(prefetch, "evicted: nothing to do");
+        cr_assert(hit_claims_prefetch(c, &b.qi, T0 + 2000 + 95000));
+        vd_cache_free(c);
+}
+
+/* --- one cache, several threads --- */
+
+#define MT_NAMES 1024
+#define MT_THREADS 4
+#define MT_ROUNDS 20000
+
+struct mt_shared {
+        vd_cache *cache;
+        struct client clients[MT_NAMES];
+        uint8_t answers[MT_NAMES][128];
+        size_t answer_len[MT_NAMES];
+};
+
+struct mt_thread {
+        struct mt_shared *shared;
+        unsigned index;
+        uv_thread_t thread;
+        unsigned long lookups, hits, stores, wrong;
+};
+
+/* Each thread walks the names in its own order: a hit must carry the name's own address
+ * (10.0.hi.lo) and the client's ID; a miss stores the upstream answer. Failures are counted:
+ * Criterion's assertions belong to the test's own thread. */
+static void mt_worker(void *arg)
+{
+        struct mt_thread *t = arg;
+        struct mt_shared *sh = t->shared;
+        uint8_t out[512];
+        for (unsigned i = 0; i < MT_ROUNDS; i++) {
+                unsigned j = (i * 7919u + t->index * 257u) % MT_NAMES;
+                const vd_query_info *qi = &sh->clients[j].qi;
+                uint64_t now = T0 + i;
+                t->lookups++;
+                size_t n = vd_cache_lookup(sh->cache, qi, now, 512, out, sizeof(out));
+                if (n == 0) {
+                        if (vd_cache_store(sh->cache, qi, sh->answers[j], sh->answer_len[j], now) !=
+                            0)
+                                t->wrong++;
+                        t->stores++;
+                        continue;
+                }
+                t->hits++;
+                const uint8_t want[4] = {10, 0, (uint8_t)(j >> 8), (uint8_t)j};
+                if (n < 16 || vd_wire_get16(out) != qi->id || vd_wire_get16(out + 6) != 1 ||
+                    memcmp(out + n - 4, want, 4) != 0)
+                        t->wrong++;
+        }
+}
+
+Test(cache, threads_share_one_cache_and_every_hit_is_the_right_answer)
+{
+        struct mt_shared *sh = calloc(1, sizeof(*sh));
+        cr_assert_not_null(sh);
+        vd_cache_options o = opts();
+        o.max_entries = 600; /* two shards, and fewer entries than names: evictions race too */
+        sh->cache = new_cache(&o);
+        for (unsigned j = 0; j < MT_NAMES; j++) {
+                char name[64], fqdn[80], rec[160];
+                snprintf(name, sizeof(name), "host%u.threads.test", j);
+                snprintf(fqdn, sizeof(fqdn), "%s.", name);
+                snprintf(rec, sizeof(rec), "%s 300 IN A 10.0.%u.%u", fqdn, j >> 8, j & 255);
+                const char *an[] = {rec, NULL};
+                client_query(&sh->clients[j], (uint16_t)(j + 1), name, VD_TYPE_A, false, false);
+                sh->answer_len[j] = upstream(sh->answers[j], sizeof(sh->answers[j]), fqdn,
+                                             VD_TYPE_A, 0, an, NULL, NULL);
+        }
+        struct mt_thread threads[MT_THREADS];
+        memset(threads, 0, sizeof(threads));
+        for (unsigned i = 0; i < MT_THREADS; i++) {
+                threads[i].shared = sh;
+                threads[i].index = i;
+                cr_assert_eq(uv_thread_create(&threads[i].thread, mt_worker, &threads[i]), 0);
+        }
+        unsigned long lookups = 0, hits = 0, stores = 0;
+        for (unsigned i = 0; i < MT_THREADS; i++) {
+                uv_thread_join(&threads[i].thread);
+                cr_assert_eq(threads[i].wrong, 0, "thread %u: wrong answers or failed stores", i);
+                lookups += threads[i].lookups;
+                hits += threads[i].hits;
+                stores += threads[i].stores;
+        }
+        vd_cache_counters k;
+        vd_cache_counters_get(sh->cache, &k);
+        cr_assert_eq(k.hits, hits);
+        cr_assert_eq(k.misses, lookups - hits);
+        cr_assert_eq(k.stores, stores);
+        cr_assert_eq(k.entries, 600, "the bound holds for the whole cache");
+        /* (two threads missing the same name at once both store: one replaces) */
+        cr_assert_geq(k.stores - k.evictions, 600);
+        cr_assert_gt(hits, 0);
+        vd_cache_free(sh->cache);
+        free(sh);
+}
+
+/* --- what the writer sends: DNAME kept for CNAME questions, sizes, TC --- */
+
+Test(cache, cname_question_under_a_dname_keeps_the_dname_and_its_rrsig)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client cl;
+        uint8_t up[2048], out[1232];
+        static const char *const an[] = {
+            "a.example.com. 300 IN DNAME b.example.net.",
+            "a.example.com. 300 IN RRSIG DNAME 8 3 300 20300101000000 20200101000000 12345 "
+            "example.com. AAAAAAAA",
+            "x.a.example.com. 300 IN CNAME x.b.example.net.",
+            NULL,
+        };
+        client_query(&cl, 7, "x.a.example.com", VD_TYPE_CNAME, true, true);
+        size_t n = upstream(up, sizeof(up), "x.a.example.com.", VD_TYPE_CNAME, 0, an, NULL, NULL);
+        cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+        size_t len = vd_cache_lookup(c, &cl.qi, T0, 1232, out, sizeof(out));
+        ldns_pkt *got = parse(out, len);
+        ldns_pkt *first = parse(up, n);
+        /* the same records as the upstream's answer, in its order */
+        ldns_rr_list *want = ldns_pkt_answer(first);
+        cr_assert_eq(ldns_pkt_ancount(got), 3);
+        for (size_t i = 0; i < 3; i++) {
+                char *w = rr_text(want, i);
+                assert_rr(ldns_pkt_answer(got), i, w);
+                free(w);
+        }
+        ldns_pkt_free(first);
+        ldns_pkt_free(got);
+
+        /* without DO: the DNAME, not its RRSIG */
+        struct client plain;
+        client_query(&plain, 8, "x.a.example.com", VD_TYPE_CNAME, false, false);
+        cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
+        got = parse(out, vd_cache_lookup(c, &plain.qi, T0, 512, out, sizeof(out)));
+        cr_assert_eq(ldns_pkt_ancount(got), 2);
+        assert_rr(ldns_pkt_answer(got), 0, "a.example.com.\t300\tIN\tDNAME\tb.example.net.");
+        assert_rr(ldns_pkt_answer(got), 1, "x.a.example.com.\t300\tIN\tCNAME\tx.b.example.net.");
+        ldns_pkt_free(got);
+        vd_cache_free(c);
+}
+
+/* A cached answer is no larger than the compressing upstream's, so one that fit the first time
+ * fits again. */
+Test(cache, cached_answers_are_no_larger_than_the_upstreams)
+{
+        static char texts[3][12][96];
+        static const char *const owners[3] = {"www.example.com.", "mail.example.com.",
+                                              "example.com."};
+        static const uint16_t types[3] = {VD_TYPE_A, VD_TYPE_MX, VD_TYPE_NS};
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        for (int t = 0; t < 3; t++) {
+                const char *an[13];
+                for (int i = 0; i < 12; i++) {
+                        if (types[t] == VD_TYPE_A)
+                                snprintf(texts[t][i], sizeof(texts[t][i]), "%s 300 IN A 192.0.2.%d",
+                                         owners[t], i + 1);
+                        else if (types[t] == VD_TYPE_MX)
+                                snprintf(texts[t][i], sizeof(texts[t][i]),
+                                         "%s 300 IN MX %d mx%d.example.com.", owners[t], i, i);
+                        else
+                                snprintf(texts[t][i], sizeof(texts[t][i]),
+                                         "%s 300 IN NS ns%d.example.com.", owners[t], i);
+                        an[i] = texts[t][i];
+                }
+                an[12] = NULL;
+                struct client cl;
+                uint8_t up[2048], out[2048];
+                char name[64];
+                snprintf(name, sizeof(name), "%.*s", (int)strlen(owners[t]) - 1, owners[t]);
+                client_query(&cl, 9, name, types[t], false, false);
+                size_t n = upstream(up, sizeof(up), owners[t], types[t], 0, an, NULL, NULL);
+                cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
+                size_t len = vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out));
+                cr_assert_gt(len, 0);
+                cr_assert_leq(len, n, "%s: cached %zu octets, upstream %zu", owners[t], len, n);
+                ldns_pkt *p = parse(out, len);
+                cr_assert_not(ldns_pkt_tc(p));
+                cr_assert_eq(ldns_pkt_ancount(p), 12);
+                ldns_pkt_free(p);
+        }
+        vd_cache_free(c);
+}
+
+/* When the authority section does not fit, it is left out without TC (RFC 2181 §9); a DO
+ * client's denial proofs are required data, so for it the answer is TC. */
+Test(cache, authority_that_does_not_fit_is_dropped_without_tc)
+{
+        vd_cache_options o = opts();
+        vd_cache *c = new_cache(&o);
+        struct client plain, dnssec;
+        uint8_t up[2048], out[1232];
+        static const char *const ns[] = {
+            "example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 1 7200 900 "
+            "1209600 300",
+            NULL,
+        };
+        client_query(&plain, 10, "nx.example.com", VD_TYPE_A, false, false);
+        client_query(&dnssec, 11, "nx.example.com", VD_TYPE_A, true, true);
+        size_t n = upstream(up, sizeof(up), "nx.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL,
+                            ns, NULL);
+        cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
+        cr_assert_eq(vd_cache_store(c, &dnssec.qi, up, n, T0), 0);
+        size_t bare = VD_HEADER_LEN + plain.qi.qname_len + 4;
+
+        size_t len = vd_cache_lookup(c, &plain.qi, T0, bare + 20, out, sizeof(out));
+        cr_assert_eq(len, bare);
+        ldns_pkt *p = parse(out, len);
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+        cr_assert_not(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_nscount(p), 0);
+        ldns_pkt_free(p);
+
+        len = vd_cache_lookup(c, &dnssec.qi, T0, bare + 11 + 20, out, sizeof(out));
+        p = parse(out, len);
+        cr_assert(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_nscount(p), 0);
+        ldns_pkt_free(p);
+
+        /* with room, the SOA is there */
+        p = parse(out, vd_cache_lookup(c, &plain.qi, T0, 512, out, sizeof(out)));
+        cr_assert_not(ldns_pkt_tc(p));
+        cr_assert_eq(ldns_pkt_nscount(p), 1);
+        ldns_pkt_free(p);
         vd_cache_free(c);
 }

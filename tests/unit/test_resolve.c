@@ -6,9 +6,13 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ldns/ldns.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "vpcdns/resolve.h"
@@ -783,4 +787,340 @@ Test(resolve, closing_everything_from_inside_a_reply)
         cr_assert_eq(s.r[1].calls, 1);
         cr_assert_eq(s.r[1].len, 0, "the second one: the resolver closed under it");
         scenario_free(&s);
+}
+
+/* ---- two workers: resolvers on two loops in two threads, one registry and one cache ---------- */
+
+/* An upstream on its own thread (a blocking socket): counts queries and, while held, keeps
+ * them until released, so that a second worker can ask while the first one's query is out. */
+struct held_upstream {
+        int fd;
+        vd_addr addr;
+        uv_thread_t thread;
+        atomic_int queries;
+        atomic_bool release;
+        atomic_bool stop;
+};
+
+static void held_upstream_run(void *arg)
+{
+        struct held_upstream *up = arg;
+        uint8_t pkt[512], out[2048];
+        while (!atomic_load(&up->stop)) {
+                struct pollfd p = {.fd = up->fd, .events = POLLIN};
+                if (poll(&p, 1, 20) <= 0)
+                        continue;
+                struct sockaddr_storage from;
+                socklen_t flen = sizeof(from);
+                ssize_t n = recvfrom(up->fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&from, &flen);
+                if (n <= 0)
+                        continue;
+                atomic_fetch_add(&up->queries, 1);
+                for (int i = 0; i < 5000 && !atomic_load(&up->release) && !atomic_load(&up->stop);
+                     i++)
+                        uv_sleep(1);
+                vd_query_info qi;
+                if (!atomic_load(&up->release) ||
+                    vd_wire_parse_query(pkt, (size_t)n, &qi) != VD_PARSE_OK)
+                        continue;
+                size_t alen =
+                    build_answer(pkt, qi.question_end, qi.id, 0, 1, 300, 7, out, sizeof(out));
+                (void)sendto(up->fd, out, alen, 0, (struct sockaddr *)&from, flen);
+        }
+}
+
+static void held_upstream_start(struct held_upstream *up)
+{
+        memset(up, 0, sizeof(*up));
+        up->fd = socket(AF_INET, SOCK_DGRAM, 0);
+        cr_assert_geq(up->fd, 0);
+        struct sockaddr_in sin;
+        cr_assert_eq(uv_ip4_addr("127.0.0.1", 0, &sin), 0);
+        cr_assert_eq(bind(up->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        socklen_t len = sizeof(up->addr.ss);
+        cr_assert_eq(getsockname(up->fd, (struct sockaddr *)&up->addr.ss, &len), 0);
+        up->addr.len = len;
+        cr_assert_eq(uv_thread_create(&up->thread, held_upstream_run, up), 0);
+}
+
+static void held_upstream_stop(struct held_upstream *up)
+{
+        atomic_store(&up->stop, true);
+        uv_thread_join(&up->thread);
+        close(up->fd);
+}
+
+enum worker_close { CLOSE_AFTER_REPLY, CLOSE_AFTER_GATE };
+
+/* One worker: its own loop, forwarder and resolver over the shared cache and registry. It
+ * waits for `before` (when set), asks one question, posts `after`, then either closes once
+ * answered or (CLOSE_AFTER_GATE) waits for `gate` and closes with the question unanswered.
+ * Failures are recorded: Criterion's assertions belong to the test's thread. */
+struct worker {
+        uv_thread_t thread;
+        uv_loop_t loop;
+        vd_forwarder *fwd;
+        vd_resolver *res;
+        uv_timer_t closer;
+        const vd_addr *upstream;
+        vd_cache *cache;
+        vd_inflight *inflight;
+        uv_sem_t *before, *after, *gate;
+        enum worker_close close_mode;
+        unsigned id;
+        bool setup_failed;
+        vd_query_outcome outcome;
+        int calls;
+        size_t len;
+        uint8_t buf[512];
+        msg q;
+        vd_query_info qi;
+        vd_resolver_counters rc;
+        vd_forward_counters fc;
+};
+
+static void worker_close(struct worker *w)
+{
+        if (w->res != NULL) {
+                vd_resolver_counters_get(w->res, &w->rc);
+                vd_resolver_close(w->res);
+                w->res = NULL;
+                vd_forwarder_counters_get(w->fwd, &w->fc);
+                vd_forwarder_close(w->fwd);
+        }
+        if (!uv_is_closing((uv_handle_t *)&w->closer))
+                uv_close((uv_handle_t *)&w->closer, NULL);
+}
+
+static void on_closer(uv_timer_t *t)
+{
+        worker_close(t->data);
+}
+
+static void worker_reply(void *arg, const uint8_t *data, size_t len)
+{
+        struct worker *w = arg;
+        if (w->calls++ == 0) {
+                w->len = len < sizeof(w->buf) ? len : 0;
+                if (w->len > 0)
+                        memcpy(w->buf, data, w->len);
+        }
+        if (w->res != NULL)
+                uv_timer_start(&w->closer, on_closer, 0, 0);
+}
+
+static void worker_run(void *arg)
+{
+        struct worker *w = arg;
+        vd_error err;
+        vd_forward_options fo = {.servers = w->upstream, .n_servers = 1, .timeout_ms = 3000};
+        vd_resolver_options ro;
+        vd_resolver_options_default(&ro);
+        ro.inflight = w->inflight;
+        if (uv_loop_init(&w->loop) != 0 || vd_forwarder_new(&w->loop, &fo, &w->fwd, &err) != 0 ||
+            vd_resolver_new(&w->loop, w->fwd, w->cache, &ro, &w->res) != 0) {
+                w->setup_failed = true; /* (the test fails; what was made leaks) */
+                if (w->after != NULL)
+                        uv_sem_post(w->after);
+                return;
+        }
+        uv_timer_init(&w->loop, &w->closer);
+        w->closer.data = w;
+        if (w->before != NULL)
+                uv_sem_wait(w->before);
+        size_t n = 0;
+        w->outcome =
+            vd_resolver_query(w->res, &w->qi, 512, w->buf, sizeof(w->buf), &n, worker_reply, w);
+        if (w->after != NULL)
+                uv_sem_post(w->after);
+        if (w->outcome != VD_QUERY_PENDING) {
+                w->len = n;
+                worker_close(w);
+        } else if (w->close_mode == CLOSE_AFTER_GATE) {
+                if (w->gate != NULL)
+                        uv_sem_wait(w->gate);
+                worker_close(w);
+        }
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&w->loop) != 0)
+                w->setup_failed = true; /* a handle left open */
+}
+
+struct two_workers {
+        struct held_upstream up;
+        vd_cache *cache;
+        vd_inflight *inflight;
+        struct worker a, b;
+        uv_sem_t a_asked, b_asked;
+};
+
+static void two_workers_init(struct two_workers *t, bool shared)
+{
+        memset(t, 0, sizeof(*t));
+        held_upstream_start(&t->up);
+        vd_cache_options co;
+        vd_cache_options_default(&co);
+        cr_assert_eq(vd_cache_new(&co, &t->cache), 0);
+        if (shared)
+                cr_assert_eq(vd_inflight_new(&t->inflight), 0);
+        cr_assert_eq(uv_sem_init(&t->a_asked, 0), 0);
+        cr_assert_eq(uv_sem_init(&t->b_asked, 0), 0);
+        struct worker *ws[2] = {&t->a, &t->b};
+        for (int i = 0; i < 2; i++) {
+                struct worker *w = ws[i];
+                w->upstream = &t->up.addr;
+                w->cache = t->cache;
+                w->inflight = t->inflight;
+                w->id = 0x1100 + (unsigned)i;
+                client_query(&w->q, &w->qi, w->id, i == 0 ? "www.example.com" : "WWW.Example.COM",
+                             false);
+        }
+        /* a asks first; b asks once a's question is in flight */
+        t->a.after = &t->a_asked;
+        t->b.before = &t->a_asked;
+        t->b.after = &t->b_asked;
+}
+
+static void two_workers_run(struct two_workers *t, bool release_after_b)
+{
+        cr_assert_eq(uv_thread_create(&t->a.thread, worker_run, &t->a), 0);
+        cr_assert_eq(uv_thread_create(&t->b.thread, worker_run, &t->b), 0);
+        uv_sem_wait(&t->b_asked);
+        if (release_after_b)
+                atomic_store(&t->up.release, true);
+        uv_thread_join(&t->a.thread);
+        uv_thread_join(&t->b.thread);
+        held_upstream_stop(&t->up);
+        cr_assert_not(t->a.setup_failed);
+        cr_assert_not(t->b.setup_failed);
+}
+
+static void two_workers_free(struct two_workers *t)
+{
+        uv_sem_destroy(&t->a_asked);
+        uv_sem_destroy(&t->b_asked);
+        vd_inflight_free(t->inflight);
+        vd_cache_free(t->cache);
+}
+
+/* The response in w->buf answers w's question with A 192.0.2.7. */
+static void assert_answered(const struct worker *w)
+{
+        cr_assert_eq(w->calls, 1, "worker %x: replies %d", w->id, w->calls);
+        cr_assert_gt(w->len, VD_HEADER_LEN, "worker %x: no answer", w->id);
+        cr_assert_eq(vd_wire_get16(w->buf), w->id);
+        cr_assert_eq(w->buf[3] & 0x0F, VD_RCODE_NOERROR);
+        cr_assert_eq(vd_wire_get16(w->buf + 6), 1);
+        static const uint8_t addr[4] = {192, 0, 2, 7};
+        cr_assert_eq(memcmp(w->buf + w->len - 4, addr, 4), 0);
+        /* the question as that client spelt it */
+        cr_assert_eq(memcmp(w->buf + VD_HEADER_LEN, w->q.b + VD_HEADER_LEN, w->qi.qname_len), 0);
+}
+
+Test(resolve_workers, one_question_on_two_workers_is_one_upstream_query)
+{
+        struct two_workers t;
+        two_workers_init(&t, true);
+        two_workers_run(&t, true);
+        cr_assert_eq(t.a.outcome, VD_QUERY_PENDING);
+        cr_assert_eq(t.b.outcome, VD_QUERY_PENDING);
+        assert_answered(&t.a);
+        assert_answered(&t.b);
+        cr_assert_eq(t.b.rc.merged, 1, "b joined a's query");
+        cr_assert_eq(t.b.fc.upstream_queries, 0, "b sent nothing upstream");
+        cr_assert_eq(t.a.fc.upstream_queries, 1);
+        cr_assert_eq(atomic_load(&t.up.queries), 1);
+        /* stored once, by a, for both */
+        vd_cache_counters k;
+        vd_cache_counters_get(t.cache, &k);
+        cr_assert_eq(k.stores, 1);
+        uint8_t out[512];
+        cr_assert_gt(
+            vd_cache_lookup(t.cache, &t.b.qi, uv_hrtime() / 1000000 + 1000, 512, out, sizeof(out)),
+            0);
+        two_workers_free(&t);
+}
+
+Test(resolve_workers, without_a_registry_each_worker_asks_upstream)
+{
+        struct two_workers t;
+        two_workers_init(&t, false);
+        two_workers_run(&t, true);
+        assert_answered(&t.a);
+        assert_answered(&t.b);
+        cr_assert_eq(t.b.rc.merged, 0);
+        cr_assert_eq(t.b.fc.upstream_queries, 1);
+        cr_assert_eq(atomic_load(&t.up.queries), 2);
+        two_workers_free(&t);
+}
+
+Test(resolve_workers, owner_closing_answers_the_other_workers_question_servfail)
+{
+        struct two_workers t;
+        two_workers_init(&t, true);
+        t.a.close_mode = CLOSE_AFTER_GATE; /* a closes once b has joined; nothing answers */
+        t.a.gate = &t.b_asked;
+        cr_assert_eq(uv_thread_create(&t.a.thread, worker_run, &t.a), 0);
+        cr_assert_eq(uv_thread_create(&t.b.thread, worker_run, &t.b), 0);
+        uv_thread_join(&t.a.thread);
+        uv_thread_join(&t.b.thread);
+        held_upstream_stop(&t.up);
+        cr_assert_not(t.a.setup_failed);
+        cr_assert_not(t.b.setup_failed);
+        cr_assert_eq(t.a.calls, 1);
+        cr_assert_eq(t.a.len, 0, "closing answers a's own waiter with len 0");
+        cr_assert_eq(t.b.calls, 1, "b's waiter is answered exactly once");
+        cr_assert_gt(t.b.len, VD_HEADER_LEN);
+        cr_assert_eq(vd_wire_get16(t.b.buf), t.b.id);
+        cr_assert_eq(t.b.buf[3] & 0x0F, VD_RCODE_SERVFAIL);
+        cr_assert_eq(t.b.fc.upstream_queries, 0);
+        two_workers_free(&t);
+}
+
+Test(resolve_workers, subscriber_closing_leaves_the_owner_answering)
+{
+        struct two_workers t;
+        two_workers_init(&t, true);
+        t.b.close_mode = CLOSE_AFTER_GATE; /* b closes right after joining */
+        t.b.gate = NULL;
+        two_workers_run(&t, true);
+        assert_answered(&t.a);
+        cr_assert_eq(t.b.calls, 1);
+        cr_assert_eq(t.b.len, 0, "closing answers b's waiter with len 0");
+        cr_assert_eq(t.b.rc.merged, 1);
+        cr_assert_eq(t.b.fc.upstream_queries, 0);
+        cr_assert_eq(atomic_load(&t.up.queries), 1);
+        two_workers_free(&t);
+}
+
+/* A worker's cache miss, then another worker's query for the key finishes (its answer stored,
+ * its registration gone), then this worker registers: it finds the answer in the cache after
+ * registering and sends nothing. Played here by asking the upstream half directly while the
+ * cache already holds the answer. */
+Test(resolve_workers, an_answer_stored_between_miss_and_registration_is_not_asked_again)
+{
+        vd_inflight *reg = NULL;
+        cr_assert_eq(vd_inflight_new(&reg), 0);
+        scenario s;
+        setup st = default_setup(UP_ANSWER);
+        st.ro.inflight = reg;
+        scenario_init(&s, &st);
+        seed_cache(&s, "raced.example.com", 300, 42, 1000);
+        reply *r = &s.r[0];
+        client_query(&r->q, &r->qi, 0x4242, "Raced.Example.com", false);
+        size_t out_len = 0;
+        vd_query_outcome o = vd_resolver_query_upstream(s.res, &r->qi, 512, r->buf, sizeof(r->buf),
+                                                        &out_len, on_reply, r);
+        cr_assert_eq(o, VD_QUERY_REPLY);
+        r->calls = 1;
+        r->len = out_len;
+        assert_a(r, 0, 42, 299);
+        finish(&s);
+        scenario_run(&s);
+        cr_assert_eq(s.up.queries, 0);
+        vd_resolver_counters c = counters(&s);
+        cr_assert_eq(c.cache_hits, 1);
+        cr_assert_eq(c.cache_misses, 0);
+        scenario_free(&s);
+        vd_inflight_free(reg);
 }
