@@ -5,13 +5,17 @@
 #   2 clang     clang -Werror build (build-ci-clang) + unit tests
 #   3 asan      ASan+UBSan build (clang, build-ci-asan): unit tests + integration suite; any
 #               sanitizer report fails the stage
-#   4 valgrind  the unit tests of build-ci-clang under valgrind memcheck
-#   5 fuzz      when fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus replay,
+#   4 tsan      ThreadSanitizer build (clang, build-ci-tsan): unit tests + integration suite
+#               (with tests/integration/test_reload_stress.py: SIGHUP reloads under load on
+#               four workers); any report fails the stage; contrib/tsan.supp lists the
+#               suppressed ones, each with its reason
+#   5 valgrind  the unit tests of build-ci-clang under valgrind memcheck
+#   6 fuzz      when fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus replay,
 #               then VD_FUZZ_SECONDS (default 30) of fuzzing per harness
-#   6 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite; the
-#               last line printed is pytest's "N passed"
-# Environment: VD_QUICK=1 runs only stages 1 and 6; VD_STAGES="check asan gcc" runs the named
-# stages; both are ignored when CI=true (CI runs everything). VD_FUZZ_SECONDS=0 only replays.
+#   7 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite
+# Each stage prints its duration when it ends. Environment: VD_QUICK=1 runs only stages 1 and
+# 7; VD_STAGES="check asan gcc" runs the named stages; both are ignored when CI=true (CI runs
+# everything). VD_FUZZ_SECONDS=0 only replays.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +23,7 @@ cd "$root"
 # shellcheck source=contrib/deps.sh
 source "$root/contrib/deps.sh"
 
-all_stages=(check clang asan valgrind fuzz gcc)
+all_stages=(check clang asan tsan valgrind fuzz gcc)
 if [[ ${CI:-} == true ]]; then
         if [[ -n ${VD_QUICK:-}${VD_STAGES:-} ]]; then
                 echo "test.sh: CI=true runs every stage; VD_QUICK and VD_STAGES are ignored" >&2
@@ -141,6 +145,52 @@ stage_asan() {
         return "$rc"
 }
 
+# ThreadSanitizer: every report fails. Unit tests abort on the first (halt_on_error); the
+# daemons of the integration suite write theirs to files in a directory that must stay
+# empty, as in stage asan. contrib/tsan.supp names the only reports ignored, each with why.
+tsan_env() {
+        local logdir=${1:-}
+        TSAN_OPTIONS="halt_on_error=1:abort_on_error=1:second_deadlock_stack=1"
+        TSAN_OPTIONS+=":suppressions=$root/contrib/tsan.supp"
+        if [[ -n $logdir ]]; then
+                TSAN_OPTIONS+=:log_path=$logdir/report
+        fi
+        export TSAN_OPTIONS
+        export CRITERION_NO_EARLY_EXIT=1
+}
+
+stage_tsan() {
+        banner tsan "ThreadSanitizer build (build-ci-tsan): unit tests and integration suite"
+        cmake_build build-ci-tsan clang -DVD_WERROR="$werror" -DVD_TSAN=ON -DVD_SANITIZE=OFF \
+                -DVD_VALGRIND=OFF
+        (
+                tsan_env
+                ctest --test-dir "$root/build-ci-tsan" -L unit --output-on-failure
+        )
+        local logdir="$root/build-ci-tsan/sanitizer-logs"
+        rm -rf "$logdir"
+        mkdir -p "$logdir"
+        local rc=0
+        (
+                tsan_env "$logdir"
+                VPCDNS_BIN="$root/build-ci-tsan/vpcdns" /usr/bin/python3 -m pytest \
+                        -q "$root/tests/integration"
+        ) || rc=$?
+        local reports
+        mapfile -t reports < <(find "$logdir" -type f | LC_ALL=C sort)
+        if ((${#reports[@]} > 0)); then
+                echo "test.sh: ${#reports[@]} ThreadSanitizer reports from vpcdns during the" \
+                        "integration suite (the first 5):" >&2
+                local f
+                for f in "${reports[@]:0:5}"; do
+                        printf -- '--- %s\n' "$f" >&2
+                        head -n 80 "$f" >&2
+                done
+                return 1
+        fi
+        return "$rc"
+}
+
 stage_valgrind() {
         banner valgrind "unit tests under valgrind memcheck (build-ci-clang)"
         cmake_build build-ci-clang clang -DVD_WERROR=ON -DVD_SANITIZE=OFF -DVD_VALGRIND=ON
@@ -176,11 +226,16 @@ stage_gcc() {
 }
 
 current=deps
-if [[ " ${stages[*]} " =~ \ (clang|asan|valgrind|fuzz)\  ]]; then
+if [[ " ${stages[*]} " =~ \ (clang|asan|tsan|valgrind|fuzz)\  ]]; then
         vd_deps_install_checks
 else
         vd_deps_install
 fi
+durations=()
 for s in "${stages[@]}"; do
         "stage_$s"
+        durations+=("$s $((SECONDS - stage_started)) s")
+        printf '=== test.sh: stage %s passed in %d s ===\n' "$s" $((SECONDS - stage_started))
 done
+printf '\n=== test.sh: all %d stages passed in %d s: %s ===\n' "${#stages[@]}" \
+        $((SECONDS - started)) "$(IFS=,; echo "${durations[*]}" | sed 's/,/, /g')"
