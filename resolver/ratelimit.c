@@ -151,8 +151,9 @@ static void stripes_free(stripe *s, size_t n)
         free(s);
 }
 
-/* n * size bytes, zeroed, on cache-line boundaries (buckets of WAYS entries then do not
- * straddle two stripes' lines more than their size makes them). NULL when out of memory. */
+/* n * size bytes, zeroed, on cache-line boundaries: a bucket of either table is a whole
+ * number of cache lines (asserted below), so two buckets, guarded by two different stripes,
+ * never share a line. NULL when out of memory. */
 static void *zalloc_aligned(size_t n, size_t size)
 {
         if (size != 0 && n > SIZE_MAX / size)
@@ -173,6 +174,8 @@ typedef struct rrl_entry {
         uint8_t key[KEY_LEN];
         bool used;
 } rrl_entry;
+
+_Static_assert(WAYS * sizeof(rrl_entry) % CACHE_LINE == 0, "an RRL bucket is whole cache lines");
 
 struct vd_ratelimit {
         unsigned rate;
@@ -314,6 +317,9 @@ typedef struct pending_entry {
         uint32_t count; /* 0: free */
         uint8_t key[KEY_LEN];
 } pending_entry;
+
+_Static_assert(WAYS * sizeof(pending_entry) % CACHE_LINE == 0,
+               "a pending bucket is whole cache lines");
 
 /* Shared by every worker thread, lock-striped like the RRL table: a slot's count and key are
  * guarded by the stripe of its bucket. Used only for a query about to go upstream and its
