@@ -281,7 +281,7 @@ debian13_make_chroot() {
                         "is mounted in it: not removing it" >&2
                 return 1
         fi
-        vd_deps_install_from mmdebstrap
+        vd_deps_install_from "${VD_DEPS_DEBIAN13[@]}"
         local packages
         packages=$(debian13_packages | LC_ALL=C sort | tr '\n' ' ')
         echo "test.sh: creating the Debian 13 chroot $debian13_dir (mmdebstrap, about a minute)"
