@@ -8,9 +8,12 @@ VD_DEPS=(
         libuv1-dev libc-ares-dev libldns-dev ldnsutils libcriterion-dev libcjson-dev libyaml-dev
         nsd dnsutils python3 python3-dnspython python3-pytest clang-format
 )
-# What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan with clang's
-# runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
+# What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan and TSan with
+# clang's runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
 VD_DEPS_CHECKS=(clang libclang-rt-14-dev llvm valgrind)
+# What stage debian13 of contrib/test.sh needs on the host to make its chroot (whose own
+# packages are VD_DEPS, as Debian 13 names them too).
+VD_DEPS_DEBIAN13=(mmdebstrap)
 
 # vd_deps_missing PKG...: prints the packages of the list that are not installed.
 vd_deps_missing() {

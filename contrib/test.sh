@@ -5,13 +5,21 @@
 #   2 clang     clang -Werror build (build-ci-clang) + unit tests
 #   3 asan      ASan+UBSan build (clang, build-ci-asan): unit tests + integration suite; any
 #               sanitizer report fails the stage
-#   4 valgrind  the unit tests of build-ci-clang under valgrind memcheck
-#   5 fuzz      when fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus replay,
+#   4 tsan      ThreadSanitizer build (clang, build-ci-tsan): unit tests + integration suite
+#               (with tests/integration/test_reload_stress.py: SIGHUP reloads under load on
+#               four workers); any report fails the stage; contrib/tsan.supp lists the
+#               suppressed ones, each with its reason
+#   5 valgrind  the unit tests of build-ci-clang under valgrind memcheck
+#   6 fuzz      when fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus replay,
 #               then VD_FUZZ_SECONDS (default 30) of fuzzing per harness
-#   6 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite; the
-#               last line printed is pytest's "N passed"
-# Environment: VD_QUICK=1 runs only stages 1 and 6; VD_STAGES="check asan gcc" runs the named
-# stages; both are ignored when CI=true (CI runs everything). VD_FUZZ_SECONDS=0 only replays.
+#   7 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite
+#   8 debian13  in a Debian 13 (trixie) chroot made with mmdebstrap (build-ci-debian13/chroot,
+#               or VD_DEBIAN13_CHROOT; made once, reused while complete): gcc -Werror build +
+#               unit tests + integration suite against trixie's libraries (c-ares 1.34, libuv
+#               1.50); needs root; /proc, /dev and /sys are mounted for the stage only
+# Each stage prints its duration when it ends. Environment: VD_QUICK=1 runs only stages 1 and
+# 7; VD_STAGES="check asan gcc" runs the named stages; both are ignored when CI=true (CI runs
+# everything). VD_FUZZ_SECONDS=0 only replays.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,7 +27,7 @@ cd "$root"
 # shellcheck source=contrib/deps.sh
 source "$root/contrib/deps.sh"
 
-all_stages=(check clang asan valgrind fuzz gcc)
+all_stages=(check clang asan tsan valgrind fuzz gcc debian13)
 if [[ ${CI:-} == true ]]; then
         if [[ -n ${VD_QUICK:-}${VD_STAGES:-} ]]; then
                 echo "test.sh: CI=true runs every stage; VD_QUICK and VD_STAGES are ignored" >&2
@@ -48,16 +56,22 @@ fuzz_seconds=${VD_FUZZ_SECONDS:-30}
 export PYTHONDONTWRITEBYTECODE=1
 
 current=setup
+debian13_mounted=() # what stage debian13 mounted: on_exit unmounts it
 started=$SECONDS
 stage_started=$SECONDS
 on_exit() {
         local rc=$?
+        debian13_unmount
         if ((rc != 0)); then
                 printf '\n=== test.sh: stage %s FAILED (exit %d) after %d s ===\n' \
                         "$current" "$rc" $((SECONDS - stage_started)) >&2
         fi
 }
 trap on_exit EXIT
+# A signal ends the script through exit, so on_exit runs (and unmounts) then too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 banner() {
         current=$1
@@ -141,6 +155,52 @@ stage_asan() {
         return "$rc"
 }
 
+# ThreadSanitizer: every report fails. Unit tests abort on the first (halt_on_error); the
+# daemons of the integration suite write theirs to files in a directory that must stay
+# empty, as in stage asan. contrib/tsan.supp names the only reports ignored, each with why.
+tsan_env() {
+        local logdir=${1:-}
+        TSAN_OPTIONS="halt_on_error=1:abort_on_error=1:second_deadlock_stack=1"
+        TSAN_OPTIONS+=":suppressions=$root/contrib/tsan.supp"
+        if [[ -n $logdir ]]; then
+                TSAN_OPTIONS+=:log_path=$logdir/report
+        fi
+        export TSAN_OPTIONS
+        export CRITERION_NO_EARLY_EXIT=1
+}
+
+stage_tsan() {
+        banner tsan "ThreadSanitizer build (build-ci-tsan): unit tests and integration suite"
+        cmake_build build-ci-tsan clang -DVD_WERROR="$werror" -DVD_TSAN=ON -DVD_SANITIZE=OFF \
+                -DVD_VALGRIND=OFF
+        (
+                tsan_env
+                ctest --test-dir "$root/build-ci-tsan" -L unit --output-on-failure
+        )
+        local logdir="$root/build-ci-tsan/sanitizer-logs"
+        rm -rf "$logdir"
+        mkdir -p "$logdir"
+        local rc=0
+        (
+                tsan_env "$logdir"
+                VPCDNS_BIN="$root/build-ci-tsan/vpcdns" /usr/bin/python3 -m pytest \
+                        -q "$root/tests/integration"
+        ) || rc=$?
+        local reports
+        mapfile -t reports < <(find "$logdir" -type f | LC_ALL=C sort)
+        if ((${#reports[@]} > 0)); then
+                echo "test.sh: ${#reports[@]} ThreadSanitizer reports from vpcdns during the" \
+                        "integration suite (the first 5):" >&2
+                local f
+                for f in "${reports[@]:0:5}"; do
+                        printf -- '--- %s\n' "$f" >&2
+                        head -n 80 "$f" >&2
+                done
+                return 1
+        fi
+        return "$rc"
+}
+
 stage_valgrind() {
         banner valgrind "unit tests under valgrind memcheck (build-ci-clang)"
         cmake_build build-ci-clang clang -DVD_WERROR=ON -DVD_SANITIZE=OFF -DVD_VALGRIND=ON
@@ -168,6 +228,110 @@ stage_fuzz() {
         fi
 }
 
+# ---- stage debian13: the gcc build and both suites on Debian 13 (trixie), in a chroot ----
+# The chroot is made with mmdebstrap (installed on the host when missing) from VD_DEPS of
+# contrib/deps.sh, in VD_DEBIAN13_CHROOT (default build-ci-debian13/chroot), and reused while
+# its marker file lists the same packages. /proc, /dev (with /dev/shm, which Criterion needs)
+# and /sys are mounted into it for the stage and unmounted on exit, whatever happens; mounts
+# that were there before the stage are used and left alone. The source tree is copied in
+# (no build tree, no .git), the build directory stays in the chroot between runs.
+debian13_dir=${VD_DEBIAN13_CHROOT:-$root/build-ci-debian13/chroot}
+debian13_marker=.vpcdns-chroot-complete
+
+debian13_packages() {
+        local p
+        for p in "${VD_DEPS[@]}"; do
+                # clang-format only serves stage check, on the host
+                [[ $p == clang-format ]] || printf '%s\n' "$p"
+        done
+}
+
+# Unmounts, innermost first, what stage debian13 mounted. Run by on_exit.
+debian13_unmount() {
+        local i
+        for ((i = ${#debian13_mounted[@]} - 1; i >= 0; i--)); do
+                umount -R "${debian13_mounted[$i]}" 2>/dev/null ||
+                        umount -R -l "${debian13_mounted[$i]}" ||
+                        echo "test.sh: could not unmount ${debian13_mounted[$i]}" >&2
+        done
+        debian13_mounted=()
+}
+
+# Any mount at or below DIR?
+debian13_has_mounts() {
+        local dir
+        dir=$(realpath -m "$1")
+        awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { found = 1 } END { exit !found }' \
+                /proc/self/mounts
+}
+
+debian13_chroot_ready() {
+        local want
+        want=$(debian13_packages | LC_ALL=C sort | tr '\n' ' ')
+        [[ -f $debian13_dir/$debian13_marker && $(<"$debian13_dir/$debian13_marker") == "$want" ]]
+}
+
+debian13_make_chroot() {
+        if debian13_chroot_ready; then
+                echo "test.sh: reusing the Debian 13 chroot $debian13_dir"
+                return 0
+        fi
+        if debian13_has_mounts "$debian13_dir"; then
+                echo "test.sh: $debian13_dir is incomplete or has other packages, but something" \
+                        "is mounted in it: not removing it" >&2
+                return 1
+        fi
+        vd_deps_install_from "${VD_DEPS_DEBIAN13[@]}"
+        local packages
+        packages=$(debian13_packages | LC_ALL=C sort | tr '\n' ' ')
+        echo "test.sh: creating the Debian 13 chroot $debian13_dir (mmdebstrap, about a minute)"
+        rm -rf "$debian13_dir"
+        mkdir -p "$(dirname "$debian13_dir")"
+        mmdebstrap --variant=apt --include="${packages// /,}" trixie "$debian13_dir"
+        printf '%s' "$packages" >"$debian13_dir/$debian13_marker"
+}
+
+# debian13_mount TYPE SOURCE TARGET (TYPE: bind or rbind), unless TARGET is a mount point.
+debian13_mount() {
+        local kind=$1 src=$2 target=$3
+        if mountpoint -q "$target"; then
+                return 0
+        fi
+        mkdir -p "$target"
+        mount "--$kind" "$src" "$target"
+        debian13_mounted+=("$target")
+        # what the host mounts later under SOURCE must not show up here, nor the reverse
+        mount --make-rslave "$target"
+}
+
+stage_debian13() {
+        banner debian13 "Debian 13 chroot: gcc -Werror build, unit tests and integration suite"
+        if ((EUID != 0)); then
+                echo "test.sh: stage debian13 needs root (mmdebstrap, mount, chroot)" >&2
+                return 1
+        fi
+        debian13_make_chroot
+        debian13_mount bind /proc "$debian13_dir/proc"
+        debian13_mount rbind /dev "$debian13_dir/dev"
+        debian13_mount bind /sys "$debian13_dir/sys"
+        rm -rf "$debian13_dir/vpcdns-src"
+        mkdir -p "$debian13_dir/vpcdns-src"
+        tar -C "$root" --exclude=./.git --exclude='./build' --exclude='./build-*' \
+                --exclude=__pycache__ --exclude=.pytest_cache -cf - . |
+                tar -C "$debian13_dir/vpcdns-src" -xf -
+        chroot "$debian13_dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+                LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 JOBS="$jobs" /bin/bash -euo pipefail -c '
+                cd /vpcdns-src
+                echo "debian13: $(. /etc/os-release && echo "$PRETTY_NAME"), $(gcc --version | head -n 1)," \
+                        "c-ares $(pkg-config --modversion libcares), libuv $(pkg-config --modversion libuv)"
+                CC=gcc cmake -S . -B /vpcdns-build -DVD_WERROR=ON
+                cmake --build /vpcdns-build -j "$JOBS"
+                ctest --test-dir /vpcdns-build -L unit --output-on-failure
+                VPCDNS_BIN=/vpcdns-build/vpcdns python3 -m pytest -q -p no:cacheprovider \
+                        tests/integration'
+        debian13_unmount
+}
+
 stage_gcc() {
         banner gcc "gcc build (build/), unit tests and integration suite"
         vd_build "$root"
@@ -176,11 +340,16 @@ stage_gcc() {
 }
 
 current=deps
-if [[ " ${stages[*]} " =~ \ (clang|asan|valgrind|fuzz)\  ]]; then
+if [[ " ${stages[*]} " =~ \ (clang|asan|tsan|valgrind|fuzz)\  ]]; then
         vd_deps_install_checks
 else
         vd_deps_install
 fi
+durations=()
 for s in "${stages[@]}"; do
         "stage_$s"
+        durations+=("$s $((SECONDS - stage_started)) s")
+        printf '=== test.sh: stage %s passed in %d s ===\n' "$s" $((SECONDS - stage_started))
 done
+printf '\n=== test.sh: all %d stages passed in %d s: %s ===\n' "${#stages[@]}" \
+        $((SECONDS - started)) "$(IFS=,; echo "${durations[*]}" | sed 's/,/, /g')"

@@ -1,8 +1,12 @@
-/* ratelimit.c — per-client limits for one worker: the response rate limiting table (one entry
- * per client prefix and second) with slip, and the table of forwarded queries pending per
- * client address. Both are set-associative: a keyed hash picks a bucket of WAYS entries, and
- * a key lives in one entry of its bucket. Allocation happens only in the _new functions; the
- * lookups are bounded loops over one bucket. Knows nothing about sockets or libuv. */
+/* ratelimit.c — per-client limits that every worker thread of a server shares: the response
+ * rate limiting table (one entry per client prefix and second) with slip, and the tables of
+ * counts per client address (forwarded queries pending, TCP connections open). All are
+ * set-associative: a keyed hash picks a bucket of WAYS entries, and a key lives in one entry
+ * of its bucket. Each table is lock-striped: bucket b is guarded by lock b % n_stripes, so
+ * two threads meet on a lock only when their clients hash to the same stripe, and a lock is
+ * held for one bucket scan (a few dozen instructions, never a system call). Allocation
+ * happens only in the _new functions; the lookups are bounded loops over one bucket. Knows
+ * nothing about sockets or libuv. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -21,6 +25,10 @@
 #define DEFAULT_ENTRIES 4096
 #define MAX_ENTRIES (1u << 24)
 #define KEY_LEN 17 /* family tag (4 or 6), then 16 address octets, host bits zeroed */
+/* Locks per table (fewer when the table has fewer buckets): two threads looking up random
+ * different clients take the same lock once in STRIPES lookups. */
+#define STRIPES 256
+#define CACHE_LINE 64
 
 /* ---- keys and hashing ------------------------------------------------------------------- */
 
@@ -110,6 +118,53 @@ static size_t bucket_count(size_t entries)
         return buckets;
 }
 
+/* One lock on a cache line of its own, so that taking it never invalidates a neighbour's. */
+typedef struct stripe {
+        _Alignas(CACHE_LINE) pthread_mutex_t lock;
+} stripe;
+
+/* n locks for a table of buckets buckets (n: a power of two, at most buckets); NULL when out
+ * of memory. */
+static stripe *stripes_new(size_t buckets, size_t *n)
+{
+        *n = buckets < STRIPES ? buckets : STRIPES;
+        stripe *s = aligned_alloc(CACHE_LINE, *n * sizeof(*s));
+        if (s == NULL)
+                return NULL;
+        for (size_t i = 0; i < *n; i++) {
+                if (pthread_mutex_init(&s[i].lock, NULL) != 0) {
+                        while (i-- > 0)
+                                pthread_mutex_destroy(&s[i].lock);
+                        free(s);
+                        return NULL;
+                }
+        }
+        return s;
+}
+
+static void stripes_free(stripe *s, size_t n)
+{
+        if (s == NULL)
+                return;
+        for (size_t i = 0; i < n; i++)
+                pthread_mutex_destroy(&s[i].lock);
+        free(s);
+}
+
+/* n * size bytes, zeroed, on cache-line boundaries: a bucket of either table is a whole
+ * number of cache lines (asserted below), so two buckets, guarded by two different stripes,
+ * never share a line. NULL when out of memory. */
+static void *zalloc_aligned(size_t n, size_t size)
+{
+        if (size != 0 && n > SIZE_MAX / size)
+                return NULL;
+        size_t bytes = (n * size + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+        void *p = aligned_alloc(CACHE_LINE, bytes);
+        if (p != NULL)
+                memset(p, 0, bytes);
+        return p;
+}
+
 /* ---- response rate limiting ------------------------------------------------------------- */
 
 typedef struct rrl_entry {
@@ -120,14 +175,18 @@ typedef struct rrl_entry {
         bool used;
 } rrl_entry;
 
+_Static_assert(WAYS * sizeof(rrl_entry) % CACHE_LINE == 0, "an RRL bucket is whole cache lines");
+
 struct vd_ratelimit {
         unsigned rate;
         unsigned slip;
         unsigned v4_bits;
         unsigned v6_bits;
         uint64_t seed;
-        size_t mask; /* buckets - 1 */
-        rrl_entry *entries;
+        size_t mask;        /* buckets - 1 */
+        size_t stripe_mask; /* n_stripes - 1 */
+        stripe *stripes;    /* bucket b: stripes[b & stripe_mask] */
+        rrl_entry *entries; /* guarded by their bucket's stripe */
 };
 
 int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out)
@@ -139,8 +198,12 @@ int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out)
         if (rl == NULL)
                 return -ENOMEM;
         size_t buckets = bucket_count(opt->entries);
-        rl->entries = calloc(buckets * WAYS, sizeof(rl->entries[0]));
-        if (rl->entries == NULL) {
+        size_t n_stripes = 0;
+        rl->entries = zalloc_aligned(buckets * WAYS, sizeof(rl->entries[0]));
+        rl->stripes = stripes_new(buckets, &n_stripes);
+        if (rl->entries == NULL || rl->stripes == NULL) {
+                stripes_free(rl->stripes, n_stripes);
+                free(rl->entries);
                 free(rl);
                 return -ENOMEM;
         }
@@ -150,6 +213,7 @@ int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out)
         rl->v6_bits = opt->ipv6_prefix;
         rl->seed = random_seed();
         rl->mask = buckets - 1;
+        rl->stripe_mask = n_stripes - 1;
         *out = rl;
         return 0;
 }
@@ -158,15 +222,15 @@ void vd_ratelimit_free(vd_ratelimit *rl)
 {
         if (rl == NULL)
                 return;
+        stripes_free(rl->stripes, rl->stripe_mask + 1);
         free(rl->entries);
         free(rl);
 }
 
-/* The entry of key in its bucket; when absent, the free entry or the one seen longest ago is
- * taken over (reset for the new key). */
-static rrl_entry *rrl_entry_for(vd_ratelimit *rl, const uint8_t key[KEY_LEN], uint64_t now_s)
+/* The entry of key in bucket; when absent, the free entry or the one seen longest ago is
+ * taken over (reset for the new key). The bucket's stripe is held. */
+static rrl_entry *rrl_entry_for(rrl_entry *bucket, const uint8_t key[KEY_LEN], uint64_t now_s)
 {
-        rrl_entry *bucket = rl->entries + (hash_key(rl->seed, key) & rl->mask) * WAYS;
         rrl_entry *victim = NULL;
 
         for (size_t i = 0; i < WAYS; i++) {
@@ -186,15 +250,12 @@ static rrl_entry *rrl_entry_for(vd_ratelimit *rl, const uint8_t key[KEY_LEN], ui
         return victim;
 }
 
-vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr *client,
-                                        uint64_t now_s)
+/* Accounts one response in e. The workers' clocks are read at slightly different moments:
+ * a now_s behind the entry's second counts in that second rather than starting an older one,
+ * so two workers cannot reset each other's count back and forth. */
+static vd_ratelimit_verdict rrl_account(const vd_ratelimit *rl, rrl_entry *e, uint64_t now_s)
 {
-        uint8_t key[KEY_LEN];
-
-        if (!make_key(client, rl->v4_bits, rl->v6_bits, key))
-                return VD_RATELIMIT_SEND;
-        rrl_entry *e = rrl_entry_for(rl, key, now_s);
-        if (e->second != now_s) {
+        if (now_s > e->second) {
                 e->second = now_s;
                 e->count = 0;
                 e->over = 0;
@@ -208,6 +269,22 @@ vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr 
         if (rl->slip > 0 && e->over % rl->slip == 0)
                 return VD_RATELIMIT_SLIP;
         return VD_RATELIMIT_DROP;
+}
+
+vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr *client,
+                                        uint64_t now_s)
+{
+        uint8_t key[KEY_LEN];
+
+        if (!make_key(client, rl->v4_bits, rl->v6_bits, key))
+                return VD_RATELIMIT_SEND;
+        size_t b = hash_key(rl->seed, key) & rl->mask;
+        pthread_mutex_t *lock = &rl->stripes[b & rl->stripe_mask].lock;
+        pthread_mutex_lock(lock);
+        vd_ratelimit_verdict v =
+            rrl_account(rl, rrl_entry_for(rl->entries + b * WAYS, key, now_s), now_s);
+        pthread_mutex_unlock(lock);
+        return v;
 }
 
 size_t vd_ratelimit_slip(const uint8_t *resp, size_t len, uint8_t *out, size_t cap)
@@ -234,21 +311,26 @@ size_t vd_ratelimit_slip(const uint8_t *resp, size_t len, uint8_t *out, size_t c
         return end;
 }
 
-/* ---- pending forwarded queries per client address -------------------------------------- */
+/* ---- counts per client address ---------------------------------------------------------- */
 
 typedef struct pending_entry {
         uint32_t count; /* 0: free */
         uint8_t key[KEY_LEN];
 } pending_entry;
 
-/* Shared by every worker thread: each call holds the lock. It is taken only for a query about
- * to go upstream and its answer, or for a TCP connection's accept and close, never for a local
- * answer or a cache hit. */
+_Static_assert(WAYS * sizeof(pending_entry) % CACHE_LINE == 0,
+               "a pending bucket is whole cache lines");
+
+/* Shared by every worker thread, lock-striped like the RRL table: a slot's count and key are
+ * guarded by the stripe of its bucket. Used only for a query about to go upstream and its
+ * answer, or for a TCP connection's accept and close, never for a local answer or a cache
+ * hit. */
 struct vd_ratelimit_pending {
-        pthread_mutex_t lock;
         uint64_t seed;
-        size_t mask;
+        size_t mask;        /* buckets - 1 */
+        size_t stripe_mask; /* n_stripes - 1 */
         size_t n_entries;
+        stripe *stripes;
         pending_entry *entries;
 };
 
@@ -259,18 +341,18 @@ int vd_ratelimit_pending_new(size_t entries, vd_ratelimit_pending **out)
         if (t == NULL)
                 return -ENOMEM;
         size_t buckets = bucket_count(entries);
-        t->entries = calloc(buckets * WAYS, sizeof(t->entries[0]));
-        if (t->entries == NULL) {
-                free(t);
-                return -ENOMEM;
-        }
-        if (pthread_mutex_init(&t->lock, NULL) != 0) {
+        size_t n_stripes = 0;
+        t->entries = zalloc_aligned(buckets * WAYS, sizeof(t->entries[0]));
+        t->stripes = stripes_new(buckets, &n_stripes);
+        if (t->entries == NULL || t->stripes == NULL) {
+                stripes_free(t->stripes, n_stripes);
                 free(t->entries);
                 free(t);
                 return -ENOMEM;
         }
         t->seed = random_seed();
         t->mask = buckets - 1;
+        t->stripe_mask = n_stripes - 1;
         t->n_entries = buckets * WAYS;
         *out = t;
         return 0;
@@ -280,20 +362,25 @@ void vd_ratelimit_pending_free(vd_ratelimit_pending *t)
 {
         if (t == NULL)
                 return;
-        pthread_mutex_destroy(&t->lock);
+        stripes_free(t->stripes, t->stripe_mask + 1);
         free(t->entries);
         free(t);
 }
 
-/* The slot of client's address, claimed when it has none; -1 when none is free. Lock held. */
-static int pending_slot_locked(vd_ratelimit_pending *t, const struct sockaddr *client)
+/* The lock guarding slot. */
+static pthread_mutex_t *slot_lock(vd_ratelimit_pending *t, int slot)
 {
-        uint8_t key[KEY_LEN];
-        int free_slot = -1;
+        VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
+        return &t->stripes[((size_t)slot / WAYS) & t->stripe_mask].lock;
+}
 
-        if (!make_key(client, 32, 128, key))
-                return -1;
-        size_t first = (hash_key(t->seed, key) & t->mask) * WAYS;
+/* The slot of key in bucket b, claimed when it has none; -1 when none is free. b's stripe
+ * is held. */
+static int pending_slot_locked(vd_ratelimit_pending *t, size_t b, const uint8_t key[KEY_LEN])
+{
+        int free_slot = -1;
+        size_t first = b * WAYS;
+
         for (size_t i = first; i < first + WAYS; i++) {
                 pending_entry *e = &t->entries[i];
                 if (e->count > 0 && memcmp(e->key, key, KEY_LEN) == 0)
@@ -306,52 +393,76 @@ static int pending_slot_locked(vd_ratelimit_pending *t, const struct sockaddr *c
         return free_slot;
 }
 
+/* client's key and bucket; false for families other than IPv4 and IPv6. */
+static bool pending_bucket(const vd_ratelimit_pending *t, const struct sockaddr *client,
+                           uint8_t key[KEY_LEN], size_t *b)
+{
+        if (!make_key(client, 32, 128, key))
+                return false;
+        *b = hash_key(t->seed, key) & t->mask;
+        return true;
+}
+
 int vd_ratelimit_pending_slot(vd_ratelimit_pending *t, const struct sockaddr *client)
 {
-        pthread_mutex_lock(&t->lock);
-        int slot = pending_slot_locked(t, client);
-        pthread_mutex_unlock(&t->lock);
+        uint8_t key[KEY_LEN];
+        size_t b;
+
+        if (!pending_bucket(t, client, key, &b))
+                return -1;
+        pthread_mutex_t *lock = &t->stripes[b & t->stripe_mask].lock;
+        pthread_mutex_lock(lock);
+        int slot = pending_slot_locked(t, b, key);
+        pthread_mutex_unlock(lock);
         return slot;
 }
 
 unsigned vd_ratelimit_pending_count(vd_ratelimit_pending *t, int slot)
 {
-        VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
-        pthread_mutex_lock(&t->lock);
+        pthread_mutex_t *lock = slot_lock(t, slot);
+        pthread_mutex_lock(lock);
         unsigned n = t->entries[slot].count;
-        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_unlock(lock);
         return n;
 }
 
 void vd_ratelimit_pending_inc(vd_ratelimit_pending *t, int slot)
 {
-        VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
-        pthread_mutex_lock(&t->lock);
+        pthread_mutex_t *lock = slot_lock(t, slot);
+        pthread_mutex_lock(lock);
         if (t->entries[slot].count < UINT32_MAX)
                 t->entries[slot].count++;
-        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_unlock(lock);
 }
 
 void vd_ratelimit_pending_dec(vd_ratelimit_pending *t, int slot)
 {
-        VD_CHECK(slot >= 0 && (size_t)slot < t->n_entries);
-        pthread_mutex_lock(&t->lock);
+        pthread_mutex_t *lock = slot_lock(t, slot);
+        pthread_mutex_lock(lock);
         VD_CHECK(t->entries[slot].count > 0);
         t->entries[slot].count--;
-        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_unlock(lock);
 }
 
 int vd_ratelimit_pending_acquire(vd_ratelimit_pending *t, const struct sockaddr *client,
                                  unsigned max)
 {
-        pthread_mutex_lock(&t->lock);
-        int slot = pending_slot_locked(t, client);
+        uint8_t key[KEY_LEN];
+        size_t b;
+
+        if (!pending_bucket(t, client, key, &b))
+                return VD_PENDING_UNTRACKED;
+        pthread_mutex_t *lock = &t->stripes[b & t->stripe_mask].lock;
+        pthread_mutex_lock(lock);
+        int slot = pending_slot_locked(t, b, key);
         if (slot >= 0) {
                 if (t->entries[slot].count >= max)
                         slot = VD_PENDING_FULL;
                 else
                         t->entries[slot].count++;
+        } else {
+                slot = VD_PENDING_UNTRACKED;
         }
-        pthread_mutex_unlock(&t->lock);
-        return slot < 0 && slot != VD_PENDING_FULL ? VD_PENDING_UNTRACKED : slot;
+        pthread_mutex_unlock(lock);
+        return slot;
 }

@@ -11,17 +11,19 @@
  * the control loop wakes every worker with uv_async_send; a worker stops its listeners,
  * closes its connections and its forwarder (pending queries are cancelled), closes every
  * remaining handle and lets its loop end; the control thread joins them all. This file
- * never touches a query; udp.c and tcp.c do. Each worker gets its own copy of the access list
- * and its own per-client tables (rate limiting, pending forwarded queries), allocated here
- * once, so the transports need no lock and no allocation for them.
+ * never touches a query; udp.c and tcp.c do. Each worker gets its own copy of the access list;
+ * the per-client tables (rate limiting, pending forwarded queries, TCP connections) are
+ * allocated here once per server and shared by every worker (lock-striped, ratelimit.c), so a
+ * client's limit holds whichever worker its packets reach.
  *
- * Forwarding: each worker owns a forwarder (default upstreams and the forwarding rules, its
- * share of the upstream budget) and a resolver over it and the one answer cache that every
- * worker shares, with the registry through which the resolvers merge identical questions
- * into one upstream query across workers (both created here before the workers, freed after
- * them); the resolver is closed before the forwarder. Loop protection: once running, worker 0 sends
- * a probe for a unique name to the upstreams (serving does not wait for it); when that name comes
- * back to one of our listeners (query.c marks it), the server logs the loop and stops with -ELOOP.
+ * Forwarding: each worker owns a forwarder (default upstreams and forwarding rules) and a
+ * resolver over it. Shared by every worker, created here before the workers and freed after
+ * them: the answer cache, the registry through which the resolvers merge identical questions
+ * into one upstream query, and the upstream_max_qps budget of each upstream server. A
+ * worker's resolver is closed before its forwarder. Loop protection: once running, worker 0
+ * sends a probe for a unique name to the upstreams (serving does not wait for it); when that
+ * name comes back to one of our listeners (query.c marks it), the server logs the loop and
+ * stops with -ELOOP.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -41,8 +43,9 @@ struct vd_server {
         vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
         vd_worker **workers;
         unsigned n_workers;
-        /* Per-client counts that every worker shares (NULL when the limit is off): forwarded
-         * queries pending upstream, and open TCP connections. */
+        /* Per-client tables that every worker shares (NULL when the limit is off): the UDP
+         * response rate limit, forwarded queries pending upstream, and open TCP connections. */
+        vd_ratelimit *rrl;
         vd_ratelimit_pending *pending;
         vd_ratelimit_pending *tcp_clients;
         /* upstream_max_qps for the whole process, shared by every worker's forwarder (NULL
@@ -362,17 +365,14 @@ static void worker_free(vd_worker *w)
         if (w->loop_ready)
                 return; /* handles still referenced the memory: leak rather than crash */
         vd_udp_worker_release(w);
-        vd_ratelimit_free(w->rrl);
         if (w->snapshot != NULL)
                 vd_snapshot_unref(w->snapshot);
         free(w);
 }
 
-/* Copies the per-client limits of cfg into w and allocates their tables. */
+/* Copies the per-client limits of cfg into w and points it at the server's tables. */
 static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
 {
-        int r;
-
         w->tcp_max_per_client = cfg->tcp_max_connections_per_client;
         w->tcp_max_queries = cfg->tcp_max_queries_per_connection;
         if (cfg->n_allow > 0) {
@@ -383,20 +383,7 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
         }
         w->deny_action = cfg->deny_action;
 
-        if (cfg->rrl_responses_per_second > 0) {
-                vd_ratelimit_options opt = {
-                    .responses_per_second = cfg->rrl_responses_per_second,
-                    .slip = cfg->rrl_slip,
-                    .ipv4_prefix = cfg->rrl_ipv4_prefix,
-                    .ipv6_prefix = cfg->rrl_ipv6_prefix,
-                };
-                r = vd_ratelimit_new(&opt, &w->rrl);
-                if (r < 0) {
-                        vd_error_set(err, "worker %u: rate limiting: %s", w->index,
-                                     r == -ENOMEM ? "out of memory" : "prefix length out of range");
-                        return r;
-                }
-        }
+        w->rrl = w->server->rrl;
         w->max_pending = cfg->max_pending_per_client;
         w->tcp_clients = w->server->tcp_clients;
         if (w->max_pending > 0) {
@@ -565,6 +552,29 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
 
 /* Server */
 
+/* Allocates the per-client tables every worker shares, for the limits cfg turns on. */
+static int server_limits(vd_server *srv, const vd_config *cfg, vd_error *err)
+{
+        if (cfg->rrl_responses_per_second > 0) {
+                vd_ratelimit_options opt = {
+                    .responses_per_second = cfg->rrl_responses_per_second,
+                    .slip = cfg->rrl_slip,
+                    .ipv4_prefix = cfg->rrl_ipv4_prefix,
+                    .ipv6_prefix = cfg->rrl_ipv6_prefix,
+                };
+                int r = vd_ratelimit_new(&opt, &srv->rrl);
+                if (r < 0)
+                        return vd_error_set(err, "rate limiting: %s",
+                                            r == -ENOMEM ? "out of memory"
+                                                         : "prefix length out of range");
+        }
+        if ((cfg->max_pending_per_client > 0 && vd_ratelimit_pending_new(0, &srv->pending) < 0) ||
+            (cfg->tcp_max_connections_per_client > 0 &&
+             vd_ratelimit_pending_new(0, &srv->tcp_clients) < 0))
+                return vd_error_set(err, "out of memory");
+        return 0;
+}
+
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err)
 {
         vd_server *srv;
@@ -591,12 +601,9 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         srv->n_upstream = cfg->n_upstream;
         memcpy(srv->upstream, cfg->upstream, cfg->n_upstream * sizeof(cfg->upstream[0]));
         srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
-        if ((cfg->max_pending_per_client > 0 && vd_ratelimit_pending_new(0, &srv->pending) < 0) ||
-            (cfg->tcp_max_connections_per_client > 0 &&
-             vd_ratelimit_pending_new(0, &srv->tcp_clients) < 0)) {
-                r = vd_error_set(err, "out of memory");
+        r = server_limits(srv, cfg, err);
+        if (r < 0)
                 goto fail;
-        }
         if (cfg->cache_size > 0) {
                 vd_cache_options co;
                 vd_cache_options_default(&co);
@@ -907,6 +914,7 @@ void vd_server_free(vd_server *srv)
         }
         vd_inflight_free(srv->inflight); /* after the workers' resolvers */
         vd_cache_free(srv->cache);       /* after the workers that borrow it */
+        vd_ratelimit_free(srv->rrl);
         vd_ratelimit_pending_free(srv->pending);
         vd_ratelimit_pending_free(srv->tcp_clients);
         vd_upstream_budget_free(srv->upstream_budget); /* after every forwarder */

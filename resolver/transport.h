@@ -105,7 +105,7 @@ typedef struct vd_worker {
         vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
         size_t n_allow;
         vd_deny_action deny_action;
-        vd_ratelimit *rrl;             /* owned; NULL when rate limiting is off */
+        vd_ratelimit *rrl;             /* the server's; NULL when rate limiting is off */
         vd_ratelimit_pending *pending; /* the server's; NULL when max_pending is 0 (unlimited) */
         vd_ratelimit_pending *tcp_clients;     /* the server's; NULL when tcp_max_per_client is 0 */
         unsigned max_pending;                  /* forwarded queries pending per client address */

@@ -1,12 +1,15 @@
-/* ratelimit.h — per-client limits of one worker's transports: response rate limiting (RRL)
- * for UDP by client prefix, with slip (an empty TC answer so that a real client retries over
- * TCP), and the count of forwarded queries each client address has pending upstream.
+/* ratelimit.h — per-client limits of the transports: response rate limiting (RRL) for UDP by
+ * client prefix, with slip (an empty TC answer so that a real client retries over TCP), and
+ * counts per client address (forwarded queries pending upstream, TCP connections open).
  *
- * Both tables have a fixed size chosen at creation (the only allocation); lookups never
- * allocate, never lock and take a bounded number of steps. A table is not thread-safe: each
- * worker owns its own. Entries are found through a hash keyed with a random seed, so a client
- * cannot choose addresses that collide. Time is passed in by the caller (seconds from any
- * monotonic clock), so tests can use a fake clock. */
+ * One table of each kind serves every worker thread of a server, so a limit holds for a
+ * client across all workers, whichever of them SO_REUSEPORT gives its packets to. Every call
+ * is thread-safe. The tables have a fixed size chosen at creation (the only allocation);
+ * lookups never allocate and take a bounded number of steps under one lock of many (the
+ * tables are lock-striped by the hash of the client), so threads serving different clients
+ * rarely meet on a lock. Entries are found through a hash keyed with a random seed, so a
+ * client cannot choose addresses that collide. Time is passed in by the caller (seconds from
+ * one monotonic clock for all threads), so tests can use a fake clock. */
 #ifndef VPCDNS_RATELIMIT_H
 #define VPCDNS_RATELIMIT_H
 
@@ -39,8 +42,10 @@ void vd_ratelimit_free(vd_ratelimit *rl);
 
 /* Accounts one response to client (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
  * IPv4) at now_s and says what to do with it. Each prefix may send responses_per_second
- * responses per second. When the table is full, the entry of the prefix seen longest ago is
- * reused: a prefix never spends another one's budget. Other families: always SEND. */
+ * responses per second, counted over every thread that calls this. A now_s earlier than the
+ * prefix's current second (another thread's clock read later) counts in the current second.
+ * When the table is full, the entry of the prefix seen longest ago is reused: a prefix never
+ * spends another one's budget. Other families: always SEND. */
 vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr *client,
                                         uint64_t now_s);
 
@@ -49,9 +54,7 @@ vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr 
  * (at least 12), or 0 when len < 12 or cap is too small. */
 size_t vd_ratelimit_slip(const uint8_t *resp, size_t len, uint8_t *out, size_t cap);
 
-/* ---- counts per client address: forwarded queries pending, TCP connections open ---------
- * One table serves every worker thread (each call takes its lock), so a limit holds for the
- * client across all workers, whichever of them SO_REUSEPORT gives its packets to. */
+/* ---- counts per client address: forwarded queries pending, TCP connections open --------- */
 
 typedef struct vd_ratelimit_pending vd_ratelimit_pending;
 
@@ -72,8 +75,9 @@ void vd_ratelimit_pending_inc(vd_ratelimit_pending *t, int slot);
 void vd_ratelimit_pending_dec(vd_ratelimit_pending *t, int slot);
 
 /* Counts one more for client's address unless it already has max: its slot (give it back with
- * vd_ratelimit_pending_dec), VD_PENDING_FULL, or VD_PENDING_UNTRACKED. One step under the lock,
- * so two workers cannot both take the last one. */
+ * vd_ratelimit_pending_dec), VD_PENDING_FULL, or VD_PENDING_UNTRACKED. One step under the
+ * address's lock, so two workers cannot both take the last one. (vd_ratelimit_pending_slot
+ * followed by _inc is two steps: another thread may claim a free slot in between.) */
 int vd_ratelimit_pending_acquire(vd_ratelimit_pending *t, const struct sockaddr *client,
                                  unsigned max);
 

@@ -377,3 +377,68 @@ Test(ratelimit, acquire_holds_across_threads)
         cr_assert_eq(vd_ratelimit_pending_count(r.t, slot), 0);
         vd_ratelimit_pending_free(r.t);
 }
+
+/* Every worker thread shares one RRL table: however many threads answer one client prefix
+ * in one second, it gets the configured number of responses, no more; another prefix's
+ * budget, spent on other threads at the same time, is its own. */
+#define RRL_THREADS 4
+#define RRL_TRIES 5000
+
+struct rrl_racer {
+        vd_ratelimit *rl;
+        const char *client;
+        uint64_t now;
+        int sent, slipped;
+};
+
+static void *rrl_race(void *arg)
+{
+        struct rrl_racer *r = arg;
+        struct sockaddr_storage c = v4(r->client);
+        for (int i = 0; i < RRL_TRIES; i++) {
+                switch (vd_ratelimit_check(r->rl, SA(c), r->now)) {
+                case VD_RATELIMIT_SEND:
+                        r->sent++;
+                        break;
+                case VD_RATELIMIT_SLIP:
+                        r->slipped++;
+                        break;
+                case VD_RATELIMIT_DROP:
+                        break;
+                }
+        }
+        return NULL;
+}
+
+Test(ratelimit, budget_holds_across_threads)
+{
+        /* slip 3: of the responses over the limit exactly every third is slipped, whichever
+         * thread counts it. */
+        vd_ratelimit *rl = make(1000, 3, 24, 56, 0);
+        struct rrl_racer r[2 * RRL_THREADS];
+        pthread_t th[2 * RRL_THREADS];
+        for (int i = 0; i < 2 * RRL_THREADS; i++) {
+                /* half the threads answer 192.0.2.0/24 in second 7, the others 198.51.100.0/24
+                 * in seconds 7 and 8 (a thread whose clock is behind counts in the newer
+                 * second) */
+                r[i] = (struct rrl_racer){.rl = rl,
+                                          .client = i % 2 ? "198.51.100.9" : "192.0.2.1",
+                                          .now = i % 2 && i > RRL_THREADS ? 8 : 7};
+                cr_assert_eq(pthread_create(&th[i], NULL, rrl_race, &r[i]), 0);
+        }
+        int sent[2] = {0}, slipped[2] = {0};
+        for (int i = 0; i < 2 * RRL_THREADS; i++) {
+                pthread_join(th[i], NULL);
+                sent[i % 2] += r[i].sent;
+                slipped[i % 2] += r[i].slipped;
+        }
+        int total = RRL_THREADS * RRL_TRIES;
+        cr_assert_eq(sent[0], 1000, "one second's budget across %d threads: sent %d", RRL_THREADS,
+                     sent[0]);
+        cr_assert_eq(slipped[0], (total - 1000) / 3, "slipped %d", slipped[0]);
+        /* the second prefix: seconds 7 and 8 interleave; a late "7" counts in second 8 once
+         * that began, so it gets at most two seconds' budgets and at least one */
+        cr_assert_geq(sent[1], 1000, "sent %d", sent[1]);
+        cr_assert_leq(sent[1], 2000, "sent %d", sent[1]);
+        vd_ratelimit_free(rl);
+}

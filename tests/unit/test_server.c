@@ -324,9 +324,10 @@ struct upstream {
         int fd;
         unsigned port;
         pthread_t thread;
-        volatile bool answer; /* false: swallow queries (an upstream that never answers) */
-        volatile bool quit;
-        volatile int seen;
+        /* shared with the test's thread: atomics, as ThreadSanitizer requires */
+        _Atomic bool answer; /* false: swallow queries (an upstream that never answers) */
+        _Atomic bool quit;
+        _Atomic int seen;
 };
 
 static void *upstream_thread(void *arg)
