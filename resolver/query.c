@@ -1,16 +1,17 @@
 /* query.c — one client query's pipeline, independent of the transport:
  * parse → header policy (opcode, class, meta types) → our own loop probe → local data (unless
- * a forwarding rule covers the name, spec §5) → minimal ANY (RFC 8482) → the resolver (cache,
- * merging, serve-stale, upstream), or without one the worker's cache → forwarder.
+ * a forwarding rule covers the name, spec §5) → the resolver (cache, merging, serve-stale,
+ * upstream); without a resolver, SERVFAIL. ANY for a name without local data is forwarded like
+ * any other question and the upstream's answer relayed (the cache never stores it); local
+ * names answer ANY with their own RRsets (RFC 8482 §4.1).
  * The local path writes the response into the caller's buffer without allocating; the
- * forwarded path hands the transport's reply callback to the resolver or the forwarder.
+ * forwarded path hands the transport's reply callback to the resolver.
  * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "transport.h"
-#include "vpcdns/cache.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
@@ -19,21 +20,6 @@
 #define TYPE_AXFR 252
 #define TYPE_MAILB 253
 #define TYPE_MAILA 254
-#define TYPE_HINFO 13
-#define ANY_HINFO_TTL 3600
-
-/* RFC 8482 §4.2: the synthesized answer to ANY is one HINFO record with CPU "RFC8482" and an
- * empty OS, owned by the question name (a compression pointer to offset 12). */
-/* clang-format off */
-static const uint8_t any_hinfo_rr[] = {
-        0xC0, 0x0C,                                   /* owner: the question name */
-        0, TYPE_HINFO, 0, VD_CLASS_IN,                /* type, class */
-        0, 0, ANY_HINFO_TTL >> 8, ANY_HINFO_TTL & 0xFF, /* TTL */
-        0, 9,                                         /* RDLENGTH */
-        7, 'R', 'F', 'C', '8', '4', '8', '2',         /* CPU */
-        0,                                            /* OS: empty */
-};
-/* clang-format on */
 
 /* ---- forwarding-loop probes ---------------------------------------------------------------- */
 
@@ -92,25 +78,6 @@ static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, 
         else if (rcode == VD_RCODE_SERVFAIL)
                 env->counters.servfail++;
         *out_len = n;
-        return VD_QUERY_REPLY;
-}
-
-/* ANY for a name without local data: answered here, never forwarded (RFC 8482 — a forwarded
- * ANY is an amplification vector and upstreams answer it inconsistently anyway). */
-static vd_query_outcome reply_minimal_any(vd_query_env *env, const vd_query_info *qi, uint8_t *out,
-                                          size_t cap, size_t *out_len)
-{
-        size_t len = vd_wire_begin_response(qi, VD_RCODE_NOERROR, out, cap);
-        if (len == 0 || !qi->question_ok || cap - len < sizeof(any_hinfo_rr))
-                return reply_error(env, qi, VD_RCODE_SERVFAIL, out, cap, out_len);
-        memcpy(out + len, any_hinfo_rr, sizeof(any_hinfo_rr));
-        len += sizeof(any_hinfo_rr);
-        vd_wire_put16(out + 6, 1); /* ANCOUNT */
-        len = vd_wire_add_opt(qi, VD_RCODE_NOERROR, out, len, cap);
-        if (len == 0)
-                return reply_error(env, qi, VD_RCODE_SERVFAIL, out, cap, out_len);
-        env->counters.local_answers++;
-        *out_len = len;
         return VD_QUERY_REPLY;
 }
 
@@ -200,9 +167,6 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                 return VD_QUERY_REPLY;
         }
 
-        if (qi.qtype == VD_TYPE_ANY)
-                return reply_minimal_any(env, &qi, out, max, out_len);
-
         /* A cache hit needs no upstream, so the per-client pending check comes after it. */
         if (env->resolver != NULL &&
             vd_resolver_from_cache(env->resolver, &qi, max, out, out_cap, out_len)) {
@@ -212,26 +176,13 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         env->counters.cache_answers++;
                 return VD_QUERY_REPLY;
         }
-        if (env->cache != NULL && env->resolver == NULL) {
-                size_t n = vd_cache_lookup(env->cache, &qi, uv_now(env->loop), max, out, out_cap);
-                if (n > 0) {
-                        env->counters.cache_answers++;
-                        *out_len = n;
-                        return VD_QUERY_REPLY;
-                }
-        }
         /* Only now, with no answer at hand: may_forward counts the query against the client
          * in a table the workers share (a lock no local answer or cache hit takes). */
-        bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
-        if (env->resolver != NULL && !denied)
-                return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
-        if (denied) {
+        if (env->resolver == NULL)
+                return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
+        if (env->may_forward != NULL && !env->may_forward(env->may_forward_arg)) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }
-        if (env->forwarder == NULL ||
-            vd_forwarder_query(env->forwarder, &qi, max, reply, reply_arg) != 0)
-                return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
-        env->counters.forwarded++;
-        return VD_QUERY_PENDING;
+        return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
 }

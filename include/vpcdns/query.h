@@ -26,9 +26,9 @@ typedef struct vd_query_counters {
 /* Per-worker state of the query pipeline. */
 typedef struct vd_query_env {
         const vd_snapshot *snapshot;  /* borrowed; may be NULL (no local data) */
-        vd_forwarder *forwarder;      /* borrowed; may be NULL (no upstream: SERVFAIL) */
-        struct vd_cache *cache;       /* borrowed; may be NULL (no cache) */
-        struct vd_resolver *resolver; /* borrowed; may be NULL */
+        vd_forwarder *forwarder;      /* borrowed; may be NULL: only its rules are asked here */
+        struct vd_cache *cache;       /* borrowed; unused here: the resolver holds the cache */
+        struct vd_resolver *resolver; /* borrowed; may be NULL (no upstream: SERVFAIL) */
         uv_loop_t *loop;              /* the worker's loop: its clock dates cache entries */
         uint32_t rotation;            /* advances per answer: RRset rotation */
         /* Asked once per query, and only when the query would go upstream (a local answer
