@@ -1,6 +1,7 @@
 /* query.c — one client query's pipeline, independent of the transport:
  * parse → header policy (opcode, class, meta types) → our own loop probe → local data (unless
- * a forwarding rule covers the name, spec §5) → the resolver (cache, merging, serve-stale,
+ * a forwarding rule covers the name, spec §5) → the special-use names of RFC 6761 (special.h)
+ * → the resolver (cache, merging, serve-stale,
  * upstream); without a resolver, SERVFAIL. ANY for a name without local data is forwarded like
  * any other question and the upstream's answer relayed (the cache never stores it); local
  * names answer ANY with their own RRsets (RFC 8482 §4.1).
@@ -14,6 +15,7 @@
 #include "transport.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
+#include "vpcdns/special.h"
 #include "vpcdns/wire.h"
 
 #define TYPE_IXFR 251
@@ -125,6 +127,40 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
         return outcome;
 }
 
+/* Whether a forwarding rule (not "servers: default") covers the lower-cased wire name. */
+static bool rule_covers_name(const vd_forwarder *fwd, const uint8_t *name, size_t len)
+{
+        uint8_t pkt[VD_HEADER_LEN + VD_NAME_MAX + 4] = {0};
+        vd_query_info qi;
+        pkt[5] = 1; /* QDCOUNT */
+        memcpy(pkt + VD_HEADER_LEN, name, len);
+        vd_wire_put16(pkt + VD_HEADER_LEN + len, VD_TYPE_A);
+        vd_wire_put16(pkt + VD_HEADER_LEN + len + 2, VD_CLASS_IN);
+        return vd_wire_parse_query(pkt, VD_HEADER_LEN + len + 4, &qi) == VD_PARSE_OK &&
+               vd_forwarder_rule_covers(fwd, &qi);
+}
+
+/* A special-use name (special.h) is answered here unless a rule the user wrote for that
+ * special zone, at or under its apex, covers it: a rule for a broader domain (".", "arpa.")
+ * does not send localhost upstream, as the VPC resolver's autodefined rules are more specific
+ * than any such rule. Detected as: a rule covers the name but none covers the apex's parent. */
+static bool special_answer(vd_query_env *env, const vd_query_info *qi, bool ruled, size_t max,
+                           uint8_t *out, size_t *out_len)
+{
+        int apex_labels = vd_special_apex_labels(qi);
+        if (apex_labels == 0)
+                return false;
+        if (ruled) {
+                size_t parent = qi->label_off[qi->labels - apex_labels + 1];
+                if (!rule_covers_name(env->forwarder, qi->qname_lower + parent,
+                                      (size_t)qi->qname_len - parent))
+                        return false;
+        }
+        const vd_snapshot *s = vd_special_snapshot();
+        return s != NULL &&
+               vd_snapshot_answer(s, qi, env->rotation++, out, max, out_len) == VD_LOCAL_ANSWERED;
+}
+
 vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t len, bool tcp,
                                  uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
                                  void *reply_arg)
@@ -163,6 +199,11 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (!ruled && env->snapshot != NULL &&
             vd_snapshot_answer(env->snapshot, &qi, env->rotation++, out, max, out_len) ==
                 VD_LOCAL_ANSWERED) {
+                env->counters.local_answers++;
+                return VD_QUERY_REPLY;
+        }
+        /* localhost., invalid. and the loopback reverse zones never go upstream (RFC 6761). */
+        if (special_answer(env, &qi, ruled, max, out, out_len)) {
                 env->counters.local_answers++;
                 return VD_QUERY_REPLY;
         }

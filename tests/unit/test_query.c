@@ -3,6 +3,7 @@
  * the forwarding-loop probe that query.c recognises. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -350,4 +351,163 @@ Test(query, probe_registry_is_bounded)
                 vd_loop_probe_unregister(&probes[i]);
         cr_assert_eq(vd_loop_probe_register(&probes[VD_LOOP_PROBE_SLOTS]), 0);
         vd_loop_probe_unregister(&probes[VD_LOOP_PROBE_SLOTS]);
+}
+
+/* ---- special-use names (RFC 6761) ------------------------------------------------------------ */
+
+/* A query for name (text, letter case as given) and type with an ID of 0x5151, RD set. */
+static size_t make_typed_query(uint8_t *buf, const char *name, uint16_t type)
+{
+        static const uint8_t head[] = {0x51, 0x51, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+        size_t n = sizeof(head);
+        memcpy(buf, head, n);
+        for (const char *p = name; *p != '\0';) {
+                const char *dot = strchr(p, '.');
+                size_t l = dot ? (size_t)(dot - p) : strlen(p);
+                buf[n++] = (uint8_t)l;
+                memcpy(buf + n, p, l);
+                n += l;
+                p += l + (dot ? 1 : 0);
+        }
+        buf[n++] = 0;
+        vd_wire_put16(buf + n, type);
+        vd_wire_put16(buf + n + 2, VD_CLASS_IN);
+        return n + 4;
+}
+
+/* Asks env for name/type; returns the parsed response (the caller frees it) and the outcome. */
+static ldns_pkt *ask(vd_query_env *env, const char *name, uint16_t type, vd_query_outcome *outcome)
+{
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_typed_query(pkt, name, type);
+        *outcome =
+            vd_query_handle(env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        if (*outcome != VD_QUERY_REPLY)
+                return NULL;
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, out, out_len), LDNS_STATUS_OK);
+        cr_assert_eq(ldns_pkt_id(p), 0x5151);
+        return p;
+}
+
+/* Asserts an answer at once with this rcode and either one answer record whose first rdata
+ * field reads rdata, or (rdata NULL) no answer and the zone's SOA in the authority section. */
+static void expect_answer(vd_query_env *env, const char *name, uint16_t type, int rcode,
+                          const char *rdata)
+{
+        vd_query_outcome outcome;
+        ldns_pkt *p = ask(env, name, type, &outcome);
+        cr_assert_eq(outcome, VD_QUERY_REPLY, "%s/%u: expected an answer at once", name, type);
+        cr_assert_eq(ldns_pkt_get_rcode(p), rcode, "%s/%u: rcode %d", name, type,
+                     ldns_pkt_get_rcode(p));
+        ldns_rr_list *an = ldns_pkt_answer(p);
+        if (rdata == NULL) {
+                cr_assert_eq(ldns_rr_list_rr_count(an), 0, "%s/%u: expected no answer", name, type);
+                ldns_rr_list *ns = ldns_pkt_authority(p);
+                cr_assert_eq(ldns_rr_list_rr_count(ns), 1, "%s/%u: SOA expected", name, type);
+                cr_assert_eq(ldns_rr_get_type(ldns_rr_list_rr(ns, 0)), LDNS_RR_TYPE_SOA);
+        } else {
+                cr_assert_eq(ldns_rr_list_rr_count(an), 1, "%s/%u: one record expected", name,
+                             type);
+                char *text = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(an, 0), 0));
+                cr_assert_str_eq(text, rdata, "%s/%u", name, type);
+                free(text);
+        }
+        ldns_pkt_free(p);
+}
+
+Test(query, special_use_names_are_answered_without_upstream)
+{
+        vd_query_env env = {0}; /* no upstream at all: anything forwarded would be SERVFAIL */
+        expect_answer(&env, "localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "127.0.0.1");
+        expect_answer(&env, "LocalHost", VD_TYPE_AAAA, LDNS_RCODE_NOERROR, "::1");
+        expect_answer(&env, "db.app.localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "127.0.0.1");
+        expect_answer(&env, "x.localhost", VD_TYPE_AAAA, LDNS_RCODE_NOERROR, "::1");
+        expect_answer(&env, "localhost", VD_TYPE_MX, LDNS_RCODE_NOERROR, NULL);
+        expect_answer(&env, "x.localhost", VD_TYPE_TXT, LDNS_RCODE_NOERROR, NULL);
+        expect_answer(&env, "invalid", VD_TYPE_A, LDNS_RCODE_NOERROR, NULL);
+        expect_answer(&env, "host.Invalid", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL);
+        expect_answer(&env, "1.0.0.127.in-addr.arpa", VD_TYPE_PTR, LDNS_RCODE_NOERROR,
+                      "localhost.");
+        expect_answer(&env, "2.0.0.127.in-addr.arpa", VD_TYPE_PTR, LDNS_RCODE_NXDOMAIN, NULL);
+        expect_answer(&env,
+                      "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+                      VD_TYPE_PTR, LDNS_RCODE_NOERROR, "localhost.");
+        cr_assert_eq(env.counters.local_answers, 11);
+        cr_assert_eq(env.counters.servfail, 0);
+}
+
+Test(query, other_names_near_the_special_zones_are_not_special)
+{
+        vd_query_env env = {0};
+        const char *ordinary[] = {
+            "localhost.example", "localhostx", "invalid.example", "1.0.0.128.in-addr.arpa",
+            "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+            "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+            /* loop probes of another vpcdns must travel on (see special.h) */
+            "0123456789abcdef.vpcdns-loop-check.invalid"};
+        for (size_t i = 0; i < sizeof(ordinary) / sizeof(ordinary[0]); i++) {
+                vd_query_outcome outcome;
+                ldns_pkt *p = ask(&env, ordinary[i], VD_TYPE_PTR, &outcome);
+                cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL,
+                             "%s must go to the (missing) upstream", ordinary[i]);
+                ldns_pkt_free(p);
+        }
+        cr_assert_eq(env.counters.local_answers, 0);
+}
+
+/* A snapshot with a zone the user wrote for localhost.: 10.9.9.9 */
+static vd_snapshot *users_localhost(void)
+{
+        static const uint8_t soa[] = {2, 'n', 's', 0, 2, 'h', 'm', 0, 0, 0,  0, 1, 0, 0,
+                                      0, 60,  0,   0, 0, 60,  0,   0, 0, 60, 0, 0, 0, 60};
+        static const uint8_t a_rdata[] = {10, 9, 9, 9};
+        uint8_t owner[VD_NAME_MAX];
+        size_t owner_len = 0;
+        vd_error err = {{0}};
+        vd_snapshot *snap = NULL;
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_name_from_text("localhost", owner, &owner_len), 0);
+        cr_assert_eq(vd_builder_add_zone(b, owner, true, soa, sizeof(soa), 60, "user", &err), 0,
+                     "%s", err.msg);
+        cr_assert_eq(vd_builder_add_rr(b, owner, VD_TYPE_A, 60, a_rdata, 4, "user", &err), 0);
+        cr_assert_eq(vd_builder_finish(b, &snap, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return snap;
+}
+
+Test(query, a_zone_the_user_wrote_for_a_special_name_wins)
+{
+        vd_query_env env = {0};
+        env.snapshot = users_localhost();
+        expect_answer(&env, "localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "10.9.9.9");
+        expect_answer(&env, "x.localhost", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL);
+        expect_answer(&env, "x.invalid", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL);
+        vd_snapshot_unref((vd_snapshot *)env.snapshot);
+}
+
+Test(query, a_rule_for_a_special_zone_wins_a_broader_rule_does_not)
+{
+        static const char *ruled_away[] = {"localhost", "db.localhost", "invalid",
+                                           "127.in-addr.arpa"};
+        for (size_t i = 0; i < sizeof(ruled_away) / sizeof(ruled_away[0]); i++) {
+                harness h;
+                harness_start(&h, ruled_away[i], false, NULL);
+                vd_query_outcome outcome;
+                char name[80];
+                snprintf(name, sizeof(name), "x.%s", ruled_away[i]);
+                ask(&h.env, name, VD_TYPE_A, &outcome);
+                cr_assert_eq(outcome, VD_QUERY_PENDING, "a rule for %s sends %s upstream",
+                             ruled_away[i], name);
+                harness_finish(&h, outcome);
+        }
+        static const char *broader[] = {".", "arpa", "in-addr.arpa"};
+        for (size_t i = 0; i < sizeof(broader) / sizeof(broader[0]); i++) {
+                harness h;
+                harness_start(&h, broader[i], false, NULL);
+                expect_answer(&h.env, "1.0.0.127.in-addr.arpa", VD_TYPE_PTR, LDNS_RCODE_NOERROR,
+                              "localhost.");
+                expect_answer(&h.env, "x.localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "127.0.0.1");
+                harness_finish(&h, VD_QUERY_REPLY);
+        }
 }
