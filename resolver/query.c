@@ -1,10 +1,10 @@
 /* query.c — one client query's pipeline, independent of the transport:
  * parse → header policy (opcode, class, meta types) → our own loop probe → local data (unless
- * a forwarding rule covers the name, spec §5) → the special-use names of RFC 6761 (special.h)
- * → the resolver (cache, merging, serve-stale,
- * upstream); without a resolver, SERVFAIL. ANY for a name without local data is forwarded like
- * any other question and the upstream's answer relayed (the cache never stores it); local
- * names answer ANY with their own RRsets (RFC 8482 §4.1).
+ * a forwarding rule covers the name, spec §5; a CNAME chain that leaves local data goes on in
+ * chase.c) → the special-use names of RFC 6761 (special.h) → the resolver (cache, merging,
+ * serve-stale, upstream); without a resolver, SERVFAIL. ANY for a name without local data is
+ * forwarded like any other question and the upstream's answer relayed (the cache never stores
+ * it); local names answer ANY with their own RRsets (RFC 8482 §4.1).
  * The local path writes the response into the caller's buffer without allocating; the
  * forwarded path hands the transport's reply callback to the resolver.
  * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "transport.h"
+#include "vpcdns/chase.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/special.h"
@@ -127,19 +128,6 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
         return outcome;
 }
 
-/* Whether a forwarding rule (not "servers: default") covers the lower-cased wire name. */
-static bool rule_covers_name(const vd_forwarder *fwd, const uint8_t *name, size_t len)
-{
-        uint8_t pkt[VD_HEADER_LEN + VD_NAME_MAX + 4] = {0};
-        vd_query_info qi;
-        pkt[5] = 1; /* QDCOUNT */
-        memcpy(pkt + VD_HEADER_LEN, name, len);
-        vd_wire_put16(pkt + VD_HEADER_LEN + len, VD_TYPE_A);
-        vd_wire_put16(pkt + VD_HEADER_LEN + len + 2, VD_CLASS_IN);
-        return vd_wire_parse_query(pkt, VD_HEADER_LEN + len + 4, &qi) == VD_PARSE_OK &&
-               vd_forwarder_rule_covers(fwd, &qi);
-}
-
 /* A special-use name (special.h) is answered here unless a rule the user wrote for that
  * special zone, at or under its apex, covers it: a rule for a broader domain (".", "arpa.")
  * does not send localhost upstream, as the VPC resolver's autodefined rules are more specific
@@ -152,8 +140,8 @@ static bool special_answer(vd_query_env *env, const vd_query_info *qi, bool rule
                 return false;
         if (ruled) {
                 size_t parent = qi->label_off[qi->labels - apex_labels + 1];
-                if (!rule_covers_name(env->forwarder, qi->qname_lower + parent,
-                                      (size_t)qi->qname_len - parent))
+                if (!vd_chase_rule_covers(env, qi->qname_lower + parent,
+                                          (size_t)qi->qname_len - parent))
                         return false;
         }
         const vd_snapshot *s = vd_special_snapshot();
@@ -196,11 +184,23 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
 
         /* A forwarding rule at or under a local zone beats the zone (spec §5). */
         bool ruled = env->forwarder != NULL && vd_forwarder_rule_covers(env->forwarder, &qi);
-        if (!ruled && env->snapshot != NULL &&
-            vd_snapshot_answer(env->snapshot, &qi, env->rotation++, out, max, out_len) ==
-                VD_LOCAL_ANSWERED) {
-                env->counters.local_answers++;
-                return VD_QUERY_REPLY;
+        if (!ruled && env->snapshot != NULL) {
+                /* A CNAME chain stops being local where a rule covers a target, or where a
+                 * target is not ours: the chase resolves the rest. */
+                vd_local_chase chase;
+                chase.leaves = env->forwarder != NULL ? vd_chase_rule_covers : NULL;
+                chase.leaves_arg = env;
+                switch (vd_snapshot_answer_chase(env->snapshot, &qi, env->rotation++, out, max,
+                                                 out_len, &chase)) {
+                case VD_LOCAL_ANSWERED:
+                        env->counters.local_answers++;
+                        return VD_QUERY_REPLY;
+                case VD_LOCAL_CHASE:
+                        return vd_chase_start(env, &qi, max, out, out_cap, out_len, &chase, reply,
+                                              reply_arg);
+                case VD_LOCAL_FORWARD:
+                        break;
+                }
         }
         /* localhost., invalid. and the loopback reverse zones never go upstream (RFC 6761). */
         if (special_answer(env, &qi, ruled, max, out, out_len)) {
