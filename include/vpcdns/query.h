@@ -1,4 +1,5 @@
-/* query.h — one client query's pipeline: parse → local data → forward, independent of the
+/* query.h — one client query's pipeline: parse → local data (a CNAME chain that leaves it is
+ * followed on, chase.h) → special-use names (special.h) → the resolver, independent of the
  * transport. The transports (udp.c, tcp.c) hand in bytes and get back either a response to
  * send now, nothing to send, or a promise that reply() will be called once later.
  * Runs on one worker's loop; the env belongs to that worker. */

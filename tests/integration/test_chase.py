@@ -52,7 +52,10 @@ def rule_up():
 def chase(chase_nsd, rule_up, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chase")
     cfg = tmp / "chase.yaml"
-    cfg.write_text("forward:\n  - {domain: rule.test, servers: [%s]}\n" % rule_up.address)
+    cfg.write_text(
+        "forward:\n  - {domain: rule.test, servers: [%s]}\n  - {domain: fwd.chase.test, servers: [%s]}\n"
+        % (rule_up.address, rule_up.address)
+    )
 
     def argv(port):
         return vdtest.vpcdns_argv(port, chase_nsd, snapshot=SNAPSHOT, zone=ZONE, extra=["--config", cfg])
@@ -126,6 +129,13 @@ def test_a_rule_covering_the_target_sends_it_to_the_rules_server(chase, rule_up)
     assert rule_up.queries("good.rule.test."), "the rule's server was asked"
 
 
+def test_a_rule_covering_a_local_target_beats_the_local_record(chase, rule_up):
+    msg = chase.v4.query("torule.chase.test.", "A")
+    assert cnames(msg) == [("torule.chase.test.", "good.fwd.chase.test.")], describe(msg)
+    assert addresses(msg, "good.fwd.chase.test.") == ["192.0.2.53"], describe(msg)
+    assert rule_up.queries("good.fwd.chase.test.")
+
+
 def test_zone_cname_to_an_endpoint_name_gets_the_enis(chase):
     msg = chase.v4.query("ep.chase.test.", "A")
     assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
@@ -183,6 +193,29 @@ def test_cached_second_answer_is_the_same_chain(chase):
     first = chase.v4.query("alt.chase.test.", "A")
     second = chase.v4.query("alt.chase.test.", "A")
     assert [c[:3] for c in chain(first)] == [c[:3] for c in chain(second)], describe(second)
+
+
+def test_the_example_zone_keeps_its_promise(tmp_path, chase_nsd, start_daemon):
+    """zones/example/corp.zone: queue CNAME sqs.us-east-1.amazonaws.com. answers with the
+    endpoint's ENIs from the example snapshot, and without the snapshot goes to the upstream."""
+    example = REPO / "zones" / "example"
+    name = "queue.corp.example.internal."
+    for snapshot in (example, None):
+
+        def argv(port, snapshot=snapshot):
+            return vdtest.vpcdns_argv(port, chase_nsd, snapshot=snapshot, zone=example / "corp.zone")
+
+        d = start_daemon(chase_nsd, argv=argv, probe="web.corp.example.internal.")
+        msg = d.v4.query(name, "A")
+        if snapshot is not None:
+            assert cnames(msg) == [(name, "sqs.us-east-1.amazonaws.com.")], describe(msg)
+            assert sorted(addresses(msg, "sqs.us-east-1.amazonaws.com.")) == [
+                "10.0.1.10", "10.0.2.10", "10.0.3.10"], describe(msg)
+        else:
+            # the upstream was asked (NSD serves neither amazonaws.com nor the root: it refuses,
+            # and a refused hop is SERVFAIL for the whole chain, with no partial answer)
+            assert msg.rcode() == dns.rcode.SERVFAIL and not msg.answer, describe(msg)
+        d.stop()
 
 
 # ---------------------------------------------------------------------------- loops at load time
