@@ -3,9 +3,10 @@
  * test's own libuv loop. The upstream compresses its names against its own question, so the
  * merged answer shows the chain's records are re-encoded, not copied; the second ask comes from
  * the cache without an upstream query; an upstream SERVFAIL is SERVFAIL; a client over its
- * pending limit gets SERVFAIL at once; and closing the worker while the chase waits answers
- * the client exactly once, with len 0. Every test is bounded by a guard timer and ends with
- * no handle left open. */
+ * pending limit gets SERVFAIL at once; closing the worker while the chase waits answers the
+ * client exactly once, with len 0; RRSIGs and a DNAME keep their places in the chain; and the
+ * final name's authority records are dropped before anything is truncated. Every test is bounded by
+ * a guard timer and ends with no handle left open. */
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <string.h>
@@ -44,27 +45,58 @@ static vd_snapshot *zone(void)
 
 /* ---- the upstream ------------------------------------------------------------------------- */
 
+enum shape {
+        UP_CHAIN,    /* www.up.test CNAME web2.up.test, web2 A 192.0.2.7 */
+        UP_SERVFAIL, /* SERVFAIL */
+        UP_SIGNED,   /* UP_CHAIN with an RRSIG after each RRset */
+        UP_DNAME,    /* up.test DNAME down.test, www.up.test CNAME www.down.test, its A */
+        UP_NXBIG,    /* NXDOMAIN, a long SOA and NS in the authority section */
+};
+
 typedef struct upstream {
         uv_udp_t udp;
         vd_addr addr;
-        bool servfail;
+        enum shape shape;
         bool silent;
         int queries;
 } upstream;
 
-/* www.up.test CNAME web2.up.test (its "up.test" a pointer into the question), web2 A
- * 192.0.2.7 TTL 123 (owner a pointer into the CNAME's rdata). */
+/* An RRSIG's opaque rdata (the chase never reads it): covered type, then filler. */
+static void put_rrsig(msg *m, size_t owner, unsigned covered)
+{
+        uint8_t rd[24] = {0};
+        rd[0] = (uint8_t)(covered >> 8);
+        rd[1] = (uint8_t)covered;
+        put_ptr(m, owner);
+        rr_tail(m, 46, VD_CLASS_IN, 3600, rd, sizeof(rd));
+}
+
+/* A label of n copies of c. */
+static void put_label(msg *m, char c, size_t n)
+{
+        put8(m, (unsigned)n);
+        for (size_t i = 0; i < n; i++)
+                put8(m, (uint8_t)c);
+}
+
+/* The upstream's answer in the chosen shape; names compressed against its own question
+ * ("www.up.test", at offset 12), so that a copy of them would point into nothing. */
 static void send_answer(upstream *up, const uint8_t *q, size_t len, const struct sockaddr *from)
 {
         vd_query_info qi;
         if (vd_wire_parse_query(q, len, &qi) != VD_PARSE_OK)
                 return;
+        static const unsigned answers[] = {2, 0, 4, 3, 0};
+        unsigned rcode = up->shape == UP_SERVFAIL ? VD_RCODE_SERVFAIL
+                         : up->shape == UP_NXBIG  ? VD_RCODE_NXDOMAIN
+                                                  : 0;
         msg m;
-        header(&m, qi.id, UP_FLAGS | VD_FLAG_AA | (up->servfail ? VD_RCODE_SERVFAIL : 0), 1,
-               up->servfail ? 0 : 2, 0, 0);
+        header(&m, qi.id, UP_FLAGS | VD_FLAG_AA | rcode, 1, answers[up->shape], 0, 0);
         for (size_t i = VD_HEADER_LEN; i < qi.question_end; i++)
                 put8(&m, q[i]);
-        if (!up->servfail) {
+        const uint8_t a[4] = {192, 0, 2, 7};
+        size_t up_test = VD_HEADER_LEN + 4; /* "up.test." in the question */
+        if (up->shape == UP_CHAIN || up->shape == UP_SIGNED) {
                 put_ptr(&m, VD_HEADER_LEN);
                 size_t fixed = m.n;
                 rr_tail(&m, VD_TYPE_CNAME, VD_CLASS_IN, 3600, NULL, 0);
@@ -72,11 +104,58 @@ static void send_answer(upstream *up, const uint8_t *q, size_t len, const struct
                 put8(&m, 4);
                 for (const char *p = "web2"; *p; p++)
                         put8(&m, (uint8_t)*p);
-                put_ptr(&m, VD_HEADER_LEN + 4); /* "up.test." of the question */
+                put_ptr(&m, up_test);
+                m.b[fixed + 9] = (uint8_t)(m.n - target);
+                if (up->shape == UP_SIGNED)
+                        put_rrsig(&m, VD_HEADER_LEN, VD_TYPE_CNAME);
+                put_ptr(&m, target);
+                rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 123, a, sizeof(a));
+                if (up->shape == UP_SIGNED)
+                        put_rrsig(&m, target, VD_TYPE_A);
+        } else if (up->shape == UP_DNAME) {
+                put_ptr(&m, up_test);
+                size_t fixed = m.n;
+                rr_tail(&m, 39, VD_CLASS_IN, 600, NULL, 0);
+                size_t dname = m.n;
+                put_name(&m, "down.test");
+                m.b[fixed + 9] = (uint8_t)(m.n - dname);
+                put_ptr(&m, VD_HEADER_LEN);
+                fixed = m.n;
+                rr_tail(&m, VD_TYPE_CNAME, VD_CLASS_IN, 600, NULL, 0);
+                size_t target = m.n;
+                put8(&m, 3);
+                put8(&m, 'w');
+                put8(&m, 'w');
+                put8(&m, 'w');
+                put_ptr(&m, dname);
                 m.b[fixed + 9] = (uint8_t)(m.n - target);
                 put_ptr(&m, target);
-                const uint8_t a[4] = {192, 0, 2, 7};
-                rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 123, a, sizeof(a));
+                rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 600, a, sizeof(a));
+        } else if (up->shape == UP_NXBIG) {
+                m.b[9] = 2; /* NSCOUNT */
+                put_ptr(&m, up_test);
+                size_t fixed = m.n;
+                rr_tail(&m, VD_TYPE_SOA, VD_CLASS_IN, 900, NULL, 0);
+                size_t rdata = m.n;
+                put_label(&m, 'm', 60);
+                put_label(&m, 'n', 60);
+                put_ptr(&m, up_test);
+                put_label(&m, 'r', 60);
+                put_label(&m, 's', 60);
+                put_ptr(&m, up_test);
+                for (int i = 0; i < 5; i++)
+                        put32(&m, 900);
+                m.b[fixed + 8] = (uint8_t)((m.n - rdata) >> 8);
+                m.b[fixed + 9] = (uint8_t)(m.n - rdata);
+                put_ptr(&m, up_test);
+                fixed = m.n;
+                rr_tail(&m, VD_TYPE_NS, VD_CLASS_IN, 900, NULL, 0);
+                rdata = m.n;
+                put_label(&m, 'x', 60);
+                put_label(&m, 'y', 60);
+                put_label(&m, 'z', 60);
+                put_ptr(&m, up_test);
+                m.b[fixed + 9] = (uint8_t)(m.n - rdata);
         }
         uv_buf_t b = uv_buf_init((char *)m.b, (unsigned)m.n);
         cr_assert_eq(uv_udp_try_send(&up->udp, &b, 1, from), (int)m.n);
@@ -270,7 +349,7 @@ Test(chase, upstream_servfail_is_servfail)
 {
         harness h;
         start(&h);
-        h.up.servfail = true;
+        h.up.shape = UP_SERVFAIL;
         uint8_t out[VD_UDP_PAYLOAD];
         size_t out_len = 0;
         cr_assert_eq(ask(&h, false, out, &out_len), VD_QUERY_PENDING);
@@ -332,4 +411,80 @@ Test(chase, without_a_resolver_the_chain_is_servfail)
                      VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL);
         vd_snapshot_unref(s);
+}
+
+/* The records of the answer and authority sections, as "owner TYPE" texts in order. */
+static void expect_sections(const uint8_t *resp, size_t len, int rcode, const char *const *an,
+                            size_t n_an, size_t n_ns, bool tc)
+{
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, resp, len), LDNS_STATUS_OK, "ldns must read our answer");
+        cr_assert_eq(ldns_pkt_get_rcode(p), rcode, "rcode %d", ldns_pkt_get_rcode(p));
+        cr_assert_eq(ldns_pkt_tc(p), tc);
+        ldns_rr_list *list = ldns_pkt_answer(p);
+        cr_assert_eq(ldns_rr_list_rr_count(list), n_an, "answer records: %zu",
+                     ldns_rr_list_rr_count(list));
+        for (size_t i = 0; i < n_an; i++) {
+                ldns_rr *rr = ldns_rr_list_rr(list, i);
+                char *o = ldns_rdf2str(ldns_rr_owner(rr));
+                char *t = ldns_rr_type2str(ldns_rr_get_type(rr));
+                char text[300];
+                snprintf(text, sizeof(text), "%s %s", o, t);
+                cr_assert_eq(strcasecmp(text, an[i]), 0, "record %zu is %s, not %s", i, text,
+                             an[i]);
+                free(o);
+                free(t);
+        }
+        cr_assert_eq(ldns_rr_list_rr_count(ldns_pkt_authority(p)), n_ns,
+                     "authority records: %zu (%zu octets)",
+                     ldns_rr_list_rr_count(ldns_pkt_authority(p)), len);
+        ldns_pkt_free(p);
+}
+
+/* Asks through a fresh pipeline with the upstream in this shape; the reply lands in h. */
+static void ask_shape(harness *h, enum shape shape, bool edns)
+{
+        start(h);
+        h->up.shape = shape;
+        uint8_t out[VD_UDP_PAYLOAD];
+        size_t out_len = 0;
+        cr_assert_eq(ask(h, edns, out, &out_len), VD_QUERY_PENDING);
+        uv_run(&h->loop, UV_RUN_DEFAULT);
+        cr_assert_eq(h->replies, 1);
+}
+
+Test(chase, signatures_stay_with_their_rrsets)
+{
+        harness h;
+        ask_shape(&h, UP_SIGNED, true);
+        static const char *const an[] = {"WEB.chase.test. CNAME", "www.up.test. CNAME",
+                                         "www.up.test. RRSIG", "web2.up.test. A",
+                                         "web2.up.test. RRSIG"};
+        expect_sections(h.reply, h.reply_len, LDNS_RCODE_NOERROR, an, 5, 0, false);
+        finish(&h);
+}
+
+Test(chase, a_dname_comes_along_with_the_cname_it_made)
+{
+        harness h;
+        ask_shape(&h, UP_DNAME, false);
+        static const char *const an[] = {"WEB.chase.test. CNAME", "up.test. DNAME",
+                                         "www.up.test. CNAME", "www.down.test. A"};
+        expect_sections(h.reply, h.reply_len, LDNS_RCODE_NOERROR, an, 4, 0, false);
+        finish(&h);
+}
+
+Test(chase, authority_records_go_first_when_512_octets_are_too_few)
+{
+        harness h;
+        ask_shape(&h, UP_NXBIG, false); /* no EDNS: 512 octets */
+        static const char *const an[] = {"WEB.chase.test. CNAME"};
+        cr_assert_leq(h.reply_len, 512);
+        expect_sections(h.reply, h.reply_len, LDNS_RCODE_NXDOMAIN, an, 1, 0, false);
+        finish(&h);
+        /* with room, the final name's SOA and NS come along */
+        ask_shape(&h, UP_NXBIG, true);
+        cr_assert_gt(h.reply_len, 512);
+        expect_sections(h.reply, h.reply_len, LDNS_RCODE_NXDOMAIN, an, 1, 2, false);
+        finish(&h);
 }
