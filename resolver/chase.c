@@ -70,19 +70,38 @@ static void chase_free(struct chase *c)
         free(c);
 }
 
-bool vd_chase_rule_covers(void *arg, const uint8_t *name, size_t len)
+/* Parses a query for the lower-cased wire name into qi (which points into pkt). */
+static bool name_question(const uint8_t *name, size_t len, uint8_t *pkt, vd_query_info *qi)
 {
-        vd_query_env *env = arg;
-        uint8_t pkt[VD_HEADER_LEN + VD_NAME_MAX + 4] = {0};
-        vd_query_info qi;
-        if (env == NULL || env->forwarder == NULL || len == 0 || len > VD_NAME_MAX)
+        if (len == 0 || len > VD_NAME_MAX)
                 return false;
+        memset(pkt, 0, VD_HEADER_LEN);
         pkt[5] = 1; /* QDCOUNT */
         memcpy(pkt + VD_HEADER_LEN, name, len);
         vd_wire_put16(pkt + VD_HEADER_LEN + len, VD_TYPE_A);
         vd_wire_put16(pkt + VD_HEADER_LEN + len + 2, VD_CLASS_IN);
-        return vd_wire_parse_query(pkt, VD_HEADER_LEN + len + 4, &qi) == VD_PARSE_OK &&
-               vd_forwarder_rule_covers(env->forwarder, &qi);
+        return vd_wire_parse_query(pkt, VD_HEADER_LEN + len + 4, qi) == VD_PARSE_OK;
+}
+
+bool vd_chase_rule_covers(void *arg, const uint8_t *name, size_t len)
+{
+        vd_query_env *env = arg;
+        uint8_t pkt[VD_HEADER_LEN + VD_NAME_MAX + 4];
+        vd_query_info qi;
+        if (env == NULL || env->forwarder == NULL || !name_question(name, len, pkt, &qi) ||
+            !vd_forwarder_rule_covers(env->forwarder, &qi))
+                return false;
+        int apex_labels = vd_special_apex_labels(&qi);
+        if (apex_labels == 0)
+                return true;
+        /* A special-use name: only a rule at or under its zone's apex counts, which is a rule
+         * that covers the name but not the apex's parent. */
+        size_t parent = qi.label_off[qi.labels - apex_labels + 1];
+        uint8_t parent_pkt[VD_HEADER_LEN + VD_NAME_MAX + 4];
+        vd_query_info parent_qi;
+        return name_question(qi.qname_lower + parent, (size_t)qi.qname_len - parent, parent_pkt,
+                             &parent_qi) &&
+               !vd_forwarder_rule_covers(env->forwarder, &parent_qi);
 }
 
 /* ---- the response under construction -------------------------------------------------------- */
@@ -375,7 +394,8 @@ static bool need_scratch(struct chase *c)
 static bool local_hop(struct chase *c, size_t *n)
 {
         vd_query_env *env = c->env;
-        vd_local_chase lc = {.leaves = vd_chase_rule_covers, .leaves_arg = env};
+        vd_local_chase lc = {
+            .leaves = vd_chase_rule_covers, .leaves_arg = env, .fallback = vd_special_snapshot()};
         if (vd_chase_rule_covers(env, c->target, c->target_len))
                 return false;
         if (env->snapshot != NULL) {

@@ -128,22 +128,14 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
         return outcome;
 }
 
-/* A special-use name (special.h) is answered here unless a rule the user wrote for that
- * special zone, at or under its apex, covers it: a rule for a broader domain (".", "arpa.")
- * does not send localhost upstream, as the VPC resolver's autodefined rules are more specific
- * than any such rule. Detected as: a rule covers the name but none covers the apex's parent. */
+/* A special-use name (special.h) is answered here unless a rule the user wrote for its
+ * special zone covers it (see vd_chase_rule_covers). */
 static bool special_answer(vd_query_env *env, const vd_query_info *qi, bool ruled, size_t max,
                            uint8_t *out, size_t *out_len)
 {
-        int apex_labels = vd_special_apex_labels(qi);
-        if (apex_labels == 0)
+        if (vd_special_apex_labels(qi) == 0 ||
+            (ruled && vd_chase_rule_covers(env, qi->qname_lower, qi->qname_len)))
                 return false;
-        if (ruled) {
-                size_t parent = qi->label_off[qi->labels - apex_labels + 1];
-                if (!vd_chase_rule_covers(env, qi->qname_lower + parent,
-                                          (size_t)qi->qname_len - parent))
-                        return false;
-        }
         const vd_snapshot *s = vd_special_snapshot();
         return s != NULL &&
                vd_snapshot_answer(s, qi, env->rotation++, out, max, out_len) == VD_LOCAL_ANSWERED;
@@ -186,10 +178,11 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         bool ruled = env->forwarder != NULL && vd_forwarder_rule_covers(env->forwarder, &qi);
         if (!ruled && env->snapshot != NULL) {
                 /* A CNAME chain stops being local where a rule covers a target, or where a
-                 * target is not ours: the chase resolves the rest. */
+                 * target is neither ours nor a special-use name: the chase resolves the rest. */
                 vd_local_chase chase;
                 chase.leaves = env->forwarder != NULL ? vd_chase_rule_covers : NULL;
                 chase.leaves_arg = env;
+                chase.fallback = vd_special_snapshot(); /* a chain may end at localhost. */
                 switch (vd_snapshot_answer_chase(env->snapshot, &qi, env->rotation++, out, max,
                                                  out_len, &chase)) {
                 case VD_LOCAL_ANSWERED:

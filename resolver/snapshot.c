@@ -1036,10 +1036,13 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
         int labels = qi->labels;
         uint16_t name_ref = VD_HEADER_LEN;
 
+        /* The snapshot holding the current name: s, or chase->fallback for a target only
+         * that one holds. */
+        const vd_snapshot *cur = s;
         for (unsigned hop = 0;; hop++) {
                 if (res.kind == LOOKUP_NXDOMAIN) {
                         rcode = VD_RCODE_NXDOMAIN;
-                        put_soa(&w, s, res.zone, name, offs, labels, name_ref);
+                        put_soa(&w, cur, res.zone, name, offs, labels, name_ref);
                         break;
                 }
                 if (res.kind == LOOKUP_FORWARD) {
@@ -1057,22 +1060,23 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                         *len = w.len;
                         return VD_LOCAL_CHASE;
                 }
-                const struct snode *n = res.node;
+                const struct snode *n = res.node; /* of cur */
                 if (qi->qtype == VD_TYPE_ANY) {
                         for (uint16_t k = 0; k < n->nsets; k++)
-                                put_rrset(&w, s, &s->sets[n->first_set + k], name_ref, rotation);
+                                put_rrset(&w, cur, &cur->sets[n->first_set + k], name_ref,
+                                          rotation);
                         if (n->nsets == 0)
-                                put_soa(&w, s, n->zone, name, offs, labels, name_ref);
+                                put_soa(&w, cur, n->zone, name, offs, labels, name_ref);
                         break;
                 }
-                const struct sset *set = find_set(s, n, qi->qtype);
+                const struct sset *set = find_set(cur, n, qi->qtype);
                 if (set != NULL) {
-                        put_rrset(&w, s, set, name_ref, rotation);
+                        put_rrset(&w, cur, set, name_ref, rotation);
                         break;
                 }
-                const struct sset *cname = find_set(s, n, VD_TYPE_CNAME);
+                const struct sset *cname = find_set(cur, n, VD_TYPE_CNAME);
                 if (cname == NULL) {
-                        put_soa(&w, s, n->zone, name, offs, labels, name_ref);
+                        put_soa(&w, cur, n->zone, name, offs, labels, name_ref);
                         break;
                 }
                 if (hop == VD_CNAME_MAX_HOPS) {
@@ -1083,10 +1087,10 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                         rcode = VD_RCODE_SERVFAIL;
                         break;
                 }
-                size_t target_at = put_rrset(&w, s, cname, name_ref, rotation);
+                size_t target_at = put_rrset(&w, cur, cname, name_ref, rotation);
                 if (w.overflow)
                         break;
-                const uint8_t *rec = s->blob + s->rr_off[cname->first_rr];
+                const uint8_t *rec = cur->blob + cur->rr_off[cname->first_rr];
                 size_t tlen = vd_name_len(rec + 10, vd_wire_get16(rec + 8));
                 if (tlen == 0)
                         break;
@@ -1098,11 +1102,18 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                 name_ref = target_at < 0x3FFF ? (uint16_t)target_at : 0;
                 if (name_ref == 0)
                         break; /* beyond compression range: stop the chain here */
+                cur = s;
                 if (chase != NULL && chase->leaves != NULL &&
-                    chase->leaves(chase->leaves_arg, target, tlen))
+                    chase->leaves(chase->leaves_arg, target, tlen)) {
                         res.kind = LOOKUP_FORWARD;
-                else
+                } else {
                         res = lookup(s, name, offs, labels);
+                        if (res.kind == LOOKUP_FORWARD && chase != NULL &&
+                            chase->fallback != NULL) {
+                                res = lookup(chase->fallback, name, offs, labels);
+                                cur = chase->fallback;
+                        }
+                }
         }
 
         *len = finish_response(&w, qi, header_len, rcode, cap);

@@ -33,9 +33,12 @@ vd_query_outcome vd_chase_start(vd_query_env *env, const vd_query_info *qi, size
                                 uint8_t *out, size_t out_cap, size_t *out_len,
                                 const vd_local_chase *from, vd_reply_fn reply, void *arg);
 
-/* True when a forwarding rule (not "servers: default") of env's forwarder covers the
- * lower-cased wire name: such a name is resolved by its rule's servers, not local data.
- * Fits vd_local_chase.leaves (arg: the vd_query_env). */
+/* True when a forwarding rule (not "servers: default") of env's forwarder decides the
+ * lower-cased wire name: such a name is resolved by its rule's servers, not local data. For
+ * a special-use name (special.h) only a rule at or under its special zone counts: a rule for a
+ * broader domain (".", "arpa.") does not send localhost upstream, as the VPC resolver's
+ * autodefined rules are more specific than any such rule. Fits vd_local_chase.leaves (arg: the
+ * vd_query_env). */
 bool vd_chase_rule_covers(void *env, const uint8_t *name, size_t len);
 
 #endif

@@ -92,6 +92,10 @@ typedef struct vd_local_chase {
          * leaves local data at that target. name is a lower-cased wire name. */
         bool (*leaves)(void *arg, const uint8_t *name, size_t len);
         void *leaves_arg;
+        /* Asked for a CNAME target this snapshot does not hold (may be NULL): a second,
+         * read-only snapshot whose data ends the chain (the special-use names), so that such
+         * a chain is answered here without a chase. */
+        const vd_snapshot *fallback;
         /* Set on VD_LOCAL_CHASE: */
         uint8_t target[VD_NAME_MAX]; /* lower-cased wire name the chain continues with */
         size_t target_len;
@@ -112,8 +116,9 @@ bool vd_snapshot_holds(const vd_snapshot *s, const struct vd_query_info *qi);
 vd_local_result vd_snapshot_answer(const vd_snapshot *s, const struct vd_query_info *qi,
                                    uint32_t rotation, uint8_t *out, size_t cap, size_t *len);
 
-/* As vd_snapshot_answer, except that a chain leaving local data (a CNAME target we do not
- * hold, or one chase->leaves refuses) returns VD_LOCAL_CHASE: out[0..*len) then holds the
+/* As vd_snapshot_answer, except that a chain leaving local data (a CNAME target that neither
+ * this snapshot nor chase->fallback holds, or one chase->leaves refuses) returns
+ * VD_LOCAL_CHASE: out[0..*len) then holds the
  * header (counts set, NOERROR, no OPT), the question and the chain so far, and chase says
  * where it goes on. When the chain so far does not fit in cap, the TC answer is returned as
  * VD_LOCAL_ANSWERED (the whole chain could not fit either). Never allocates. */

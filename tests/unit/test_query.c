@@ -511,3 +511,57 @@ Test(query, a_rule_for_a_special_zone_wins_a_broader_rule_does_not)
                 harness_finish(&h, VD_QUERY_REPLY);
         }
 }
+
+/* A zone with "lh.corp.test" CNAME "localhost". */
+static vd_snapshot *cname_to_localhost(void)
+{
+        static const uint8_t soa[] = {2, 'n', 's', 0, 2, 'h', 'm', 0, 0, 0,  0, 1, 0, 0,
+                                      0, 60,  0,   0, 0, 60,  0,   0, 0, 60, 0, 0, 0, 60};
+        uint8_t apex[VD_NAME_MAX], owner[VD_NAME_MAX], target[VD_NAME_MAX];
+        size_t n, tlen;
+        vd_error err = {{0}};
+        vd_snapshot *snap = NULL;
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_name_from_text("corp.test", apex, &n), 0);
+        cr_assert_eq(vd_builder_add_zone(b, apex, true, soa, sizeof(soa), 60, "z", &err), 0);
+        cr_assert_eq(vd_name_from_text("lh.corp.test", owner, &n), 0);
+        cr_assert_eq(vd_name_from_text("localhost", target, &tlen), 0);
+        cr_assert_eq(
+            vd_builder_add_rr(b, owner, VD_TYPE_CNAME, 60, target, (uint16_t)tlen, "z", &err), 0,
+            "%s", err.msg);
+        cr_assert_eq(vd_builder_finish(b, &snap, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return snap;
+}
+
+/* Asks lh.corp.test A; true when the answer is the CNAME then 127.0.0.1. */
+static bool lh_is_local(vd_query_env *env, vd_query_outcome *outcome)
+{
+        ldns_pkt *p = ask(env, "lh.corp.test", VD_TYPE_A, outcome);
+        if (p == NULL)
+                return false;
+        bool local = ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR && ldns_pkt_ancount(p) == 2;
+        if (local) {
+                char *addr = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(p), 1), 0));
+                local = strcmp(addr, "127.0.0.1") == 0;
+                free(addr);
+        }
+        ldns_pkt_free(p);
+        return local;
+}
+
+Test(query, a_zone_cname_to_localhost_is_answered_locally_as_localhost_is)
+{
+        vd_query_env env = {0}; /* no upstream at all */
+        env.snapshot = cname_to_localhost();
+        vd_query_outcome outcome;
+        cr_assert(lh_is_local(&env, &outcome), "the whole chain, from local data");
+        cr_assert_eq(env.counters.local_answers, 1);
+        vd_snapshot_unref((vd_snapshot *)env.snapshot);
+
+        harness h; /* a rule the user wrote for localhost. sends the target upstream */
+        harness_start(&h, "localhost", false, cname_to_localhost());
+        cr_assert_not(lh_is_local(&h.env, &outcome));
+        cr_assert_eq(outcome, VD_QUERY_PENDING);
+        harness_finish(&h, outcome);
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "vpcdns/snapshot.h"
+#include "vpcdns/special.h"
 #include "vpcdns/wire.h"
 
 static const uint8_t soa_rdata[] = {
@@ -648,5 +649,46 @@ Test(snapshot, cname_loops_are_refused_at_load_with_their_place)
 
         /* a long chain that ends is no loop */
         s = chain_of(40);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, a_chain_to_a_special_use_name_ends_in_the_fallback_without_a_chase)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "corp.zone");
+        add_cname(b, "lh.corp.test", "localhost", "corp.zone");
+        add_cname(b, "bad.corp.test", "x.invalid", "corp.zone");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+
+        static uint8_t out[65535];
+        size_t len = 0;
+        vd_local_chase lc = {0};
+        lc.fallback = vd_special_snapshot();
+        cr_assert_not_null(lc.fallback);
+        cr_assert_eq(ask_chase(s, "lh.corp.test.", &lc, out, 512, &len), VD_LOCAL_ANSWERED);
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, out, len), LDNS_STATUS_OK);
+        cr_assert_eq(ldns_pkt_ancount(p), 2);
+        ldns_rr *a = ldns_rr_list_rr(ldns_pkt_answer(p), 1);
+        char *owner = ldns_rdf2str(ldns_rr_owner(a));
+        char *addr = ldns_rdf2str(ldns_rr_rdf(a, 0));
+        cr_assert_str_eq(owner, "localhost.", "owned by the CNAME's target");
+        cr_assert_str_eq(addr, "127.0.0.1");
+        free(owner);
+        free(addr);
+        ldns_pkt_free(p);
+
+        cr_assert_eq(ask_chase(s, "bad.corp.test.", &lc, out, 512, &len), VD_LOCAL_ANSWERED);
+        cr_assert_eq(ldns_wire2pkt(&p, out, len), LDNS_STATUS_OK);
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+        cr_assert_eq(ldns_pkt_ancount(p), 1);
+        cr_assert_eq(ldns_pkt_nscount(p), 1, "the SOA of invalid.");
+        ldns_pkt_free(p);
+
+        lc.fallback = NULL; /* without it the chain leaves local data */
+        cr_assert_eq(ask_chase(s, "lh.corp.test.", &lc, out, 512, &len), VD_LOCAL_CHASE);
         vd_snapshot_unref(s);
 }
