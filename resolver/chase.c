@@ -9,7 +9,6 @@
  * until it is done or waits again. Whichever way it ends, the client's reply runs once and the
  * chase is freed right after. It never touches the resolver once the worker dropped it
  * (env->resolver NULL: the worker is closing). */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +19,6 @@
 #include "vpcdns/wire.h"
 
 #define FIRST_CAP 2048
-#define TYPE_RRSIG 46
 #define TYPE_DNAME 39
 #define TYPE_NAPTR 35
 #define OPT_LEN 11
@@ -38,10 +36,9 @@ struct chase {
         size_t max; /* the client's size limit */
         vd_reply_fn reply;
         void *reply_arg;
-        bool in_start;       /* inside vd_chase_start: may_forward may be asked */
-        bool counted;        /* may_forward was asked and said yes */
-        bool used_upstream;  /* a hop went through the resolver */
-        bool pending_before; /* counted as forwarded once already */
+        bool in_start;      /* inside vd_chase_start: may_forward may be asked */
+        bool counted;       /* may_forward was asked and said yes */
+        bool used_upstream; /* a hop went through the resolver */
 
         /* The response: header and question, answer records, then authority records. */
         uint8_t *resp;
@@ -362,6 +359,7 @@ static bool make_sub_question(struct chase *c)
         return vd_wire_parse_query(p, n, &c->sub) == VD_PARSE_OK;
 }
 
+/* Looks name up as the next hop would, through a question made for it. */
 static bool answered_here(struct chase *c, const uint8_t *name, size_t len)
 {
         vd_query_env *env = c->env;
