@@ -414,8 +414,8 @@ Test(chase, without_a_resolver_the_chain_is_servfail)
 }
 
 /* The records of the answer and authority sections, as "owner TYPE" texts in order. */
-static void expect_sections(const uint8_t *resp, size_t len, int rcode, const char *const *an,
-                            size_t n_an, size_t n_ns, bool tc)
+static void expect_sections(const uint8_t *resp, size_t len, ldns_pkt_rcode rcode,
+                            const char *const *an, size_t n_an, size_t n_ns, bool tc)
 {
         ldns_pkt *p = NULL;
         cr_assert_eq(ldns_wire2pkt(&p, resp, len), LDNS_STATUS_OK, "ldns must read our answer");

@@ -392,7 +392,7 @@ static ldns_pkt *ask(vd_query_env *env, const char *name, uint16_t type, vd_quer
 
 /* Asserts an answer at once with this rcode and either one answer record whose first rdata
  * field reads rdata, or (rdata NULL) no answer and the zone's SOA in the authority section. */
-static void expect_answer(vd_query_env *env, const char *name, uint16_t type, int rcode,
+static void expect_answer(vd_query_env *env, const char *name, uint16_t type, ldns_pkt_rcode rcode,
                           const char *rdata)
 {
         vd_query_outcome outcome;
