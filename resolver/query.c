@@ -1,7 +1,10 @@
 /* query.c — one client query's pipeline, independent of the transport:
  * parse → header policy (opcode, class, meta types) → our own loop probe → local data (unless
- * a forwarding rule covers the name, spec §5) → minimal ANY (RFC 8482) → the resolver (cache,
- * merging, serve-stale, upstream), or SERVFAIL without one.
+ * a forwarding rule covers the name; a CNAME chain that leaves local data goes on in chase.c)
+ * → the special-use names of RFC 6761 (special.h) → the resolver (cache, merging,
+ * serve-stale, upstream); without a resolver, SERVFAIL. ANY for a name without local data is
+ * forwarded like any other question and the upstream's answer relayed (the cache never stores
+ * it); local names answer ANY with their own RRsets (RFC 8482 §4.1).
  * The local path writes the response into the caller's buffer without allocating; the
  * forwarded path hands the transport's reply callback to the resolver.
  * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
@@ -10,30 +13,16 @@
 #include <string.h>
 
 #include "transport.h"
-#include "vpcdns/cache.h"
+#include "vpcdns/chase.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
+#include "vpcdns/special.h"
 #include "vpcdns/wire.h"
 
 #define TYPE_IXFR 251
 #define TYPE_AXFR 252
 #define TYPE_MAILB 253
 #define TYPE_MAILA 254
-#define TYPE_HINFO 13
-#define ANY_HINFO_TTL 3600
-
-/* RFC 8482 §4.2: the synthesized answer to ANY is one HINFO record with CPU "RFC8482" and an
- * empty OS, owned by the question name (a compression pointer to offset 12). */
-/* clang-format off */
-static const uint8_t any_hinfo_rr[] = {
-        0xC0, 0x0C,                                   /* owner: the question name */
-        0, TYPE_HINFO, 0, VD_CLASS_IN,                /* type, class */
-        0, 0, ANY_HINFO_TTL >> 8, ANY_HINFO_TTL & 0xFF, /* TTL */
-        0, 9,                                         /* RDLENGTH */
-        7, 'R', 'F', 'C', '8', '4', '8', '2',         /* CPU */
-        0,                                            /* OS: empty */
-};
-/* clang-format on */
 
 /* ---- forwarding-loop probes ---------------------------------------------------------------- */
 
@@ -95,25 +84,6 @@ static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, 
         return VD_QUERY_REPLY;
 }
 
-/* ANY for a name without local data: answered here, never forwarded (RFC 8482 — a forwarded
- * ANY is an amplification vector and upstreams answer it inconsistently anyway). */
-static vd_query_outcome reply_minimal_any(vd_query_env *env, const vd_query_info *qi, uint8_t *out,
-                                          size_t cap, size_t *out_len)
-{
-        size_t len = vd_wire_begin_response(qi, VD_RCODE_NOERROR, out, cap);
-        if (len == 0 || !qi->question_ok || cap - len < sizeof(any_hinfo_rr))
-                return reply_error(env, qi, VD_RCODE_SERVFAIL, out, cap, out_len);
-        memcpy(out + len, any_hinfo_rr, sizeof(any_hinfo_rr));
-        len += sizeof(any_hinfo_rr);
-        vd_wire_put16(out + 6, 1); /* ANCOUNT */
-        len = vd_wire_add_opt(qi, VD_RCODE_NOERROR, out, len, cap);
-        if (len == 0)
-                return reply_error(env, qi, VD_RCODE_SERVFAIL, out, cap, out_len);
-        env->counters.local_answers++;
-        *out_len = len;
-        return VD_QUERY_REPLY;
-}
-
 /* Rcode for a question we refuse to look up at all, or NOERROR. */
 static uint8_t question_policy(const vd_query_info *qi)
 {
@@ -158,6 +128,19 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
         return outcome;
 }
 
+/* A special-use name (special.h) is answered here unless a rule the user wrote for its
+ * special zone covers it (see vd_chase_rule_covers). */
+static bool special_answer(vd_query_env *env, const vd_query_info *qi, bool ruled, size_t max,
+                           uint8_t *out, size_t *out_len)
+{
+        if (vd_special_apex_labels(qi) == 0 ||
+            (ruled && vd_chase_rule_covers(env, qi->qname_lower, qi->qname_len)))
+                return false;
+        const vd_snapshot *s = vd_special_snapshot();
+        return s != NULL &&
+               vd_snapshot_answer(s, qi, env->rotation++, out, max, out_len) == VD_LOCAL_ANSWERED;
+}
+
 vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t len, bool tcp,
                                  uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
                                  void *reply_arg)
@@ -193,15 +176,30 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
 
         /* A forwarding rule at or under a local zone beats the zone (spec §5). */
         bool ruled = env->forwarder != NULL && vd_forwarder_rule_covers(env->forwarder, &qi);
-        if (!ruled && env->snapshot != NULL &&
-            vd_snapshot_answer(env->snapshot, &qi, env->rotation++, out, max, out_len) ==
-                VD_LOCAL_ANSWERED) {
+        if (!ruled && env->snapshot != NULL) {
+                /* A CNAME chain stops being local where a rule covers a target, or where a
+                 * target is neither ours nor a special-use name: the chase resolves the rest. */
+                vd_local_chase chase;
+                chase.leaves = env->forwarder != NULL ? vd_chase_rule_covers : NULL;
+                chase.leaves_arg = env;
+                chase.fallback = vd_special_snapshot(); /* a chain may end at localhost. */
+                switch (vd_snapshot_answer_chase(env->snapshot, &qi, env->rotation++, out, max,
+                                                 out_len, &chase)) {
+                case VD_LOCAL_ANSWERED:
+                        env->counters.local_answers++;
+                        return VD_QUERY_REPLY;
+                case VD_LOCAL_CHASE:
+                        return vd_chase_start(env, &qi, max, out, out_cap, out_len, &chase, reply,
+                                              reply_arg);
+                case VD_LOCAL_FORWARD:
+                        break;
+                }
+        }
+        /* localhost., invalid. and the loopback reverse zones never go upstream (RFC 6761). */
+        if (special_answer(env, &qi, ruled, max, out, out_len)) {
                 env->counters.local_answers++;
                 return VD_QUERY_REPLY;
         }
-
-        if (qi.qtype == VD_TYPE_ANY)
-                return reply_minimal_any(env, &qi, out, max, out_len);
 
         /* A cache hit needs no upstream, so the per-client pending check comes after it. */
         if (env->resolver != NULL &&
@@ -214,12 +212,11 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         }
         /* Only now, with no answer at hand: may_forward counts the query against the client
          * in a table the workers share (a lock no local answer or cache hit takes). */
-        bool denied = env->may_forward != NULL && !env->may_forward(env->may_forward_arg);
-        if (env->resolver != NULL && !denied)
-                return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
-        if (denied) {
+        if (env->resolver == NULL)
+                return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
+        if (env->may_forward != NULL && !env->may_forward(env->may_forward_arg)) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }
-        return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len); /* no resolver */
+        return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
 }

@@ -18,7 +18,6 @@
 #include "vpcdns/snapshot.h"
 #include "vpcdns/wire.h"
 
-#define MAX_CNAME_HOPS 8
 #define MAX_LABELS 128
 #define HASH_SEED 0x243F6A8885A308D3ull
 
@@ -116,6 +115,7 @@ struct bnode {
         uint8_t flags;
         uint32_t hash;
         const char *claim; /* interned; NULL for ghosts and empty non-terminals */
+        int cname_line;    /* file line of its CNAME record, 0 when unknown or none */
         int32_t wildcard;  /* node index of "*.<this>", or -1 */
         int32_t zone;      /* deepest zone at or above, -1 when none */
         struct brrset *sets;
@@ -473,6 +473,13 @@ static bool rdata_shape_ok(uint16_t type, const uint8_t *rdata, uint16_t rdlen)
 int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
                       const uint8_t *rdata, uint16_t rdlen, const char *claim, vd_error *err)
 {
+        return vd_builder_add_rr_at(b, owner, type, ttl, rdata, rdlen, claim, 0, err);
+}
+
+int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                         const uint8_t *rdata, uint16_t rdlen, const char *claim, int line,
+                         vd_error *err)
+{
         uint8_t name[VD_NAME_MAX];
         uint8_t len = 0;
         char text[VD_NAME_MAX * 4 + 2];
@@ -546,6 +553,8 @@ int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
         s->rrs[s->n].rdata = copy;
         s->rrs[s->n].len = rdlen;
         s->n++;
+        if (type == VD_TYPE_CNAME)
+                nd->cname_line = line;
         b->records++;
         return 0;
 }
@@ -670,6 +679,8 @@ static int add_empty_non_terminals(vd_builder *b)
         return 0;
 }
 
+static int check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);
+
 int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
 {
         vd_snapshot *s = NULL;
@@ -781,6 +792,11 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
                 bp += sz->soa_len;
         }
         atomic_init(&s->refs, 1);
+        rc = check_cname_loops(b, s, err);
+        if (rc != 0) {
+                snapshot_free(s);
+                return rc;
+        }
         builder_clear(b);
         *out = s;
         return 0;
@@ -965,8 +981,39 @@ static void put_soa(writer *w, const vd_snapshot *s, int32_t zone, const uint8_t
         w->counts[1]++;
 }
 
+/* Turns w's response into the final one: TC (header and question only) on overflow, rcode,
+ * counts and the client's OPT. */
+static size_t finish_response(writer *w, const vd_query_info *qi, size_t header_len, uint8_t rcode,
+                              size_t cap)
+{
+        uint8_t *out = w->out;
+        if (w->overflow) {
+                /* Too large for this client: header and question only, TC set. */
+                w->len = header_len;
+                w->counts[0] = w->counts[1] = w->counts[2] = 0;
+                vd_wire_put16(out + 2, (uint16_t)(vd_wire_get16(out + 2) | VD_FLAG_TC));
+        }
+        vd_wire_put16(out + 2, (uint16_t)((vd_wire_get16(out + 2) & ~0x000Fu) | rcode));
+        vd_wire_put16(out + 6, w->counts[0]);
+        vd_wire_put16(out + 8, w->counts[1]);
+        vd_wire_put16(out + 10, w->counts[2]);
+        return vd_wire_add_opt(qi, rcode, out, w->len, cap);
+}
+
+bool vd_snapshot_holds(const vd_snapshot *s, const vd_query_info *qi)
+{
+        return lookup(s, qi->qname_lower, qi->label_off, qi->labels).kind != LOOKUP_FORWARD;
+}
+
 vd_local_result vd_snapshot_answer(const vd_snapshot *s, const vd_query_info *qi, uint32_t rotation,
                                    uint8_t *out, size_t cap, size_t *len)
+{
+        return vd_snapshot_answer_chase(s, qi, rotation, out, cap, len, NULL);
+}
+
+vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_info *qi,
+                                         uint32_t rotation, uint8_t *out, size_t cap, size_t *len,
+                                         vd_local_chase *chase)
 {
         lookup_result res = lookup(s, qi->qname_lower, qi->label_off, qi->labels);
         if (res.kind == LOOKUP_FORWARD)
@@ -989,36 +1036,61 @@ vd_local_result vd_snapshot_answer(const vd_snapshot *s, const vd_query_info *qi
         int labels = qi->labels;
         uint16_t name_ref = VD_HEADER_LEN;
 
-        for (int hop = 0; hop <= MAX_CNAME_HOPS; hop++) {
+        /* The snapshot holding the current name: s, or chase->fallback for a target only
+         * that one holds. */
+        const vd_snapshot *cur = s;
+        for (unsigned hop = 0;; hop++) {
                 if (res.kind == LOOKUP_NXDOMAIN) {
                         rcode = VD_RCODE_NXDOMAIN;
-                        put_soa(&w, s, res.zone, name, offs, labels, name_ref);
+                        put_soa(&w, cur, res.zone, name, offs, labels, name_ref);
                         break;
                 }
-                if (res.kind == LOOKUP_FORWARD)
-                        break; /* a CNAME left our data: the client resolves the rest */
-                const struct snode *n = res.node;
+                if (res.kind == LOOKUP_FORWARD) {
+                        /* The chain left our data: the caller resolves the rest, or (without
+                         * chase) the answer ends at the last CNAME. */
+                        if (chase == NULL || w.overflow)
+                                break;
+                        vd_wire_put16(out + 6, w.counts[0]);
+                        vd_wire_put16(out + 8, 0);
+                        vd_wire_put16(out + 10, 0);
+                        chase->target_len = (size_t)offs[labels] + 1;
+                        memcpy(chase->target, name, chase->target_len);
+                        chase->target_ref = name_ref;
+                        chase->hops = hop;
+                        *len = w.len;
+                        return VD_LOCAL_CHASE;
+                }
+                const struct snode *n = res.node; /* of cur */
                 if (qi->qtype == VD_TYPE_ANY) {
                         for (uint16_t k = 0; k < n->nsets; k++)
-                                put_rrset(&w, s, &s->sets[n->first_set + k], name_ref, rotation);
+                                put_rrset(&w, cur, &cur->sets[n->first_set + k], name_ref,
+                                          rotation);
                         if (n->nsets == 0)
-                                put_soa(&w, s, n->zone, name, offs, labels, name_ref);
+                                put_soa(&w, cur, n->zone, name, offs, labels, name_ref);
                         break;
                 }
-                const struct sset *set = find_set(s, n, qi->qtype);
+                const struct sset *set = find_set(cur, n, qi->qtype);
                 if (set != NULL) {
-                        put_rrset(&w, s, set, name_ref, rotation);
+                        put_rrset(&w, cur, set, name_ref, rotation);
                         break;
                 }
-                const struct sset *cname = find_set(s, n, VD_TYPE_CNAME);
+                const struct sset *cname = find_set(cur, n, VD_TYPE_CNAME);
                 if (cname == NULL) {
-                        put_soa(&w, s, n->zone, name, offs, labels, name_ref);
+                        put_soa(&w, cur, n->zone, name, offs, labels, name_ref);
                         break;
                 }
-                size_t target_at = put_rrset(&w, s, cname, name_ref, rotation);
-                if (w.overflow || hop == MAX_CNAME_HOPS)
+                if (hop == VD_CNAME_MAX_HOPS) {
+                        /* One CNAME too many (no loop: those are refused at load time). */
+                        w.len = header_len;
+                        w.overflow = false;
+                        w.counts[0] = w.counts[1] = w.counts[2] = 0;
+                        rcode = VD_RCODE_SERVFAIL;
                         break;
-                const uint8_t *rec = s->blob + s->rr_off[cname->first_rr];
+                }
+                size_t target_at = put_rrset(&w, cur, cname, name_ref, rotation);
+                if (w.overflow)
+                        break;
+                const uint8_t *rec = cur->blob + cur->rr_off[cname->first_rr];
                 size_t tlen = vd_name_len(rec + 10, vd_wire_get16(rec + 8));
                 if (tlen == 0)
                         break;
@@ -1030,19 +1102,106 @@ vd_local_result vd_snapshot_answer(const vd_snapshot *s, const vd_query_info *qi
                 name_ref = target_at < 0x3FFF ? (uint16_t)target_at : 0;
                 if (name_ref == 0)
                         break; /* beyond compression range: stop the chain here */
-                res = lookup(s, name, offs, labels);
+                cur = s;
+                if (chase != NULL && chase->leaves != NULL &&
+                    chase->leaves(chase->leaves_arg, target, tlen)) {
+                        res.kind = LOOKUP_FORWARD;
+                } else {
+                        res = lookup(s, name, offs, labels);
+                        if (res.kind == LOOKUP_FORWARD && chase != NULL &&
+                            chase->fallback != NULL) {
+                                res = lookup(chase->fallback, name, offs, labels);
+                                cur = chase->fallback;
+                        }
+                }
         }
 
-        if (w.overflow) {
-                /* Too large for this client: header and question only, TC set. */
-                w.len = header_len;
-                w.counts[0] = w.counts[1] = w.counts[2] = 0;
-                vd_wire_put16(out + 2, (uint16_t)(vd_wire_get16(out + 2) | VD_FLAG_TC));
-        }
-        vd_wire_put16(out + 2, (uint16_t)((vd_wire_get16(out + 2) & ~0x000Fu) | rcode));
-        vd_wire_put16(out + 6, w.counts[0]);
-        vd_wire_put16(out + 8, w.counts[1]);
-        vd_wire_put16(out + 10, w.counts[2]);
-        *len = vd_wire_add_opt(qi, rcode, out, w.len, cap);
+        *len = finish_response(&w, qi, header_len, rcode, cap);
         return VD_LOCAL_ANSWERED;
+}
+
+/* ---------- load-time check: CNAME loops ---------- */
+
+/* The node a CNAME of node n leads to through the answer path's own lookup (wildcards
+ * included), or -1 when n has no CNAME or its target is not ours. */
+static int32_t cname_next(const vd_snapshot *s, const struct snode *n)
+{
+        const struct sset *cname = find_set(s, n, VD_TYPE_CNAME);
+        if (cname == NULL)
+                return -1;
+        const uint8_t *rec = s->blob + s->rr_off[cname->first_rr];
+        uint8_t target[VD_NAME_MAX + VD_NAME_PAD] = {0};
+        uint8_t offs[MAX_LABELS + 1];
+        size_t tlen = vd_name_len(rec + 10, vd_wire_get16(rec + 8));
+        if (tlen == 0)
+                return -1;
+        memcpy(target, rec + 10, tlen);
+        vd_name_lower(target, tlen);
+        lookup_result res = lookup(s, target, offs, name_labels(target, offs));
+        return res.kind == LOOKUP_NODE ? (int32_t)(res.node - s->nodes) : -1;
+}
+
+/* Appends " -> NAME (PLACE)" for node i to the message text (cut short when it is full). */
+static void describe_member(const vd_builder *b, int32_t i, char *text, size_t cap, bool first)
+{
+        char name[VD_NAME_MAX * 4 + 2];
+        size_t used = strlen(text);
+        const struct bnode *bn = &b->nodes[i];
+        int n;
+        vd_name_to_text(bn->name, name, sizeof(name));
+        if (bn->cname_line > 0)
+                n = snprintf(text + used, cap - used, "%s%s (%s:%d)", first ? "" : " -> ", name,
+                             bn->claim, bn->cname_line);
+        else
+                n = snprintf(text + used, cap - used, "%s%s (%s)", first ? "" : " -> ", name,
+                             bn->claim);
+        if (n < 0)
+                text[used] = '\0';
+}
+
+/* Every CNAME leads to at most one node, so the chains form a functional graph: one walk per
+ * chain, each node visited once, finds every cycle. A cycle is reported at its member loaded
+ * first, with the place of that CNAME record and the whole cycle. */
+static int check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err)
+{
+        enum { UNSEEN = 0, ON_PATH, DONE };
+        uint8_t *state = calloc(s->n_nodes ? s->n_nodes : 1, 1);
+        if (state == NULL)
+                return vd_error_set(err, "out of memory while checking CNAME chains"), -ENOMEM;
+        int rc = 0;
+        for (size_t start = 0; start < s->n_nodes && rc == 0; start++) {
+                int32_t cur = (int32_t)start;
+                while (cur >= 0 && state[cur] == UNSEEN) {
+                        state[cur] = ON_PATH;
+                        cur = cname_next(s, &s->nodes[cur]);
+                }
+                if (cur >= 0 && state[cur] == ON_PATH) {
+                        int32_t first = cur;
+                        for (int32_t m = cname_next(s, &s->nodes[cur]); m != cur;
+                             m = cname_next(s, &s->nodes[m]))
+                                if (m < first)
+                                        first = m;
+                        char text[sizeof(err->msg) - 64] = "";
+                        int32_t m = first;
+                        do {
+                                describe_member(b, m, text, sizeof(text), m == first);
+                                m = cname_next(s, &s->nodes[m]);
+                        } while (m != first);
+                        char name[VD_NAME_MAX * 4 + 2];
+                        vd_name_to_text(b->nodes[first].name, name, sizeof(name));
+                        const struct bnode *fb = &b->nodes[first];
+                        if (fb->cname_line > 0)
+                                vd_error_set(err, "%s:%d: CNAME loop: %s -> %s", fb->claim,
+                                             fb->cname_line, text, name);
+                        else
+                                vd_error_set(err, "%s: CNAME loop: %s -> %s", fb->claim, text,
+                                             name);
+                        rc = -ELOOP;
+                }
+                for (int32_t m = (int32_t)start; m >= 0 && state[m] == ON_PATH;
+                     m = cname_next(s, &s->nodes[m]))
+                        state[m] = DONE;
+        }
+        free(state);
+        return rc;
 }

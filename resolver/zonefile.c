@@ -1014,9 +1014,12 @@ static int feed_builder(vd_builder *b, const char *path, const struct parsed_zon
                                            p->line);
                         goto out;
                 }
-                ret = vd_builder_add_rr(b, ldns_rdf_data(ldns_rr_owner(p->rr)),
-                                        (uint16_t)ldns_rr_get_type(p->rr), ldns_rr_ttl(p->rr),
-                                        ldns_buffer_begin(buf), (uint16_t)len, path, &inner);
+                /* the line travels with the record: a CNAME loop is only found once every
+                 * file and snapshot is loaded, and is reported at this place */
+                ret = vd_builder_add_rr_at(b, ldns_rdf_data(ldns_rr_owner(p->rr)),
+                                           (uint16_t)ldns_rr_get_type(p->rr), ldns_rr_ttl(p->rr),
+                                           ldns_buffer_begin(buf), (uint16_t)len, path, p->line,
+                                           &inner);
                 if (ret < 0) {
                         ret = builder_error(err, path, p->line, &inner, ret);
                         goto out;

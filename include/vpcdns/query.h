@@ -1,4 +1,5 @@
-/* query.h — one client query's pipeline: parse → local data → forward, independent of the
+/* query.h — one client query's pipeline: parse → local data (a CNAME chain that leaves it is
+ * followed on, chase.h) → special-use names (special.h) → the resolver, independent of the
  * transport. The transports (udp.c, tcp.c) hand in bytes and get back either a response to
  * send now, nothing to send, or a promise that reply() will be called once later.
  * Runs on one worker's loop; the env belongs to that worker. */
@@ -26,9 +27,9 @@ typedef struct vd_query_counters {
 /* Per-worker state of the query pipeline. */
 typedef struct vd_query_env {
         const vd_snapshot *snapshot;  /* borrowed; may be NULL (no local data) */
-        vd_forwarder *forwarder;      /* borrowed; may be NULL (no upstream: SERVFAIL) */
-        struct vd_cache *cache;       /* borrowed; may be NULL (no cache) */
-        struct vd_resolver *resolver; /* borrowed; may be NULL */
+        vd_forwarder *forwarder;      /* borrowed; may be NULL: only its rules are asked here */
+        struct vd_cache *cache;       /* borrowed; unused here: the resolver holds the cache */
+        struct vd_resolver *resolver; /* borrowed; may be NULL (no upstream: SERVFAIL) */
         uv_loop_t *loop;              /* the worker's loop: its clock dates cache entries */
         uint32_t rotation;            /* advances per answer: RRset rotation */
         /* Asked once per query, and only when the query would go upstream (a local answer

@@ -68,18 +68,62 @@ typedef int (*vd_rr_visit_fn)(void *arg, const uint8_t *owner, uint16_t type, ui
                               const uint8_t *rdata, uint16_t rdlen);
 int vd_snapshot_foreach(const vd_snapshot *s, vd_rr_visit_fn fn, void *arg);
 
+/* Same as vd_builder_add_rr, for a record read from a file at line (> 0): a CNAME loop found
+ * by vd_builder_finish is reported as "CLAIM:LINE: ..." for such a record. */
+int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                         const uint8_t *rdata, uint16_t rdlen, const char *claim, int line,
+                         vd_error *err);
+
+/* The longest CNAME chain followed for one question, local and upstream hops together; a
+ * longer one is answered SERVFAIL. */
+#define VD_CNAME_MAX_HOPS 12
+
 /* The outcome of answering a query from local data. */
 typedef enum vd_local_result {
         VD_LOCAL_FORWARD = 0, /* not ours: the caller forwards it */
         VD_LOCAL_ANSWERED,    /* *len bytes of response are in out */
+        VD_LOCAL_CHASE,       /* the CNAME chain left local data: see vd_local_chase */
 } vd_local_result;
 
+/* Where a CNAME chain left local data (vd_snapshot_answer_chase). */
+typedef struct vd_local_chase {
+        /* Asked before each CNAME target is looked up here (may be NULL): true when the target
+         * must not be answered from local data (a forwarding rule covers it); the chain then
+         * leaves local data at that target. name is a lower-cased wire name. */
+        bool (*leaves)(void *arg, const uint8_t *name, size_t len);
+        void *leaves_arg;
+        /* Asked for a CNAME target this snapshot does not hold (may be NULL): a second,
+         * read-only snapshot whose data ends the chain (the special-use names), so that such
+         * a chain is answered here without a chase. */
+        const vd_snapshot *fallback;
+        /* Set on VD_LOCAL_CHASE: */
+        uint8_t target[VD_NAME_MAX]; /* lower-cased wire name the chain continues with */
+        size_t target_len;
+        size_t target_ref; /* where that name stands uncompressed in the response, or 0 */
+        unsigned hops;     /* CNAMEs followed so far */
+} vd_local_chase;
+
 struct vd_query_info;
+/* True when local data answers qi's name (it holds the name, or a zone it owns says the name
+ * does not exist); false when the name is forwarded. Never allocates. */
+bool vd_snapshot_holds(const vd_snapshot *s, const struct vd_query_info *qi);
+
 /* Answers qi from local data into out (capacity cap, the client's size limit): header,
  * question as sent, answer (CNAME chain followed, RRsets rotated by `rotation`), SOA in the
  * authority section for NXDOMAIN/NODATA, OPT when the client sent EDNS, TC when it does not
- * fit. Never allocates. */
+ * fit; SERVFAIL when the chain is longer than VD_CNAME_MAX_HOPS. A chain that leaves local
+ * data ends the answer at its last CNAME. Never allocates. */
 vd_local_result vd_snapshot_answer(const vd_snapshot *s, const struct vd_query_info *qi,
                                    uint32_t rotation, uint8_t *out, size_t cap, size_t *len);
+
+/* As vd_snapshot_answer, except that a chain leaving local data (a CNAME target that neither
+ * this snapshot nor chase->fallback holds, or one chase->leaves refuses) returns
+ * VD_LOCAL_CHASE: out[0..*len) then holds the
+ * header (counts set, NOERROR, no OPT), the question and the chain so far, and chase says
+ * where it goes on. When the chain so far does not fit in cap, the TC answer is returned as
+ * VD_LOCAL_ANSWERED (the whole chain could not fit either). Never allocates. */
+vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const struct vd_query_info *qi,
+                                         uint32_t rotation, uint8_t *out, size_t cap, size_t *len,
+                                         vd_local_chase *chase);
 
 #endif

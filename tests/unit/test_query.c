@@ -1,8 +1,9 @@
 /* test_query.c — the query pipeline's header policy without local data or upstream, the
- * minimal answer to ANY (RFC 8482), forwarding rules that beat local data (spec §5), and the
- * forwarding-loop probe that query.c recognises. */
+ * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data (spec §5), and
+ * the forwarding-loop probe that query.c recognises. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,60 +75,17 @@ static size_t make_any(uint8_t *buf, bool edns)
         return sizeof(q) + sizeof(opt);
 }
 
-/* Asserts out holds the RFC 8482 answer for make_any()'s question; returns the offset just
- * past the HINFO record. */
-static size_t expect_hinfo(const uint8_t *out, size_t out_len)
-{
-        static const uint8_t hinfo[] = {0xC0, 0x0C, 0,   13,  0,   1,   0,   0,   0x0E, 0x10, 0,
-                                        9,    7,    'R', 'F', 'C', '8', '4', '8', '2',  0};
-        cr_assert_eq(out[0], 0x12);
-        cr_assert_eq(out[1], 0x34);
-        cr_assert(out[2] & 0x80, "QR");
-        cr_assert_eq(out[3] & 0xF, VD_RCODE_NOERROR, "ANY must be answered, not SERVFAIL");
-        cr_assert_eq(vd_wire_get16(out + 4), 1);
-        cr_assert_eq(vd_wire_get16(out + 6), 1, "exactly one answer record");
-        cr_assert_eq(vd_wire_get16(out + 8), 0);
-        size_t question_end = VD_HEADER_LEN + 13 + 4;
-        cr_assert_geq(out_len, question_end + sizeof(hinfo));
-        cr_assert_eq(memcmp(out + VD_HEADER_LEN + 1, "ExAmple", 7), 0, "question case kept");
-        cr_assert_eq(memcmp(out + question_end, hinfo, sizeof(hinfo)), 0,
-                     "not an HINFO \"RFC8482\" \"\" with TTL 3600 owned by the question name");
-        return question_end + sizeof(hinfo);
-}
-
-Test(query, any_is_answered_minimally_without_upstream)
+Test(query, any_without_upstream_is_servfail_not_a_synthesised_answer)
 {
         vd_query_env env = {0};
-        uint8_t pkt[512], out[1232];
-        size_t out_len = 0, len = make_any(pkt, false);
-        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
-        size_t end = expect_hinfo(out, out_len);
-        cr_assert_eq(out_len, end, "no OPT for a client without EDNS");
-        cr_assert_eq(vd_wire_get16(out + 10), 0);
-        cr_assert_eq(env.counters.servfail, 0);
-        cr_assert_eq(env.counters.forwarded, 0);
-}
-
-static bool never_forward(void *arg)
-{
-        (void)arg;
-        return false;
-}
-
-Test(query, any_with_edns_gets_opt_and_ignores_forward_denial)
-{
-        vd_query_env env = {0};
-        env.may_forward = never_forward; /* over its pending cap: ANY needs no upstream anyway */
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_any(pkt, true);
-        cr_assert_eq(vd_query_handle(&env, pkt, len, true, out, sizeof(out), &out_len, NULL, NULL),
-                     VD_QUERY_REPLY);
-        size_t end = expect_hinfo(out, out_len);
-        cr_assert_eq(vd_wire_get16(out + 10), 1, "OPT in the additional section");
-        cr_assert_eq(out_len, end + 11);
-        cr_assert_eq(out[end], 0);
-        cr_assert_eq(vd_wire_get16(out + end + 1), VD_TYPE_OPT);
-        cr_assert_eq(env.counters.forward_denied, 0);
+        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL,
+                     "a name without local data is the upstream's to answer, even for ANY");
+        cr_assert_eq(vd_wire_get16(out + 6), 0, "no HINFO made up for a name we do not hold");
+        cr_assert_eq(memcmp(out + VD_HEADER_LEN + 1, "ExAmple", 7), 0, "question case kept");
+        cr_assert_eq(env.counters.servfail, 1);
 }
 
 Test(query, any_at_a_local_name_returns_its_records)
@@ -192,67 +150,92 @@ static void count_reply(void *arg, const uint8_t *resp, size_t len)
         last_reply_len = len;
 }
 
-/* The pipeline with a forwarder whose only rule is domain → a silent loopback server (a bound
- * UDP socket nobody reads), and a resolver over it. Returns the outcome for make_query(). */
-static vd_query_outcome with_rule(const char *domain, bool use_default, bool *local)
-{
+/* The pipeline with a forwarder over a silent loopback server (a bound UDP socket nobody
+ * reads) and a resolver over it; with rule_domain, that forwarder's only rule sends the domain
+ * to the same server (or to the defaults: use_default). */
+typedef struct harness {
         uv_loop_t loop;
-        cr_assert_eq(uv_loop_init(&loop), 0);
-        int sink = socket(AF_INET, SOCK_DGRAM, 0);
+        int sink;
+        vd_forwarder *fwd;
+        vd_resolver *res;
+        vd_snapshot *snap; /* owned */
+        vd_query_env env;
+} harness;
+
+static void harness_start(harness *h, const char *rule_domain, bool use_default, vd_snapshot *snap)
+{
+        memset(h, 0, sizeof(*h));
+        cr_assert_eq(uv_loop_init(&h->loop), 0);
+        h->sink = socket(AF_INET, SOCK_DGRAM, 0);
         struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
         socklen_t sl = sizeof(sin);
-        cr_assert_eq(bind(sink, (struct sockaddr *)&sin, sizeof(sin)), 0);
-        cr_assert_eq(getsockname(sink, (struct sockaddr *)&sin, &sl), 0);
+        cr_assert_eq(bind(h->sink, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        cr_assert_eq(getsockname(h->sink, (struct sockaddr *)&sin, &sl), 0);
 
         vd_forward_rule rule;
         memset(&rule, 0, sizeof(rule));
-        cr_assert_eq(vd_name_from_text(domain, rule.domain, &rule.domain_len), 0);
-        rule.use_default = use_default;
-        memcpy(&rule.servers[0].ss, &sin, sizeof(sin));
-        rule.servers[0].len = sizeof(sin);
-        rule.n_servers = use_default ? 0 : 1;
-        vd_addr upstream = rule.servers[0];
+        vd_addr upstream;
+        memset(&upstream, 0, sizeof(upstream));
+        memcpy(&upstream.ss, &sin, sizeof(sin));
+        upstream.len = sizeof(sin);
+        if (rule_domain != NULL) {
+                cr_assert_eq(vd_name_from_text(rule_domain, rule.domain, &rule.domain_len), 0);
+                rule.use_default = use_default;
+                rule.servers[0] = upstream;
+                rule.n_servers = use_default ? 0 : 1;
+        }
         vd_forward_options opt = {
             .servers = &upstream,
             .n_servers = 1,
             .rules = &rule,
-            .n_rules = 1,
+            .n_rules = rule_domain != NULL ? 1 : 0,
             .timeout_ms = 500,
         };
-        vd_forwarder *fwd = NULL;
         vd_error err = {{0}};
-        cr_assert_eq(vd_forwarder_new(&loop, &opt, &fwd, &err), 0, "%s", err.msg);
+        cr_assert_eq(vd_forwarder_new(&h->loop, &opt, &h->fwd, &err), 0, "%s", err.msg);
         vd_resolver_options ro;
         vd_resolver_options_default(&ro);
-        vd_resolver *res = NULL;
-        cr_assert_eq(vd_resolver_new(&loop, fwd, NULL, &ro, &res), 0);
-
-        vd_snapshot *snap = local_a_example();
-        vd_query_env env = {0};
-        env.snapshot = snap;
-        env.forwarder = fwd;
-        env.resolver = res;
-        env.loop = &loop;
-        uint8_t pkt[512], out[1232];
-        size_t out_len = 0, len = make_query(pkt);
+        cr_assert_eq(vd_resolver_new(&h->loop, h->fwd, NULL, &ro, &h->res), 0);
+        h->snap = snap;
+        h->env.snapshot = snap;
+        h->env.forwarder = h->fwd;
+        h->env.resolver = h->res;
+        h->env.loop = &h->loop;
         replies = 0;
-        vd_query_outcome outcome =
-            vd_query_handle(&env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
-        *local = outcome == VD_QUERY_REPLY && env.counters.local_answers == 1 &&
-                 (out[3] & 0xF) == VD_RCODE_NOERROR && vd_wire_get16(out + 6) == 1;
-        if (outcome == VD_QUERY_PENDING)
-                cr_assert_eq(env.counters.forwarded, 1);
+}
 
-        vd_resolver_close(res);
-        vd_forwarder_close(fwd);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        cr_assert_eq(uv_loop_close(&loop), 0, "a handle was left open");
+/* Closes everything; a query left pending must then be answered exactly once, with len 0. */
+static void harness_finish(harness *h, vd_query_outcome outcome)
+{
+        vd_resolver_close(h->res);
+        vd_forwarder_close(h->fwd);
+        uv_run(&h->loop, UV_RUN_DEFAULT);
+        cr_assert_eq(uv_loop_close(&h->loop), 0, "a handle was left open");
         if (outcome == VD_QUERY_PENDING) {
                 cr_assert_eq(replies, 1, "the pending client is answered exactly once on close");
                 cr_assert_eq(last_reply_len, 0);
+        } else {
+                cr_assert_eq(replies, 0, "an answer given at once has no later reply");
         }
-        close(sink);
-        vd_snapshot_unref(snap);
+        close(h->sink);
+        if (h->snap != NULL)
+                vd_snapshot_unref(h->snap);
+}
+
+/* Returns the outcome for make_query() with a rule for domain. */
+static vd_query_outcome with_rule(const char *domain, bool use_default, bool *local)
+{
+        harness h;
+        harness_start(&h, domain, use_default, local_a_example());
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_query(pkt);
+        vd_query_outcome outcome =
+            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        *local = outcome == VD_QUERY_REPLY && h.env.counters.local_answers == 1 &&
+                 (out[3] & 0xF) == VD_RCODE_NOERROR && vd_wire_get16(out + 6) == 1;
+        if (outcome == VD_QUERY_PENDING)
+                cr_assert_eq(h.env.counters.forwarded, 1);
+        harness_finish(&h, outcome);
         return outcome;
 }
 
@@ -273,6 +256,43 @@ Test(query, other_rules_leave_local_data_alone)
         cr_assert(local, "a rule for another name must not hide local data");
         cr_assert_eq(with_rule("example", true, &local), VD_QUERY_REPLY);
         cr_assert(local, "a 'servers: default' rule is no reason to skip local data");
+}
+
+/* ---- ANY for a name without local data goes upstream ---------------------------------------- */
+
+static bool never_forward(void *arg)
+{
+        (void)arg;
+        return false;
+}
+
+Test(query, any_for_a_name_without_local_data_is_forwarded)
+{
+        harness h;
+        harness_start(&h, NULL, false, local_a_example());
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_any(pkt, true);
+        vd_query_outcome outcome =
+            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        cr_assert_eq(outcome, VD_QUERY_PENDING, "ANY for example.net must go to the upstream");
+        cr_assert_eq(h.env.counters.forwarded, 1);
+        cr_assert_eq(h.env.counters.local_answers, 0);
+        harness_finish(&h, outcome);
+}
+
+Test(query, forwarded_any_counts_against_the_clients_pending_limit)
+{
+        harness h;
+        harness_start(&h, NULL, false, NULL);
+        h.env.may_forward = never_forward;
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_any(pkt, false);
+        vd_query_outcome outcome =
+            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        cr_assert_eq(outcome, VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "over the pending limit: SERVFAIL at once");
+        cr_assert_eq(h.env.counters.forward_denied, 1);
+        harness_finish(&h, outcome);
 }
 
 /* ---- the forwarding-loop probe --------------------------------------------------------------- */
@@ -331,4 +351,217 @@ Test(query, probe_registry_is_bounded)
                 vd_loop_probe_unregister(&probes[i]);
         cr_assert_eq(vd_loop_probe_register(&probes[VD_LOOP_PROBE_SLOTS]), 0);
         vd_loop_probe_unregister(&probes[VD_LOOP_PROBE_SLOTS]);
+}
+
+/* ---- special-use names (RFC 6761) ------------------------------------------------------------ */
+
+/* A query for name (text, letter case as given) and type with an ID of 0x5151, RD set. */
+static size_t make_typed_query(uint8_t *buf, const char *name, uint16_t type)
+{
+        static const uint8_t head[] = {0x51, 0x51, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+        size_t n = sizeof(head);
+        memcpy(buf, head, n);
+        for (const char *p = name; *p != '\0';) {
+                const char *dot = strchr(p, '.');
+                size_t l = dot ? (size_t)(dot - p) : strlen(p);
+                buf[n++] = (uint8_t)l;
+                memcpy(buf + n, p, l);
+                n += l;
+                p += l + (dot ? 1 : 0);
+        }
+        buf[n++] = 0;
+        vd_wire_put16(buf + n, type);
+        vd_wire_put16(buf + n + 2, VD_CLASS_IN);
+        return n + 4;
+}
+
+/* Asks env for name/type; returns the parsed response (the caller frees it) and the outcome. */
+static ldns_pkt *ask(vd_query_env *env, const char *name, uint16_t type, vd_query_outcome *outcome)
+{
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_typed_query(pkt, name, type);
+        *outcome =
+            vd_query_handle(env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        if (*outcome != VD_QUERY_REPLY)
+                return NULL;
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, out, out_len), LDNS_STATUS_OK);
+        cr_assert_eq(ldns_pkt_id(p), 0x5151);
+        return p;
+}
+
+/* Asserts an answer at once with this rcode and either one answer record whose first rdata
+ * field reads rdata, or (rdata NULL) no answer and the zone's SOA in the authority section. */
+static void expect_answer(vd_query_env *env, const char *name, uint16_t type, ldns_pkt_rcode rcode,
+                          const char *rdata)
+{
+        vd_query_outcome outcome;
+        ldns_pkt *p = ask(env, name, type, &outcome);
+        cr_assert_eq(outcome, VD_QUERY_REPLY, "%s/%u: expected an answer at once", name, type);
+        cr_assert_eq(ldns_pkt_get_rcode(p), rcode, "%s/%u: rcode %d", name, type,
+                     ldns_pkt_get_rcode(p));
+        ldns_rr_list *an = ldns_pkt_answer(p);
+        if (rdata == NULL) {
+                cr_assert_eq(ldns_rr_list_rr_count(an), 0, "%s/%u: expected no answer", name, type);
+                ldns_rr_list *ns = ldns_pkt_authority(p);
+                cr_assert_eq(ldns_rr_list_rr_count(ns), 1, "%s/%u: SOA expected", name, type);
+                cr_assert_eq(ldns_rr_get_type(ldns_rr_list_rr(ns, 0)), LDNS_RR_TYPE_SOA);
+        } else {
+                cr_assert_eq(ldns_rr_list_rr_count(an), 1, "%s/%u: one record expected", name,
+                             type);
+                char *text = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(an, 0), 0));
+                cr_assert_str_eq(text, rdata, "%s/%u", name, type);
+                free(text);
+        }
+        ldns_pkt_free(p);
+}
+
+Test(query, special_use_names_are_answered_without_upstream)
+{
+        vd_query_env env = {0}; /* no upstream at all: anything forwarded would be SERVFAIL */
+        expect_answer(&env, "localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "127.0.0.1");
+        expect_answer(&env, "LocalHost", VD_TYPE_AAAA, LDNS_RCODE_NOERROR, "::1");
+        expect_answer(&env, "db.app.localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "127.0.0.1");
+        expect_answer(&env, "x.localhost", VD_TYPE_AAAA, LDNS_RCODE_NOERROR, "::1");
+        expect_answer(&env, "localhost", VD_TYPE_MX, LDNS_RCODE_NOERROR, NULL);
+        expect_answer(&env, "x.localhost", VD_TYPE_TXT, LDNS_RCODE_NOERROR, NULL);
+        expect_answer(&env, "invalid", VD_TYPE_A, LDNS_RCODE_NOERROR, NULL);
+        expect_answer(&env, "host.Invalid", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL);
+        expect_answer(&env, "1.0.0.127.in-addr.arpa", VD_TYPE_PTR, LDNS_RCODE_NOERROR,
+                      "localhost.");
+        expect_answer(&env, "2.0.0.127.in-addr.arpa", VD_TYPE_PTR, LDNS_RCODE_NXDOMAIN, NULL);
+        expect_answer(&env,
+                      "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+                      VD_TYPE_PTR, LDNS_RCODE_NOERROR, "localhost.");
+        cr_assert_eq(env.counters.local_answers, 11);
+        cr_assert_eq(env.counters.servfail, 0);
+}
+
+Test(query, other_names_near_the_special_zones_are_not_special)
+{
+        vd_query_env env = {0};
+        const char *ordinary[] = {
+            "localhost.example", "localhostx", "invalid.example", "1.0.0.128.in-addr.arpa",
+            "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+            "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
+            /* loop probes of another vpcdns must travel on (see special.h) */
+            "0123456789abcdef.vpcdns-loop-check.invalid"};
+        for (size_t i = 0; i < sizeof(ordinary) / sizeof(ordinary[0]); i++) {
+                vd_query_outcome outcome;
+                ldns_pkt *p = ask(&env, ordinary[i], VD_TYPE_PTR, &outcome);
+                cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL,
+                             "%s must go to the (missing) upstream", ordinary[i]);
+                ldns_pkt_free(p);
+        }
+        cr_assert_eq(env.counters.local_answers, 0);
+}
+
+/* A snapshot with a zone the user wrote for localhost.: 10.9.9.9 */
+static vd_snapshot *users_localhost(void)
+{
+        static const uint8_t soa[] = {2, 'n', 's', 0, 2, 'h', 'm', 0, 0, 0,  0, 1, 0, 0,
+                                      0, 60,  0,   0, 0, 60,  0,   0, 0, 60, 0, 0, 0, 60};
+        static const uint8_t a_rdata[] = {10, 9, 9, 9};
+        uint8_t owner[VD_NAME_MAX];
+        size_t owner_len = 0;
+        vd_error err = {{0}};
+        vd_snapshot *snap = NULL;
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_name_from_text("localhost", owner, &owner_len), 0);
+        cr_assert_eq(vd_builder_add_zone(b, owner, true, soa, sizeof(soa), 60, "user", &err), 0,
+                     "%s", err.msg);
+        cr_assert_eq(vd_builder_add_rr(b, owner, VD_TYPE_A, 60, a_rdata, 4, "user", &err), 0);
+        cr_assert_eq(vd_builder_finish(b, &snap, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return snap;
+}
+
+Test(query, a_zone_the_user_wrote_for_a_special_name_wins)
+{
+        vd_query_env env = {0};
+        env.snapshot = users_localhost();
+        expect_answer(&env, "localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "10.9.9.9");
+        expect_answer(&env, "x.localhost", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL);
+        expect_answer(&env, "x.invalid", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL);
+        vd_snapshot_unref((vd_snapshot *)env.snapshot);
+}
+
+Test(query, a_rule_for_a_special_zone_wins_a_broader_rule_does_not)
+{
+        static const char *ruled_away[] = {"localhost", "db.localhost", "invalid",
+                                           "127.in-addr.arpa"};
+        for (size_t i = 0; i < sizeof(ruled_away) / sizeof(ruled_away[0]); i++) {
+                harness h;
+                harness_start(&h, ruled_away[i], false, NULL);
+                vd_query_outcome outcome;
+                char name[80];
+                snprintf(name, sizeof(name), "x.%s", ruled_away[i]);
+                ask(&h.env, name, VD_TYPE_A, &outcome);
+                cr_assert_eq(outcome, VD_QUERY_PENDING, "a rule for %s sends %s upstream",
+                             ruled_away[i], name);
+                harness_finish(&h, outcome);
+        }
+        static const char *broader[] = {".", "arpa", "in-addr.arpa"};
+        for (size_t i = 0; i < sizeof(broader) / sizeof(broader[0]); i++) {
+                harness h;
+                harness_start(&h, broader[i], false, NULL);
+                expect_answer(&h.env, "1.0.0.127.in-addr.arpa", VD_TYPE_PTR, LDNS_RCODE_NOERROR,
+                              "localhost.");
+                expect_answer(&h.env, "x.localhost", VD_TYPE_A, LDNS_RCODE_NOERROR, "127.0.0.1");
+                harness_finish(&h, VD_QUERY_REPLY);
+        }
+}
+
+/* A zone with "lh.corp.test" CNAME "localhost". */
+static vd_snapshot *cname_to_localhost(void)
+{
+        static const uint8_t soa[] = {2, 'n', 's', 0, 2, 'h', 'm', 0, 0, 0,  0, 1, 0, 0,
+                                      0, 60,  0,   0, 0, 60,  0,   0, 0, 60, 0, 0, 0, 60};
+        uint8_t apex[VD_NAME_MAX], owner[VD_NAME_MAX], target[VD_NAME_MAX];
+        size_t n, tlen;
+        vd_error err = {{0}};
+        vd_snapshot *snap = NULL;
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_name_from_text("corp.test", apex, &n), 0);
+        cr_assert_eq(vd_builder_add_zone(b, apex, true, soa, sizeof(soa), 60, "z", &err), 0);
+        cr_assert_eq(vd_name_from_text("lh.corp.test", owner, &n), 0);
+        cr_assert_eq(vd_name_from_text("localhost", target, &tlen), 0);
+        cr_assert_eq(
+            vd_builder_add_rr(b, owner, VD_TYPE_CNAME, 60, target, (uint16_t)tlen, "z", &err), 0,
+            "%s", err.msg);
+        cr_assert_eq(vd_builder_finish(b, &snap, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return snap;
+}
+
+/* Asks lh.corp.test A; true when the answer is the CNAME then 127.0.0.1. */
+static bool lh_is_local(vd_query_env *env, vd_query_outcome *outcome)
+{
+        ldns_pkt *p = ask(env, "lh.corp.test", VD_TYPE_A, outcome);
+        if (p == NULL)
+                return false;
+        bool local = ldns_pkt_get_rcode(p) == LDNS_RCODE_NOERROR && ldns_pkt_ancount(p) == 2;
+        if (local) {
+                char *addr = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(p), 1), 0));
+                local = strcmp(addr, "127.0.0.1") == 0;
+                free(addr);
+        }
+        ldns_pkt_free(p);
+        return local;
+}
+
+Test(query, a_zone_cname_to_localhost_is_answered_locally_as_localhost_is)
+{
+        vd_query_env env = {0}; /* no upstream at all */
+        env.snapshot = cname_to_localhost();
+        vd_query_outcome outcome;
+        cr_assert(lh_is_local(&env, &outcome), "the whole chain, from local data");
+        cr_assert_eq(env.counters.local_answers, 1);
+        vd_snapshot_unref((vd_snapshot *)env.snapshot);
+
+        harness h; /* a rule the user wrote for localhost. sends the target upstream */
+        harness_start(&h, "localhost", false, cname_to_localhost());
+        cr_assert_not(lh_is_local(&h.env, &outcome));
+        cr_assert_eq(outcome, VD_QUERY_PENDING);
+        harness_finish(&h, outcome);
 }

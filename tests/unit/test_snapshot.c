@@ -4,9 +4,11 @@
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <string.h>
 
 #include "vpcdns/snapshot.h"
+#include "vpcdns/special.h"
 #include "vpcdns/wire.h"
 
 static const uint8_t soa_rdata[] = {
@@ -482,4 +484,211 @@ Test(snapshot, cname_beside_ns_only_at_a_zone_apex)
         add_zone(b, "svc.test", true, "ep");
         add_cname(b, "svc.test", "vpce-1-abc.sqs.test-1.vpce.amazonaws.com", "ep");
         vd_builder_free(b);
+}
+
+/* ---- chains that leave local data, hop limit, loops ---------------------------------------- */
+
+static bool leaves_host_deep(void *arg, const uint8_t *name, size_t len)
+{
+        uint8_t want[VD_NAME_MAX];
+        wname("host.deep.corp.test", want);
+        (*(int *)arg)++;
+        return len == vd_name_len(want, VD_NAME_MAX) && memcmp(name, want, len) == 0;
+}
+
+/* Asks name/A with a vd_local_chase; the response (no OPT) is left in out. */
+static vd_local_result ask_chase(const vd_snapshot *s, const char *name, vd_local_chase *lc,
+                                 uint8_t *out, size_t cap, size_t *len)
+{
+        ldns_pkt *q = NULL;
+        cr_assert_eq(
+            ldns_pkt_query_new_frm_str(&q, name, LDNS_RR_TYPE_A, LDNS_RR_CLASS_IN, LDNS_RD),
+            LDNS_STATUS_OK);
+        uint8_t *wire = NULL;
+        size_t wlen = 0;
+        cr_assert_eq(ldns_pkt2wire(&wire, q, &wlen), LDNS_STATUS_OK);
+        vd_query_info qi;
+        cr_assert_eq(vd_wire_parse_query(wire, wlen, &qi), VD_PARSE_OK);
+        vd_local_result r = vd_snapshot_answer_chase(s, &qi, 0, out, cap, len, lc);
+        free(wire);
+        ldns_pkt_free(q);
+        return r;
+}
+
+Test(snapshot, a_chain_leaving_local_data_says_where_it_goes_on)
+{
+        vd_snapshot *s = fixture();
+        static uint8_t out[65535];
+        size_t len = 0;
+        vd_local_chase lc = {0};
+        cr_assert_eq(ask_chase(s, "Out.corp.test.", &lc, out, 512, &len), VD_LOCAL_CHASE);
+        uint8_t want[VD_NAME_MAX];
+        wname("elsewhere.example", want);
+        cr_assert_eq(lc.target_len, vd_name_len(want, VD_NAME_MAX));
+        cr_assert_eq(memcmp(lc.target, want, lc.target_len), 0);
+        cr_assert_eq(lc.hops, 1);
+        cr_assert(lc.target_ref > VD_HEADER_LEN && lc.target_ref + lc.target_len <= len);
+        cr_assert_eq(memcmp(out + lc.target_ref, want, lc.target_len), 0,
+                     "the target stands uncompressed where target_ref says");
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, out, len), LDNS_STATUS_OK, "a valid message so far");
+        cr_assert_eq(ldns_pkt_ancount(p), 1);
+        cr_assert_eq(ldns_pkt_arcount(p), 0, "no OPT yet: the chase adds it at the end");
+        ldns_pkt_free(p);
+
+        /* the caller's leaves() ends local data at a target a rule covers */
+        int asked = 0;
+        lc.leaves = leaves_host_deep;
+        lc.leaves_arg = &asked;
+        cr_assert_eq(ask_chase(s, "www.corp.test.", &lc, out, 512, &len), VD_LOCAL_CHASE);
+        cr_assert_eq(asked, 1);
+        cr_assert_eq(lc.target[1], 'h');
+        /* a chain that stays local is answered as before */
+        lc.leaves = NULL;
+        cr_assert_eq(ask_chase(s, "www.corp.test.", &lc, out, 512, &len), VD_LOCAL_ANSWERED);
+        /* a chain already too large for the client: the TC answer, no chase */
+        cr_assert_eq(ask_chase(s, "out.corp.test.", &lc, out, 40, &len), VD_LOCAL_ANSWERED);
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC);
+        vd_snapshot_unref(s);
+}
+
+/* A zone chain.test with n CNAMEs c0 -> c1 -> ... -> cn, and cn A 10.0.0.1. */
+static vd_snapshot *chain_of(int n)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "chain.test", true, "chain.zone");
+        for (int i = 0; i < n; i++) {
+                char owner[32], target[32];
+                snprintf(owner, sizeof(owner), "c%d.chain.test", i);
+                snprintf(target, sizeof(target), "c%d.chain.test", i + 1);
+                add_cname(b, owner, target, "chain.zone");
+        }
+        char last[32];
+        snprintf(last, sizeof(last), "c%d.chain.test", n);
+        add_a(b, last, "10.0.0.1", "chain.zone");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return s;
+}
+
+Test(snapshot, a_chain_longer_than_the_hop_limit_is_servfail)
+{
+        vd_snapshot *s = chain_of(VD_CNAME_MAX_HOPS);
+        answer a = ask_full(s, "c0.chain.test.", LDNS_RR_TYPE_A, false, 65535, 0);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), VD_CNAME_MAX_HOPS + 1, "every hop, then the address");
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+        s = chain_of(VD_CNAME_MAX_HOPS + 1);
+        a = ask_full(s, "c0.chain.test.", LDNS_RR_TYPE_A, true, 65535, 0);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_SERVFAIL);
+        cr_assert_eq(ldns_pkt_ancount(a.pkt), 0);
+        ldns_pkt_free(a.pkt);
+        a = ask_full(s, "c1.chain.test.", LDNS_RR_TYPE_A, true, 65535, 0);
+        cr_assert_eq(ldns_pkt_get_rcode(a.pkt), LDNS_RCODE_NOERROR, "one hop less is fine");
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+}
+
+static void add_cname_at(vd_builder *b, const char *owner, const char *target, const char *claim,
+                         int line)
+{
+        uint8_t name[VD_NAME_MAX], t[VD_NAME_MAX];
+        size_t tlen;
+        vd_error err = {{0}};
+        wname(owner, name);
+        cr_assert_eq(vd_name_from_text(target, t, &tlen), 0);
+        cr_assert_eq(
+            vd_builder_add_rr_at(b, name, VD_TYPE_CNAME, 60, t, (uint16_t)tlen, claim, line, &err),
+            0, "%s", err.msg);
+}
+
+/* Finishes b, which must fail; returns the message. */
+static void expect_loop(vd_builder *b, const char *where)
+{
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), -ELOOP, "a CNAME loop must not load");
+        cr_assert_null(s);
+        cr_assert(strstr(err.msg, where) == err.msg, "expected '%s' first: %s", where, err.msg);
+        cr_assert(strstr(err.msg, "CNAME loop") != NULL, "%s", err.msg);
+        vd_builder_free(b);
+}
+
+Test(snapshot, cname_loops_are_refused_at_load_with_their_place)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "corp.zone");
+        add_cname_at(b, "a.corp.test", "b.corp.test", "corp.zone", 7);
+        add_cname_at(b, "b.corp.test", "A.Corp.Test", "corp.zone", 9);
+        expect_loop(b, "corp.zone:7: CNAME loop: a.corp.test. (corp.zone:7) -> b.corp.test. "
+                       "(corp.zone:9) -> a.corp.test.");
+
+        b = vd_builder_new(); /* onto itself */
+        add_cname_at(b, "self.test", "self.test", "self.zone", 3);
+        expect_loop(b, "self.zone:3:");
+
+        b = vd_builder_new(); /* a wildcard whose target it answers itself */
+        add_zone(b, "w.test", true, "w.zone");
+        add_cname_at(b, "*.w.test", "x.w.test", "w.zone", 12);
+        expect_loop(b, "w.zone:12:");
+
+        b = vd_builder_new(); /* between a zone file and an endpoint's names */
+        add_zone(b, "partner.example", true, "ep: VpcEndpoints[0]");
+        add_cname(b, "api.partner.example", "alias.corp.test", "ep: VpcEndpoints[0]");
+        add_zone(b, "corp.test", true, "corp.zone");
+        add_cname_at(b, "alias.corp.test", "api.partner.example", "corp.zone", 4);
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), -ELOOP);
+        cr_assert(strstr(err.msg, "(ep: VpcEndpoints[0])") != NULL, "%s", err.msg);
+        cr_assert(strstr(err.msg, "(corp.zone:4)") != NULL, "%s", err.msg);
+        vd_builder_free(b);
+
+        /* a long chain that ends is no loop */
+        s = chain_of(40);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, a_chain_to_a_special_use_name_ends_in_the_fallback_without_a_chase)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "corp.zone");
+        add_cname(b, "lh.corp.test", "localhost", "corp.zone");
+        add_cname(b, "bad.corp.test", "x.invalid", "corp.zone");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+
+        static uint8_t out[65535];
+        size_t len = 0;
+        vd_local_chase lc = {0};
+        lc.fallback = vd_special_snapshot();
+        cr_assert_not_null(lc.fallback);
+        cr_assert_eq(ask_chase(s, "lh.corp.test.", &lc, out, 512, &len), VD_LOCAL_ANSWERED);
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, out, len), LDNS_STATUS_OK);
+        cr_assert_eq(ldns_pkt_ancount(p), 2);
+        ldns_rr *a = ldns_rr_list_rr(ldns_pkt_answer(p), 1);
+        char *owner = ldns_rdf2str(ldns_rr_owner(a));
+        char *addr = ldns_rdf2str(ldns_rr_rdf(a, 0));
+        cr_assert_str_eq(owner, "localhost.", "owned by the CNAME's target");
+        cr_assert_str_eq(addr, "127.0.0.1");
+        free(owner);
+        free(addr);
+        ldns_pkt_free(p);
+
+        cr_assert_eq(ask_chase(s, "bad.corp.test.", &lc, out, 512, &len), VD_LOCAL_ANSWERED);
+        cr_assert_eq(ldns_wire2pkt(&p, out, len), LDNS_STATUS_OK);
+        cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+        cr_assert_eq(ldns_pkt_ancount(p), 1);
+        cr_assert_eq(ldns_pkt_nscount(p), 1, "the SOA of invalid.");
+        ldns_pkt_free(p);
+
+        lc.fallback = NULL; /* without it the chain leaves local data */
+        cr_assert_eq(ask_chase(s, "lh.corp.test.", &lc, out, 512, &len), VD_LOCAL_CHASE);
+        vd_snapshot_unref(s);
 }

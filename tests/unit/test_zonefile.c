@@ -727,3 +727,20 @@ Test(zonefile, dump_reports_write_errors)
         fclose(full);
         vd_snapshot_unref(s);
 }
+
+/* A CNAME loop is found when everything is loaded, and reported at its first record's line:
+ * the file's own line numbers travel with each record into the builder. */
+Test(zonefile, cname_loop_refused_at_finish_with_file_and_line)
+{
+        const char *path = ZONES "/bad/cname-loop.zone";
+        vd_builder *b = vd_builder_new();
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+
+        cr_assert_eq(vd_zonefile_load(b, path, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(vd_builder_finish(b, &s, &err), -ELOOP, "a loop must not compile");
+        cr_assert_null(s);
+        assert_contains(err.msg, ZONES "/bad/cname-loop.zone:9: CNAME loop: start.loop.example.");
+        assert_contains(err.msg, "middle.loop.example. (" ZONES "/bad/cname-loop.zone:10)");
+        vd_builder_free(b);
+}
