@@ -6,7 +6,7 @@
 VD_DEPS=(
         cmake gcc libc6-dev make pkg-config
         libuv1-dev libc-ares-dev libldns-dev ldnsutils libcriterion-dev libcjson-dev libyaml-dev
-        nsd dnsutils python3 python3-dnspython python3-pytest clang-format
+        nsd unbound dnsutils python3 python3-dnspython python3-pytest clang-format
 )
 # What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan and TSan with
 # clang's runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
