@@ -103,6 +103,9 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         /* The response's length once the answer section, and then the authority section, was
          * written whole (SIZE_MAX: it did not fit). Sections are dropped whole, from the end. */
         size_t end_an = SIZE_MAX, end_ns = SIZE_MAX;
+        /* An NSEC or NSEC3 record in the authority section of a positive answer proves a
+         * wildcard expansion: a validating client needs it (RFC 4035 §3.1.3.3). */
+        bool ns_proof = false;
 
         for (size_t i = 0; i < total; i++) {
                 size_t start = pos, fixed, ttl_at;
@@ -128,6 +131,8 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                 }
                 if (!rdata_names_ok(answer, fixed, type))
                         return 0;
+                if (i >= an && i < (size_t)an + ns && (type == 47 || type == 50))
+                        ns_proof = true; /* NSEC, NSEC3 */
                 if (!fits)
                         continue;          /* keep validating the rest */
                 size_t rest = pos - fixed; /* fixed part and rdata */
@@ -187,7 +192,8 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
         /* Everything, or without the additional section (our OPT stays), or (for an answer
          * that has records in its answer section) without the authority section too; TC only
          * when the answer section itself does not fit (RFC 2181 §9). A negative answer's SOA
-         * is part of what it says (RFC 2308 §5), so its authority section is not dropped. */
+         * is part of what it says (RFC 2308 §5), so its authority section is not dropped, nor
+         * is the wildcard proof a DO client needs to validate (RFC 4035 §3.1.1: TC instead). */
         struct cut {
                 size_t len;
                 uint16_t ns, ar;
@@ -197,7 +203,7 @@ size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t a
                 cuts[n_cuts++] = (struct cut){len, ns, (uint16_t)(ar - removed)};
         if (end_ns != SIZE_MAX && (ar > removed || !fits))
                 cuts[n_cuts++] = (struct cut){end_ns, ns, 0};
-        if (end_an != SIZE_MAX && an > 0 && ns > 0)
+        if (end_an != SIZE_MAX && an > 0 && ns > 0 && !(qi->edns_do && ns_proof))
                 cuts[n_cuts++] = (struct cut){end_an, 0, 0};
         for (size_t t = 0; t < n_cuts; t++) {
                 vd_wire_put16(out, qi->id);

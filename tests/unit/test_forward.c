@@ -557,6 +557,45 @@ Test(relay, too_big_drops_additional_then_authority_before_setting_tc)
         cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC);
 }
 
+Test(relay, wildcard_proof_of_a_do_client_is_not_dropped)
+{
+        msg q, a;
+        vd_query_info qi;
+        uint8_t out[4096];
+        /* A wildcard answer: one A record; in the authority section the NSEC that proves no
+         * closer name exists, padded with NS records so that all of it exceeds 512 octets. */
+        answer_start(&a, UP_FLAGS, "example.com", VD_TYPE_A, 1, 21, 1);
+        a_rr_ptr(&a, 12, 1);
+        for (unsigned i = 0; i < 20; i++) {
+                uint8_t rd[18] = {15,   'n', 's', '-', 'a', 'b', 'c', 'd',
+                                  'e',  'f', 'g', 'h', 'i', 'j', 'k', (uint8_t)('a' + i % 26),
+                                  0xC0, 12};
+                put_ptr(&a, 12);
+                rr_tail(&a, VD_TYPE_NS, VD_CLASS_IN, 300, rd, sizeof(rd));
+        }
+        const uint8_t nsec[] = {0, 0, 1, 0x40}; /* next name: the root; types: A */
+        put_ptr(&a, 12);
+        rr_tail(&a, 47, VD_CLASS_IN, 300, nsec, sizeof(nsec));
+        opt_rr(&a, 1232, 0, true, false);
+
+        /* Without DO the authority section goes and the answer stays. */
+        client_query(&q, &qi, 0x4242, "example.com", VD_TYPE_A, true, false);
+        size_t n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert_eq(vd_wire_get16(out + 2) & VD_FLAG_TC, 0);
+        cr_assert_eq(vd_wire_get16(out + 6), 1);
+        cr_assert_eq(vd_wire_get16(out + 8), 0);
+        cr_assert_eq(n, q_end(&qi) + 16 + 11);
+
+        /* With DO the proof cannot go: TC, and the whole answer over TCP. */
+        client_query(&q, &qi, 0x4242, "example.com", VD_TYPE_A, true, true);
+        n = vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out));
+        cr_assert(vd_wire_get16(out + 2) & VD_FLAG_TC, "a DO answer without its wildcard proof");
+        cr_assert_eq(vd_wire_get16(out + 6), 0);
+        n = vd_forward_relay(&qi, a.b, a.n, 65535, out, sizeof(out));
+        cr_assert_eq(vd_wire_get16(out + 2) & VD_FLAG_TC, 0);
+        cr_assert_eq(vd_wire_get16(out + 8), 21);
+}
+
 Test(relay, negative_answer_whose_soa_does_not_fit_is_tc)
 {
         msg q, a;
