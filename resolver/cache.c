@@ -985,7 +985,8 @@ static bool claim_prefetch(struct entry *e, uint64_t now_ms)
 
 /* Writes the response for entry e to qi: rcode, and unless bare, e's records with every TTL
  * set to ttl. When they do not all fit, the authority records go first (RFC 2181 §9) — unless
- * they are the DNSSEC proofs a DO client needs (RFC 4035 §3.1.1) — and TC is set only when
+ * they are the DNSSEC proofs a DO client needs (RFC 4035 §3.1.1) or the SOA of a negative
+ * answer (RFC 2308 §5) — and TC is set only when
  * what must be sent does not fit: then no records at all. Returns the length, or 0 when even
  * a bare response does not fit. */
 static size_t write_response(const struct entry *e, const vd_query_info *qi, uint8_t rcode,
@@ -1010,7 +1011,7 @@ static size_t write_response(const struct entry *e, const vd_query_info *qi, uin
         } else if (e->data_len <= space) {
                 copy = e->data_len;
                 nscount = e->nscount;
-        } else if (e->an_len <= space && !e->dnssec_ok) {
+        } else if (e->an_len <= space && !e->dnssec_ok && e->ancount > 0) {
                 copy = e->an_len;
         } else {
                 flags |= VD_FLAG_TC;
