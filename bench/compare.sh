@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/compare.sh [--quick] [--out DIR] [--snapshot DIR] [--rate QPS] — vpcdns against Unbound, dnsmasq
-# and Knot Resolver (issue 4). From one AWS snapshot it generates equivalent configurations
+# bench/compare.sh [--quick] [--out DIR] [--snapshot DIR] [--rate QPS] [--workers N]
+#                  [--vpcdns BIN] [--servers LIST] — vpcdns against Unbound, dnsmasq and Knot
+# Resolver. From one AWS snapshot it generates equivalent configurations
 # for the three peers (bench/peers.py), starts an upstream (NSD on loopback), then runs each
 # server in turn pinned to core 1 while vpcdns-bench drives it from core 0, for two
 # scenarios: "local" (endpoint names the server holds itself, type A) and "cached" (names
@@ -19,6 +20,12 @@
 # Every server listens on 127.0.0.1 only and forwards only to the NSD on 127.0.0.1; every
 # run is bounded (vpcdns-bench -l, and timeout around it). A full run takes about 7 minutes
 # with bench/scale.sh; --quick (2 s runs, 10 s loss run) about 2. Progress goes to stderr.
+#
+# For A/B runs of vpcdns alone: --workers N runs vpcdns with N worker threads (default 1,
+# pinned to core 1; with 2 or more, cores 0-1, which it then shares with the load generator:
+# compare CPU per answer, not rates); --vpcdns BIN measures another vpcdns binary (an older
+# build) in the same harness; --servers "vpcdns" skips the peers. Runs with any of these
+# never refresh the READMEs.
 set -euo pipefail
 
 # The whole script is one block: bash parses it before running, so editing this file during
@@ -33,8 +40,12 @@ out=$root/bench/results
 out_given=0
 snapshot=$root/zones/example
 offered_rate=100000
+vpcdns_workers=1
+vpcdns_given=
+servers_given=
 usage() {
-        echo "usage: $0 [--quick] [--out DIR] [--snapshot DIR] [--rate QPS]" >&2
+        echo "usage: $0 [--quick] [--out DIR] [--snapshot DIR] [--rate QPS] [--workers N]" \
+                "[--vpcdns BIN] [--servers LIST]" >&2
         exit 2
 }
 while (($#)); do
@@ -56,6 +67,21 @@ while (($#)); do
                 offered_rate=$2
                 shift
                 ;;
+        --workers)
+                if (($# < 2)) || ! [[ $2 =~ ^[1-9][0-9]?$ ]]; then usage; fi
+                vpcdns_workers=$2
+                shift
+                ;;
+        --vpcdns)
+                (($# >= 2)) || usage
+                vpcdns_given=$(realpath "$2")
+                shift
+                ;;
+        --servers)
+                (($# >= 2)) || usage
+                servers_given=$2
+                shift
+                ;;
         -h | --help) usage ;;
         *) usage ;;
         esac
@@ -66,6 +92,11 @@ command_line="bench/compare.sh"
 ((out_given)) && command_line+=" --out $out"
 [[ $snapshot != "$root/zones/example" ]] && command_line+=" --snapshot $snapshot"
 ((offered_rate != 100000)) && command_line+=" --rate $offered_rate"
+((vpcdns_workers != 1)) && command_line+=" --workers $vpcdns_workers"
+[[ -n $vpcdns_given ]] && command_line+=" --vpcdns $vpcdns_given"
+[[ -n $servers_given ]] && command_line+=" --servers '$servers_given'"
+ab_run=0
+[[ $vpcdns_workers != 1 || -n $vpcdns_given$servers_given ]] && ab_run=1
 
 if ((quick)); then
         run_seconds=2
@@ -79,6 +110,14 @@ fi
 outstanding=200
 build=$root/build-compare
 servers=(vpcdns unbound dnsmasq kresd)
+if [[ -n $servers_given ]]; then
+        read -r -a servers <<<"$servers_given"
+        for s in "${servers[@]}"; do
+                [[ " vpcdns unbound dnsmasq kresd " == *" $s "* ]] || usage
+        done
+fi
+vpcdns_cores=1
+((vpcdns_workers > 1)) && vpcdns_cores=0-1
 
 log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() {
@@ -99,7 +138,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 [[ -r $snapshot/describe-vpc-endpoints.json ]] || die "$snapshot holds no AWS snapshot"
 snapshot=$(cd "$snapshot" && pwd)
-vpcdns=$build/vpcdns
+vpcdns=${vpcdns_given:-$build/vpcdns}
 bench=$build/vpcdns-bench
 null_responder=$build/vpcdns-null-responder
 nsd_bin=$(command -v nsd || echo /usr/sbin/nsd)
@@ -625,7 +664,7 @@ start_server() {
         # exec: the background subshell becomes the server, so $! is the server's pid.
         case $name in
         vpcdns)
-                exec taskset -c 1 "$vpcdns" --workers 1 --listen "127.0.0.1:$port" \
+                exec taskset -c "$vpcdns_cores" "$vpcdns" --workers "$vpcdns_workers" --listen "127.0.0.1:$port" \
                         --snapshot "$snapshot" --upstream "127.0.0.1:$nsd_port" \
                         --allow 127.0.0.0/8 --log-level warn ;;
         unbound) exec taskset -c 1 "$unbound_bin" -d -c "$work/unbound.conf" ;;
@@ -755,7 +794,7 @@ for server in "${servers[@]}"; do
         measure "$server" cached
         rss_cached=$(rss_kb "$server_pid")
 
-        if [[ $server == vpcdns ]] && ((max_local > 0)); then
+        if [[ $server == vpcdns ]] && ((max_local > 0 && !ab_run)); then
                 log "vpcdns: local, $((max_local / 2)) qps (50 % of its maximum) for $loss_seconds s"
                 run_bench vpcdns local loss -r $((max_local / 2))
                 log "  $(summary "$out/vpcdns-local-loss.json")"
@@ -774,29 +813,35 @@ done
 # The do-nothing responder, run like a server for the local open-loop run only: its CPU time
 # per query is the kernel's UDP work alone. It echoes, so there is no answer to check, and
 # no maximum, cache or memory figure would mean anything.
-log "kernel floor: the do-nothing responder on 127.0.0.1:$port, pinned to core 1"
-start_server floor
-if ! helper wait "$port" "$probe" 15 || ! kill -0 "$server_pid" 2>/dev/null; then
-        log "the do-nothing responder did not start; see below"
-        tail -5 "$work/floor.stderr" >&2 || true
-        meta floor "did not start"
-        stop_server
+if ((ab_run)); then
+        log "A/B run: no kernel floor, loss run or start-up figures"
 else
-        log "kernel floor: local, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
-        run_rate floor local
-        log "  $(summary "$out/floor-local-rate.json")"
-        if kill -0 "$server_pid" 2>/dev/null; then
-                meta floor ok
+        log "kernel floor: the do-nothing responder on 127.0.0.1:$port, pinned to core 1"
+        start_server floor
+        if ! helper wait "$port" "$probe" 15 || ! kill -0 "$server_pid" 2>/dev/null; then
+                log "the do-nothing responder did not start; see below"
+                tail -5 "$work/floor.stderr" >&2 || true
+                meta floor "did not start"
                 stop_server
         else
-                log "the do-nothing responder exited during the run"
-                meta floor "exited during the run"
-                server_pid=
+                log "kernel floor: local, ${offered_rate} qps offered, $rate_repeats x $run_seconds s"
+                run_rate floor local
+                log "  $(summary "$out/floor-local-rate.json")"
+                if kill -0 "$server_pid" 2>/dev/null; then
+                        meta floor ok
+                        stop_server
+                else
+                        log "the do-nothing responder exited during the run"
+                        meta floor "exited during the run"
+                        server_pid=
+                fi
         fi
 fi
 
 # ---------------------------------------------------------------- scale
-if [[ -x $root/bench/scale.sh ]]; then
+if ((ab_run)); then
+        :
+elif [[ -x $root/bench/scale.sh ]]; then
         log "bench/scale.sh --out $out --build $build (about a minute)"
         timeout 300 "$root/bench/scale.sh" --out "$out" --build "$build" >"$work/scale.out" 2>&1 ||
                 { log "bench/scale.sh failed:"; tail -10 "$work/scale.out" >&2; }
@@ -842,7 +887,7 @@ fi
 
 # A full run into the default directory refreshes the results in bench/README.md (all of
 # compare.md) and README.md (the machine line, the targets and the plot).
-if ((!quick && !out_given)); then
+if ((!quick && !out_given && !ab_run)); then
         updated=$(helper readmes "$out/compare.md" "$root/bench/README.md" "$root/README.md")
         if [[ -n $updated ]]; then log "updated: $updated"; fi
 fi
