@@ -32,6 +32,17 @@ REGION = "eu-west-1"
 TIMEOUT = 2.0  # seconds any single query may take
 
 
+def debian_codename():
+    """VERSION_CODENAME of /etc/os-release ("bookworm", "trixie"), or "" when unknown."""
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("VERSION_CODENAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return ""
+
+
 # ---------------------------------------------------------------------------- ports
 
 
