@@ -215,18 +215,7 @@ def shaped(tmp_path_factory):
     assert status == 0, d.proc.failure("SIGTERM: expected exit status 0")
 
 
-# Known defect on c-ares 1.28 and later (Debian 13): the forwarder gets the upstream's answer
-# from c-ares re-encoded (ares_send_dnsrec, then ares_dns_write) instead of as received, and a
-# first, relayed answer near 512 octets comes back with TC where Debian 12 relays it whole.
-# The cached answer (written by vpcdns itself) is right on both. Until the relay uses the
-# datagram as received, these tests are expected to fail there.
-CARES_REENCODES = pytest.mark.xfail(
-    vdtest.debian_codename() not in ("bookworm", ""),
-    reason="c-ares >= 1.28 re-encodes upstream answers: first relayed answer gets TC",
-    strict=False)
-
-
-@CARES_REENCODES
+@vdtest.CARES_REENCODES
 def test_a_cached_answer_that_fit_in_512_octets_still_fits(shaped):
     d, up = shaped
     q = make_query("mx.big.test.", "MX")  # no EDNS: 512 octets

@@ -212,18 +212,7 @@ def is_referral(norm):
             and all(line.endswith(" NS") for line in auth))
 
 
-# Known defect on c-ares 1.28 and later (Debian 13): the forwarder gets the upstream's answer
-# from c-ares re-encoded (ares_send_dnsrec, then ares_dns_write) instead of as received, and a
-# first, relayed answer near 512 octets comes back with TC where Debian 12 relays it whole.
-# The cached answer (written by vpcdns itself) is right on both. Until the relay uses the
-# datagram as received, these tests are expected to fail there.
-CARES_REENCODES = pytest.mark.xfail(
-    vdtest.debian_codename() not in ("bookworm", ""),
-    reason="c-ares >= 1.28 re-encodes upstream answers: first relayed answer gets TC",
-    strict=False)
-
-
-@CARES_REENCODES
+@vdtest.CARES_REENCODES
 def test_vpcdns_answers_like_unbound(servers):
     vpcdns, unbound, nsd = servers
     diffs = []
