@@ -1,11 +1,11 @@
-/* aws.c — the AWS snapshot loader (spec §1–§4 of aws-endpoint-dns.md).
+/* aws.c — the AWS snapshot loader (what it answers: docs/endpoint-dns.md).
  *
  * Owns: reading DIR/describe-vpc-endpoints.json and DIR/describe-network-interfaces.json with
  * cJSON, checking every field it uses, mapping each endpoint to its ENIs' addresses and
  * feeding the resulting zones and records to a vd_builder. Must not: answer queries, touch
  * sockets, or keep anything after vd_aws_load() returns (both JSON documents are freed).
  *
- * Choices made here where the spec leaves room:
+ * Choices made here where AWS documents nothing:
  * - JSON null counts as absent (the CLI prints "NextToken": null).
  * - An endpoint without VpcEndpointType or without State is not served (counted in
  *   `endpoints` only). Interface endpoints and the State field have existed since
@@ -61,7 +61,8 @@
 #define JSON_PATH_CAP 256
 #define CLAIM_CAP (FILE_PATH_CAP + 320)
 
-/* Route 53's SOA and NS for private hosted zones (spec §3), TTL and MINIMUM 60. */
+/* Route 53's SOA and NS for private hosted zones (the hidden zone of docs/endpoint-dns.md), TTL and
+ * MINIMUM 60. */
 #define SOA_MNAME "ns-1536.awsdns-00.co.uk."
 #define SOA_RNAME "awsdns-hostmaster.amazon.com."
 #define SOA_SERIAL 1

@@ -174,7 +174,8 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (max > out_cap)
                 max = out_cap;
 
-        /* A forwarding rule at or under a local zone beats the zone (spec §5). */
+        /* A forwarding rule at or under a local zone beats the zone (as Route 53 Resolver rules
+         * do). */
         bool ruled = env->forwarder != NULL && vd_forwarder_rule_covers(env->forwarder, &qi);
         if (!ruled && env->snapshot != NULL) {
                 /* A CNAME chain stops being local where a rule covers a target, or where a

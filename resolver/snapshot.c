@@ -511,7 +511,7 @@ int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uin
 
         struct bnode *nd = &b->nodes[idx];
         /* CNAME excludes other data (RFC 1034 §3.6.2), except the SOA and NS that a zone apex
-         * carries beside it (an endpoint service's hidden zone: spec §2). */
+         * carries beside it (an endpoint service's hidden zone; docs/endpoint-dns.md). */
         bool apex = (nd->flags & NODE_ZONE_APEX) != 0;
         for (size_t i = 0; i < nd->nsets; i++) {
                 uint16_t t = nd->sets[i].type;

@@ -1,6 +1,6 @@
 /* aws.h — reads an AWS snapshot (the JSON of `aws ec2 describe-vpc-endpoints` and
- * `aws ec2 describe-network-interfaces`, unchanged) and feeds the names of spec §1–§4 to a
- * snapshot builder. Knows nothing about sockets or queries. */
+ * `aws ec2 describe-network-interfaces`, unchanged) and feeds the endpoint names of
+ * docs/endpoint-dns.md to a snapshot builder. Knows nothing about sockets or queries. */
 #ifndef VPCDNS_AWS_H
 #define VPCDNS_AWS_H
 

@@ -38,7 +38,7 @@ int vd_error_set(vd_error *err, const char *fmt, ...) __attribute__((format(prin
 #define VD_UDP_PAYLOAD 1232 /* our EDNS payload size */
 #define VD_UDP_MIN 512
 #define VD_TCP_MAX 65535
-#define VD_ENDPOINT_TTL 60 /* spec §2 */
+#define VD_ENDPOINT_TTL 60 /* what the VPC resolver gives */
 
 enum vd_rrtype {
         VD_TYPE_A = 1,

@@ -31,7 +31,7 @@ void vd_builder_free(vd_builder *b);
  * authoritative=true: a private hosted zone. The builder also adds the SOA record at the
  * apex, so callers must not add it themselves. Any name at or under the apex that is not
  * found gets NXDOMAIN with this SOA; names that exist with other types get NODATA.
- * authoritative=false: a public zone we only borrow an SOA from (spec §3: the region's
+ * authoritative=false: a public zone we only borrow an SOA from (the region's
  * vpce.amazonaws.com zone). Its apex answers nothing and names under it that are not
  * loaded are forwarded; it only supplies the SOA for NODATA at names that are loaded.
  * Declaring the same apex again is allowed when both are non-authoritative (the first SOA
