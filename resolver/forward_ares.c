@@ -49,19 +49,40 @@ static struct attempt *find_send(const struct channel *c, uint16_t id)
         return NULL;
 }
 
-static bool datagram_answers(const struct channel *c, const uint8_t *d, size_t len,
-                             const struct sockaddr *from, ares_socklen_t from_len)
+/* The send on c that datagram d answers, or NULL. */
+static struct attempt *datagram_send(const struct channel *c, const uint8_t *d, size_t len,
+                                     const struct sockaddr *from, ares_socklen_t from_len)
 {
         vd_addr source;
         if (len < VD_HEADER_LEN || from_len == 0)
-                return false;
+                return NULL;
         memset(&source, 0, sizeof(source));
         source.len = from_len <= sizeof(source.ss) ? from_len : sizeof(source.ss);
         memcpy(&source.ss, from, source.len);
         if (!vd_addr_equal(&source, &c->srv->addr))
-                return false;
-        const struct attempt *a = find_send(c, vd_wire_get16(d));
-        return a != NULL && vd_fwd_answer_matches(a->q, d, len);
+                return NULL;
+        struct attempt *a = find_send(c, vd_wire_get16(d));
+        return a != NULL && vd_fwd_answer_matches(a->q, d, len) ? a : NULL;
+}
+
+/* c-ares 1.28 and later hand the answer over parsed, and writing it back to wire form does not
+ * give the octets the server sent (it can come out longer, so an answer that fitted 512 octets
+ * would no longer fit). The datagram is kept here, as received, for on_send_dnsrec to relay.
+ * Without memory for the copy, the send's answer is the re-encoded one. */
+static void keep_datagram(struct attempt *a, const uint8_t *d, size_t len)
+{
+#if ARES_VERSION >= 0x011c00
+        uint8_t *copy = malloc(len);
+        if (copy != NULL)
+                memcpy(copy, d, len);
+        free(a->raw);
+        a->raw = copy;
+        a->raw_len = copy != NULL ? len : 0;
+#else
+        (void)a;
+        (void)d;
+        (void)len;
+#endif
 }
 
 static ares_socket_t sock_open(int af, int type, int protocol, void *data)
@@ -98,8 +119,11 @@ static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int f
                 ares_ssize_t n = recvfrom(fd, buf, len, flags, from, from_len);
                 if (n < 0)
                         return n;
-                if (datagram_answers(c, buf, (size_t)n, from, *from_len))
+                struct attempt *a = datagram_send(c, buf, (size_t)n, from, *from_len);
+                if (a != NULL) {
+                        keep_datagram(a, buf, (size_t)n);
                         return n;
+                }
                 c->f->counters.mismatches++;
         }
         errno = EAGAIN; /* the rest on the next readable event */
@@ -227,17 +251,43 @@ void vd_fwd_chan_unlink(struct channel *c, struct attempt *a)
 }
 
 #if ARES_VERSION >= 0x011c00 /* 1.28: ares_send_dnsrec, which reports the ID it chose */
+/* Whether the kept datagram d is the message c-ares ended the send with: the same ID, TC bit,
+ * RCODE and number of answers. It is not after c-ares has repeated the query over TCP (the
+ * datagram had TC) or without EDNS (the datagram was a FORMERR); then the answer is
+ * c-ares's. */
+static bool kept_is_answer(const uint8_t *d, size_t len, const ares_dns_record_t *answer)
+{
+        if (d == NULL || len < VD_HEADER_LEN)
+                return false;
+        bool tc = (ares_dns_record_get_flags(answer) & ARES_FLAG_TC) != 0;
+        return vd_wire_get16(d) == ares_dns_record_get_id(answer) && ((d[2] & 0x02) != 0) == tc &&
+               (d[3] & 0x0f) == ((unsigned)ares_dns_record_get_rcode(answer) & 0x0f) &&
+               vd_wire_get16(d + 6) == ares_dns_record_rr_cnt(answer, ARES_SECTION_ANSWER);
+}
+
 static void on_send_dnsrec(void *arg, ares_status_t status, size_t timeouts,
                            const ares_dns_record_t *answer)
 {
+        struct attempt *a = arg;
+        uint8_t *raw = a->raw; /* freed here: a may be gone once vd_fwd_on_answer returns */
+        size_t raw_len = a->raw_len;
         unsigned char *buf = NULL;
         size_t len = 0;
+        (void)timeouts;
+        a->raw = NULL;
+        a->raw_len = 0;
+        if (status == ARES_SUCCESS && answer != NULL && kept_is_answer(raw, raw_len, answer)) {
+                vd_fwd_on_answer(a, ARES_SUCCESS, raw, raw_len);
+                free(raw);
+                return;
+        }
+        free(raw);
         /* The answer as c-ares parsed it, written back to wire form (what ares_send did). */
         if (status == ARES_SUCCESS &&
             (answer == NULL || ares_dns_write(answer, &buf, &len) != ARES_SUCCESS ||
              len > VD_TCP_MAX))
                 status = ARES_EBADRESP;
-        vd_fwd_on_answer(arg, (int)status, status == ARES_SUCCESS ? buf : NULL,
+        vd_fwd_on_answer(a, (int)status, status == ARES_SUCCESS ? buf : NULL,
                          status == ARES_SUCCESS ? len : 0);
         ares_free_string(buf);
 }
@@ -246,6 +296,8 @@ void vd_fwd_ares_send(struct attempt *a, const uint8_t *pkt, size_t len)
 {
         ares_dns_record_t *rec = NULL;
         unsigned short qid = 0;
+        a->raw = NULL;
+        a->raw_len = 0;
         ares_status_t st = ares_dns_parse(pkt, len, 0, &rec);
         if (st != ARES_SUCCESS) {
                 vd_fwd_on_answer(a, (int)st, NULL, 0);

@@ -64,6 +64,8 @@ struct attempt {
         int sync_status;
         bool is_probe;        /* sent to a dead server to see whether it is back */
         bool timeout_counted; /* its per-try deadline passed */
+        uint8_t *raw;         /* c-ares 1.28+: the last datagram that answered it, as received */
+        size_t raw_len;
 };
 
 struct fwd_query {

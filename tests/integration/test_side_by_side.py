@@ -212,7 +212,6 @@ def is_referral(norm):
             and all(line.endswith(" NS") for line in auth))
 
 
-@vdtest.CARES_REENCODES
 def test_vpcdns_answers_like_unbound(servers):
     vpcdns, unbound, nsd = servers
     diffs = []

@@ -34,28 +34,6 @@ REGION = "eu-west-1"
 TIMEOUT = 2.0  # seconds any single query may take
 
 
-def debian_codename():
-    """VERSION_CODENAME of /etc/os-release ("bookworm", "trixie"), or "" when unknown."""
-    try:
-        for line in open("/etc/os-release"):
-            if line.startswith("VERSION_CODENAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return ""
-
-
-# Known defect on c-ares 1.28 and later (Debian 13): the forwarder gets the upstream's answer
-# from c-ares re-encoded (ares_send_dnsrec, then ares_dns_write) instead of as received, and a
-# first, relayed answer near 512 octets comes back with TC where Debian 12 relays it whole.
-# The cached answer (written by vpcdns itself) is right on both. Until the relay uses the
-# datagram as received, these tests are expected to fail there.
-CARES_REENCODES = pytest.mark.xfail(
-    debian_codename() not in ("bookworm", ""),
-    reason="c-ares >= 1.28 re-encodes upstream answers: first relayed answer gets TC",
-    strict=False)
-
-
 # ---------------------------------------------------------------------------- ports
 
 

@@ -651,6 +651,8 @@ Test(relay, ttls_above_2_31_minus_1_become_0)
 
 /* UP_WRONG_CASE_FIRST: the first query gets an answer (A 192.0.2.66) whose question has every
  * letter's case flipped; later ones are answered normally. */
+/* UP_UNCOMPRESSED: like UP_ANSWER, with the record's owner name written out in full instead of
+ * as a pointer to the question (legal, and what a re-encoder would change). */
 /* UP_WRONG_ID_FIRST: every answer is preceded by the same answer under another ID (a spoof
  * attempt that guessed the question but not the ID). */
 enum up_mode {
@@ -660,7 +662,8 @@ enum up_mode {
         UP_REFUSED,
         UP_WRONG_CASE_FIRST,
         UP_SLOW,
-        UP_WRONG_ID_FIRST
+        UP_WRONG_ID_FIRST,
+        UP_UNCOMPRESSED
 };
 #define SLOW_MS 20 /* UP_SLOW answers like UP_ANSWER, this much later */
 
@@ -685,6 +688,8 @@ typedef struct upstream {
         uint16_t ports[MAX_PORTS_SEEN]; /* distinct UDP source ports seen */
         size_t n_ports;
         struct tcp_conn *conns;
+        uint8_t last_udp[512]; /* the last UDP answer, as sent */
+        size_t last_udp_len;
 } upstream;
 
 struct tcp_conn {
@@ -718,7 +723,8 @@ static size_t upstream_answer(upstream *up, const uint8_t *query, size_t len, bo
         unsigned rcode = up->mode == UP_REFUSED ? VD_RCODE_REFUSED : 0;
         bool wrong_case = up->mode == UP_WRONG_CASE_FIRST && up->udp_queries == 1;
         bool one = up->mode == UP_ANSWER || up->mode == UP_WRONG_CASE_FIRST ||
-                   up->mode == UP_SLOW || up->mode == UP_WRONG_ID_FIRST;
+                   up->mode == UP_SLOW || up->mode == UP_WRONG_ID_FIRST ||
+                   up->mode == UP_UNCOMPRESSED;
         unsigned records = tcp ? TCP_RECORDS : (one ? 1 : 0);
         unsigned flags = UP_FLAGS | rcode | (up->mode == UP_TC && !tcp ? VD_FLAG_TC : 0);
         header(&m, qi.id, flags, 1, records, 0, 1);
@@ -729,10 +735,22 @@ static size_t upstream_answer(upstream *up, const uint8_t *query, size_t len, bo
                              ? c ^ 0x20u
                              : c);
         }
-        for (unsigned i = 0; i < records; i++)
+        for (unsigned i = 0; i < records; i++) {
+                if (up->mode == UP_UNCOMPRESSED) {
+                        const uint8_t rd[4] = {192, 0, 2, (uint8_t)(i + 1)};
+                        for (size_t k = 0; k < qi.qname_len; k++)
+                                put8(&m, query[VD_HEADER_LEN + k]);
+                        rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 300, rd, 4);
+                        continue;
+                }
                 a_rr_ptr(&m, 12, wrong_case ? WRONG_CASE_OCTET : (uint8_t)(i + 1));
+        }
         opt_rr(&m, 1232, 0, qi.edns_do, false);
         cr_assert_leq(m.n, cap);
+        if (!tcp && m.n <= sizeof(up->last_udp)) {
+                memcpy(up->last_udp, m.b, m.n);
+                up->last_udp_len = m.n;
+        }
         memcpy(out, m.b, m.n);
         return m.n;
 }
@@ -1528,6 +1546,28 @@ Test(forward_raw, answer_has_the_clients_question_case)
         cr_assert_eq(memcmp(r.buf + VD_HEADER_LEN, "\5MiXeD\7Example\3COM", 19), 0);
         cr_assert_eq(vd_wire_get16(r.buf + 6), 1, "the upstream's answer record");
         cr_assert_eq(vd_wire_get16(r.buf), s.up[0].seen_id[0], "the upstream's own message");
+}
+
+/* The answer is handed over as the server sent it, octet for octet: not parsed and written
+ * again (c-ares 1.28 and later parse every answer; writing it back would compress this one's
+ * owner name, and can make other answers longer than the server made them). */
+Test(forward_raw, answer_is_the_datagram_as_received)
+{
+        scenario s;
+        raw_result r = {0};
+        const enum up_mode modes[] = {UP_UNCOMPRESSED};
+        scenario_init(&s, modes, 1, false, 2000);
+        s.expected = 1;
+        cr_assert_eq(send_raw(&s, &r, 0x2222, "whole.example.com"), 0);
+        scenario_run(&s);
+        cr_assert_eq(r.calls, 1);
+        cr_assert_eq(r.status, 0);
+        cr_assert_gt(s.up[0].last_udp_len, 0);
+        cr_assert_eq(r.len, s.up[0].last_udp_len);
+        cr_assert_eq(memcmp(r.buf + VD_HEADER_LEN + 19 + 4,
+                            s.up[0].last_udp + VD_HEADER_LEN + 19 + 4,
+                            r.len - VD_HEADER_LEN - 19 - 4),
+                     0, "the records differ from what the server sent");
 }
 
 Test(forward_raw, silent_upstream_times_out_within_budget)
