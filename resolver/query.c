@@ -141,9 +141,18 @@ static bool special_answer(vd_query_env *env, const vd_query_info *qi, bool rule
                vd_snapshot_answer(s, qi, env->rotation++, out, max, out_len) == VD_LOCAL_ANSWERED;
 }
 
-vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t len, bool tcp,
-                                 uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
-                                 void *reply_arg)
+bool vd_query_may_forward(vd_query_env *env, vd_query_client *client)
+{
+        if (env->pending == NULL || client == NULL || client->addr == NULL)
+                return true;
+        int slot = vd_ratelimit_pending_acquire(env->pending, client->addr, env->max_pending);
+        client->pending_slot = slot >= 0 ? slot : -1;
+        return slot != VD_PENDING_FULL;
+}
+
+static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
+                                 size_t len, bool tcp, uint8_t *out, size_t out_cap,
+                                 size_t *out_len, vd_reply_fn reply, void *reply_arg)
 {
         vd_query_info qi;
         env->counters.queries++;
@@ -190,8 +199,8 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         env->counters.local_answers++;
                         return VD_QUERY_REPLY;
                 case VD_LOCAL_CHASE:
-                        return vd_chase_start(env, &qi, max, out, out_cap, out_len, &chase, reply,
-                                              reply_arg);
+                        return vd_chase_start(env, client, &qi, max, out, out_cap, out_len, &chase,
+                                              reply, reply_arg);
                 case VD_LOCAL_FORWARD:
                         break;
                 }
@@ -211,13 +220,46 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         env->counters.cache_answers++;
                 return VD_QUERY_REPLY;
         }
-        /* Only now, with no answer at hand: may_forward counts the query against the client
-         * in a table the workers share (a lock no local answer or cache hit takes). */
+        /* Only now, with no answer at hand, is the query counted against its client in the
+         * table the workers share (a lock no local answer or cache hit takes). */
         if (env->resolver == NULL)
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
-        if (env->may_forward != NULL && !env->may_forward(env->may_forward_arg)) {
+        if (!vd_query_may_forward(env, client)) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }
         return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
+}
+
+vd_query_outcome vd_query_handle(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
+                                 size_t len, bool tcp, uint8_t *out, size_t out_cap,
+                                 size_t *out_len, vd_reply_fn reply, void *reply_arg)
+{
+        if (client != NULL)
+                client->pending_slot = -1;
+        vd_query_outcome outcome =
+            pipeline(env, client, pkt, len, tcp, out, out_cap, out_len, reply, reply_arg);
+        /* Counted, but answered now after all (a stale answer, the budget's SERVFAIL): no
+         * reply will give the count back later. */
+        if (client != NULL && client->pending_slot >= 0 && outcome != VD_QUERY_PENDING) {
+                vd_ratelimit_pending_dec(env->pending, client->pending_slot);
+                client->pending_slot = -1;
+        }
+        return outcome;
+}
+
+size_t vd_query_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap)
+{
+        vd_query_info qi;
+
+        switch (vd_wire_parse_query(pkt, len, &qi)) {
+        case VD_PARSE_OK:
+        case VD_PARSE_NOTIMP:
+        case VD_PARSE_BADVERS:
+                return vd_wire_error_response(&qi, VD_RCODE_REFUSED, out, cap);
+        case VD_PARSE_DROP:
+        case VD_PARSE_FORMERR:
+        default:
+                return 0;
+        }
 }

@@ -384,14 +384,11 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
         w->deny_action = cfg->deny_action;
 
         w->rrl = w->server->rrl;
-        w->max_pending = cfg->max_pending_per_client;
         w->tcp_clients = w->server->tcp_clients;
-        if (w->max_pending > 0) {
-                w->pending = w->server->pending;
-                w->env.may_forward = vd_transport_may_forward;
-                w->env.may_forward_arg = w;
+        if (cfg->max_pending_per_client > 0) {
+                w->env.pending = w->server->pending;
+                w->env.max_pending = cfg->max_pending_per_client;
         }
-        w->pending_slot = -1;
         return 0;
 }
 

@@ -46,8 +46,8 @@ typedef struct vd_tcp_conn {
         unsigned refs;         /* 1 for the handles + 1 per forwarded query */
         unsigned handles_open; /* close callbacks still to come */
         unsigned inflight;     /* forwarded queries not answered yet */
-        unsigned counted;      /* of those, counted in worker->pending (at pending_slot) */
-        int pending_slot;      /* the peer's slot in worker->pending while counted > 0 */
+        unsigned counted;      /* of those, counted in worker->env.pending (at pending_slot) */
+        int pending_slot;      /* the peer's slot in worker->env.pending while counted > 0 */
         int client_slot;       /* the peer's slot in worker->tcp_clients, -1 when not counted */
         unsigned queries;      /* messages handled, for tcp_max_queries */
         struct sockaddr_storage peer;
@@ -232,7 +232,7 @@ static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
         if (c->counted > 0) {
                 /* which of the in-flight queries this was does not matter: the count is */
                 c->counted--;
-                vd_transport_pending_done(c->worker, c->pending_slot);
+                vd_ratelimit_pending_dec(c->worker->env.pending, c->pending_slot);
         }
         if (!c->closing && !c->worker->stopping) {
                 if (len > 0) {
@@ -253,7 +253,7 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         size_t out_len = 0;
 
         if (c->denied) {
-                out_len = vd_transport_refused(msg, len, w->out, VD_TCP_MAX);
+                out_len = vd_query_refused(msg, len, w->out, VD_TCP_MAX);
                 if (out_len > 0) {
                         w->transport.acl_refused++;
                         conn_send(c, w->out, out_len);
@@ -266,10 +266,10 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
 
         c->refs++;
         c->inflight++;
-        vd_transport_pending_begin(w, (const struct sockaddr *)&c->peer);
-        vd_query_outcome outcome =
-            vd_query_handle(&w->env, msg, len, true, w->out, VD_TCP_MAX, &out_len, tcp_reply, c);
-        int slot = vd_transport_pending_end(w, outcome);
+        vd_query_client client = {.addr = (const struct sockaddr *)&c->peer};
+        vd_query_outcome outcome = vd_query_handle(&w->env, &client, msg, len, true, w->out,
+                                                   VD_TCP_MAX, &out_len, tcp_reply, c);
+        int slot = client.pending_slot;
         if (slot >= 0) {
                 /* while counted > 0 the peer's slot cannot change */
                 VD_CHECK(c->counted == 0 || c->pending_slot == slot);

@@ -105,12 +105,9 @@ typedef struct vd_worker {
         vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
         size_t n_allow;
         vd_deny_action deny_action;
-        vd_ratelimit *rrl;             /* the server's; NULL when rate limiting is off */
-        vd_ratelimit_pending *pending; /* the server's; NULL when max_pending is 0 (unlimited) */
-        vd_ratelimit_pending *tcp_clients;     /* the server's; NULL when tcp_max_per_client is 0 */
-        unsigned max_pending;                  /* forwarded queries pending per client address */
-        const struct sockaddr *pending_client; /* during vd_query_handle: whose query */
-        int pending_slot;                      /* its slot, once may_forward looked it up */
+        vd_ratelimit *rrl;                 /* the server's; NULL when rate limiting is off */
+        vd_ratelimit_pending *tcp_clients; /* the server's; NULL when tcp_max_per_client is 0 */
+        /* (forwarded queries pending per client: env.pending, counted by query.c) */
 
         vd_udp_listener udp[VD_MAX_LISTEN];
         vd_tcp_listener tcp[VD_MAX_LISTEN];
@@ -134,49 +131,6 @@ typedef struct vd_worker {
 static inline bool vd_transport_allowed(const vd_worker *w, const struct sockaddr *client)
 {
         return vd_acl_match(w->allow, w->n_allow, client);
-}
-
-/* The env's may_forward hook (set when the worker is made), called only for a query about to
- * go upstream: counts it against the current client in the table all workers share, or says
- * no when the client already has max_pending there. */
-static inline bool vd_transport_may_forward(void *arg)
-{
-        vd_worker *w = arg;
-        if (w->pending == NULL || w->pending_client == NULL)
-                return true;
-        int slot = vd_ratelimit_pending_acquire(w->pending, w->pending_client, w->max_pending);
-        w->pending_slot = slot >= 0 ? slot : -1;
-        return slot != VD_PENDING_FULL;
-}
-
-/* Call right before vd_query_handle: the client whose query it is. */
-static inline void vd_transport_pending_begin(vd_worker *w, const struct sockaddr *client)
-{
-        w->pending_client = client;
-        w->pending_slot = -1;
-}
-
-/* Call right after vd_query_handle. Returns the client's slot when the query went upstream
- * counted (the reply must call _done), else -1; a count taken for a query that did not go
- * (answered or dropped after all) is given back here. */
-static inline int vd_transport_pending_end(vd_worker *w, vd_query_outcome outcome)
-{
-        int slot = w->pending_slot;
-        w->pending_client = NULL;
-        w->pending_slot = -1;
-        if (slot < 0)
-                return -1;
-        if (outcome != VD_QUERY_PENDING) {
-                vd_ratelimit_pending_dec(w->pending, slot);
-                return -1;
-        }
-        return slot;
-}
-
-/* The reply of a counted query ran (also with len 0). */
-static inline void vd_transport_pending_done(vd_worker *w, int slot)
-{
-        vd_ratelimit_pending_dec(w->pending, slot);
 }
 
 /* The forwarding-loop probe (issue 3, "Loop protection"). At start-up worker 0 sends a query
@@ -203,11 +157,6 @@ void vd_loop_probe_unregister(vd_loop_probe *p);
 bool vd_loop_probe_match(const vd_query_info *qi);
 
 /* udp.c */
-/* The answer to a client the access list denies (deny_action refuse): REFUSED with the
- * question when the message parses as a query, written to out; 0 when nothing should be sent
- * (a response, or garbage that would earn FORMERR). */
-size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap);
-
 /* Allocates the receive pool. Returns 0 or -ENOMEM. */
 int vd_udp_worker_init(vd_worker *w);
 /* Frees the pool and the cached pending records; the loop must have ended. */

@@ -32,7 +32,7 @@ typedef struct vd_udp_pending {
         struct vd_udp_pending *next; /* free-list link */
         vd_worker *worker;
         const vd_udp_listener *listener;
-        int pending_slot; /* the client's slot in worker->pending, -1 when not counted */
+        int pending_slot; /* the client's slot in worker->env.pending, -1 when not counted */
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
@@ -204,26 +204,10 @@ static void udp_reply(void *arg, const uint8_t *resp, size_t len)
         vd_worker *w = p->worker;
 
         if (p->pending_slot >= 0)
-                vd_transport_pending_done(w, p->pending_slot);
+                vd_ratelimit_pending_dec(w->env.pending, p->pending_slot);
         if (len > 0 && !w->stopping)
                 send_response(w, p->listener, resp, len, (const struct sockaddr *)&p->peer);
         pending_put(w, p);
-}
-
-size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap)
-{
-        vd_query_info qi;
-
-        switch (vd_wire_parse_query(pkt, len, &qi)) {
-        case VD_PARSE_OK:
-        case VD_PARSE_NOTIMP:
-        case VD_PARSE_BADVERS:
-                return vd_wire_error_response(&qi, VD_RCODE_REFUSED, out, cap);
-        case VD_PARSE_DROP:
-        case VD_PARSE_FORMERR:
-        default:
-                return 0;
-        }
 }
 
 /* A datagram from a client outside the access list. */
@@ -232,7 +216,7 @@ static void handle_denied(vd_worker *w, const vd_udp_listener *l, const uint8_t 
 {
         size_t n = 0;
         if (w->deny_action == VD_DENY_REFUSE)
-                n = vd_transport_refused(pkt, len, w->out, VD_UDP_MIN);
+                n = vd_query_refused(pkt, len, w->out, VD_UDP_MIN);
         if (n == 0) {
                 w->transport.acl_dropped++;
                 return;
@@ -266,10 +250,10 @@ static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_
         memcpy(&p->peer, peer, peer_len);
 
         size_t out_len = 0;
-        vd_transport_pending_begin(w, peer);
-        vd_query_outcome outcome = vd_query_handle(&w->env, pkt, len, false, w->out, sizeof(w->out),
-                                                   &out_len, udp_reply, p);
-        p->pending_slot = vd_transport_pending_end(w, outcome);
+        vd_query_client client = {.addr = peer};
+        vd_query_outcome outcome = vd_query_handle(&w->env, &client, pkt, len, false, w->out,
+                                                   sizeof(w->out), &out_len, udp_reply, p);
+        p->pending_slot = client.pending_slot;
         switch (outcome) {
         case VD_QUERY_REPLY:
                 send_response(w, l, w->out, out_len, peer);

@@ -1,5 +1,6 @@
 /* test_query.c — the query pipeline's header policy without local data or upstream, the
- * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data (spec §5), and
+ * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data, the count of a
+ * client's pending queries, and
  * the forwarding-loop probe that query.c recognises. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -25,7 +26,7 @@ static size_t make_query(uint8_t *buf)
 static vd_query_outcome run(vd_query_env *env, const uint8_t *pkt, size_t len, uint8_t *out,
                             size_t *out_len)
 {
-        return vd_query_handle(env, pkt, len, false, out, 1232, out_len, NULL, NULL);
+        return vd_query_handle(env, NULL, pkt, len, false, out, 1232, out_len, NULL, NULL);
 }
 
 Test(query, pipeline_outcomes_without_data_or_upstream)
@@ -229,8 +230,8 @@ static vd_query_outcome with_rule(const char *domain, bool use_default, bool *lo
         harness_start(&h, domain, use_default, local_a_example());
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_query(pkt);
-        vd_query_outcome outcome =
-            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        vd_query_outcome outcome = vd_query_handle(&h.env, NULL, pkt, len, false, out, sizeof(out),
+                                                   &out_len, count_reply, NULL);
         *local = outcome == VD_QUERY_REPLY && h.env.counters.local_answers == 1 &&
                  (out[3] & 0xF) == VD_RCODE_NOERROR && vd_wire_get16(out + 6) == 1;
         if (outcome == VD_QUERY_PENDING)
@@ -260,10 +261,16 @@ Test(query, other_rules_leave_local_data_alone)
 
 /* ---- ANY for a name without local data goes upstream ---------------------------------------- */
 
-static bool never_forward(void *arg)
+/* A client address, and a pending table in which it already has limit queries upstream. */
+static vd_ratelimit_pending *busy_client(struct sockaddr_in *client, unsigned limit)
 {
-        (void)arg;
-        return false;
+        vd_ratelimit_pending *t = NULL;
+        *client = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(5353)};
+        client->sin_addr.s_addr = htonl(0xc0000201); /* 192.0.2.1 */
+        cr_assert_eq(vd_ratelimit_pending_new(0, &t), 0);
+        for (unsigned i = 0; i < limit; i++)
+                cr_assert_geq(vd_ratelimit_pending_acquire(t, (struct sockaddr *)client, limit), 0);
+        return t;
 }
 
 Test(query, any_for_a_name_without_local_data_is_forwarded)
@@ -272,8 +279,8 @@ Test(query, any_for_a_name_without_local_data_is_forwarded)
         harness_start(&h, NULL, false, local_a_example());
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_any(pkt, true);
-        vd_query_outcome outcome =
-            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        vd_query_outcome outcome = vd_query_handle(&h.env, NULL, pkt, len, false, out, sizeof(out),
+                                                   &out_len, count_reply, NULL);
         cr_assert_eq(outcome, VD_QUERY_PENDING, "ANY for example.net must go to the upstream");
         cr_assert_eq(h.env.counters.forwarded, 1);
         cr_assert_eq(h.env.counters.local_answers, 0);
@@ -283,16 +290,49 @@ Test(query, any_for_a_name_without_local_data_is_forwarded)
 Test(query, forwarded_any_counts_against_the_clients_pending_limit)
 {
         harness h;
+        struct sockaddr_in addr;
         harness_start(&h, NULL, false, NULL);
-        h.env.may_forward = never_forward;
+        h.env.pending = busy_client(&addr, 1);
+        h.env.max_pending = 1;
+        vd_query_client client = {.addr = (struct sockaddr *)&addr, .pending_slot = 7};
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_any(pkt, false);
-        vd_query_outcome outcome =
-            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        vd_query_outcome outcome = vd_query_handle(&h.env, &client, pkt, len, false, out,
+                                                   sizeof(out), &out_len, count_reply, NULL);
         cr_assert_eq(outcome, VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "over the pending limit: SERVFAIL at once");
         cr_assert_eq(h.env.counters.forward_denied, 1);
+        cr_assert_eq(client.pending_slot, -1, "nothing to give back");
         harness_finish(&h, outcome);
+        vd_ratelimit_pending_free(h.env.pending);
+}
+
+Test(query, a_forwarded_query_hands_its_count_to_the_transport)
+{
+        harness h;
+        struct sockaddr_in addr;
+        harness_start(&h, NULL, false, NULL);
+        h.env.pending = busy_client(&addr, 1);
+        h.env.max_pending = 2;
+        vd_query_client client = {.addr = (struct sockaddr *)&addr};
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_any(pkt, false);
+        vd_query_outcome outcome = vd_query_handle(&h.env, &client, pkt, len, false, out,
+                                                   sizeof(out), &out_len, count_reply, NULL);
+        cr_assert_eq(outcome, VD_QUERY_PENDING);
+        cr_assert_geq(client.pending_slot, 0, "the query went upstream counted");
+        cr_assert_eq(vd_ratelimit_pending_count(h.env.pending, client.pending_slot), 2);
+        vd_ratelimit_pending_dec(h.env.pending, client.pending_slot); /* as the reply does */
+
+        /* A query answered at once (REFUSED for CHAOS) keeps nothing counted. */
+        len = make_query(pkt);
+        pkt[len - 1] = 3;
+        cr_assert_eq(vd_query_handle(&h.env, &client, pkt, len, false, out, sizeof(out), &out_len,
+                                     count_reply, NULL),
+                     VD_QUERY_REPLY);
+        cr_assert_eq(client.pending_slot, -1);
+        harness_finish(&h, outcome);
+        vd_ratelimit_pending_free(h.env.pending);
 }
 
 /* ---- the forwarding-loop probe --------------------------------------------------------------- */
@@ -380,8 +420,8 @@ static ldns_pkt *ask(vd_query_env *env, const char *name, uint16_t type, vd_quer
 {
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_typed_query(pkt, name, type);
-        *outcome =
-            vd_query_handle(env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        *outcome = vd_query_handle(env, NULL, pkt, len, false, out, sizeof(out), &out_len,
+                                   count_reply, NULL);
         if (*outcome != VD_QUERY_REPLY)
                 return NULL;
         ldns_pkt *p = NULL;
