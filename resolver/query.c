@@ -7,12 +7,11 @@
  * it); local names answer ANY with their own RRsets (RFC 8482 §4.1).
  * The local path writes the response into the caller's buffer without allocating; the
  * forwarded path hands the transport's reply callback to the resolver.
- * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
+ * Also recognises the server's forwarding-loop probe (query.h), which the env points at. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#include "transport.h"
 #include "vpcdns/chase.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
@@ -24,46 +23,36 @@
 #define TYPE_MAILB 253
 #define TYPE_MAILA 254
 
-/* ---- forwarding-loop probes ---------------------------------------------------------------- */
+/* ---- the forwarding-loop probe ----------------------------------------------------------------
+ */
 
-/* Every probe name has the same length: questions of any other length skip the scan. */
+/* Every probe name has the same length: questions of any other length skip the compare. */
 #define PROBE_NAME_LEN (1 + VD_LOOP_PROBE_HEX + sizeof(VD_LOOP_PROBE_SUFFIX))
 
-static _Atomic(vd_loop_probe *) probes[VD_LOOP_PROBE_SLOTS];
-
-int vd_loop_probe_register(vd_loop_probe *p)
+int vd_loop_probe_arm(vd_loop_probe *p)
 {
         if (p->len != PROBE_NAME_LEN)
                 return -EINVAL;
         atomic_store(&p->seen, false);
-        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
-                vd_loop_probe *expected = NULL;
-                if (atomic_compare_exchange_strong(&probes[i], &expected, p))
-                        return 0;
-        }
-        return -ENOSPC;
+        atomic_store_explicit(&p->armed, true, memory_order_release); /* publishes name */
+        return 0;
 }
 
-void vd_loop_probe_unregister(vd_loop_probe *p)
+void vd_loop_probe_disarm(vd_loop_probe *p)
 {
-        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
-                vd_loop_probe *expected = p;
-                atomic_compare_exchange_strong(&probes[i], &expected, NULL);
-        }
+        atomic_store(&p->armed, false);
 }
 
-bool vd_loop_probe_match(const vd_query_info *qi)
+/* True when qi asks for the armed probe's name (and marks the probe seen). */
+static bool probe_match(vd_loop_probe *p, const vd_query_info *qi)
 {
-        if (!qi->question_ok || qi->qname_len != PROBE_NAME_LEN)
+        if (p == NULL || !qi->question_ok || qi->qname_len != PROBE_NAME_LEN ||
+            !atomic_load_explicit(&p->armed, memory_order_acquire))
                 return false;
-        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
-                vd_loop_probe *p = atomic_load(&probes[i]);
-                if (p != NULL && memcmp(p->name, qi->qname_lower, PROBE_NAME_LEN) == 0) {
-                        atomic_store(&p->seen, true);
-                        return true;
-                }
-        }
-        return false;
+        if (memcmp(p->name, qi->qname_lower, PROBE_NAME_LEN) != 0)
+                return false;
+        atomic_store(&p->seen, true);
+        return true;
 }
 
 /* ---- the pipeline ---------------------------------------------------------------------------- */
@@ -176,7 +165,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
                 return reply_error(env, &qi, policy, out, out_cap, out_len);
 
         /* Our own start-up probe came back: the upstreams forward to us. End the loop here. */
-        if (vd_loop_probe_match(&qi))
+        if (probe_match(env->loop_probe, &qi))
                 return reply_error(env, &qi, VD_RCODE_REFUSED, out, out_cap, out_len);
 
         size_t max = tcp ? VD_TCP_MAX : vd_wire_client_udp_max(&qi);

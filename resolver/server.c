@@ -22,7 +22,8 @@
  * into one upstream query, and the upstream_max_qps budget of each upstream server. A
  * worker's resolver is closed before its forwarder. Loop protection: once running, worker 0
  * sends a probe for a unique name to the upstreams (serving does not wait for it); when that
- * name comes back to one of our listeners (query.c marks it), the server logs the loop and
+ * name comes back to one of our listeners (query.c marks the server's probe, which every
+ * worker's env points at), the server logs the loop and
  * stops with -ELOOP.
  */
 #include <errno.h>
@@ -59,10 +60,9 @@ struct vd_server {
         size_t n_upstream;
         bool ran;
 
-        /* The start-up loop check: armed by worker 0, the stop is requested through
-         * fail_async on the control loop. */
+        /* The start-up loop check: armed by worker 0, seen by any worker (their envs point
+         * at it); the stop is requested through fail_async on the control loop. */
         vd_loop_probe probe;
-        bool probe_registered; /* worker 0 only until the threads are joined */
         uv_async_t fail_async;
         bool fail_ready;
         _Atomic int failure; /* 0, or why the server stops on its own (-ELOOP) */
@@ -222,10 +222,7 @@ static void probe_finish(vd_worker *w)
         vd_server *srv = w->server;
         if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
                 uv_timer_stop(&w->probe_timer);
-        if (srv->probe_registered) {
-                vd_loop_probe_unregister(&srv->probe);
-                srv->probe_registered = false;
-        }
+        vd_loop_probe_disarm(&srv->probe);
 }
 
 /* The probe came back to us: log it once and ask the control thread to stop everything. */
@@ -322,10 +319,9 @@ static void probe_start(vd_worker *w)
         if (vd_name_from_text(text, srv->probe.name, &srv->probe.len) != 0 ||
             probe_query(&srv->probe, pkt, sizeof(pkt), &qi) != 0)
                 goto skip;
-        why = "registry";
-        if (vd_loop_probe_register(&srv->probe) != 0)
+        why = "name";
+        if (vd_loop_probe_arm(&srv->probe) != 0)
                 goto skip;
-        srv->probe_registered = true;
         why = "timer";
         if (uv_timer_init(&w->loop, &w->probe_timer) != 0)
                 goto skip;
@@ -542,6 +538,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         }
 
         w->env.loop = &w->loop;
+        w->env.loop_probe = &srv->probe;
         w->cache = srv->cache;
         w->env.cache = w->cache;
         return worker_forwarding(w, cfg, err);
@@ -887,10 +884,7 @@ int vd_server_run(vd_server *srv)
                 uv_close((uv_handle_t *)&srv->fail_async, NULL);
                 uv_run(&srv->control, UV_RUN_DEFAULT);
         }
-        if (srv->probe_registered) { /* worker 0 never got to finish its check */
-                vd_loop_probe_unregister(&srv->probe);
-                srv->probe_registered = false;
-        }
+        vd_loop_probe_disarm(&srv->probe); /* worker 0 may never have finished its check */
         r = uv_loop_close(&srv->control);
         if (r < 0 && result == 0)
                 result = r;

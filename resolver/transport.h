@@ -1,7 +1,6 @@
 /* transport.h — private to server.c, udp.c and tcp.c: the worker (one libuv loop with its
  * sockets, forwarder, resolver and query env) and the entry points server.c calls to open and
- * close the UDP and TCP transports; also the forwarding-loop probe that server.c arms and
- * query.c recognises. Not a public contract: nothing else includes it.
+ * close the UDP and TCP transports. Not a public contract: nothing else includes it.
  *
  * Threading: every field of a worker is touched only by the thread running its loop, except
  * stop_async and reload_async (uv_async_send from the control thread), the shared snapshot
@@ -9,7 +8,6 @@
 #ifndef VPCDNS_TRANSPORT_H
 #define VPCDNS_TRANSPORT_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -132,29 +130,6 @@ static inline bool vd_transport_allowed(const vd_worker *w, const struct sockadd
 {
         return vd_acl_match(w->allow, w->n_allow, client);
 }
-
-/* The forwarding-loop probe (issue 3, "Loop protection"). At start-up worker 0 sends a query
- * for a unique name (<16 hex digits>.vpcdns-loop-check.invalid.) to the upstreams; when that
- * name reaches one of our own listeners, the upstreams send our queries back to us. The
- * server registers its probe before it sends it; query.c checks every question of the probe's
- * length against the registered probes (any worker thread), marks the probe seen and answers
- * REFUSED so that the loop ends there. The probe lives in the server; it is unregistered
- * before the server is freed. */
-#define VD_LOOP_PROBE_SUFFIX "vpcdns-loop-check.invalid."
-#define VD_LOOP_PROBE_HEX 16
-#define VD_LOOP_PROBE_SLOTS 8 /* servers in one process with a check under way */
-
-typedef struct vd_loop_probe {
-        uint8_t name[VD_NAME_MAX]; /* lower-cased wire name */
-        size_t len;
-        _Atomic bool seen; /* set by whichever worker thread receives the name */
-} vd_loop_probe;
-
-/* query.c: 0, or -ENOSPC when every slot is taken (the check is then skipped). */
-int vd_loop_probe_register(vd_loop_probe *p);
-void vd_loop_probe_unregister(vd_loop_probe *p);
-/* query.c: true when qi asks for a registered probe name (and marks that probe seen). */
-bool vd_loop_probe_match(const vd_query_info *qi);
 
 /* udp.c */
 /* Allocates the receive pool. Returns 0 or -ENOMEM. */

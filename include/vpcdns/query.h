@@ -6,6 +6,7 @@
 #ifndef VPCDNS_QUERY_H
 #define VPCDNS_QUERY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,28 @@ typedef struct vd_query_counters {
         uint64_t forward_denied; /* SERVFAIL because the client had too many pending */
 } vd_query_counters;
 
+/* The forwarding-loop probe. At start-up the server sends a query for a unique name
+ * (<16 hex digits>.vpcdns-loop-check.invalid.) to the upstreams; when that name reaches one
+ * of our own listeners, the upstreams send our queries back to us. The server owns its probe
+ * and arms it before the query leaves; every worker's env points at it, and vd_query_handle
+ * answers a question for the armed name REFUSED (so that the loop ends there) and marks the
+ * probe seen, on whichever worker thread gets it. */
+#define VD_LOOP_PROBE_SUFFIX "vpcdns-loop-check.invalid."
+#define VD_LOOP_PROBE_HEX 16
+
+typedef struct vd_loop_probe {
+        uint8_t name[VD_NAME_MAX]; /* lower-cased wire name; written only while not armed */
+        size_t len;
+        _Atomic bool armed; /* name is final: workers may compare it */
+        _Atomic bool seen;  /* set by whichever worker thread receives the name */
+} vd_loop_probe;
+
+/* Arms p once its name is written: 0, or -EINVAL when the name is not a probe name's length.
+ * Clears seen. */
+int vd_loop_probe_arm(vd_loop_probe *p);
+/* The check is over: the name is an ordinary name again. Idempotent. */
+void vd_loop_probe_disarm(vd_loop_probe *p);
+
 /* Per-worker state of the query pipeline. */
 typedef struct vd_query_env {
         const vd_snapshot *snapshot;  /* borrowed; may be NULL (no local data) */
@@ -39,6 +62,7 @@ typedef struct vd_query_env {
          * max_pending; a local answer or a cache hit never takes the table's lock. */
         vd_ratelimit_pending *pending;
         unsigned max_pending;
+        vd_loop_probe *loop_probe; /* the server's (borrowed); NULL: no check */
         vd_query_counters counters;
 } vd_query_env;
 

@@ -3,6 +3,7 @@
  * client's pending queries, and
  * the forwarding-loop probe that query.c recognises. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
@@ -10,7 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../resolver/transport.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
@@ -354,14 +354,19 @@ static size_t make_named_query(uint8_t *buf, const char *name)
 
 Test(query, our_own_probe_is_refused_and_marked_seen)
 {
-        static vd_loop_probe probe;
+        vd_loop_probe probe = {0};
         const char *name = "a123456789abcdef." VD_LOOP_PROBE_SUFFIX;
         cr_assert_eq(vd_name_from_text(name, probe.name, &probe.len), 0);
-        cr_assert_eq(vd_loop_probe_register(&probe), 0);
-
         vd_query_env env = {0};
+        env.loop_probe = &probe;
         uint8_t pkt[512], out[1232];
-        size_t out_len = 0, len = make_named_query(pkt, "b123456789abcdef." VD_LOOP_PROBE_SUFFIX);
+        size_t out_len = 0, len = make_named_query(pkt, name);
+        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "not armed yet: an ordinary name");
+        cr_assert_not(atomic_load(&probe.seen));
+        cr_assert_eq(vd_loop_probe_arm(&probe), 0);
+
+        len = make_named_query(pkt, "b123456789abcdef." VD_LOOP_PROBE_SUFFIX);
         cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "another probe name is an ordinary name");
         cr_assert_not(atomic_load(&probe.seen));
@@ -372,25 +377,27 @@ Test(query, our_own_probe_is_refused_and_marked_seen)
         cr_assert_eq(out[0], 0xab);
         cr_assert(atomic_load(&probe.seen));
 
-        vd_loop_probe_unregister(&probe);
+        vd_loop_probe_disarm(&probe);
         cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "after the check the name is ordinary");
 }
 
-Test(query, probe_registry_is_bounded)
+Test(query, a_probe_is_only_its_own_servers)
 {
-        static vd_loop_probe probes[VD_LOOP_PROBE_SLOTS + 1];
-        for (size_t i = 0; i <= VD_LOOP_PROBE_SLOTS; i++) {
-                char text[64];
-                snprintf(text, sizeof(text), "%016zx.%s", i, VD_LOOP_PROBE_SUFFIX);
-                cr_assert_eq(vd_name_from_text(text, probes[i].name, &probes[i].len), 0);
-                int rc = vd_loop_probe_register(&probes[i]);
-                cr_assert_eq(rc, i < VD_LOOP_PROBE_SLOTS ? 0 : -ENOSPC);
-        }
-        for (size_t i = 0; i <= VD_LOOP_PROBE_SLOTS; i++)
-                vd_loop_probe_unregister(&probes[i]);
-        cr_assert_eq(vd_loop_probe_register(&probes[VD_LOOP_PROBE_SLOTS]), 0);
-        vd_loop_probe_unregister(&probes[VD_LOOP_PROBE_SLOTS]);
+        vd_loop_probe probe = {0};
+        const char *name = "0123456789abcdef." VD_LOOP_PROBE_SUFFIX;
+        cr_assert_eq(vd_name_from_text(name, probe.name, &probe.len), 0);
+        cr_assert_eq(vd_loop_probe_arm(&probe), 0);
+        vd_query_env other = {0}; /* another server's worker: no probe of its own */
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_named_query(pkt, name);
+        cr_assert_eq(run(&other, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL);
+        cr_assert_not(atomic_load(&probe.seen), "no process-wide registry any more");
+
+        vd_loop_probe bad = {0};
+        cr_assert_eq(vd_name_from_text("short." VD_LOOP_PROBE_SUFFIX, bad.name, &bad.len), 0);
+        cr_assert_eq(vd_loop_probe_arm(&bad), -EINVAL);
 }
 
 /* ---- special-use names (RFC 6761) ------------------------------------------------------------ */
