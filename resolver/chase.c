@@ -486,7 +486,7 @@ static size_t finish(struct chase *c)
         vd_wire_put16(c->resp + 10, 0);
         size_t n = vd_wire_add_opt(&c->qi, c->rcode, c->resp, c->len, c->cap);
         if (c->rcode == VD_RCODE_SERVFAIL)
-                c->env->counters.servfail++;
+                c->env->counters.servfail_answers++;
         return n;
 }
 
@@ -559,7 +559,7 @@ vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, cons
         chase_free(c);
         return VD_QUERY_REPLY;
 fail:
-        env->counters.servfail++;
+        env->counters.servfail_answers++;
 fail_counted:
         if (c != NULL)
                 chase_free(c);

@@ -68,7 +68,7 @@ static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, 
         if (rcode == VD_RCODE_FORMERR)
                 env->counters.formerr++;
         else if (rcode == VD_RCODE_SERVFAIL)
-                env->counters.servfail++;
+                env->counters.servfail_answers++;
         *out_len = n;
         return VD_QUERY_REPLY;
 }
@@ -106,7 +106,7 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
                 break;
         case VD_QUERY_REPLY:
                 if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
-                        env->counters.servfail++;
+                        env->counters.servfail_answers++;
                 else
                         env->counters.cache_answers++;
                 break;
@@ -204,7 +204,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         if (env->resolver != NULL &&
             vd_resolver_from_cache(env->resolver, &qi, max, out, out_cap, out_len)) {
                 if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
-                        env->counters.servfail++; /* a SERVFAIL kept a few seconds */
+                        env->counters.servfail_answers++; /* a SERVFAIL kept a few seconds */
                 else
                         env->counters.cache_answers++;
                 return VD_QUERY_REPLY;

@@ -127,6 +127,35 @@ fail:;
         return -e;
 }
 
+/* Counters */
+
+/* The resolver's own counters, under their names in the table (counters.h). */
+static void take_resolver_counters(vd_counters *c, const vd_resolver *r)
+{
+        vd_resolver_counters rc;
+        vd_resolver_counters_get(r, &rc);
+        c->cache_hits = rc.cache_hits;
+        c->cache_misses = rc.cache_misses;
+        c->stale_answers = rc.stale_answers;
+        c->merged = rc.merged;
+        c->prefetches = rc.prefetches;
+        c->resolver_servfails = rc.servfails;
+}
+
+/* The forwarder's own counters, under their names in the table. */
+static void take_forwarder_counters(vd_counters *c, const vd_forwarder *f)
+{
+        vd_forward_counters fc;
+        vd_forwarder_counters_get(f, &fc);
+        c->upstream_queries = fc.upstream_queries;
+        c->upstream_timeouts = fc.timeouts;
+        c->upstream_failures = fc.failures;
+        c->budget_refused = fc.budget_refused;
+        c->mismatches = fc.mismatches;
+        c->failovers = fc.failovers;
+        c->servers_down = fc.servers_down;
+}
+
 /* Workers */
 
 static void close_leftover(uv_handle_t *h, void *arg)
@@ -153,14 +182,14 @@ static void worker_stop(vd_worker *w)
                 vd_resolver *r = w->resolver;
                 w->resolver = NULL;
                 w->env.resolver = NULL;
-                vd_resolver_counters_get(r, &w->resolver_counters);
+                take_resolver_counters(&w->env.counters, r);
                 vd_resolver_close(r); /* waiting clients' replies run with len 0 */
         }
         if (w->forwarder != NULL) {
                 vd_forwarder *f = w->forwarder;
                 w->forwarder = NULL;
                 w->env.forwarder = NULL;
-                vd_forwarder_counters_get(f, &w->forward_counters);
+                take_forwarder_counters(&w->env.counters, f);
                 vd_forwarder_close(f); /* pending replies run with len 0 */
         }
         if (w->async_ready)
@@ -731,80 +760,30 @@ static void log_start(const vd_server *srv)
                srv->n_workers, srv->n_upstream);
 }
 
+/* One line with every counter of the table (counters.h), summed over the workers. */
 static void log_stop(const vd_server *srv)
 {
-        vd_query_counters q = {0};
-        vd_transport_counters t = {0};
-        vd_cache_counters cache_total = {0};
-        vd_resolver_counters rc = {0};
-        vd_forward_counters fc = {0};
+        vd_counters total = {0};
+        char line[4096];
+        size_t used = 0;
 
-        if (srv->cache != NULL)
-                vd_cache_counters_get(srv->cache, &cache_total); /* once: the workers share it */
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                const vd_worker *w = srv->workers[i];
-                q.queries += w->env.counters.queries;
-                q.local_answers += w->env.counters.local_answers;
-                q.cache_answers += w->env.counters.cache_answers;
-                rc.cache_hits += w->resolver_counters.cache_hits;
-                rc.cache_misses += w->resolver_counters.cache_misses;
-                rc.stale_answers += w->resolver_counters.stale_answers;
-                rc.merged += w->resolver_counters.merged;
-                rc.prefetches += w->resolver_counters.prefetches;
-                rc.servfails += w->resolver_counters.servfails;
-                fc.upstream_queries += w->forward_counters.upstream_queries;
-                fc.timeouts += w->forward_counters.timeouts;
-                fc.failures += w->forward_counters.failures;
-                fc.budget_refused += w->forward_counters.budget_refused;
-                fc.mismatches += w->forward_counters.mismatches;
-                fc.failovers += w->forward_counters.failovers;
-                fc.servers_down += w->forward_counters.servers_down;
-                q.forwarded += w->env.counters.forwarded;
-                q.dropped += w->env.counters.dropped;
-                q.formerr += w->env.counters.formerr;
-                q.servfail += w->env.counters.servfail;
-                q.forward_denied += w->env.counters.forward_denied;
-                t.udp_send_dropped += w->transport.udp_send_dropped;
-                t.udp_errors += w->transport.udp_errors;
-                t.tcp_accepted += w->transport.tcp_accepted;
-                t.tcp_rejected += w->transport.tcp_rejected;
-                t.tcp_idle_closed += w->transport.tcp_idle_closed;
-                t.tcp_slow_closed += w->transport.tcp_slow_closed;
-                t.acl_refused += w->transport.acl_refused;
-                t.acl_dropped += w->transport.acl_dropped;
-                t.rrl_dropped += w->transport.rrl_dropped;
-                t.rrl_slipped += w->transport.rrl_slipped;
-                t.tcp_client_rejected += w->transport.tcp_client_rejected;
-                t.tcp_query_limit_closed += w->transport.tcp_query_limit_closed;
+        for (unsigned i = 0; i < srv->n_workers; i++)
+                vd_counters_add(&total, &srv->workers[i]->env.counters);
+        if (srv->cache != NULL) { /* once: the workers share it */
+                vd_cache_counters cc = {0};
+                vd_cache_counters_get(srv->cache, &cc);
+                total.cache_stores = cc.stores;
+                total.cache_evictions = cc.evictions;
+                total.cache_entries = cc.entries;
         }
-        vd_log(VD_LOG_INFO, "server_stop",
-               "queries=%llu local=%llu forwarded=%llu dropped=%llu formerr=%llu servfail=%llu "
-               "udp_send_dropped=%llu udp_errors=%llu tcp_accepted=%llu tcp_rejected=%llu "
-               "tcp_idle_closed=%llu tcp_slow_closed=%llu forward_denied=%llu acl_refused=%llu "
-               "acl_dropped=%llu rrl_dropped=%llu rrl_slipped=%llu tcp_client_rejected=%llu "
-               "tcp_query_limit_closed=%llu cache_answers=%llu cache_stores=%llu "
-               "cache_evictions=%llu cache_entries=%zu cache_hits=%llu cache_misses=%llu "
-               "stale_answers=%llu merged=%llu prefetches=%llu resolver_servfails=%llu "
-               "upstream_queries=%llu upstream_timeouts=%llu upstream_failures=%llu "
-               "budget_refused=%llu mismatches=%llu failovers=%llu servers_down=%u",
-               (unsigned long long)q.queries, (unsigned long long)q.local_answers,
-               (unsigned long long)q.forwarded, (unsigned long long)q.dropped,
-               (unsigned long long)q.formerr, (unsigned long long)q.servfail,
-               (unsigned long long)t.udp_send_dropped, (unsigned long long)t.udp_errors,
-               (unsigned long long)t.tcp_accepted, (unsigned long long)t.tcp_rejected,
-               (unsigned long long)t.tcp_idle_closed, (unsigned long long)t.tcp_slow_closed,
-               (unsigned long long)q.forward_denied, (unsigned long long)t.acl_refused,
-               (unsigned long long)t.acl_dropped, (unsigned long long)t.rrl_dropped,
-               (unsigned long long)t.rrl_slipped, (unsigned long long)t.tcp_client_rejected,
-               (unsigned long long)t.tcp_query_limit_closed, (unsigned long long)q.cache_answers,
-               (unsigned long long)cache_total.stores, (unsigned long long)cache_total.evictions,
-               cache_total.entries, (unsigned long long)rc.cache_hits,
-               (unsigned long long)rc.cache_misses, (unsigned long long)rc.stale_answers,
-               (unsigned long long)rc.merged, (unsigned long long)rc.prefetches,
-               (unsigned long long)rc.servfails, (unsigned long long)fc.upstream_queries,
-               (unsigned long long)fc.timeouts, (unsigned long long)fc.failures,
-               (unsigned long long)fc.budget_refused, (unsigned long long)fc.mismatches,
-               (unsigned long long)fc.failovers, fc.servers_down);
+        line[0] = '\0';
+#define LOG_COUNTER(name, kind, help)                                                              \
+        if (used < sizeof(line))                                                                   \
+                used += (size_t)snprintf(line + used, sizeof(line) - used, "%s" #name "=%llu",     \
+                                         used > 0 ? " " : "", (unsigned long long)total.name);
+        VD_COUNTERS(LOG_COUNTER)
+#undef LOG_COUNTER
+        vd_log(VD_LOG_INFO, "server_stop", "%s", line);
 }
 
 int vd_server_run(vd_server *srv)

@@ -121,7 +121,7 @@ static void idle_cb(uv_timer_t *t)
                 idle_restart(c);
                 return;
         }
-        c->worker->transport.tcp_idle_closed++;
+        c->worker->env.counters.tcp_idle_closed++;
         conn_close(c);
 }
 
@@ -199,7 +199,7 @@ static void conn_send(vd_tcp_conn *c, const uint8_t *msg, size_t len)
                 return;
         }
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) > VD_TCP_MAX_UNSENT) {
-                c->worker->transport.tcp_slow_closed++;
+                c->worker->env.counters.tcp_slow_closed++;
                 conn_close(c);
         }
 }
@@ -255,10 +255,10 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         if (c->denied) {
                 out_len = vd_query_refused(msg, len, w->out, VD_TCP_MAX);
                 if (out_len > 0) {
-                        w->transport.acl_refused++;
+                        w->env.counters.acl_refused++;
                         conn_send(c, w->out, out_len);
                 } else {
-                        w->transport.acl_dropped++;
+                        w->env.counters.acl_dropped++;
                 }
                 idle_restart(c);
                 return;
@@ -305,7 +305,7 @@ static void conn_process(vd_tcp_conn *c)
                 off += 2 + len;
                 unsigned max = c->worker->tcp_max_queries;
                 if (max > 0 && ++c->queries >= max && !c->closing) {
-                        c->worker->transport.tcp_query_limit_closed++;
+                        c->worker->env.counters.tcp_query_limit_closed++;
                         c->finishing = true; /* answer what is in flight, then close */
                         break;
                 }
@@ -387,7 +387,7 @@ static void reject(vd_worker *w, uv_stream_t *server)
         uv_tcp_init(&w->loop, t);
         (void)uv_accept(server, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, reject_on_close);
-        w->transport.tcp_rejected++;
+        w->env.counters.tcp_rejected++;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -432,7 +432,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         if (!vd_transport_allowed(w, (const struct sockaddr *)&c->peer)) {
                 if (w->deny_action == VD_DENY_DROP) {
-                        w->transport.acl_dropped++;
+                        w->env.counters.acl_dropped++;
                         conn_close(c);
                         return;
                 }
@@ -442,13 +442,13 @@ static void on_connection(uv_stream_t *server, int status)
                 int slot = vd_ratelimit_pending_acquire(
                     w->tcp_clients, (const struct sockaddr *)&c->peer, w->tcp_max_per_client);
                 if (slot == VD_PENDING_FULL) {
-                        w->transport.tcp_client_rejected++;
+                        w->env.counters.tcp_client_rejected++;
                         conn_close(c);
                         return;
                 }
                 c->client_slot = slot;
         }
-        w->transport.tcp_accepted++;
+        w->env.counters.tcp_accepted++;
         uv_tcp_nodelay(&c->handle, 1);
         reading_update(c);
         idle_restart(c);

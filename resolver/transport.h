@@ -30,21 +30,6 @@
 #define VD_TCP_MAX_INFLIGHT 32         /* forwarded queries per connection before pausing */
 #define VD_TCP_MAX_UNSENT (256 * 1024) /* bytes queued in libuv before the client is closed */
 
-typedef struct vd_transport_counters {
-        uint64_t udp_send_dropped; /* the socket's send buffer was full (EAGAIN) */
-        uint64_t udp_errors;       /* receive or send errors, truncated datagrams */
-        uint64_t tcp_accepted;
-        uint64_t tcp_rejected; /* over tcp_max_connections: accepted and closed */
-        uint64_t tcp_idle_closed;
-        uint64_t tcp_slow_closed; /* too many unsent bytes: a client that does not read */
-        uint64_t acl_refused;     /* queries answered REFUSED by the access list (UDP and TCP) */
-        uint64_t acl_dropped;     /* datagrams dropped, connections closed by the access list */
-        uint64_t rrl_dropped;     /* UDP responses over the rate limit, not sent */
-        uint64_t rrl_slipped;     /* UDP responses over the rate limit, sent as empty TC */
-        uint64_t tcp_client_rejected;    /* over tcp_max_connections_per_client: closed */
-        uint64_t tcp_query_limit_closed; /* reached tcp_max_queries_per_connection */
-} vd_transport_counters;
-
 /* The snapshot the server publishes; workers copy a reference out of it when told to. */
 typedef struct vd_snapshot_slot {
         uv_mutex_t lock; /* held only to swap or to take a reference, never per query */
@@ -83,17 +68,15 @@ typedef struct vd_worker {
         bool thread_started;
         bool stopping; /* set once the stop began: replies must not touch closed handles */
 
-        vd_forwarder *forwarder; /* owned; NULL without upstreams or once closed */
-        struct vd_cache *cache;  /* the server's, shared by every worker; NULL when off */
-        vd_resolver *resolver;   /* owned; NULL once closed (closed before the forwarder) */
-        vd_resolver_counters resolver_counters; /* taken when the resolver closes */
-        vd_forward_counters forward_counters;   /* taken when the forwarder closes */
-        struct vd_server *server;               /* the server this worker belongs to */
+        vd_forwarder *forwarder;  /* owned; NULL without upstreams or once closed */
+        struct vd_cache *cache;   /* the server's, shared by every worker; NULL when off */
+        vd_resolver *resolver;    /* owned; NULL once closed (closed before the forwarder) */
+        struct vd_server *server; /* the server this worker belongs to */
         /* Worker 0 only: the start-up forwarding-loop check (server.c). */
         uv_timer_t probe_timer;
-        bool probe_timer_ready; /* initialised: must be closed */
-        bool probe_pending;     /* the probe query is upstream */
-        vd_query_env env;
+        bool probe_timer_ready;       /* initialised: must be closed */
+        bool probe_pending;           /* the probe query is upstream */
+        vd_query_env env;             /* env.counters: all of this worker's counters (counters.h) */
         unsigned tcp_idle_timeout_ms; /* 0: no idle timeout */
         unsigned tcp_max_connections;
         unsigned tcp_max_per_client; /* connections per client address; 0: unlimited */
@@ -120,7 +103,6 @@ typedef struct vd_worker {
         struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */
         unsigned tcp_count;
 
-        vd_transport_counters transport;
         uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
 } vd_worker;
 

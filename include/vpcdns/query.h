@@ -11,20 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vpcdns/counters.h"
 #include "vpcdns/forward.h"
 #include "vpcdns/ratelimit.h"
 #include "vpcdns/snapshot.h"
-
-typedef struct vd_query_counters {
-        uint64_t queries;
-        uint64_t local_answers;
-        uint64_t cache_answers;
-        uint64_t forwarded;
-        uint64_t dropped;
-        uint64_t formerr;
-        uint64_t servfail;
-        uint64_t forward_denied; /* SERVFAIL because the client had too many pending */
-} vd_query_counters;
 
 /* The forwarding-loop probe. At start-up the server sends a query for a unique name
  * (<16 hex digits>.vpcdns-loop-check.invalid.) to the upstreams; when that name reaches one
@@ -63,7 +53,7 @@ typedef struct vd_query_env {
         vd_ratelimit_pending *pending;
         unsigned max_pending;
         vd_loop_probe *loop_probe; /* the server's (borrowed); NULL: no check */
-        vd_query_counters counters;
+        vd_counters counters;      /* the worker's: the transports count theirs here too */
 } vd_query_env;
 
 /* Who sent one query, as the transport knows it, and what the query took from env->pending:
