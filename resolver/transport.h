@@ -82,7 +82,8 @@ typedef struct vd_worker {
         unsigned tcp_max_per_client; /* connections per client address; 0: unlimited */
         unsigned tcp_max_queries;    /* queries per connection; 0: unlimited */
 
-        /* Limits per client (issue 5), copied from the config when the worker is made. */
+        /* Limits per client, copied from the config when the worker is made; the tables are
+         * the server's, one for the process, shared by every worker. */
         vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
         size_t n_allow;
         vd_deny_action deny_action;

@@ -121,7 +121,7 @@ Test(query, any_at_a_local_name_returns_its_records)
         vd_snapshot_unref(snap);
 }
 
-/* ---- forwarding rules beat local data (spec §5) ---------------------------------------------- */
+/* ---- forwarding rules beat local data -------------------------------------------------------- */
 
 /* A snapshot holding "a.example" A 10.1.2.3 (make_query's name). */
 static vd_snapshot *local_a_example(void)
