@@ -664,6 +664,9 @@ fail:
 static void stop_everything(vd_server *srv)
 {
         srv->stopping = true;
+        uv_mutex_lock(&srv->slot.lock); /* no publish sends a reload past this point */
+        srv->slot.closed = true;
+        uv_mutex_unlock(&srv->slot.lock);
         if (!uv_is_closing((uv_handle_t *)&srv->sigint)) {
                 uv_close((uv_handle_t *)&srv->sigint, NULL);
                 uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -700,6 +703,9 @@ void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg)
         srv->reload_arg = arg;
 }
 
+/* Any thread. The workers are told under the slot's lock: stop_everything closes the slot
+ * under it before any worker may begin to close its reload_async, so no send can reach a
+ * closing handle or a closed loop. */
 void vd_server_publish(vd_server *srv, vd_snapshot *snap)
 {
         if (snap != NULL)
@@ -707,14 +713,14 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
         uv_mutex_lock(&srv->slot.lock);
         vd_snapshot *old = srv->slot.current;
         srv->slot.current = snap;
+        if (!srv->slot.closed) {
+                for (unsigned i = 0; i < srv->n_workers; i++)
+                        if (srv->workers[i]->reload_ready)
+                                uv_async_send(&srv->workers[i]->reload_async);
+        }
         uv_mutex_unlock(&srv->slot.lock);
         if (old != NULL)
                 vd_snapshot_unref(old);
-        if (srv->stopping)
-                return;
-        for (unsigned i = 0; i < srv->n_workers; i++)
-                if (srv->workers[i]->reload_ready)
-                        uv_async_send(&srv->workers[i]->reload_async);
 }
 
 static void on_sighup(uv_signal_t *s, int signum)
@@ -877,6 +883,9 @@ void vd_server_free(vd_server *srv)
 {
         if (srv == NULL)
                 return;
+        uv_mutex_lock(&srv->slot.lock); /* a server that never ran: its workers stop here */
+        srv->slot.closed = true;
+        uv_mutex_unlock(&srv->slot.lock);
         if (srv->workers != NULL) {
                 for (unsigned i = 0; i < srv->n_workers; i++)
                         worker_free(srv->workers[i]);

@@ -32,8 +32,12 @@
 
 /* The snapshot the server publishes; workers copy a reference out of it when told to. */
 typedef struct vd_snapshot_slot {
-        uv_mutex_t lock; /* held only to swap or to take a reference, never per query */
+        uv_mutex_t lock; /* held to swap, to tell the workers, or to take a reference; never
+                            per query */
         vd_snapshot *current;
+        /* Under lock: the workers are stopping (or never ran), so their reload_async may be
+         * closing: nobody may send it any more. Set before the first stop_async is sent. */
+        bool closed;
 } vd_snapshot_slot;
 
 struct vd_worker;
