@@ -7,14 +7,16 @@
  * signals; every worker has its own thread, so the worker count is only a number. Reloading:
  * the control thread builds the new snapshot (workers keep answering meanwhile), puts it in
  * the shared slot and wakes every worker, which swaps its own reference between two queries;
- * a failed build logs the error and changes nothing. Stopping:
- * the control loop wakes every worker with uv_async_send; a worker stops its listeners,
- * closes its connections and its forwarder (pending queries are cancelled), closes every
- * remaining handle and lets its loop end; the control thread joins them all. This file
+ * a failed build logs the error and changes nothing. vd_server_publish may also be called
+ * from any other thread. Stopping: the control loop closes the slot to further wake-ups and
+ * wakes every worker with uv_async_send; a worker stops its listeners, closes its
+ * connections and its forwarder (pending queries are cancelled), closes every remaining
+ * handle and lets its loop end; the control thread joins them all. This file
  * never touches a query; udp.c and tcp.c do. Each worker gets its own copy of the access list;
- * the per-client tables (rate limiting, pending forwarded queries, TCP connections) are
- * allocated here once per server and shared by every worker (lock-striped, ratelimit.c), so a
- * client's limit holds whichever worker its packets reach.
+ * the per-client tables (rate limiting, pending forwarded queries, TCP connections) are not
+ * per worker: they are allocated here once per server (so once per process) and shared by
+ * every worker (lock-striped, ratelimit.c), so a client's limit holds whichever worker its
+ * packets reach. At the stop, the workers' counters (counters.h) are summed into one line.
  *
  * Forwarding: each worker owns a forwarder (default upstreams and forwarding rules) and a
  * resolver over it. Shared by every worker, created here before the workers and freed after
@@ -23,8 +25,7 @@
  * worker's resolver is closed before its forwarder. Loop protection: once running, worker 0
  * sends a probe for a unique name to the upstreams (serving does not wait for it); when that
  * name comes back to one of our listeners (query.c marks the server's probe, which every
- * worker's env points at), the server logs the loop and
- * stops with -ELOOP.
+ * worker's env points at), the server logs the loop and stops with -ELOOP.
  */
 #include <errno.h>
 #include <netinet/in.h>

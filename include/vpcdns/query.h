@@ -1,8 +1,9 @@
 /* query.h — one client query's pipeline: parse → local data (a CNAME chain that leaves it is
  * followed on, chase.h) → special-use names (special.h) → the resolver, independent of the
- * transport. The transports (udp.c, tcp.c) hand in bytes and get back either a response to
- * send now, nothing to send, or a promise that reply() will be called once later.
- * Runs on one worker's loop; the env belongs to that worker. */
+ * transport. The transports (udp.c, tcp.c) hand in the bytes and the client that sent them,
+ * and get back either a response to send now, nothing to send, or a promise that reply()
+ * will be called once later. Runs on one worker's loop; the env belongs to that worker
+ * (what it points at may be shared: the pending table, the server's loop probe). */
 #ifndef VPCDNS_QUERY_H
 #define VPCDNS_QUERY_H
 
