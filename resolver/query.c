@@ -23,8 +23,7 @@
 #define TYPE_MAILB 253
 #define TYPE_MAILA 254
 
-/* ---- the forwarding-loop probe ----------------------------------------------------------------
- */
+/* ---- the forwarding-loop probe ------------------------------------------------------------- */
 
 /* Every probe name has the same length: questions of any other length skip the compare. */
 #define PROBE_NAME_LEN (1 + VD_LOOP_PROBE_HEX + sizeof(VD_LOOP_PROBE_SUFFIX))

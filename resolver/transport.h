@@ -3,8 +3,9 @@
  * close the UDP and TCP transports. Not a public contract: nothing else includes it.
  *
  * Threading: every field of a worker is touched only by the thread running its loop, except
- * stop_async and reload_async (uv_async_send from the control thread), the shared snapshot
- * slot (under its mutex), and everything before the thread starts or after it was joined. */
+ * stop_async (uv_async_send from the control thread), reload_async (uv_async_send from
+ * whichever thread publishes, under the slot's mutex), the shared snapshot slot (under its
+ * mutex), and everything before the thread starts or after it was joined. */
 #ifndef VPCDNS_TRANSPORT_H
 #define VPCDNS_TRANSPORT_H
 
@@ -32,8 +33,8 @@
 
 /* The snapshot the server publishes; workers copy a reference out of it when told to. */
 typedef struct vd_snapshot_slot {
-        uv_mutex_t lock; /* held to swap, to tell the workers, or to take a reference; never
-                            per query */
+        /* Held to swap, to wake the workers, or to take a reference; never per query. */
+        uv_mutex_t lock;
         vd_snapshot *current;
         /* Under lock: the workers are stopping (or never ran), so their reload_async may be
          * closing: nobody may send it any more. Set before the first stop_async is sent. */
