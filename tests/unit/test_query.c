@@ -1,7 +1,7 @@
 /* test_query.c — the query pipeline's header policy without local data or upstream, the
- * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data, the count of a
- * client's pending queries, and
- * the forwarding-loop probe that query.c recognises. */
+ * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data, the count
+ * of a client's pending queries, the server's forwarding-loop probe that query.c recognises,
+ * and the counter table (counters.h) behind env->counters. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <criterion/criterion.h>
@@ -611,4 +611,25 @@ Test(query, a_zone_cname_to_localhost_is_answered_locally_as_localhost_is)
         cr_assert_not(lh_is_local(&h.env, &outcome));
         cr_assert_eq(outcome, VD_QUERY_PENDING);
         harness_finish(&h, outcome);
+}
+
+/* ---- the counter table ----------------------------------------------------------------------- */
+
+Test(query, every_counter_of_the_table_is_summed_and_described)
+{
+        vd_counters one, sum = {0};
+        uint64_t i = 0;
+#define SET(name, kind, help) one.name = ++i;
+        VD_COUNTERS(SET)
+#undef SET
+        vd_counters_add(&sum, &one);
+        vd_counters_add(&sum, &one);
+        i = 0;
+#define CHECK(name, kind, help)                                                                    \
+        cr_assert_eq(sum.name, 2 * ++i, #name);                                                    \
+        cr_assert(kind == VD_COUNTER_TOTAL || kind == VD_COUNTER_GAUGE, #name);                    \
+        cr_assert_gt(strlen(help), 10, #name ": a help line");
+        VD_COUNTERS(CHECK)
+#undef CHECK
+        cr_assert_eq(sizeof(vd_counters), i * sizeof(uint64_t), "one field per row");
 }
