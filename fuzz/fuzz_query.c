@@ -51,8 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vd_query_env env = {
             .snapshot = snapshot, .forwarder = NULL, .rotation = (uint32_t)size * 2654435761u};
         size_t out_len = 0;
-        vd_query_outcome oc =
-            vd_query_handle(&env, data, size, tcp, out, VD_TCP_MAX, &out_len, never_called, NULL);
+        vd_query_outcome oc = vd_query_handle(&env, NULL, data, size, tcp, out, VD_TCP_MAX,
+                                              &out_len, never_called, NULL);
         FUZZ_CHECK(oc == VD_QUERY_REPLY || oc == VD_QUERY_DROP);
         FUZZ_CHECK(env.counters.queries == 1);
         if (oc == VD_QUERY_DROP) {

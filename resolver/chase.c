@@ -36,9 +36,10 @@ struct chase {
         size_t max; /* the client's size limit */
         vd_reply_fn reply;
         void *reply_arg;
-        bool in_start;      /* inside vd_chase_start: may_forward may be asked */
-        bool counted;       /* may_forward was asked and said yes */
-        bool used_upstream; /* a hop went through the resolver */
+        bool in_start;           /* inside vd_chase_start: the client may be counted */
+        vd_query_client *client; /* whose query; used only while in_start */
+        bool counted;            /* vd_query_may_forward was asked and said yes */
+        bool used_upstream;      /* a hop went through the resolver */
 
         /* The response: header and question, answer records, then authority records. */
         uint8_t *resp;
@@ -436,7 +437,7 @@ static bool run(struct chase *c, hop_result h)
                         continue;
                 }
                 if (c->in_start && !c->counted) {
-                        if (env->may_forward != NULL && !env->may_forward(env->may_forward_arg)) {
+                        if (!vd_query_may_forward(env, c->client)) {
                                 env->counters.forward_denied++;
                                 h = HOP_FAIL;
                                 break;
@@ -485,7 +486,7 @@ static size_t finish(struct chase *c)
         vd_wire_put16(c->resp + 10, 0);
         size_t n = vd_wire_add_opt(&c->qi, c->rcode, c->resp, c->len, c->cap);
         if (c->rcode == VD_RCODE_SERVFAIL)
-                c->env->counters.servfail++;
+                c->env->counters.servfail_answers++;
         return n;
 }
 
@@ -504,8 +505,8 @@ static void on_hop_reply(void *arg, const uint8_t *resp, size_t len)
         chase_free(c);
 }
 
-vd_query_outcome vd_chase_start(vd_query_env *env, const vd_query_info *qi, size_t max,
-                                uint8_t *out, size_t out_cap, size_t *out_len,
+vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, const vd_query_info *qi,
+                                size_t max, uint8_t *out, size_t out_cap, size_t *out_len,
                                 const vd_local_chase *from, vd_reply_fn reply, void *arg)
 {
         struct chase *c = calloc(1, sizeof(*c));
@@ -536,8 +537,10 @@ vd_query_outcome vd_chase_start(vd_query_env *env, const vd_query_info *qi, size
         c->hops = from->hops;
 
         c->in_start = true;
+        c->client = client;
         bool done = run(c, HOP_NEXT);
         c->in_start = false;
+        c->client = NULL;
         if (!done) {
                 env->counters.forwarded++;
                 return VD_QUERY_PENDING;
@@ -556,7 +559,7 @@ vd_query_outcome vd_chase_start(vd_query_env *env, const vd_query_info *qi, size
         chase_free(c);
         return VD_QUERY_REPLY;
 fail:
-        env->counters.servfail++;
+        env->counters.servfail_answers++;
 fail_counted:
         if (c != NULL)
                 chase_free(c);

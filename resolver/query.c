@@ -7,12 +7,11 @@
  * it); local names answer ANY with their own RRsets (RFC 8482 §4.1).
  * The local path writes the response into the caller's buffer without allocating; the
  * forwarded path hands the transport's reply callback to the resolver.
- * Also owns the registry of forwarding-loop probes (transport.h) that server.c arms. */
+ * Also recognises the server's forwarding-loop probe (query.h), which the env points at. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
-#include "transport.h"
 #include "vpcdns/chase.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
@@ -24,46 +23,35 @@
 #define TYPE_MAILB 253
 #define TYPE_MAILA 254
 
-/* ---- forwarding-loop probes ---------------------------------------------------------------- */
+/* ---- the forwarding-loop probe ------------------------------------------------------------- */
 
-/* Every probe name has the same length: questions of any other length skip the scan. */
+/* Every probe name has the same length: questions of any other length skip the compare. */
 #define PROBE_NAME_LEN (1 + VD_LOOP_PROBE_HEX + sizeof(VD_LOOP_PROBE_SUFFIX))
 
-static _Atomic(vd_loop_probe *) probes[VD_LOOP_PROBE_SLOTS];
-
-int vd_loop_probe_register(vd_loop_probe *p)
+int vd_loop_probe_arm(vd_loop_probe *p)
 {
         if (p->len != PROBE_NAME_LEN)
                 return -EINVAL;
         atomic_store(&p->seen, false);
-        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
-                vd_loop_probe *expected = NULL;
-                if (atomic_compare_exchange_strong(&probes[i], &expected, p))
-                        return 0;
-        }
-        return -ENOSPC;
+        atomic_store_explicit(&p->armed, true, memory_order_release); /* publishes name */
+        return 0;
 }
 
-void vd_loop_probe_unregister(vd_loop_probe *p)
+void vd_loop_probe_disarm(vd_loop_probe *p)
 {
-        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
-                vd_loop_probe *expected = p;
-                atomic_compare_exchange_strong(&probes[i], &expected, NULL);
-        }
+        atomic_store(&p->armed, false);
 }
 
-bool vd_loop_probe_match(const vd_query_info *qi)
+/* True when qi asks for the armed probe's name (and marks the probe seen). */
+static bool probe_match(vd_loop_probe *p, const vd_query_info *qi)
 {
-        if (!qi->question_ok || qi->qname_len != PROBE_NAME_LEN)
+        if (p == NULL || !qi->question_ok || qi->qname_len != PROBE_NAME_LEN ||
+            !atomic_load_explicit(&p->armed, memory_order_acquire))
                 return false;
-        for (size_t i = 0; i < VD_LOOP_PROBE_SLOTS; i++) {
-                vd_loop_probe *p = atomic_load(&probes[i]);
-                if (p != NULL && memcmp(p->name, qi->qname_lower, PROBE_NAME_LEN) == 0) {
-                        atomic_store(&p->seen, true);
-                        return true;
-                }
-        }
-        return false;
+        if (memcmp(p->name, qi->qname_lower, PROBE_NAME_LEN) != 0)
+                return false;
+        atomic_store(&p->seen, true);
+        return true;
 }
 
 /* ---- the pipeline ---------------------------------------------------------------------------- */
@@ -79,7 +67,7 @@ static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, 
         if (rcode == VD_RCODE_FORMERR)
                 env->counters.formerr++;
         else if (rcode == VD_RCODE_SERVFAIL)
-                env->counters.servfail++;
+                env->counters.servfail_answers++;
         *out_len = n;
         return VD_QUERY_REPLY;
 }
@@ -117,7 +105,7 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
                 break;
         case VD_QUERY_REPLY:
                 if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
-                        env->counters.servfail++;
+                        env->counters.servfail_answers++;
                 else
                         env->counters.cache_answers++;
                 break;
@@ -141,9 +129,18 @@ static bool special_answer(vd_query_env *env, const vd_query_info *qi, bool rule
                vd_snapshot_answer(s, qi, env->rotation++, out, max, out_len) == VD_LOCAL_ANSWERED;
 }
 
-vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t len, bool tcp,
-                                 uint8_t *out, size_t out_cap, size_t *out_len, vd_reply_fn reply,
-                                 void *reply_arg)
+bool vd_query_may_forward(vd_query_env *env, vd_query_client *client)
+{
+        if (env->pending == NULL || client == NULL || client->addr == NULL)
+                return true;
+        int slot = vd_ratelimit_pending_acquire(env->pending, client->addr, env->max_pending);
+        client->pending_slot = slot >= 0 ? slot : -1;
+        return slot != VD_PENDING_FULL;
+}
+
+static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
+                                 size_t len, bool tcp, uint8_t *out, size_t out_cap,
+                                 size_t *out_len, vd_reply_fn reply, void *reply_arg)
 {
         vd_query_info qi;
         env->counters.queries++;
@@ -167,7 +164,7 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                 return reply_error(env, &qi, policy, out, out_cap, out_len);
 
         /* Our own start-up probe came back: the upstreams forward to us. End the loop here. */
-        if (vd_loop_probe_match(&qi))
+        if (probe_match(env->loop_probe, &qi))
                 return reply_error(env, &qi, VD_RCODE_REFUSED, out, out_cap, out_len);
 
         size_t max = tcp ? VD_TCP_MAX : vd_wire_client_udp_max(&qi);
@@ -190,8 +187,8 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
                         env->counters.local_answers++;
                         return VD_QUERY_REPLY;
                 case VD_LOCAL_CHASE:
-                        return vd_chase_start(env, &qi, max, out, out_cap, out_len, &chase, reply,
-                                              reply_arg);
+                        return vd_chase_start(env, client, &qi, max, out, out_cap, out_len, &chase,
+                                              reply, reply_arg);
                 case VD_LOCAL_FORWARD:
                         break;
                 }
@@ -206,18 +203,51 @@ vd_query_outcome vd_query_handle(vd_query_env *env, const uint8_t *pkt, size_t l
         if (env->resolver != NULL &&
             vd_resolver_from_cache(env->resolver, &qi, max, out, out_cap, out_len)) {
                 if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
-                        env->counters.servfail++; /* a SERVFAIL kept a few seconds */
+                        env->counters.servfail_answers++; /* a SERVFAIL kept a few seconds */
                 else
                         env->counters.cache_answers++;
                 return VD_QUERY_REPLY;
         }
-        /* Only now, with no answer at hand: may_forward counts the query against the client
-         * in a table the workers share (a lock no local answer or cache hit takes). */
+        /* Only now, with no answer at hand, is the query counted against its client in the
+         * table the workers share (a lock no local answer or cache hit takes). */
         if (env->resolver == NULL)
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
-        if (env->may_forward != NULL && !env->may_forward(env->may_forward_arg)) {
+        if (!vd_query_may_forward(env, client)) {
                 env->counters.forward_denied++;
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }
         return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
+}
+
+vd_query_outcome vd_query_handle(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
+                                 size_t len, bool tcp, uint8_t *out, size_t out_cap,
+                                 size_t *out_len, vd_reply_fn reply, void *reply_arg)
+{
+        if (client != NULL)
+                client->pending_slot = -1;
+        vd_query_outcome outcome =
+            pipeline(env, client, pkt, len, tcp, out, out_cap, out_len, reply, reply_arg);
+        /* Counted, but answered now after all (a stale answer, the budget's SERVFAIL): no
+         * reply will give the count back later. */
+        if (client != NULL && client->pending_slot >= 0 && outcome != VD_QUERY_PENDING) {
+                vd_ratelimit_pending_dec(env->pending, client->pending_slot);
+                client->pending_slot = -1;
+        }
+        return outcome;
+}
+
+size_t vd_query_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap)
+{
+        vd_query_info qi;
+
+        switch (vd_wire_parse_query(pkt, len, &qi)) {
+        case VD_PARSE_OK:
+        case VD_PARSE_NOTIMP:
+        case VD_PARSE_BADVERS:
+                return vd_wire_error_response(&qi, VD_RCODE_REFUSED, out, cap);
+        case VD_PARSE_DROP:
+        case VD_PARSE_FORMERR:
+        default:
+                return 0;
+        }
 }

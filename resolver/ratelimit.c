@@ -1,24 +1,23 @@
 /* ratelimit.c — per-client limits that every worker thread of a server shares: the response
  * rate limiting table (one entry per client prefix and second) with slip, and the tables of
  * counts per client address (forwarded queries pending, TCP connections open). All are
- * set-associative: a keyed hash picks a bucket of WAYS entries, and a key lives in one entry
- * of its bucket. Each table is lock-striped: bucket b is guarded by lock b % n_stripes, so
- * two threads meet on a lock only when their clients hash to the same stripe, and a lock is
- * held for one bucket scan (a few dozen instructions, never a system call). Allocation
- * happens only in the _new functions; the lookups are bounded loops over one bucket. Knows
- * nothing about sockets or libuv. */
+ * set-associative: a keyed hash (SipHash under a random key per table, so a client cannot
+ * choose addresses that collide) picks a bucket of WAYS entries, and a key lives in one entry
+ * of its bucket. Each table is lock-striped: bucket b is guarded by lock b % n_stripes, so two
+ * threads meet on a lock only when their clients hash to the same stripe, and a lock is held
+ * for one bucket scan (a few dozen instructions, never a system call). Allocation happens
+ * only in the _new functions; the lookups are bounded loops over one bucket. Knows nothing
+ * about sockets or libuv. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "vpcdns/common.h"
 #include "vpcdns/ratelimit.h"
+#include "vpcdns/siphash.h"
 #include "vpcdns/wire.h"
 
 #define WAYS 8
@@ -72,37 +71,11 @@ static bool make_key(const struct sockaddr *sa, unsigned v4_bits, unsigned v6_bi
         return false;
 }
 
-static uint64_t mix64(uint64_t h)
+/* The table's bucket hash: SipHash under the table's own random key, like every table whose
+ * keys clients choose (siphash.h). */
+static uint64_t hash_key(const uint64_t seed[2], const uint8_t key[KEY_LEN])
 {
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 33;
-        return h;
-}
-
-static uint64_t hash_key(uint64_t seed, const uint8_t key[KEY_LEN])
-{
-        uint64_t h = seed;
-        for (size_t i = 0; i < KEY_LEN; i += 8) {
-                uint64_t word = 0;
-                size_t n = KEY_LEN - i < 8 ? KEY_LEN - i : 8;
-                memcpy(&word, key + i, n);
-                h = mix64(h ^ word ^ (uint64_t)i);
-        }
-        return h;
-}
-
-static uint64_t random_seed(void)
-{
-        uint64_t seed = 0;
-        if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                seed = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid();
-        }
-        return seed;
+        return vd_siphash13(seed[0], seed[1], key, KEY_LEN);
 }
 
 /* Buckets for at least entries entries: a power of two. */
@@ -182,7 +155,7 @@ struct vd_ratelimit {
         unsigned slip;
         unsigned v4_bits;
         unsigned v6_bits;
-        uint64_t seed;
+        uint64_t seed[2];   /* the SipHash key, random per table */
         size_t mask;        /* buckets - 1 */
         size_t stripe_mask; /* n_stripes - 1 */
         stripe *stripes;    /* bucket b: stripes[b & stripe_mask] */
@@ -211,7 +184,7 @@ int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out)
         rl->slip = opt->slip;
         rl->v4_bits = opt->ipv4_prefix;
         rl->v6_bits = opt->ipv6_prefix;
-        rl->seed = random_seed();
+        vd_siphash_new_key(rl->seed);
         rl->mask = buckets - 1;
         rl->stripe_mask = n_stripes - 1;
         *out = rl;
@@ -326,7 +299,7 @@ _Static_assert(WAYS * sizeof(pending_entry) % CACHE_LINE == 0,
  * answer, or for a TCP connection's accept and close, never for a local answer or a cache
  * hit. */
 struct vd_ratelimit_pending {
-        uint64_t seed;
+        uint64_t seed[2];   /* the SipHash key, random per table */
         size_t mask;        /* buckets - 1 */
         size_t stripe_mask; /* n_stripes - 1 */
         size_t n_entries;
@@ -350,7 +323,7 @@ int vd_ratelimit_pending_new(size_t entries, vd_ratelimit_pending **out)
                 free(t);
                 return -ENOMEM;
         }
-        t->seed = random_seed();
+        vd_siphash_new_key(t->seed);
         t->mask = buckets - 1;
         t->stripe_mask = n_stripes - 1;
         t->n_entries = buckets * WAYS;

@@ -7,14 +7,16 @@
  * signals; every worker has its own thread, so the worker count is only a number. Reloading:
  * the control thread builds the new snapshot (workers keep answering meanwhile), puts it in
  * the shared slot and wakes every worker, which swaps its own reference between two queries;
- * a failed build logs the error and changes nothing. Stopping:
- * the control loop wakes every worker with uv_async_send; a worker stops its listeners,
- * closes its connections and its forwarder (pending queries are cancelled), closes every
- * remaining handle and lets its loop end; the control thread joins them all. This file
+ * a failed build logs the error and changes nothing. vd_server_publish may also be called
+ * from any other thread. Stopping: the control loop closes the slot to further wake-ups and
+ * wakes every worker with uv_async_send; a worker stops its listeners, closes its
+ * connections and its forwarder (pending queries are cancelled), closes every remaining
+ * handle and lets its loop end; the control thread joins them all. This file
  * never touches a query; udp.c and tcp.c do. Each worker gets its own copy of the access list;
- * the per-client tables (rate limiting, pending forwarded queries, TCP connections) are
- * allocated here once per server and shared by every worker (lock-striped, ratelimit.c), so a
- * client's limit holds whichever worker its packets reach.
+ * the per-client tables (rate limiting, pending forwarded queries, TCP connections) are not
+ * per worker: they are allocated here once per server (so once per process) and shared by
+ * every worker (lock-striped, ratelimit.c), so a client's limit holds whichever worker its
+ * packets reach. At the stop, the workers' counters (counters.h) are summed into one line.
  *
  * Forwarding: each worker owns a forwarder (default upstreams and forwarding rules) and a
  * resolver over it. Shared by every worker, created here before the workers and freed after
@@ -22,8 +24,8 @@
  * into one upstream query, and the upstream_max_qps budget of each upstream server. A
  * worker's resolver is closed before its forwarder. Loop protection: once running, worker 0
  * sends a probe for a unique name to the upstreams (serving does not wait for it); when that
- * name comes back to one of our listeners (query.c marks it), the server logs the loop and
- * stops with -ELOOP.
+ * name comes back to one of our listeners (query.c marks the server's probe, which every
+ * worker's env points at), the server logs the loop and stops with -ELOOP.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -59,10 +61,9 @@ struct vd_server {
         size_t n_upstream;
         bool ran;
 
-        /* The start-up loop check: armed by worker 0, the stop is requested through
-         * fail_async on the control loop. */
+        /* The start-up loop check: armed by worker 0, seen by any worker (their envs point
+         * at it); the stop is requested through fail_async on the control loop. */
         vd_loop_probe probe;
-        bool probe_registered; /* worker 0 only until the threads are joined */
         uv_async_t fail_async;
         bool fail_ready;
         _Atomic int failure; /* 0, or why the server stops on its own (-ELOOP) */
@@ -127,6 +128,35 @@ fail:;
         return -e;
 }
 
+/* Counters */
+
+/* The resolver's own counters, under their names in the table (counters.h). */
+static void take_resolver_counters(vd_counters *c, const vd_resolver *r)
+{
+        vd_resolver_counters rc;
+        vd_resolver_counters_get(r, &rc);
+        c->cache_hits = rc.cache_hits;
+        c->cache_misses = rc.cache_misses;
+        c->stale_answers = rc.stale_answers;
+        c->merged = rc.merged;
+        c->prefetches = rc.prefetches;
+        c->resolver_servfails = rc.servfails;
+}
+
+/* The forwarder's own counters, under their names in the table. */
+static void take_forwarder_counters(vd_counters *c, const vd_forwarder *f)
+{
+        vd_forward_counters fc;
+        vd_forwarder_counters_get(f, &fc);
+        c->upstream_queries = fc.upstream_queries;
+        c->upstream_timeouts = fc.timeouts;
+        c->upstream_failures = fc.failures;
+        c->budget_refused = fc.budget_refused;
+        c->mismatches = fc.mismatches;
+        c->failovers = fc.failovers;
+        c->servers_down = fc.servers_down;
+}
+
 /* Workers */
 
 static void close_leftover(uv_handle_t *h, void *arg)
@@ -153,14 +183,14 @@ static void worker_stop(vd_worker *w)
                 vd_resolver *r = w->resolver;
                 w->resolver = NULL;
                 w->env.resolver = NULL;
-                vd_resolver_counters_get(r, &w->resolver_counters);
+                take_resolver_counters(&w->env.counters, r);
                 vd_resolver_close(r); /* waiting clients' replies run with len 0 */
         }
         if (w->forwarder != NULL) {
                 vd_forwarder *f = w->forwarder;
                 w->forwarder = NULL;
                 w->env.forwarder = NULL;
-                vd_forwarder_counters_get(f, &w->forward_counters);
+                take_forwarder_counters(&w->env.counters, f);
                 vd_forwarder_close(f); /* pending replies run with len 0 */
         }
         if (w->async_ready)
@@ -222,10 +252,7 @@ static void probe_finish(vd_worker *w)
         vd_server *srv = w->server;
         if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
                 uv_timer_stop(&w->probe_timer);
-        if (srv->probe_registered) {
-                vd_loop_probe_unregister(&srv->probe);
-                srv->probe_registered = false;
-        }
+        vd_loop_probe_disarm(&srv->probe);
 }
 
 /* The probe came back to us: log it once and ask the control thread to stop everything. */
@@ -322,10 +349,9 @@ static void probe_start(vd_worker *w)
         if (vd_name_from_text(text, srv->probe.name, &srv->probe.len) != 0 ||
             probe_query(&srv->probe, pkt, sizeof(pkt), &qi) != 0)
                 goto skip;
-        why = "registry";
-        if (vd_loop_probe_register(&srv->probe) != 0)
+        why = "name";
+        if (vd_loop_probe_arm(&srv->probe) != 0)
                 goto skip;
-        srv->probe_registered = true;
         why = "timer";
         if (uv_timer_init(&w->loop, &w->probe_timer) != 0)
                 goto skip;
@@ -384,14 +410,11 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
         w->deny_action = cfg->deny_action;
 
         w->rrl = w->server->rrl;
-        w->max_pending = cfg->max_pending_per_client;
         w->tcp_clients = w->server->tcp_clients;
-        if (w->max_pending > 0) {
-                w->pending = w->server->pending;
-                w->env.may_forward = vd_transport_may_forward;
-                w->env.may_forward_arg = w;
+        if (cfg->max_pending_per_client > 0) {
+                w->env.pending = w->server->pending;
+                w->env.max_pending = cfg->max_pending_per_client;
         }
-        w->pending_slot = -1;
         return 0;
 }
 
@@ -545,6 +568,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         }
 
         w->env.loop = &w->loop;
+        w->env.loop_probe = &srv->probe;
         w->cache = srv->cache;
         w->env.cache = w->cache;
         return worker_forwarding(w, cfg, err);
@@ -641,6 +665,9 @@ fail:
 static void stop_everything(vd_server *srv)
 {
         srv->stopping = true;
+        uv_mutex_lock(&srv->slot.lock); /* no publish sends a reload past this point */
+        srv->slot.closed = true;
+        uv_mutex_unlock(&srv->slot.lock);
         if (!uv_is_closing((uv_handle_t *)&srv->sigint)) {
                 uv_close((uv_handle_t *)&srv->sigint, NULL);
                 uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -677,6 +704,9 @@ void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg)
         srv->reload_arg = arg;
 }
 
+/* Any thread. The workers are told under the slot's lock: stop_everything closes the slot
+ * under it before any worker may begin to close its reload_async, so no send can reach a
+ * closing handle or a closed loop. */
 void vd_server_publish(vd_server *srv, vd_snapshot *snap)
 {
         if (snap != NULL)
@@ -684,14 +714,14 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
         uv_mutex_lock(&srv->slot.lock);
         vd_snapshot *old = srv->slot.current;
         srv->slot.current = snap;
+        if (!srv->slot.closed) {
+                for (unsigned i = 0; i < srv->n_workers; i++)
+                        if (srv->workers[i]->reload_ready)
+                                uv_async_send(&srv->workers[i]->reload_async);
+        }
         uv_mutex_unlock(&srv->slot.lock);
         if (old != NULL)
                 vd_snapshot_unref(old);
-        if (srv->stopping)
-                return;
-        for (unsigned i = 0; i < srv->n_workers; i++)
-                if (srv->workers[i]->reload_ready)
-                        uv_async_send(&srv->workers[i]->reload_async);
 }
 
 static void on_sighup(uv_signal_t *s, int signum)
@@ -737,80 +767,30 @@ static void log_start(const vd_server *srv)
                srv->n_workers, srv->n_upstream);
 }
 
+/* One line with every counter of the table (counters.h), summed over the workers. */
 static void log_stop(const vd_server *srv)
 {
-        vd_query_counters q = {0};
-        vd_transport_counters t = {0};
-        vd_cache_counters cache_total = {0};
-        vd_resolver_counters rc = {0};
-        vd_forward_counters fc = {0};
+        vd_counters total = {0};
+        char line[4096];
+        size_t used = 0;
 
-        if (srv->cache != NULL)
-                vd_cache_counters_get(srv->cache, &cache_total); /* once: the workers share it */
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                const vd_worker *w = srv->workers[i];
-                q.queries += w->env.counters.queries;
-                q.local_answers += w->env.counters.local_answers;
-                q.cache_answers += w->env.counters.cache_answers;
-                rc.cache_hits += w->resolver_counters.cache_hits;
-                rc.cache_misses += w->resolver_counters.cache_misses;
-                rc.stale_answers += w->resolver_counters.stale_answers;
-                rc.merged += w->resolver_counters.merged;
-                rc.prefetches += w->resolver_counters.prefetches;
-                rc.servfails += w->resolver_counters.servfails;
-                fc.upstream_queries += w->forward_counters.upstream_queries;
-                fc.timeouts += w->forward_counters.timeouts;
-                fc.failures += w->forward_counters.failures;
-                fc.budget_refused += w->forward_counters.budget_refused;
-                fc.mismatches += w->forward_counters.mismatches;
-                fc.failovers += w->forward_counters.failovers;
-                fc.servers_down += w->forward_counters.servers_down;
-                q.forwarded += w->env.counters.forwarded;
-                q.dropped += w->env.counters.dropped;
-                q.formerr += w->env.counters.formerr;
-                q.servfail += w->env.counters.servfail;
-                q.forward_denied += w->env.counters.forward_denied;
-                t.udp_send_dropped += w->transport.udp_send_dropped;
-                t.udp_errors += w->transport.udp_errors;
-                t.tcp_accepted += w->transport.tcp_accepted;
-                t.tcp_rejected += w->transport.tcp_rejected;
-                t.tcp_idle_closed += w->transport.tcp_idle_closed;
-                t.tcp_slow_closed += w->transport.tcp_slow_closed;
-                t.acl_refused += w->transport.acl_refused;
-                t.acl_dropped += w->transport.acl_dropped;
-                t.rrl_dropped += w->transport.rrl_dropped;
-                t.rrl_slipped += w->transport.rrl_slipped;
-                t.tcp_client_rejected += w->transport.tcp_client_rejected;
-                t.tcp_query_limit_closed += w->transport.tcp_query_limit_closed;
+        for (unsigned i = 0; i < srv->n_workers; i++)
+                vd_counters_add(&total, &srv->workers[i]->env.counters);
+        if (srv->cache != NULL) { /* once: the workers share it */
+                vd_cache_counters cc = {0};
+                vd_cache_counters_get(srv->cache, &cc);
+                total.cache_stores = cc.stores;
+                total.cache_evictions = cc.evictions;
+                total.cache_entries = cc.entries;
         }
-        vd_log(VD_LOG_INFO, "server_stop",
-               "queries=%llu local=%llu forwarded=%llu dropped=%llu formerr=%llu servfail=%llu "
-               "udp_send_dropped=%llu udp_errors=%llu tcp_accepted=%llu tcp_rejected=%llu "
-               "tcp_idle_closed=%llu tcp_slow_closed=%llu forward_denied=%llu acl_refused=%llu "
-               "acl_dropped=%llu rrl_dropped=%llu rrl_slipped=%llu tcp_client_rejected=%llu "
-               "tcp_query_limit_closed=%llu cache_answers=%llu cache_stores=%llu "
-               "cache_evictions=%llu cache_entries=%zu cache_hits=%llu cache_misses=%llu "
-               "stale_answers=%llu merged=%llu prefetches=%llu resolver_servfails=%llu "
-               "upstream_queries=%llu upstream_timeouts=%llu upstream_failures=%llu "
-               "budget_refused=%llu mismatches=%llu failovers=%llu servers_down=%u",
-               (unsigned long long)q.queries, (unsigned long long)q.local_answers,
-               (unsigned long long)q.forwarded, (unsigned long long)q.dropped,
-               (unsigned long long)q.formerr, (unsigned long long)q.servfail,
-               (unsigned long long)t.udp_send_dropped, (unsigned long long)t.udp_errors,
-               (unsigned long long)t.tcp_accepted, (unsigned long long)t.tcp_rejected,
-               (unsigned long long)t.tcp_idle_closed, (unsigned long long)t.tcp_slow_closed,
-               (unsigned long long)q.forward_denied, (unsigned long long)t.acl_refused,
-               (unsigned long long)t.acl_dropped, (unsigned long long)t.rrl_dropped,
-               (unsigned long long)t.rrl_slipped, (unsigned long long)t.tcp_client_rejected,
-               (unsigned long long)t.tcp_query_limit_closed, (unsigned long long)q.cache_answers,
-               (unsigned long long)cache_total.stores, (unsigned long long)cache_total.evictions,
-               cache_total.entries, (unsigned long long)rc.cache_hits,
-               (unsigned long long)rc.cache_misses, (unsigned long long)rc.stale_answers,
-               (unsigned long long)rc.merged, (unsigned long long)rc.prefetches,
-               (unsigned long long)rc.servfails, (unsigned long long)fc.upstream_queries,
-               (unsigned long long)fc.timeouts, (unsigned long long)fc.failures,
-               (unsigned long long)fc.budget_refused, (unsigned long long)fc.mismatches,
-               (unsigned long long)fc.failovers, fc.servers_down);
+        line[0] = '\0';
+#define LOG_COUNTER(name, kind, help)                                                              \
+        if (used < sizeof(line))                                                                   \
+                used += (size_t)snprintf(line + used, sizeof(line) - used, "%s" #name "=%llu",     \
+                                         used > 0 ? " " : "", (unsigned long long)total.name);
+        VD_COUNTERS(LOG_COUNTER)
+#undef LOG_COUNTER
+        vd_log(VD_LOG_INFO, "server_stop", "%s", line);
 }
 
 int vd_server_run(vd_server *srv)
@@ -890,10 +870,7 @@ int vd_server_run(vd_server *srv)
                 uv_close((uv_handle_t *)&srv->fail_async, NULL);
                 uv_run(&srv->control, UV_RUN_DEFAULT);
         }
-        if (srv->probe_registered) { /* worker 0 never got to finish its check */
-                vd_loop_probe_unregister(&srv->probe);
-                srv->probe_registered = false;
-        }
+        vd_loop_probe_disarm(&srv->probe); /* worker 0 may never have finished its check */
         r = uv_loop_close(&srv->control);
         if (r < 0 && result == 0)
                 result = r;
@@ -907,6 +884,9 @@ void vd_server_free(vd_server *srv)
 {
         if (srv == NULL)
                 return;
+        uv_mutex_lock(&srv->slot.lock); /* a server that never ran: its workers stop here */
+        srv->slot.closed = true;
+        uv_mutex_unlock(&srv->slot.lock);
         if (srv->workers != NULL) {
                 for (unsigned i = 0; i < srv->n_workers; i++)
                         worker_free(srv->workers[i]);

@@ -46,8 +46,8 @@ typedef struct vd_tcp_conn {
         unsigned refs;         /* 1 for the handles + 1 per forwarded query */
         unsigned handles_open; /* close callbacks still to come */
         unsigned inflight;     /* forwarded queries not answered yet */
-        unsigned counted;      /* of those, counted in worker->pending (at pending_slot) */
-        int pending_slot;      /* the peer's slot in worker->pending while counted > 0 */
+        unsigned counted;      /* of those, counted in worker->env.pending (at pending_slot) */
+        int pending_slot;      /* the peer's slot in worker->env.pending while counted > 0 */
         int client_slot;       /* the peer's slot in worker->tcp_clients, -1 when not counted */
         unsigned queries;      /* messages handled, for tcp_max_queries */
         struct sockaddr_storage peer;
@@ -121,7 +121,7 @@ static void idle_cb(uv_timer_t *t)
                 idle_restart(c);
                 return;
         }
-        c->worker->transport.tcp_idle_closed++;
+        c->worker->env.counters.tcp_idle_closed++;
         conn_close(c);
 }
 
@@ -199,7 +199,7 @@ static void conn_send(vd_tcp_conn *c, const uint8_t *msg, size_t len)
                 return;
         }
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) > VD_TCP_MAX_UNSENT) {
-                c->worker->transport.tcp_slow_closed++;
+                c->worker->env.counters.tcp_slow_closed++;
                 conn_close(c);
         }
 }
@@ -232,7 +232,7 @@ static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
         if (c->counted > 0) {
                 /* which of the in-flight queries this was does not matter: the count is */
                 c->counted--;
-                vd_transport_pending_done(c->worker, c->pending_slot);
+                vd_ratelimit_pending_dec(c->worker->env.pending, c->pending_slot);
         }
         if (!c->closing && !c->worker->stopping) {
                 if (len > 0) {
@@ -253,12 +253,12 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         size_t out_len = 0;
 
         if (c->denied) {
-                out_len = vd_transport_refused(msg, len, w->out, VD_TCP_MAX);
+                out_len = vd_query_refused(msg, len, w->out, VD_TCP_MAX);
                 if (out_len > 0) {
-                        w->transport.acl_refused++;
+                        w->env.counters.acl_refused++;
                         conn_send(c, w->out, out_len);
                 } else {
-                        w->transport.acl_dropped++;
+                        w->env.counters.acl_dropped++;
                 }
                 idle_restart(c);
                 return;
@@ -266,10 +266,10 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
 
         c->refs++;
         c->inflight++;
-        vd_transport_pending_begin(w, (const struct sockaddr *)&c->peer);
-        vd_query_outcome outcome =
-            vd_query_handle(&w->env, msg, len, true, w->out, VD_TCP_MAX, &out_len, tcp_reply, c);
-        int slot = vd_transport_pending_end(w, outcome);
+        vd_query_client client = {.addr = (const struct sockaddr *)&c->peer};
+        vd_query_outcome outcome = vd_query_handle(&w->env, &client, msg, len, true, w->out,
+                                                   VD_TCP_MAX, &out_len, tcp_reply, c);
+        int slot = client.pending_slot;
         if (slot >= 0) {
                 /* while counted > 0 the peer's slot cannot change */
                 VD_CHECK(c->counted == 0 || c->pending_slot == slot);
@@ -305,7 +305,7 @@ static void conn_process(vd_tcp_conn *c)
                 off += 2 + len;
                 unsigned max = c->worker->tcp_max_queries;
                 if (max > 0 && ++c->queries >= max && !c->closing) {
-                        c->worker->transport.tcp_query_limit_closed++;
+                        c->worker->env.counters.tcp_query_limit_closed++;
                         c->finishing = true; /* answer what is in flight, then close */
                         break;
                 }
@@ -387,7 +387,7 @@ static void reject(vd_worker *w, uv_stream_t *server)
         uv_tcp_init(&w->loop, t);
         (void)uv_accept(server, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, reject_on_close);
-        w->transport.tcp_rejected++;
+        w->env.counters.tcp_rejected++;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -432,7 +432,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         if (!vd_transport_allowed(w, (const struct sockaddr *)&c->peer)) {
                 if (w->deny_action == VD_DENY_DROP) {
-                        w->transport.acl_dropped++;
+                        w->env.counters.acl_dropped++;
                         conn_close(c);
                         return;
                 }
@@ -442,13 +442,13 @@ static void on_connection(uv_stream_t *server, int status)
                 int slot = vd_ratelimit_pending_acquire(
                     w->tcp_clients, (const struct sockaddr *)&c->peer, w->tcp_max_per_client);
                 if (slot == VD_PENDING_FULL) {
-                        w->transport.tcp_client_rejected++;
+                        w->env.counters.tcp_client_rejected++;
                         conn_close(c);
                         return;
                 }
                 c->client_slot = slot;
         }
-        w->transport.tcp_accepted++;
+        w->env.counters.tcp_accepted++;
         uv_tcp_nodelay(&c->handle, 1);
         reading_update(c);
         idle_restart(c);

@@ -1,15 +1,14 @@
 /* transport.h — private to server.c, udp.c and tcp.c: the worker (one libuv loop with its
  * sockets, forwarder, resolver and query env) and the entry points server.c calls to open and
- * close the UDP and TCP transports; also the forwarding-loop probe that server.c arms and
- * query.c recognises. Not a public contract: nothing else includes it.
+ * close the UDP and TCP transports. Not a public contract: nothing else includes it.
  *
  * Threading: every field of a worker is touched only by the thread running its loop, except
- * stop_async and reload_async (uv_async_send from the control thread), the shared snapshot
- * slot (under its mutex), and everything before the thread starts or after it was joined. */
+ * stop_async (uv_async_send from the control thread), reload_async (uv_async_send from
+ * whichever thread publishes, under the slot's mutex), the shared snapshot slot (under its
+ * mutex), and everything before the thread starts or after it was joined. */
 #ifndef VPCDNS_TRANSPORT_H
 #define VPCDNS_TRANSPORT_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,25 +31,14 @@
 #define VD_TCP_MAX_INFLIGHT 32         /* forwarded queries per connection before pausing */
 #define VD_TCP_MAX_UNSENT (256 * 1024) /* bytes queued in libuv before the client is closed */
 
-typedef struct vd_transport_counters {
-        uint64_t udp_send_dropped; /* the socket's send buffer was full (EAGAIN) */
-        uint64_t udp_errors;       /* receive or send errors, truncated datagrams */
-        uint64_t tcp_accepted;
-        uint64_t tcp_rejected; /* over tcp_max_connections: accepted and closed */
-        uint64_t tcp_idle_closed;
-        uint64_t tcp_slow_closed; /* too many unsent bytes: a client that does not read */
-        uint64_t acl_refused;     /* queries answered REFUSED by the access list (UDP and TCP) */
-        uint64_t acl_dropped;     /* datagrams dropped, connections closed by the access list */
-        uint64_t rrl_dropped;     /* UDP responses over the rate limit, not sent */
-        uint64_t rrl_slipped;     /* UDP responses over the rate limit, sent as empty TC */
-        uint64_t tcp_client_rejected;    /* over tcp_max_connections_per_client: closed */
-        uint64_t tcp_query_limit_closed; /* reached tcp_max_queries_per_connection */
-} vd_transport_counters;
-
 /* The snapshot the server publishes; workers copy a reference out of it when told to. */
 typedef struct vd_snapshot_slot {
-        uv_mutex_t lock; /* held only to swap or to take a reference, never per query */
+        /* Held to swap, to wake the workers, or to take a reference; never per query. */
+        uv_mutex_t lock;
         vd_snapshot *current;
+        /* Under lock: the workers are stopping (or never ran), so their reload_async may be
+         * closing: nobody may send it any more. Set before the first stop_async is sent. */
+        bool closed;
 } vd_snapshot_slot;
 
 struct vd_worker;
@@ -85,32 +73,28 @@ typedef struct vd_worker {
         bool thread_started;
         bool stopping; /* set once the stop began: replies must not touch closed handles */
 
-        vd_forwarder *forwarder; /* owned; NULL without upstreams or once closed */
-        struct vd_cache *cache;  /* the server's, shared by every worker; NULL when off */
-        vd_resolver *resolver;   /* owned; NULL once closed (closed before the forwarder) */
-        vd_resolver_counters resolver_counters; /* taken when the resolver closes */
-        vd_forward_counters forward_counters;   /* taken when the forwarder closes */
-        struct vd_server *server;               /* the server this worker belongs to */
+        vd_forwarder *forwarder;  /* owned; NULL without upstreams or once closed */
+        struct vd_cache *cache;   /* the server's, shared by every worker; NULL when off */
+        vd_resolver *resolver;    /* owned; NULL once closed (closed before the forwarder) */
+        struct vd_server *server; /* the server this worker belongs to */
         /* Worker 0 only: the start-up forwarding-loop check (server.c). */
         uv_timer_t probe_timer;
-        bool probe_timer_ready; /* initialised: must be closed */
-        bool probe_pending;     /* the probe query is upstream */
-        vd_query_env env;
+        bool probe_timer_ready;       /* initialised: must be closed */
+        bool probe_pending;           /* the probe query is upstream */
+        vd_query_env env;             /* env.counters: all of this worker's counters (counters.h) */
         unsigned tcp_idle_timeout_ms; /* 0: no idle timeout */
         unsigned tcp_max_connections;
         unsigned tcp_max_per_client; /* connections per client address; 0: unlimited */
         unsigned tcp_max_queries;    /* queries per connection; 0: unlimited */
 
-        /* Limits per client (issue 5), copied from the config when the worker is made. */
+        /* Limits per client, copied from the config when the worker is made; the tables are
+         * the server's, one for the process, shared by every worker. */
         vd_cidr allow[VD_MAX_ACL]; /* never empty: the config's list or the defaults */
         size_t n_allow;
         vd_deny_action deny_action;
-        vd_ratelimit *rrl;             /* the server's; NULL when rate limiting is off */
-        vd_ratelimit_pending *pending; /* the server's; NULL when max_pending is 0 (unlimited) */
-        vd_ratelimit_pending *tcp_clients;     /* the server's; NULL when tcp_max_per_client is 0 */
-        unsigned max_pending;                  /* forwarded queries pending per client address */
-        const struct sockaddr *pending_client; /* during vd_query_handle: whose query */
-        int pending_slot;                      /* its slot, once may_forward looked it up */
+        vd_ratelimit *rrl;                 /* the server's; NULL when rate limiting is off */
+        vd_ratelimit_pending *tcp_clients; /* the server's; NULL when tcp_max_per_client is 0 */
+        /* (forwarded queries pending per client: env.pending, counted by query.c) */
 
         vd_udp_listener udp[VD_MAX_LISTEN];
         vd_tcp_listener tcp[VD_MAX_LISTEN];
@@ -125,7 +109,6 @@ typedef struct vd_worker {
         struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */
         unsigned tcp_count;
 
-        vd_transport_counters transport;
         uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
 } vd_worker;
 
@@ -136,78 +119,7 @@ static inline bool vd_transport_allowed(const vd_worker *w, const struct sockadd
         return vd_acl_match(w->allow, w->n_allow, client);
 }
 
-/* The env's may_forward hook (set when the worker is made), called only for a query about to
- * go upstream: counts it against the current client in the table all workers share, or says
- * no when the client already has max_pending there. */
-static inline bool vd_transport_may_forward(void *arg)
-{
-        vd_worker *w = arg;
-        if (w->pending == NULL || w->pending_client == NULL)
-                return true;
-        int slot = vd_ratelimit_pending_acquire(w->pending, w->pending_client, w->max_pending);
-        w->pending_slot = slot >= 0 ? slot : -1;
-        return slot != VD_PENDING_FULL;
-}
-
-/* Call right before vd_query_handle: the client whose query it is. */
-static inline void vd_transport_pending_begin(vd_worker *w, const struct sockaddr *client)
-{
-        w->pending_client = client;
-        w->pending_slot = -1;
-}
-
-/* Call right after vd_query_handle. Returns the client's slot when the query went upstream
- * counted (the reply must call _done), else -1; a count taken for a query that did not go
- * (answered or dropped after all) is given back here. */
-static inline int vd_transport_pending_end(vd_worker *w, vd_query_outcome outcome)
-{
-        int slot = w->pending_slot;
-        w->pending_client = NULL;
-        w->pending_slot = -1;
-        if (slot < 0)
-                return -1;
-        if (outcome != VD_QUERY_PENDING) {
-                vd_ratelimit_pending_dec(w->pending, slot);
-                return -1;
-        }
-        return slot;
-}
-
-/* The reply of a counted query ran (also with len 0). */
-static inline void vd_transport_pending_done(vd_worker *w, int slot)
-{
-        vd_ratelimit_pending_dec(w->pending, slot);
-}
-
-/* The forwarding-loop probe (issue 3, "Loop protection"). At start-up worker 0 sends a query
- * for a unique name (<16 hex digits>.vpcdns-loop-check.invalid.) to the upstreams; when that
- * name reaches one of our own listeners, the upstreams send our queries back to us. The
- * server registers its probe before it sends it; query.c checks every question of the probe's
- * length against the registered probes (any worker thread), marks the probe seen and answers
- * REFUSED so that the loop ends there. The probe lives in the server; it is unregistered
- * before the server is freed. */
-#define VD_LOOP_PROBE_SUFFIX "vpcdns-loop-check.invalid."
-#define VD_LOOP_PROBE_HEX 16
-#define VD_LOOP_PROBE_SLOTS 8 /* servers in one process with a check under way */
-
-typedef struct vd_loop_probe {
-        uint8_t name[VD_NAME_MAX]; /* lower-cased wire name */
-        size_t len;
-        _Atomic bool seen; /* set by whichever worker thread receives the name */
-} vd_loop_probe;
-
-/* query.c: 0, or -ENOSPC when every slot is taken (the check is then skipped). */
-int vd_loop_probe_register(vd_loop_probe *p);
-void vd_loop_probe_unregister(vd_loop_probe *p);
-/* query.c: true when qi asks for a registered probe name (and marks that probe seen). */
-bool vd_loop_probe_match(const vd_query_info *qi);
-
 /* udp.c */
-/* The answer to a client the access list denies (deny_action refuse): REFUSED with the
- * question when the message parses as a query, written to out; 0 when nothing should be sent
- * (a response, or garbage that would earn FORMERR). */
-size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap);
-
 /* Allocates the receive pool. Returns 0 or -ENOMEM. */
 int vd_udp_worker_init(vd_worker *w);
 /* Frees the pool and the cached pending records; the loop must have ended. */

@@ -32,7 +32,7 @@ typedef struct vd_udp_pending {
         struct vd_udp_pending *next; /* free-list link */
         vd_worker *worker;
         const vd_udp_listener *listener;
-        int pending_slot; /* the client's slot in worker->pending, -1 when not counted */
+        int pending_slot; /* the client's slot in worker->env.pending, -1 when not counted */
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
@@ -119,12 +119,12 @@ static void sendq_flush(vd_worker *w)
                 if (r > 0) {
                         i += (size_t)r;
                 } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                        w->transport.udp_send_dropped += run;
+                        w->env.counters.udp_send_dropped += run;
                         i += run;
                 } else if (r < 0 && errno == EINTR) {
                         continue;
                 } else {
-                        w->transport.udp_errors++;
+                        w->env.counters.udp_errors++;
                         i++;
                 }
         }
@@ -167,9 +167,9 @@ static void send_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_t 
                 r = sendmsg(l->fd, &msg, 0);
         while (r < 0 && errno == EINTR);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                w->transport.udp_send_dropped++;
+                w->env.counters.udp_send_dropped++;
         else if (r < 0)
-                w->transport.udp_errors++;
+                w->env.counters.udp_errors++;
 }
 
 /* Sends a response through the rate limiter. resp may be w->out. */
@@ -186,11 +186,11 @@ static void send_response(vd_worker *w, const vd_udp_listener *l, const uint8_t 
                         if (len == 0)
                                 return;
                         resp = w->out;
-                        w->transport.rrl_slipped++;
+                        w->env.counters.rrl_slipped++;
                         break;
                 case VD_RATELIMIT_DROP:
                 default:
-                        w->transport.rrl_dropped++;
+                        w->env.counters.rrl_dropped++;
                         return;
                 }
         }
@@ -204,26 +204,10 @@ static void udp_reply(void *arg, const uint8_t *resp, size_t len)
         vd_worker *w = p->worker;
 
         if (p->pending_slot >= 0)
-                vd_transport_pending_done(w, p->pending_slot);
+                vd_ratelimit_pending_dec(w->env.pending, p->pending_slot);
         if (len > 0 && !w->stopping)
                 send_response(w, p->listener, resp, len, (const struct sockaddr *)&p->peer);
         pending_put(w, p);
-}
-
-size_t vd_transport_refused(const uint8_t *pkt, size_t len, uint8_t *out, size_t cap)
-{
-        vd_query_info qi;
-
-        switch (vd_wire_parse_query(pkt, len, &qi)) {
-        case VD_PARSE_OK:
-        case VD_PARSE_NOTIMP:
-        case VD_PARSE_BADVERS:
-                return vd_wire_error_response(&qi, VD_RCODE_REFUSED, out, cap);
-        case VD_PARSE_DROP:
-        case VD_PARSE_FORMERR:
-        default:
-                return 0;
-        }
 }
 
 /* A datagram from a client outside the access list. */
@@ -232,12 +216,12 @@ static void handle_denied(vd_worker *w, const vd_udp_listener *l, const uint8_t 
 {
         size_t n = 0;
         if (w->deny_action == VD_DENY_REFUSE)
-                n = vd_transport_refused(pkt, len, w->out, VD_UDP_MIN);
+                n = vd_query_refused(pkt, len, w->out, VD_UDP_MIN);
         if (n == 0) {
-                w->transport.acl_dropped++;
+                w->env.counters.acl_dropped++;
                 return;
         }
-        w->transport.acl_refused++;
+        w->env.counters.acl_refused++;
         send_response(w, l, w->out, n, peer);
 }
 
@@ -259,17 +243,17 @@ static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_
 
         vd_udp_pending *p = pending_get(w);
         if (p == NULL) {
-                w->transport.udp_errors++;
+                w->env.counters.udp_errors++;
                 return;
         }
         p->listener = l;
         memcpy(&p->peer, peer, peer_len);
 
         size_t out_len = 0;
-        vd_transport_pending_begin(w, peer);
-        vd_query_outcome outcome = vd_query_handle(&w->env, pkt, len, false, w->out, sizeof(w->out),
-                                                   &out_len, udp_reply, p);
-        p->pending_slot = vd_transport_pending_end(w, outcome);
+        vd_query_client client = {.addr = peer};
+        vd_query_outcome outcome = vd_query_handle(&w->env, &client, pkt, len, false, w->out,
+                                                   sizeof(w->out), &out_len, udp_reply, p);
+        p->pending_slot = client.pending_slot;
         switch (outcome) {
         case VD_QUERY_REPLY:
                 send_response(w, l, w->out, out_len, peer);
@@ -304,7 +288,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                         if (recv(l->fd, io->rx_data[0], VD_UDP_SLOT, MSG_ERRQUEUE | MSG_DONTWAIT) <
                             0)
                                 break;
-                w->transport.udp_errors++;
+                w->env.counters.udp_errors++;
                 if (!w->stopping)
                         uv_poll_start(handle, UV_READABLE, udp_readable);
                 return;
@@ -316,7 +300,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 if (got < 0) {
                         /* EAGAIN: another worker's socket took them, or a spurious wake-up */
                         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                                w->transport.udp_errors++;
+                                w->env.counters.udp_errors++;
                         return;
                 }
                 io->batching = true;
@@ -324,7 +308,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                         struct msghdr *h = &io->rx[i].msg_hdr;
                         /* Larger than a slot: no DNS query over UDP is, so it is dropped. */
                         if (h->msg_flags & MSG_TRUNC)
-                                w->transport.udp_errors++;
+                                w->env.counters.udp_errors++;
                         else if (h->msg_namelen > 0)
                                 handle_datagram(w, l, io->rx_data[i], io->rx[i].msg_len,
                                                 (const struct sockaddr *)&io->rx_peer[i]);

@@ -27,10 +27,10 @@
  * left it, from where it stopped. qi is the client's question (copied), max its size limit,
  * out_cap the capacity of out (at least max). VD_QUERY_REPLY: the whole response is in out.
  * VD_QUERY_PENDING: reply(arg, ...) is called exactly once later (len 0 when the worker
- * closes). Counts the client with env->may_forward before its first upstream query; when
- * that says no, the answer is SERVFAIL. */
-vd_query_outcome vd_chase_start(vd_query_env *env, const vd_query_info *qi, size_t max,
-                                uint8_t *out, size_t out_cap, size_t *out_len,
+ * closes). Counts client (vd_query_may_forward; may be NULL) before its first upstream
+ * query; when that says no, the answer is SERVFAIL. */
+vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, const vd_query_info *qi,
+                                size_t max, uint8_t *out, size_t out_cap, size_t *out_len,
                                 const vd_local_chase *from, vd_reply_fn reply, void *arg);
 
 /* True when a forwarding rule (not "servers: default") of env's forwarder decides the

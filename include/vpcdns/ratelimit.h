@@ -2,14 +2,15 @@
  * client prefix, with slip (an empty TC answer so that a real client retries over TCP), and
  * counts per client address (forwarded queries pending upstream, TCP connections open).
  *
- * One table of each kind serves every worker thread of a server, so a limit holds for a
- * client across all workers, whichever of them SO_REUSEPORT gives its packets to. Every call
- * is thread-safe. The tables have a fixed size chosen at creation (the only allocation);
- * lookups never allocate and take a bounded number of steps under one lock of many (the
- * tables are lock-striped by the hash of the client), so threads serving different clients
- * rarely meet on a lock. Entries are found through a hash keyed with a random seed, so a
- * client cannot choose addresses that collide. Time is passed in by the caller (seconds from
- * one monotonic clock for all threads), so tests can use a fake clock. */
+ * The tables are not per worker: the server makes one of each kind (so one for the process)
+ * and every worker thread uses it, so a limit holds for a client across all workers,
+ * whichever of them SO_REUSEPORT gives its packets to. Every call is thread-safe. The tables
+ * have a fixed size chosen at creation (the only allocation); lookups never allocate and take
+ * a bounded number of steps under one lock of many (the tables are lock-striped by the hash
+ * of the client), so threads serving different clients rarely meet on a lock. Entries are
+ * found through SipHash under a random key per table (siphash.h), so a client cannot choose
+ * addresses that collide. Time is passed in by the caller (seconds from one monotonic clock
+ * for all threads), so tests can use a fake clock. */
 #ifndef VPCDNS_RATELIMIT_H
 #define VPCDNS_RATELIMIT_H
 

@@ -23,7 +23,10 @@ void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg);
 
 /* Publishes snap (a reference is taken; NULL serves no local data) to every worker: each
  * switches between two queries, and the old snapshot is freed when the last worker lets go.
- * Thread-safe; a no-op for workers that are not running yet (they start with it). */
+ * Thread-safe: any thread may call it at any time between vd_server_new and vd_server_free,
+ * also while the workers run or stop (the reload path does). Workers that are not running
+ * yet start with snap; once the stop began, or vd_server_run returned, it only replaces the
+ * snapshot the server holds. Not concurrently with vd_server_free. */
 void vd_server_publish(vd_server *srv, vd_snapshot *snap);
 
 /* Runs until SIGINT or SIGTERM, then stops accepting, lets pending work finish or cancel,

@@ -7,6 +7,7 @@
  * client exactly once, with len 0; RRSIGs and a DNAME keep their places in the chain; and the
  * final name's authority records are dropped before anything is truncated. Every test is bounded by
  * a guard timer and ends with no handle left open. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <string.h>
@@ -192,6 +193,7 @@ typedef struct harness {
         vd_resolver *res;
         vd_snapshot *snap;
         vd_query_env env;
+        vd_query_client client; /* addr NULL unless a test sets it */
         int replies;
         size_t reply_len;
         uint8_t reply[4096];
@@ -280,7 +282,8 @@ static vd_query_outcome ask(harness *h, bool edns, uint8_t *out, size_t *out_len
         put16(&q, VD_CLASS_IN);
         if (edns)
                 opt_rr(&q, 1232, 0, false, false);
-        return vd_query_handle(&h->env, q.b, q.n, false, out, VD_UDP_PAYLOAD, out_len, on_reply, h);
+        return vd_query_handle(&h->env, &h->client, q.b, q.n, false, out, VD_UDP_PAYLOAD, out_len,
+                               on_reply, h);
 }
 
 /* Checks the whole chain: web CNAME www.up.test, www CNAME web2.up.test, web2 A 192.0.2.7;
@@ -361,17 +364,16 @@ Test(chase, upstream_servfail_is_servfail)
         finish(&h);
 }
 
-static bool never(void *arg)
-{
-        (void)arg;
-        return false;
-}
-
 Test(chase, a_client_over_its_pending_limit_gets_servfail_at_once)
 {
         harness h;
         start(&h);
-        h.env.may_forward = never;
+        /* the client already has its one allowed query upstream */
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+        cr_assert_eq(vd_ratelimit_pending_new(0, &h.env.pending), 0);
+        h.env.max_pending = 1;
+        cr_assert_geq(vd_ratelimit_pending_acquire(h.env.pending, (struct sockaddr *)&addr, 1), 0);
+        h.client.addr = (struct sockaddr *)&addr;
         uint8_t out[VD_UDP_PAYLOAD];
         size_t out_len = 0;
         cr_assert_eq(ask(&h, false, out, &out_len), VD_QUERY_REPLY);
@@ -380,6 +382,7 @@ Test(chase, a_client_over_its_pending_limit_gets_servfail_at_once)
         cr_assert_eq(h.up.queries, 0);
         finish(&h);
         cr_assert_eq(h.replies, 0);
+        vd_ratelimit_pending_free(h.env.pending);
 }
 
 Test(chase, closing_while_waiting_answers_once_with_nothing)
@@ -407,8 +410,9 @@ Test(chase, without_a_resolver_the_chain_is_servfail)
         put16(&q, VD_CLASS_IN);
         uint8_t out[512];
         size_t out_len = 0;
-        cr_assert_eq(vd_query_handle(&env, q.b, q.n, false, out, sizeof(out), &out_len, NULL, NULL),
-                     VD_QUERY_REPLY);
+        cr_assert_eq(
+            vd_query_handle(&env, NULL, q.b, q.n, false, out, sizeof(out), &out_len, NULL, NULL),
+            VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL);
         vd_snapshot_unref(s);
 }

@@ -1,7 +1,9 @@
 /* test_query.c — the query pipeline's header policy without local data or upstream, the
- * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data (spec §5), and
- * the forwarding-loop probe that query.c recognises. */
+ * answer to ANY (local RRsets, or forwarded), forwarding rules that beat local data, the count
+ * of a client's pending queries, the server's forwarding-loop probe that query.c recognises,
+ * and the counter table (counters.h) behind env->counters. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
@@ -9,7 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../resolver/transport.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
@@ -25,7 +26,7 @@ static size_t make_query(uint8_t *buf)
 static vd_query_outcome run(vd_query_env *env, const uint8_t *pkt, size_t len, uint8_t *out,
                             size_t *out_len)
 {
-        return vd_query_handle(env, pkt, len, false, out, 1232, out_len, NULL, NULL);
+        return vd_query_handle(env, NULL, pkt, len, false, out, 1232, out_len, NULL, NULL);
 }
 
 Test(query, pipeline_outcomes_without_data_or_upstream)
@@ -85,7 +86,7 @@ Test(query, any_without_upstream_is_servfail_not_a_synthesised_answer)
                      "a name without local data is the upstream's to answer, even for ANY");
         cr_assert_eq(vd_wire_get16(out + 6), 0, "no HINFO made up for a name we do not hold");
         cr_assert_eq(memcmp(out + VD_HEADER_LEN + 1, "ExAmple", 7), 0, "question case kept");
-        cr_assert_eq(env.counters.servfail, 1);
+        cr_assert_eq(env.counters.servfail_answers, 1);
 }
 
 Test(query, any_at_a_local_name_returns_its_records)
@@ -120,7 +121,7 @@ Test(query, any_at_a_local_name_returns_its_records)
         vd_snapshot_unref(snap);
 }
 
-/* ---- forwarding rules beat local data (spec §5) ---------------------------------------------- */
+/* ---- forwarding rules beat local data -------------------------------------------------------- */
 
 /* A snapshot holding "a.example" A 10.1.2.3 (make_query's name). */
 static vd_snapshot *local_a_example(void)
@@ -229,8 +230,8 @@ static vd_query_outcome with_rule(const char *domain, bool use_default, bool *lo
         harness_start(&h, domain, use_default, local_a_example());
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_query(pkt);
-        vd_query_outcome outcome =
-            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        vd_query_outcome outcome = vd_query_handle(&h.env, NULL, pkt, len, false, out, sizeof(out),
+                                                   &out_len, count_reply, NULL);
         *local = outcome == VD_QUERY_REPLY && h.env.counters.local_answers == 1 &&
                  (out[3] & 0xF) == VD_RCODE_NOERROR && vd_wire_get16(out + 6) == 1;
         if (outcome == VD_QUERY_PENDING)
@@ -260,10 +261,16 @@ Test(query, other_rules_leave_local_data_alone)
 
 /* ---- ANY for a name without local data goes upstream ---------------------------------------- */
 
-static bool never_forward(void *arg)
+/* A client address, and a pending table in which it already has limit queries upstream. */
+static vd_ratelimit_pending *busy_client(struct sockaddr_in *client, unsigned limit)
 {
-        (void)arg;
-        return false;
+        vd_ratelimit_pending *t = NULL;
+        *client = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(5353)};
+        client->sin_addr.s_addr = htonl(0xc0000201); /* 192.0.2.1 */
+        cr_assert_eq(vd_ratelimit_pending_new(0, &t), 0);
+        for (unsigned i = 0; i < limit; i++)
+                cr_assert_geq(vd_ratelimit_pending_acquire(t, (struct sockaddr *)client, limit), 0);
+        return t;
 }
 
 Test(query, any_for_a_name_without_local_data_is_forwarded)
@@ -272,8 +279,8 @@ Test(query, any_for_a_name_without_local_data_is_forwarded)
         harness_start(&h, NULL, false, local_a_example());
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_any(pkt, true);
-        vd_query_outcome outcome =
-            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        vd_query_outcome outcome = vd_query_handle(&h.env, NULL, pkt, len, false, out, sizeof(out),
+                                                   &out_len, count_reply, NULL);
         cr_assert_eq(outcome, VD_QUERY_PENDING, "ANY for example.net must go to the upstream");
         cr_assert_eq(h.env.counters.forwarded, 1);
         cr_assert_eq(h.env.counters.local_answers, 0);
@@ -283,16 +290,49 @@ Test(query, any_for_a_name_without_local_data_is_forwarded)
 Test(query, forwarded_any_counts_against_the_clients_pending_limit)
 {
         harness h;
+        struct sockaddr_in addr;
         harness_start(&h, NULL, false, NULL);
-        h.env.may_forward = never_forward;
+        h.env.pending = busy_client(&addr, 1);
+        h.env.max_pending = 1;
+        vd_query_client client = {.addr = (struct sockaddr *)&addr, .pending_slot = 7};
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_any(pkt, false);
-        vd_query_outcome outcome =
-            vd_query_handle(&h.env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        vd_query_outcome outcome = vd_query_handle(&h.env, &client, pkt, len, false, out,
+                                                   sizeof(out), &out_len, count_reply, NULL);
         cr_assert_eq(outcome, VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "over the pending limit: SERVFAIL at once");
         cr_assert_eq(h.env.counters.forward_denied, 1);
+        cr_assert_eq(client.pending_slot, -1, "nothing to give back");
         harness_finish(&h, outcome);
+        vd_ratelimit_pending_free(h.env.pending);
+}
+
+Test(query, a_forwarded_query_hands_its_count_to_the_transport)
+{
+        harness h;
+        struct sockaddr_in addr;
+        harness_start(&h, NULL, false, NULL);
+        h.env.pending = busy_client(&addr, 1);
+        h.env.max_pending = 2;
+        vd_query_client client = {.addr = (struct sockaddr *)&addr};
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_any(pkt, false);
+        vd_query_outcome outcome = vd_query_handle(&h.env, &client, pkt, len, false, out,
+                                                   sizeof(out), &out_len, count_reply, NULL);
+        cr_assert_eq(outcome, VD_QUERY_PENDING);
+        cr_assert_geq(client.pending_slot, 0, "the query went upstream counted");
+        cr_assert_eq(vd_ratelimit_pending_count(h.env.pending, client.pending_slot), 2);
+        vd_ratelimit_pending_dec(h.env.pending, client.pending_slot); /* as the reply does */
+
+        /* A query answered at once (REFUSED for CHAOS) keeps nothing counted. */
+        len = make_query(pkt);
+        pkt[len - 1] = 3;
+        cr_assert_eq(vd_query_handle(&h.env, &client, pkt, len, false, out, sizeof(out), &out_len,
+                                     count_reply, NULL),
+                     VD_QUERY_REPLY);
+        cr_assert_eq(client.pending_slot, -1);
+        harness_finish(&h, outcome);
+        vd_ratelimit_pending_free(h.env.pending);
 }
 
 /* ---- the forwarding-loop probe --------------------------------------------------------------- */
@@ -314,14 +354,19 @@ static size_t make_named_query(uint8_t *buf, const char *name)
 
 Test(query, our_own_probe_is_refused_and_marked_seen)
 {
-        static vd_loop_probe probe;
+        vd_loop_probe probe = {0};
         const char *name = "a123456789abcdef." VD_LOOP_PROBE_SUFFIX;
         cr_assert_eq(vd_name_from_text(name, probe.name, &probe.len), 0);
-        cr_assert_eq(vd_loop_probe_register(&probe), 0);
-
         vd_query_env env = {0};
+        env.loop_probe = &probe;
         uint8_t pkt[512], out[1232];
-        size_t out_len = 0, len = make_named_query(pkt, "b123456789abcdef." VD_LOOP_PROBE_SUFFIX);
+        size_t out_len = 0, len = make_named_query(pkt, name);
+        cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "not armed yet: an ordinary name");
+        cr_assert_not(atomic_load(&probe.seen));
+        cr_assert_eq(vd_loop_probe_arm(&probe), 0);
+
+        len = make_named_query(pkt, "b123456789abcdef." VD_LOOP_PROBE_SUFFIX);
         cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "another probe name is an ordinary name");
         cr_assert_not(atomic_load(&probe.seen));
@@ -332,25 +377,27 @@ Test(query, our_own_probe_is_refused_and_marked_seen)
         cr_assert_eq(out[0], 0xab);
         cr_assert(atomic_load(&probe.seen));
 
-        vd_loop_probe_unregister(&probe);
+        vd_loop_probe_disarm(&probe);
         cr_assert_eq(run(&env, pkt, len, out, &out_len), VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL, "after the check the name is ordinary");
 }
 
-Test(query, probe_registry_is_bounded)
+Test(query, a_probe_is_only_its_own_servers)
 {
-        static vd_loop_probe probes[VD_LOOP_PROBE_SLOTS + 1];
-        for (size_t i = 0; i <= VD_LOOP_PROBE_SLOTS; i++) {
-                char text[64];
-                snprintf(text, sizeof(text), "%016zx.%s", i, VD_LOOP_PROBE_SUFFIX);
-                cr_assert_eq(vd_name_from_text(text, probes[i].name, &probes[i].len), 0);
-                int rc = vd_loop_probe_register(&probes[i]);
-                cr_assert_eq(rc, i < VD_LOOP_PROBE_SLOTS ? 0 : -ENOSPC);
-        }
-        for (size_t i = 0; i <= VD_LOOP_PROBE_SLOTS; i++)
-                vd_loop_probe_unregister(&probes[i]);
-        cr_assert_eq(vd_loop_probe_register(&probes[VD_LOOP_PROBE_SLOTS]), 0);
-        vd_loop_probe_unregister(&probes[VD_LOOP_PROBE_SLOTS]);
+        vd_loop_probe probe = {0};
+        const char *name = "0123456789abcdef." VD_LOOP_PROBE_SUFFIX;
+        cr_assert_eq(vd_name_from_text(name, probe.name, &probe.len), 0);
+        cr_assert_eq(vd_loop_probe_arm(&probe), 0);
+        vd_query_env other = {0}; /* another server's worker: no probe of its own */
+        uint8_t pkt[512], out[1232];
+        size_t out_len = 0, len = make_named_query(pkt, name);
+        cr_assert_eq(run(&other, pkt, len, out, &out_len), VD_QUERY_REPLY);
+        cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL);
+        cr_assert_not(atomic_load(&probe.seen), "no process-wide registry any more");
+
+        vd_loop_probe bad = {0};
+        cr_assert_eq(vd_name_from_text("short." VD_LOOP_PROBE_SUFFIX, bad.name, &bad.len), 0);
+        cr_assert_eq(vd_loop_probe_arm(&bad), -EINVAL);
 }
 
 /* ---- special-use names (RFC 6761) ------------------------------------------------------------ */
@@ -380,8 +427,8 @@ static ldns_pkt *ask(vd_query_env *env, const char *name, uint16_t type, vd_quer
 {
         uint8_t pkt[512], out[1232];
         size_t out_len = 0, len = make_typed_query(pkt, name, type);
-        *outcome =
-            vd_query_handle(env, pkt, len, false, out, sizeof(out), &out_len, count_reply, NULL);
+        *outcome = vd_query_handle(env, NULL, pkt, len, false, out, sizeof(out), &out_len,
+                                   count_reply, NULL);
         if (*outcome != VD_QUERY_REPLY)
                 return NULL;
         ldns_pkt *p = NULL;
@@ -434,7 +481,7 @@ Test(query, special_use_names_are_answered_without_upstream)
                       "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa",
                       VD_TYPE_PTR, LDNS_RCODE_NOERROR, "localhost.");
         cr_assert_eq(env.counters.local_answers, 11);
-        cr_assert_eq(env.counters.servfail, 0);
+        cr_assert_eq(env.counters.servfail_answers, 0);
 }
 
 Test(query, other_names_near_the_special_zones_are_not_special)
@@ -564,4 +611,25 @@ Test(query, a_zone_cname_to_localhost_is_answered_locally_as_localhost_is)
         cr_assert_not(lh_is_local(&h.env, &outcome));
         cr_assert_eq(outcome, VD_QUERY_PENDING);
         harness_finish(&h, outcome);
+}
+
+/* ---- the counter table ----------------------------------------------------------------------- */
+
+Test(query, every_counter_of_the_table_is_summed_and_described)
+{
+        vd_counters one, sum = {0};
+        uint64_t i = 0;
+#define SET(name, kind, help) one.name = ++i;
+        VD_COUNTERS(SET)
+#undef SET
+        vd_counters_add(&sum, &one);
+        vd_counters_add(&sum, &one);
+        i = 0;
+#define CHECK(name, kind, help)                                                                    \
+        cr_assert_eq(sum.name, 2 * ++i, #name);                                                    \
+        cr_assert(kind == VD_COUNTER_TOTAL || kind == VD_COUNTER_GAUGE, #name);                    \
+        cr_assert_gt(strlen(help), 10, #name ": a help line");
+        VD_COUNTERS(CHECK)
+#undef CHECK
+        cr_assert_eq(sizeof(vd_counters), i * sizeof(uint64_t), "one field per row");
 }

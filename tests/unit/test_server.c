@@ -1,11 +1,12 @@
 /* test_server.c — the running server over real loopback sockets: UDP and TCP answers,
  * RFC 7766 framing (pipelining, 1-byte writes, length 0), idle timeout, connection cap,
  * a client that never reads, forwarding through a fake upstream (in-flight cap, pending
- * replies at shutdown), bind errors, and the graceful stop on SIGTERM. The per-client limits
- * of issue 5: access control (refuse and drop), response rate limiting with slip, TCP
- * connections per client, queries per connection, a slow sender against the idle timeout,
- * and forwarded queries pending per client. Clients bind 127.0.0.1 or 127.0.0.2 to be two
- * different clients. Every receive has a timeout so a failing test cannot hang. */
+ * replies at shutdown), bind errors, the graceful stop on SIGTERM, and publishing snapshots
+ * from another thread while the workers run and stop. The per-client limits: access
+ * control (refuse and drop), response rate limiting with slip, TCP connections per client,
+ * queries per connection, a slow sender against the idle timeout, and forwarded queries
+ * pending per client. Clients bind 127.0.0.1 or 127.0.0.2 to be two different clients.
+ * Every receive has a timeout so a failing test cannot hang. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@
 #include "vpcdns/config.h"
 #include "vpcdns/log.h"
 #include "vpcdns/server.h"
+#include "vpcdns/snapshot.h"
 #include "vpcdns/wire.h"
 
 #define RCV_TIMEOUT_MS 1000
@@ -883,7 +886,115 @@ Test(server, sigint_stops_too)
         vd_server_free(r.srv);
 }
 
-/* ---- per-client limits (issue 5) ---------------------------------------------------------- */
+/* ---- publishing from another thread ------------------------------------------------------- */
+
+/* A snapshot with a.example A 10.1.2.3. */
+static vd_snapshot *snapshot_a_example(void)
+{
+        uint8_t owner[VD_NAME_MAX];
+        size_t owner_len = 0;
+        vd_error err = {{0}};
+        vd_snapshot *snap = NULL;
+        static const uint8_t rdata[] = {10, 1, 2, 3};
+        vd_builder *b = vd_builder_new();
+        cr_assert_not_null(b);
+        cr_assert_eq(vd_name_from_text("a.example", owner, &owner_len), 0);
+        cr_assert_eq(vd_builder_add_rr(b, owner, VD_TYPE_A, 60, rdata, 4, "test", &err), 0, "%s",
+                     err.msg);
+        cr_assert_eq(vd_builder_finish(b, &snap, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return snap;
+}
+
+struct publisher {
+        vd_server *srv;
+        vd_snapshot *snap;
+        pthread_t thread;
+        _Atomic bool quit;
+        _Atomic unsigned rounds;
+};
+
+/* Publishes snap and nothing by turns until told to quit; snap is the last one published. */
+static void *publish_thread(void *arg)
+{
+        struct publisher *p = arg;
+        while (!atomic_load(&p->quit)) {
+                vd_server_publish(p->srv, NULL);
+                vd_server_publish(p->srv, p->snap);
+                atomic_fetch_add(&p->rounds, 1);
+                usleep(100);
+        }
+        return NULL;
+}
+
+static void publisher_start(struct publisher *p, vd_server *srv, vd_snapshot *snap)
+{
+        p->srv = srv;
+        p->snap = snap;
+        atomic_store(&p->quit, false);
+        atomic_store(&p->rounds, 0);
+        cr_assert_eq(pthread_create(&p->thread, NULL, publish_thread, p), 0);
+}
+
+/* Lets the publisher run n more rounds, then stops it. */
+static void publisher_stop(struct publisher *p, unsigned n)
+{
+        unsigned until = atomic_load(&p->rounds) + n;
+        for (int i = 0; i < 2000 && atomic_load(&p->rounds) < until; i++)
+                usleep(1000);
+        cr_assert_geq(atomic_load(&p->rounds), until, "the publisher is stuck");
+        atomic_store(&p->quit, true);
+        cr_assert_eq(pthread_join(p->thread, NULL), 0);
+}
+
+/* The reload path publishes while the workers answer, and may still do so while they stop
+ * and after vd_server_run returned: every worker ends up with the last snapshot, and nothing
+ * touches a worker's handles once it closes them (ThreadSanitizer checks the rest). */
+Test(server, publish_is_safe_from_another_thread_while_workers_run_and_stop)
+{
+        struct running r;
+        struct publisher p;
+        vd_config cfg;
+        uint8_t q[512], resp[512];
+        vd_snapshot *snap = snapshot_a_example();
+        r.port = free_port();
+        base_config(&cfg, r.port);
+        cfg.workers = 3;
+        start(&r, &cfg);
+        vd_config_free(&cfg);
+        size_t qlen = make_query(q, 0x5150, "a.example");
+
+        publisher_start(&p, r.srv, snap);
+        for (int i = 0; i < 20; i++) {
+                cr_assert_geq(udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS),
+                              12);
+                cr_assert(rcode_of(resp) == VD_RCODE_NOERROR || rcode_of(resp) == VD_RCODE_SERVFAIL,
+                          "rcode %u: the record, or no local data at all", rcode_of(resp));
+        }
+        publisher_stop(&p, 5); /* the last snapshot published is snap */
+        bool answered = false;
+        for (int i = 0; i < 50 && !answered; i++) {
+                ssize_t n = udp_exchange(r.port, q, qlen, resp, sizeof(resp), RCV_TIMEOUT_MS);
+                answered =
+                    n >= 12 && rcode_of(resp) == VD_RCODE_NOERROR && vd_wire_get16(resp + 6) == 1;
+                if (!answered)
+                        usleep(20 * 1000);
+        }
+        cr_assert(answered, "the workers took the last snapshot published");
+
+        publisher_start(&p, r.srv, snap); /* and on through the stop */
+        struct timespec deadline;
+        cr_assert_eq(pthread_kill(r.thread, SIGTERM), 0);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 5;
+        cr_assert_eq(pthread_timedjoin_np(r.thread, NULL, &deadline), 0);
+        cr_assert_eq(r.result, 0);
+        publisher_stop(&p, 20); /* after vd_server_run returned: a no-op for the workers */
+        vd_server_free(r.srv);
+        vd_snapshot_unref(snap);
+}
+
+/* ---- per-client limits ------------------------------------------------------------------ */
 
 static void allow(vd_config *cfg, const char *cidr)
 {
