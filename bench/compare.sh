@@ -8,7 +8,9 @@
 # forwarded to NSD once, then answered from the cache). Per server and scenario it measures
 # the server's CPU time per answered query (user and system, from /proc/PID/stat) and the
 # latency percentiles at 100k qps offered (--rate), the maximum rate (200 queries outstanding) and
-# the resident memory. vpcdns alone then gets 50 % of its maximum rate for 60 s, where no
+# the resident memory. For vpcdns the cached run is made once more while `perf stat` counts its
+# futex calls (when perf is installed): how often its threads wait for one another on the
+# shared structures. vpcdns alone then gets 50 % of its maximum rate for 60 s, where no
 # query may be lost. The kernel floor (vpcdns-null-responder, bench/null-responder.c: a
 # do-nothing recvmmsg/sendmmsg echo) gets the local open-loop run only, like a server: its
 # CPU per query is the kernel's UDP work alone. Last, bench/scale.sh (start-up and memory
@@ -132,7 +134,7 @@ source "$root/contrib/deps.sh"
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 # What the build needs (VD_DEPS) and the peers; apt-get runs only when one is missing.
-vd_deps_install_from "${VD_DEPS[@]}" unbound dnsmasq-base knot-resolver gnuplot-nox >&2
+vd_deps_install_from "${VD_DEPS[@]}" unbound dnsmasq-base knot-resolver gnuplot-nox linux-perf >&2
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -477,6 +479,8 @@ def cmd_report(outdir, env_file, titles):
         elif scenario == "local" and floor["status"] != "not run":
             lines.append(f"| {FLOOR_NAME} | {floor['status']} |||||||| ")
         lines.append("")
+        if scenario == "cached":
+            lines += futex_note(outdir, rate)
 
     loss = load(f"{outdir}/vpcdns-local-loss.json") or {}
     scale = scale_figures(outdir)
@@ -585,8 +589,45 @@ def cmd_median(target, best_hist, hist_out, files):
     return 0
 
 
+def cmd_futex(perf_csv, bench_json, seconds, workers, out):
+    """From perf stat's CSV (futex calls over the run plus its warm-up second) and the run's
+    JSON, writes out: the calls, the answers in the same window and the calls per 1000."""
+    calls = None
+    try:
+        for line in open(perf_csv):
+            fields = line.strip().split(",")
+            if len(fields) > 2 and fields[2].endswith("sys_enter_futex"):
+                calls = int(fields[0]) if fields[0].isdigit() else None
+    except OSError:
+        pass
+    run = load(bench_json) or {}
+    if calls is None or not run.get("qps"):
+        return 1
+    answers = run["qps"] * (int(seconds) + 1)  # perf counts the warm-up second too
+    json.dump({"futex_calls": calls, "answers": round(answers), "workers": int(workers),
+               "seconds": int(seconds) + 1, "per_1000": 1000.0 * calls / answers},
+              open(out, "w"), indent=1)
+    return 0
+
+
+def futex_note(outdir, rate):
+    """The lock-wait line of the report, when compare.sh could measure it."""
+    f = load(f"{outdir}/vpcdns-futex.json")
+    if not f:
+        return []
+    return [f"Lock waits (vpcdns, {f['workers']} worker{'s' if f['workers'] != 1 else ''}, "
+            f"cached answers at {rate} qps): {f['futex_calls']:,} futex calls in "
+            f"{f['seconds']} s and about {f['answers']:,} answers, "
+            f"{fmt(f['per_1000'], 3)} per 1000 answers (`perf stat -e "
+            f"syscalls:sys_enter_futex`). A pthread mutex enters the kernel only to wait for "
+            f"another thread or to wake one, so this counts how often threads met on the "
+            f"shared cache, in-flight registry and per-client tables.", ""]
+
+
 def main(argv):
     cmd = argv[0]
+    if cmd == "futex":
+        return cmd_futex(argv[1], argv[2], argv[3], argv[4], argv[5])
     if cmd == "median":
         return cmd_median(argv[1], argv[2], argv[3], argv[4:])
     if cmd == "record":
@@ -730,6 +771,30 @@ measure() {
         log "  $(summary "$out/$server-$scenario-max.json")"
 }
 
+# measure_futex: the cached scenario once more at the offered rate while `perf stat` counts
+# vpcdns's futex calls (DIR/vpcdns-futex.json). A pthread mutex enters the kernel only to wait
+# for another thread or to wake one, so the count per answer shows whether the workers
+# serialise on the shared cache, in-flight registry and per-client tables. Skipped, with a
+# line in the log, without perf or without access to the syscall tracepoints.
+measure_futex() {
+        if ! command -v perf >/dev/null; then
+                log "  perf is not installed: lock waits not measured"
+                return 0
+        fi
+        log "vpcdns: cached, ${offered_rate} qps for $run_seconds s, futex calls counted by perf"
+        perf stat -x, -e syscalls:sys_enter_futex -p "$server_pid" -o "$work/futex.csv" \
+                -- sleep $((run_seconds + 1)) 2>"$work/perf.stderr" &
+        local perf_pid=$! status=0
+        run_bench vpcdns cached futex -r "$offered_rate"
+        wait "$perf_pid" || status=$?
+        if ((status != 0)) || ! helper futex "$work/futex.csv" "$out/vpcdns-cached-futex.json" \
+                "$run_seconds" "$vpcdns_workers" "$out/vpcdns-futex.json"; then
+                log "  perf stat could not count futex calls: $(tail -1 "$work/perf.stderr")"
+                return 0
+        fi
+        log "  $(py -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%d futex calls, %.3f per 1000 answers" % (d["futex_calls"], d["per_1000"]))' "$out/vpcdns-futex.json")"
+}
+
 # summary FILE: "qps=… p99=…µs lost=… cpu=…µs/q" of one run's JSON, for the progress lines.
 summary() {
         py -c '
@@ -793,6 +858,7 @@ for server in "${servers[@]}"; do
         fi
         measure "$server" cached
         rss_cached=$(rss_kb "$server_pid")
+        [[ $server == vpcdns ]] && measure_futex
 
         if [[ $server == vpcdns ]] && ((max_local > 0 && !ab_run)); then
                 log "vpcdns: local, $((max_local / 2)) qps (50 % of its maximum) for $loss_seconds s"
