@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/scale.sh --out DIR [--endpoints N] [--build DIR] — start-up time and resident memory
 # of vpcdns, Unbound, dnsmasq and Knot Resolver holding the names of one large AWS snapshot
-# (issue 4: 10,000 endpoints x 3 ENIs, about 40,000 names).
+# (by default 10,000 endpoints x 3 ENIs, about 40,000 names).
 #
 # 1. Builds vpcdns (Release) in the build directory when it is not there yet (default
 #    build-release/), generates the snapshot with bench/gen-snapshot.py, dumps it with

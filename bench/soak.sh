@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/soak.sh [SECONDS] — the soak test of issue 5: the ASan+UBSan daemon under 50 % of its
+# bench/soak.sh [SECONDS] — the soak test: the ASan+UBSan daemon under 50 % of its
 # maximum rate for SECONDS (default 600) with a mix of endpoint, zone-file, forwarded and
 # NXDOMAIN queries (dnsperf), malformed UDP packets and hostile TCP clients
 # (bench/soak_mix.py), and an upstream (NSD) that is stopped for ~10 s every ~60 s.

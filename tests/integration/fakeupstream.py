@@ -30,7 +30,7 @@ Answer shapes for the cache tests (over UDP and TCP):
   bigauth     A 192.0.2.53 with 20 NS records of long names in the authority section and 20
               glue records in the additional section: about 1.5 KB, the answer alone 16 octets
 
-Run-time switches for the forwarding tests (issue 3), settable while the server runs:
+Run-time switches for the forwarding tests, settable while the server runs:
 .silent (answer nothing at all, like a dead server), .delay (seconds every UDP answer waits),
 .rcode (answer every query, UDP and TCP, with this rcode and no records; None: off), and the
 address of the good answers (good_a, per instance: tells upstreams apart).

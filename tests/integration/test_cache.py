@@ -1,4 +1,4 @@
-"""The answer cache (issue 3) through the real daemon, with the scripted fake upstream so the
+"""The answer cache through the real daemon, with the scripted fake upstream so the
 tests can count what reached the upstream: hits, TTL countdown, expiry, negative caching
 (RFC 2308), SERVFAIL kept briefly (RFC 9520), only the question's chain cached, the DO bit
 in the key, case-insensitive keys with the client's case echoed, and cache_size 0."""

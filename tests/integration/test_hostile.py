@@ -1,4 +1,4 @@
-"""Malformed and hostile input through the real daemon (issue 5): every class of bad client
+"""Malformed and hostile input through the real daemon: every class of bad client
 packet with its defined outcome (drop, FORMERR, NOTIMP, REFUSED, BADVERS), hostile TCP
 clients (length 0, length beyond the data, slow senders, clients that never read, thousands
 of abandoned connections) and a misbehaving upstream (fakeupstream.py). After each case the

@@ -1,4 +1,4 @@
-"""The upstream side of forwarding (issue 3) through the real daemon, with scripted upstreams
+"""The upstream side of forwarding through the real daemon, with scripted upstreams
 the tests control (fakeupstream.py): identical questions in flight merged into one upstream
 query, serve-stale (RFC 8767) with the upstream dead or slow, prefetch of popular names, a dead
 upstream that stops costing time, the upstream packet budget, source-port rotation and DNS 0x20
