@@ -37,72 +37,60 @@ typedef struct vd_config_rule {
         size_t n_servers;
 } vd_config_rule;
 
+/* The settings. Each field set by a config file key is named after it; what it means, its
+ * range and its default are in the key table (resolver/config_keys.c) and
+ * docs/configuration.md, not repeated here. */
 typedef struct vd_config {
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
         vd_addr upstream[VD_MAX_UPSTREAM];
         size_t n_upstream;
-        char *snapshot_dirs[VD_MAX_SOURCES]; /* owned */
+        char *snapshot_dirs[VD_MAX_SOURCES]; /* owned; key snapshot */
         size_t n_snapshots;
-        char *zone_files[VD_MAX_SOURCES]; /* owned */
+        char *zone_files[VD_MAX_SOURCES]; /* owned; key zone */
         size_t n_zones;
         vd_log_level log_level;
-        unsigned workers;             /* event-loop threads; default vd_default_workers() */
-        unsigned tcp_idle_timeout_ms; /* default 10000 */
-        unsigned tcp_max_connections; /* default 1024, across all listeners of one worker */
-        unsigned upstream_timeout_ms; /* total budget for one forwarded query; default 2000 */
-        /* Access control. allow: who may query; when the config gives none, the
-         * default is loopback, RFC 1918, link-local, ULA (fc00::/7) and CGNAT (100.64.0.0/10):
-         * never an open resolver. Others get deny_action (key deny_action: refuse|drop). */
+        unsigned workers;
+        unsigned tcp_idle_timeout_ms;
+        unsigned tcp_max_connections; /* per worker, across all its listeners */
+        unsigned upstream_timeout_ms;
+        /* Access control: who may query; empty until vd_config_finalize fills the default
+         * list (never an open resolver). Others get deny_action. */
         vd_cidr allow[VD_MAX_ACL];
         size_t n_allow;
         vd_deny_action deny_action;
-        /* Response rate limiting for UDP per client prefix (keys rrl_responses_per_second,
-         * rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix). 0 responses/s = off (default). Of the
-         * responses over the limit, every rrl_slip-th is sent as an empty TC answer (default
-         * 2; 0 = drop them all); the prefixes group clients (defaults 24 and 56). */
+        /* Response rate limiting for UDP per client prefix; 0 responses/s = off. */
         unsigned rrl_responses_per_second;
         unsigned rrl_slip;
         unsigned rrl_ipv4_prefix;
         unsigned rrl_ipv6_prefix;
-        /* TCP limits (keys tcp_max_connections_per_client, default 64, counted for the whole
-         * process — all workers together; tcp_max_queries_per_connection, default 0 =
-         * unlimited: the connection is closed once it has been answered that many queries). */
+        /* Per-client limits are counted for the whole process, all workers together (the
+         * tables every worker shares), never per worker. */
         unsigned tcp_max_connections_per_client;
-        unsigned tcp_max_queries_per_connection;
-        /* Forwarded queries waiting for an upstream per client address, all workers together
-         * (key max_pending_per_client, default 100): over it, SERVFAIL at once (DNSBomb). */
+        unsigned tcp_max_queries_per_connection; /* per connection; 0 = unlimited */
         unsigned max_pending_per_client;
-        /* The answer cache: cache_size entries for the whole process (one cache shared by
-         * every worker; 0 = no cache; default 100000), TTL clamps cache_min_ttl (0), cache_max_ttl
-         * (86400), cache_max_negative_ttl (3600) and cache_servfail_ttl (5 s; 0 = never cached). */
+        /* The answer cache: one for the whole process, shared by every worker; 0 = none. */
         unsigned cache_size;
         unsigned cache_min_ttl;
         unsigned cache_max_ttl;
         unsigned cache_max_negative_ttl;
         unsigned cache_servfail_ttl;
-        /* Forwarding. Key forward: a list of {domain: NAME, servers: [ADDR[:PORT],
-         * ...] or the word default}; the most specific domain wins, and a rule at or under a
-         * local zone beats the zone. upstream_max_qps: queries per second to each upstream
-         * server in all (token bucket; 0 = off, the default; 1000 suits the VPC resolver at
-         * 169.254.169.253). upstream_ports: UDP source ports in rotation per server (default
-         * 16). upstream_0x20: random letter case upstream, verified on return (default off). */
+        /* Forwarding rules (key forward); the most specific domain wins. */
         vd_config_rule rules[VD_MAX_RULES];
         size_t n_rules;
-        unsigned upstream_max_qps;
+        unsigned upstream_max_qps; /* per upstream server, all workers together; 0 = off */
         unsigned upstream_ports;
         bool upstream_0x20;
-        /* Serve-stale and prefetch: stale_max seconds (default 3600; 0 = off),
-         * stale_answer_ms (default 1800), prefetch true|false (default true). */
+        /* Serve-stale and prefetch. */
         unsigned stale_max;
         unsigned stale_answer_ms;
         bool prefetch;
-        /* After binding, run as this user (key user; default: stay as started). */
-        char *user;        /* owned, NULL when unset */
+        char *user; /* owned, NULL when unset: stay as started */
+        /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
-        bool help;         /* --help: caller prints vd_config_usage() */
-        bool version;      /* --version */
+        bool help;         /* --help, -h: caller prints vd_config_usage() */
+        bool version;      /* --version, -V */
         char *config_path; /* owned, NULL when none */
 } vd_config;
 
@@ -114,7 +102,8 @@ unsigned vd_default_workers(void);
  * at most 64; 0 when there is no quota or the text is not in that form. */
 unsigned vd_cpu_max_workers(const char *cpu_max);
 
-/* Fills cfg with defaults (no listen or upstream yet: see vd_config_finalize). */
+/* Fills cfg with the defaults of the key table (no listen, upstream or allow list yet: see
+ * vd_config_finalize). */
 void vd_config_init(vd_config *cfg);
 void vd_config_free(vd_config *cfg);
 
