@@ -153,6 +153,41 @@ void vd_config_key_default(const vd_config_key *k, char *out, size_t cap)
                 snprintf(out, cap, "%u", k->def);
 }
 
+bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out, size_t cap)
+{
+        static const char *const levels[] = {"error", "warn", "info", "debug"};
+        const void *field = (const char *)cfg + k->offset;
+        switch (k->type) {
+        case VD_KEY_UINT:
+                snprintf(out, cap, "%u", *(const unsigned *)field);
+                return k->default_text == NULL && *(const unsigned *)field != k->def;
+        case VD_KEY_BOOL:
+                snprintf(out, cap, "%s", *(const bool *)field ? "true" : "false");
+                return *(const bool *)field != (k->def != 0);
+        case VD_KEY_LEVEL: {
+                unsigned level = (unsigned)*(const vd_log_level *)field;
+                snprintf(out, cap, "%s", level < 4 ? levels[level] : "?");
+                return *(const vd_log_level *)field != VD_LOG_INFO;
+        }
+        case VD_KEY_DENY:
+                snprintf(out, cap, "%s",
+                         *(const vd_deny_action *)field == VD_DENY_DROP ? "drop" : "refuse");
+                return *(const vd_deny_action *)field != VD_DENY_REFUSE;
+        case VD_KEY_USER:
+                snprintf(out, cap, "%s",
+                         *(char *const *)field != NULL ? *(char *const *)field : "");
+                return *(char *const *)field != NULL;
+        case VD_KEY_ADDRS:
+        case VD_KEY_PATHS:
+        case VD_KEY_CIDRS:
+        case VD_KEY_RULES:
+                break;
+        }
+        if (cap > 0)
+                out[0] = '\0';
+        return false;
+}
+
 void *vd_cfg_field(vd_config *cfg, const vd_config_key *k)
 {
         return (char *)cfg + k->offset;

@@ -157,6 +157,12 @@ const vd_config_key *vd_config_key_find(const char *name);
  * this process may use"); always NUL-terminates. */
 void vd_config_key_default(const vd_config_key *k, char *out, size_t cap);
 
+/* The value of a key that is one word or number ("5000", "true", "drop", "vpcdns") written
+ * to out; returns true when it is not the key's default (never for workers, whose default
+ * depends on the machine). A list key writes "" and returns false: its items are shown
+ * elsewhere. */
+bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out, size_t cap);
+
 /* A command-line flag: --name, -short_name when not 0, and its argument's name (NULL for
  * none). */
 typedef struct vd_config_flag {

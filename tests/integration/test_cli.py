@@ -73,6 +73,19 @@ def test_check_prints_counts(run_vpcdns):
     assert "9" in numbers and "7" in numbers, "endpoint counts missing:\n" + output(res)
 
 
+def test_check_names_what_differs_from_the_defaults(run_vpcdns, tmp_path):
+    res = run_vpcdns(["--check", "--upstream", "127.0.0.1:9"])
+    assert res.returncode == 0, output(res)
+    assert "changed from the defaults: none" in res.stdout.splitlines(), output(res)
+    c = tmp_path / "changed.yaml"
+    c.write_text("cache_size: 5000\nprefetch: false\nstale_max: 3600\n")
+    res = run_vpcdns(["--check", "--config", c, "--upstream", "127.0.0.1:9"])
+    assert res.returncode == 0, output(res)
+    lines = res.stdout.splitlines()
+    assert "changed from the defaults: cache_size 5000, prefetch false" in lines, output(res)
+    assert lines[-1] == "ok", output(res)
+
+
 def test_check_does_not_bind(run_vpcdns):
     # --check must not need the listen address (port 53 of a busy host, say)
     res = run_vpcdns(["--check", "--listen", "127.0.0.1:1", "--snapshot", SNAPSHOT])

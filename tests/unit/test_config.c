@@ -573,6 +573,47 @@ Test(config, usage_lists_every_key_and_ends_without_a_path)
         }
 }
 
+/* The table gives every one-value key's current value and whether it is the default (what
+ * --check prints as "changed from the defaults"). */
+Test(config, key_values_and_their_defaults)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        size_t n;
+        char value[64];
+        const vd_config_key *keys = vd_config_keys(&n);
+        vd_config_init(&cfg);
+        for (size_t i = 0; i < n; i++) {
+                cr_assert_not(vd_config_key_value(&cfg, &keys[i], value, sizeof(value)),
+                              "%s = %s is not its default after vd_config_init", keys[i].name,
+                              value);
+                char def[96];
+                vd_config_key_default(&keys[i], def, sizeof(def));
+                if (keys[i].type == VD_KEY_UINT && keys[i].default_text == NULL)
+                        cr_assert_str_eq(value, def, "%s", keys[i].name);
+        }
+        cr_assert_eq(load_text(&cfg,
+                               "cache_size: 5000\nprefetch: false\ndeny_action: drop\n"
+                               "log_level: debug\nuser: nobody\nworkers: 3\nrrl_slip: 2\n",
+                               &err, NULL),
+                     0, "%s", err.msg);
+        static const char *const changed[][2] = {{"cache_size", "5000"},
+                                                 {"prefetch", "false"},
+                                                 {"deny_action", "drop"},
+                                                 {"log_level", "debug"},
+                                                 {"user", "nobody"}};
+        size_t count = 0;
+        for (size_t i = 0; i < n; i++)
+                count += vd_config_key_value(&cfg, &keys[i], value, sizeof(value));
+        cr_assert_eq(count, 5, "rrl_slip at its default and workers are not 'changed'");
+        for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++) {
+                cr_assert(vd_config_key_value(&cfg, vd_config_key_find(changed[i][0]), value,
+                                              sizeof(value)));
+                cr_assert_str_eq(value, changed[i][1]);
+        }
+        vd_config_free(&cfg);
+}
+
 /* "::1:5300" is a valid IPv6 address (port 53), but almost always meant as [::1]:5300. */
 Test(config, ipv6_with_unbracketed_port_is_refused_with_a_hint)
 {
