@@ -1,12 +1,14 @@
 /* config_int.h — what the config_*.c files share and nothing else includes: the value parsers
  * every reader uses (so a value means the same in the file and on the command line), the
- * field access through the key table, deep copy and release of owned strings, and the
- * resolv.conf reader behind the default upstreams. Not a public contract. */
+ * field access through the key table, deep copy and release of owned strings, the
+ * resolv.conf reader behind the default upstreams, and the state the two halves of the YAML
+ * reader share. Not a public contract. */
 #ifndef VPCDNS_CONFIG_INT_H
 #define VPCDNS_CONFIG_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <yaml.h>
 
 #include "vpcdns/config.h"
 
@@ -43,5 +45,30 @@ int vd_cfg_copy(vd_config *dst, const vd_config *src);
 /* Appends the nameservers of a resolv.conf (port 53) to cfg->upstream, skipping duplicates and
  * our own listen addresses. A missing file means no upstream. */
 void vd_cfg_read_resolv_conf(vd_config *cfg, const char *path);
+
+/* ---- The YAML reader (config_yaml.c and config_yaml_values.c) ---------------------------- */
+
+#define VD_YAML_MAX_KEYS 64 /* room in vd_yaml_parse for the keys of the table */
+
+struct vd_yaml_parse {
+        const char *path;
+        char *dir; /* directory of the config file, NULL when relative paths stay as-is */
+        yaml_document_t *doc;
+        vd_config values;            /* private copy; only keys marked in seen[] are applied */
+        bool seen[VD_YAML_MAX_KEYS]; /* by index in the key table */
+        size_t seen_line[VD_YAML_MAX_KEYS];
+        size_t rule_line[VD_MAX_RULES]; /* where each forward rule's domain stands */
+        vd_error *err;
+};
+
+/* The error "PATH:LINE:COL: expected EXPECTED, got GOT" in fp->err; returns -EINVAL. */
+int vd_yaml_fail_at(struct vd_yaml_parse *fp, yaml_mark_t mark, const char *expected,
+                    const char *got);
+/* The same at node, with what node holds as the got-part ("'text'", "a list"). */
+int vd_yaml_fail_node(struct vd_yaml_parse *fp, const yaml_node_t *node, const char *expected);
+/* A non-null scalar without NUL bytes, or NULL. */
+const char *vd_yaml_scalar_text(const yaml_node_t *node);
+/* Reads the value of key k into fp->values. Returns 0, or an error with fp->err set. */
+int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const yaml_node_t *value);
 
 #endif
