@@ -1,5 +1,6 @@
 /* test_config.c — the config file, the command line, defaults from resolv.conf and address
- * text (resolver/config.c). Each error test pins the exact FILE:LINE:COL a user would see. */
+ * text (resolver/config*.c, resolver/addr.c). Each error test pins the exact FILE:LINE:COL a
+ * user would see. The docs are held to the key table by test_config_docs.c. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
