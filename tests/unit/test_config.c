@@ -923,7 +923,7 @@ Test(config, addr_format_truncates_safely)
         cr_assert_str_eq(out, "[2001:d");
 }
 
-/* ---- issue 5: access control, limits, user ------------------------------------------------- */
+/* ---- access control, limits, user ----------------------------------------------------------- */
 
 static const char *cidr_text(const vd_cidr *c)
 {
@@ -1217,7 +1217,7 @@ Test(config, cache_keys_and_their_checks)
         vd_config_free(&cfg);
 }
 
-/* ---- forwarding rules and the issue-3 upstream settings ---------------------------------- */
+/* ---- forwarding rules and the upstream settings --------------------------------------------- */
 
 Test(config, forwarding_defaults)
 {
