@@ -272,7 +272,7 @@ static bool addr_is_local(const vd_addr *a)
 
 /* Would a query sent to upstream reach one of our own listeners? Exact address and port, or
  * a wildcard listener on that port while upstream is an address of this host: 0.0.0.0:P
- * covers the host's IPv4 addresses, [::]:P (dual-stack) all of them. A wildcard does not
+ * covers the host's IPv4 addresses, [::]:P is taken to cover all of them. A wildcard does not
  * exclude a remote server such as the VPC resolver: that would leave a central resolver
  * listening on 0.0.0.0:53 without any upstream. */
 bool vd_addr_is_own(const vd_addr *upstream, const vd_addr *listen, size_t n_listen)

@@ -46,7 +46,8 @@ bool vd_addr_equal(const vd_addr *a, const vd_addr *b);
 /* Would a query sent to addr reach one of the n listen addresses? The same address and port,
  * or a wildcard listener on that port while addr is an address of this host (loopback, or
  * assigned to one of its interfaces: reads getifaddrs): 0.0.0.0:P covers the host's IPv4
- * addresses, [::]:P (dual-stack) all of them. A remote address is never our own. */
+ * addresses, [::]:P is taken to cover all of them (the cautious answer). A remote address is
+ * never our own. */
 bool vd_addr_is_own(const vd_addr *addr, const vd_addr *listen, size_t n);
 
 /* "10.0.0.0/8", "fd00::/8", "192.0.2.1" (= /32), "::1" (= /128) → prefix; host bits beyond the
