@@ -5,32 +5,17 @@
 #include <string.h>
 #include <netinet/in.h>
 
+#include "vpcdns/addr.h"
 #include "vpcdns/common.h"
 #include "vpcdns/wire.h"
 
 #include "forward_rules.h"
 
-static bool same_addr(const vd_addr *a, const vd_addr *b)
-{
-        if (a->ss.ss_family != b->ss.ss_family)
-                return false;
-        if (a->ss.ss_family == AF_INET) {
-                const struct sockaddr_in *x = (const struct sockaddr_in *)&a->ss;
-                const struct sockaddr_in *y = (const struct sockaddr_in *)&b->ss;
-                return x->sin_port == y->sin_port &&
-                       memcmp(&x->sin_addr, &y->sin_addr, sizeof(x->sin_addr)) == 0;
-        }
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&a->ss;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&b->ss;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-}
-
 /* Index of addr in rt->addrs, added when new (rt->addrs has room for every mention). */
 static int addr_index(vd_fwd_routes *rt, const vd_addr *addr, vd_error *err)
 {
         for (size_t i = 0; i < rt->n_addrs; i++)
-                if (same_addr(&rt->addrs[i], addr))
+                if (vd_addr_equal(&rt->addrs[i], addr))
                         return (int)i;
         if (addr->ss.ss_family != AF_INET && addr->ss.ss_family != AF_INET6)
                 return vd_error_set(err, "forwarder: upstream: not IPv4 or IPv6");

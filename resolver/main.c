@@ -26,6 +26,7 @@
 #define CIDR_TEXT (INET6_ADDRSTRLEN + 5)
 #define ALLOW_TEXT (CIDR_TEXT * VD_MAX_ACL)
 #define PASSWD_BUF 65536
+#define VALUE_TEXT 300 /* a number, a word or a user name */
 
 struct load_totals {
         vd_aws_summary aws;
@@ -228,6 +229,22 @@ static void print_rules(const vd_config *cfg)
         }
 }
 
+/* One line naming every one-value config key that differs from its default, from the key
+ * table: what the config file and flags changed, at a glance. */
+static void print_changed(const vd_config *cfg)
+{
+        size_t n, shown = 0;
+        const vd_config_key *keys = vd_config_keys(&n);
+        printf("changed from the defaults:");
+        for (size_t i = 0; i < n; i++) {
+                char value[VALUE_TEXT];
+                if (!vd_config_key_value(cfg, &keys[i], value, sizeof(value)))
+                        continue;
+                printf("%s %s %s", shown++ > 0 ? "," : "", keys[i].name, value);
+        }
+        printf("%s\n", shown == 0 ? " none" : "");
+}
+
 static void print_check(const vd_config *cfg, const struct load_totals *t)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT], allow[ALLOW_TEXT];
@@ -285,6 +302,7 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
                        cfg->cache_size, cfg->cache_min_ttl, cfg->cache_max_ttl,
                        cfg->cache_max_negative_ttl, cfg->cache_servfail_ttl);
         printf("user: %s\n", cfg->user != NULL ? cfg->user : "(as started)");
+        print_changed(cfg);
         printf("ok\n");
 }
 

@@ -1,32 +1,25 @@
 /* config.h — settings from the YAML config file and the command line, validated.
  * Parse → validate → apply: a bad file or flag is rejected whole with a message naming the
- * file, line and the expected value; nothing is half-applied. */
+ * file, line and the expected value; nothing is half-applied.
+ *
+ * Every config file key is one entry of one table (vd_config_keys): its name, type, range,
+ * default, place in vd_config and a line of documentation. The YAML reader, the defaults,
+ * the final range checks and --help all read that table, and a unit test holds
+ * docs/configuration.md and zones/example/vpcdns.yaml to it; a new key is a new field and a
+ * new entry. Likewise every command-line flag is one entry of vd_config_flags. */
 #ifndef VPCDNS_CONFIG_H
 #define VPCDNS_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/socket.h>
 
+#include "vpcdns/acl.h"
+#include "vpcdns/addr.h"
 #include "vpcdns/common.h"
 #include "vpcdns/log.h"
 
 #define VD_MAX_LISTEN 16
-#define VD_MAX_UPSTREAM 8
 #define VD_MAX_SOURCES 64
-
-typedef struct vd_addr {
-        struct sockaddr_storage ss;
-        socklen_t len;
-} vd_addr;
-
-#define VD_MAX_ACL 64
-
-/* An address prefix, for access control: "10.0.0.0/8", "::1/128", "192.0.2.1" (= /32). */
-typedef struct vd_cidr {
-        struct sockaddr_storage ss; /* family and network address; port unused */
-        unsigned prefix;            /* 0..32 or 0..128 */
-} vd_cidr;
 
 typedef enum vd_deny_action {
         VD_DENY_REFUSE = 0, /* answer REFUSED (UDP and TCP) */
@@ -44,72 +37,60 @@ typedef struct vd_config_rule {
         size_t n_servers;
 } vd_config_rule;
 
+/* The settings. Each field set by a config file key is named after it; what it means, its
+ * range and its default are in the key table (resolver/config_keys.c) and
+ * docs/configuration.md, not repeated here. */
 typedef struct vd_config {
         vd_addr listen[VD_MAX_LISTEN];
         size_t n_listen;
         vd_addr upstream[VD_MAX_UPSTREAM];
         size_t n_upstream;
-        char *snapshot_dirs[VD_MAX_SOURCES]; /* owned */
+        char *snapshot_dirs[VD_MAX_SOURCES]; /* owned; key snapshot */
         size_t n_snapshots;
-        char *zone_files[VD_MAX_SOURCES]; /* owned */
+        char *zone_files[VD_MAX_SOURCES]; /* owned; key zone */
         size_t n_zones;
         vd_log_level log_level;
-        unsigned workers;             /* event-loop threads; default vd_default_workers() */
-        unsigned tcp_idle_timeout_ms; /* default 10000 */
-        unsigned tcp_max_connections; /* default 1024, across all listeners of a worker */
-        unsigned upstream_timeout_ms; /* total budget for one forwarded query; default 2000 */
-        /* Access control (issue 5). allow: who may query; when the config gives none, the
-         * default is loopback, RFC 1918, link-local, ULA (fc00::/7) and CGNAT (100.64.0.0/10):
-         * never an open resolver. Others get deny_action (key deny_action: refuse|drop). */
+        unsigned workers;
+        unsigned tcp_idle_timeout_ms;
+        unsigned tcp_max_connections; /* per worker, across all its listeners */
+        unsigned upstream_timeout_ms;
+        /* Access control: who may query; empty until vd_config_finalize fills the default
+         * list (never an open resolver). Others get deny_action. */
         vd_cidr allow[VD_MAX_ACL];
         size_t n_allow;
         vd_deny_action deny_action;
-        /* Response rate limiting for UDP per client prefix (keys rrl_responses_per_second,
-         * rrl_slip, rrl_ipv4_prefix, rrl_ipv6_prefix). 0 responses/s = off (default). Of the
-         * responses over the limit, every rrl_slip-th is sent as an empty TC answer (default
-         * 2; 0 = drop them all); the prefixes group clients (defaults 24 and 56). */
+        /* Response rate limiting for UDP per client prefix; 0 responses/s = off. */
         unsigned rrl_responses_per_second;
         unsigned rrl_slip;
         unsigned rrl_ipv4_prefix;
         unsigned rrl_ipv6_prefix;
-        /* TCP limits per worker (keys tcp_max_connections_per_client, default 64, and
-         * tcp_max_queries_per_connection, default 0 = unlimited: the connection is closed
-         * once it has been answered that many queries). */
+        /* Per-client limits are counted for the whole process, all workers together (the
+         * tables every worker shares), never per worker. */
         unsigned tcp_max_connections_per_client;
-        unsigned tcp_max_queries_per_connection;
-        /* Forwarded queries waiting for an upstream per client address and worker (key
-         * max_pending_per_client, default 100): over it, SERVFAIL at once (DNSBomb). */
+        unsigned tcp_max_queries_per_connection; /* per connection; 0 = unlimited */
         unsigned max_pending_per_client;
-        /* The answer cache (issue 3): cache_size entries in all (split between the workers;
-         * 0 = no cache; default 100000), TTL clamps cache_min_ttl (0), cache_max_ttl (86400),
-         * cache_max_negative_ttl (3600) and cache_servfail_ttl (5 s; 0 = never cached). */
+        /* The answer cache: one for the whole process, shared by every worker; 0 = none. */
         unsigned cache_size;
         unsigned cache_min_ttl;
         unsigned cache_max_ttl;
         unsigned cache_max_negative_ttl;
         unsigned cache_servfail_ttl;
-        /* Forwarding (issue 3). Key forward: a list of {domain: NAME, servers: [ADDR[:PORT],
-         * ...] or the word default}; the most specific domain wins, and a rule at or under a
-         * local zone beats the zone. upstream_max_qps: queries per second to each upstream
-         * server in all (token bucket; 0 = off, the default; 1000 suits the VPC resolver at
-         * 169.254.169.253). upstream_ports: UDP source ports in rotation per server (default
-         * 16). upstream_0x20: random letter case upstream, verified on return (default off). */
+        /* Forwarding rules (key forward); the most specific domain wins. */
         vd_config_rule rules[VD_MAX_RULES];
         size_t n_rules;
-        unsigned upstream_max_qps;
+        unsigned upstream_max_qps; /* per upstream server, all workers together; 0 = off */
         unsigned upstream_ports;
         bool upstream_0x20;
-        /* Serve-stale and prefetch (issue 3): stale_max seconds (default 3600; 0 = off),
-         * stale_answer_ms (default 1800), prefetch true|false (default true). */
+        /* Serve-stale and prefetch. */
         unsigned stale_max;
         unsigned stale_answer_ms;
         bool prefetch;
-        /* After binding, run as this user (key user; default: stay as started). */
-        char *user;        /* owned, NULL when unset */
+        char *user; /* owned, NULL when unset: stay as started */
+        /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
-        bool help;         /* --help: caller prints vd_config_usage() */
-        bool version;      /* --version */
+        bool help;         /* --help, -h: caller prints vd_config_usage() */
+        bool version;      /* --version, -V */
         char *config_path; /* owned, NULL when none */
 } vd_config;
 
@@ -121,14 +102,14 @@ unsigned vd_default_workers(void);
  * at most 64; 0 when there is no quota or the text is not in that form. */
 unsigned vd_cpu_max_workers(const char *cpu_max);
 
-/* Fills cfg with defaults (no listen or upstream yet: see vd_config_finalize). */
+/* Fills cfg with the defaults of the key table (no listen, upstream or allow list yet: see
+ * vd_config_finalize). */
 void vd_config_init(vd_config *cfg);
 void vd_config_free(vd_config *cfg);
 
-/* Reads a YAML file into cfg (keys: listen, upstream, snapshot, zone, log_level, workers,
- * tcp_idle_timeout_ms, tcp_max_connections, upstream_timeout_ms, and the issue-5 keys named
- * beside their fields above). Lists replace what cfg
- * held. Unknown keys and wrong types are errors naming file, line and what was expected. */
+/* Reads a YAML file into cfg (the keys of vd_config_keys). Lists replace what cfg held.
+ * Unknown keys and wrong types are errors naming file, line and what was expected; an
+ * unknown key names the closest known one. */
 int vd_config_load_file(vd_config *cfg, const char *path, vd_error *err);
 
 /* argv → cfg: reads --config FILE first (wherever it stands), then applies every other flag
@@ -140,14 +121,62 @@ int vd_config_from_args(vd_config *cfg, int argc, char **argv, vd_error *err);
  * addresses. Validates the whole. */
 int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err);
 
-/* "127.0.0.1", "127.0.0.1:5300", "::1", "[::1]:5300" → address; default_port when absent.
- * Returns 0 or -EINVAL. */
-int vd_addr_parse(const char *text, unsigned default_port, vd_addr *out);
-/* "127.0.0.1:53" / "[::1]:53"; always NUL-terminates. */
-void vd_addr_format(const vd_addr *a, char *out, size_t cap);
-bool vd_addr_equal(const vd_addr *a, const vd_addr *b);
+/* The type of a config file key, which says how its value is read and where it is kept. */
+typedef enum vd_key_type {
+        VD_KEY_ADDRS, /* list of vd_addr (a single string is a list of one) */
+        VD_KEY_PATHS, /* list of owned char *, relative to the config file's directory */
+        VD_KEY_CIDRS, /* list of vd_cidr */
+        VD_KEY_UINT,  /* unsigned in [min, max] */
+        VD_KEY_BOOL,  /* bool: true or false */
+        VD_KEY_LEVEL, /* vd_log_level */
+        VD_KEY_DENY,  /* vd_deny_action: refuse or drop */
+        VD_KEY_USER,  /* owned char *, NULL when unset */
+        VD_KEY_RULES, /* vd_config_rule list */
+} vd_key_type;
 
-/* The --help text. */
+typedef struct vd_config_key {
+        const char *name;
+        vd_key_type type;
+        unsigned min, max;        /* VD_KEY_UINT: the accepted range */
+        unsigned def;             /* VD_KEY_UINT, VD_KEY_BOOL: the default (unless default_text) */
+        size_t offset;            /* of the value (a list: its first item) in vd_config */
+        size_t count_offset;      /* lists: of the size_t item count in vd_config */
+        size_t cap;               /* lists: the most items */
+        const char *expected;     /* one value as an error message describes it; NULL: built */
+        const char *default_text; /* the default in words when it is not def */
+        const char *doc;          /* one line for --help and the docs */
+} vd_config_key;
+
+/* Every config file key, in the order --help lists them; *n gets the count. */
+const vd_config_key *vd_config_keys(size_t *n);
+
+/* The key of that name, or NULL. */
+const vd_config_key *vd_config_key_find(const char *name);
+
+/* The default of k as --help and docs/configuration.md write it ("10000", "true", "the CPUs
+ * this process may use"); always NUL-terminates. */
+void vd_config_key_default(const vd_config_key *k, char *out, size_t cap);
+
+/* The value of a key that is one word or number ("5000", "true", "drop", "vpcdns") written
+ * to out; returns true when it is not the key's default (never for workers, whose default
+ * depends on the machine). A list key writes "" and returns false: its items are shown
+ * elsewhere. */
+bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out, size_t cap);
+
+/* A command-line flag: --name, -short_name when not 0, and its argument's name (NULL for
+ * none). */
+typedef struct vd_config_flag {
+        const char *name;
+        char short_name;
+        const char *arg;
+        const char *doc; /* for --help; may hold newlines */
+} vd_config_flag;
+
+/* Every command-line flag, in the order --help lists them; *n gets the count. */
+const vd_config_flag *vd_config_flags(size_t *n);
+
+/* The --help text: synopsis, every flag, then every config file key with its range and
+ * default (from the two tables above). The same static text on every call. */
 const char *vd_config_usage(void);
 
 #endif

@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #include "vpcdns/common.h"
-#include "vpcdns/config.h"
+#include "vpcdns/addr.h"
 #include "vpcdns/wire.h"
 
 typedef struct vd_forwarder vd_forwarder;

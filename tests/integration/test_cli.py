@@ -29,6 +29,29 @@ def test_help(run_vpcdns):
         assert flag in text, "--help does not mention %s\n%s" % (flag, output(res))
 
 
+def test_short_help_and_version(run_vpcdns):
+    long_help = run_vpcdns(["--help"])
+    short_help = run_vpcdns(["-h"])
+    assert short_help.returncode == 0, output(short_help)
+    assert short_help.stdout == long_help.stdout, output(short_help)
+    res = run_vpcdns(["-V"])
+    assert res.returncode == 0, output(res)
+    assert res.stdout.startswith("vpcdns 0.1.0"), output(res)
+
+
+def test_help_lists_config_keys_and_ends_with_no_path(run_vpcdns):
+    res = run_vpcdns(["--help"])
+    assert res.returncode == 0, output(res)
+    for line in ("  workers: 1 to 64, default the CPUs this process may use",
+                 "  cache_size: 0 to 100000000, default 100000",
+                 "  prefetch: default true",
+                 "  -h, --help", "  -V, --version", "--allow CIDR", "--user USER"):
+        assert line in res.stdout, "--help lacks %r\n%s" % (line, output(res))
+    last = res.stdout.rstrip("\n").splitlines()[-1]
+    assert "/" not in last and ".yaml" not in res.stdout, output(res)
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80, output(res)
+
+
 def test_version(run_vpcdns):
     res = run_vpcdns(["--version"])
     assert res.returncode == 0, output(res)
@@ -48,6 +71,19 @@ def test_check_prints_counts(run_vpcdns):
     # 9 endpoints in the file, 7 of them Interface endpoints in state available
     numbers = set(re.findall(r"\b\d+\b", text))
     assert "9" in numbers and "7" in numbers, "endpoint counts missing:\n" + output(res)
+
+
+def test_check_names_what_differs_from_the_defaults(run_vpcdns, tmp_path):
+    res = run_vpcdns(["--check", "--upstream", "127.0.0.1:9"])
+    assert res.returncode == 0, output(res)
+    assert "changed from the defaults: none" in res.stdout.splitlines(), output(res)
+    c = tmp_path / "changed.yaml"
+    c.write_text("cache_size: 5000\nprefetch: false\nstale_max: 3600\n")
+    res = run_vpcdns(["--check", "--config", c, "--upstream", "127.0.0.1:9"])
+    assert res.returncode == 0, output(res)
+    lines = res.stdout.splitlines()
+    assert "changed from the defaults: cache_size 5000, prefetch false" in lines, output(res)
+    assert lines[-1] == "ok", output(res)
 
 
 def test_check_does_not_bind(run_vpcdns):
@@ -238,3 +274,32 @@ def test_signal_stops_cleanly(start_daemon, nsd, sig):
     assert d.v4.query("www.example.com.", "A").answer  # a forwarder that has been used
     status = d.stop(sig, timeout=3.0)
     assert status == 0, d.proc.failure("expected exit 0 within 3 s of %s, got %s" % (sig.name, status))
+
+
+def test_ipv6_listen_without_brackets_is_refused_with_a_hint(run_vpcdns):
+    res = run_vpcdns(["--check", "--listen", "::1:5300"])
+    assert res.returncode == 2, output(res)
+    assert "did you mean [::1]:5300?" in res.stderr, output(res)
+    res = run_vpcdns(["--check", "--listen", "[::1]:5300", "--upstream", "127.0.0.1:9"])
+    assert res.returncode == 0, output(res)
+    assert "listen: [::1]:5300" in res.stdout, output(res)
+
+
+def test_unknown_key_suggests_the_closest(run_vpcdns, tmp_path):
+    c = tmp_path / "typo.yaml"
+    c.write_text("workers: 2\ncache_max_tll: 60\n")
+    res = run_vpcdns(["--check", "--config", c])
+    assert res.returncode == 2, output(res)
+    assert "typo.yaml:2:1: expected a config key (did you mean 'cache_max_ttl'?), got 'cache_max_tll'" in res.stderr, output(res)
+    assert "prefetch" not in res.stderr, "the message lists every key:\n" + output(res)
+
+
+def test_unquoted_ipv6_in_yaml_says_to_quote_it(run_vpcdns, tmp_path):
+    c = tmp_path / "v6.yaml"
+    c.write_text("listen:\n  - 127.0.0.1:5300\n  - [::1]:5300\n")
+    res = run_vpcdns(["--check", "--config", c])
+    assert res.returncode == 2, output(res)
+    assert "v6.yaml:3:" in res.stderr and "IPv6 address must be quoted" in res.stderr, output(res)
+    c.write_text('listen:\n  - 127.0.0.1:5300\n  - "[::1]:5300"\nupstream: 127.0.0.1:9\n')
+    res = run_vpcdns(["--check", "--config", c])
+    assert res.returncode == 0, output(res)

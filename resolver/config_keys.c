@@ -1,0 +1,299 @@
+/* config_keys.c — the table of config file keys (name, type, range, default, place in
+ * vd_config, one line of documentation) and the value parsers that the file and the command
+ * line share. Every other part of the config reads keys through this table; this file reads
+ * no file and prints nothing. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpcdns/config.h"
+
+#include "config_int.h"
+
+#define FIELD(f) offsetof(vd_config, f)
+#define LIST(f, n, most) .offset = FIELD(f), .count_offset = FIELD(n), .cap = (most)
+#define UINT(key, field, lo, hi, d, text)                                                          \
+        {                                                                                          \
+                .name = (key), .type = VD_KEY_UINT, .min = (lo), .max = (hi), .def = (d),          \
+                .offset = FIELD(field), .doc = (text)                                              \
+        }
+#define BOOL(key, field, d, text)                                                                  \
+        {                                                                                          \
+                .name = (key), .type = VD_KEY_BOOL, .def = (d), .offset = FIELD(field),            \
+                .doc = (text)                                                                      \
+        }
+
+static const vd_config_key keys[] = {
+    {.name = "listen",
+     .type = VD_KEY_ADDRS,
+     LIST(listen, n_listen, VD_MAX_LISTEN),
+     .expected = "a listen address ADDR:PORT (127.0.0.1:53, [::1]:53)",
+     .default_text = "127.0.0.1:53 and [::1]:53",
+     .doc = "addresses to serve on, UDP and TCP"},
+    {.name = "upstream",
+     .type = VD_KEY_ADDRS,
+     LIST(upstream, n_upstream, VD_MAX_UPSTREAM),
+     .expected = "an upstream address ADDR[:PORT] (192.0.2.1, [2001:db8::1]:53)",
+     .default_text = "the nameservers of /etc/resolv.conf",
+     .doc = "servers for names without local data; never one of our own addresses"},
+    {.name = "snapshot",
+     .type = VD_KEY_PATHS,
+     LIST(snapshot_dirs, n_snapshots, VD_MAX_SOURCES),
+     .expected = "a snapshot directory path",
+     .default_text = "none",
+     .doc = "directories of AWS CLI output: describe-vpc-endpoints, -network-interfaces"},
+    {.name = "zone",
+     .type = VD_KEY_PATHS,
+     LIST(zone_files, n_zones, VD_MAX_SOURCES),
+     .expected = "a zone file path",
+     .default_text = "none",
+     .doc = "RFC 1035 zone files, each served as a private zone"},
+    {.name = "log_level",
+     .type = VD_KEY_LEVEL,
+     .offset = FIELD(log_level),
+     .expected = "a log level (error, warn, info, debug)",
+     .default_text = "info",
+     .doc = "error, warn, info or debug"},
+    {.name = "workers",
+     .type = VD_KEY_UINT,
+     .min = 1,
+     .max = VD_CFG_WORKERS_MAX,
+     .offset = FIELD(workers),
+     .default_text = "the CPUs this process may use",
+     .doc = "event-loop threads, each with its own sockets (SO_REUSEPORT)"},
+    UINT("tcp_idle_timeout_ms", tcp_idle_timeout_ms, 1, 3600000, 10000,
+         "a TCP connection without a query for this long is closed"),
+    UINT("tcp_max_connections", tcp_max_connections, 1, 1000000, 1024,
+         "open TCP connections of one worker, over all its listeners"),
+    UINT("upstream_timeout_ms", upstream_timeout_ms, 1, 60000, 2000,
+         "time budget of one forwarded query, retries included, before SERVFAIL"),
+    {.name = "allow",
+     .type = VD_KEY_CIDRS,
+     LIST(allow, n_allow, VD_MAX_ACL),
+     .expected = VD_CFG_CIDR_EXPECTED,
+     .default_text = "loopback, RFC 1918, link-local, ULA and CGNAT",
+     .doc = "address prefixes of the clients that may query"},
+    {.name = "deny_action",
+     .type = VD_KEY_DENY,
+     .offset = FIELD(deny_action),
+     .expected = "refuse or drop for 'deny_action'",
+     .default_text = "refuse",
+     .doc = "what a client outside allow gets: refuse (REFUSED) or drop (nothing)"},
+    UINT("rrl_responses_per_second", rrl_responses_per_second, 0, 1000000, 0,
+         "UDP responses/s to one client prefix, all workers together; 0 = off"),
+    UINT("rrl_slip", rrl_slip, 0, 10, 2,
+         "every rrl_slip-th response over the rate goes out as TC; 0 = drop all"),
+    UINT("rrl_ipv4_prefix", rrl_ipv4_prefix, 8, 32, 24,
+         "IPv4 clients are rate limited together per prefix of this length"),
+    UINT("rrl_ipv6_prefix", rrl_ipv6_prefix, 16, 128, 56,
+         "IPv6 clients are rate limited together per prefix of this length"),
+    UINT("tcp_max_connections_per_client", tcp_max_connections_per_client, 1, 1000000, 64,
+         "open TCP connections of one client address, all workers together"),
+    UINT("tcp_max_queries_per_connection", tcp_max_queries_per_connection, 0, 1000000, 0,
+         "a TCP connection is closed after this many answers; 0 = unlimited"),
+    UINT("max_pending_per_client", max_pending_per_client, 1, 1000000, 100,
+         "forwarded queries one client may have waiting, all workers together"),
+    {.name = "user",
+     .type = VD_KEY_USER,
+     .offset = FIELD(user),
+     .expected = "a user name for 'user' (vpcdns, nobody)",
+     .default_text = "none (stay as started)",
+     .doc = "after binding, switch to this user (name or number) for good"},
+    UINT("cache_size", cache_size, 0, 100000000, 100000,
+         "answer cache entries for the whole process, shared by the workers; 0 = off"),
+    UINT("cache_min_ttl", cache_min_ttl, 0, 86400, 0, "least seconds an answer is cached"),
+    UINT("cache_max_ttl", cache_max_ttl, 1, 604800, 86400, "most seconds an answer is cached"),
+    UINT("cache_max_negative_ttl", cache_max_negative_ttl, 0, 86400, 3600,
+         "most seconds an NXDOMAIN or NODATA answer is cached"),
+    UINT("cache_servfail_ttl", cache_servfail_ttl, 0, 300, 5,
+         "seconds a SERVFAIL is cached; 0 = never"),
+    {.name = "forward",
+     .type = VD_KEY_RULES,
+     LIST(rules, n_rules, VD_MAX_RULES),
+     .default_text = "none",
+     .doc = "forwarding rules: {domain: NAME, servers: [ADDR[:PORT], ...] or default}"},
+    UINT("upstream_max_qps", upstream_max_qps, 0, 1000000, 0,
+         "queries per second to each upstream server, all workers together; 0 = off"),
+    UINT("upstream_ports", upstream_ports, 1, 256, 16,
+         "UDP source ports in rotation per upstream server"),
+    BOOL("upstream_0x20", upstream_0x20, 0,
+         "random letter case in upstream queries, checked in the answers"),
+    UINT("stale_max", stale_max, 0, 604800, 3600,
+         "serve answers expired up to this many seconds when upstreams fail; 0 = off"),
+    UINT("stale_answer_ms", stale_answer_ms, 100, 60000, 1800,
+         "a stale answer is sent after this long without an upstream answer"),
+    BOOL("prefetch", prefetch, 1, "refresh a name asked for in the last 10 % of its TTL"),
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+const vd_config_key *vd_config_keys(size_t *n)
+{
+        *n = N_KEYS;
+        return keys;
+}
+
+const vd_config_key *vd_config_key_find(const char *name)
+{
+        for (size_t i = 0; name != NULL && i < N_KEYS; i++) {
+                if (strcmp(name, keys[i].name) == 0)
+                        return &keys[i];
+        }
+        return NULL;
+}
+
+void vd_config_key_default(const vd_config_key *k, char *out, size_t cap)
+{
+        if (k->default_text != NULL)
+                snprintf(out, cap, "%s", k->default_text);
+        else if (k->type == VD_KEY_BOOL)
+                snprintf(out, cap, "%s", k->def ? "true" : "false");
+        else
+                snprintf(out, cap, "%u", k->def);
+}
+
+bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out, size_t cap)
+{
+        static const char *const levels[] = {"error", "warn", "info", "debug"};
+        const void *field = (const char *)cfg + k->offset;
+        switch (k->type) {
+        case VD_KEY_UINT:
+                snprintf(out, cap, "%u", *(const unsigned *)field);
+                return k->default_text == NULL && *(const unsigned *)field != k->def;
+        case VD_KEY_BOOL:
+                snprintf(out, cap, "%s", *(const bool *)field ? "true" : "false");
+                return *(const bool *)field != (k->def != 0);
+        case VD_KEY_LEVEL: {
+                unsigned level = (unsigned)*(const vd_log_level *)field;
+                snprintf(out, cap, "%s", level < 4 ? levels[level] : "?");
+                return *(const vd_log_level *)field != VD_LOG_INFO;
+        }
+        case VD_KEY_DENY:
+                snprintf(out, cap, "%s",
+                         *(const vd_deny_action *)field == VD_DENY_DROP ? "drop" : "refuse");
+                return *(const vd_deny_action *)field != VD_DENY_REFUSE;
+        case VD_KEY_USER:
+                snprintf(out, cap, "%s",
+                         *(char *const *)field != NULL ? *(char *const *)field : "");
+                return *(char *const *)field != NULL;
+        case VD_KEY_ADDRS:
+        case VD_KEY_PATHS:
+        case VD_KEY_CIDRS:
+        case VD_KEY_RULES:
+                break;
+        }
+        if (cap > 0)
+                out[0] = '\0';
+        return false;
+}
+
+void *vd_cfg_field(vd_config *cfg, const vd_config_key *k)
+{
+        return (char *)cfg + k->offset;
+}
+
+size_t *vd_cfg_count(vd_config *cfg, const vd_config_key *k)
+{
+        return (size_t *)(void *)((char *)cfg + k->count_offset);
+}
+
+/* Levenshtein distance, for names of at most 63 characters (longer: "far"). */
+static size_t edit_distance(const char *a, const char *b)
+{
+        size_t la = strlen(a), lb = strlen(b), row[64];
+        if (la >= 64 || lb >= 64)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j];
+                        size_t best = diag + (a[i - 1] != b[j - 1]);
+                        if (up + 1 < best)
+                                best = up + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        row[j] = best;
+                        diag = up;
+                }
+        }
+        return row[lb];
+}
+
+const vd_config_key *vd_cfg_closest_key(const char *name)
+{
+        const vd_config_key *best = NULL;
+        size_t best_distance = SIZE_MAX;
+        for (size_t i = 0; name != NULL && i < N_KEYS; i++) {
+                size_t d = edit_distance(name, keys[i].name);
+                if (d < best_distance) {
+                        best = &keys[i];
+                        best_distance = d;
+                }
+        }
+        /* A typo: a few edits, and fewer than half the name's letters. */
+        size_t limit = name != NULL ? strlen(name) / 3 + 1 : 0;
+        return best != NULL && best_distance <= (limit < 4 ? limit : 4) ? best : NULL;
+}
+
+bool vd_cfg_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out)
+{
+        if (text[0] == '\0' || strlen(text) > 10)
+                return false;
+        unsigned long long value = 0;
+        for (const char *p = text; *p != '\0'; p++) {
+                if (*p < '0' || *p > '9')
+                        return false;
+                value = value * 10 + (unsigned long long)(*p - '0');
+        }
+        if (value < min || value > max)
+                return false;
+        *out = (unsigned)value;
+        return true;
+}
+
+bool vd_cfg_parse_bool(const char *text, bool *out)
+{
+        static const char *const yes[] = {"true", "True", "TRUE"};
+        static const char *const no[] = {"false", "False", "FALSE"};
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+                if (strcmp(text, yes[i]) == 0) {
+                        *out = true;
+                        return true;
+                }
+                if (strcmp(text, no[i]) == 0) {
+                        *out = false;
+                        return true;
+                }
+        }
+        return false;
+}
+
+bool vd_cfg_parse_deny(const char *text, vd_deny_action *out)
+{
+        if (strcmp(text, "refuse") == 0) {
+                *out = VD_DENY_REFUSE;
+                return true;
+        }
+        if (strcmp(text, "drop") == 0) {
+                *out = VD_DENY_DROP;
+                return true;
+        }
+        return false;
+}
+
+bool vd_cfg_user_ok(const char *text)
+{
+        size_t len = strlen(text);
+        if (len == 0 || len >= VD_CFG_USER_MAX || text[0] == '-')
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)text[i];
+                if (c <= 0x20 || c >= 0x7f || c == ':' || c == '/')
+                        return false;
+        }
+        return true;
+}
