@@ -139,17 +139,25 @@ typedef struct json_arena {
 } json_arena;
 
 /* aws_json.c: text builders, the checked JSON readers and the arena. */
+/* Appends text (at most max octets) or index as "[N]" to out (capacity cap, at *at), cut
+ * short when full and kept NUL-terminated. */
 void vd_aws_put_text(char *out, size_t cap, size_t *at, const char *text, size_t max);
 void vd_aws_put_index(char *out, size_t cap, size_t *at, size_t index);
+/* Errors: set l->err and return a negative errno. */
 int vd_aws_no_memory(loader *l);
 int vd_aws_type_error(loader *l, const char *file, const char *path, const char *expected,
                       const json_t *got);
+/* The members of obj named keys[0..n) in one pass: found[k] (NULL: absent), twice[k]. */
 void vd_aws_pick(const json_t *obj, const char *const *keys, size_t n, const json_t **found,
                  bool *twice);
+/* obj[key] when it is a string that appears once; else NULL (ask vd_aws_member why). */
 const json_t *vd_aws_string_member(const json_t *obj, const char *key);
+/* Member key of the object at JSON path where, found as v: absent or null gives *out NULL
+ * (an error when required), another type than want or a key given twice is an error. */
 int vd_aws_check_member(loader *l, const char *file, const char *where, const char *key,
                         const json_t *v, bool twice, json_want want, bool required,
                         const json_t **out);
+/* obj[key], looked up and checked as vd_aws_check_member says. */
 int vd_aws_member(loader *l, const char *file, const json_t *obj, const char *where,
                   const char *key, json_want want, bool required, const json_t **out);
 /* Memory from the calling thread's arena while one is current, else malloc. */
@@ -158,6 +166,8 @@ void *vd_aws_arena_malloc(size_t n);
 void vd_aws_arena_begin(json_arena *a);
 /* Ends the calling thread's arena and releases a with every tree made in it. */
 void vd_aws_arena_end(json_arena *a);
+/* Reads and parses a whole file into the current arena; *out is its top-level object.
+ * Errors name the file, and the line and column for text that is not JSON. */
 int vd_aws_load_json(loader *l, const char *file, json_t **out);
 
 /* aws_eni.c: NetworkInterfaces[] into l->enis and the id table; an ENI by id (NULL: none). */
