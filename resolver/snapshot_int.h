@@ -1,0 +1,206 @@
+/* snapshot_int.h — the snapshot module's shared structures, for its parts only: the builder
+ * (snapshot_build.c), the compiler (snapshot.c), the answer path (snapshot_answer.c) and the
+ * CNAME loop check (snapshot_loops.c). Nothing else includes it; the public contract is
+ * vpcdns/snapshot.h.
+ *
+ * Both sides hash names with name_hash_at() below, so a compiled table can be probed with the
+ * hashes the builder stored. A compiled vd_snapshot is immutable once vd_builder_finish()
+ * returns it. */
+#ifndef VPCDNS_SNAPSHOT_INT_H
+#define VPCDNS_SNAPSHOT_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "vpcdns/snapshot.h"
+#include "vpcdns/wire.h"
+#define MAX_LABELS 128
+#define HASH_SEED 0x243F6A8885A308D3ull
+
+enum node_flags {
+        NODE_ZONE_APEX = 1, /* a zone is declared here */
+        NODE_ENT = 2,       /* empty non-terminal inside an authoritative zone: exists */
+};
+
+/* ---------- names and hashes shared by both sides ---------- */
+
+/* Label offsets of an uncompressed wire name; offs[count] is the root label. */
+static inline int name_labels(const uint8_t *name, uint8_t *offs)
+{
+        int count = 0;
+        size_t p = 0;
+        while (name[p] != 0) {
+                offs[count++] = (uint8_t)p;
+                p += 1 + (size_t)name[p];
+        }
+        offs[count] = (uint8_t)p;
+        return count;
+}
+
+/* hashes[i] is the hash of the suffix starting at label i; computed from the root up so that
+ * every suffix costs only its own label. */
+static inline uint64_t hash_mix(uint64_t h, uint64_t word)
+{
+        h = (h ^ word) * 0x9E3779B97F4A7C15ull;
+        return h ^ (h >> 29);
+}
+
+/* Eight octets from p, first octet lowest, whatever the byte order. */
+static inline uint64_t load_le64(const uint8_t *p)
+{
+        uint64_t w;
+        memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+#endif
+        return w;
+}
+
+/* The hash of a name, or of a suffix of one: its octets folded eight at a time, the last
+ * word masked to the length (a valid name ends at its root octet, so no two names share the
+ * masked words). The last word is read whole, so the buffer must hold VD_NAME_PAD octets
+ * after the name. Each suffix is hashed on its own: the lookup hashes the whole question
+ * first and a suffix only when the name itself is not there, which for a local answer (the
+ * common case) is one pass over the name instead of one per label. Both sides (the builder
+ * and the lookup) use this function, so the values never leave a process; the table is built
+ * from our own data, so no seed is needed against flooding. */
+static inline uint32_t name_hash_at(const uint8_t *p, size_t len)
+{
+        uint64_t h = HASH_SEED;
+        size_t k = 0;
+        for (; k + 8 <= len; k += 8)
+                h = hash_mix(h, load_le64(p + k));
+        if (k < len)
+                h = hash_mix(h, load_le64(p + k) & (~0ull >> (8 * (8 - (len - k)))));
+        return (uint32_t)(h ^ (h >> 32));
+}
+
+/* ---------- builder ---------- */
+
+struct brr {
+        uint8_t *rdata;
+        uint16_t len;
+};
+
+struct brrset {
+        uint16_t type;
+        uint32_t ttl;
+        struct brr *rrs;
+        size_t n, cap;
+};
+
+struct bnode {
+        uint8_t *name;
+        uint8_t len;
+        uint8_t flags;
+        uint32_t hash;
+        const char *claim; /* interned; NULL for ghosts and empty non-terminals */
+        int cname_line;    /* file line of its CNAME record, 0 when unknown or none */
+        int32_t wildcard;  /* node index of "*.<this>", or -1 */
+        int32_t zone;      /* deepest zone at or above, -1 when none */
+        struct brrset *sets;
+        size_t nsets, sets_cap;
+};
+
+struct bzone {
+        int32_t node;
+        bool authoritative;
+        uint8_t *soa;
+        uint16_t soa_len;
+        uint32_t soa_ttl;
+        const char *claim;
+};
+
+struct vd_builder {
+        struct store_chunk *store;
+        struct bnode *nodes;
+        size_t n, cap;
+        uint32_t *table; /* node index + 1, 0 = empty */
+        size_t table_cap;
+        struct bzone *zones;
+        size_t nz, zcap;
+        char **claims;
+        size_t nclaims, claims_cap;
+        size_t records;
+};
+/* ---------- the compiled snapshot ---------- */
+
+struct snode {
+        uint32_t name_off; /* in blob */
+        uint32_t hash;
+        int32_t zone;
+        int32_t wildcard;
+        uint32_t first_set;
+        uint16_t nsets;
+        uint8_t name_len;
+        uint8_t flags;
+};
+
+struct sset {
+        uint16_t type;
+        uint16_t count;
+        uint32_t first_rr; /* index into rr_off */
+};
+
+struct szone {
+        uint32_t apex_off; /* in blob */
+        uint32_t soa_off;  /* the SOA record's fixed part + rdata, TTL = negative TTL */
+        uint16_t soa_len;
+        uint8_t apex_len;
+        uint8_t apex_labels;
+        bool authoritative;
+};
+
+struct vd_snapshot {
+        atomic_int refs;
+        struct snode *nodes;
+        size_t n_nodes;
+        uint32_t *table;
+        size_t table_mask;
+        struct sset *sets;
+        uint32_t *rr_off; /* record i starts at blob[rr_off[i]]: type class ttl rdlen rdata */
+        size_t n_rrs;
+        struct szone *zones;
+        size_t n_zones;
+        uint8_t *blob;
+        vd_snapshot_summary summary;
+        size_t *order; /* nodes in insertion order with data, for foreach */
+        size_t n_order;
+        int max_labels; /* of the deepest name */
+};
+
+typedef enum lookup_kind {
+        LOOKUP_FORWARD = 0,
+        LOOKUP_NODE,     /* node holds the name's data (exact or wildcard) */
+        LOOKUP_NXDOMAIN, /* zone says the name does not exist */
+} lookup_kind;
+
+typedef struct lookup_result {
+        lookup_kind kind;
+        const struct snode *node;
+        int32_t zone;
+} lookup_result;
+
+/* snapshot_build.c: what the compiler needs of the builder. */
+void vd_snap_builder_clear(vd_builder *b);
+/* Label offsets and suffix hashes of a name (as the builder's nodes store them); the label
+ * count. */
+int vd_snap_name_suffixes(const uint8_t *name, uint8_t *offs, uint32_t *hashes);
+int32_t vd_snap_node_get_hashed(vd_builder *b, const uint8_t *name, uint8_t len, uint32_t hash,
+                                bool create);
+void vd_snap_table_put(uint32_t *table, size_t cap, uint32_t hash, uint32_t index);
+/* Octets of an RRset's records in a compiled snapshot (each with its owner pointer). */
+size_t vd_snap_rrset_wire_size(const struct brrset *s);
+
+/* snapshot_answer.c: the answer path's lookup, also used by the loop check. */
+lookup_result vd_snap_lookup(const vd_snapshot *s, const uint8_t *name, const uint8_t *offs,
+                             int labels);
+const struct sset *vd_snap_find_set(const vd_snapshot *s, const struct snode *n, uint16_t type);
+
+/* snapshot_loops.c: refuses a snapshot whose CNAMEs form a cycle (-ELOOP, err names it). */
+int vd_snap_check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);
+
+#endif
