@@ -21,10 +21,9 @@
 #include <uv.h>
 
 #include "vpcdns/forward.h"
+#include "vpcdns/forward_budget.h"
+#include "vpcdns/forward_select.h"
 #include "vpcdns/wire.h"
-
-#include "../../resolver/forward_budget.h"
-#include "../../resolver/forward_select.h"
 
 #define DNS_MSG_CAP 8192 /* this file's messages have room for 8192 octets */
 #include "dns_msg.h"
