@@ -159,16 +159,18 @@ static void on_delayed(uv_timer_t *t)
         uv_close((uv_handle_t *)&l->timer, free_data_on_close);
 }
 
-/* Sends every held answer, oldest first. */
+/* Sends every held answer (its timer idle; delayed ones keep waiting), oldest first. */
 static void flush_held(fake_upstream *up)
 {
-        while (up->running && up->later != NULL) {
-                struct fake_later *l = up->later, **last = &up->later;
-                while (l->next != NULL) {
-                        last = &l->next;
-                        l = l->next;
-                }
-                *last = NULL;
+        while (up->running) {
+                struct fake_later **oldest = NULL; /* the list is newest first */
+                for (struct fake_later **link = &up->later; *link != NULL; link = &(*link)->next)
+                        if (!uv_is_active((uv_handle_t *)&(*link)->timer))
+                                oldest = link;
+                if (oldest == NULL)
+                        return;
+                struct fake_later *l = *oldest;
+                *oldest = l->next;
                 send_udp(up, l->buf, l->n, (const struct sockaddr *)&l->to);
                 uv_close((uv_handle_t *)&l->timer, free_data_on_close);
         }
