@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # contrib/check.sh — static checks on the C sources, run first by contrib/test.sh:
 #   1. no bare assert(), sprintf(), vsprintf(), strcpy(), strcat() or gets() in the C files
-#      of resolver/, include/, bench/ and fuzz/ (use VD_CHECK, snprintf, memcpy with checked
-#      lengths); comments and string literals are ignored, snprintf/VD_CHECK/fgets are fine;
+#      of resolver/, include/, bench/ and tests/fuzz/ (use VD_CHECK, snprintf, memcpy with
+#      checked lengths); comments and string literals are ignored, snprintf/VD_CHECK/fgets are
+#      fine;
 #   2. every C file of the repository is formatted per .clang-format (clang-format 14).
 # Prints every offending file and line and exits 1 when anything is wrong, 0 otherwise.
 # Usage: contrib/check.sh [ROOT]   (ROOT defaults to the repository holding this script)
@@ -17,7 +18,7 @@ failed=0
 mapfile -t c_files < <(find . \( -name '.?*' -o -name 'build' -o -name 'build-*' \) -prune -o \
         -type f \( -name '*.c' -o -name '*.h' \) -print | sed 's|^\./||' | LC_ALL=C sort)
 
-banned_dirs=(resolver include bench fuzz)
+banned_dirs=(resolver include bench tests/fuzz)
 banned_files=()
 for f in "${c_files[@]}"; do
         for d in "${banned_dirs[@]}"; do

@@ -10,8 +10,8 @@
 #               four workers); any report fails the stage; contrib/tsan.supp lists the
 #               suppressed ones, each with its reason
 #   5 valgrind  the unit tests of build-ci-clang under valgrind memcheck
-#   6 fuzz      when fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus replay,
-#               then VD_FUZZ_SECONDS (default 30) of fuzzing per harness
+#   6 fuzz      when tests/fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus
+#               replay, then VD_FUZZ_SECONDS (default 30) of fuzzing per harness
 #   7 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite
 #   8 debian13  in a Debian 13 (trixie) chroot made with mmdebstrap (build-ci-debian13/chroot,
 #               or VD_DEBIAN13_CHROOT; made once, reused while complete): gcc -Werror build +
@@ -210,18 +210,19 @@ stage_valgrind() {
 
 stage_fuzz() {
         banner fuzz "libFuzzer harnesses (build-ci-fuzz): corpus replay, ${fuzz_seconds} s each"
-        if [[ ! -x $root/fuzz/build.sh ]]; then
-                echo "test.sh: no fuzz/build.sh, nothing to fuzz"
+        if [[ ! -x $root/tests/fuzz/build.sh ]]; then
+                echo "test.sh: no tests/fuzz/build.sh, nothing to fuzz"
                 return 0
         fi
-        CC=clang "$root/fuzz/build.sh" "$root/build-ci-fuzz"
-        "$root/fuzz/run.sh" "$root/build-ci-fuzz" 0
+        CC=clang "$root/tests/fuzz/build.sh" "$root/build-ci-fuzz"
+        "$root/tests/fuzz/run.sh" "$root/build-ci-fuzz" 0
         # The replay above (corpus and every known regression) is deterministic and fails the
         # run. New inputs found by the bounded exploration below differ from run to run: they
         # are reported loudly with their artifacts, for a developer to turn into a regression
         # and a fix, but do not fail CI (set VD_FUZZ_STRICT=1 to make them fatal).
         if ((fuzz_seconds > 0)); then
-                if ! KEEP=1 JOBS=$jobs "$root/fuzz/run.sh" "$root/build-ci-fuzz" "$fuzz_seconds"; then
+                if ! KEEP=1 JOBS=$jobs "$root/tests/fuzz/run.sh" "$root/build-ci-fuzz" \
+                        "$fuzz_seconds"; then
                         echo "test.sh: WARNING: exploratory fuzzing found new inputs (see above)"
                         [[ ${VD_FUZZ_STRICT:-0} == 1 ]] && return 1
                 fi

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward_budget.h"
-#include "forward_select.h"
+#include "vpcdns/forward_budget.h"
+#include "vpcdns/forward_select.h"
 
 struct vd_upstream_budget_slot {
         struct vd_upstream_budget_slot *next;

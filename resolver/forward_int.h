@@ -16,11 +16,11 @@
 #include <uv.h>
 
 #include "vpcdns/forward.h"
+#include "vpcdns/forward_budget.h"
+#include "vpcdns/forward_select.h"
 
-#include "forward_budget.h"
 #include "forward_random.h"
 #include "forward_rules.h"
-#include "forward_select.h"
 
 #define VD_FWD_MAX_ATTEMPTS 12 /* sends per query: tries, failovers and probes */
 

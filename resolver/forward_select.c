@@ -3,8 +3,7 @@
 #include <string.h>
 
 #include "vpcdns/common.h"
-
-#include "forward_select.h"
+#include "vpcdns/forward_select.h"
 
 #define TOKEN 1000u       /* a whole token, in milli-tokens */
 #define UNKNOWN_RTT_US 0u /* unmeasured servers go first */

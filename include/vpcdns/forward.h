@@ -95,7 +95,7 @@ void vd_forwarder_close(vd_forwarder *f);
  * records only when that is not enough (RFC 2181 §9); AA is cleared (we answer as a
  * recursive service). Returns the response
  * length, or 0 when the answer is malformed or does not match (the caller then answers SERVFAIL).
- * resolve.c builds every forwarded response with it; fuzzed by fuzz/fuzz_relay.c. */
+ * resolve.c builds every forwarded response with it; fuzzed by tests/fuzz/fuzz_relay.c. */
 size_t vd_forward_relay(const vd_query_info *qi, const uint8_t *answer, size_t answer_len,
                         size_t max_len, uint8_t *out, size_t cap);
 

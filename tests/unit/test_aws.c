@@ -1,4 +1,4 @@
-/* test_aws.c — the AWS snapshot loader (resolver/aws.c) against spec §1–§4: loads the
+/* test_aws.c — the AWS snapshot loader (resolver/aws.c) against docs/endpoint-dns.md: loads the
  * snapshots in tests/data/aws/, compiles them with the snapshot builder and checks the exact
  * records (owner, type, TTL, rdata) that come out, plus every kind of bad input. */
 #include <arpa/inet.h>
@@ -14,6 +14,8 @@
 #include "vpcdns/log.h"
 #include "vpcdns/snapshot.h"
 #include "vpcdns/wire.h"
+
+#include "support/client.h"
 
 #define DATA VD_TEST_DATA "/aws/"
 
@@ -220,22 +222,12 @@ static void expect_hidden_zone(const recs *r, const char *apex)
 static int ask(const vd_snapshot *s, const char *qname, uint16_t qtype, unsigned *ancount,
                char *auth_owner, size_t cap)
 {
-        uint8_t q[512], out[4096], name[VD_NAME_MAX], tmp[VD_NAME_MAX];
-        size_t name_len, qlen = 0, len = 0, pos, tmp_len;
+        uint8_t out[4096], tmp[VD_NAME_MAX];
+        size_t len = 0, pos, tmp_len;
+        dns_msg q;
         vd_query_info qi;
 
-        cr_assert_eq(vd_name_from_text(qname, name, &name_len), 0);
-        memset(q, 0, sizeof(q));
-        vd_wire_put16(q, 0x4242);
-        vd_wire_put16(q + 2, VD_FLAG_RD);
-        vd_wire_put16(q + 4, 1);
-        qlen = VD_HEADER_LEN;
-        memcpy(q + qlen, name, name_len);
-        qlen += name_len;
-        vd_wire_put16(q + qlen, qtype);
-        vd_wire_put16(q + qlen + 2, VD_CLASS_IN);
-        qlen += 4;
-        cr_assert_eq(vd_wire_parse_query(q, qlen, &qi), VD_PARSE_OK);
+        client_query(&q, &qi, 0x4242, qname, qtype, false, false);
         if (vd_snapshot_answer(s, &qi, 0, out, sizeof(out), &len) != VD_LOCAL_ANSWERED)
                 return -1;
         *ancount = vd_wire_get16(out + 6);
@@ -454,7 +446,8 @@ Test(aws, inbound_resolver_only_private_names_not_served)
 {
         recs r;
         load_ok("cases", &r);
-        /* Spec §4: clients count as in-VPC, so only the vpce names answer. */
+        /* Clients count as inside the VPC (docs/endpoint-dns.md), so only the vpce names
+         * answer. */
         expect_addresses(&r, "*.vpce-0a1b2c3d4e5f60009-s3inbd09.s3.us-west-2.vpce.amazonaws.com.",
                          "10.1.1.80", "");
         expect_addresses(

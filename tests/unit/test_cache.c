@@ -9,6 +9,8 @@
 
 #include "vpcdns/cache.h"
 
+#include "support/client.h"
+
 #define T0 1000000u /* a store time, ms */
 
 static vd_cache_options opts(void)
@@ -26,7 +28,7 @@ static vd_cache *new_cache(const vd_cache_options *o)
 }
 
 /* Writes a presentation name ("Www.Example.com") as an uncompressed wire name, keeping case. */
-static size_t put_name(uint8_t *w, const char *text)
+static size_t put_wire_name(uint8_t *w, const char *text)
 {
         size_t n = 0;
         while (*text != '\0') {
@@ -43,33 +45,22 @@ static size_t put_name(uint8_t *w, const char *text)
         return n;
 }
 
-/* A client query: its own packet buffer (qi points into it), parsed by the wire module. */
+/* A client query (support/client.h) in a packet buffer of its own, small enough for a
+ * thousand of them; qi points into it. */
 struct client {
         uint8_t pkt[512];
         vd_query_info qi;
 };
 
-static void client_query(struct client *cl, uint16_t id, const char *name, uint16_t type, bool edns,
-                         bool dnssec_ok)
+static void client_query_in(struct client *cl, uint16_t id, const char *name, uint16_t type,
+                            bool edns, bool dnssec_ok)
 {
-        uint8_t *p = cl->pkt;
-        memset(p, 0, sizeof(cl->pkt));
-        vd_wire_put16(p, id);
-        vd_wire_put16(p + 2, VD_FLAG_RD);
-        vd_wire_put16(p + 4, 1);
-        size_t len = VD_HEADER_LEN + put_name(p + VD_HEADER_LEN, name);
-        vd_wire_put16(p + len, type);
-        vd_wire_put16(p + len + 2, VD_CLASS_IN);
-        len += 4;
-        if (edns) {
-                static const uint8_t opt[] = {0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0};
-                memcpy(p + len, opt, sizeof(opt));
-                if (dnssec_ok)
-                        p[len + 7] = 0x80;
-                len += sizeof(opt);
-                p[11] = 1;
-        }
-        cr_assert_eq(vd_wire_parse_query(p, len, &cl->qi), VD_PARSE_OK);
+        dns_msg m;
+        client_query(&m, &cl->qi, id, name, type, edns, dnssec_ok);
+        cr_assert_leq(m.n, sizeof(cl->pkt));
+        memset(cl->pkt, 0, sizeof(cl->pkt));
+        memcpy(cl->pkt, m.b, m.n);
+        cr_assert_eq(vd_wire_parse_query(cl->pkt, m.n, &cl->qi), VD_PARSE_OK);
 }
 
 /* An upstream answer built with ldns from record texts (NULL-terminated lists, may be NULL). */
@@ -139,7 +130,7 @@ Test(cache, positive_answer_counts_down_and_expires)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 7, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 7, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
 
         cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)), 0);
@@ -189,7 +180,7 @@ Test(cache, only_the_cname_chain_is_kept)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[2048], out[1232];
-        client_query(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, an, ns, ar);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
 
@@ -205,7 +196,7 @@ Test(cache, only_the_cname_chain_is_kept)
         ldns_pkt_free(p);
 
         /* The glue is not an answer for its own name either. */
-        client_query(&cl, 2, "ns1.evil.test", VD_TYPE_A, false, false);
+        client_query_in(&cl, 2, "ns1.evil.test", VD_TYPE_A, false, false);
         cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)), 0);
         vd_cache_free(c);
 }
@@ -218,7 +209,7 @@ Test(cache, additional_section_and_opt_are_dropped)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 1, "www.example.com", VD_TYPE_A, true, false);
+        client_query_in(&cl, 1, "www.example.com", VD_TYPE_A, true, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, ar);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 1232, out, sizeof(out)));
@@ -239,7 +230,7 @@ Test(cache, nxdomain_negative_ttl_is_soa_minimum_clamped)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "nope.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN,
                             NULL, SOA_EXAMPLE, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -281,7 +272,7 @@ Test(cache, nodata_is_a_negative_entry)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 9, "www.example.com", VD_TYPE_AAAA, false, false);
+        client_query_in(&cl, 9, "www.example.com", VD_TYPE_AAAA, false, false);
         static const char *const an[] = {"www.example.com. 300 IN A 192.0.2.1", NULL};
         size_t n =
             upstream(up, sizeof(up), "www.example.com.", VD_TYPE_AAAA, 0, an, SOA_EXAMPLE, NULL);
@@ -302,7 +293,7 @@ Test(cache, negative_without_usable_soa_is_not_stored)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "nope.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN,
                             NULL, NULL, NULL);
         cr_assert_lt(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -333,7 +324,7 @@ Test(cache, servfail_is_kept_servfail_ttl_seconds)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 3, "broken.example.com", VD_TYPE_A, true, false);
+        client_query_in(&cl, 3, "broken.example.com", VD_TYPE_A, true, false);
         size_t n = upstream(up, sizeof(up), "broken.example.com.", VD_TYPE_A, LDNS_RCODE_SERVFAIL,
                             NULL, SOA_EXAMPLE, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -357,7 +348,7 @@ Test(cache, refused_formerr_tc_and_any_are_not_stored)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 3, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 3, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, LDNS_RCODE_REFUSED, NULL,
                             NULL, NULL);
         cr_assert_lt(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -369,7 +360,7 @@ Test(cache, refused_formerr_tc_and_any_are_not_stored)
         cr_assert_lt(vd_cache_store(c, &cl.qi, up, n, T0), 0, "TC answers are not stored");
         cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)), 0);
 
-        client_query(&cl, 3, "www.example.com", VD_TYPE_ANY, false, false);
+        client_query_in(&cl, 3, "www.example.com", VD_TYPE_ANY, false, false);
         n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_ANY, 0, A_WWW, NULL, NULL);
         cr_assert_lt(vd_cache_store(c, &cl.qi, up, n, T0), 0, "ANY is never cached");
         vd_cache_counters k;
@@ -384,7 +375,7 @@ static uint32_t stored_ttl(const vd_cache_options *o, const char *record)
         struct client cl;
         uint8_t up[1024], out[1232];
         const char *an[] = {record, NULL};
-        client_query(&cl, 3, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 3, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)));
@@ -413,7 +404,7 @@ Test(cache, min_and_max_ttl_clamps)
         uint8_t up[1024], out[1232];
         static const char *const an[] = {"www.example.com. 900 IN A 192.0.2.1",
                                          "www.example.com. 100 IN A 192.0.2.2", NULL};
-        client_query(&cl, 3, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 3, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0 + 100000, 512, out, sizeof(out)), 0);
@@ -433,9 +424,9 @@ Test(cache, do_bit_keeps_entries_apart)
         vd_cache *c = new_cache(&o);
         struct client plain, dnssec, edns_no_do;
         uint8_t up[1024], out[1232];
-        client_query(&plain, 1, "www.example.com", VD_TYPE_A, false, false);
-        client_query(&edns_no_do, 2, "www.example.com", VD_TYPE_A, true, false);
-        client_query(&dnssec, 3, "www.example.com", VD_TYPE_A, true, true);
+        client_query_in(&plain, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&edns_no_do, 2, "www.example.com", VD_TYPE_A, true, false);
+        client_query_in(&dnssec, 3, "www.example.com", VD_TYPE_A, true, true);
         static const char *const an[] = {
             "www.example.com. 300 IN A 192.0.2.1",
             "www.example.com. 300 IN RRSIG A 13 3 300 20300101000000 20200101000000 12345 "
@@ -466,8 +457,8 @@ Test(cache, key_is_case_insensitive_and_the_client_case_and_id_are_echoed)
         vd_cache *c = new_cache(&o);
         struct client a, b;
         uint8_t up[1024], out[1232];
-        client_query(&a, 0x1111, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
-        client_query(&b, 0xabcd, "wWw.ExAmPlE.cOm", VD_TYPE_A, false, false);
+        client_query_in(&a, 0x1111, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
+        client_query_in(&b, 0xabcd, "wWw.ExAmPlE.cOm", VD_TYPE_A, false, false);
         static const char *const an[] = {"WWW.EXAMPLE.COM. 300 IN A 192.0.2.1", NULL};
         size_t n = upstream(up, sizeof(up), "WWW.EXAMPLE.COM.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &a.qi, up, n, T0), 0);
@@ -492,8 +483,8 @@ Test(cache, opt_only_for_edns_clients)
         vd_cache *c = new_cache(&o);
         struct client plain, edns;
         uint8_t up[1024], out[1232];
-        client_query(&plain, 1, "www.example.com", VD_TYPE_A, false, false);
-        client_query(&edns, 2, "www.example.com", VD_TYPE_A, true, false);
+        client_query_in(&plain, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&edns, 2, "www.example.com", VD_TYPE_A, true, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
         size_t len = vd_cache_lookup(c, &plain.qi, T0, 512, out, sizeof(out));
@@ -527,8 +518,8 @@ Test(cache, tc_with_no_records_when_over_max_len)
         vd_cache *c = new_cache(&o);
         struct client plain, edns;
         uint8_t up[2048], out[2048];
-        client_query(&plain, 1, "big.example.com", VD_TYPE_A, false, false);
-        client_query(&edns, 2, "big.example.com", VD_TYPE_A, true, false);
+        client_query_in(&plain, 1, "big.example.com", VD_TYPE_A, false, false);
+        client_query_in(&edns, 2, "big.example.com", VD_TYPE_A, true, false);
         size_t n = upstream(up, sizeof(up), "big.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
         cr_assert_eq(vd_cache_store(c, &edns.qi, up, n, T0), 0);
@@ -568,7 +559,7 @@ static void store_name(vd_cache *c, const char *name, uint64_t now)
         snprintf(fqdn, sizeof(fqdn), "%s.", name);
         snprintf(rec, sizeof(rec), "%s 300 IN A 192.0.2.1", fqdn);
         const char *an[] = {rec, NULL};
-        client_query(&cl, 1, name, VD_TYPE_A, false, false);
+        client_query_in(&cl, 1, name, VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), fqdn, VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, now), 0);
 }
@@ -577,7 +568,7 @@ static bool cached(vd_cache *c, const char *name, uint64_t now)
 {
         struct client cl;
         uint8_t out[1232];
-        client_query(&cl, 1, name, VD_TYPE_A, false, false);
+        client_query_in(&cl, 1, name, VD_TYPE_A, false, false);
         return vd_cache_lookup(c, &cl.qi, now, 512, out, sizeof(out)) > 0;
 }
 
@@ -645,7 +636,7 @@ Test(cache, lru_evicts_the_least_recently_used)
         c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[512];
-        client_query(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_lt(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         cr_assert_eq(vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)), 0);
@@ -658,7 +649,7 @@ Test(cache, replacement_takes_the_new_answer)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         static const char *const an[] = {"www.example.com. 50 IN A 192.0.2.2", NULL};
@@ -675,42 +666,42 @@ Test(cache, replacement_takes_the_new_answer)
 
 /* --- hand-built wire messages with compression --- */
 
-struct msg {
+struct wire {
         uint8_t b[1024];
         size_t n;
 };
 
-static void m16(struct msg *m, uint16_t v)
+static void m16(struct wire *m, uint16_t v)
 {
         vd_wire_put16(m->b + m->n, v);
         m->n += 2;
 }
 
-static void m32(struct msg *m, uint32_t v)
+static void m32(struct wire *m, uint32_t v)
 {
         vd_wire_put32(m->b + m->n, v);
         m->n += 4;
 }
 
-static size_t mname(struct msg *m, const char *text)
+static size_t mname(struct wire *m, const char *text)
 {
         size_t at = m->n;
-        m->n += put_name(m->b + m->n, text) - 1; /* without the root: caller ends it */
+        m->n += put_wire_name(m->b + m->n, text) - 1; /* without the root: caller ends it */
         return at;
 }
 
-static void mptr(struct msg *m, size_t off)
+static void mptr(struct wire *m, size_t off)
 {
         m16(m, (uint16_t)(0xC000u | off));
 }
 
-static void mroot(struct msg *m)
+static void mroot(struct wire *m)
 {
         m->b[m->n++] = 0;
 }
 
 /* type, class IN, ttl; returns the offset of rdlength to patch */
-static size_t mfixed(struct msg *m, uint16_t type, uint32_t ttl)
+static size_t mfixed(struct wire *m, uint16_t type, uint32_t ttl)
 {
         m16(m, type);
         m16(m, VD_CLASS_IN);
@@ -720,13 +711,13 @@ static size_t mfixed(struct msg *m, uint16_t type, uint32_t ttl)
         return at;
 }
 
-static void mrdlen(struct msg *m, size_t at)
+static void mrdlen(struct wire *m, size_t at)
 {
         vd_wire_put16(m->b + at, (uint16_t)(m->n - at - 2));
 }
 
 /* www.example.com A: www CNAME web.<ptr example.com>; web A; MX-free; with counts given. */
-static void compressed_cname_answer(struct msg *m)
+static void compressed_cname_answer(struct wire *m)
 {
         memset(m, 0, sizeof(*m));
         m16(m, 0x4242);
@@ -769,10 +760,10 @@ Test(cache, names_are_compressed_against_the_question_and_earlier_names)
         vd_cache_options o = opts();
         vd_cache *c = new_cache(&o);
         struct client cl;
-        struct msg m;
+        struct wire m;
         uint8_t out[1232];
         compressed_cname_answer(&m);
-        client_query(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         size_t len = vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out));
         static const uint8_t want[] = {
@@ -798,7 +789,7 @@ Test(cache, compressed_mx_and_soa_rdata_are_expanded)
         vd_cache_options o = opts();
         vd_cache *c = new_cache(&o);
         struct client cl;
-        struct msg m;
+        struct wire m;
         uint8_t out[1232];
         memset(&m, 0, sizeof(m));
         m16(&m, 1);
@@ -817,7 +808,7 @@ Test(cache, compressed_mx_and_soa_rdata_are_expanded)
         mname(&m, "mail");
         mptr(&m, qname);
         mrdlen(&m, rl);
-        client_query(&cl, 5, "Example.com", VD_TYPE_MX, false, false);
+        client_query_in(&cl, 5, "Example.com", VD_TYPE_MX, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)));
         /* (the exchange's suffix points at the question: the client's spelling) */
@@ -849,7 +840,7 @@ Test(cache, compressed_mx_and_soa_rdata_are_expanded)
         m32(&m, 1209600);
         m32(&m, 120);
         mrdlen(&m, rl);
-        client_query(&cl, 6, "x.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 6, "x.example.com", VD_TYPE_A, false, false);
         cr_assert_eq(vd_cache_store(c, &cl.qi, m.b, m.n, T0), 0);
         p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)));
         cr_assert_eq(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
@@ -873,10 +864,10 @@ Test(cache, every_truncation_is_rejected)
         vd_cache_options o = opts();
         vd_cache *c = new_cache(&o);
         struct client cl;
-        struct msg m;
+        struct wire m;
         uint8_t copy[1024];
         compressed_cname_answer(&m);
-        client_query(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
         for (size_t n = 0; n < m.n; n++) {
                 /* a fresh heap copy of exactly n octets, so ASan sees any overread */
                 uint8_t *t = malloc(n + 1);
@@ -899,8 +890,8 @@ Test(cache, hostile_pointers_and_counts_are_rejected)
         vd_cache_options o = opts();
         vd_cache *c = new_cache(&o);
         struct client cl;
-        struct msg m;
-        client_query(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
+        struct wire m;
+        client_query_in(&cl, 5, "www.example.com", VD_TYPE_A, false, false);
         /* layout of compressed_cname_answer: question at 12..32, first record owner at 33 */
         compressed_cname_answer(&m);
         size_t first = 12 + cl.qi.qname_len + 4;
@@ -969,7 +960,7 @@ Test(cache, cname_loops_and_long_chains_are_not_stored)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[4096];
-        client_query(&cl, 5, "a.loop.test", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "a.loop.test", VD_TYPE_A, false, false);
         static const char *const loop[] = {"a.loop.test. 300 IN CNAME b.loop.test.",
                                            "b.loop.test. 300 IN CNAME a.loop.test.", NULL};
         size_t n = upstream(up, sizeof(up), "a.loop.test.", VD_TYPE_A, 0, loop, SOA_EXAMPLE, NULL);
@@ -986,12 +977,12 @@ Test(cache, cname_loops_and_long_chains_are_not_stored)
         snprintf(texts[10], sizeof(texts[10]), "n10.chain.test. 300 IN A 192.0.2.1");
         an[10] = texts[10];
         an[11] = NULL;
-        client_query(&cl, 5, "n0.chain.test", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "n0.chain.test", VD_TYPE_A, false, false);
         n = upstream(up, sizeof(up), "n0.chain.test.", VD_TYPE_A, 0, an, NULL, NULL);
         assert_not_stored(c, &cl.qi, up, n, "chain too long");
 
         /* 8 links are fine */
-        client_query(&cl, 5, "n2.chain.test", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "n2.chain.test", VD_TYPE_A, false, false);
         n = upstream(up, sizeof(up), "n2.chain.test.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         uint8_t out[1232];
@@ -1008,7 +999,7 @@ Test(cache, cname_into_nxdomain_keeps_chain_and_soa)
         struct client cl;
         uint8_t up[1024], out[1232];
         static const char *const an[] = {"alias.example.org. 900 IN CNAME gone.example.com.", NULL};
-        client_query(&cl, 5, "alias.example.org", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "alias.example.org", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "alias.example.org.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN,
                             an, SOA_EXAMPLE, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -1030,7 +1021,7 @@ Test(cache, dname_above_the_name_is_kept_before_its_cname)
                                          "example.com. 300 IN DNAME example.net.",
                                          "other.example.com. 300 IN DNAME evil.test.",
                                          "a.b.example.net. 300 IN A 192.0.2.9", NULL};
-        client_query(&cl, 5, "a.b.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 5, "a.b.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "a.b.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         ldns_pkt *p = parse(out, vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out)));
@@ -1057,8 +1048,8 @@ Test(cache, dnssec_negative_answer_keeps_its_denial_records_for_do_only)
         vd_cache *c = new_cache(&o);
         struct client plain, dnssec;
         uint8_t up[2048], out[1232];
-        client_query(&plain, 1, "nope.example.com", VD_TYPE_A, true, false);
-        client_query(&dnssec, 2, "nope.example.com", VD_TYPE_A, true, true);
+        client_query_in(&plain, 1, "nope.example.com", VD_TYPE_A, true, false);
+        client_query_in(&dnssec, 2, "nope.example.com", VD_TYPE_A, true, true);
         size_t n = upstream(up, sizeof(up), "nope.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN,
                             NULL, ns, NULL);
         up[3] |= VD_FLAG_AD;
@@ -1087,7 +1078,7 @@ Test(cache, answers_to_cd_questions_are_not_stored)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 1, "www.example.com", VD_TYPE_A, true, true);
+        client_query_in(&cl, 1, "www.example.com", VD_TYPE_A, true, true);
         cl.qi.flags |= VD_FLAG_CD;
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_lt(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -1116,7 +1107,7 @@ Test(cache, stale_lookup_serves_expired_entries_with_ttl_30_until_stale_max)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 0x5151, "WWW.example.com", VD_TYPE_A, true, false);
+        client_query_in(&cl, 0x5151, "WWW.example.com", VD_TYPE_A, true, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
 
@@ -1143,7 +1134,7 @@ Test(cache, stale_lookup_serves_expired_entries_with_ttl_30_until_stale_max)
                      "stale_max 0: serve-stale off");
 
         struct client other;
-        client_query(&other, 1, "www.example.com", VD_TYPE_AAAA, true, false);
+        client_query_in(&other, 1, "www.example.com", VD_TYPE_AAAA, true, false);
         cr_assert_eq(vd_cache_lookup_stale(c, &other.qi, T0 + 61000, 3600, 1232, out, sizeof(out)),
                      0, "no entry for another type");
         vd_cache_free(c);
@@ -1155,7 +1146,7 @@ Test(cache, stale_negative_entry_keeps_its_soa_with_ttl_30)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 9, "nope.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "nope.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN,
                             NULL, SOA_EXAMPLE, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -1174,7 +1165,7 @@ Test(cache, servfail_is_kept_alongside_an_older_entry_for_serve_stale)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t good[1024], bad[1024], out[1232];
-        client_query(&cl, 3, "flaky.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 3, "flaky.example.com", VD_TYPE_A, false, false);
         static const char *const an[] = {"flaky.example.com. 10 IN A 192.0.2.9", NULL};
         size_t ng =
             upstream(good, sizeof(good), "flaky.example.com.", VD_TYPE_A, 0, an, NULL, NULL);
@@ -1222,7 +1213,7 @@ Test(cache, servfail_alone_is_never_served_stale)
         vd_cache *c = new_cache(&o);
         struct client cl;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 3, "broken.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 3, "broken.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "broken.example.com.", VD_TYPE_A, LDNS_RCODE_SERVFAIL,
                             NULL, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
@@ -1246,8 +1237,8 @@ Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
         vd_cache *c = new_cache(&o);
         struct client cl, other;
         uint8_t up[1024], out[1232];
-        client_query(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
-        client_query(&other, 2, "other.example.com", VD_TYPE_A, false, false);
+        client_query_in(&cl, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&other, 2, "other.example.com", VD_TYPE_A, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0); /* TTL 300 */
 
@@ -1270,7 +1261,7 @@ Test(cache, prefetch_once_per_entry_in_the_last_tenth_of_its_ttl)
          * case-insensitive. */
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0 + 290000), 0);
         struct client upper;
-        client_query(&upper, 3, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
+        client_query_in(&upper, 3, "WWW.EXAMPLE.COM", VD_TYPE_A, false, false);
         cr_assert_not(hit_claims_prefetch(c, &upper.qi, T0 + 290000 + 100000));
         cr_assert(hit_claims_prefetch(c, &upper.qi, T0 + 290000 + 271000));
         vd_cache_free(c);
@@ -1283,8 +1274,8 @@ Test(cache, prefetch_claim_follows_the_entry_not_the_last_lookup)
         vd_cache *c = new_cache(&o);
         struct client a, b;
         uint8_t up[1024], out[1232];
-        client_query(&a, 1, "www.example.com", VD_TYPE_A, false, false);
-        client_query(&b, 2, "www.example.com", VD_TYPE_AAAA, false, false);
+        client_query_in(&a, 1, "www.example.com", VD_TYPE_A, false, false);
+        client_query_in(&b, 2, "www.example.com", VD_TYPE_AAAA, false, false);
         size_t n = upstream(up, sizeof(up), "www.example.com.", VD_TYPE_A, 0, A_WWW, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &a.qi, up, n, T0), 0);
         cr_assert_gt(vd_cache_lookup(c, &a.qi, T0 + 1000, 512, out, sizeof(out)), 0);
@@ -1361,7 +1352,7 @@ Test(cache, threads_share_one_cache_and_every_hit_is_the_right_answer)
                 snprintf(fqdn, sizeof(fqdn), "%s.", name);
                 snprintf(rec, sizeof(rec), "%s 300 IN A 10.0.%u.%u", fqdn, j >> 8, j & 255);
                 const char *an[] = {rec, NULL};
-                client_query(&sh->clients[j], (uint16_t)(j + 1), name, VD_TYPE_A, false, false);
+                client_query_in(&sh->clients[j], (uint16_t)(j + 1), name, VD_TYPE_A, false, false);
                 sh->answer_len[j] = upstream(sh->answers[j], sizeof(sh->answers[j]), fqdn,
                                              VD_TYPE_A, 0, an, NULL, NULL);
         }
@@ -1408,7 +1399,7 @@ Test(cache, cname_question_under_a_dname_keeps_the_dname_and_its_rrsig)
             "x.a.example.com. 300 IN CNAME x.b.example.net.",
             NULL,
         };
-        client_query(&cl, 7, "x.a.example.com", VD_TYPE_CNAME, true, true);
+        client_query_in(&cl, 7, "x.a.example.com", VD_TYPE_CNAME, true, true);
         size_t n = upstream(up, sizeof(up), "x.a.example.com.", VD_TYPE_CNAME, 0, an, NULL, NULL);
         cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
         size_t len = vd_cache_lookup(c, &cl.qi, T0, 1232, out, sizeof(out));
@@ -1427,7 +1418,7 @@ Test(cache, cname_question_under_a_dname_keeps_the_dname_and_its_rrsig)
 
         /* without DO: the DNAME, not its RRSIG */
         struct client plain;
-        client_query(&plain, 8, "x.a.example.com", VD_TYPE_CNAME, false, false);
+        client_query_in(&plain, 8, "x.a.example.com", VD_TYPE_CNAME, false, false);
         cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);
         got = parse(out, vd_cache_lookup(c, &plain.qi, T0, 512, out, sizeof(out)));
         cr_assert_eq(ldns_pkt_ancount(got), 2);
@@ -1466,7 +1457,7 @@ Test(cache, cached_answers_are_no_larger_than_the_upstreams)
                 uint8_t up[2048], out[2048];
                 char name[64];
                 snprintf(name, sizeof(name), "%.*s", (int)strlen(owners[t]) - 1, owners[t]);
-                client_query(&cl, 9, name, types[t], false, false);
+                client_query_in(&cl, 9, name, types[t], false, false);
                 size_t n = upstream(up, sizeof(up), owners[t], types[t], 0, an, NULL, NULL);
                 cr_assert_eq(vd_cache_store(c, &cl.qi, up, n, T0), 0);
                 size_t len = vd_cache_lookup(c, &cl.qi, T0, 512, out, sizeof(out));
@@ -1496,8 +1487,8 @@ Test(cache, negative_answer_whose_soa_does_not_fit_is_tc)
             "1209600 300",
             NULL,
         };
-        client_query(&plain, 10, "nx.example.com", VD_TYPE_A, false, false);
-        client_query(&dnssec, 11, "nx.example.com", VD_TYPE_A, true, true);
+        client_query_in(&plain, 10, "nx.example.com", VD_TYPE_A, false, false);
+        client_query_in(&dnssec, 11, "nx.example.com", VD_TYPE_A, true, true);
         size_t n = upstream(up, sizeof(up), "nx.example.com.", VD_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL,
                             ns, NULL);
         cr_assert_eq(vd_cache_store(c, &plain.qi, up, n, T0), 0);

@@ -1,12 +1,12 @@
 /* test_chase.c — tests of resolver/chase.c through the query pipeline: a zone CNAME whose
- * target only the upstream knows, answered by a small UDP upstream on 127.0.0.1 inside the
- * test's own libuv loop. The upstream compresses its names against its own question, so the
- * merged answer shows the chain's records are re-encoded, not copied; the second ask comes from
- * the cache without an upstream query; an upstream SERVFAIL is SERVFAIL; a client over its
- * pending limit gets SERVFAIL at once; closing the worker while the chase waits answers the
- * client exactly once, with len 0; RRSIGs and a DNAME keep their places in the chain; and the
- * final name's authority records are dropped before anything is truncated. Every test is bounded by
- * a guard timer and ends with no handle left open. */
+ * target only the upstream knows, answered by the fake upstream of support/fake_upstream.h on
+ * 127.0.0.1 inside the test's own libuv loop, in shapes of this file's own. The upstream compresses
+ * its names against its own question, so the merged answer shows the chain's records are
+ * re-encoded, not copied; the second ask comes from the cache without an upstream query; an
+ * upstream SERVFAIL is SERVFAIL; a client over its pending limit gets SERVFAIL at once; closing the
+ * worker while the chase waits answers the client exactly once, with len 0; RRSIGs and a DNAME keep
+ * their places in the chain; and the final name's authority records are dropped before anything is
+ * truncated. Every test is bounded by a guard timer and ends with no handle left open. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ldns/ldns.h>
@@ -19,7 +19,9 @@
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
-#include "dns_msg.h"
+#include "support/client.h"
+#include "support/dns_msg.h"
+#include "support/fake_upstream.h"
 
 /* ---- local data: zone chase.test, "web" CNAME "www.up.test" --------------------------------- */
 
@@ -54,16 +56,8 @@ enum shape {
         UP_NXBIG,    /* NXDOMAIN, a long SOA and NS in the authority section */
 };
 
-typedef struct upstream {
-        uv_udp_t udp;
-        vd_addr addr;
-        enum shape shape;
-        bool silent;
-        int queries;
-} upstream;
-
 /* An RRSIG's opaque rdata (the chase never reads it): covered type, then filler. */
-static void put_rrsig(msg *m, size_t owner, unsigned covered)
+static void put_rrsig(dns_msg *m, size_t owner, unsigned covered)
 {
         uint8_t rd[24] = {0};
         rd[0] = (uint8_t)(covered >> 8);
@@ -73,31 +67,31 @@ static void put_rrsig(msg *m, size_t owner, unsigned covered)
 }
 
 /* A label of n copies of c. */
-static void put_label(msg *m, char c, size_t n)
+static void put_label(dns_msg *m, char c, size_t n)
 {
         put8(m, (unsigned)n);
         for (size_t i = 0; i < n; i++)
                 put8(m, (uint8_t)c);
 }
 
-/* The upstream's answer in the chosen shape; names compressed against its own question
+/* The upstream's answer in the harness's shape; names compressed against its own question
  * ("www.up.test", at offset 12), so that a copy of them would point into nothing. */
-static void send_answer(upstream *up, const uint8_t *q, size_t len, const struct sockaddr *from)
+static bool shaped_answer(fake_upstream *up, const uint8_t *q, const vd_query_info *qi, bool tcp,
+                          dns_msg *out)
 {
-        vd_query_info qi;
-        if (vd_wire_parse_query(q, len, &qi) != VD_PARSE_OK)
-                return;
+        const enum shape shape = *(const enum shape *)up->owner;
         static const unsigned answers[] = {2, 0, 4, 3, 0};
-        unsigned rcode = up->shape == UP_SERVFAIL ? VD_RCODE_SERVFAIL
-                         : up->shape == UP_NXBIG  ? VD_RCODE_NXDOMAIN
-                                                  : 0;
-        msg m;
-        header(&m, qi.id, UP_FLAGS | VD_FLAG_AA | rcode, 1, answers[up->shape], 0, 0);
-        for (size_t i = VD_HEADER_LEN; i < qi.question_end; i++)
+        unsigned rcode = shape == UP_SERVFAIL ? VD_RCODE_SERVFAIL
+                         : shape == UP_NXBIG  ? VD_RCODE_NXDOMAIN
+                                              : 0;
+        dns_msg m;
+        (void)tcp;
+        header(&m, qi->id, UP_FLAGS | VD_FLAG_AA | rcode, 1, answers[shape], 0, 0);
+        for (size_t i = VD_HEADER_LEN; i < qi->question_end; i++)
                 put8(&m, q[i]);
         const uint8_t a[4] = {192, 0, 2, 7};
         size_t up_test = VD_HEADER_LEN + 4; /* "up.test." in the question */
-        if (up->shape == UP_CHAIN || up->shape == UP_SIGNED) {
+        if (shape == UP_CHAIN || shape == UP_SIGNED) {
                 put_ptr(&m, VD_HEADER_LEN);
                 size_t fixed = m.n;
                 rr_tail(&m, VD_TYPE_CNAME, VD_CLASS_IN, 3600, NULL, 0);
@@ -107,13 +101,13 @@ static void send_answer(upstream *up, const uint8_t *q, size_t len, const struct
                         put8(&m, (uint8_t)*p);
                 put_ptr(&m, up_test);
                 m.b[fixed + 9] = (uint8_t)(m.n - target);
-                if (up->shape == UP_SIGNED)
+                if (shape == UP_SIGNED)
                         put_rrsig(&m, VD_HEADER_LEN, VD_TYPE_CNAME);
                 put_ptr(&m, target);
                 rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 123, a, sizeof(a));
-                if (up->shape == UP_SIGNED)
+                if (shape == UP_SIGNED)
                         put_rrsig(&m, target, VD_TYPE_A);
-        } else if (up->shape == UP_DNAME) {
+        } else if (shape == UP_DNAME) {
                 put_ptr(&m, up_test);
                 size_t fixed = m.n;
                 rr_tail(&m, 39, VD_CLASS_IN, 600, NULL, 0);
@@ -132,7 +126,7 @@ static void send_answer(upstream *up, const uint8_t *q, size_t len, const struct
                 m.b[fixed + 9] = (uint8_t)(m.n - target);
                 put_ptr(&m, target);
                 rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 600, a, sizeof(a));
-        } else if (up->shape == UP_NXBIG) {
+        } else if (shape == UP_NXBIG) {
                 m.b[9] = 2; /* NSCOUNT */
                 put_ptr(&m, up_test);
                 size_t fixed = m.n;
@@ -158,28 +152,8 @@ static void send_answer(upstream *up, const uint8_t *q, size_t len, const struct
                 put_ptr(&m, up_test);
                 m.b[fixed + 9] = (uint8_t)(m.n - rdata);
         }
-        uv_buf_t b = uv_buf_init((char *)m.b, (unsigned)m.n);
-        cr_assert_eq(uv_udp_try_send(&up->udp, &b, 1, from), (int)m.n);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-        static uint8_t slab[65536];
-        (void)h;
-        (void)suggested;
-        *buf = uv_buf_init((char *)slab, sizeof(slab));
-}
-
-static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                   unsigned flags)
-{
-        upstream *up = h->data;
-        (void)flags;
-        if (nread <= 0 || from == NULL)
-                return;
-        up->queries++;
-        if (!up->silent)
-                send_answer(up, (const uint8_t *)buf->base, (size_t)nread, from);
+        *out = m;
+        return true;
 }
 
 /* ---- the pipeline ------------------------------------------------------------------------- */
@@ -187,7 +161,8 @@ static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct
 typedef struct harness {
         uv_loop_t loop;
         uv_timer_t guard;
-        upstream up;
+        fake_upstream up; /* its answers: shaped_answer, in the shape below */
+        enum shape shape;
         vd_forwarder *fwd;
         vd_cache *cache;
         vd_resolver *res;
@@ -208,7 +183,7 @@ static void close_pipeline(harness *h)
         h->env.resolver = NULL;
         vd_resolver_close(h->res);
         vd_forwarder_close(h->fwd);
-        uv_close((uv_handle_t *)&h->up.udp, NULL);
+        fake_upstream_stop(&h->up);
         uv_close((uv_handle_t *)&h->guard, NULL);
 }
 
@@ -234,15 +209,10 @@ static void start(harness *h)
 {
         memset(h, 0, sizeof(*h));
         cr_assert_eq(uv_loop_init(&h->loop), 0);
-        struct sockaddr_in sin;
-        cr_assert_eq(uv_ip4_addr("127.0.0.1", 0, &sin), 0);
-        uv_udp_init(&h->loop, &h->up.udp);
-        h->up.udp.data = &h->up;
-        cr_assert_eq(uv_udp_bind(&h->up.udp, (struct sockaddr *)&sin, 0), 0);
-        int len = sizeof(h->up.addr.ss);
-        cr_assert_eq(uv_udp_getsockname(&h->up.udp, (struct sockaddr *)&h->up.addr.ss, &len), 0);
-        h->up.addr.len = (socklen_t)len;
-        uv_udp_recv_start(&h->up.udp, alloc_cb, on_udp);
+        fake_upstream_init(&h->up, FAKE_ANSWER);
+        h->up.answer = shaped_answer;
+        h->up.owner = &h->shape;
+        cr_assert(fake_upstream_start(&h->up, &h->loop, false, "127.0.0.1"));
         uv_timer_init(&h->loop, &h->guard);
         h->guard.data = h;
         uv_timer_start(&h->guard, on_guard, 5000, 0);
@@ -275,13 +245,9 @@ static void finish(harness *h)
 /* Asks "WEB.chase.test" A (ID 0x7777, EDNS when edns); the outcome, out filled on REPLY. */
 static vd_query_outcome ask(harness *h, bool edns, uint8_t *out, size_t *out_len)
 {
-        msg q;
-        header(&q, 0x7777, VD_FLAG_RD, 1, 0, 0, edns ? 1 : 0);
-        put_name(&q, "WEB.chase.test");
-        put16(&q, VD_TYPE_A);
-        put16(&q, VD_CLASS_IN);
-        if (edns)
-                opt_rr(&q, 1232, 0, false, false);
+        dns_msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 0x7777, "WEB.chase.test", VD_TYPE_A, edns, false);
         return vd_query_handle(&h->env, &h->client, q.b, q.n, false, out, VD_UDP_PAYLOAD, out_len,
                                on_reply, h);
 }
@@ -336,13 +302,13 @@ Test(chase, zone_cname_to_an_upstream_name_returns_the_whole_chain_then_from_cac
         cr_assert_eq(h.replies, 1);
         expect_chain(h.reply, h.reply_len, true);
         cr_assert_eq(vd_wire_get16(h.reply + 10), 1, "our OPT, the upstream's dropped");
-        cr_assert_eq(h.up.queries, 1);
+        cr_assert_eq(h.up.udp_queries, 1);
 
         /* again: the target is cached, the answer comes at once, no upstream query */
         cr_assert_eq(ask(&h, false, out, &out_len), VD_QUERY_REPLY);
         expect_chain(out, out_len, false);
         cr_assert_eq(vd_wire_get16(out + 10), 0, "no OPT for a client without EDNS");
-        cr_assert_eq(h.up.queries, 1);
+        cr_assert_eq(h.up.udp_queries, 1);
         cr_assert_eq(h.replies, 1);
         finish(&h);
         cr_assert_eq(h.replies, 1, "exactly one reply");
@@ -352,7 +318,7 @@ Test(chase, upstream_servfail_is_servfail)
 {
         harness h;
         start(&h);
-        h.up.shape = UP_SERVFAIL;
+        h.shape = UP_SERVFAIL;
         uint8_t out[VD_UDP_PAYLOAD];
         size_t out_len = 0;
         cr_assert_eq(ask(&h, false, out, &out_len), VD_QUERY_PENDING);
@@ -379,7 +345,7 @@ Test(chase, a_client_over_its_pending_limit_gets_servfail_at_once)
         cr_assert_eq(ask(&h, false, out, &out_len), VD_QUERY_REPLY);
         cr_assert_eq(out[3] & 0xF, VD_RCODE_SERVFAIL);
         cr_assert_eq(h.env.counters.forward_denied, 1);
-        cr_assert_eq(h.up.queries, 0);
+        cr_assert_eq(h.up.udp_queries, 0);
         finish(&h);
         cr_assert_eq(h.replies, 0);
         vd_ratelimit_pending_free(h.env.pending);
@@ -389,7 +355,7 @@ Test(chase, closing_while_waiting_answers_once_with_nothing)
 {
         harness h;
         start(&h);
-        h.up.silent = true;
+        h.up.mode = FAKE_SILENT;
         uint8_t out[VD_UDP_PAYLOAD];
         size_t out_len = 0;
         cr_assert_eq(ask(&h, false, out, &out_len), VD_QUERY_PENDING);
@@ -403,11 +369,9 @@ Test(chase, without_a_resolver_the_chain_is_servfail)
         vd_snapshot *s = zone();
         vd_query_env env = {0};
         env.snapshot = s;
-        msg q;
-        header(&q, 1, VD_FLAG_RD, 1, 0, 0, 0);
-        put_name(&q, "web.chase.test");
-        put16(&q, VD_TYPE_A);
-        put16(&q, VD_CLASS_IN);
+        dns_msg q;
+        vd_query_info qi;
+        client_query(&q, &qi, 1, "web.chase.test", VD_TYPE_A, false, false);
         uint8_t out[512];
         size_t out_len = 0;
         cr_assert_eq(
@@ -449,7 +413,7 @@ static void expect_sections(const uint8_t *resp, size_t len, ldns_pkt_rcode rcod
 static void ask_shape(harness *h, enum shape shape, bool edns)
 {
         start(h);
-        h->up.shape = shape;
+        h->shape = shape;
         uint8_t out[VD_UDP_PAYLOAD];
         size_t out_len = 0;
         cr_assert_eq(ask(h, edns, out, &out_len), VD_QUERY_PENDING);

@@ -1,11 +1,11 @@
 /* test_forward.c — tests of the forwarder (resolver/forward*.c): vd_forward_relay on hand-built
  * upstream answers; server health, token buckets and server choice as pure logic on a fake
- * clock; and the live forwarder against small upstream servers on 127.0.0.1 that run in the
- * test's own libuv loop (UDP and TCP, canned answers, silent, slow, TC, REFUSED, wrong letter
- * case): vd_forwarder_resolve and its status codes (answers relayed to the client as resolve.c
- * does), source port rotation, forwarding rules, max_qps, 0x20 and closing with queries
- * pending. Every live test is bounded by a guard timer and checks that the loop ends with no
- * handle left. */
+ * clock; and the live forwarder against fake upstream servers (support/fake_upstream.h) on
+ * 127.0.0.1 that run in the test's own libuv loop (UDP and TCP, canned answers, silent, TC,
+ * REFUSED, wrong letter case, wrong ID): vd_forwarder_resolve and its status codes (answers relayed
+ * to the client as resolve.c does), source port rotation, forwarding rules, max_qps, 0x20 and
+ * closing with queries pending. Every live test is bounded by a guard timer and checks that the
+ * loop ends with no handle left. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -21,45 +21,30 @@
 #include <uv.h>
 
 #include "vpcdns/forward.h"
+#include "vpcdns/forward_budget.h"
+#include "vpcdns/forward_select.h"
 #include "vpcdns/wire.h"
 
-#include "../../resolver/forward_budget.h"
-#include "../../resolver/forward_select.h"
-
-#define DNS_MSG_CAP 8192 /* this file's messages have room for 8192 octets */
-#include "dns_msg.h"
+#include "support/client.h"
+#include "support/dns_msg.h"
+#include "support/fake_upstream.h"
 
 /* ---- message builder (case-preserving, compression only where asked) ------------------- */
 
-static void set_count(msg *m, int which, unsigned v)
+static void set_count(dns_msg *m, int which, unsigned v)
 {
         vd_wire_put16(m->b + 4 + 2 * which, (uint16_t)v);
 }
 
-static void a_rr_ptr(msg *m, size_t owner_off, uint8_t last_octet)
+static void a_rr_ptr(dns_msg *m, size_t owner_off, uint8_t last_octet)
 {
         const uint8_t rd[4] = {192, 0, 2, last_octet};
         put_ptr(m, owner_off);
         rr_tail(m, VD_TYPE_A, VD_CLASS_IN, 300, rd, 4);
 }
 
-/* A client query, parsed the way the daemon parses it. qi->qname points into *m. */
-static unsigned client_extra_flags; /* OR-ed into the next client queries' flags */
-
-static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *name, unsigned qtype,
-                         bool edns, bool dnssec_ok)
-{
-        header(m, id, VD_FLAG_RD | client_extra_flags, 1, 0, 0, edns ? 1 : 0);
-        put_name(m, name);
-        put16(m, qtype);
-        put16(m, VD_CLASS_IN);
-        if (edns)
-                opt_rr(m, 4096, 0, dnssec_ok, false);
-        cr_assert_eq(vd_wire_parse_query(m->b, m->n, qi), VD_PARSE_OK);
-}
-
 /* Upstream answer header + question (as the upstream spells it). */
-static void answer_start(msg *m, unsigned flags, const char *name, unsigned qtype, unsigned an,
+static void answer_start(dns_msg *m, unsigned flags, const char *name, unsigned qtype, unsigned an,
                          unsigned ns, unsigned ar)
 {
         header(m, 0xBEEF, flags, 1, an, ns, ar);
@@ -85,7 +70,7 @@ static size_t q_end(const vd_query_info *qi)
 
 Test(relay, restores_id_and_question_case_and_removes_opt)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 0x1234, "WwW.ExAmPle.COM", VD_TYPE_A, false, false);
@@ -120,7 +105,7 @@ Test(relay, restores_id_and_question_case_and_removes_opt)
 
 Test(relay, rd_echoed_from_the_client)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         header(&q, 9, 0, 1, 0, 0, 0); /* RD clear */
@@ -137,7 +122,7 @@ Test(relay, rd_echoed_from_the_client)
 
 Test(relay, opt_replaced_for_edns_client)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 0x0102, "example.com", VD_TYPE_A, true, true);
@@ -159,7 +144,7 @@ Test(relay, opt_replaced_for_edns_client)
 
 Test(relay, opt_added_when_upstream_sent_none)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 5, "example.com", VD_TYPE_A, true, false);
@@ -174,7 +159,7 @@ Test(relay, opt_added_when_upstream_sent_none)
 /* Additional section [OPT, A ns1, AAAA ns1→(pointer to the A's owner, after the OPT)]. */
 Test(relay, ad_only_for_a_client_that_asked)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 9, "example.com", VD_TYPE_A, true, false);
@@ -192,7 +177,7 @@ Test(relay, ad_only_for_a_client_that_asked)
 
 Test(relay, names_in_rdata_after_a_middle_opt_are_refused)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 78, "example.com", VD_TYPE_A, false, false);
@@ -208,7 +193,7 @@ Test(relay, names_in_rdata_after_a_middle_opt_are_refused)
 
 Test(relay, opt_in_the_middle_of_additional)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 77, "example.com", VD_TYPE_NS, false, false);
@@ -254,13 +239,13 @@ Test(relay, opt_in_the_middle_of_additional)
 
 Test(relay, nxdomain_with_soa_passes_through)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "nope.Example.com", VD_TYPE_AAAA, true, false);
         answer_start(&a, UP_FLAGS | VD_RCODE_NXDOMAIN, "nope.example.com", VD_TYPE_AAAA, 0, 1, 1);
         put_ptr(&a, 12 + 5); /* example.com */
-        msg soa = {.n = 0};
+        dns_msg soa = {.n = 0};
         put_name(&soa, "ns.example.com");
         put_name(&soa, "hostmaster.example.com");
         put32(&soa, 2024010101);
@@ -288,7 +273,7 @@ Test(relay, nxdomain_with_soa_passes_through)
 
 Test(relay, extended_rcode_preserved)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, true, false);
@@ -307,7 +292,7 @@ Test(relay, extended_rcode_preserved)
 
 Test(relay, upstream_servfail_and_refused_pass_through)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
@@ -319,7 +304,7 @@ Test(relay, upstream_servfail_and_refused_pass_through)
 
 Test(relay, wrong_question_rejected)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
@@ -351,7 +336,7 @@ Test(relay, wrong_question_rejected)
 
 Test(relay, not_a_response_rejected)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
@@ -366,7 +351,7 @@ Test(relay, not_a_response_rejected)
 
 Test(relay, opt_outside_additional_or_twice_rejected)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, true, false);
@@ -383,7 +368,7 @@ Test(relay, opt_outside_additional_or_twice_rejected)
  * lead into them, and the relay would cut them off (a fuzzer's find). */
 Test(relay, trailing_octets_after_the_records_rejected)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, false, false);
@@ -394,7 +379,7 @@ Test(relay, trailing_octets_after_the_records_rejected)
         cr_assert_eq(vd_forward_relay(&qi, a.b, a.n, 512, out, sizeof(out)), 0);
 }
 
-static void build_big_answer(msg *a, const char *name, unsigned n_records)
+static void build_big_answer(dns_msg *a, const char *name, unsigned n_records)
 {
         answer_start(a, UP_FLAGS, name, VD_TYPE_A, n_records, 0, 1);
         for (unsigned i = 0; i < n_records; i++)
@@ -404,7 +389,7 @@ static void build_big_answer(msg *a, const char *name, unsigned n_records)
 
 Test(relay, every_cut_or_corruption_is_safe)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 3, "example.com", VD_TYPE_A, true, false);
@@ -422,7 +407,7 @@ Test(relay, every_cut_or_corruption_is_safe)
                              "answer cut at %zu accepted", cut);
 
         /* Counts larger than the records present. */
-        msg bad = a;
+        dns_msg bad = a;
         set_count(&bad, 1, 3);
         cr_assert_eq(vd_forward_relay(&qi, bad.b, bad.n, 1232, out, sizeof(out)), 0);
         /* A compression loop in an owner name. */
@@ -453,7 +438,7 @@ Test(relay, every_cut_or_corruption_is_safe)
 
 Test(relay, truncates_with_tc_when_larger_than_max_len)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         build_big_answer(&a, "example.com", 40); /* 40 × 16 octets of A records */
@@ -489,7 +474,7 @@ Test(relay, truncates_with_tc_when_larger_than_max_len)
 
 /* A positive answer: one A record, n_ns NS records in the authority section (each 30 octets),
  * n_glue A records in the additional section (16 octets each), then an OPT. */
-static void build_sections(msg *a, unsigned n_ns, unsigned n_glue)
+static void build_sections(dns_msg *a, unsigned n_ns, unsigned n_glue)
 {
         answer_start(a, UP_FLAGS, "example.com", VD_TYPE_A, 1, n_ns, n_glue + 1);
         a_rr_ptr(a, 12, 1);
@@ -507,7 +492,7 @@ static void build_sections(msg *a, unsigned n_ns, unsigned n_glue)
 
 Test(relay, too_big_drops_additional_then_authority_before_setting_tc)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 0x1234, "example.com", VD_TYPE_A, true, false);
@@ -559,7 +544,7 @@ Test(relay, too_big_drops_additional_then_authority_before_setting_tc)
 
 Test(relay, wildcard_proof_of_a_do_client_is_not_dropped)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         /* A wildcard answer: one A record; in the authority section the NSEC that proves no
@@ -598,7 +583,7 @@ Test(relay, wildcard_proof_of_a_do_client_is_not_dropped)
 
 Test(relay, negative_answer_whose_soa_does_not_fit_is_tc)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         client_query(&q, &qi, 7, "example.com", VD_TYPE_A, false, false);
@@ -621,7 +606,7 @@ Test(relay, negative_answer_whose_soa_does_not_fit_is_tc)
 
 Test(relay, ttls_above_2_31_minus_1_become_0)
 {
-        msg q, a;
+        dns_msg q, a;
         vd_query_info qi;
         uint8_t out[4096];
         const uint8_t rd[4] = {192, 0, 2, 1};
@@ -649,298 +634,6 @@ Test(relay, ttls_above_2_31_minus_1_become_0)
 
 /* ---- live: upstream servers on 127.0.0.1 in the test's loop -------------------------- */
 
-/* UP_WRONG_CASE_FIRST: the first query gets an answer (A 192.0.2.66) whose question has every
- * letter's case flipped; later ones are answered normally. */
-/* UP_UNCOMPRESSED: like UP_ANSWER, with the record's owner name written out in full instead of
- * as a pointer to the question (legal, and what a re-encoder would change). */
-/* UP_WRONG_ID_FIRST: every answer is preceded by the same answer under another ID (a spoof
- * attempt that guessed the question but not the ID). */
-enum up_mode {
-        UP_ANSWER,
-        UP_SILENT,
-        UP_TC,
-        UP_REFUSED,
-        UP_WRONG_CASE_FIRST,
-        UP_SLOW,
-        UP_WRONG_ID_FIRST,
-        UP_UNCOMPRESSED
-};
-#define SLOW_MS 20 /* UP_SLOW answers like UP_ANSWER, this much later */
-
-#define TCP_RECORDS 60
-#define MAX_SEEN 16
-#define MAX_PORTS_SEEN 64
-#define WRONG_CASE_OCTET 66
-
-struct tcp_conn;
-
-typedef struct upstream {
-        uv_udp_t udp;
-        uv_tcp_t tcp;
-        bool with_tcp;
-        enum up_mode mode;
-        vd_addr addr;
-        int udp_queries, tcp_queries;
-        uint16_t seen_id[MAX_SEEN];
-        vd_query_info seen[MAX_SEEN];
-        uint8_t seen_name[MAX_SEEN][VD_NAME_MAX]; /* as sent, letter case included */
-        size_t n_seen;
-        uint16_t ports[MAX_PORTS_SEEN]; /* distinct UDP source ports seen */
-        size_t n_ports;
-        struct tcp_conn *conns;
-        uint8_t last_udp[512]; /* the last UDP answer, as sent */
-        size_t last_udp_len;
-} upstream;
-
-struct tcp_conn {
-        uv_tcp_t h;
-        upstream *up;
-        struct tcp_conn *next;
-        size_t n;
-        uint8_t buf[4096];
-};
-
-struct write_req {
-        uv_write_t req;
-        uint8_t buf[2 + 2048];
-};
-
-/* Answer to an upstream query: its ID and question, n A records, an OPT. */
-static size_t upstream_answer(upstream *up, const uint8_t *query, size_t len, bool tcp,
-                              uint8_t *out, size_t cap)
-{
-        vd_query_info qi;
-        if (vd_wire_parse_query(query, len, &qi) != VD_PARSE_OK)
-                return 0;
-        if (up->n_seen < MAX_SEEN) {
-                up->seen_id[up->n_seen] = qi.id;
-                up->seen[up->n_seen] = qi;
-                memcpy(up->seen_name[up->n_seen], qi.qname, qi.qname_len);
-                up->seen[up->n_seen].qname = NULL; /* points into a buffer about to go */
-                up->n_seen++;
-        }
-        msg m;
-        unsigned rcode = up->mode == UP_REFUSED ? VD_RCODE_REFUSED : 0;
-        bool wrong_case = up->mode == UP_WRONG_CASE_FIRST && up->udp_queries == 1;
-        bool one = up->mode == UP_ANSWER || up->mode == UP_WRONG_CASE_FIRST ||
-                   up->mode == UP_SLOW || up->mode == UP_WRONG_ID_FIRST ||
-                   up->mode == UP_UNCOMPRESSED;
-        unsigned records = tcp ? TCP_RECORDS : (one ? 1 : 0);
-        unsigned flags = UP_FLAGS | rcode | (up->mode == UP_TC && !tcp ? VD_FLAG_TC : 0);
-        header(&m, qi.id, flags, 1, records, 0, 1);
-        for (size_t i = VD_HEADER_LEN; i < qi.question_end; i++) {
-                uint8_t c = query[i]; /* length octets are < 64: never letters */
-                bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-                put8(&m, wrong_case && letter && i < VD_HEADER_LEN + (size_t)qi.qname_len
-                             ? c ^ 0x20u
-                             : c);
-        }
-        for (unsigned i = 0; i < records; i++) {
-                if (up->mode == UP_UNCOMPRESSED) {
-                        const uint8_t rd[4] = {192, 0, 2, (uint8_t)(i + 1)};
-                        for (size_t k = 0; k < qi.qname_len; k++)
-                                put8(&m, query[VD_HEADER_LEN + k]);
-                        rr_tail(&m, VD_TYPE_A, VD_CLASS_IN, 300, rd, 4);
-                        continue;
-                }
-                a_rr_ptr(&m, 12, wrong_case ? WRONG_CASE_OCTET : (uint8_t)(i + 1));
-        }
-        opt_rr(&m, 1232, 0, qi.edns_do, false);
-        cr_assert_leq(m.n, cap);
-        if (!tcp && m.n <= sizeof(up->last_udp)) {
-                memcpy(up->last_udp, m.b, m.n);
-                up->last_udp_len = m.n;
-        }
-        memcpy(out, m.b, m.n);
-        return m.n;
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-        static uint8_t slab[65536];
-        (void)h;
-        (void)suggested;
-        *buf = uv_buf_init((char *)slab, sizeof(slab));
-}
-
-struct delayed {
-        uv_timer_t timer; /* data = this */
-        upstream *up;
-        struct sockaddr_storage to;
-        size_t n;
-        uint8_t buf[2048];
-};
-
-static void free_on_close(uv_handle_t *h);
-
-/* A slow answer; not sent when the upstream has stopped meanwhile. */
-static void on_delayed(uv_timer_t *t)
-{
-        struct delayed *d = t->data;
-        if (!uv_is_closing((uv_handle_t *)&d->up->udp)) {
-                uv_buf_t b = uv_buf_init((char *)d->buf, (unsigned)d->n);
-                (void)uv_udp_try_send(&d->up->udp, &b, 1, (const struct sockaddr *)&d->to);
-        }
-        uv_close((uv_handle_t *)t, free_on_close);
-}
-
-static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                   unsigned flags)
-{
-        upstream *up = h->data;
-        (void)flags;
-        if (nread <= 0 || from == NULL)
-                return;
-        up->udp_queries++;
-        uint16_t port = from->sa_family == AF_INET
-                            ? ntohs(((const struct sockaddr_in *)from)->sin_port)
-                            : ntohs(((const struct sockaddr_in6 *)from)->sin6_port);
-        bool known = false;
-        for (size_t i = 0; i < up->n_ports; i++)
-                known = known || up->ports[i] == port;
-        if (!known && up->n_ports < MAX_PORTS_SEEN)
-                up->ports[up->n_ports++] = port;
-        uint8_t out[2048];
-        size_t n =
-            upstream_answer(up, (const uint8_t *)buf->base, (size_t)nread, false, out, sizeof(out));
-        if (n == 0 || up->mode == UP_SILENT)
-                return;
-        if (up->mode == UP_SLOW) {
-                struct delayed *d = calloc(1, sizeof(*d));
-                cr_assert_not_null(d);
-                d->up = up;
-                memcpy(d->buf, out, n);
-                d->n = n;
-                memcpy(&d->to, from,
-                       from->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                  : sizeof(struct sockaddr_in6));
-                uv_timer_init(h->loop, &d->timer);
-                d->timer.data = d;
-                uv_timer_start(&d->timer, on_delayed, SLOW_MS, 0);
-                return;
-        }
-        uv_buf_t b = uv_buf_init((char *)out, (unsigned)n);
-        if (up->mode == UP_WRONG_ID_FIRST) {
-                uint8_t spoof[2048];
-                memcpy(spoof, out, n);
-                vd_wire_put16(spoof, (uint16_t)(vd_wire_get16(out) ^ 0x5A5Au));
-                uv_buf_t sb = uv_buf_init((char *)spoof, (unsigned)n);
-                cr_assert_eq(uv_udp_try_send(h, &sb, 1, from), (int)n);
-        }
-        cr_assert_eq(uv_udp_try_send(h, &b, 1, from), (int)n);
-}
-
-static void free_on_close(uv_handle_t *h)
-{
-        free(h->data);
-}
-
-static void conn_close(struct tcp_conn *c)
-{
-        struct tcp_conn **link = &c->up->conns;
-        while (*link != c)
-                link = &(*link)->next;
-        *link = c->next;
-        uv_close((uv_handle_t *)&c->h, free_on_close);
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-        (void)status;
-        free(req);
-}
-
-static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-        struct tcp_conn *c = s->data;
-        if (nread < 0) {
-                conn_close(c);
-                return;
-        }
-        cr_assert_leq(c->n + (size_t)nread, sizeof(c->buf));
-        memcpy(c->buf + c->n, buf->base, (size_t)nread);
-        c->n += (size_t)nread;
-        while (c->n >= 2 && c->n >= 2u + vd_wire_get16(c->buf)) {
-                size_t qlen = vd_wire_get16(c->buf);
-                c->up->tcp_queries++;
-                struct write_req *w = calloc(1, sizeof(*w));
-                cr_assert_not_null(w);
-                size_t n =
-                    upstream_answer(c->up, c->buf + 2, qlen, true, w->buf + 2, sizeof(w->buf) - 2);
-                cr_assert_gt(n, 0);
-                vd_wire_put16(w->buf, (uint16_t)n);
-                uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)(n + 2));
-                cr_assert_eq(uv_write(&w->req, s, &b, 1, on_written), 0);
-                memmove(c->buf, c->buf + 2 + qlen, c->n - 2 - qlen);
-                c->n -= 2 + qlen;
-        }
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-        upstream *up = server->data;
-        cr_assert_eq(status, 0);
-        struct tcp_conn *c = calloc(1, sizeof(*c));
-        cr_assert_not_null(c);
-        c->up = up;
-        uv_tcp_init(server->loop, &c->h);
-        c->h.data = c;
-        cr_assert_eq(uv_accept(server, (uv_stream_t *)&c->h), 0);
-        c->next = up->conns;
-        up->conns = c;
-        uv_read_start((uv_stream_t *)&c->h, alloc_cb, on_tcp_read);
-}
-
-/* Binds UDP (and TCP on the same port) on ip:0. Returns false when the address is unusable. */
-static bool upstream_start(uv_loop_t *loop, upstream *up, enum up_mode mode, bool with_tcp,
-                           const char *ip)
-{
-        memset(up, 0, sizeof(*up));
-        up->mode = mode;
-        up->with_tcp = with_tcp;
-        struct sockaddr_storage ss;
-        bool v6 = strchr(ip, ':') != NULL;
-        if (v6)
-                cr_assert_eq(uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&ss), 0);
-        else
-                cr_assert_eq(uv_ip4_addr(ip, 0, (struct sockaddr_in *)&ss), 0);
-        /* The UDP port is the kernel's choice; TCP on the same port may be taken: retry. */
-        for (int attempt = 0; attempt < 20; attempt++) {
-                uv_udp_init(loop, &up->udp);
-                up->udp.data = up;
-                if (uv_udp_bind(&up->udp, (struct sockaddr *)&ss, 0) != 0) {
-                        uv_close((uv_handle_t *)&up->udp, NULL);
-                        return false;
-                }
-                int len = sizeof(up->addr.ss);
-                cr_assert_eq(uv_udp_getsockname(&up->udp, (struct sockaddr *)&up->addr.ss, &len),
-                             0);
-                up->addr.len = (socklen_t)len;
-                if (!with_tcp)
-                        break;
-                uv_tcp_init(loop, &up->tcp);
-                up->tcp.data = up;
-                if (uv_tcp_bind(&up->tcp, (struct sockaddr *)&up->addr.ss, 0) == 0 &&
-                    uv_listen((uv_stream_t *)&up->tcp, 16, on_connection) == 0)
-                        break;
-                cr_assert_lt(attempt, 19, "no port free for UDP and TCP");
-                uv_close((uv_handle_t *)&up->udp, NULL);
-                uv_close((uv_handle_t *)&up->tcp, NULL);
-                uv_run(loop, UV_RUN_NOWAIT); /* the close callbacks: the handles are free again */
-        }
-        uv_udp_recv_start(&up->udp, alloc_cb, on_udp);
-        return true;
-}
-
-static void upstream_stop(upstream *up)
-{
-        uv_close((uv_handle_t *)&up->udp, NULL);
-        if (up->with_tcp)
-                uv_close((uv_handle_t *)&up->tcp, NULL);
-        while (up->conns != NULL)
-                conn_close(up->conns);
-}
-
 /* One live scenario: a loop, a forwarder, up to two upstreams, replies recorded per query. */
 #define MAX_Q 8
 
@@ -961,7 +654,7 @@ typedef struct reply {
 struct scenario {
         uv_loop_t loop;
         vd_forwarder *fwd;
-        upstream up[3];
+        fake_upstream up[3];
         size_t n_up;
         uv_timer_t guard, linger, later;
         bool guard_fired, finished;
@@ -987,7 +680,7 @@ static void finish(scenario *s)
         }
         s->fwd_closed = true;
         for (size_t i = 0; i < s->n_up; i++)
-                upstream_stop(&s->up[i]);
+                fake_upstream_stop(&s->up[i]);
         uv_close((uv_handle_t *)&s->guard, NULL);
         uv_close((uv_handle_t *)&s->linger, NULL);
         uv_close((uv_handle_t *)&s->later, NULL);
@@ -1049,13 +742,15 @@ static void on_upstream_reply(void *arg, int status, const uint8_t *answer, size
 }
 
 /* A loop and up to three upstreams on 127.0.0.1; the forwarder comes next. */
-static void scenario_upstreams(scenario *s, const enum up_mode *modes, size_t n_up, bool with_tcp)
+static void scenario_upstreams(scenario *s, const fake_mode *modes, size_t n_up, bool with_tcp)
 {
         memset(s, 0, sizeof(*s));
         cr_assert_eq(uv_loop_init(&s->loop), 0);
         cr_assert_leq(n_up, 3);
-        for (size_t i = 0; i < n_up; i++)
-                cr_assert(upstream_start(&s->loop, &s->up[i], modes[i], with_tcp, "127.0.0.1"));
+        for (size_t i = 0; i < n_up; i++) {
+                fake_upstream_init(&s->up[i], modes[i]);
+                cr_assert(fake_upstream_start(&s->up[i], &s->loop, with_tcp, "127.0.0.1"));
+        }
         s->n_up = n_up;
 }
 
@@ -1081,19 +776,22 @@ static void scenario_forwarder(scenario *s, vd_forward_options opt)
                 s->r[i].s = s;
 }
 
-static void scenario_init(scenario *s, const enum up_mode *modes, size_t n_up, bool with_tcp,
+static void scenario_init(scenario *s, const fake_mode *modes, size_t n_up, bool with_tcp,
                           unsigned budget_ms)
 {
         scenario_upstreams(s, modes, n_up, with_tcp);
         scenario_forwarder(s, (vd_forward_options){.timeout_ms = budget_ms});
 }
 
+static unsigned client_extra_flags; /* OR-ed into the next queries' flags (RD is always set) */
+
 static void send_query(scenario *s, int i, unsigned id, const char *name, bool edns, bool dnssec_ok,
                        size_t max_len)
 {
-        msg q;
+        dns_msg q;
         vd_query_info qi;
-        client_query(&q, &qi, id, name, VD_TYPE_A, edns, dnssec_ok);
+        client_query_flags(&q, &qi, id, VD_FLAG_RD | client_extra_flags, name, VD_TYPE_A, edns,
+                           dnssec_ok);
         if (s->start_ns == 0)
                 s->start_ns = uv_hrtime();
         reply *r = &s->r[i];
@@ -1124,7 +822,7 @@ static double elapsed_ms(const scenario *s, const reply *r)
 Test(forward_live, answer_reaches_client_with_its_id)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_init(&s, modes, 1, false, 2000);
         s.expected = 1;
         send_query(&s, 0, 0x4242, "WWW.Example.com", false, false, 512);
@@ -1145,7 +843,7 @@ Test(forward_live, answer_reaches_client_with_its_id)
 Test(forward_live, upstream_query_is_rd_edns_with_client_do_and_random_ids)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_init(&s, modes, 1, false, 2000);
         s.expected = 3;
         send_query(&s, 0, 7, "a.example.com", true, true, 1232);
@@ -1155,7 +853,7 @@ Test(forward_live, upstream_query_is_rd_edns_with_client_do_and_random_ids)
         client_extra_flags = 0;
         scenario_run(&s);
 
-        upstream *up = &s.up[0];
+        fake_upstream *up = &s.up[0];
         cr_assert_eq(up->n_seen, 3);
         cr_assert_neq(up->seen_id[0], up->seen_id[1]);
         cr_assert_neq(up->seen_id[1], up->seen_id[2]);
@@ -1186,7 +884,7 @@ Test(forward_live, upstream_query_is_rd_edns_with_client_do_and_random_ids)
 Test(forward_live, silent_upstream_servfail_after_budget)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_SILENT};
+        const fake_mode modes[] = {FAKE_SILENT};
         scenario_init(&s, modes, 1, false, 300);
         s.expected = 1;
         s.linger_ms = 1200; /* let c-ares finish its own retries: done must not run again */
@@ -1207,7 +905,7 @@ Test(forward_live, silent_upstream_servfail_after_budget)
 Test(forward_live, tc_answer_retried_over_tcp)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_TC};
+        const fake_mode modes[] = {FAKE_TC};
         scenario_init(&s, modes, 1, true, 2000);
         s.expected = 1;
         send_query(&s, 0, 0x7C7C, "big.example.com", false, false, VD_TCP_MAX);
@@ -1219,14 +917,14 @@ Test(forward_live, tc_answer_retried_over_tcp)
         cr_assert_eq(s.up[0].tcp_queries, 1);
         cr_assert_eq(vd_wire_get16(r->buf), 0x7C7C);
         cr_assert_eq(vd_wire_get16(r->buf + 2) & (VD_FLAG_TC | 0xF), 0);
-        cr_assert_eq(vd_wire_get16(r->buf + 6), TCP_RECORDS, "the full answer from TCP");
-        cr_assert_eq(r->len, 12 + 17 + 4 + TCP_RECORDS * 16);
+        cr_assert_eq(vd_wire_get16(r->buf + 6), FAKE_TCP_RECORDS, "the full answer from TCP");
+        cr_assert_eq(r->len, 12 + 17 + 4 + FAKE_TCP_RECORDS * 16);
 }
 
 Test(forward_live, large_answer_truncated_for_udp_client)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_TC};
+        const fake_mode modes[] = {FAKE_TC};
         scenario_init(&s, modes, 1, true, 2000);
         s.expected = 1;
         send_query(&s, 0, 1, "big.example.com", false, false, 512);
@@ -1240,7 +938,7 @@ Test(forward_live, large_answer_truncated_for_udp_client)
 Test(forward_live, second_server_answers_when_first_is_silent)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_SILENT, UP_ANSWER};
+        const fake_mode modes[] = {FAKE_SILENT, FAKE_ANSWER};
         scenario_init(&s, modes, 2, false, 1500);
         s.expected = 2;
         send_query(&s, 0, 11, "one.example.com", false, false, 512);
@@ -1275,7 +973,7 @@ static void send_three_more(scenario *s)
 Test(forward_live, close_with_pending_queries)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_SILENT};
+        const fake_mode modes[] = {FAKE_SILENT};
         scenario_init(&s, modes, 1, false, 200);
         s.expected = MAX_Q; /* never reached: the close ends the scenario */
         /* Query 0 is abandoned at its 200 ms budget while c-ares still retries it; queries
@@ -1296,7 +994,7 @@ Test(forward_live, close_with_pending_queries)
 Test(forward_live, close_from_inside_done)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_init(&s, modes, 1, false, 2000);
         s.close_in_reply = true; /* the first done() closes the forwarder */
         s.expected = 2;
@@ -1325,7 +1023,7 @@ Test(forward_live, no_upstream_is_enoent)
         vd_forwarder *f = NULL;
         vd_error err;
         cr_assert_eq(vd_forwarder_new(&loop, &opt, &f, &err), 0, "%s", err.msg);
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, 1, "example.com", VD_TYPE_A, false, false);
         int calls = 0;
@@ -1339,11 +1037,12 @@ Test(forward_live, no_upstream_is_enoent)
 Test(forward_live, ipv6_upstream)
 {
         uv_loop_t probe;
-        upstream tmp;
+        fake_upstream tmp;
         cr_assert_eq(uv_loop_init(&probe), 0);
-        bool v6 = upstream_start(&probe, &tmp, UP_ANSWER, false, "::1");
+        fake_upstream_init(&tmp, FAKE_ANSWER);
+        bool v6 = fake_upstream_start(&tmp, &probe, false, "::1");
         if (v6)
-                upstream_stop(&tmp);
+                fake_upstream_stop(&tmp);
         uv_run(&probe, UV_RUN_DEFAULT);
         uv_loop_close(&probe);
         if (!v6)
@@ -1352,7 +1051,8 @@ Test(forward_live, ipv6_upstream)
         scenario s;
         memset(&s, 0, sizeof(s));
         cr_assert_eq(uv_loop_init(&s.loop), 0);
-        cr_assert(upstream_start(&s.loop, &s.up[0], UP_ANSWER, false, "::1"));
+        fake_upstream_init(&s.up[0], FAKE_ANSWER);
+        cr_assert(fake_upstream_start(&s.up[0], &s.loop, false, "::1"));
         s.n_up = 1;
         vd_forward_options opt = {.servers = &s.up[0].addr, .n_servers = 1, .timeout_ms = 1000};
         vd_error err;
@@ -1392,7 +1092,7 @@ Test(forward_live, rejects_bad_options)
 Test(forward_live, socket_failure_refuses_query)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_init(&s, modes, 1, false, 2000);
         int probe = dup(0);
         cr_assert_geq(probe, 0);
@@ -1403,7 +1103,7 @@ Test(forward_live, socket_failure_refuses_query)
         tight.rlim_cur = (rlim_t)probe; /* the lowest free descriptor is now out of range */
         cr_assert_eq(setrlimit(RLIMIT_NOFILE, &tight), 0);
 
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, 1, "example.com", VD_TYPE_A, false, false);
         s.in_query = true;
@@ -1451,7 +1151,7 @@ static void on_raw(void *arg, int status, const uint8_t *answer, size_t len)
 /* Builds a client query for name and hands it to vd_forwarder_resolve; returns its code. */
 static int send_raw(scenario *s, raw_result *r, unsigned id, const char *name)
 {
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, id, name, VD_TYPE_A, true, false);
         r->s = s;
@@ -1483,7 +1183,7 @@ Test(forward_live, refused_from_every_server_fails_at_once)
 {
         scenario s;
         raw_result raw = {0};
-        const enum up_mode modes[] = {UP_REFUSED, UP_REFUSED};
+        const fake_mode modes[] = {FAKE_REFUSED, FAKE_REFUSED};
         scenario_init(&s, modes, 2, false, 2000);
         s.expected = 2;
         send_query(&s, 0, 99, "example.com", false, false, 512);
@@ -1511,7 +1211,7 @@ Test(forward_live, refused_goes_to_the_next_server)
         scenario s;
         static raw_result r[N];
         memset(r, 0, sizeof(r));
-        const enum up_mode modes[] = {UP_REFUSED, UP_ANSWER};
+        const fake_mode modes[] = {FAKE_REFUSED, FAKE_ANSWER};
         scenario_init(&s, modes, 2, false, 2000);
         s.expected = N;
         for (int i = 0; i < N; i++) {
@@ -1536,7 +1236,7 @@ Test(forward_raw, answer_has_the_clients_question_case)
 {
         scenario s;
         raw_result r = {0};
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_init(&s, modes, 1, false, 2000);
         s.expected = 1;
         cr_assert_eq(send_raw(&s, &r, 0x1111, "MiXeD.Example.COM"), 0);
@@ -1555,7 +1255,7 @@ Test(forward_raw, answer_is_the_datagram_as_received)
 {
         scenario s;
         raw_result r = {0};
-        const enum up_mode modes[] = {UP_UNCOMPRESSED};
+        const fake_mode modes[] = {FAKE_UNCOMPRESSED};
         scenario_init(&s, modes, 1, false, 2000);
         s.expected = 1;
         cr_assert_eq(send_raw(&s, &r, 0x2222, "whole.example.com"), 0);
@@ -1574,7 +1274,7 @@ Test(forward_raw, silent_upstream_times_out_within_budget)
 {
         scenario s;
         raw_result r = {0};
-        const enum up_mode modes[] = {UP_SILENT};
+        const fake_mode modes[] = {FAKE_SILENT};
         scenario_init(&s, modes, 1, false, 300);
         s.expected = 1;
         cr_assert_eq(send_raw(&s, &r, 1, "example.com"), 0);
@@ -1596,10 +1296,10 @@ Test(forward_raw, unreachable_upstream_is_eio_at_once)
 {
         scenario s;
         raw_result r = {0};
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_upstreams(&s, modes, 1, false);
         vd_addr gone = s.up[0].addr;
-        uv_close((uv_handle_t *)&s.up[0].udp, NULL); /* its port is now closed */
+        fake_upstream_stop(&s.up[0]); /* its port is now closed */
         s.n_up = 0;
         scenario_forwarder(
             &s, (vd_forward_options){.servers = &gone, .n_servers = 1, .timeout_ms = 2000});
@@ -1615,7 +1315,7 @@ Test(forward_raw, no_server_for_the_name_is_enoent)
 {
         scenario s;
         raw_result r = {0};
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_upstreams(&s, modes, 1, false);
         vd_forward_rule rule = {.n_servers = 1};
         rule.servers[0] = s.up[0].addr;
@@ -1647,7 +1347,7 @@ Test(forward_raw, close_cancels_each_pending_query_once)
         scenario s;
         static raw_result r[4];
         memset(r, 0, sizeof(r));
-        const enum up_mode modes[] = {UP_SILENT, UP_ANSWER};
+        const fake_mode modes[] = {FAKE_SILENT, FAKE_ANSWER};
         scenario_upstreams(&s, modes, 2, false);
         /* Query 0 goes to the answering server, 1-3 to the silent one (rules). */
         vd_forward_rule rule = {.n_servers = 1};
@@ -1684,7 +1384,7 @@ static void run_load(unsigned ports_per_server, size_t *distinct_ports, int *ans
         scenario s;
         static raw_result r[LOAD_QUERIES];
         memset(r, 0, sizeof(r));
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_upstreams(&s, modes, 1, false);
         scenario_forwarder(
             &s, (vd_forward_options){.timeout_ms = 2000, .ports_per_server = ports_per_server});
@@ -1724,7 +1424,7 @@ Test(forward_ports, one_port_per_server_when_asked)
 
 /* ---- rules --------------------------------------------------------------------------- */
 
-static void make_rule(vd_forward_rule *r, const char *domain, const upstream *up)
+static void make_rule(vd_forward_rule *r, const char *domain, const fake_upstream *up)
 {
         memset(r, 0, sizeof(*r));
         size_t len;
@@ -1755,7 +1455,7 @@ static int who_saw(const scenario *s, const char *name)
 
 static bool covers(const scenario *s, const char *name)
 {
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, 1, name, VD_TYPE_A, false, false);
         return vd_forwarder_rule_covers(s->fwd, &qi);
@@ -1766,7 +1466,7 @@ Test(forward_rules, most_specific_rule_wins_and_default_carves_out)
         scenario s;
         static raw_result r[8];
         memset(r, 0, sizeof(r));
-        const enum up_mode modes[] = {UP_ANSWER, UP_ANSWER, UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER, FAKE_ANSWER, FAKE_ANSWER};
         scenario_upstreams(&s, modes, 3, false);
         vd_forward_rule rules[3];
         make_rule(&rules[0], "Example.COM", &s.up[1]);
@@ -1802,7 +1502,7 @@ Test(forward_rules, most_specific_rule_wins_and_default_carves_out)
 Test(forward_rules, rule_covers_only_explicit_rules)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_ANSWER, UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER, FAKE_ANSWER};
         scenario_upstreams(&s, modes, 2, false);
         vd_forward_rule rules[2];
         make_rule(&rules[0], "corp.example", &s.up[1]);
@@ -1857,7 +1557,7 @@ Test(forward_budget, over_max_qps_is_ebusy_without_a_callback)
         scenario s;
         static raw_result r[2];
         memset(r, 0, sizeof(r));
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_upstreams(&s, modes, 1, false);
         /* 5/s: a burst of one, the next token 200 ms later. */
         scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1000, .max_qps = 5});
@@ -1940,7 +1640,7 @@ Test(forward_budget, two_forwarders_on_two_loops_share_the_budget)
         memset(r, 0, sizeof(r));
         vd_upstream_budget *b = NULL;
         cr_assert_eq(vd_upstream_budget_new(5, &b), 0); /* a burst of one */
-        const enum up_mode modes[] = {UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER};
         scenario_upstreams(&s, modes, 1, false);
         scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1000, .budget = b});
 
@@ -1957,7 +1657,7 @@ Test(forward_budget, two_forwarders_on_two_loops_share_the_budget)
 
         s.expected = 1;
         cr_assert_eq(send_raw(&s, &r[0], 1, "first.example.com"), 0);
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, 2, "second.example.com", VD_TYPE_A, false, false);
         cr_assert_eq(vd_forwarder_resolve(f2, &qi, on_raw, &r[1]), -EBUSY,
@@ -1984,7 +1684,7 @@ Test(forward_budget, server_over_budget_is_skipped_for_another)
         scenario s;
         static raw_result r[3];
         memset(r, 0, sizeof(r));
-        const enum up_mode modes[] = {UP_ANSWER, UP_ANSWER};
+        const fake_mode modes[] = {FAKE_ANSWER, FAKE_ANSWER};
         scenario_upstreams(&s, modes, 2, false);
         scenario_forwarder(&s,
                            (vd_forward_options){.timeout_ms = 1000, .max_qps = 5}); /* burst 1 */
@@ -2005,7 +1705,7 @@ Test(forward_0x20, mixed_case_upstream_and_wrong_case_answer_ignored)
 {
         scenario s;
         raw_result raw = {0};
-        const enum up_mode modes[] = {UP_WRONG_CASE_FIRST};
+        const fake_mode modes[] = {FAKE_WRONG_CASE_FIRST};
         scenario_upstreams(&s, modes, 1, false);
         scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1500, .use_0x20 = true});
         s.expected = 2;
@@ -2013,10 +1713,10 @@ Test(forward_0x20, mixed_case_upstream_and_wrong_case_answer_ignored)
         cr_assert_eq(send_raw(&s, &raw, 0x3030, LONG_NAME), 0);
         scenario_run(&s);
 
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, 1, LONG_NAME, VD_TYPE_A, false, false);
-        upstream *up = &s.up[0];
+        fake_upstream *up = &s.up[0];
         cr_assert_eq(up->n_seen, 3, "two queries and one resend after the spoof-like answer");
         for (size_t i = 0; i < up->n_seen; i++) {
                 const uint8_t *sent = up->seen_name[i];
@@ -2049,14 +1749,14 @@ Test(forward_0x20, mixed_case_upstream_and_wrong_case_answer_ignored)
 Test(forward_0x20, off_sends_the_clients_case_and_any_case_is_accepted)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_WRONG_CASE_FIRST};
+        const fake_mode modes[] = {FAKE_WRONG_CASE_FIRST};
         scenario_upstreams(&s, modes, 1, false);
         scenario_forwarder(&s, (vd_forward_options){.timeout_ms = 1500});
         s.expected = 1;
         send_query(&s, 0, 0x2121, LONG_NAME, false, false, 512);
         scenario_run(&s);
 
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         client_query(&q, &qi, 1, LONG_NAME, VD_TYPE_A, false, false);
         cr_assert_eq(s.up[0].n_seen, 1);
@@ -2064,7 +1764,7 @@ Test(forward_0x20, off_sends_the_clients_case_and_any_case_is_accepted)
                      "without 0x20 the client's spelling goes upstream");
         reply *r = &s.r[0];
         cr_assert_eq(r->calls, 1);
-        cr_assert_eq(r->buf[r->len - 1], WRONG_CASE_OCTET, "case is not checked without 0x20");
+        cr_assert_eq(r->buf[r->len - 1], FAKE_WRONG_CASE_OCTET, "case is not checked without 0x20");
         cr_assert_eq(memcmp(r->buf + VD_HEADER_LEN, qi.qname, qi.qname_len), 0);
         vd_forward_counters c;
         counters(&s, &c);
@@ -2193,7 +1893,7 @@ Test(forward_health, random_among_close_servers_only)
 Test(forward_live, wrong_id_answers_are_dropped_and_counted)
 {
         scenario s;
-        const enum up_mode modes[] = {UP_WRONG_ID_FIRST};
+        const fake_mode modes[] = {FAKE_WRONG_ID_FIRST};
         scenario_init(&s, modes, 1, false, 2000);
         s.expected = 3;
         send_query(&s, 0, 11, "a.example.com", false, false, 512);

@@ -1,12 +1,13 @@
 /* test_resolve.c — tests of resolver/resolve.c: the cache in front of the upstream, merging of
  * identical questions in flight, serve-stale (failure, slow upstream, stale_max), prefetch and
- * shutdown. Each test runs a real forwarder against a small UDP upstream on 127.0.0.1 inside
- * the test's own libuv loop (immediate, delayed, silent or SERVFAIL answers, every query
- * counted), is bounded by a guard timer, and checks that the loop ends with no handle left. */
+ * shutdown. Each test runs a real forwarder against the fake UDP upstream of
+ * support/fake_upstream.h on 127.0.0.1 inside the test's own libuv loop (immediate, delayed,
+ * silent or SERVFAIL answers, every query counted), is bounded by a guard timer, and checks
+ * that the loop ends with no handle left; the two-worker tests run it on its own thread,
+ * holding its answers until both workers have asked. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ldns/ldns.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,28 +19,18 @@
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
-#include "dns_msg.h"
+#include "support/client.h"
+#include "support/dns_msg.h"
+#include "support/fake_upstream.h"
 
 /* ---- messages ----------------------------------------------------------------------------- */
-
-/* A client question, parsed the way the daemon parses it; qi->qname points into *m. */
-static void client_query(msg *m, vd_query_info *qi, unsigned id, const char *name, bool edns)
-{
-        header(m, id, VD_FLAG_RD, 1, 0, 0, edns ? 1 : 0);
-        put_name(m, name);
-        put16(m, VD_TYPE_A);
-        put16(m, VD_CLASS_IN);
-        if (edns)
-                opt_rr(m, 1232, 0, false, false);
-        cr_assert_eq(vd_wire_parse_query(m->b, m->n, qi), VD_PARSE_OK);
-}
 
 /* An upstream answer to the question in query[12..question_end): n A records 192.0.2.octet+i
  * owned by the question name (compression pointer), TTL ttl. */
 static size_t build_answer(const uint8_t *query, size_t question_end, unsigned id, unsigned rcode,
                            unsigned n, uint32_t ttl, unsigned octet, uint8_t *out, size_t cap)
 {
-        msg m;
+        dns_msg m;
         header(&m, id, UP_FLAGS | rcode, 1, n, 0, 0);
         for (size_t i = VD_HEADER_LEN; i < question_end; i++)
                 put8(&m, query[i]);
@@ -51,129 +42,6 @@ static size_t build_answer(const uint8_t *query, size_t question_end, unsigned i
         cr_assert_leq(m.n, cap);
         memcpy(out, m.b, m.n);
         return m.n;
-}
-
-/* ---- the upstream --------------------------------------------------------------------------- */
-
-enum up_mode { UP_ANSWER, UP_SILENT, UP_DELAY, UP_SERVFAIL };
-
-#define MAX_DELAYED 4
-
-typedef struct upstream upstream;
-
-struct delayed {
-        uv_timer_t timer;
-        upstream *up;
-        bool used;
-        struct sockaddr_storage from;
-        size_t len;
-        uint8_t pkt[512];
-};
-
-struct upstream {
-        uv_udp_t udp;
-        vd_addr addr;
-        enum up_mode mode;
-        unsigned delay_ms;
-        unsigned records; /* A records per answer */
-        uint32_t ttl;
-        unsigned octet; /* last octet of the first address */
-        int queries;    /* received */
-        int answers;    /* sent */
-        struct delayed delayed[MAX_DELAYED];
-        void (*on_sent)(upstream *up);
-        void *owner;
-};
-
-static void send_answer(upstream *up, const uint8_t *query, size_t len, const struct sockaddr *from)
-{
-        vd_query_info qi;
-        if (vd_wire_parse_query(query, len, &qi) != VD_PARSE_OK)
-                return;
-        uint8_t out[2048];
-        unsigned rcode = up->mode == UP_SERVFAIL ? VD_RCODE_SERVFAIL : 0;
-        unsigned n = up->mode == UP_SERVFAIL ? 0 : up->records;
-        size_t alen = build_answer(query, qi.question_end, qi.id, rcode, n, up->ttl, up->octet, out,
-                                   sizeof(out));
-        uv_buf_t b = uv_buf_init((char *)out, (unsigned)alen);
-        cr_assert_eq(uv_udp_try_send(&up->udp, &b, 1, from), (int)alen);
-        up->answers++;
-        if (up->on_sent != NULL)
-                up->on_sent(up);
-}
-
-static void on_delayed(uv_timer_t *t)
-{
-        struct delayed *d = t->data;
-        d->used = false;
-        send_answer(d->up, d->pkt, d->len, (const struct sockaddr *)&d->from);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-        static uint8_t slab[65536];
-        (void)h;
-        (void)suggested;
-        *buf = uv_buf_init((char *)slab, sizeof(slab));
-}
-
-static void on_udp(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *from,
-                   unsigned flags)
-{
-        upstream *up = h->data;
-        (void)flags;
-        if (nread <= 0 || from == NULL)
-                return;
-        up->queries++;
-        if (up->mode == UP_SILENT)
-                return;
-        if (up->mode != UP_DELAY) {
-                send_answer(up, (const uint8_t *)buf->base, (size_t)nread, from);
-                return;
-        }
-        for (int i = 0; i < MAX_DELAYED; i++) {
-                struct delayed *d = &up->delayed[i];
-                if (d->used || (size_t)nread > sizeof(d->pkt))
-                        continue;
-                d->used = true;
-                memcpy(d->pkt, buf->base, (size_t)nread);
-                d->len = (size_t)nread;
-                memcpy(&d->from, from,
-                       from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                   : sizeof(struct sockaddr_in));
-                uv_timer_start(&d->timer, on_delayed, up->delay_ms, 0);
-                return;
-        }
-}
-
-static void upstream_start(uv_loop_t *loop, upstream *up, enum up_mode mode)
-{
-        memset(up, 0, sizeof(*up));
-        up->mode = mode;
-        up->records = 1;
-        up->ttl = 300;
-        up->octet = 99;
-        struct sockaddr_in sin;
-        cr_assert_eq(uv_ip4_addr("127.0.0.1", 0, &sin), 0);
-        uv_udp_init(loop, &up->udp);
-        up->udp.data = up;
-        cr_assert_eq(uv_udp_bind(&up->udp, (struct sockaddr *)&sin, 0), 0);
-        int len = sizeof(up->addr.ss);
-        cr_assert_eq(uv_udp_getsockname(&up->udp, (struct sockaddr *)&up->addr.ss, &len), 0);
-        up->addr.len = (socklen_t)len;
-        uv_udp_recv_start(&up->udp, alloc_cb, on_udp);
-        for (int i = 0; i < MAX_DELAYED; i++) {
-                uv_timer_init(loop, &up->delayed[i].timer);
-                up->delayed[i].timer.data = &up->delayed[i];
-                up->delayed[i].up = up;
-        }
-}
-
-static void upstream_stop(upstream *up)
-{
-        uv_close((uv_handle_t *)&up->udp, NULL);
-        for (int i = 0; i < MAX_DELAYED; i++)
-                uv_close((uv_handle_t *)&up->delayed[i].timer, NULL);
 }
 
 /* ---- scenario ------------------------------------------------------------------------------ */
@@ -189,7 +57,7 @@ typedef struct reply {
         size_t len;
         uint64_t at_ns;
         uint8_t buf[4096];
-        msg q; /* the client's packet, kept to compare the question */
+        dns_msg q; /* the client's packet, kept to compare the question */
         vd_query_info qi;
 } reply;
 
@@ -198,7 +66,7 @@ struct scenario {
         vd_forwarder *fwd;
         vd_cache *cache;
         vd_resolver *res;
-        upstream up;
+        fake_upstream up;
         uv_timer_t guard, linger, later;
         bool guard_fired, finished, res_closed;
         bool in_query;
@@ -232,7 +100,7 @@ static void finish(scenario *s)
         close_resolver_now(s);
         vd_forwarder_counters_get(s->fwd, &s->fc);
         vd_forwarder_close(s->fwd);
-        upstream_stop(&s->up);
+        fake_upstream_stop(&s->up);
         uv_close((uv_handle_t *)&s->guard, NULL);
         uv_close((uv_handle_t *)&s->linger, NULL);
         uv_close((uv_handle_t *)&s->later, NULL);
@@ -264,7 +132,7 @@ static void on_later(uv_timer_t *t)
         s->later_fn(s);
 }
 
-static void on_up_sent(upstream *up)
+static void on_up_sent(fake_upstream *up)
 {
         check_done(up->owner);
 }
@@ -289,14 +157,14 @@ static void on_reply(void *arg, const uint8_t *resp, size_t len)
 }
 
 typedef struct setup {
-        enum up_mode mode;
+        fake_mode mode;
         unsigned budget_ms;
         unsigned max_qps;
         vd_resolver_options ro;
         bool no_cache;
 } setup;
 
-static setup default_setup(enum up_mode mode)
+static setup default_setup(fake_mode mode)
 {
         setup st = {.mode = mode, .budget_ms = 2000};
         vd_resolver_options_default(&st.ro);
@@ -307,7 +175,11 @@ static void scenario_init(scenario *s, const setup *st)
 {
         memset(s, 0, sizeof(*s));
         cr_assert_eq(uv_loop_init(&s->loop), 0);
-        upstream_start(&s->loop, &s->up, st->mode);
+        /* no OPT in its answers; 192.0.2.99 unless a test says otherwise */
+        fake_upstream_init(&s->up, st->mode);
+        s->up.opt = false;
+        s->up.octet = 99;
+        cr_assert(fake_upstream_start(&s->up, &s->loop, false, "127.0.0.1"));
         s->up.owner = s;
         s->up.on_sent = on_up_sent;
         vd_forward_options fo = {.servers = &s->up.addr,
@@ -339,11 +211,11 @@ static vd_query_outcome ask(scenario *s, int i, unsigned id, const char *name, b
                             size_t max_len)
 {
         reply *r = &s->r[i];
-        msg scratch;
+        dns_msg scratch;
         vd_query_info qi;
-        client_query(&scratch, &qi, id, name, edns);
+        client_query(&scratch, &qi, id, name, VD_TYPE_A, edns, false);
         r->q = scratch;
-        client_query(&r->q, &r->qi, id, name, edns);
+        client_query(&r->q, &r->qi, id, name, VD_TYPE_A, edns, false);
         uint8_t out[VD_TCP_MAX];
         size_t out_len = 0;
         s->in_query = true;
@@ -418,9 +290,9 @@ static void assert_a(const reply *r, unsigned rcode, unsigned octet, uint32_t tt
 /* Stores an answer for name (TTL ttl, 192.0.2.octet) as if it had arrived age_ms ago. */
 static void seed_cache(scenario *s, const char *name, uint32_t ttl, unsigned octet, uint64_t age_ms)
 {
-        msg q;
+        dns_msg q;
         vd_query_info qi;
-        client_query(&q, &qi, 1, name, false);
+        client_query(&q, &qi, 1, name, VD_TYPE_A, false, false);
         uint8_t ans[512];
         size_t n = build_answer(q.b, qi.question_end, 1, 0, 1, ttl, octet, ans, sizeof(ans));
         uint64_t now = uv_now(&s->loop);
@@ -432,7 +304,7 @@ static void seed_cache(scenario *s, const char *name, uint32_t ttl, unsigned oct
 static void assert_cached(scenario *s, const char *name, unsigned octet, uint32_t ttl)
 {
         reply r = {0};
-        client_query(&r.q, &r.qi, 77, name, false);
+        client_query(&r.q, &r.qi, 77, name, VD_TYPE_A, false, false);
         r.len = vd_cache_lookup(s->cache, &r.qi, uv_now(&s->loop), 512, r.buf, sizeof(r.buf));
         r.calls = 1;
         cr_assert_gt(r.len, 0, "no fresh cache entry for %s", name);
@@ -458,7 +330,7 @@ static void ask_again(scenario *s)
 Test(resolve, second_question_is_answered_from_the_cache)
 {
         scenario s;
-        setup st = default_setup(UP_ANSWER);
+        setup st = default_setup(FAKE_ANSWER);
         scenario_init(&s, &st);
         s.expected = 1;
         cr_assert_eq(ask(&s, 0, 0x1111, "www.example.com", false, 512), VD_QUERY_PENDING);
@@ -470,7 +342,7 @@ Test(resolve, second_question_is_answered_from_the_cache)
         assert_a(&s.r[0], 0, 99, 300);
         assert_a(&s.r[1], 0, 99, 300);
         cr_assert(s.r[1].sync);
-        cr_assert_eq(s.up.queries, 1, "the cache hit must not go upstream");
+        cr_assert_eq(s.up.udp_queries, 1, "the cache hit must not go upstream");
         vd_resolver_counters c = counters(&s);
         cr_assert_eq(c.cache_hits, 1);
         cr_assert_eq(c.cache_misses, 1);
@@ -480,15 +352,15 @@ Test(resolve, second_question_is_answered_from_the_cache)
 Test(resolve, identical_questions_in_flight_share_one_upstream_query)
 {
         scenario s;
-        setup st = default_setup(UP_ANSWER); /* all three are asked before the loop runs */
+        setup st = default_setup(FAKE_ANSWER); /* all three are asked before the loop runs */
         scenario_init(&s, &st);
         s.expected = 3;
         cr_assert_eq(ask(&s, 0, 0x0101, "WWW.Example.COM", false, 512), VD_QUERY_PENDING);
         cr_assert_eq(ask(&s, 1, 0x0202, "www.eXample.com", false, 512), VD_QUERY_PENDING);
         cr_assert_eq(ask(&s, 2, 0x0303, "other.example.com", false, 512), VD_QUERY_PENDING);
         scenario_run(&s);
-        cr_assert_eq(s.up.queries, 2, "one upstream query per distinct question, got %d",
-                     s.up.queries);
+        cr_assert_eq(s.up.udp_queries, 2, "one upstream query per distinct question, got %d",
+                     s.up.udp_queries);
         assert_a(&s.r[0], 0, 99, 300);
         assert_a(&s.r[1], 0, 99, 300);
         assert_a(&s.r[2], 0, 99, 300);
@@ -504,7 +376,7 @@ Test(resolve, identical_questions_in_flight_share_one_upstream_query)
 Test(resolve, merged_waiters_get_their_own_edns_and_size_limit)
 {
         scenario s;
-        setup st = default_setup(UP_ANSWER);
+        setup st = default_setup(FAKE_ANSWER);
         scenario_init(&s, &st);
         /* 20 × 16 octets: a 353-octet answer. Kept under 512 because c-ares 1.18 retries larger
          * UDP answers over TCP, which this upstream does not serve; a limit of 300 octets
@@ -514,7 +386,7 @@ Test(resolve, merged_waiters_get_their_own_edns_and_size_limit)
         cr_assert_eq(ask(&s, 0, 0x0A0A, "big.example.com", false, 300), VD_QUERY_PENDING);
         cr_assert_eq(ask(&s, 1, 0x0B0B, "big.example.com", true, 1232), VD_QUERY_PENDING);
         scenario_run(&s);
-        cr_assert_eq(s.up.queries, 1);
+        cr_assert_eq(s.up.udp_queries, 1);
 
         ldns_pkt *p = parse(s.r[0].buf, s.r[0].len);
         cr_assert_eq(ldns_pkt_get_rcode(p), 0);
@@ -536,7 +408,7 @@ Test(resolve, merged_waiters_get_their_own_edns_and_size_limit)
 Test(resolve, silent_upstream_stale_answer_else_servfail)
 {
         scenario s;
-        setup st = default_setup(UP_SILENT);
+        setup st = default_setup(FAKE_SILENT);
         st.budget_ms = 400;
         st.ro.stale_answer_ms = 5000; /* the budget runs out first */
         scenario_init(&s, &st);
@@ -557,7 +429,7 @@ Test(resolve, silent_upstream_stale_answer_else_servfail)
 Test(resolve, slow_upstream_stale_at_stale_answer_ms_then_cache_refreshed)
 {
         scenario s;
-        setup st = default_setup(UP_DELAY);
+        setup st = default_setup(FAKE_DELAY);
         st.budget_ms = 3000;
         st.ro.stale_answer_ms = 400;
         scenario_init(&s, &st);
@@ -578,7 +450,7 @@ Test(resolve, slow_upstream_stale_at_stale_answer_ms_then_cache_refreshed)
 Test(resolve, stale_max_exceeded_is_servfail)
 {
         scenario s;
-        setup st = default_setup(UP_SILENT);
+        setup st = default_setup(FAKE_SILENT);
         st.budget_ms = 300;
         st.ro.stale_max_s = 10;
         scenario_init(&s, &st);
@@ -596,7 +468,7 @@ Test(resolve, stale_max_exceeded_is_servfail)
 Test(resolve, stale_disabled_is_servfail)
 {
         scenario s;
-        setup st = default_setup(UP_SILENT);
+        setup st = default_setup(FAKE_SILENT);
         st.budget_ms = 300;
         st.ro.stale_max_s = 0;
         scenario_init(&s, &st);
@@ -617,7 +489,7 @@ static void hit_again(scenario *s)
 Test(resolve, prefetch_refreshes_an_entry_hit_in_its_last_tenth)
 {
         scenario s;
-        setup st = default_setup(UP_ANSWER);
+        setup st = default_setup(FAKE_ANSWER);
         scenario_init(&s, &st);
         seed_cache(&s, "hot.example.com", 100, 7, 95000); /* 5 s of 100 left */
         seed_cache(&s, "cool.example.com", 100, 7, 50000);
@@ -629,7 +501,7 @@ Test(resolve, prefetch_refreshes_an_entry_hit_in_its_last_tenth)
         assert_a(&s.r[2], 0, 7, 50);
         run_later(&s, 20, hit_again);
         scenario_run(&s);
-        cr_assert_eq(s.up.queries, 1, "one background refresh, for the hot name only");
+        cr_assert_eq(s.up.udp_queries, 1, "one background refresh, for the hot name only");
         cr_assert(s.r[1].sync);
         cr_assert_eq(counters(&s).prefetches, 1);
         assert_cached(&s, "hot.example.com", 99, 300);
@@ -641,7 +513,7 @@ static int queries_before_second;
 
 static void ask_during_servfail(scenario *s)
 {
-        queries_before_second = s->up.queries;
+        queries_before_second = s->up.udp_queries;
         cr_assert_eq(ask(s, 1, 0x6666, "flaky.example.com", false, 512), VD_QUERY_REPLY,
                      "a SERVFAIL kept for a few seconds answers at once");
         check_done(s);
@@ -650,7 +522,7 @@ static void ask_during_servfail(scenario *s)
 Test(resolve, upstream_servfail_serves_stale_and_keeps_the_old_entry)
 {
         scenario s;
-        setup st = default_setup(UP_SERVFAIL);
+        setup st = default_setup(FAKE_SERVFAIL);
         scenario_init(&s, &st);
         seed_cache(&s, "flaky.example.com", 5, 7, 8000);
         s.expected = 1;
@@ -661,14 +533,14 @@ Test(resolve, upstream_servfail_serves_stale_and_keeps_the_old_entry)
         assert_a(&s.r[0], 0, 7, 30);
         assert_a(&s.r[1], 0, 7, 30);
         cr_assert_geq(queries_before_second, 1);
-        cr_assert_eq(s.up.queries, queries_before_second, "the second question stayed local");
+        cr_assert_eq(s.up.udp_queries, queries_before_second, "the second question stayed local");
         scenario_free(&s);
 }
 
 Test(resolve, upstream_servfail_without_stale_is_relayed)
 {
         scenario s;
-        setup st = default_setup(UP_SERVFAIL);
+        setup st = default_setup(FAKE_SERVFAIL);
         scenario_init(&s, &st);
         s.expected = 1;
         cr_assert_eq(ask(&s, 0, 0x5151, "fail.example.com", true, 1232), VD_QUERY_PENDING);
@@ -680,7 +552,7 @@ Test(resolve, upstream_servfail_without_stale_is_relayed)
 Test(resolve, over_budget_answers_at_once_with_stale_or_servfail)
 {
         scenario s;
-        setup st = default_setup(UP_SILENT);
+        setup st = default_setup(FAKE_SILENT);
         st.max_qps = 1; /* a burst of one query */
         st.budget_ms = 300;
         scenario_init(&s, &st);
@@ -706,9 +578,9 @@ Test(resolve, no_forwarder_is_servfail_at_once)
         cr_assert_eq(uv_loop_init(&loop), 0);
         vd_resolver *r = NULL;
         cr_assert_eq(vd_resolver_new(&loop, NULL, NULL, NULL, &r), 0);
-        msg q;
+        dns_msg q;
         vd_query_info qi;
-        client_query(&q, &qi, 0x7777, "x.example.com", false);
+        client_query(&q, &qi, 0x7777, "x.example.com", VD_TYPE_A, false, false);
         uint8_t out[512];
         size_t n = 0;
         cr_assert_eq(vd_resolver_query(r, &qi, 512, out, sizeof(out), &n, on_reply, NULL),
@@ -732,7 +604,7 @@ static void close_resolver(scenario *s)
 Test(resolve, close_answers_every_waiter_once_with_len_0)
 {
         scenario s;
-        setup st = default_setup(UP_SILENT);
+        setup st = default_setup(FAKE_SILENT);
         scenario_init(&s, &st);
         seed_cache(&s, "w.example.com", 5, 7, 6000); /* arms a stale timer */
         s.expected = 3;
@@ -766,16 +638,16 @@ static void close_everything_reply(void *arg, const uint8_t *resp, size_t len)
 Test(resolve, closing_everything_from_inside_a_reply)
 {
         scenario s;
-        setup st = default_setup(UP_DELAY);
+        setup st = default_setup(FAKE_DELAY);
         scenario_init(&s, &st);
         s.up.delay_ms = 50;
         s.expected = 2;
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         uint8_t out[512];
         size_t n;
         for (int i = 0; i < 2; i++) {
-                client_query(&q, &qi, (unsigned)i + 1, "c.example.com", false);
+                client_query(&q, &qi, (unsigned)i + 1, "c.example.com", VD_TYPE_A, false, false);
                 s.r[i].qi = qi;
                 cr_assert_eq(vd_resolver_query(s.res, &qi, 512, out, sizeof(out), &n,
                                                close_everything_reply, &s.r[i]),
@@ -790,65 +662,6 @@ Test(resolve, closing_everything_from_inside_a_reply)
 }
 
 /* ---- two workers: resolvers on two loops in two threads, one registry and one cache ---------- */
-
-/* An upstream on its own thread (a blocking socket): counts queries and, while held, keeps
- * them until released, so that a second worker can ask while the first one's query is out. */
-struct held_upstream {
-        int fd;
-        vd_addr addr;
-        uv_thread_t thread;
-        atomic_int queries;
-        atomic_bool release;
-        atomic_bool stop;
-};
-
-static void held_upstream_run(void *arg)
-{
-        struct held_upstream *up = arg;
-        uint8_t pkt[512], out[2048];
-        while (!atomic_load(&up->stop)) {
-                struct pollfd p = {.fd = up->fd, .events = POLLIN};
-                if (poll(&p, 1, 20) <= 0)
-                        continue;
-                struct sockaddr_storage from;
-                socklen_t flen = sizeof(from);
-                ssize_t n = recvfrom(up->fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&from, &flen);
-                if (n <= 0)
-                        continue;
-                atomic_fetch_add(&up->queries, 1);
-                for (int i = 0; i < 5000 && !atomic_load(&up->release) && !atomic_load(&up->stop);
-                     i++)
-                        uv_sleep(1);
-                vd_query_info qi;
-                if (!atomic_load(&up->release) ||
-                    vd_wire_parse_query(pkt, (size_t)n, &qi) != VD_PARSE_OK)
-                        continue;
-                size_t alen =
-                    build_answer(pkt, qi.question_end, qi.id, 0, 1, 300, 7, out, sizeof(out));
-                (void)sendto(up->fd, out, alen, 0, (struct sockaddr *)&from, flen);
-        }
-}
-
-static void held_upstream_start(struct held_upstream *up)
-{
-        memset(up, 0, sizeof(*up));
-        up->fd = socket(AF_INET, SOCK_DGRAM, 0);
-        cr_assert_geq(up->fd, 0);
-        struct sockaddr_in sin;
-        cr_assert_eq(uv_ip4_addr("127.0.0.1", 0, &sin), 0);
-        cr_assert_eq(bind(up->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-        socklen_t len = sizeof(up->addr.ss);
-        cr_assert_eq(getsockname(up->fd, (struct sockaddr *)&up->addr.ss, &len), 0);
-        up->addr.len = len;
-        cr_assert_eq(uv_thread_create(&up->thread, held_upstream_run, up), 0);
-}
-
-static void held_upstream_stop(struct held_upstream *up)
-{
-        atomic_store(&up->stop, true);
-        uv_thread_join(&up->thread);
-        close(up->fd);
-}
 
 enum worker_close { CLOSE_AFTER_REPLY, CLOSE_AFTER_GATE };
 
@@ -873,7 +686,7 @@ struct worker {
         int calls;
         size_t len;
         uint8_t buf[512];
-        msg q;
+        dns_msg q;
         vd_query_info qi;
         vd_resolver_counters rc;
         vd_forward_counters fc;
@@ -947,7 +760,7 @@ static void worker_run(void *arg)
 }
 
 struct two_workers {
-        struct held_upstream up;
+        fake_upstream up; /* held: answers once both workers have asked */
         vd_cache *cache;
         vd_inflight *inflight;
         struct worker a, b;
@@ -957,7 +770,10 @@ struct two_workers {
 static void two_workers_init(struct two_workers *t, bool shared)
 {
         memset(t, 0, sizeof(*t));
-        held_upstream_start(&t->up);
+        fake_upstream_init(&t->up, FAKE_HOLD);
+        t->up.opt = false;
+        t->up.octet = 7;
+        fake_upstream_start_thread(&t->up);
         vd_cache_options co;
         vd_cache_options_default(&co);
         cr_assert_eq(vd_cache_new(&co, &t->cache), 0);
@@ -973,7 +789,7 @@ static void two_workers_init(struct two_workers *t, bool shared)
                 w->inflight = t->inflight;
                 w->id = 0x1100 + (unsigned)i;
                 client_query(&w->q, &w->qi, w->id, i == 0 ? "www.example.com" : "WWW.Example.COM",
-                             false);
+                             VD_TYPE_A, false, false);
         }
         /* a asks first; b asks once a's question is in flight */
         t->a.after = &t->a_asked;
@@ -987,10 +803,10 @@ static void two_workers_run(struct two_workers *t, bool release_after_b)
         cr_assert_eq(uv_thread_create(&t->b.thread, worker_run, &t->b), 0);
         uv_sem_wait(&t->b_asked);
         if (release_after_b)
-                atomic_store(&t->up.release, true);
+                fake_upstream_release(&t->up);
         uv_thread_join(&t->a.thread);
         uv_thread_join(&t->b.thread);
-        held_upstream_stop(&t->up);
+        fake_upstream_stop(&t->up);
         cr_assert_not(t->a.setup_failed);
         cr_assert_not(t->b.setup_failed);
 }
@@ -1029,7 +845,7 @@ Test(resolve_workers, one_question_on_two_workers_is_one_upstream_query)
         cr_assert_eq(t.b.rc.merged, 1, "b joined a's query");
         cr_assert_eq(t.b.fc.upstream_queries, 0, "b sent nothing upstream");
         cr_assert_eq(t.a.fc.upstream_queries, 1);
-        cr_assert_eq(atomic_load(&t.up.queries), 1);
+        cr_assert_eq(atomic_load(&t.up.udp_queries), 1);
         /* stored once, by a, for both */
         vd_cache_counters k;
         vd_cache_counters_get(t.cache, &k);
@@ -1050,7 +866,7 @@ Test(resolve_workers, without_a_registry_each_worker_asks_upstream)
         assert_answered(&t.b);
         cr_assert_eq(t.b.rc.merged, 0);
         cr_assert_eq(t.b.fc.upstream_queries, 1);
-        cr_assert_eq(atomic_load(&t.up.queries), 2);
+        cr_assert_eq(atomic_load(&t.up.udp_queries), 2);
         two_workers_free(&t);
 }
 
@@ -1064,7 +880,7 @@ Test(resolve_workers, owner_closing_answers_the_other_workers_question_servfail)
         cr_assert_eq(uv_thread_create(&t.b.thread, worker_run, &t.b), 0);
         uv_thread_join(&t.a.thread);
         uv_thread_join(&t.b.thread);
-        held_upstream_stop(&t.up);
+        fake_upstream_stop(&t.up);
         cr_assert_not(t.a.setup_failed);
         cr_assert_not(t.b.setup_failed);
         cr_assert_eq(t.a.calls, 1);
@@ -1089,7 +905,7 @@ Test(resolve_workers, subscriber_closing_leaves_the_owner_answering)
         cr_assert_eq(t.b.len, 0, "closing answers b's waiter with len 0");
         cr_assert_eq(t.b.rc.merged, 1);
         cr_assert_eq(t.b.fc.upstream_queries, 0);
-        cr_assert_eq(atomic_load(&t.up.queries), 1);
+        cr_assert_eq(atomic_load(&t.up.udp_queries), 1);
         two_workers_free(&t);
 }
 
@@ -1102,12 +918,12 @@ Test(resolve_workers, an_answer_stored_between_miss_and_registration_is_not_aske
         vd_inflight *reg = NULL;
         cr_assert_eq(vd_inflight_new(&reg), 0);
         scenario s;
-        setup st = default_setup(UP_ANSWER);
+        setup st = default_setup(FAKE_ANSWER);
         st.ro.inflight = reg;
         scenario_init(&s, &st);
         seed_cache(&s, "raced.example.com", 300, 42, 1000);
         reply *r = &s.r[0];
-        client_query(&r->q, &r->qi, 0x4242, "Raced.Example.com", false);
+        client_query(&r->q, &r->qi, 0x4242, "Raced.Example.com", VD_TYPE_A, false, false);
         size_t out_len = 0;
         vd_query_outcome o = vd_resolver_query_upstream(s.res, &r->qi, 512, r->buf, sizeof(r->buf),
                                                         &out_len, on_reply, r);
@@ -1117,7 +933,7 @@ Test(resolve_workers, an_answer_stored_between_miss_and_registration_is_not_aske
         assert_a(r, 0, 42, 299);
         finish(&s);
         scenario_run(&s);
-        cr_assert_eq(s.up.queries, 0);
+        cr_assert_eq(s.up.udp_queries, 0);
         vd_resolver_counters c = counters(&s);
         cr_assert_eq(c.cache_hits, 1);
         cr_assert_eq(c.cache_misses, 0);

@@ -32,6 +32,9 @@
 #include "vpcdns/snapshot.h"
 #include "vpcdns/wire.h"
 
+#include "support/client.h"
+#include "support/fake_upstream.h"
+
 #define RCV_TIMEOUT_MS 1000
 
 /* ---- helpers --------------------------------------------------------------------------- */
@@ -81,27 +84,11 @@ static struct sockaddr_in loopback(unsigned port)
 /* A query for NAME (dotted, no final dot) type A with RD set. */
 static size_t make_query(uint8_t *buf, uint16_t id, const char *name)
 {
-        size_t n = 0;
-        vd_wire_put16(buf, id);
-        vd_wire_put16(buf + 2, VD_FLAG_RD);
-        vd_wire_put16(buf + 4, 1);
-        memset(buf + 6, 0, 6);
-        n = 12;
-        const char *p = name;
-        while (*p != '\0') {
-                const char *dot = strchr(p, '.');
-                size_t l = dot != NULL ? (size_t)(dot - p) : strlen(p);
-                buf[n++] = (uint8_t)l;
-                memcpy(buf + n, p, l);
-                n += l;
-                p += l;
-                if (*p == '.')
-                        p++;
-        }
-        buf[n++] = 0;
-        vd_wire_put16(buf + n, VD_TYPE_A);
-        vd_wire_put16(buf + n + 2, VD_CLASS_IN);
-        return n + 4;
+        dns_msg m;
+        vd_query_info qi;
+        client_query(&m, &qi, id, name, VD_TYPE_A, false, false);
+        memcpy(buf, m.b, m.n);
+        return m.n;
 }
 
 static uint8_t rcode_of(const uint8_t *resp)
@@ -321,67 +308,22 @@ static void stop(struct running *r)
         vd_server_free(r->srv);
 }
 
-/* ---- a fake upstream: answers every query with the same message, QR and RA set ---------- */
+/* ---- the fake upstream (support/fake_upstream.h) on its own thread ----------------------- */
 
-struct upstream {
-        int fd;
-        unsigned port;
-        pthread_t thread;
-        /* shared with the test's thread: atomics, as ThreadSanitizer requires */
-        _Atomic bool answer; /* false: swallow queries (an upstream that never answers) */
-        _Atomic bool quit;
-        _Atomic int seen;
-};
-
-static void *upstream_thread(void *arg)
+/* answer: every query gets an A record; else none is ever answered. */
+static void upstream_start(fake_upstream *u, bool answer)
 {
-        struct upstream *u = arg;
-        uint8_t buf[4096];
-        while (!u->quit) {
-                struct sockaddr_storage from;
-                socklen_t flen = sizeof(from);
-                ssize_t n = recvfrom(u->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
-                if (n < 12)
-                        continue;
-                u->seen++;
-                if (!u->answer)
-                        continue;
-                vd_wire_put16(buf + 2, vd_wire_get16(buf + 2) | VD_FLAG_QR | VD_FLAG_RA);
-                sendto(u->fd, buf, (size_t)n, 0, (struct sockaddr *)&from, flen);
-        }
-        return NULL;
+        fake_upstream_init(u, answer ? FAKE_ANSWER : FAKE_SILENT);
+        fake_upstream_start_thread(u);
 }
 
-static void upstream_start(struct upstream *u, bool answer)
-{
-        struct sockaddr_in a = loopback(0);
-        socklen_t len = sizeof(a);
-        u->fd = socket(AF_INET, SOCK_DGRAM, 0);
-        cr_assert_geq(u->fd, 0);
-        cr_assert_eq(bind(u->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-        cr_assert_eq(getsockname(u->fd, (struct sockaddr *)&a, &len), 0);
-        u->port = ntohs(a.sin_port);
-        set_rcvtimeo(u->fd, 100);
-        u->answer = answer;
-        u->quit = false;
-        u->seen = 0;
-        cr_assert_eq(pthread_create(&u->thread, NULL, upstream_thread, u), 0);
-}
-
-static void upstream_stop(struct upstream *u)
-{
-        u->quit = true;
-        pthread_join(u->thread, NULL);
-        close(u->fd);
-}
-
-static void start_forwarding(struct running *r, struct upstream *u, unsigned timeout_ms)
+static void start_forwarding(struct running *r, fake_upstream *u, unsigned timeout_ms)
 {
         vd_config cfg;
         char text[32];
         r->port = free_port();
         base_config(&cfg, r->port);
-        snprintf(text, sizeof(text), "127.0.0.1:%u", u->port);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", fake_upstream_port(u));
         cr_assert_eq(vd_addr_parse(text, 53, &cfg.upstream[0]), 0);
         cfg.n_upstream = 1;
         cfg.upstream_timeout_ms = timeout_ms;
@@ -711,7 +653,7 @@ Test(server, tcp_client_that_never_reads_is_closed, .timeout = 30)
 Test(server, forwarded_answers_over_udp_and_tcp)
 {
         struct running r;
-        struct upstream u;
+        fake_upstream u;
         uint8_t q[512], wbuf[64 * 1024], resp[512];
         upstream_start(&u, true);
         start_forwarding(&r, &u, 2000);
@@ -744,20 +686,20 @@ Test(server, forwarded_answers_over_udp_and_tcp)
         }
         close(fd);
         stop(&r);
-        upstream_stop(&u);
+        fake_upstream_stop(&u);
 }
 
 Test(server, silent_upstream_gives_servfail_and_keeps_idle_connection_open)
 {
         struct running r;
-        struct upstream u;
+        fake_upstream u;
         uint8_t q[512], wbuf[600], resp[512];
         vd_config cfg;
         char text[32];
         upstream_start(&u, false);
         r.port = free_port();
         base_config(&cfg, r.port);
-        snprintf(text, sizeof(text), "127.0.0.1:%u", u.port);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", fake_upstream_port(&u));
         cr_assert_eq(vd_addr_parse(text, 53, &cfg.upstream[0]), 0);
         cfg.n_upstream = 1;
         cfg.upstream_timeout_ms = 600;
@@ -773,17 +715,17 @@ Test(server, silent_upstream_gives_servfail_and_keeps_idle_connection_open)
         cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
         close(fd);
         stop(&r);
-        upstream_stop(&u);
+        fake_upstream_stop(&u);
 }
 
 Test(server, sigterm_with_queries_pending_upstream)
 {
         struct running r;
-        struct upstream u;
+        fake_upstream u;
         uint8_t q[512], wbuf[600];
         upstream_start(&u, false);
         start_forwarding(&r, &u, 10000);
-        int seen_before = u.seen;
+        int seen_before = u.udp_queries;
 
         struct sockaddr_in a = loopback(r.port);
         int ufd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -791,9 +733,9 @@ Test(server, sigterm_with_queries_pending_upstream)
         sendto(ufd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a));
         int tfd = tcp_connect(r.port);
         send_all(tfd, wbuf, frame(wbuf, q, make_query(q, 0xa002, "pending2.example")));
-        for (int i = 0; i < 100 && u.seen < seen_before + 2; i++)
+        for (int i = 0; i < 100 && u.udp_queries < seen_before + 2; i++)
                 usleep(10 * 1000);
-        cr_assert_geq(u.seen, seen_before + 2, "both queries went upstream");
+        cr_assert_geq(u.udp_queries, seen_before + 2, "both queries went upstream");
 
         long long t0 = now_ms();
         stop(&r); /* asserts a clean return within 2 s although 10 s budgets are pending */
@@ -801,7 +743,7 @@ Test(server, sigterm_with_queries_pending_upstream)
         cr_assert(closed_within(tfd, RCV_TIMEOUT_MS), "the TCP client sees the close");
         close(tfd);
         close(ufd);
-        upstream_stop(&u);
+        fake_upstream_stop(&u);
 }
 
 /* ---- workers, errors, signals ------------------------------------------------------------ */
@@ -1182,14 +1124,14 @@ Test(server, slow_sender_is_closed_by_the_idle_timeout)
 Test(server, pending_forwarded_queries_per_client_are_capped)
 {
         struct running r;
-        struct upstream u;
+        fake_upstream u;
         vd_config cfg;
         char text[32];
         uint8_t q[512], wbuf[600], resp[512];
         upstream_start(&u, false); /* silent: forwarded queries stay pending */
         r.port = free_port();
         base_config(&cfg, r.port);
-        snprintf(text, sizeof(text), "127.0.0.1:%u", u.port);
+        snprintf(text, sizeof(text), "127.0.0.1:%u", fake_upstream_port(&u));
         cr_assert_eq(vd_addr_parse(text, 53, &cfg.upstream[0]), 0);
         cfg.n_upstream = 1;
         cfg.upstream_timeout_ms = 1500;
@@ -1202,7 +1144,7 @@ Test(server, pending_forwarded_queries_per_client_are_capped)
         int fd = socket(AF_INET, SOCK_DGRAM, 0);
         bind_source(fd, "127.0.0.1");
         set_rcvtimeo(fd, 3000);
-        int seen0 = u.seen;
+        int seen0 = u.udp_queries;
         for (uint16_t i = 0; i < 3; i++) {
                 char name[32];
                 snprintf(name, sizeof(name), "p%u.example", i);
@@ -1210,9 +1152,9 @@ Test(server, pending_forwarded_queries_per_client_are_capped)
                 cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)),
                              (ssize_t)qlen);
         }
-        for (int i = 0; i < 100 && u.seen < seen0 + 3; i++)
+        for (int i = 0; i < 100 && u.udp_queries < seen0 + 3; i++)
                 usleep(10 * 1000);
-        cr_assert_geq(u.seen, seen0 + 3, "the three queries went upstream");
+        cr_assert_geq(u.udp_queries, seen0 + 3, "the three queries went upstream");
 
         /* the fourth, from another port of the same address, is SERVFAIL at once */
         long long t0 = now_ms();
@@ -1233,14 +1175,14 @@ Test(server, pending_forwarded_queries_per_client_are_capped)
         close(tfd);
 
         /* another client still goes upstream */
-        int seen1 = u.seen;
+        int seen1 = u.udp_queries;
         int other = socket(AF_INET, SOCK_DGRAM, 0);
         bind_source(other, "127.0.0.2");
         qlen = make_query(q, 0xd420, "other.example");
         cr_assert_eq(sendto(other, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)qlen);
-        for (int i = 0; i < 100 && u.seen == seen1; i++)
+        for (int i = 0; i < 100 && u.udp_queries == seen1; i++)
                 usleep(10 * 1000);
-        cr_assert_gt(u.seen, seen1, "127.0.0.2 is not limited by 127.0.0.1's queries");
+        cr_assert_gt(u.udp_queries, seen1, "127.0.0.2 is not limited by 127.0.0.1's queries");
         close(other);
 
         /* the three time out (SERVFAIL); then 127.0.0.1 may forward again */
@@ -1249,15 +1191,15 @@ Test(server, pending_forwarded_queries_per_client_are_capped)
                 cr_assert_geq(n, 12, "pending answer %d missing", i);
                 cr_assert_eq(rcode_of(resp), VD_RCODE_SERVFAIL);
         }
-        int seen2 = u.seen;
+        int seen2 = u.udp_queries;
         qlen = make_query(q, 0xd430, "again.example");
         cr_assert_eq(sendto(fd, q, qlen, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)qlen);
-        for (int i = 0; i < 100 && u.seen == seen2; i++)
+        for (int i = 0; i < 100 && u.udp_queries == seen2; i++)
                 usleep(10 * 1000);
-        cr_assert_gt(u.seen, seen2, "the count went down when the replies ran");
+        cr_assert_gt(u.udp_queries, seen2, "the count went down when the replies ran");
         close(fd);
         stop(&r);
-        upstream_stop(&u);
+        fake_upstream_stop(&u);
 }
 
 Test(server, udp_rate_limit_drops_and_slips)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh — runs the harnesses built by build.sh:
-#     fuzz/run.sh OUTDIR SECONDS     fuzz each harness SECONDS seconds from its seed corpus
-#     fuzz/run.sh OUTDIR 0           replay fuzz/corpus/<name>/ and fuzz/regress/<name>/ once
+#     tests/fuzz/run.sh OUTDIR SECONDS   fuzz each harness SECONDS seconds from its seed corpus
+#     tests/fuzz/run.sh OUTDIR 0         replay corpus/<name>/ and regress/<name>/ (next to
+#                                        this script) once
 # Exits non-zero when any harness crashes (or any reproducer in regress/ still does).
 # The corpus is copied to a scratch directory so that runs never grow the repository.
 # Environment: JOBS=N runs N harnesses at a time (default 1); TARGETS="query relay" picks

@@ -1,7 +1,7 @@
 #!/bin/sh
-# build.sh — builds the libFuzzer harnesses of fuzz/ with clang straight from resolver/
+# build.sh — builds the libFuzzer harnesses of tests/fuzz/ with clang straight from resolver/
 # (everything but main.c), with ASan and UBSan:
-#     fuzz/build.sh OUTDIR
+#     tests/fuzz/build.sh OUTDIR
 # Needs clang with libFuzzer (Debian: apt-get install clang libclang-rt-14-dev) and the
 # development packages of libuv, c-ares, ldns, cJSON and libyaml. CC overrides clang.
 set -eu
@@ -11,7 +11,7 @@ if [ $# -ne 1 ]; then
         exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/.." && pwd)
+src=$(cd "$here/../.." && pwd)
 out=$1
 mkdir -p "$out"
 out=$(cd "$out" && pwd)

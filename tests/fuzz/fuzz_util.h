@@ -1,4 +1,4 @@
-/* fuzz_util.h — helpers shared by the libFuzzer harnesses in fuzz/: a scratch directory for
+/* fuzz_util.h — helpers shared by the libFuzzer harnesses in tests/fuzz/: a scratch directory for
  * loaders that read files, query construction, and invariant checks on responses through
  * ldns (an independent parser). Not part of the daemon; never linked into it. */
 #ifndef VPCDNS_FUZZ_UTIL_H

@@ -1,7 +1,7 @@
 /* forward_select.h — which upstream server gets the next send: per-server health (smoothed RTT,
  * consecutive failures, dead with a doubling backoff, background probes), token buckets for
- * max_qps, and the choice among the servers of a query's list. Private to resolver/forward*.c
- * and their tests.
+ * max_qps, and the choice among the servers of a query's list. Used by the forwarder
+ * (resolver/forward*.c) only; public so that its policy can be tested on a fake clock.
  *
  * Pure logic: no I/O, no allocation, no clock and no randomness of its own. Every call that
  * depends on time takes now_ms from the caller's clock (the forwarder passes its loop's time;

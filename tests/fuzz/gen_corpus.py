@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""gen_corpus.py — regenerates the seed corpora in fuzz/corpus/ (run with Debian's
+"""gen_corpus.py — regenerates the seed corpora in tests/fuzz/corpus/ (run with Debian's
 /usr/bin/python3 and python3-dnspython):
-    /usr/bin/python3 fuzz/gen_corpus.py
+    /usr/bin/python3 tests/fuzz/gen_corpus.py
 query/    client messages for fuzz_query (odd length = TCP in the harness)
 relay/    [qlen][query][max_len selector][cap selector][upstream answer] for fuzz_relay
 aws/      describe-vpc-endpoints.json NUL describe-network-interfaces.json for fuzz_aws
@@ -21,7 +21,7 @@ import dns.rdatatype
 import dns.rrset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(HERE)
+SRC = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(HERE, "corpus")
 
 

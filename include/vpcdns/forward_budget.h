@@ -2,7 +2,8 @@
  * forward.h): one slot per upstream address, each a token bucket behind its own mutex. The
  * forwarders of every worker take a slot for each of their servers when they are made, and
  * check or take a token only for a send that is about to go upstream; nothing on the answer
- * path (local data, cache hits) touches it. Private to resolver/forward*.c and their tests. */
+ * path (local data, cache hits) touches it. Used by the forwarder (resolver/forward*.c) only;
+ * public so that the budget can be tested across threads without a network. */
 #ifndef VPCDNS_FORWARD_BUDGET_H
 #define VPCDNS_FORWARD_BUDGET_H
 
