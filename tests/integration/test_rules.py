@@ -1,4 +1,4 @@
-"""Forwarding rules (issue 3, spec §5) through the real daemon: the most specific domain wins,
+"""Forwarding rules through the real daemon: the most specific domain wins,
 a "servers: default" rule carves a subdomain back out to the default upstreams, and a rule at
 or under local data (a zone-file zone, an endpoint name from the AWS snapshot) beats it. Three
 scripted upstreams answer with different addresses, so every answer tells where it came from;
