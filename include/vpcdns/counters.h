@@ -94,6 +94,26 @@
         X(servers_down, VD_COUNTER_GAUGE,                                                          \
           "upstream servers avoided: failed since their last answer")
 
+/* Counting while another thread reads (a metrics scrape): every counter has one writer, its
+ * own thread, which adds with a relaxed load and store — a plain increment in the machine
+ * code, no locked instruction, no read-modify-write — and readers load it relaxed, so they
+ * see a recent value and never a torn one. ThreadSanitizer knows these builtins. */
+static inline void vd_count_add(uint64_t *c, uint64_t n)
+{
+        __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t vd_count_read(const uint64_t *c)
+{
+        return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* A gauge's new level, by its one writer. */
+static inline void vd_count_set(uint64_t *c, uint64_t v)
+{
+        __atomic_store_n(c, v, __ATOMIC_RELAXED);
+}
+
 /* One worker's counters (and, summed, the server's). */
 typedef struct vd_counters {
 #define VD_COUNTER_FIELD(name, kind, help) uint64_t name;
