@@ -6,7 +6,9 @@
 VD_DEPS=(
         cmake gcc libc6-dev make pkg-config
         libuv1-dev libc-ares-dev libldns-dev ldnsutils libcriterion-dev libcjson-dev libyaml-dev
+        libmicrohttpd-dev libfstrm-dev
         nsd unbound dnsutils python3 python3-dnspython python3-pytest clang-format
+        prometheus fstrm-bin dnstap-ldns
 )
 # What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan and TSan with
 # clang's runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
