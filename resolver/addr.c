@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vpcdns/addr.h"
+#include "vpcdns/common.h"
 
 #define V4_BITS 32u
 #define V6_BITS 128u
@@ -387,23 +388,6 @@ int vd_cidr_parse(const char *text, vd_cidr *out)
         return 0;
 }
 
-/* Strict decimal: digits only, no sign, no leading '+', within [min, max]. */
-static bool parse_uint(const char *text, unsigned min, unsigned max, unsigned *out)
-{
-        if (text[0] == '\0' || strlen(text) > 10)
-                return false;
-        unsigned long long value = 0;
-        for (const char *p = text; *p != '\0'; p++) {
-                if (*p < '0' || *p > '9')
-                        return false;
-                value = value * 10 + (unsigned long long)(*p - '0');
-        }
-        if (value < min || value > max)
-                return false;
-        *out = (unsigned)value;
-        return true;
-}
-
 /* For "10.1.2.3/8", a prefix whose host bits are set: writes the network the user probably
  * meant ("10.0.0.0/8") and returns true. False for any other text. */
 bool vd_cidr_hint(const char *text, char *out, size_t cap)
@@ -424,7 +408,7 @@ bool vd_cidr_hint(const char *text, char *out, size_t cap)
         else
                 return false;
         size_t octets = family == AF_INET ? 4 : 16;
-        if (!parse_uint(slash + 1, 0, (unsigned)octets * 8, &prefix))
+        if (!vd_parse_uint(slash + 1, 0, (unsigned)octets * 8, &prefix))
                 return false;
         memcpy(given, bytes, octets);
         for (size_t i = 0; i < octets; i++) {

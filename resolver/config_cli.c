@@ -176,7 +176,7 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                 return 0;
         case FLAG_WORKERS: {
                 const vd_config_key *k = vd_config_key_find("workers");
-                if (!vd_cfg_parse_uint(arg, k->min, k->max, &cfg->workers))
+                if (!vd_parse_uint(arg, k->min, k->max, &cfg->workers))
                         return vd_error_set(err,
                                             "--workers: expected an integer from %u to %u, got "
                                             "'%s'",

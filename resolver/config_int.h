@@ -17,8 +17,6 @@
 #define VD_CFG_WORKERS_MAX 64
 #define VD_CFG_CIDR_EXPECTED "an address prefix (10.0.0.0/8, fd00::/8, 192.0.2.1)"
 
-/* Strict decimal: digits only, no sign, no leading '+', within [min, max]. */
-bool vd_cfg_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out);
 /* true/false in any of the usual capitalisations (True, TRUE). */
 bool vd_cfg_parse_bool(const char *text, bool *out);
 /* "refuse" or "drop". */

@@ -239,22 +239,6 @@ const vd_config_key *vd_cfg_closest_key(const char *name)
         return best != NULL && best_distance <= (limit < 4 ? limit : 4) ? best : NULL;
 }
 
-bool vd_cfg_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out)
-{
-        if (text[0] == '\0' || strlen(text) > 10)
-                return false;
-        unsigned long long value = 0;
-        for (const char *p = text; *p != '\0'; p++) {
-                if (*p < '0' || *p > '9')
-                        return false;
-                value = value * 10 + (unsigned long long)(*p - '0');
-        }
-        if (value < min || value > max)
-                return false;
-        *out = (unsigned)value;
-        return true;
-}
-
 bool vd_cfg_parse_bool(const char *text, bool *out)
 {
         static const char *const yes[] = {"true", "True", "TRUE"};

@@ -381,7 +381,7 @@ int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const 
                 return 0;
         case VD_KEY_UINT:
                 if (text == NULL || value->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-                    !vd_cfg_parse_uint(text, k->min, k->max, field)) {
+                    !vd_parse_uint(text, k->min, k->max, field)) {
                         snprintf(expected, sizeof(expected), "an integer from %u to %u for '%s'",
                                  k->min, k->max, k->name);
                         return vd_yaml_fail_node(fp, value, expected);

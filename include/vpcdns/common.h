@@ -3,6 +3,7 @@
 #ifndef VPCDNS_COMMON_H
 #define VPCDNS_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,10 @@ typedef struct vd_error {
 /* printf-style; always NUL-terminates; err may be NULL. Returns -EINVAL so that
  * callers can write `return vd_error_set(err, ...);`. */
 int vd_error_set(vd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict decimal for configuration text: digits only (no sign, space or leading '+'), at most
+ * ten of them, within [min, max]. Sets *out and returns true, or returns false. */
+bool vd_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out);
 
 /* The project's assertion: checked in every build type, prints where and aborts.
  * Use it for programming errors only, never for input. */
