@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "forward_int.h"
+#include "vpcdns/stats.h"
 
 #define DEFAULT_BUDGET_MS 2000u
 #define DEFAULT_PORTS 16u
@@ -360,7 +361,10 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
                 }
                 goto out;
         }
-        vd_fwd_health_answered(&s->health, (uv_hrtime() - a->sent_ns) / 1000u);
+        uint64_t rtt_ns = uv_hrtime() - a->sent_ns;
+        vd_fwd_health_answered(&s->health, rtt_ns / 1000u);
+        if (f->stats != NULL)
+                vd_stats_upstream_rtt(f->stats, (unsigned)(s - f->servers), rtt_ns);
         unsigned rcode = abuf[3] & 0x0Fu;
         if (!q->answered && (rcode == VD_RCODE_SERVFAIL || rcode == VD_RCODE_REFUSED)) {
                 /* Another server may know. When none is left, a SERVFAIL is the answer; a
@@ -384,6 +388,16 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
         }
 out:
         maybe_release(q);
+}
+
+void vd_forwarder_set_stats(vd_forwarder *f, struct vd_stats *stats)
+{
+        f->stats = stats;
+        for (size_t i = 0; i < f->n_servers; i++) {
+                char text[VD_STATS_LABEL_MAX];
+                vd_addr_format(&f->servers[i].addr, text, sizeof(text));
+                vd_stats_set_upstream(stats, (unsigned)i, text);
+        }
 }
 
 static struct fwd_query *query_alloc(vd_forwarder *f)

@@ -479,6 +479,7 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                 if (r < 0)
                         return r;
                 w->env.forwarder = w->forwarder;
+                vd_forwarder_set_stats(w->forwarder, &w->env.stats);
         }
         vd_resolver_options ro;
         vd_resolver_options_default(&ro);

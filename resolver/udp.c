@@ -32,7 +32,8 @@ typedef struct vd_udp_pending {
         struct vd_udp_pending *next; /* free-list link */
         vd_worker *worker;
         const vd_udp_listener *listener;
-        int pending_slot; /* the client's slot in worker->env.pending, -1 when not counted */
+        int pending_slot;  /* the client's slot in worker->env.pending, -1 when not counted */
+        uint64_t start_ns; /* when the query arrived (stats) */
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
@@ -205,8 +206,11 @@ static void udp_reply(void *arg, const uint8_t *resp, size_t len)
 
         if (p->pending_slot >= 0)
                 vd_ratelimit_pending_dec(w->env.pending, p->pending_slot);
-        if (len > 0 && !w->stopping)
+        if (len > 0 && !w->stopping) {
+                vd_stats_response(&w->env.stats, vd_stats_rcode_of(resp, len),
+                                  VD_STATS_SOURCE_UPSTREAM, vd_stats_now_ns() - p->start_ns);
                 send_response(w, p->listener, resp, len, (const struct sockaddr *)&p->peer);
+        }
         pending_put(w, p);
 }
 
@@ -260,6 +264,7 @@ static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_
                 pending_put(w, p);
                 break;
         case VD_QUERY_PENDING:
+                p->start_ns = w->env.stats_start_ns;
                 break; /* udp_reply owns p now */
         case VD_QUERY_DROP:
         default:
