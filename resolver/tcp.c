@@ -422,6 +422,11 @@ static void on_connection(uv_stream_t *server, int status)
         vd_tcp_listener *l = server->data;
         vd_worker *w = l->worker;
 
+        if (status < 0 && !w->stopping) {
+                int fd = -1;
+                (void)uv_fileno((const uv_handle_t *)server, &fd);
+                vd_transport_listener_error(w, "tcp", fd, status, &l->last_error);
+        }
         if (status < 0 || w->stopping)
                 return;
         if (w->tcp_count >= w->tcp_max_connections) {

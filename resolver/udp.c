@@ -294,6 +294,8 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                             0)
                                 break;
                 w->env.counters.udp_errors++;
+                vd_transport_listener_error(w, "udp", l->fd, soerr > 0 ? -soerr : status,
+                                            &l->last_error);
                 if (!w->stopping)
                         uv_poll_start(handle, UV_READABLE, udp_readable);
                 return;
@@ -304,8 +306,11 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 int got = recvmmsg(l->fd, io->rx, VD_UDP_BATCH, MSG_DONTWAIT, NULL);
                 if (got < 0) {
                         /* EAGAIN: another worker's socket took them, or a spurious wake-up */
-                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                                 w->env.counters.udp_errors++;
+                                vd_transport_listener_error(w, "udp", l->fd, -errno,
+                                                            &l->last_error);
+                        }
                         return;
                 }
                 io->batching = true;
