@@ -140,6 +140,14 @@ bool vd_query_may_forward(vd_query_env *env, vd_query_client *client)
         return slot != VD_PENDING_FULL;
 }
 
+/* stats: one query as it arrived, by transport, client family and question type. */
+static void count_query(vd_query_env *env, const vd_query_client *client, bool tcp,
+                        const vd_query_info *qi)
+{
+        int family = client != NULL && client->addr != NULL ? client->addr->sa_family : AF_INET;
+        vd_stats_request(&env->stats, tcp, family, qi->question_ok, qi->qtype);
+}
+
 static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
                                  size_t len, bool tcp, uint8_t *out, size_t out_cap,
                                  size_t *out_len, vd_reply_fn reply, void *reply_arg)
@@ -147,7 +155,9 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         vd_query_info qi;
         env->counters.queries++;
 
-        switch (vd_wire_parse_query(pkt, len, &qi)) {
+        vd_parse_status parsed = vd_wire_parse_query(pkt, len, &qi);
+        count_query(env, client, tcp, &qi); /* stats */
+        switch (parsed) {
         case VD_PARSE_OK:
                 break;
         case VD_PARSE_DROP:
@@ -223,28 +233,6 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
 
 /* ---- statistics (stats.h) -------------------------------------------------------------------- */
 
-/* The question type of a query, read straight from the packet (the pipeline keeps its parse to
- * itself); false when there is no readable question. */
-static bool question_type(const uint8_t *pkt, size_t len, uint16_t *qtype)
-{
-        if (len < VD_HEADER_LEN || vd_wire_get16(pkt + 4) == 0)
-                return false;
-        size_t off = VD_HEADER_LEN;
-        for (unsigned labels = 0; labels < 128 && off < len; labels++) {
-                uint8_t l = pkt[off];
-                if (l == 0) {
-                        if (off + 3 > len)
-                                return false;
-                        *qtype = vd_wire_get16(pkt + off + 1);
-                        return true;
-                }
-                if (l > 63)
-                        return false; /* a pointer or a reserved label type */
-                off += 1u + l;
-        }
-        return false;
-}
-
 /* Where a response given now came from, told by the counter the pipeline moved. */
 static vd_stats_source answer_source(const vd_query_env *env, uint64_t local_before,
                                      uint64_t cache_before, const uint8_t *out, size_t out_len)
@@ -256,15 +244,6 @@ static vd_stats_source answer_source(const vd_query_env *env, uint64_t local_bef
         if (out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_REFUSED)
                 return VD_STATS_SOURCE_REFUSED;
         return VD_STATS_SOURCE_ERROR;
-}
-
-static void count_query(vd_query_env *env, const vd_query_client *client, const uint8_t *pkt,
-                        size_t len, bool tcp)
-{
-        uint16_t qtype = 0;
-        bool known = question_type(pkt, len, &qtype);
-        int family = client != NULL && client->addr != NULL ? client->addr->sa_family : AF_INET;
-        vd_stats_request(&env->stats, tcp, family, known, qtype);
 }
 
 vd_query_outcome vd_query_handle(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
@@ -280,7 +259,6 @@ vd_query_outcome vd_query_handle(vd_query_env *env, vd_query_client *client, con
         env->stats_stale = false;
         vd_query_outcome outcome =
             pipeline(env, client, pkt, len, tcp, out, out_cap, out_len, reply, reply_arg);
-        count_query(env, client, pkt, len, tcp);
         if (outcome == VD_QUERY_REPLY)
                 vd_stats_response(&env->stats, vd_stats_rcode_of(out, *out_len),
                                   answer_source(env, local_before, cache_before, out, *out_len),
