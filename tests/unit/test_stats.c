@@ -10,7 +10,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "vpcdns/cache.h"
 #include "vpcdns/query.h"
+#include "vpcdns/resolve.h"
 #include "vpcdns/stats.h"
 #include "vpcdns/wire.h"
 
@@ -287,4 +289,49 @@ Test(stats, the_pipeline_counts_each_answer_under_its_source_and_rcode)
                 timed += s->duration[VD_STATS_SOURCE_LOCAL].bucket[i];
         cr_assert_eq(timed, 1, "the local answer was timed");
         cr_assert_gt(s->duration[VD_STATS_SOURCE_LOCAL].sum_ns, 0);
+}
+
+/* An answer from the cache counts as cache; the same question while the resolver has no
+ * upstream is still answered from it. */
+Test(stats, a_cached_answer_counts_as_cache)
+{
+        uv_loop_t loop;
+        cr_assert_eq(uv_loop_init(&loop), 0);
+        vd_cache_options co;
+        vd_cache_options_default(&co);
+        vd_cache *cache = NULL;
+        cr_assert_eq(vd_cache_new(&co, &cache), 0);
+        vd_resolver_options ro;
+        vd_resolver_options_default(&ro);
+        vd_resolver *res = NULL;
+        cr_assert_eq(vd_resolver_new(&loop, NULL, cache, &ro, &res), 0);
+
+        uint8_t pkt[512], answer[512], out[1232];
+        size_t len = make_typed_query(pkt, "cached.example", VD_TYPE_A, VD_CLASS_IN);
+        vd_query_info qi;
+        cr_assert_eq(vd_wire_parse_query(pkt, len, &qi), VD_PARSE_OK);
+        static const uint8_t rr[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 10, 0, 0, 1};
+        memcpy(answer, pkt, len);
+        answer[2] |= 0x80; /* QR */
+        answer[7] = 1;     /* ANCOUNT */
+        memcpy(answer + len, rr, sizeof(rr));
+        cr_assert_eq(vd_cache_store(cache, &qi, answer, len + sizeof(rr), uv_now(&loop)), 0);
+
+        static vd_query_env env;
+        memset(&env, 0, sizeof(env));
+        env.resolver = res;
+        env.cache = cache;
+        env.loop = &loop;
+        size_t out_len = 0;
+        cr_assert_eq(
+            vd_query_handle(&env, NULL, pkt, len, false, out, sizeof(out), &out_len, NULL, NULL),
+            VD_QUERY_REPLY);
+        cr_assert_eq(env.stats.by_source[VD_STATS_SOURCE_CACHE], 1);
+        cr_assert_eq(env.stats.responses[VD_STATS_NOERROR], 1);
+        cr_assert_eq(env.stats.requests[VD_STATS_UDP][VD_STATS_V4][VD_STATS_TYPE_A], 1);
+
+        vd_resolver_close(res);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        cr_assert_eq(uv_loop_close(&loop), 0);
+        vd_cache_free(cache);
 }
