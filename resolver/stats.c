@@ -9,9 +9,6 @@
 #include "vpcdns/counters.h"
 #include "vpcdns/stats.h"
 
-#define TYPE_SVCB 64
-#define TYPE_HTTPS 65
-
 static const char *const proto_names[VD_STATS_N_PROTO] = {"udp", "tcp"};
 static const char *const family_names[VD_STATS_N_FAMILY] = {"v4", "v6"};
 static const char *const type_names[VD_STATS_N_TYPE] = {
@@ -20,61 +17,6 @@ static const char *const rcode_names[VD_STATS_N_RCODE] = {
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other"};
 static const char *const source_names[VD_STATS_N_SOURCE] = {"local", "cache",   "upstream",
                                                             "stale", "refused", "error"};
-
-static vd_stats_type type_index(uint16_t qtype)
-{
-        switch (qtype) {
-        case VD_TYPE_A:
-                return VD_STATS_TYPE_A;
-        case VD_TYPE_AAAA:
-                return VD_STATS_TYPE_AAAA;
-        case VD_TYPE_CNAME:
-                return VD_STATS_TYPE_CNAME;
-        case VD_TYPE_PTR:
-                return VD_STATS_TYPE_PTR;
-        case VD_TYPE_MX:
-                return VD_STATS_TYPE_MX;
-        case VD_TYPE_TXT:
-                return VD_STATS_TYPE_TXT;
-        case VD_TYPE_SRV:
-                return VD_STATS_TYPE_SRV;
-        case VD_TYPE_NS:
-                return VD_STATS_TYPE_NS;
-        case VD_TYPE_SOA:
-                return VD_STATS_TYPE_SOA;
-        case TYPE_HTTPS:
-                return VD_STATS_TYPE_HTTPS;
-        case TYPE_SVCB:
-                return VD_STATS_TYPE_SVCB;
-        case VD_TYPE_ANY:
-                return VD_STATS_TYPE_ANY;
-        default:
-                return VD_STATS_TYPE_OTHER;
-        }
-}
-
-void vd_stats_request(vd_stats *s, bool tcp, int sa_family, bool qtype_known, uint16_t qtype)
-{
-        vd_stats_type t = qtype_known ? type_index(qtype) : VD_STATS_TYPE_OTHER;
-        vd_stats_family f = sa_family == AF_INET6 ? VD_STATS_V6 : VD_STATS_V4;
-        vd_count_add(&s->requests[tcp ? VD_STATS_TCP : VD_STATS_UDP][f][t], 1);
-}
-
-static void histogram_observe(vd_stats_histogram *h, uint64_t ns)
-{
-        vd_count_add(&h->bucket[vd_stats_bucket(ns)], 1);
-        vd_count_add(&h->sum_ns, ns);
-}
-
-void vd_stats_response(vd_stats *s, unsigned rcode, vd_stats_source source, uint64_t elapsed_ns)
-{
-        unsigned r = rcode <= VD_RCODE_REFUSED ? rcode : VD_STATS_RCODE_OTHER;
-        vd_count_add(&s->responses[r], 1);
-        if ((unsigned)source >= VD_STATS_N_SOURCE)
-                source = VD_STATS_SOURCE_ERROR;
-        vd_count_add(&s->by_source[source], 1);
-        histogram_observe(&s->duration[source], elapsed_ns);
-}
 
 void vd_stats_set_upstream(vd_stats *s, unsigned i, const char *server)
 {
@@ -86,7 +28,7 @@ void vd_stats_set_upstream(vd_stats *s, unsigned i, const char *server)
 void vd_stats_upstream_rtt(vd_stats *s, unsigned i, uint64_t rtt_ns)
 {
         if (i < VD_STATS_MAX_UPSTREAMS)
-                histogram_observe(&s->upstream[i].rtt, rtt_ns);
+                vd_stats_observe(&s->upstream[i].rtt, rtt_ns);
 }
 
 static void add_counts(uint64_t *sum, const uint64_t *w, size_t n)

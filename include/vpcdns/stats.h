@@ -16,7 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <time.h>
+
+#include "vpcdns/common.h"
+#include "vpcdns/counters.h"
 
 typedef enum vd_stats_proto { VD_STATS_UDP = 0, VD_STATS_TCP, VD_STATS_N_PROTO } vd_stats_proto;
 
@@ -111,14 +115,74 @@ static inline unsigned vd_stats_rcode_of(const uint8_t *msg, size_t len)
         return len >= 4 ? msg[3] & 0xFu : 16u;
 }
 
+/* The recorders are inline: they run on every query. */
+
+#define VD_STATS_QTYPE_SVCB 64
+#define VD_STATS_QTYPE_HTTPS 65
+
+/* The label of a question type. */
+static inline vd_stats_type vd_stats_type_of(uint16_t qtype)
+{
+        switch (qtype) {
+        case VD_TYPE_A:
+                return VD_STATS_TYPE_A;
+        case VD_TYPE_AAAA:
+                return VD_STATS_TYPE_AAAA;
+        case VD_TYPE_CNAME:
+                return VD_STATS_TYPE_CNAME;
+        case VD_TYPE_PTR:
+                return VD_STATS_TYPE_PTR;
+        case VD_TYPE_MX:
+                return VD_STATS_TYPE_MX;
+        case VD_TYPE_TXT:
+                return VD_STATS_TYPE_TXT;
+        case VD_TYPE_SRV:
+                return VD_STATS_TYPE_SRV;
+        case VD_TYPE_NS:
+                return VD_STATS_TYPE_NS;
+        case VD_TYPE_SOA:
+                return VD_STATS_TYPE_SOA;
+        case VD_STATS_QTYPE_HTTPS:
+                return VD_STATS_TYPE_HTTPS;
+        case VD_STATS_QTYPE_SVCB:
+                return VD_STATS_TYPE_SVCB;
+        case VD_TYPE_ANY:
+                return VD_STATS_TYPE_ANY;
+        default:
+                return VD_STATS_TYPE_OTHER;
+        }
+}
+
 /* Counting one query as it arrives: its transport, the family of the client's address
  * (AF_INET6 is v6, anything else v4) and its question type (qtype_known false: no question
  * could be read). */
-void vd_stats_request(vd_stats *s, bool tcp, int sa_family, bool qtype_known, uint16_t qtype);
+static inline void vd_stats_request(vd_stats *s, bool tcp, int sa_family, bool qtype_known,
+                                    uint16_t qtype)
+{
+        vd_stats_type t = qtype_known ? vd_stats_type_of(qtype) : VD_STATS_TYPE_OTHER;
+        vd_stats_family f = sa_family == AF_INET6 ? VD_STATS_V6 : VD_STATS_V4;
+        vd_count_add(&s->requests[tcp ? VD_STATS_TCP : VD_STATS_UDP][f][t], 1);
+}
+
+/* One value into a histogram. */
+static inline void vd_stats_observe(vd_stats_histogram *h, uint64_t ns)
+{
+        vd_count_add(&h->bucket[vd_stats_bucket(ns)], 1);
+        vd_count_add(&h->sum_ns, ns);
+}
 
 /* Counting one response handed to the transport: rcode is the header's (the low 4 bits),
  * elapsed_ns the time since the query arrived. */
-void vd_stats_response(vd_stats *s, unsigned rcode, vd_stats_source source, uint64_t elapsed_ns);
+static inline void vd_stats_response(vd_stats *s, unsigned rcode, vd_stats_source source,
+                                     uint64_t elapsed_ns)
+{
+        unsigned r = rcode <= VD_RCODE_REFUSED ? rcode : VD_STATS_RCODE_OTHER;
+        vd_count_add(&s->responses[r], 1);
+        if ((unsigned)source >= VD_STATS_N_SOURCE)
+                source = VD_STATS_SOURCE_ERROR;
+        vd_count_add(&s->by_source[source], 1);
+        vd_stats_observe(&s->duration[source], elapsed_ns);
+}
 
 /* The label of upstream slot i ("ADDR:PORT"); before the worker runs. Ignored past the last
  * slot. */
