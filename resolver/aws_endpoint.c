@@ -210,12 +210,13 @@ static const char *no_address_reason(const endpoint *ep)
 static void warn_no_address(const loader *l, const endpoint *ep)
 {
         static const char *const modes[] = {"ipv4", "ipv6", "dualstack", "service-defined"};
-        char id[128], vpc[128];
+        char id[128], vpc[128], file[sizeof(l->ep_file) * 2];
 
         vd_log(VD_LOG_WARN, "aws_endpoint_without_addresses",
                "file=%s path=%s endpoint=%s vpc=%s record_ip_type=%s enis=%zu names=%zu "
                "reason=%s",
-               l->ep_file, ep->path, log_value(ep->id, id, sizeof(id)),
+               vd_log_value(l->ep_file, file, sizeof(file)), ep->path,
+               log_value(ep->id, id, sizeof(id)),
                ep->vpc != NULL ? log_value(ep->vpc, vpc, sizeof(vpc)) : "-", modes[ep->mode],
                ep->n_enis, ep->n_names, no_address_reason(ep));
 }

@@ -230,10 +230,13 @@ int vd_aws_add_vpce_name(loader *l, const endpoint *ep, const dns_name *name)
                 for (size_t i = 0; i < ep->n_enis && !any; i++)
                         any = ep->enis[i]->az != NULL && strcasecmp(ep->enis[i]->az, name->az) == 0;
                 if (!any) {
+                        char file[sizeof(l->ep_file) * 2], text[1024], az[256];
                         vd_log(VD_LOG_WARN, "aws_zonal_name_skipped",
                                "file=%s path=%s.DnsEntries[%zu] name=%s az=%s "
                                "reason=no_eni_in_az",
-                               l->ep_file, ep->path, name->entry, name->text, name->az);
+                               vd_log_value(l->ep_file, file, sizeof(file)), ep->path, name->entry,
+                               vd_log_value(name->text, text, sizeof(text)),
+                               vd_log_value(name->az, az, sizeof(az)));
                         return 0;
                 }
         }

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "forward_int.h"
+#include "vpcdns/log.h"
+#include "vpcdns/stats.h"
 
 #define DEFAULT_BUDGET_MS 2000u
 #define DEFAULT_PORTS 16u
@@ -34,6 +36,55 @@ static void on_query_timer(uv_timer_t *t);
 static uint64_t now_ms(const vd_forwarder *f)
 {
         return uv_now(f->loop);
+}
+
+/* ---- health changes, for the operator log -----------------------------------------------------
+ */
+
+/* s went down (this forwarder avoids it now) or came back: logged once for the process when the
+ * forwarders share a budget (every worker's forwarder does), else once per forwarder. */
+static void log_health_change(struct server *s, bool down, const char *reason)
+{
+        if (s->shared != NULL && !(down ? vd_upstream_budget_report_down(s->shared)
+                                        : vd_upstream_budget_report_up(s->shared)))
+                return;
+        char text[64];
+        vd_addr_format(&s->addr, text, sizeof(text));
+        if (down)
+                vd_log(VD_LOG_WARN, "upstream_down", "server=%s reason=%s", text, reason);
+        else
+                vd_log(VD_LOG_INFO, "upstream_up", "server=%s", text);
+}
+
+/* vd_fwd_health_failed, and the log line when that made the server dead. */
+static void health_failed(struct server *s, bool was_probe, uint64_t now, const char *reason)
+{
+        bool was_dead = s->health.dead;
+        vd_fwd_health_failed(&s->health, was_probe, now);
+        if (!was_dead && s->health.dead)
+                log_health_change(s, true, reason);
+}
+
+/* vd_fwd_health_answered, and the log line when that brought a dead server back. */
+static void health_answered(struct server *s, uint64_t rtt_us)
+{
+        bool was_dead = s->health.dead;
+        vd_fwd_health_answered(&s->health, rtt_us);
+        if (was_dead)
+                log_health_change(s, false, NULL);
+}
+
+/* A c-ares status as a reason word for upstream_down. */
+static const char *failure_reason(int status)
+{
+        switch (status) {
+        case ARES_ETIMEOUT:
+                return "timeout";
+        case ARES_ECONNREFUSED:
+                return "refused";
+        default:
+                return "error";
+        }
 }
 
 /* The server's budget: the process-wide one when the forwarder was given it, else its own. */
@@ -274,7 +325,7 @@ static void on_query_timer(uv_timer_t *t)
                 if (a->pending && !a->timeout_counted) {
                         a->timeout_counted = true;
                         f->counters.timeouts++;
-                        vd_fwd_health_failed(&a->chan->srv->health, false, now);
+                        health_failed(a->chan->srv, false, now, "timeout");
                 }
                 if (!send_next(q, now, false)) {
                         q->cur = -1; /* wait for what is in flight, up to the budget */
@@ -333,7 +384,7 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
                 if (status == ARES_ETIMEOUT && !a->timeout_counted)
                         f->counters.timeouts++;
                 if (!a->timeout_counted)
-                        vd_fwd_health_failed(&s->health, a->is_probe, now);
+                        health_failed(s, a->is_probe, now, failure_reason(status));
                 a->timeout_counted = true;
                 /* The send being watched ended: move on at once. An error rules its server
                  * out for this query; a timeout does not (c-ares 1.32 and later end a send
@@ -350,7 +401,7 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
         if (!vd_fwd_answer_matches(q, abuf, len)) {
                 f->counters.mismatches++; /* spoofed, or an upstream that broke 0x20 */
                 if (a->is_probe)
-                        vd_fwd_health_failed(&s->health, true, now); /* no proof of life */
+                        health_failed(s, true, now, "mismatch"); /* no proof of life */
                 if (!q->answered) {
                         if (send_next(q, now, false))
                                 arm_query_timer(q, now);
@@ -360,7 +411,10 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
                 }
                 goto out;
         }
-        vd_fwd_health_answered(&s->health, (uv_hrtime() - a->sent_ns) / 1000u);
+        uint64_t rtt_ns = uv_hrtime() - a->sent_ns;
+        health_answered(s, rtt_ns / 1000u);
+        if (f->stats != NULL)
+                vd_stats_upstream_rtt(f->stats, (unsigned)(s - f->servers), rtt_ns);
         unsigned rcode = abuf[3] & 0x0Fu;
         if (!q->answered && (rcode == VD_RCODE_SERVFAIL || rcode == VD_RCODE_REFUSED)) {
                 /* Another server may know. When none is left, a SERVFAIL is the answer; a
@@ -384,6 +438,16 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
         }
 out:
         maybe_release(q);
+}
+
+void vd_forwarder_set_stats(vd_forwarder *f, struct vd_stats *stats)
+{
+        f->stats = stats;
+        for (size_t i = 0; i < f->n_servers; i++) {
+                char text[VD_STATS_LABEL_MAX];
+                vd_addr_format(&f->servers[i].addr, text, sizeof(text));
+                vd_stats_set_upstream(stats, (unsigned)i, text);
+        }
 }
 
 static struct fwd_query *query_alloc(vd_forwarder *f)

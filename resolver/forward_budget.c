@@ -14,8 +14,9 @@ struct vd_upstream_budget_slot {
         struct vd_upstream_budget_slot *next;
         vd_addr addr;
         unsigned max_qps;
-        pthread_mutex_t lock; /* bucket */
+        pthread_mutex_t lock; /* bucket and down */
         vd_fwd_bucket bucket;
+        unsigned down; /* forwarders that have this server down */
 };
 
 struct vd_upstream_budget {
@@ -97,4 +98,22 @@ bool vd_upstream_budget_take(vd_upstream_budget_slot *s, uint64_t now_ms)
         bool took = vd_fwd_bucket_take(&s->bucket, s->max_qps, now_ms);
         pthread_mutex_unlock(&s->lock);
         return took;
+}
+
+bool vd_upstream_budget_report_down(vd_upstream_budget_slot *s)
+{
+        pthread_mutex_lock(&s->lock);
+        bool first = s->down++ == 0;
+        pthread_mutex_unlock(&s->lock);
+        return first;
+}
+
+bool vd_upstream_budget_report_up(vd_upstream_budget_slot *s)
+{
+        pthread_mutex_lock(&s->lock);
+        bool last = s->down == 1;
+        if (s->down > 0)
+                s->down--;
+        pthread_mutex_unlock(&s->lock);
+        return last;
 }

@@ -1,8 +1,10 @@
 /* log.c — operator logs: one `ts=... level=... event=... key=value` line per event on
  * stderr, written with a single write(2) so that lines from several threads never mix.
- * Owns the process-wide level filter. Never called per query; never allocates. */
+ * Owns the process-wide level filter and the quoting of values (vd_log_value). Never called
+ * per query; never allocates. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -60,6 +62,67 @@ static size_t format_time(char *out, size_t cap)
         if (m < 0 || (size_t)m >= cap - n)
                 return n;
         return n + (size_t)m;
+}
+
+/* Whether c may stand in a bare (unquoted) logfmt value. */
+static int bare_char(unsigned char c)
+{
+        return c > ' ' && c != 0x7f && c != '=' && c != '"' && c != '\\';
+}
+
+const char *vd_log_value(const char *value, char *out, size_t cap)
+{
+        if (cap == 0)
+                return out;
+        if (value == NULL)
+                value = "-";
+        size_t i = 0;
+        bool bare = value[0] != '\0';
+        for (const unsigned char *p = (const unsigned char *)value; *p != '\0' && bare; p++)
+                bare = bare_char(*p);
+        if (bare) {
+                snprintf(out, cap, "%s", value);
+                return out;
+        }
+        if (cap < 3) {
+                out[0] = '\0';
+                return out;
+        }
+        out[i++] = '"';
+        for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+                char esc[5];
+                size_t n;
+                switch (*p) {
+                case '\\':
+                case '"':
+                        esc[0] = '\\', esc[1] = (char)*p, n = 2;
+                        break;
+                case '\n':
+                        esc[0] = '\\', esc[1] = 'n', n = 2;
+                        break;
+                case '\r':
+                        esc[0] = '\\', esc[1] = 'r', n = 2;
+                        break;
+                case '\t':
+                        esc[0] = '\\', esc[1] = 't', n = 2;
+                        break;
+                default:
+                        if (*p < ' ' || *p == 0x7f) {
+                                static const char hex[] = "0123456789abcdef";
+                                esc[0] = '\\', esc[1] = 'x', esc[2] = hex[*p >> 4],
+                                esc[3] = hex[*p & 0xF], n = 4;
+                        } else {
+                                esc[0] = (char)*p, n = 1;
+                        }
+                }
+                if (i + n + 2 > cap) /* room for the closing quote and the NUL */
+                        break;
+                memcpy(out + i, esc, n);
+                i += n;
+        }
+        out[i++] = '"';
+        out[i] = '\0';
+        return out;
 }
 
 void vd_log(vd_log_level level, const char *event, const char *fmt, ...)

@@ -201,12 +201,29 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         return rc;
 }
 
-/* SIGHUP: the same snapshot directories and zone files, read again. */
+/* What a reload reads again, and what the data held before it (for the reloaded line). */
+struct reload_ctx {
+        const vd_config *cfg;
+        struct load_totals last;
+};
+
+/* SIGHUP: the same snapshot directories and zone files, read again. Logs what changed, once
+ * the new data is built (the server publishes it next; that cannot fail). */
 static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
 {
+        struct reload_ctx *ctx = arg;
         struct load_totals t;
         memset(&t, 0, sizeof(t));
-        return build_snapshot(arg, out, &t, err);
+        int rc = build_snapshot(ctx->cfg, out, &t, err);
+        if (rc != 0)
+                return rc;
+        vd_log(VD_LOG_INFO, "reloaded",
+               "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu",
+               ctx->last.aws.endpoints_served, t.aws.endpoints_served, ctx->last.snap.names,
+               t.snap.names, ctx->last.snap.records, t.snap.records, ctx->last.snap.zones,
+               t.snap.zones);
+        ctx->last = t;
+        return 0;
 }
 
 /* One line per forwarding rule, in the order of the config: "rule: DOMAIN -> SERVERS". */
@@ -331,7 +348,8 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                 vd_server_free(srv);
                 return 1;
         }
-        vd_server_on_reload(srv, reload_snapshot, (void *)cfg);
+        struct reload_ctx reload = {.cfg = cfg, .last = *t}; /* lives while the server runs */
+        vd_server_on_reload(srv, reload_snapshot, &reload);
         vd_log(VD_LOG_INFO, "start",
                "version=%s listen=%s upstream=%s workers=%u endpoints=%zu names=%zu records=%zu "
                "zones=%zu",

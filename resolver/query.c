@@ -9,6 +9,7 @@
  * forwarded path hands the transport's reply callback to the resolver.
  * Also recognises the server's forwarding-loop probe (query.h), which the env points at. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -99,6 +100,7 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
 {
         vd_query_outcome outcome = vd_resolver_query_upstream(env->resolver, qi, max, out, out_cap,
                                                               out_len, reply, reply_arg);
+        env->stats_stale = outcome == VD_QUERY_REPLY; /* stats: the answer now was stale */
         switch (outcome) {
         case VD_QUERY_PENDING:
                 env->counters.forwarded++;
@@ -138,6 +140,14 @@ bool vd_query_may_forward(vd_query_env *env, vd_query_client *client)
         return slot != VD_PENDING_FULL;
 }
 
+/* stats: one query as it arrived, by transport, client family and question type. */
+static void count_query(vd_query_env *env, const vd_query_client *client, bool tcp,
+                        const vd_query_info *qi)
+{
+        int family = client != NULL && client->addr != NULL ? client->addr->sa_family : AF_INET;
+        vd_stats_request(&env->stats, tcp, family, qi->question_ok, qi->qtype);
+}
+
 static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
                                  size_t len, bool tcp, uint8_t *out, size_t out_cap,
                                  size_t *out_len, vd_reply_fn reply, void *reply_arg)
@@ -145,7 +155,9 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         vd_query_info qi;
         env->counters.queries++;
 
-        switch (vd_wire_parse_query(pkt, len, &qi)) {
+        vd_parse_status parsed = vd_wire_parse_query(pkt, len, &qi);
+        count_query(env, client, tcp, &qi); /* stats */
+        switch (parsed) {
         case VD_PARSE_OK:
                 break;
         case VD_PARSE_DROP:
@@ -219,14 +231,38 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);
 }
 
+/* ---- statistics (stats.h) -------------------------------------------------------------------- */
+
+/* Where a response given now came from, told by the counter the pipeline moved. */
+static vd_stats_source answer_source(const vd_query_env *env, uint64_t local_before,
+                                     uint64_t cache_before, const uint8_t *out, size_t out_len)
+{
+        if (env->counters.local_answers != local_before)
+                return VD_STATS_SOURCE_LOCAL;
+        if (env->counters.cache_answers != cache_before)
+                return env->stats_stale ? VD_STATS_SOURCE_STALE : VD_STATS_SOURCE_CACHE;
+        if (out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_REFUSED)
+                return VD_STATS_SOURCE_REFUSED;
+        return VD_STATS_SOURCE_ERROR;
+}
+
 vd_query_outcome vd_query_handle(vd_query_env *env, vd_query_client *client, const uint8_t *pkt,
                                  size_t len, bool tcp, uint8_t *out, size_t out_cap,
                                  size_t *out_len, vd_reply_fn reply, void *reply_arg)
 {
         if (client != NULL)
                 client->pending_slot = -1;
+        uint64_t start_ns = vd_stats_now_ns();
+        env->stats_start_ns = start_ns;
+        uint64_t local_before = env->counters.local_answers;
+        uint64_t cache_before = env->counters.cache_answers;
+        env->stats_stale = false;
         vd_query_outcome outcome =
             pipeline(env, client, pkt, len, tcp, out, out_cap, out_len, reply, reply_arg);
+        if (outcome == VD_QUERY_REPLY)
+                vd_stats_response(&env->stats, vd_stats_rcode_of(out, *out_len),
+                                  answer_source(env, local_before, cache_before, out, *out_len),
+                                  vd_stats_now_ns() - start_ns);
         /* Counted, but answered now after all (a stale answer, the budget's SERVFAIL): no
          * reply will give the count back later. */
         if (client != NULL && client->pending_slot >= 0 && outcome != VD_QUERY_PENDING) {

@@ -87,8 +87,11 @@ static void grow_receive_buffer(int fd)
         int want = 4 * 1024 * 1024;
         if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) == 0)
                 return;
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) != 0)
-                vd_log(VD_LOG_DEBUG, "udp_rcvbuf", "error=\"%s\"", strerror(errno));
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) != 0) {
+                char why[128];
+                vd_log(VD_LOG_DEBUG, "udp_rcvbuf", "error=%s",
+                       vd_log_value(strerror(errno), why, sizeof(why)));
+        }
 }
 
 static int open_socket(const vd_addr *a, int type, int *out, vd_error *err)
@@ -449,8 +452,10 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                     rule_servers || (!cfg->rules[i].use_default && cfg->rules[i].n_servers > 0);
         if (cfg->n_upstream > 0 || rule_servers) {
                 vd_forward_rule *rules = NULL;
-                /* Workers are made one after the other on this thread: the first makes it. */
-                if (cfg->upstream_max_qps > 0 && srv->upstream_budget == NULL &&
+                /* Workers are made one after the other on this thread: the first makes it.
+                 * Made without upstream_max_qps too (0: no limit), for the health its slots
+                 * share: a server going down is logged once, not once per worker. */
+                if (srv->upstream_budget == NULL &&
                     vd_upstream_budget_new(cfg->upstream_max_qps, &srv->upstream_budget) < 0) {
                         vd_error_set(err, "worker %u: out of memory", w->index);
                         return -ENOMEM;
@@ -479,6 +484,7 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                 if (r < 0)
                         return r;
                 w->env.forwarder = w->forwarder;
+                vd_forwarder_set_stats(w->forwarder, &w->env.stats);
         }
         vd_resolver_options ro;
         vd_resolver_options_default(&ro);
@@ -572,6 +578,26 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         w->cache = srv->cache;
         w->env.cache = w->cache;
         return worker_forwarding(w, cfg, err);
+}
+
+/* Listener errors (transport.h) */
+
+void vd_transport_listener_error(const vd_worker *w, const char *proto, int fd, int err,
+                                 int *last_error)
+{
+        if (err == *last_error)
+                return;
+        *last_error = err;
+        vd_addr a;
+        char where[64] = "-", why[128];
+        socklen_t len = sizeof(a.ss);
+        memset(&a, 0, sizeof(a));
+        if (fd >= 0 && getsockname(fd, (struct sockaddr *)&a.ss, &len) == 0) {
+                a.len = len;
+                vd_addr_format(&a, where, sizeof(where));
+        }
+        vd_log(VD_LOG_ERROR, "listener_error", "listen=%s proto=%s worker=%u error=%s", where,
+               proto, w->index, vd_log_value(uv_strerror(err), why, sizeof(why)));
 }
 
 /* Server */
@@ -737,7 +763,9 @@ static void on_sighup(uv_signal_t *s, int signum)
         }
         vd_log(VD_LOG_INFO, "reload_start", "signal=SIGHUP");
         if (srv->reload(srv->reload_arg, &snap, &err) != 0) {
-                vd_log(VD_LOG_ERROR, "reload_failed", "kept=previous error=\"%s\"", err.msg);
+                char why[sizeof(err.msg) + 64];
+                vd_log(VD_LOG_ERROR, "reload_failed", "kept=previous error=%s",
+                       vd_log_value(err.msg, why, sizeof(why)));
                 return;
         }
         vd_snapshot_summary sum = {0};

@@ -56,7 +56,29 @@ typedef struct vd_tcp_conn {
         bool reading;
         bool finishing; /* EOF or length-0 message: answer what is in flight, then close */
         bool shut;      /* uv_shutdown issued */
+        /* stats: when each forwarded query arrived, by its ID, to time its reply */
+        unsigned n_started;
+        uint16_t started_id[VD_TCP_MAX_INFLIGHT];
+        uint64_t started_ns[VD_TCP_MAX_INFLIGHT];
 } vd_tcp_conn;
+
+/* stats: counts a forwarded query's reply, timed from when the query with its ID arrived. */
+static void count_reply(vd_tcp_conn *c, const uint8_t *resp, size_t len)
+{
+        uint64_t now = vd_stats_now_ns(), start = now;
+        uint16_t id = len >= 2 ? vd_wire_get16(resp) : 0;
+        for (unsigned i = 0; i < c->n_started; i++) {
+                if (c->started_id[i] == id) {
+                        start = c->started_ns[i];
+                        c->n_started--;
+                        c->started_id[i] = c->started_id[c->n_started];
+                        c->started_ns[i] = c->started_ns[c->n_started];
+                        break;
+                }
+        }
+        vd_stats_response(&c->worker->env.stats, vd_stats_rcode_of(resp, len),
+                          VD_STATS_SOURCE_UPSTREAM, now - start);
+}
 
 typedef struct tcp_write {
         uv_write_t req;
@@ -236,6 +258,7 @@ static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
         }
         if (!c->closing && !c->worker->stopping) {
                 if (len > 0) {
+                        count_reply(c, resp, len);
                         conn_send(c, resp, len);
                         idle_restart(c);
                 }
@@ -275,6 +298,10 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
                 VD_CHECK(c->counted == 0 || c->pending_slot == slot);
                 c->pending_slot = slot;
                 c->counted++;
+        }
+        if (outcome == VD_QUERY_PENDING && c->n_started < VD_TCP_MAX_INFLIGHT && len >= 2) {
+                c->started_id[c->n_started] = vd_wire_get16(msg); /* stats */
+                c->started_ns[c->n_started++] = w->env.stats_start_ns;
         }
         if (outcome != VD_QUERY_PENDING) {
                 c->inflight--;
@@ -395,6 +422,11 @@ static void on_connection(uv_stream_t *server, int status)
         vd_tcp_listener *l = server->data;
         vd_worker *w = l->worker;
 
+        if (status < 0 && !w->stopping) {
+                int fd = -1;
+                (void)uv_fileno((const uv_handle_t *)server, &fd);
+                vd_transport_listener_error(w, "tcp", fd, status, &l->last_error);
+        }
         if (status < 0 || w->stopping)
                 return;
         if (w->tcp_count >= w->tcp_max_connections) {

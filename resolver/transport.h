@@ -50,13 +50,15 @@ typedef struct vd_udp_listener {
         uv_poll_t handle; /* readable: udp.c reads it; handle.data points back here */
         int fd;           /* the socket, owned here; -1 until it is open */
         struct vd_worker *worker;
-        bool open; /* initialised: must be closed */
+        bool open;      /* initialised: must be closed */
+        int last_error; /* the last error logged (listener_error), 0 none */
 } vd_udp_listener;
 
 typedef struct vd_tcp_listener {
         uv_tcp_t handle;
         struct vd_worker *worker;
         bool open;
+        int last_error; /* the last error logged (listener_error), 0 none */
 } vd_tcp_listener;
 
 typedef struct vd_worker {
@@ -118,6 +120,12 @@ static inline bool vd_transport_allowed(const vd_worker *w, const struct sockadd
 {
         return vd_acl_match(w->allow, w->n_allow, client);
 }
+
+/* A listening socket failed with err (a negative errno): logs event=listener_error once, and
+ * again only when the error changes, so that an error that repeats per datagram or per
+ * connection attempt cannot flood the log. *last_error keeps the last one logged. */
+void vd_transport_listener_error(const vd_worker *w, const char *proto, int fd, int err,
+                                 int *last_error);
 
 /* udp.c */
 /* Allocates the receive pool. Returns 0 or -ENOMEM. */

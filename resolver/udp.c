@@ -32,7 +32,8 @@ typedef struct vd_udp_pending {
         struct vd_udp_pending *next; /* free-list link */
         vd_worker *worker;
         const vd_udp_listener *listener;
-        int pending_slot; /* the client's slot in worker->env.pending, -1 when not counted */
+        int pending_slot;  /* the client's slot in worker->env.pending, -1 when not counted */
+        uint64_t start_ns; /* when the query arrived (stats) */
         struct sockaddr_storage peer;
 } vd_udp_pending;
 
@@ -205,8 +206,11 @@ static void udp_reply(void *arg, const uint8_t *resp, size_t len)
 
         if (p->pending_slot >= 0)
                 vd_ratelimit_pending_dec(w->env.pending, p->pending_slot);
-        if (len > 0 && !w->stopping)
+        if (len > 0 && !w->stopping) {
+                vd_stats_response(&w->env.stats, vd_stats_rcode_of(resp, len),
+                                  VD_STATS_SOURCE_UPSTREAM, vd_stats_now_ns() - p->start_ns);
                 send_response(w, p->listener, resp, len, (const struct sockaddr *)&p->peer);
+        }
         pending_put(w, p);
 }
 
@@ -260,6 +264,7 @@ static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_
                 pending_put(w, p);
                 break;
         case VD_QUERY_PENDING:
+                p->start_ns = w->env.stats_start_ns;
                 break; /* udp_reply owns p now */
         case VD_QUERY_DROP:
         default:
@@ -289,6 +294,8 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                             0)
                                 break;
                 w->env.counters.udp_errors++;
+                vd_transport_listener_error(w, "udp", l->fd, soerr > 0 ? -soerr : status,
+                                            &l->last_error);
                 if (!w->stopping)
                         uv_poll_start(handle, UV_READABLE, udp_readable);
                 return;
@@ -299,8 +306,11 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 int got = recvmmsg(l->fd, io->rx, VD_UDP_BATCH, MSG_DONTWAIT, NULL);
                 if (got < 0) {
                         /* EAGAIN: another worker's socket took them, or a spurious wake-up */
-                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                                 w->env.counters.udp_errors++;
+                                vd_transport_listener_error(w, "udp", l->fd, -errno,
+                                                            &l->last_error);
+                        }
                         return;
                 }
                 io->batching = true;

@@ -56,6 +56,11 @@ typedef struct vd_forward_options {
 int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarder **out,
                      vd_error *err);
 
+/* Records the round trip of every answered send in stats (borrowed; must outlive the
+ * forwarder), one RTT histogram per server labelled "ADDR:PORT". Before the loop runs. */
+struct vd_stats;
+void vd_forwarder_set_stats(vd_forwarder *f, struct vd_stats *stats);
+
 /* Sends qi's question upstream (qi is copied; the packet may be freed after return). done gets
  * status 0 and the upstream's answer, already checked to answer qi's question (source address
  * and port, ID, question — and letter case under 0x20; SERVFAIL only when every server tried

@@ -16,6 +16,7 @@
 #include "vpcdns/forward.h"
 #include "vpcdns/ratelimit.h"
 #include "vpcdns/snapshot.h"
+#include "vpcdns/stats.h"
 
 /* The forwarding-loop probe. At start-up the server sends a query for a unique name
  * (<16 hex digits>.vpcdns-loop-check.invalid.) to the upstreams; when that name reaches one
@@ -55,6 +56,13 @@ typedef struct vd_query_env {
         unsigned max_pending;
         vd_loop_probe *loop_probe; /* the server's (borrowed); NULL: no check */
         vd_counters counters;      /* the worker's: the transports count theirs here too */
+        /* Labelled statistics (stats.h), the worker's. vd_query_handle counts every query and
+         * every response it returns now; a transport counts the reply that comes later. */
+        vd_stats stats;
+        bool stats_stale; /* scratch for one vd_query_handle: the resolver answered stale */
+        /* When the last query handed to vd_query_handle arrived (vd_stats_now_ns): a transport
+         * keeps it with a VD_QUERY_PENDING query to time the reply. */
+        uint64_t stats_start_ns;
 } vd_query_env;
 
 /* Who sent one query, as the transport knows it, and what the query took from env->pending:

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <regex.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -152,4 +153,115 @@ Test(log, keeps_errno)
         int saved = errno;
         capture_end();
         cr_assert_eq(saved, ENOENT);
+}
+
+/* ---- logfmt values ----------------------------------------------------------------------------
+ */
+
+/* Reads one logfmt value back the way logfmt parsers do (a bare run, or a quoted string with
+ * backslash escapes); returns the bytes after it. */
+static const char *parse_logfmt_value(const char *p, char *out, size_t cap)
+{
+        size_t n = 0;
+        if (*p != '"') {
+                while (*p != '\0' && *p != ' ' && n + 1 < cap)
+                        out[n++] = *p++;
+                out[n] = '\0';
+                return p;
+        }
+        for (p++; *p != '\0' && *p != '"' && n + 1 < cap; p++) {
+                if (*p != '\\') {
+                        out[n++] = *p;
+                        continue;
+                }
+                p++;
+                switch (*p) {
+                case 'n':
+                        out[n++] = '\n';
+                        break;
+                case 'r':
+                        out[n++] = '\r';
+                        break;
+                case 't':
+                        out[n++] = '\t';
+                        break;
+                case 'x': {
+                        unsigned v = 0;
+                        cr_assert_eq(sscanf(p + 1, "%2x", &v), 1);
+                        out[n++] = (char)v;
+                        p += 2;
+                        break;
+                }
+                default:
+                        out[n++] = *p;
+                }
+        }
+        cr_assert_eq(*p, '"', "the quoted value is closed");
+        out[n] = '\0';
+        return p + 1;
+}
+
+Test(log, plain_values_stay_bare)
+{
+        char buf[64];
+        cr_assert_str_eq(vd_log_value("timeout", buf, sizeof(buf)), "timeout");
+        cr_assert_str_eq(vd_log_value("127.0.0.1:53", buf, sizeof(buf)), "127.0.0.1:53");
+        cr_assert_str_eq(vd_log_value("[::1]:5300", buf, sizeof(buf)), "[::1]:5300");
+        cr_assert_str_eq(vd_log_value(NULL, buf, sizeof(buf)), "-");
+        cr_assert_str_eq(vd_log_value("", buf, sizeof(buf)), "\"\"");
+}
+
+Test(log, nasty_values_are_quoted_escaped_and_read_back)
+{
+        static const char *const nasty[] = {
+            "two words",
+            "a=b",
+            "say \"hi\"",
+            "back\\slash",
+            "line one\nline two",
+            "cr\rand\ttab",
+            "\"",
+            "\\",
+            "\\\"",
+            "trailing backslash \\",
+            "bell\x07 and del\x7f",
+            "key=\"value\" other=x\n ts=forged level=error event=fake",
+        };
+        for (size_t i = 0; i < sizeof(nasty) / sizeof(nasty[0]); i++) {
+                char buf[256], back[256];
+                const char *v = vd_log_value(nasty[i], buf, sizeof(buf));
+                cr_assert_eq(v[0], '"', "quoted: %s", v);
+                cr_assert_null(strchr(v, '\n'), "no newline: %s", v);
+                cr_assert_null(strchr(v, '\r'));
+                const char *rest = parse_logfmt_value(v, back, sizeof(back));
+                cr_assert_eq(*rest, '\0', "one value: %s", v);
+                cr_assert_str_eq(back, nasty[i]);
+        }
+}
+
+Test(log, a_value_cut_short_is_still_closed_and_never_splits_an_escape)
+{
+        char buf[8], back[16];
+        for (size_t cap = 3; cap <= sizeof(buf); cap++) {
+                const char *v = vd_log_value("\\\\\\\\\"\"\"", buf, cap);
+                cr_assert_lt(strlen(v), cap);
+                const char *rest = parse_logfmt_value(v, back, sizeof(back));
+                cr_assert_eq(*rest, '\0', "cap %zu: %s", cap, v);
+        }
+}
+
+Test(log, an_error_with_quotes_keeps_the_line_parsable)
+{
+        char why[128];
+        capture_begin();
+        vd_log(VD_LOG_ERROR, "reload_failed", "kept=previous error=%s",
+               vd_log_value("zone \"a b\".txt:3: bad \\ escape\nnext", why, sizeof(why)));
+        const char *out = capture_end();
+        cr_assert_eq(count_lines(out), 1);
+        const char *p = strstr(out, "error=");
+        cr_assert_not_null(p);
+        char back[128];
+        const char *rest = parse_logfmt_value(p + 6, back, sizeof(back));
+        cr_assert_str_eq(back, "zone \"a b\".txt:3: bad \\ escape\nnext");
+        cr_assert_eq(*rest, '\n');
 }
