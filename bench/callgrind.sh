@@ -45,9 +45,10 @@ source "$root/bench/lib.sh"
 vd_deps_install_from "${VD_DEPS[@]}" valgrind >&2
 if [[ -z $vpcdns ]]; then
         build=$root/build-compare
+        mkdir -p "$build"
         { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release &&
-                cmake --build "$build" -j2 --target vpcdns; } >"$root/build-compare.log" 2>&1 ||
-                { echo "build failed: see build-compare.log" >&2; exit 1; }
+                cmake --build "$build" -j2 --target vpcdns; } >"$build/callgrind-build.log" 2>&1 ||
+                { echo "build failed: see $build/callgrind-build.log" >&2; exit 1; }
         vpcdns=$build/vpcdns
 fi
 
