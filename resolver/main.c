@@ -302,6 +302,17 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
                        cfg->cache_size, cfg->cache_min_ttl, cfg->cache_max_ttl,
                        cfg->cache_max_negative_ttl, cfg->cache_servfail_ttl);
         printf("user: %s\n", cfg->user != NULL ? cfg->user : "(as started)");
+        if (cfg->n_metrics_listen == 0) {
+                printf("metrics listen: off\n");
+        } else {
+                char metrics[64];
+                vd_addr_format(&cfg->metrics_listen[0], metrics, sizeof(metrics));
+                printf("metrics listen: http://%s (/metrics, /health, /ready)\n", metrics);
+        }
+        if (cfg->lameduck_ms == 0)
+                printf("lameduck: off\n");
+        else
+                printf("lameduck: %u ms\n", cfg->lameduck_ms);
         print_changed(cfg);
         printf("ok\n");
 }
