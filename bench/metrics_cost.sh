@@ -8,15 +8,17 @@
 # query counts, so it ends.
 #
 # Usage: bench/metrics_cost.sh [BUILD_DIR]   (default build; needs vpcdns and vpcdns-bench)
-#   SMALL=2000 BIG=12000: the two query counts.
+#   SMALL=5000 BIG=30000: the two query counts; RATE=5000: queries per second offered (open
+#   loop), so that the runs last seconds and the scrapes (one a second) fall between answers.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$root/build}
 vpcdns=$build/vpcdns
 bench=$build/vpcdns-bench
-small=${SMALL:-2000}
-big=${BIG:-12000}
+small=${SMALL:-5000}
+big=${BIG:-30000}
+rate=${RATE:-5000}
 for bin in "$vpcdns" "$bench" /usr/bin/valgrind /usr/bin/curl; do
         [[ -x $bin ]] || { echo "metrics_cost: $bin is missing" >&2; exit 1; }
 done
@@ -60,10 +62,11 @@ run() {
                 sleep 0.1
         done
         if [[ $mode == on ]]; then
-                (while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$mport/metrics"; done) &
+                (while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$mport/metrics" &&
+                        echo >>"$work/scrapes"; done) &
                 scraper_pid=$!
         fi
-        "$bench" -s "127.0.0.1:$port" -d "$work/queries.txt" -n "$queries" -l 600 -c 20 \
+        "$bench" -s "127.0.0.1:$port" -d "$work/queries.txt" -n "$queries" -l 600 -r "$rate" \
                 --sockets 1 -q >/dev/null
         if [[ -n $scraper_pid ]]; then
                 kill "$scraper_pid" 2>/dev/null || true
@@ -73,7 +76,10 @@ run() {
         kill -TERM "$server_pid"
         wait "$server_pid" || true
         server_pid=
-        local ir answers
+        local ir answers scrapes
+        scrapes=$(wc -l <"$work/scrapes" 2>/dev/null || echo 0)
+        rm -f "$work/scrapes"
+        [[ $mode == on ]] && echo "  $mode, $queries queries: ${scrapes:-0} scrapes" >&2
         ir=$(grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}')
         answers=$(grep -o 'local_answers=[0-9]*' "$out.stderr" | tail -1 | cut -d= -f2)
         echo "$ir $answers"
@@ -83,15 +89,16 @@ per_answer() { # MODE: instructions per local answer
         local a b
         read -r ir1 n1 <<<"$(run "$1" "$small")"
         read -r ir2 n2 <<<"$(run "$1" "$big")"
-        echo "$1: $n1 answers $ir1 Ir, $n2 answers $ir2 Ir" >&2
+        echo "  $1: $n1 answers $ir1 Ir, $n2 answers $ir2 Ir" >&2
         /usr/bin/python3 -c "print(($ir2 - $ir1) / ($n2 - $n1))"
 }
 
 off=$(per_answer off)
 on=$(per_answer on)
-/usr/bin/python3 - "$off" "$on" <<'PY'
+/usr/bin/python3 - "$off" "$on" "$rate" <<'PY'
 import sys
 off, on = float(sys.argv[1]), float(sys.argv[2])
-print("instructions per local answer: metrics off %.0f, on and scraped every second %.0f" % (off, on))
+print("at %s queries/s, instructions per local answer: metrics off %.0f, on and scraped "
+      "every second %.0f" % (sys.argv[3], off, on))
 print("ratio on/off: %.4f (%+.2f %%; target within 3 %%)" % (on / off, (on / off - 1) * 100))
 PY

@@ -22,26 +22,35 @@ struct vd_http {
 
 /* ---- the exposition format ---------------------------------------------------------- */
 
-/* Writes text with backslash and newline escaped, and the double quote too when quote. */
+/* (The FILE of a scrape belongs to the HTTP thread alone: the _unlocked calls are safe.)
+ * Writes text with backslash and newline escaped, and the double quote too when quote: the
+ * runs between those characters go out whole (a scrape writes a few kilobytes of help text). */
 static void put_escaped(FILE *out, const char *text, bool quote)
 {
-        for (const char *p = text; *p != '\0'; p++) {
-                if (*p == '\\')
-                        fputs("\\\\", out);
-                else if (*p == '\n')
-                        fputs("\\n", out);
-                else if (*p == '"' && quote)
-                        fputs("\\\"", out);
-                else
-                        fputc(*p, out);
+        const char *specials = quote ? "\\\n\"" : "\\\n";
+        const char *p = text;
+        for (;;) {
+                size_t run = strcspn(p, specials);
+                fwrite_unlocked(p, 1, run, out);
+                p += run;
+                if (*p == '\0')
+                        return;
+                fputs_unlocked(*p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : "\\\"", out);
+                p++;
         }
 }
 
 void vd_prom_family(FILE *out, const char *name, const char *type, const char *help)
 {
-        fprintf(out, "# HELP %s ", name);
+        fputs_unlocked("# HELP ", out);
+        fputs_unlocked(name, out);
+        fputc_unlocked(' ', out);
         put_escaped(out, help, false);
-        fprintf(out, "\n# TYPE %s %s\n", name, type);
+        fputs_unlocked("\n# TYPE ", out);
+        fputs_unlocked(name, out);
+        fputc_unlocked(' ', out);
+        fputs_unlocked(type, out);
+        fputc_unlocked('\n', out);
 }
 
 void vd_prom_label_value(FILE *out, const char *value)
@@ -51,18 +60,29 @@ void vd_prom_label_value(FILE *out, const char *value)
 
 static void put_name(FILE *out, const char *name, const char *key, const char *value)
 {
-        fputs(name, out);
+        fputs_unlocked(name, out);
         if (key != NULL) {
-                fprintf(out, "{%s=\"", key);
+                fputc_unlocked('{', out);
+                fputs_unlocked(key, out);
+                fputs_unlocked("=\"", out);
                 vd_prom_label_value(out, value != NULL ? value : "");
-                fputs("\"}", out);
+                fputs_unlocked("\"}", out);
         }
 }
 
 void vd_prom_sample(FILE *out, const char *name, const char *key, const char *value, uint64_t v)
 {
+        char digits[24];
+        size_t n = sizeof(digits);
+        digits[--n] = '\0';
+        do {
+                digits[--n] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v != 0);
         put_name(out, name, key, value);
-        fprintf(out, " %llu\n", (unsigned long long)v);
+        fputc_unlocked(' ', out);
+        fputs_unlocked(digits + n, out);
+        fputc_unlocked('\n', out);
 }
 
 void vd_prom_sample_double(FILE *out, const char *name, const char *key, const char *value,
@@ -106,14 +126,19 @@ static bool read_small_file(const char *path, char *buf, size_t cap)
         return n > 0;
 }
 
-/* The boot time in unix seconds (btime of /proc/stat), 0 when unknown. */
+/* The boot time in unix seconds (btime of /proc/stat), 0 when unknown. Read once: only the
+ * HTTP thread calls it. */
 static unsigned long long boot_time(void)
 {
-        char buf[8192];
+        static unsigned long long known;
+        char buf[16384];
+        if (known != 0)
+                return known;
         if (!read_small_file("/proc/stat", buf, sizeof(buf)))
                 return 0;
         const char *p = strstr(buf, "\nbtime ");
-        return p != NULL ? strtoull(p + 7, NULL, 10) : 0;
+        known = p != NULL ? strtoull(p + 7, NULL, 10) : 0;
+        return known;
 }
 
 void vd_prom_process(FILE *out)
