@@ -5,7 +5,8 @@
 # and shutdown cancel out: per answer = (Ir(big) - Ir(small)) / (answers(big) - answers(small)),
 # answers taken from the server_stop line. Prints both figures and the ratio (target: on/off
 # within 3 %). One worker, local answers (tests/data/integ/corp.zone), loopback only; bounded
-# query counts, so it ends.
+# query counts, so it ends. The open loop's batching varies from run to run: the "off" figure
+# alone moves by several percent between invocations; compare figures of one invocation.
 #
 # Usage: bench/metrics_cost.sh [BUILD_DIR]   (default build; needs vpcdns and vpcdns-bench)
 #   SMALL=5000 BIG=30000: the two query counts; RATE=5000: queries per second offered (open
@@ -61,6 +62,7 @@ run() {
                 fi
                 sleep 0.1
         done
+        : >"$work/scrapes"
         if [[ $mode == on ]]; then
                 (while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$mport/metrics" &&
                         echo >>"$work/scrapes"; done) &
@@ -77,7 +79,7 @@ run() {
         wait "$server_pid" || true
         server_pid=
         local ir answers scrapes
-        scrapes=$(wc -l <"$work/scrapes" 2>/dev/null || echo 0)
+        scrapes=$(wc -l <"$work/scrapes")
         rm -f "$work/scrapes"
         [[ $mode == on ]] && echo "  $mode, $queries queries: ${scrapes:-0} scrapes" >&2
         ir=$(grep -E '^(summary|totals):' "$out" | head -1 | awk '{print $2}')
