@@ -1,5 +1,5 @@
 """The HTTP endpoint of the real daemon (metrics_listen): GET /metrics in the Prometheus text
-format (promtool accepts it; counters match the queries sent; a real Prometheus server scrapes
+format (promtool accepts it; docs/metrics.md lists every family; counters match the queries sent; a real Prometheus server scrapes
 and ingests them), /health (503 naming a worker whose loop is blocked, through the debug hook
 VPCDNS_DEBUG_STALL_WORKER), /ready (503 then 200 at start; 503 at once on SIGTERM while DNS
 answers go on for lameduck_ms; a second SIGTERM stops at once), 404 and 405, --check's lines,
@@ -121,6 +121,12 @@ def test_scrape_counts_queries_and_passes_promtool(tmp_path, nsd):
         _, _, body = http_get(mport, "/metrics")
         assert metric(body, "vpcdns_upstream_queries_total") >= 1
         assert metric(body, "vpcdns_cache_misses_total") >= 1
+        # every family of a scrape is in docs/metrics.md, with its type
+        doc = (vdtest.REPO / "docs" / "metrics.md").read_text()
+        for line in body.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, fam, kind = line.split()
+                assert "| `%s` | %s |" % (fam, kind) in doc, "docs/metrics.md lacks " + fam
         if os.path.exists(PROMTOOL):
             res = subprocess.run([PROMTOOL, "check", "metrics"], input=body, text=True,
                                  capture_output=True, timeout=30)
