@@ -201,12 +201,22 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         return rc;
 }
 
+/* What a reload needs: the settings, and the server to tell how many endpoints it serves. */
+struct reload_arg {
+        const vd_config *cfg;
+        vd_server *srv;
+};
+
 /* SIGHUP: the same snapshot directories and zone files, read again. */
 static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
 {
+        const struct reload_arg *ra = arg;
         struct load_totals t;
         memset(&t, 0, sizeof(t));
-        return build_snapshot(arg, out, &t, err);
+        int rc = build_snapshot(ra->cfg, out, &t, err);
+        if (rc == 0)
+                vd_server_note_endpoints(ra->srv, t.aws.endpoints_served);
+        return rc;
 }
 
 /* One line per forwarding rule, in the order of the config: "rule: DOMAIN -> SERVERS". */
@@ -342,7 +352,9 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                 vd_server_free(srv);
                 return 1;
         }
-        vd_server_on_reload(srv, reload_snapshot, (void *)cfg);
+        struct reload_arg ra = {.cfg = cfg, .srv = srv};
+        vd_server_note_endpoints(srv, t->aws.endpoints_served);
+        vd_server_on_reload(srv, reload_snapshot, &ra);
         vd_log(VD_LOG_INFO, "start",
                "version=%s listen=%s upstream=%s workers=%u endpoints=%zu names=%zu records=%zu "
                "zones=%zu",

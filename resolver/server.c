@@ -91,7 +91,8 @@ struct vd_server {
         uint64_t loaded_unix;   /* the last successful load of local data (unix seconds) */
         uint64_t reload_failed; /* reloads that failed (control thread writes) */
         uint64_t data_names, data_records, data_zones; /* the published snapshot's size */
-        char **data_files; /* the files local data is read from, for their age */
+        uint64_t data_endpoints; /* AWS endpoints served, as main.c reported them */
+        char **data_files;       /* the files local data is read from, for their age */
         size_t n_data_files;
 };
 
@@ -394,8 +395,17 @@ out:
         free(sum);
 }
 
+void vd_server_note_endpoints(vd_server *srv, size_t endpoints)
+{
+        vd_count_set(&srv->data_endpoints, endpoints);
+}
+
 static void write_local_data(const vd_server *srv, FILE *out)
 {
+        vd_prom_family(out, "vpcdns_local_data_endpoints", "gauge",
+                       "AWS endpoints the local data serves (from the snapshot directories)");
+        vd_prom_sample(out, "vpcdns_local_data_endpoints", NULL, NULL,
+                       vd_count_read(&srv->data_endpoints));
         vd_prom_family(out, "vpcdns_local_data_names", "gauge",
                        "names that hold local records (wildcards included)");
         vd_prom_sample(out, "vpcdns_local_data_names", NULL, NULL, vd_count_read(&srv->data_names));

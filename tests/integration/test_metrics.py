@@ -109,6 +109,7 @@ def test_scrape_counts_queries_and_passes_promtool(tmp_path, nsd):
         assert 'vpcdns_upstream_server_queries_total{server="127.0.0.1:%d"}' % nsd[1] in body
         assert 'vpcdns_upstream_server_up{server="127.0.0.1:%d"} 1' % nsd[1] in body
         assert metric(body, "vpcdns_local_data_zones") >= 1
+        assert metric(body, "vpcdns_local_data_endpoints") > 0
         assert metric(body, "vpcdns_local_data_records") > 0
         assert metric(body, "vpcdns_local_data_reload_failures_total") == 0
         assert abs(metric(body, "vpcdns_local_data_last_load_timestamp_seconds") - time.time()) < 60
@@ -337,3 +338,35 @@ def _ok(port):
         return http_get(port, "/metrics", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def test_reloads_are_reported(tmp_path, nsd):
+    zone = tmp_path / "corp.zone"
+    zone.write_text(CORP_ZONE.read_text())
+    mport = vdtest.free_port(("127.0.0.1",))
+    cfg = tmp_path / "reload.yaml"
+    cfg.write_text("metrics_listen: 127.0.0.1:%d\nlameduck_ms: 0\n" % mport)
+
+    def argv(port):
+        return vdtest.vpcdns_argv(port, "%s:%d" % nsd, zone=zone, extra=["--config", cfg])
+
+    d = vdtest.start_vpcdns(tmp_path, None, argv=argv, name="vpcdns-reload")
+    try:
+        _, _, body = http_get(mport, "/metrics")
+        loaded = metric(body, "vpcdns_local_data_last_load_timestamp_seconds")
+        records = metric(body, "vpcdns_local_data_records")
+        time.sleep(1.1)  # the timestamp has a resolution of a second
+        zone.write_text(CORP_ZONE.read_text() + "extra 300 IN A 10.100.9.9\n")
+        d.proc.p.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: metric(http_get(mport, "/metrics")[2],
+                                         "vpcdns_local_data_records") == records + 1, 5)
+        _, _, body = http_get(mport, "/metrics")
+        assert metric(body, "vpcdns_local_data_last_load_timestamp_seconds") > loaded
+        assert metric(body, "vpcdns_local_data_reload_failures_total") == 0
+        zone.write_text("this is not a zone file\n")
+        d.proc.p.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: metric(http_get(mport, "/metrics")[2],
+                                         "vpcdns_local_data_reload_failures_total") == 1, 5)
+        assert metric(http_get(mport, "/metrics")[2], "vpcdns_local_data_records") == records + 1
+    finally:
+        assert d.stop() == 0
