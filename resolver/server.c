@@ -26,6 +26,13 @@
  * sends a probe for a unique name to the upstreams (serving does not wait for it); when that
  * name comes back to one of our listeners (query.c marks the server's probe, which every
  * worker's env points at), the server logs the loop and stops with -ELOOP.
+ *
+ * Observability: with metrics_listen, the HTTP endpoint (metrics.c) runs from vd_server_new
+ * until the stop begins, and its handlers here read only published values (counters.h, each
+ * worker's heartbeat, the cache under its locks). /health fails when a worker's heartbeat
+ * timer is over 2 s late; /ready fails until every loop turned and from the stop signal on.
+ * The first SIGTERM or SIGINT then starts lameduck_ms of answering before the stop; it is
+ * stopped before any worker, so everything its handlers read outlives it.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -225,7 +232,7 @@ static void worker_heartbeat_start(vd_worker *w)
         if (w->stall_at_ns != 0) /* it held the delay: now the time to stall */
                 w->stall_at_ns += uv_hrtime();
         vd_count_set(&w->heartbeat_ns, uv_hrtime());
-        if (w->heartbeat_ready)
+        if (w->heartbeat_ready && w->server->http != NULL) /* only /health reads it */
                 uv_timer_start(&w->heartbeat, heartbeat_cb, VD_HEARTBEAT_MS, VD_HEARTBEAT_MS);
 }
 
