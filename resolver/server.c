@@ -461,15 +461,14 @@ static void server_metrics(void *arg, FILE *out)
 {
         vd_server *srv = arg;
         vd_counters total;
-        char name[128];
+        const char *name;
         uint64_t tcp_open = 0;
 
         vd_prom_family(out, "vpcdns_build_info", "gauge", "the version of vpcdns running");
         vd_prom_sample(out, "vpcdns_build_info", "version", VD_VERSION, 1);
         live_counters(srv, &total);
 #define WRITE_COUNTER(counter, kind, help)                                                         \
-        snprintf(name, sizeof(name), "vpcdns_%s%s", #counter,                                      \
-                 kind == VD_COUNTER_TOTAL ? "_total" : "");                                        \
+        name = kind == VD_COUNTER_TOTAL ? "vpcdns_" #counter "_total" : "vpcdns_" #counter;        \
         vd_prom_family(out, name, kind == VD_COUNTER_TOTAL ? "counter" : "gauge", help);           \
         vd_prom_sample(out, name, NULL, NULL, total.counter);
         VD_COUNTERS(WRITE_COUNTER)
