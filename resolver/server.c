@@ -232,7 +232,7 @@ static void worker_heartbeat_start(vd_worker *w)
         if (w->stall_at_ns != 0) /* it held the delay: now the time to stall */
                 w->stall_at_ns += uv_hrtime();
         vd_count_set(&w->heartbeat_ns, uv_hrtime());
-        if (w->heartbeat_ready && w->server->http != NULL) /* only /health reads it */
+        if (w->heartbeat_ready && w->heartbeat_on) /* only /health reads it */
                 uv_timer_start(&w->heartbeat, heartbeat_cb, VD_HEARTBEAT_MS, VD_HEARTBEAT_MS);
 }
 
@@ -870,6 +870,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         w->server = srv;
         w->tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
         w->tcp_max_connections = cfg->tcp_max_connections;
+        w->heartbeat_on = cfg->n_metrics_listen > 0;
         w->slot = &srv->slot;
         r = worker_limits(w, cfg, err);
         if (r < 0)

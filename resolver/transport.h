@@ -118,6 +118,7 @@ typedef struct vd_worker {
          * vd_count_set; /health reads it. 0 until the loop first turned. */
         uv_timer_t heartbeat;
         bool heartbeat_ready; /* initialised: must be closed */
+        bool heartbeat_on;    /* the HTTP endpoint is on: the timer runs */
         uint64_t heartbeat_ns;
         /* The debug hook VPCDNS_DEBUG_STALL_WORKER: block this loop once, for stall_ms, at
          * stall_at_ns (0: never). For tests of /health only. */
