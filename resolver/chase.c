@@ -438,7 +438,7 @@ static bool run(struct chase *c, hop_result h)
                 }
                 if (c->in_start && !c->counted) {
                         if (!vd_query_may_forward(env, c->client)) {
-                                env->counters.forward_denied++;
+                                vd_count_add(&env->counters.forward_denied, 1);
                                 h = HOP_FAIL;
                                 break;
                         }
@@ -486,7 +486,7 @@ static size_t finish(struct chase *c)
         vd_wire_put16(c->resp + 10, 0);
         size_t n = vd_wire_add_opt(&c->qi, c->rcode, c->resp, c->len, c->cap);
         if (c->rcode == VD_RCODE_SERVFAIL)
-                c->env->counters.servfail_answers++;
+                vd_count_add(&c->env->counters.servfail_answers, 1);
         return n;
 }
 
@@ -542,7 +542,7 @@ vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, cons
         c->in_start = false;
         c->client = NULL;
         if (!done) {
-                env->counters.forwarded++;
+                vd_count_add(&env->counters.forwarded, 1);
                 return VD_QUERY_PENDING;
         }
         size_t n = finish(c);
@@ -552,21 +552,21 @@ vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, cons
         *out_len = n;
         if (c->rcode != VD_RCODE_SERVFAIL) {
                 if (c->used_upstream)
-                        env->counters.cache_answers++;
+                        vd_count_add(&env->counters.cache_answers, 1);
                 else
-                        env->counters.local_answers++;
+                        vd_count_add(&env->counters.local_answers, 1);
         }
         chase_free(c);
         return VD_QUERY_REPLY;
 fail:
-        env->counters.servfail_answers++;
+        vd_count_add(&env->counters.servfail_answers, 1);
 fail_counted:
         if (c != NULL)
                 chase_free(c);
         *out_len =
             vd_wire_error_response(qi, VD_RCODE_SERVFAIL, out, max < out_cap ? max : out_cap);
         if (*out_len == 0) {
-                env->counters.dropped++;
+                vd_count_add(&env->counters.dropped, 1);
                 return VD_QUERY_DROP;
         }
         return VD_QUERY_REPLY;

@@ -27,6 +27,7 @@ enum flag_id {
         FLAG_WORKERS,
         FLAG_ALLOW,
         FLAG_USER,
+        FLAG_METRICS_LISTEN,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -57,6 +58,9 @@ static const vd_config_flag flags[N_FLAGS] = {
                      "default loopback, RFC 1918, link-local, fc00::/7 and\n"
                      "100.64.0.0/10); others get REFUSED (deny_action: drop)"},
     F(FLAG_USER) = {"user", 0, "USER", "after binding, drop root privileges to this user"},
+    F(FLAG_METRICS_LISTEN) = {"metrics-listen", 0, "ADDR:PORT",
+                              "HTTP address for /metrics, /health and /ready\n"
+                              "(default: off)"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -218,6 +222,15 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                 cfg->user = user;
                 return 0;
         }
+        case FLAG_METRICS_LISTEN:
+                if (vd_addr_parse(arg, VD_CFG_DEFAULT_PORT, &addr) != 0)
+                        return vd_error_set(err,
+                                            "--metrics-listen: expected ADDR:PORT "
+                                            "(127.0.0.1:9153), got '%s'",
+                                            arg);
+                cfg->metrics_listen[0] = addr;
+                cfg->n_metrics_listen = 1;
+                return 0;
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -331,7 +344,8 @@ const char *vd_config_usage(void)
                "Usage: vpcdns [--config FILE] [--listen ADDR:PORT]...\n"
                "              [--upstream ADDR[:PORT]]... [--snapshot DIR]... [--zone FILE]...\n"
                "              [--check] [--dump] [--log-level LEVEL] [--workers N]\n"
-               "              [--allow CIDR]... [--user USER] [-V|--version] [-h|--help]\n"
+               "              [--allow CIDR]... [--user USER] [--metrics-listen ADDR:PORT]\n"
+               "              [-V|--version] [-h|--help]\n"
                "\n"
                "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot and zone files;\n"
                "forwards every other name upstream.\n"

@@ -124,6 +124,15 @@ static const vd_config_key keys[] = {
     UINT("stale_answer_ms", stale_answer_ms, 100, 60000, 1800,
          "a stale answer is sent after this long without an upstream answer"),
     BOOL("prefetch", prefetch, 1, "refresh a name asked for in the last 10 % of its TTL"),
+    /* the HTTP endpoint: metrics, health and readiness (metrics.c) */
+    {.name = "metrics_listen",
+     .type = VD_KEY_ADDRS,
+     LIST(metrics_listen, n_metrics_listen, 1),
+     .expected = "an HTTP listen address ADDR:PORT (127.0.0.1:9153)",
+     .default_text = "none (off)",
+     .doc = "HTTP address for GET /metrics (Prometheus), /health and /ready"},
+    UINT("lameduck_ms", lameduck_ms, 0, 600000, 5000,
+         "on SIGTERM or SIGINT: not ready at once, answers go on this long; 0 = off"),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "forward_int.h"
+#include "vpcdns/counters.h"
 #include "vpcdns/log.h"
 #include "vpcdns/stats.h"
 
@@ -56,11 +57,18 @@ static void log_health_change(struct server *s, bool down, const char *reason)
                 vd_log(VD_LOG_INFO, "upstream_up", "server=%s", text);
 }
 
+/* Publishes s's up/down level for the metrics thread after its health changed. */
+static void note_health(struct server *s)
+{
+        vd_count_set(&s->stats.up, vd_fwd_health_failing(&s->health) ? 0 : 1);
+}
+
 /* vd_fwd_health_failed, and the log line when that made the server dead. */
 static void health_failed(struct server *s, bool was_probe, uint64_t now, const char *reason)
 {
         bool was_dead = s->health.dead;
         vd_fwd_health_failed(&s->health, was_probe, now);
+        note_health(s);
         if (!was_dead && s->health.dead)
                 log_health_change(s, true, reason);
 }
@@ -70,6 +78,7 @@ static void health_answered(struct server *s, uint64_t rtt_us)
 {
         bool was_dead = s->health.dead;
         vd_fwd_health_answered(&s->health, rtt_us);
+        note_health(s);
         if (was_dead)
                 log_health_change(s, false, NULL);
 }
@@ -180,7 +189,7 @@ static void complete(struct fwd_query *q, int status, const uint8_t *answer, siz
         q->answered = true;
         close_timer(q);
         if (status != 0 && status != -ECANCELED)
-                f->counters.failures++;
+                vd_count_add(&f->counters.failures, 1);
         q->done(q->arg, status, status == 0 ? answer : NULL, status == 0 ? len : 0);
 }
 
@@ -233,8 +242,10 @@ static int send_attempt(struct fwd_query *q, size_t pos, bool is_probe, uint64_t
                 rc = vd_fwd_random_id(&f->random, q->qi.id, vd_fwd_id_in_use, chan, &id);
         if (rc < 0)
                 return rc;
-        if (!server_take_token(f, s, now))
+        if (!server_take_token(f, s, now)) {
+                vd_count_add(&s->stats.budget_refused, 1);
                 return -EBUSY;
+        }
         struct attempt *a = &q->att[q->n_att];
         memset(a, 0, sizeof(*a));
         a->q = q;
@@ -257,7 +268,8 @@ static int send_attempt(struct fwd_query *q, size_t pos, bool is_probe, uint64_t
         a->sending = false;
         if (a->sync_failed) /* the callback already undid the counts */
                 return ares_to_errno(a->sync_status);
-        f->counters.upstream_queries++;
+        vd_count_add(&f->counters.upstream_queries, 1);
+        vd_count_add(&s->stats.queries, 1);
         if (is_probe)
                 vd_fwd_health_probe_sent(&s->health, now);
         return 0;
@@ -292,7 +304,7 @@ static bool send_next(struct fwd_query *q, uint64_t now, bool untried_only)
                         continue;
                 }
                 if (prev >= 0 && (size_t)pos != prev_pos)
-                        f->counters.failovers++;
+                        vd_count_add(&f->counters.failovers, 1);
                 q->cur = (int)q->n_att - 1;
                 uint64_t until = now + vd_fwd_health_try_ms(&f->servers[q->list->idx[pos]].health);
                 q->try_deadline_ms = until < q->deadline_ms ? until : q->deadline_ms;
@@ -324,7 +336,8 @@ static void on_query_timer(uv_timer_t *t)
                 struct attempt *a = &q->att[q->cur];
                 if (a->pending && !a->timeout_counted) {
                         a->timeout_counted = true;
-                        f->counters.timeouts++;
+                        vd_count_add(&f->counters.timeouts, 1);
+                        vd_count_add(&a->chan->srv->stats.timeouts, 1);
                         health_failed(a->chan->srv, false, now, "timeout");
                 }
                 if (!send_next(q, now, false)) {
@@ -381,8 +394,12 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
                 goto out;
         }
         if (status != ARES_SUCCESS || abuf == NULL || len == 0) {
-                if (status == ARES_ETIMEOUT && !a->timeout_counted)
-                        f->counters.timeouts++;
+                if (status == ARES_ETIMEOUT && !a->timeout_counted) {
+                        vd_count_add(&f->counters.timeouts, 1);
+                        vd_count_add(&s->stats.timeouts, 1);
+                } else if (status != ARES_ETIMEOUT) {
+                        vd_count_add(&s->stats.failures, 1);
+                }
                 if (!a->timeout_counted)
                         health_failed(s, a->is_probe, now, failure_reason(status));
                 a->timeout_counted = true;
@@ -399,7 +416,9 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
                 goto out;
         }
         if (!vd_fwd_answer_matches(q, abuf, len)) {
-                f->counters.mismatches++; /* spoofed, or an upstream that broke 0x20 */
+                /* spoofed, or an upstream that broke 0x20 */
+                vd_count_add(&f->counters.mismatches, 1);
+                vd_count_add(&s->stats.mismatches, 1);
                 if (a->is_probe)
                         health_failed(s, true, now, "mismatch"); /* no proof of life */
                 if (!q->answered) {
@@ -504,12 +523,12 @@ int vd_forwarder_resolve(vd_forwarder *f, const vd_query_info *qi, vd_upstream_f
         (void)vd_fwd_random_u16(&f->random, &dice);
         int pos = pick_server(f, q, now, false, 0, dice % EXPLORE_ONE_IN == 0);
         if (pos < 0) {
-                f->counters.budget_refused++;
+                vd_count_add(&f->counters.budget_refused, 1);
                 rc = -EBUSY;
         } else {
                 rc = send_attempt(q, (size_t)pos, false, now);
                 if (rc == -EBUSY)
-                        f->counters.budget_refused++;
+                        vd_count_add(&f->counters.budget_refused, 1);
         }
         if (rc < 0) {
                 query_free(q);
@@ -548,12 +567,36 @@ bool vd_forwarder_rule_covers(const vd_forwarder *f, const vd_query_info *qi)
         return vd_fwd_routes_rule_covers(&f->routes, qi);
 }
 
+size_t vd_forwarder_n_servers(const vd_forwarder *f)
+{
+        return f->n_servers;
+}
+
+void vd_forwarder_server_stats(const vd_forwarder *f, size_t i, vd_forward_server_stats *out)
+{
+        const vd_forward_server_stats *s = &f->servers[i].stats;
+        out->addr = f->servers[i].addr; /* set before the workers start, never changed */
+        out->queries = vd_count_read(&s->queries);
+        out->timeouts = vd_count_read(&s->timeouts);
+        out->failures = vd_count_read(&s->failures);
+        out->mismatches = vd_count_read(&s->mismatches);
+        out->budget_refused = vd_count_read(&s->budget_refused);
+        out->up = vd_count_read(&s->up);
+}
+
+/* Any thread while f is open: every counter has one writer, the forwarder's thread, and
+ * servers_down comes from the up levels that note_health publishes. */
 void vd_forwarder_counters_get(const vd_forwarder *f, vd_forward_counters *out)
 {
-        *out = f->counters;
+        out->upstream_queries = vd_count_read(&f->counters.upstream_queries);
+        out->timeouts = vd_count_read(&f->counters.timeouts);
+        out->failures = vd_count_read(&f->counters.failures);
+        out->budget_refused = vd_count_read(&f->counters.budget_refused);
+        out->mismatches = vd_count_read(&f->counters.mismatches);
+        out->failovers = vd_count_read(&f->counters.failovers);
         out->servers_down = 0;
         for (size_t i = 0; i < f->n_servers; i++)
-                if (vd_fwd_health_failing(&f->servers[i].health))
+                if (vd_count_read(&f->servers[i].stats.up) == 0)
                         out->servers_down++;
 }
 
@@ -627,6 +670,7 @@ int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarde
         for (size_t i = 0; i < f->n_servers; i++) {
                 f->servers[i].addr = f->routes.addrs[i];
                 vd_fwd_health_init(&f->servers[i].health);
+                f->servers[i].stats.up = 1; /* before the workers start: a plain store */
                 if (opt->budget == NULL)
                         continue;
                 f->servers[i].shared =

@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 
 #include "forward_int.h"
+#include "vpcdns/counters.h"
 
 /* ---- sockets ------------------------------------------------------------------------- */
 
@@ -124,7 +125,8 @@ static ares_ssize_t sock_recvfrom(ares_socket_t fd, void *buf, size_t len, int f
                         keep_datagram(a, buf, (size_t)n);
                         return n;
                 }
-                c->f->counters.mismatches++;
+                vd_count_add(&c->f->counters.mismatches, 1);
+                vd_count_add(&c->srv->stats.mismatches, 1);
         }
         errno = EAGAIN; /* the rest on the next readable event */
         return -1;

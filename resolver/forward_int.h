@@ -47,6 +47,7 @@ struct server {
         vd_fwd_health health;
         vd_fwd_bucket bucket;            /* without a shared budget */
         vd_upstream_budget_slot *shared; /* this address's bucket in the shared budget, or NULL */
+        vd_forward_server_stats stats;   /* read live by the metrics thread (counters.h) */
 };
 
 /* One query handed to c-ares. */

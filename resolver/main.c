@@ -201,9 +201,11 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         return rc;
 }
 
-/* What a reload reads again, and what the data held before it (for the reloaded line). */
+/* What a reload reads again, the server to tell how many endpoints it serves, and what the
+ * data held before it (for the reloaded line). */
 struct reload_ctx {
         const vd_config *cfg;
+        vd_server *srv;
         struct load_totals last;
 };
 
@@ -217,6 +219,7 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         int rc = build_snapshot(ctx->cfg, out, &t, err);
         if (rc != 0)
                 return rc;
+        vd_server_note_endpoints(ctx->srv, t.aws.endpoints_served);
         vd_log(VD_LOG_INFO, "reloaded",
                "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu",
                ctx->last.aws.endpoints_served, t.aws.endpoints_served, ctx->last.snap.names,
@@ -319,6 +322,17 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
                        cfg->cache_size, cfg->cache_min_ttl, cfg->cache_max_ttl,
                        cfg->cache_max_negative_ttl, cfg->cache_servfail_ttl);
         printf("user: %s\n", cfg->user != NULL ? cfg->user : "(as started)");
+        if (cfg->n_metrics_listen == 0) {
+                printf("metrics listen: off\n");
+        } else {
+                char metrics[64];
+                vd_addr_format(&cfg->metrics_listen[0], metrics, sizeof(metrics));
+                printf("metrics listen: http://%s (/metrics, /health, /ready)\n", metrics);
+        }
+        if (cfg->lameduck_ms == 0)
+                printf("lameduck: off\n");
+        else
+                printf("lameduck: %u ms\n", cfg->lameduck_ms);
         print_changed(cfg);
         printf("ok\n");
 }
@@ -348,7 +362,9 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                 vd_server_free(srv);
                 return 1;
         }
-        struct reload_ctx reload = {.cfg = cfg, .last = *t}; /* lives while the server runs */
+        /* lives while the server runs */
+        struct reload_ctx reload = {.cfg = cfg, .srv = srv, .last = *t};
+        vd_server_note_endpoints(srv, t->aws.endpoints_served);
         vd_server_on_reload(srv, reload_snapshot, &reload);
         vd_log(VD_LOG_INFO, "start",
                "version=%s listen=%s upstream=%s workers=%u endpoints=%zu names=%zu records=%zu "

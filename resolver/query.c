@@ -62,13 +62,13 @@ static vd_query_outcome reply_error(vd_query_env *env, const vd_query_info *qi, 
 {
         size_t n = vd_wire_error_response(qi, rcode, out, cap);
         if (n == 0) {
-                env->counters.dropped++;
+                vd_count_add(&env->counters.dropped, 1);
                 return VD_QUERY_DROP;
         }
         if (rcode == VD_RCODE_FORMERR)
-                env->counters.formerr++;
+                vd_count_add(&env->counters.formerr, 1);
         else if (rcode == VD_RCODE_SERVFAIL)
-                env->counters.servfail_answers++;
+                vd_count_add(&env->counters.servfail_answers, 1);
         *out_len = n;
         return VD_QUERY_REPLY;
 }
@@ -103,16 +103,16 @@ static vd_query_outcome resolve(vd_query_env *env, const vd_query_info *qi, size
         env->stats_stale = outcome == VD_QUERY_REPLY; /* stats: the answer now was stale */
         switch (outcome) {
         case VD_QUERY_PENDING:
-                env->counters.forwarded++;
+                vd_count_add(&env->counters.forwarded, 1);
                 break;
         case VD_QUERY_REPLY:
                 if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
-                        env->counters.servfail_answers++;
+                        vd_count_add(&env->counters.servfail_answers, 1);
                 else
-                        env->counters.cache_answers++;
+                        vd_count_add(&env->counters.cache_answers, 1);
                 break;
         case VD_QUERY_DROP:
-                env->counters.dropped++;
+                vd_count_add(&env->counters.dropped, 1);
                 break;
         }
         return outcome;
@@ -153,7 +153,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
                                  size_t *out_len, vd_reply_fn reply, void *reply_arg)
 {
         vd_query_info qi;
-        env->counters.queries++;
+        vd_count_add(&env->counters.queries, 1);
 
         vd_parse_status parsed = vd_wire_parse_query(pkt, len, &qi);
         count_query(env, client, tcp, &qi); /* stats */
@@ -161,7 +161,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         case VD_PARSE_OK:
                 break;
         case VD_PARSE_DROP:
-                env->counters.dropped++;
+                vd_count_add(&env->counters.dropped, 1);
                 return VD_QUERY_DROP;
         case VD_PARSE_FORMERR:
                 return reply_error(env, &qi, VD_RCODE_FORMERR, out, out_cap, out_len);
@@ -196,7 +196,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
                 switch (vd_snapshot_answer_chase(env->snapshot, &qi, env->rotation++, out, max,
                                                  out_len, &chase)) {
                 case VD_LOCAL_ANSWERED:
-                        env->counters.local_answers++;
+                        vd_count_add(&env->counters.local_answers, 1);
                         return VD_QUERY_REPLY;
                 case VD_LOCAL_CHASE:
                         return vd_chase_start(env, client, &qi, max, out, out_cap, out_len, &chase,
@@ -207,7 +207,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         }
         /* localhost., invalid. and the loopback reverse zones never go upstream (RFC 6761). */
         if (special_answer(env, &qi, ruled, max, out, out_len)) {
-                env->counters.local_answers++;
+                vd_count_add(&env->counters.local_answers, 1);
                 return VD_QUERY_REPLY;
         }
 
@@ -215,9 +215,10 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         if (env->resolver != NULL &&
             vd_resolver_from_cache(env->resolver, &qi, max, out, out_cap, out_len)) {
                 if (*out_len >= VD_HEADER_LEN && (out[3] & 0xF) == VD_RCODE_SERVFAIL)
-                        env->counters.servfail_answers++; /* a SERVFAIL kept a few seconds */
+                        vd_count_add(&env->counters.servfail_answers,
+                                     1); /* a SERVFAIL kept a few seconds */
                 else
-                        env->counters.cache_answers++;
+                        vd_count_add(&env->counters.cache_answers, 1);
                 return VD_QUERY_REPLY;
         }
         /* Only now, with no answer at hand, is the query counted against its client in the
@@ -225,7 +226,7 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         if (env->resolver == NULL)
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         if (!vd_query_may_forward(env, client)) {
-                env->counters.forward_denied++;
+                vd_count_add(&env->counters.forward_denied, 1);
                 return reply_error(env, &qi, VD_RCODE_SERVFAIL, out, out_cap, out_len);
         }
         return resolve(env, &qi, max, out, out_cap, out_len, reply, reply_arg);

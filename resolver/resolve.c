@@ -38,6 +38,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "vpcdns/counters.h"
 #include "vpcdns/siphash.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
@@ -399,10 +400,10 @@ static size_t stale_or_servfail(vd_resolver *r, const vd_query_info *qi, size_t 
 {
         size_t n = stale_answer(r, qi, max_len, out, cap);
         if (n > 0) {
-                r->counters.stale_answers++;
+                vd_count_add(&r->counters.stale_answers, 1);
                 return n;
         }
-        r->counters.servfails++;
+        vd_count_add(&r->counters.servfails, 1);
         return vd_wire_error_response(qi, VD_RCODE_SERVFAIL, out, limit_of(max_len, cap));
 }
 
@@ -436,15 +437,15 @@ static void answer_waiter(vd_resolver *r, struct waiter *w, int status, const ui
         if (failed) {
                 n = stale_answer(r, &w->qi, w->max_len, r->buf, sizeof(r->buf));
                 if (n > 0)
-                        r->counters.stale_answers++;
+                        vd_count_add(&r->counters.stale_answers, 1);
         }
         if (n == 0 && status == 0 && len > 0) {
                 n = vd_forward_relay(&w->qi, answer, len, w->max_len, r->buf, sizeof(r->buf));
                 if (n > 0 && (r->buf[3] & 0x0F) == VD_RCODE_SERVFAIL)
-                        r->counters.servfails++;
+                        vd_count_add(&r->counters.servfails, 1);
         }
         if (n == 0) {
-                r->counters.servfails++;
+                vd_count_add(&r->counters.servfails, 1);
                 n = vd_wire_error_response(&w->qi, VD_RCODE_SERVFAIL, r->buf,
                                            limit_of(w->max_len, sizeof(r->buf)));
         }
@@ -533,7 +534,7 @@ static void on_stale_timer(uv_timer_t *t)
                 struct waiter *next = w->next;
                 size_t n = stale_answer(r, &w->qi, w->max_len, r->buf, sizeof(r->buf));
                 if (n > 0) {
-                        r->counters.stale_answers++;
+                        vd_count_add(&r->counters.stale_answers, 1);
                         waiter_finish(r, w, n);
                 } else if (r->closed) {
                         waiter_finish(r, w, 0);
@@ -657,7 +658,7 @@ static void start_prefetch(vd_resolver *r, const vd_query_info *qi)
                 return; /* already being refreshed */
         int rc;         /* (a key in flight on another worker is being refreshed already) */
         if (flight_start(r, qi, hash, false, NULL, &rc) != NULL)
-                r->counters.prefetches++;
+                vd_count_add(&r->counters.prefetches, 1);
 }
 
 /* Answers at once (REPLY): stale when there is one, else SERVFAIL. */
@@ -688,14 +689,14 @@ bool vd_resolver_from_cache(vd_resolver *r, const vd_query_info *qi, size_t max_
                         /* A SERVFAIL kept for a few seconds (RFC 9520): stale data first. */
                         size_t m = stale_answer(r, qi, max_len, out, cap);
                         if (m > 0) {
-                                r->counters.stale_answers++;
+                                vd_count_add(&r->counters.stale_answers, 1);
                                 *out_len = m;
                                 return true;
                         }
                         n = vd_cache_lookup(r->cache, qi, now, max_len, out, cap);
                 }
                 if (n > 0) {
-                        r->counters.cache_hits++;
+                        vd_count_add(&r->counters.cache_hits, 1);
                         if (prefetch)
                                 start_prefetch(r, qi);
                         *out_len = n;
@@ -710,7 +711,7 @@ vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info 
                                             vd_reply_fn reply, void *arg)
 {
         if (r->closed || !qi->question_ok) {
-                r->counters.servfails++;
+                vd_count_add(&r->counters.servfails, 1);
                 size_t n =
                     vd_wire_error_response(qi, VD_RCODE_SERVFAIL, out, limit_of(max_len, cap));
                 if (n == 0)
@@ -718,7 +719,7 @@ vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info 
                 *out_len = n;
                 return VD_QUERY_REPLY;
         }
-        r->counters.cache_misses++;
+        vd_count_add(&r->counters.cache_misses, 1);
 
         uint64_t hash = key_hash(r, qi);
         struct flight *f = table_find(r, hash, qi);
@@ -728,14 +729,14 @@ vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info 
         if (w == NULL)
                 return reply_now(r, qi, max_len, out, cap, out_len);
         if (f != NULL) {
-                r->counters.merged++;
+                vd_count_add(&r->counters.merged, 1);
         } else {
                 int rc;
                 struct recheck recheck = {max_len, out, cap, out_len};
                 f = flight_start(r, qi, hash, true, &recheck, &rc);
                 if (f == NULL && rc == -EEXIST) { /* in the cache after all */
                         free(w);
-                        r->counters.cache_misses--;
+                        vd_count_add(&r->counters.cache_misses, (uint64_t)-1);
                         return VD_QUERY_REPLY;
                 }
                 if (f == NULL) { /* -EBUSY (budget), -ENOENT, ...: answered now */
@@ -743,7 +744,7 @@ vd_query_outcome vd_resolver_query_upstream(vd_resolver *r, const vd_query_info 
                         return reply_now(r, qi, max_len, out, cap, out_len);
                 }
                 if (f->remote) /* joined another worker's query */
-                        r->counters.merged++;
+                        vd_count_add(&r->counters.merged, 1);
         }
         flight_add_waiter(f, w);
         maybe_arm_stale_timer(r, f, w, out, cap);
@@ -915,7 +916,13 @@ void vd_inflight_free(vd_inflight *t)
         free(t);
 }
 
+/* Any thread, while the resolver's loop runs: each counter has one writer (vd_count_add). */
 void vd_resolver_counters_get(const vd_resolver *r, vd_resolver_counters *out)
 {
-        *out = r->counters;
+        out->cache_hits = vd_count_read(&r->counters.cache_hits);
+        out->cache_misses = vd_count_read(&r->counters.cache_misses);
+        out->stale_answers = vd_count_read(&r->counters.stale_answers);
+        out->merged = vd_count_read(&r->counters.merged);
+        out->prefetches = vd_count_read(&r->counters.prefetches);
+        out->servfails = vd_count_read(&r->counters.servfails);
 }

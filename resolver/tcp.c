@@ -119,6 +119,7 @@ static void conn_close(vd_tcp_conn *c)
                 c->next->prev = c->prev;
         c->prev = c->next = NULL;
         w->tcp_count--;
+        vd_count_set(&w->tcp_open, w->tcp_count);
         if (c->client_slot >= 0) {
                 vd_ratelimit_pending_dec(w->tcp_clients, c->client_slot);
                 c->client_slot = -1;
@@ -143,7 +144,7 @@ static void idle_cb(uv_timer_t *t)
                 idle_restart(c);
                 return;
         }
-        c->worker->env.counters.tcp_idle_closed++;
+        vd_count_add(&c->worker->env.counters.tcp_idle_closed, 1);
         conn_close(c);
 }
 
@@ -221,7 +222,7 @@ static void conn_send(vd_tcp_conn *c, const uint8_t *msg, size_t len)
                 return;
         }
         if (uv_stream_get_write_queue_size((uv_stream_t *)&c->handle) > VD_TCP_MAX_UNSENT) {
-                c->worker->env.counters.tcp_slow_closed++;
+                vd_count_add(&c->worker->env.counters.tcp_slow_closed, 1);
                 conn_close(c);
         }
 }
@@ -278,10 +279,10 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         if (c->denied) {
                 out_len = vd_query_refused(msg, len, w->out, VD_TCP_MAX);
                 if (out_len > 0) {
-                        w->env.counters.acl_refused++;
+                        vd_count_add(&w->env.counters.acl_refused, 1);
                         conn_send(c, w->out, out_len);
                 } else {
-                        w->env.counters.acl_dropped++;
+                        vd_count_add(&w->env.counters.acl_dropped, 1);
                 }
                 idle_restart(c);
                 return;
@@ -332,7 +333,7 @@ static void conn_process(vd_tcp_conn *c)
                 off += 2 + len;
                 unsigned max = c->worker->tcp_max_queries;
                 if (max > 0 && ++c->queries >= max && !c->closing) {
-                        c->worker->env.counters.tcp_query_limit_closed++;
+                        vd_count_add(&c->worker->env.counters.tcp_query_limit_closed, 1);
                         c->finishing = true; /* answer what is in flight, then close */
                         break;
                 }
@@ -414,7 +415,7 @@ static void reject(vd_worker *w, uv_stream_t *server)
         uv_tcp_init(&w->loop, t);
         (void)uv_accept(server, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, reject_on_close);
-        w->env.counters.tcp_rejected++;
+        vd_count_add(&w->env.counters.tcp_rejected, 1);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -452,6 +453,7 @@ static void on_connection(uv_stream_t *server, int status)
                 w->tcp_conns->prev = c;
         w->tcp_conns = c;
         w->tcp_count++;
+        vd_count_set(&w->tcp_open, w->tcp_count);
 
         if (uv_accept(server, (uv_stream_t *)&c->handle) < 0) {
                 conn_close(c);
@@ -464,7 +466,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         if (!vd_transport_allowed(w, (const struct sockaddr *)&c->peer)) {
                 if (w->deny_action == VD_DENY_DROP) {
-                        w->env.counters.acl_dropped++;
+                        vd_count_add(&w->env.counters.acl_dropped, 1);
                         conn_close(c);
                         return;
                 }
@@ -474,13 +476,13 @@ static void on_connection(uv_stream_t *server, int status)
                 int slot = vd_ratelimit_pending_acquire(
                     w->tcp_clients, (const struct sockaddr *)&c->peer, w->tcp_max_per_client);
                 if (slot == VD_PENDING_FULL) {
-                        w->env.counters.tcp_client_rejected++;
+                        vd_count_add(&w->env.counters.tcp_client_rejected, 1);
                         conn_close(c);
                         return;
                 }
                 c->client_slot = slot;
         }
-        w->env.counters.tcp_accepted++;
+        vd_count_add(&w->env.counters.tcp_accepted, 1);
         uv_tcp_nodelay(&c->handle, 1);
         reading_update(c);
         idle_restart(c);

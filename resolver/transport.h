@@ -3,6 +3,8 @@
  * close the UDP and TCP transports. Not a public contract: nothing else includes it.
  *
  * Threading: every field of a worker is touched only by the thread running its loop, except
+ * the counters and levels the metrics thread reads (env.counters, tcp_open, heartbeat_ns:
+ * written with vd_count_add / vd_count_set, read with vd_count_read),
  * stop_async (uv_async_send from the control thread), reload_async (uv_async_send from
  * whichever thread publishes, under the slot's mutex), the shared snapshot slot (under its
  * mutex), and everything before the thread starts or after it was joined. */
@@ -26,6 +28,8 @@
 #define VD_UDP_ROUNDS 16     /* recvmmsg batches per wake-up, then the loop's other handles */
 #define VD_UDP_SEND_BATCH 32 /* responses queued while a receive batch runs, per sendmmsg */
 #define VD_UDP_FREE_MAX 256  /* cached pending-reply records per worker */
+
+#define VD_HEARTBEAT_MS 250 /* a worker's liveness mark, for /health */
 
 #define VD_TCP_BACKLOG 256
 #define VD_TCP_MAX_INFLIGHT 32         /* forwarded queries per connection before pausing */
@@ -110,6 +114,18 @@ typedef struct vd_worker {
         /* tcp.c */
         struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */
         unsigned tcp_count;
+        uint64_t tcp_open; /* tcp_count, published for the metrics thread (vd_count_set) */
+
+        /* Liveness (server.c): a timer stores uv_hrtime() here every VD_HEARTBEAT_MS with
+         * vd_count_set; /health reads it. 0 until the loop first turned. */
+        uv_timer_t heartbeat;
+        bool heartbeat_ready; /* initialised: must be closed */
+        bool heartbeat_on;    /* the HTTP endpoint is on: the timer runs */
+        uint64_t heartbeat_ns;
+        /* The debug hook VPCDNS_DEBUG_STALL_WORKER: block this loop once, for stall_ms, at
+         * stall_at_ns (0: never). For tests of /health only. */
+        uint64_t stall_at_ns;
+        unsigned stall_ms;
 
         uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
 } vd_worker;

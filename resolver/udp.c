@@ -120,12 +120,12 @@ static void sendq_flush(vd_worker *w)
                 if (r > 0) {
                         i += (size_t)r;
                 } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                        w->env.counters.udp_send_dropped += run;
+                        vd_count_add(&w->env.counters.udp_send_dropped, run);
                         i += run;
                 } else if (r < 0 && errno == EINTR) {
                         continue;
                 } else {
-                        w->env.counters.udp_errors++;
+                        vd_count_add(&w->env.counters.udp_errors, 1);
                         i++;
                 }
         }
@@ -168,9 +168,9 @@ static void send_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_t 
                 r = sendmsg(l->fd, &msg, 0);
         while (r < 0 && errno == EINTR);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                w->env.counters.udp_send_dropped++;
+                vd_count_add(&w->env.counters.udp_send_dropped, 1);
         else if (r < 0)
-                w->env.counters.udp_errors++;
+                vd_count_add(&w->env.counters.udp_errors, 1);
 }
 
 /* Sends a response through the rate limiter. resp may be w->out. */
@@ -187,11 +187,11 @@ static void send_response(vd_worker *w, const vd_udp_listener *l, const uint8_t 
                         if (len == 0)
                                 return;
                         resp = w->out;
-                        w->env.counters.rrl_slipped++;
+                        vd_count_add(&w->env.counters.rrl_slipped, 1);
                         break;
                 case VD_RATELIMIT_DROP:
                 default:
-                        w->env.counters.rrl_dropped++;
+                        vd_count_add(&w->env.counters.rrl_dropped, 1);
                         return;
                 }
         }
@@ -222,10 +222,10 @@ static void handle_denied(vd_worker *w, const vd_udp_listener *l, const uint8_t 
         if (w->deny_action == VD_DENY_REFUSE)
                 n = vd_query_refused(pkt, len, w->out, VD_UDP_MIN);
         if (n == 0) {
-                w->env.counters.acl_dropped++;
+                vd_count_add(&w->env.counters.acl_dropped, 1);
                 return;
         }
-        w->env.counters.acl_refused++;
+        vd_count_add(&w->env.counters.acl_refused, 1);
         send_response(w, l, w->out, n, peer);
 }
 
@@ -247,7 +247,7 @@ static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_
 
         vd_udp_pending *p = pending_get(w);
         if (p == NULL) {
-                w->env.counters.udp_errors++;
+                vd_count_add(&w->env.counters.udp_errors, 1);
                 return;
         }
         p->listener = l;
@@ -293,7 +293,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                         if (recv(l->fd, io->rx_data[0], VD_UDP_SLOT, MSG_ERRQUEUE | MSG_DONTWAIT) <
                             0)
                                 break;
-                w->env.counters.udp_errors++;
+                vd_count_add(&w->env.counters.udp_errors, 1);
                 vd_transport_listener_error(w, "udp", l->fd, soerr > 0 ? -soerr : status,
                                             &l->last_error);
                 if (!w->stopping)
@@ -307,7 +307,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 if (got < 0) {
                         /* EAGAIN: another worker's socket took them, or a spurious wake-up */
                         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                                w->env.counters.udp_errors++;
+                                vd_count_add(&w->env.counters.udp_errors, 1);
                                 vd_transport_listener_error(w, "udp", l->fd, -errno,
                                                             &l->last_error);
                         }
@@ -318,7 +318,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                         struct msghdr *h = &io->rx[i].msg_hdr;
                         /* Larger than a slot: no DNS query over UDP is, so it is dropped. */
                         if (h->msg_flags & MSG_TRUNC)
-                                w->env.counters.udp_errors++;
+                                vd_count_add(&w->env.counters.udp_errors, 1);
                         else if (h->msg_namelen > 0)
                                 handle_datagram(w, l, io->rx_data[i], io->rx[i].msg_len,
                                                 (const struct sockaddr *)&io->rx_peer[i]);

@@ -86,6 +86,10 @@ typedef struct vd_config {
         unsigned stale_answer_ms;
         bool prefetch;
         char *user; /* owned, NULL when unset: stay as started */
+        /* The HTTP endpoint (metrics, health, readiness): at most one address; none = off. */
+        vd_addr metrics_listen[1];
+        size_t n_metrics_listen;
+        unsigned lameduck_ms; /* SIGTERM/SIGINT: /ready fails, answers go on this long */
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */

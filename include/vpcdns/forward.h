@@ -86,7 +86,24 @@ typedef struct vd_forward_counters {
         uint64_t failovers;        /* a query moved on to another server */
         unsigned servers_down;     /* servers avoided: failed since their last answer */
 } vd_forward_counters;
+/* Any thread while f is open (single-writer counters, read relaxed). */
 void vd_forwarder_counters_get(const vd_forwarder *f, vd_forward_counters *out);
+
+/* One upstream server's counters. Written by the forwarder's thread (vd_count_add/set);
+ * vd_forwarder_server_stats reads them from any thread while f is open. */
+typedef struct vd_forward_server_stats {
+        vd_addr addr;
+        uint64_t queries;        /* sends to this server (retries and probes included) */
+        uint64_t timeouts;       /* sends it did not answer in time */
+        uint64_t failures;       /* sends that ended in an error other than a timeout */
+        uint64_t mismatches;     /* datagrams from it dropped: ID, question or letter case */
+        uint64_t budget_refused; /* sends not made: over its upstream_max_qps */
+        uint64_t up;             /* 1 while it is not failing (answered since its last failure) */
+} vd_forward_server_stats;
+/* The number of upstream servers f knows (default and rules). */
+size_t vd_forwarder_n_servers(const vd_forwarder *f);
+/* Copies server i's counters into *out (any thread; i < vd_forwarder_n_servers). */
+void vd_forwarder_server_stats(const vd_forwarder *f, size_t i, vd_forward_server_stats *out);
 
 /* Cancels every pending query (their callbacks run with -ECANCELED), closes every handle and frees
  * the forwarder once libuv has closed them; the loop can then end. */

@@ -80,6 +80,7 @@ typedef struct vd_resolver_counters {
         uint64_t prefetches; /* background refreshes started */
         uint64_t servfails;  /* no answer and nothing stale */
 } vd_resolver_counters;
+/* Any thread while r is open (the counters are single-writer, read relaxed). */
 void vd_resolver_counters_get(const vd_resolver *r, vd_resolver_counters *out);
 
 #endif

@@ -29,8 +29,14 @@ void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg);
  * snapshot the server holds. Not concurrently with vd_server_free. */
 void vd_server_publish(vd_server *srv, vd_snapshot *snap);
 
+/* Any thread: the AWS endpoints the local data now serves, reported by /metrics (the snapshot
+ * itself does not know them). */
+void vd_server_note_endpoints(vd_server *srv, size_t endpoints);
+
 /* Runs until SIGINT or SIGTERM, then stops accepting, lets pending work finish or cancel,
- * closes every handle. Returns 0 on a clean stop. */
+ * closes every handle. Returns 0 on a clean stop. With the HTTP endpoint (metrics_listen) and
+ * lameduck_ms, the first signal only makes /ready fail and the stop follows lameduck_ms later;
+ * a second one stops at once. */
 int vd_server_run(vd_server *srv);
 
 void vd_server_free(vd_server *srv);

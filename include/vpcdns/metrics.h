@@ -1,0 +1,71 @@
+/* metrics.h — the HTTP endpoint (GET /metrics, /health, /ready) and the Prometheus text
+ * exposition format (0.0.4) helpers that every module's metrics writer uses.
+ *
+ * The endpoint runs on its own thread (libmicrohttpd's internal polling thread), never on a
+ * worker: a slow or hostile HTTP client costs that thread only. It is bounded: a few
+ * connections, a per-connection timeout and a small per-connection memory limit; only GET of
+ * the three paths is served (404 otherwise, 405 for another method on them). The handlers run
+ * on the HTTP thread and must only read what workers publish with vd_count_read (counters.h)
+ * or under a lock; they must never block on a worker.
+ *
+ * Exposition: a writer gets a FILE* (an open_memstream buffer) and writes families with
+ * vd_prom_family, then samples with vd_prom_sample*. Names are vpcdns_..., counters end in
+ * _total, units are seconds and bytes. */
+#ifndef VPCDNS_METRICS_H
+#define VPCDNS_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vpcdns/addr.h"
+#include "vpcdns/common.h"
+
+/* What the endpoint serves; each callback runs on the HTTP thread. */
+typedef struct vd_http_handlers {
+        void *arg;
+        /* Writes the whole /metrics body. */
+        void (*metrics)(void *arg, FILE *out);
+        /* true when healthy (live); otherwise writes the reason into why. */
+        bool (*health)(void *arg, char *why, size_t cap);
+        /* true when ready for traffic; otherwise writes the reason into why. */
+        bool (*ready)(void *arg, char *why, size_t cap);
+} vd_http_handlers;
+
+typedef struct vd_http vd_http;
+
+/* Limits of the endpoint (a scraper and a couple of probes need little). */
+#define VD_HTTP_MAX_CONNECTIONS 16   /* further connections are refused by the HTTP thread */
+#define VD_HTTP_TIMEOUT_S 5          /* an idle or slow connection is closed after this */
+#define VD_HTTP_MEMORY (32 * 1024)   /* per connection: a larger request header gets 431/413 */
+#define VD_HTTP_PER_IP_CONNECTIONS 8 /* connections from one client address */
+
+/* Binds addr and starts the HTTP thread. h is copied. 0, or a negative code with err set. */
+int vd_http_start(const vd_addr *addr, const vd_http_handlers *h, vd_http **out, vd_error *err);
+/* Stops the thread (waits for a request being answered) and frees everything. NULL is fine. */
+void vd_http_stop(vd_http *h);
+
+/* The /metrics body as the endpoint makes it (for tests): a malloc'd NUL-terminated string. */
+char *vd_http_render_metrics(const vd_http_handlers *h, size_t *len);
+
+/* ---- the exposition format ---------------------------------------------------------- */
+
+#define VD_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* "# HELP name help" and "# TYPE name type" (type: counter, gauge); help is escaped
+ * (backslash and newline). */
+void vd_prom_family(FILE *out, const char *name, const char *type, const char *help);
+/* A label value, escaped: backslash, double quote and newline. */
+void vd_prom_label_value(FILE *out, const char *value);
+/* "name value" or "name{key="value"} value" (one label, or none when key is NULL). */
+void vd_prom_sample(FILE *out, const char *name, const char *key, const char *value, uint64_t v);
+/* The same with a value that is not a whole number. */
+void vd_prom_sample_double(FILE *out, const char *name, const char *key, const char *value,
+                           double v);
+/* The standard process metrics, from /proc/self: process_cpu_seconds_total,
+ * process_resident_memory_bytes, process_open_fds, process_max_fds,
+ * process_start_time_seconds. What cannot be read is left out. */
+void vd_prom_process(FILE *out);
+
+#endif
