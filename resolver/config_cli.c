@@ -27,6 +27,7 @@ enum flag_id {
         FLAG_WORKERS,
         FLAG_ALLOW,
         FLAG_USER,
+        FLAG_QUERY_LOG,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -57,6 +58,10 @@ static const vd_config_flag flags[N_FLAGS] = {
                      "default loopback, RFC 1918, link-local, fc00::/7 and\n"
                      "100.64.0.0/10); others get REFUSED (deny_action: drop)"},
     F(FLAG_USER) = {"user", 0, "USER", "after binding, drop root privileges to this user"},
+    F(FLAG_QUERY_LOG) = {"query-log", 0, "FORMAT:PATH",
+                         "log every answer: route53:FILE (JSON lines),\n"
+                         "dnstap:FILE or dnstap:unix:SOCKET (Frame Streams);\n"
+                         "the key query_log also sets a sample"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -218,6 +223,13 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                 cfg->user = user;
                 return 0;
         }
+        case FLAG_QUERY_LOG:
+                if (!vd_cfg_parse_qlog_target(arg, &cfg->query_log))
+                        return vd_error_set(err,
+                                            "--query-log: expected route53:FILE, dnstap:FILE or "
+                                            "dnstap:unix:SOCKET, got '%s'",
+                                            arg);
+                return 0;
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;

@@ -72,6 +72,9 @@ struct vd_server {
         uv_signal_t sigint;
         uv_signal_t sigterm;
         uv_signal_t sighup;
+        /* The query log (qlog.h): NULL when off; SIGUSR1 reopens its file. */
+        vd_qlog *qlog;
+        uv_signal_t sigusr1;
         bool stopping; /* control thread only: no more reloads once the stop began */
         vd_reload_fn reload;
         void *reload_arg;
@@ -567,6 +570,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
                 }
         }
 
+        w->qlog = vd_qlog_ring_get(srv->qlog, index);
         w->env.loop = &w->loop;
         w->env.loop_probe = &srv->probe;
         w->cache = srv->cache;
@@ -645,6 +649,11 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                 r = vd_error_set(err, "out of memory");
                 goto fail;
         }
+        if (cfg->query_log.format != VD_QLOG_OFF) {
+                r = vd_qlog_new(&cfg->query_log, srv->n_workers, &srv->qlog, err);
+                if (r < 0)
+                        goto fail;
+        }
         srv->workers = calloc(srv->n_workers, sizeof(srv->workers[0]));
         if (srv->workers == NULL) {
                 r = vd_error_set(err, "out of memory");
@@ -672,6 +681,7 @@ static void stop_everything(vd_server *srv)
                 uv_close((uv_handle_t *)&srv->sigint, NULL);
                 uv_close((uv_handle_t *)&srv->sigterm, NULL);
                 uv_close((uv_handle_t *)&srv->sighup, NULL);
+                uv_close((uv_handle_t *)&srv->sigusr1, NULL);
         }
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 vd_worker *w = srv->workers[i];
@@ -750,6 +760,18 @@ static void on_sighup(uv_signal_t *s, int signum)
                sum.records, sum.zones);
 }
 
+/* SIGUSR1: reopen the query log (after logrotate moved it); without one, only a word. */
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+        vd_server *srv = s->data;
+        (void)signum;
+        if (srv->qlog == NULL) {
+                vd_log(VD_LOG_INFO, "reopen_ignored", "signal=SIGUSR1 reason=\"no query log\"");
+                return;
+        }
+        vd_qlog_reopen(srv->qlog);
+}
+
 static void log_start(const vd_server *srv)
 {
         char addrs[VD_MAX_LISTEN * 50] = "";
@@ -817,6 +839,8 @@ int vd_server_run(vd_server *srv)
         uv_signal_init(&srv->control, &srv->sigint);
         uv_signal_init(&srv->control, &srv->sigterm);
         uv_signal_init(&srv->control, &srv->sighup);
+        uv_signal_init(&srv->control, &srv->sigusr1);
+        srv->sigusr1.data = srv;
         srv->sigint.data = srv;
         srv->sigterm.data = srv;
         srv->sighup.data = srv;
@@ -826,6 +850,14 @@ int vd_server_run(vd_server *srv)
                 r = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
         if (r == 0)
                 r = uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+        if (r == 0)
+                r = uv_signal_start(&srv->sigusr1, on_sigusr1, SIGUSR1);
+        if (r == 0 && srv->qlog != NULL) {
+                r = vd_qlog_start(srv->qlog);
+                if (r < 0)
+                        vd_log(VD_LOG_ERROR, "server_error", "what=query_log_thread error=\"%s\"",
+                               uv_strerror(r));
+        }
         if (r == 0) {
                 r = uv_async_init(&srv->control, &srv->fail_async, on_failure);
                 srv->fail_async.data = srv;
@@ -892,6 +924,7 @@ void vd_server_free(vd_server *srv)
                         worker_free(srv->workers[i]);
                 free(srv->workers);
         }
+        vd_qlog_free(srv->qlog); /* after the workers: it writes what they left, then closes */
         vd_inflight_free(srv->inflight); /* after the workers' resolvers */
         vd_cache_free(srv->cache);       /* after the workers that borrow it */
         vd_ratelimit_free(srv->rrl);

@@ -17,6 +17,7 @@
 #include "vpcdns/acl.h"
 #include "vpcdns/config.h"
 #include "vpcdns/forward.h"
+#include "vpcdns/qlog.h"
 #include "vpcdns/query.h"
 #include "vpcdns/ratelimit.h"
 #include "vpcdns/resolve.h"
@@ -47,8 +48,9 @@ struct vd_udp_io;
 struct vd_tcp_conn;
 
 typedef struct vd_udp_listener {
-        uv_poll_t handle; /* readable: udp.c reads it; handle.data points back here */
-        int fd;           /* the socket, owned here; -1 until it is open */
+        uv_poll_t handle;              /* readable: udp.c reads it; handle.data points back here */
+        int fd;                        /* the socket, owned here; -1 until it is open */
+        struct sockaddr_storage local; /* its bound address, for the query log */
         struct vd_worker *worker;
         bool open; /* initialised: must be closed */
 } vd_udp_listener;
@@ -109,6 +111,9 @@ typedef struct vd_worker {
         struct vd_tcp_conn *tcp_conns; /* open (not closing) connections */
         unsigned tcp_count;
 
+        /* The query log: this worker's ring (qlog.h), NULL when logging is off. */
+        struct vd_qlog_ring *qlog;
+
         uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
 } vd_worker;
 
@@ -117,6 +122,20 @@ typedef struct vd_worker {
 static inline bool vd_transport_allowed(const vd_worker *w, const struct sockaddr *client)
 {
         return vd_acl_match(w->allow, w->n_allow, client);
+}
+
+/* The query log's hook, for both transports: one entry when logging is on and the message
+ * is in the sample. */
+static inline void vd_transport_qlog(vd_worker *w, unsigned kind, bool tcp,
+                                     const struct sockaddr *peer, const struct sockaddr *local,
+                                     const uint8_t *msg, size_t len)
+{
+        uint16_t port = peer->sa_family == AF_INET6
+                            ? ((const struct sockaddr_in6 *)(const void *)peer)->sin6_port
+                            : ((const struct sockaddr_in *)(const void *)peer)->sin_port;
+        if (vd_qlog_sampled(w->qlog, msg, len, port))
+                vd_qlog_put(w->qlog, kind, tcp, peer, local, msg, len,
+                            &w->env.counters.query_log_dropped);
 }
 
 /* udp.c */
