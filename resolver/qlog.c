@@ -1,6 +1,6 @@
-/* qlog.c — owns the query log (qlog.h): the workers' rings, the writer thread and the two
- * output formats (Route 53 Resolver style JSON lines through cJSON and ldns; dnstap frames
- * from dnstap_pb.c through libfstrm). A worker only copies bytes into its own ring and never
+/* qlog.c — owns the query log (qlog.h): the workers' rings, the writer thread and the output
+ * (route53 lines from qlog_route53.c to a file; dnstap frames from dnstap_pb.c through
+ * libfstrm). A worker only copies bytes into its own ring and never
  * waits, formats, allocates or takes a lock; everything else happens on the writer thread. */
 #include <errno.h>
 #include <fstrm.h>
@@ -13,8 +13,6 @@
 #include <uv.h>
 
 #include <arpa/inet.h>
-#include <cjson/cJSON.h>
-#include <ldns/ldns.h>
 
 #include "vpcdns/counters.h"
 #include "vpcdns/dnstap_pb.h"
@@ -27,6 +25,9 @@
 #define ALIGN 8
 #define KIND_PAD 0
 #define FRAME_MAX (VD_TCP_MAX + 512)
+/* A route53 line: rdata text takes at most 6 characters a byte (\\DDD, its backslash
+ * escaped in JSON) */
+#define LINE_MAX_BYTES (6 * VD_TCP_MAX + 4096)
 
 /* One entry in a ring; the message follows, and the whole is padded to ALIGN. */
 typedef struct rec {
@@ -68,6 +69,10 @@ struct vd_qlog {
         uint64_t socket_retry_at;   /* ms (uv_hrtime) */
         uint64_t unwritten;         /* entries the writer could not write (no socket) */
         uint8_t frame[FRAME_MAX];
+        char line[LINE_MAX_BYTES];
+        char stamp[32]; /* "YYYY-MM-DDTHH:MM:SS" of stamp_sec */
+        size_t stamp_len;
+        int64_t stamp_sec;
 };
 
 static size_t align_up(size_t n)
@@ -221,100 +226,42 @@ static void addr_text(const rec *e, const uint8_t *addr, char *out, size_t cap)
                 snprintf(out, cap, "?");
 }
 
-static void add_free_string(cJSON *o, const char *name, char *text)
-{
-        cJSON_AddStringToObject(o, name, text != NULL ? text : "");
-        free(text);
-}
-
 /* One line of the Route 53 Resolver query log for a response. */
 static void write_route53(vd_qlog *q, const rec *e, const uint8_t *msg)
 {
-        ldns_pkt *pkt = NULL;
-        if (ldns_wire2pkt(&pkt, msg, e->len) != LDNS_STATUS_OK)
-                pkt = NULL;
-        cJSON *o = cJSON_CreateObject();
-        if (o == NULL) {
-                ldns_pkt_free(pkt);
-                return;
+        char stamp[40], src[INET6_ADDRSTRLEN], local[INET6_ADDRSTRLEN], endpoint[64];
+        if (e->sec != q->stamp_sec || q->stamp_len == 0) { /* a new second: gmtime once */
+                struct tm tm;
+                time_t sec = (time_t)e->sec;
+                gmtime_r(&sec, &tm);
+                q->stamp_len = strftime(q->stamp, sizeof(q->stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+                q->stamp_sec = e->sec;
         }
-        char text[64], stamp[40];
-        struct tm tm;
-        time_t sec = (time_t)e->sec;
-        gmtime_r(&sec, &tm);
-        size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(stamp + n, sizeof(stamp) - n, ".%03uZ", e->nsec / 1000000);
-
-        cJSON_AddStringToObject(o, "version", "1.100000");
-        cJSON_AddStringToObject(o, "account_id", "");
-        cJSON_AddStringToObject(o, "region", "");
-        cJSON_AddStringToObject(o, "vpc_id", "");
-        cJSON_AddStringToObject(o, "query_timestamp", stamp);
-        const ldns_rr *question = NULL;
-        if (pkt != NULL && ldns_pkt_qdcount(pkt) > 0)
-                question = ldns_rr_list_rr(ldns_pkt_question(pkt), 0);
-        if (question != NULL) {
-                add_free_string(o, "query_name", ldns_rdf2str(ldns_rr_owner(question)));
-                add_free_string(o, "query_type", ldns_rr_type2str(ldns_rr_get_type(question)));
-                add_free_string(o, "query_class", ldns_rr_class2str(ldns_rr_get_class(question)));
-        } else {
-                cJSON_AddStringToObject(o, "query_name", "");
-                cJSON_AddStringToObject(o, "query_type", "");
-                cJSON_AddStringToObject(o, "query_class", "");
-        }
-        const char *rcode = "";
-        ldns_lookup_table *lt = NULL;
-        if (pkt != NULL)
-                lt = ldns_lookup_by_id(ldns_rcodes, (int)ldns_pkt_get_rcode(pkt));
-        else if (e->len >= 4)
-                lt = ldns_lookup_by_id(ldns_rcodes, msg[3] & 0xF);
-        if (lt != NULL)
-                rcode = lt->name;
-        cJSON_AddStringToObject(o, "rcode", rcode);
-        cJSON *answers = cJSON_AddArrayToObject(o, "answers");
-        ldns_rr_list *an = pkt != NULL ? ldns_pkt_answer(pkt) : NULL;
-        for (size_t i = 0; answers != NULL && an != NULL && i < ldns_rr_list_rr_count(an); i++) {
-                const ldns_rr *rr = ldns_rr_list_rr(an, i);
-                ldns_buffer *b = ldns_buffer_new(256);
-                if (b == NULL)
-                        break;
-                for (size_t k = 0; k < ldns_rr_rd_count(rr); k++) {
-                        if (k > 0)
-                                ldns_buffer_printf(b, " ");
-                        ldns_rdf2buffer_str(b, ldns_rr_rdf(rr, k));
-                }
-                cJSON *a = cJSON_CreateObject();
-                char *rdata = ldns_buffer_export2str(b);
-                ldns_buffer_free(b);
-                add_free_string(a, "Rdata", rdata);
-                add_free_string(a, "Type", ldns_rr_type2str(ldns_rr_get_type(rr)));
-                add_free_string(a, "Class", ldns_rr_class2str(ldns_rr_get_class(rr)));
-                cJSON_AddItemToArray(answers, a);
-        }
-        addr_text(e, e->addr, text, sizeof(text));
-        cJSON_AddStringToObject(o, "srcaddr", text);
-        snprintf(text, sizeof(text), "%u", (unsigned)e->port);
-        cJSON_AddStringToObject(o, "srcport", text);
-        cJSON_AddStringToObject(o, "transport", e->tcp ? "TCP" : "UDP");
-        cJSON *ids = cJSON_AddObjectToObject(o, "srcids");
-        if (ids != NULL) {
-                char local[INET6_ADDRSTRLEN + 2];
-                if (e->has_local)
-                        addr_text(e, e->local_addr, local, sizeof(local));
-                else
-                        snprintf(local, sizeof(local), "?");
-                snprintf(text, sizeof(text), e->family == AF_INET6 ? "[%s]:%u" : "%s:%u", local,
-                         (unsigned)e->local_port);
-                cJSON_AddStringToObject(ids, "resolver_endpoint", text);
-        }
-        char *line = cJSON_PrintUnformatted(o);
-        if (line != NULL && q->file != NULL) {
-                fputs(line, q->file);
-                fputc('\n', q->file);
-        }
-        free(line);
-        cJSON_Delete(o);
-        ldns_pkt_free(pkt);
+        unsigned ms = e->nsec / 1000000;
+        memcpy(stamp, q->stamp, q->stamp_len);
+        stamp[q->stamp_len] = '.';
+        stamp[q->stamp_len + 1] = (char)('0' + ms / 100);
+        stamp[q->stamp_len + 2] = (char)('0' + ms / 10 % 10);
+        stamp[q->stamp_len + 3] = (char)('0' + ms % 10);
+        memcpy(stamp + q->stamp_len + 4, "Z", 2);
+        addr_text(e, e->addr, src, sizeof(src));
+        if (e->has_local)
+                addr_text(e, e->local_addr, local, sizeof(local));
+        else
+                snprintf(local, sizeof(local), "?");
+        snprintf(endpoint, sizeof(endpoint), e->family == AF_INET6 ? "[%s]:%u" : "%s:%u", local,
+                 (unsigned)e->local_port);
+        vd_qlog_route53_meta m = {.account_id = "",
+                                  .region = "",
+                                  .vpc_id = "",
+                                  .timestamp = stamp,
+                                  .srcaddr = src,
+                                  .srcport = e->port,
+                                  .tcp = e->tcp,
+                                  .endpoint = endpoint};
+        size_t len = vd_qlog_route53_format(msg, e->len, &m, q->line, sizeof(q->line));
+        if (len > 0 && q->file != NULL)
+                fwrite(q->line, 1, len, q->file);
 }
 
 static void write_dnstap(vd_qlog *q, const rec *e, const uint8_t *msg)

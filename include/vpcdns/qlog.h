@@ -52,4 +52,20 @@ bool vd_qlog_sampled(const vd_qlog_ring *r, const uint8_t *msg, size_t len, uint
 void vd_qlog_put(vd_qlog_ring *r, unsigned kind, bool tcp, const struct sockaddr *peer,
                  const struct sockaddr *local, const uint8_t *msg, size_t len, uint64_t *dropped);
 
+/* What a route53 line holds besides the response itself (all text NUL-terminated). */
+typedef struct vd_qlog_route53_meta {
+        const char *account_id, *region, *vpc_id; /* "" when unknown */
+        const char *timestamp;                    /* 2026-12-03T04:59:13.899Z */
+        const char *srcaddr;
+        unsigned srcport;
+        bool tcp;
+        const char *endpoint; /* our address:port, for srcids.resolver_endpoint */
+} vd_qlog_route53_meta;
+
+/* One line of the route53 format, newline included, for a response's wire form (any bytes:
+ * what cannot be read is left empty). Returns its length, or 0 when cap is too small; never
+ * allocates. */
+size_t vd_qlog_route53_format(const uint8_t *msg, size_t len, const vd_qlog_route53_meta *m,
+                              char *buf, size_t cap);
+
 #endif
