@@ -274,17 +274,25 @@ static void write_dnstap(vd_qlog *q, const rec *e, const uint8_t *msg)
                 q->unwritten++;
                 return;
         }
-        bool query = e->kind == VD_QLOG_QUERY;
+        bool query = e->kind == VD_QLOG_QUERY || e->kind == VD_QLOG_FWD_QUERY;
         vd_dnstap_msg m = {
-            .type = query ? VD_DNSTAP_CLIENT_QUERY : VD_DNSTAP_CLIENT_RESPONSE,
             .family = e->family == AF_INET6 ? VD_DNSTAP_INET6 : VD_DNSTAP_INET,
             .protocol = e->tcp ? VD_DNSTAP_TCP : VD_DNSTAP_UDP,
-            .query_address = e->addr,
-            .response_address = e->has_local ? e->local_addr : NULL,
             .address_len = e->family == AF_INET6 ? 16 : 4,
-            .query_port = e->port,
-            .response_port = e->has_local ? e->local_port : 0,
         };
+        if (e->kind == VD_QLOG_QUERY || e->kind == VD_QLOG_RESPONSE) {
+                /* the client asked (query_*), we answered (response_*) */
+                m.type = query ? VD_DNSTAP_CLIENT_QUERY : VD_DNSTAP_CLIENT_RESPONSE;
+                m.query_address = e->addr;
+                m.query_port = e->port;
+                m.response_address = e->has_local ? e->local_addr : NULL;
+                m.response_port = e->has_local ? e->local_port : 0;
+        } else {
+                /* we asked the upstream: it is the responder; our source is not known here */
+                m.type = query ? VD_DNSTAP_FORWARDER_QUERY : VD_DNSTAP_FORWARDER_RESPONSE;
+                m.response_address = e->addr;
+                m.response_port = e->port;
+        }
         if (query) {
                 m.has_query_time = true;
                 m.query_time_sec = (uint64_t)e->sec;
@@ -317,7 +325,7 @@ static size_t drain(vd_qlog *q, vd_qlog_ring *r)
         uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
         while (tail < head) {
                 const rec *e = (const rec *)(const void *)(r->buf + (tail & (r->cap - 1)));
-                if (e->kind == VD_QLOG_RESPONSE || e->kind == VD_QLOG_QUERY) {
+                if (e->kind != KIND_PAD) {
                         const uint8_t *msg = (const uint8_t *)(e + 1);
                         if (q->cfg.format == VD_QLOG_DNSTAP)
                                 write_dnstap(q, e, msg);

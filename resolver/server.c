@@ -475,6 +475,9 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                     .ports_per_server = cfg->upstream_ports,
                     .use_0x20 = cfg->upstream_0x20,
                     .timeout_ms = cfg->upstream_timeout_ms,
+                    /* upstream traffic goes in dnstap only */
+                    .qlog = cfg->query_log.format == VD_QLOG_DNSTAP ? w->qlog : NULL,
+                    .qlog_dropped = &w->env.counters.query_log_dropped,
                 };
                 if (r == 0)
                         r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);

@@ -30,6 +30,9 @@ typedef struct vd_qlog_ring vd_qlog_ring;
 /* What one entry is: a client's query, our response to it. */
 #define VD_QLOG_QUERY 1
 #define VD_QLOG_RESPONSE 2
+/* What we sent upstream and what came back (dnstap only; peer is then the upstream). */
+#define VD_QLOG_FWD_QUERY 3
+#define VD_QLOG_FWD_RESPONSE 4
 
 /* Opens the log (a dnstap socket that is not there yet is tried again later) and makes one
  * ring per worker. Test hooks, read here: VPCDNS_TEST_QLOG_RING_KIB (ring size, default

@@ -151,6 +151,11 @@ def test_dnstap_file_reads_back(nsd, tmp_path):
                 if " %s " % kind in l and addr in l and proto in l and '"%s" IN %s' % (name, rdtype) in l
             ]
             assert len(want) == 1, (kind, addr, proto, name, text)
+    # the forwarded question went to NSD and came back: FQ and FR with NSD's address
+    for kind in ("FQ", "FR"):
+        want = [l for l in lines if " %s " % kind in l and '"www.example.com." in aaaa' in l.lower()]
+        assert len(want) == 1, (kind, text)
+        assert "127.0.0.1" in want[0], want[0]
 
 
 @pytest.mark.skipif(
