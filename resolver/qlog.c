@@ -56,6 +56,7 @@ struct vd_qlog_ring {
 
 struct vd_qlog {
         vd_config_qlog cfg;
+        vd_qlog_ids ids;
         unsigned n_rings;
         vd_qlog_ring *rings;
         uv_thread_t thread;
@@ -251,9 +252,9 @@ static void write_route53(vd_qlog *q, const rec *e, const uint8_t *msg)
                 snprintf(local, sizeof(local), "?");
         snprintf(endpoint, sizeof(endpoint), e->family == AF_INET6 ? "[%s]:%u" : "%s:%u", local,
                  (unsigned)e->local_port);
-        vd_qlog_route53_meta m = {.account_id = "",
-                                  .region = "",
-                                  .vpc_id = "",
+        vd_qlog_route53_meta m = {.account_id = q->ids.account_id,
+                                  .region = q->ids.region,
+                                  .vpc_id = q->ids.vpc_id,
                                   .timestamp = stamp,
                                   .srcaddr = src,
                                   .srcport = e->port,
@@ -376,13 +377,16 @@ static unsigned env_uint(const char *name, unsigned def, unsigned max)
         return n > max ? max : (unsigned)n;
 }
 
-int vd_qlog_new(const vd_config_qlog *cfg, unsigned n_rings, vd_qlog **out, vd_error *err)
+int vd_qlog_new(const vd_config_qlog *cfg, const vd_qlog_ids *ids, unsigned n_rings, vd_qlog **out,
+                vd_error *err)
 {
         *out = NULL;
         vd_qlog *q = calloc(1, sizeof(*q));
         if (q == NULL)
                 return vd_error_set(err, "query log: out of memory");
         q->cfg = *cfg;
+        if (ids != NULL)
+                q->ids = *ids;
         q->stall_ms = env_uint("VPCDNS_TEST_QLOG_STALL_MS", 0, 60000);
         size_t kib = env_uint("VPCDNS_TEST_QLOG_RING_KIB", RING_DEFAULT_KIB, 1u << 20);
         size_t cap = 4096;

@@ -34,10 +34,22 @@ typedef struct vd_qlog_ring vd_qlog_ring;
 #define VD_QLOG_FWD_QUERY 3
 #define VD_QLOG_FWD_RESPONSE 4
 
+/* The account, region and VPC a route53 line names ("" when unknown). */
+typedef struct vd_qlog_ids {
+        char account_id[32];
+        char region[32];
+        char vpc_id[64];
+} vd_qlog_ids;
+
+/* Reads them from DIR/describe-vpc-endpoints.json of each snapshot directory: OwnerId, VpcId
+ * and the region inside ServiceName, each kept only when every endpoint agrees on it. */
+void vd_qlog_ids_read(char *const *dirs, size_t n_dirs, vd_qlog_ids *ids);
+
 /* Opens the log (a dnstap socket that is not there yet is tried again later) and makes one
  * ring per worker. Test hooks, read here: VPCDNS_TEST_QLOG_RING_KIB (ring size, default
  * 1024 KiB) and VPCDNS_TEST_QLOG_STALL_MS (the writer sleeps that long before each pass). */
-int vd_qlog_new(const vd_config_qlog *cfg, unsigned n_rings, vd_qlog **out, vd_error *err);
+int vd_qlog_new(const vd_config_qlog *cfg, const vd_qlog_ids *ids, unsigned n_rings, vd_qlog **out,
+                vd_error *err);
 vd_qlog_ring *vd_qlog_ring_get(vd_qlog *q, unsigned index);
 /* Starts the writer thread. */
 int vd_qlog_start(vd_qlog *q);

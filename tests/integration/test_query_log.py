@@ -104,6 +104,10 @@ def test_route53_lines_field_by_field(nsd, tmp_path):
         for key, kind in FIELDS.items():
             assert isinstance(line[key], kind), (key, line)
         assert line["version"] == "1.100000"
+        # from the snapshot's describe-vpc-endpoints.json (every endpoint agrees)
+        assert line["account_id"] == "123456789012"
+        assert line["region"] == "eu-west-1"
+        assert line["vpc_id"] == "vpc-0e1d2c3b4a5968778"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["query_timestamp"]), line
         assert line["query_name"] == name
         assert line["query_type"] == rdtype
@@ -198,6 +202,17 @@ def test_sigusr1_reopens_after_rename(nsd, tmp_path):
     new = [l["query_name"] for l in read_lines(log)]
     assert "mx1.corp.example." in old and "www.example.com." not in old
     assert new == ["www.example.com."]
+
+
+def test_ids_are_empty_without_a_snapshot(nsd, tmp_path):
+    log = tmp_path / "q.log"
+    upstream = "%s:%d" % nsd
+    argv = lambda port: vdtest.vpcdns_argv(port, upstream, snapshot=None, extra=["--query-log", "route53:%s" % log])
+    d = vdtest.start_vpcdns(tmp_path, upstream, argv=argv, probe="www.corp.example")
+    d.v4.query("www.corp.example.", "A")
+    stop(d)
+    lines = read_lines(log)
+    assert lines and all((l["account_id"], l["region"], l["vpc_id"]) == ("", "", "") for l in lines)
 
 
 def test_sigusr1_without_a_query_log_is_harmless(nsd, tmp_path):
