@@ -28,6 +28,7 @@ enum flag_id {
         FLAG_ALLOW,
         FLAG_USER,
         FLAG_METRICS_LISTEN,
+        FLAG_QUERY_LOG,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -61,6 +62,10 @@ static const vd_config_flag flags[N_FLAGS] = {
     F(FLAG_METRICS_LISTEN) = {"metrics-listen", 0, "ADDR:PORT",
                               "HTTP address for /metrics, /health and /ready\n"
                               "(default: off)"},
+    F(FLAG_QUERY_LOG) = {"query-log", 0, "FORMAT:PATH",
+                         "log every answer: route53:FILE (JSON lines),\n"
+                         "dnstap:FILE or dnstap:unix:SOCKET (Frame Streams);\n"
+                         "the key query_log also sets a sample"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -230,6 +235,13 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                                             arg);
                 cfg->metrics_listen[0] = addr;
                 cfg->n_metrics_listen = 1;
+                return 0;
+        case FLAG_QUERY_LOG:
+                if (!vd_cfg_parse_qlog_target(arg, &cfg->query_log))
+                        return vd_error_set(err,
+                                            "--query-log: expected route53:FILE, dnstap:FILE or "
+                                            "dnstap:unix:SOCKET, got '%s'",
+                                            arg);
                 return 0;
         case FLAG_CHECK:
                 cfg->check = true;

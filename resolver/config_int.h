@@ -24,6 +24,11 @@ bool vd_cfg_parse_deny(const char *text, vd_deny_action *out);
 /* A user name or numeric id as getpwnam/getpwuid take it: printable, no blank, ':' or '/', not
  * starting with '-'. Whether the user exists is checked when it is used. */
 bool vd_cfg_user_ok(const char *text);
+/* Query log settings: "route53" or "dnstap"; a share "0" to "1" with at most six decimals
+ * ("0.25") as queries per million; "FORMAT:PATH" (the flag's form, sample 1). */
+bool vd_cfg_parse_qlog_format(const char *text, vd_qlog_format *out);
+bool vd_cfg_parse_qlog_sample(const char *text, unsigned *ppm);
+bool vd_cfg_parse_qlog_target(const char *text, vd_config_qlog *out);
 
 /* The value of key k in cfg, and for a list its item count. */
 void *vd_cfg_field(vd_config *cfg, const vd_config_key *k);

@@ -133,6 +133,12 @@ static const vd_config_key keys[] = {
      .doc = "HTTP address for GET /metrics (Prometheus), /health and /ready"},
     UINT("lameduck_ms", lameduck_ms, 0, 600000, 5000,
          "on SIGTERM or SIGINT: not ready at once, answers go on this long; 0 = off"),
+    {.name = "query_log",
+     .type = VD_KEY_QLOG,
+     .offset = FIELD(query_log),
+     .expected = "a query log {format: route53 or dnstap, path: FILE, sample: 0 to 1}",
+     .default_text = "off",
+     .doc = "log answers: {format: route53 or dnstap, path: FILE, sample: 0 to 1}"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -186,6 +192,15 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
                 snprintf(out, cap, "%s",
                          *(char *const *)field != NULL ? *(char *const *)field : "");
                 return *(char *const *)field != NULL;
+        case VD_KEY_QLOG: {
+                const vd_config_qlog *q = field;
+                if (q->format == VD_QLOG_OFF)
+                        break;
+                snprintf(out, cap, "%s:%s sample=%u.%06u",
+                         q->format == VD_QLOG_DNSTAP ? "dnstap" : "route53", q->path,
+                         q->sample_ppm / VD_QLOG_SAMPLE_ALL, q->sample_ppm % VD_QLOG_SAMPLE_ALL);
+                return true;
+        }
         case VD_KEY_ADDRS:
         case VD_KEY_PATHS:
         case VD_KEY_CIDRS:
@@ -288,5 +303,60 @@ bool vd_cfg_user_ok(const char *text)
                 if (c <= 0x20 || c >= 0x7f || c == ':' || c == '/')
                         return false;
         }
+        return true;
+}
+
+bool vd_cfg_parse_qlog_format(const char *text, vd_qlog_format *out)
+{
+        if (strcmp(text, "route53") == 0)
+                *out = VD_QLOG_ROUTE53;
+        else if (strcmp(text, "dnstap") == 0)
+                *out = VD_QLOG_DNSTAP;
+        else
+                return false;
+        return true;
+}
+
+bool vd_cfg_parse_qlog_sample(const char *text, unsigned *ppm)
+{
+        unsigned whole, frac = 0, scale = VD_QLOG_SAMPLE_ALL;
+        if (text[0] != '0' && text[0] != '1')
+                return false;
+        whole = (unsigned)(text[0] - '0');
+        const char *p = text + 1;
+        if (*p == '.') {
+                p++;
+                if (*p == '\0')
+                        return false;
+                for (; *p >= '0' && *p <= '9'; p++) {
+                        if (scale == 1)
+                                return false; /* more than six decimals */
+                        scale /= 10;
+                        frac += (unsigned)(*p - '0') * scale;
+                }
+        }
+        if (*p != '\0' || (whole == 1 && frac != 0))
+                return false;
+        *ppm = whole * VD_QLOG_SAMPLE_ALL + frac;
+        return true;
+}
+
+bool vd_cfg_parse_qlog_target(const char *text, vd_config_qlog *out)
+{
+        const char *colon = strchr(text, ':');
+        char format[16];
+        vd_qlog_format f;
+        if (colon == NULL || (size_t)(colon - text) >= sizeof(format))
+                return false;
+        memcpy(format, text, (size_t)(colon - text));
+        format[colon - text] = '\0';
+        if (!vd_cfg_parse_qlog_format(format, &f) || colon[1] == '\0' ||
+            strlen(colon + 1) >= VD_QLOG_PATH_MAX)
+                return false;
+        if (f != VD_QLOG_DNSTAP && strncmp(colon + 1, "unix:", 5) == 0)
+                return false; /* only dnstap goes to a socket */
+        out->format = f;
+        snprintf(out->path, sizeof(out->path), "%s", colon + 1);
+        out->sample_ppm = VD_QLOG_SAMPLE_ALL;
         return true;
 }

@@ -192,6 +192,9 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                 case VD_KEY_DENY:
                         *(vd_deny_action *)to = *(vd_deny_action *)from;
                         break;
+                case VD_KEY_QLOG:
+                        *(vd_config_qlog *)to = *(vd_config_qlog *)from;
+                        break;
                 }
         }
 }

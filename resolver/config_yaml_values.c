@@ -333,6 +333,70 @@ static int parse_rules(struct vd_yaml_parse *fp, const yaml_node_t *value)
         }
         return 0;
 }
+/* query_log: a mapping with format and path, and optionally sample (default 1). A relative
+ * path is taken from the config file's directory, like the other paths; "unix:PATH" (dnstap
+ * only) names a socket. */
+static int parse_qlog(struct vd_yaml_parse *fp, const vd_config_key *k, const yaml_node_t *value)
+{
+        const yaml_node_t *format = NULL, *path = NULL, *sample = NULL;
+        vd_config_qlog q = {.format = VD_QLOG_OFF, .sample_ppm = VD_QLOG_SAMPLE_ALL};
+        if (value->type != YAML_MAPPING_NODE)
+                return vd_yaml_fail_node(fp, value, k->expected);
+        for (yaml_node_pair_t *pair = value->data.mapping.pairs.start;
+             pair < value->data.mapping.pairs.top; pair++) {
+                const yaml_node_t *key = yaml_document_get_node(fp->doc, pair->key);
+                const char *name = vd_yaml_scalar_text(key);
+                const yaml_node_t **slot = NULL;
+                if (name != NULL && strcmp(name, "format") == 0)
+                        slot = &format;
+                else if (name != NULL && strcmp(name, "path") == 0)
+                        slot = &path;
+                else if (name != NULL && strcmp(name, "sample") == 0)
+                        slot = &sample;
+                if (slot == NULL)
+                        return vd_yaml_fail_node(fp, key, "format, path or sample in 'query_log'");
+                if (*slot != NULL) {
+                        char got[64];
+                        snprintf(got, sizeof(got), "'%s' again", name);
+                        return vd_yaml_fail_at(fp, key->start_mark, "each key of 'query_log' once",
+                                               got);
+                }
+                *slot = yaml_document_get_node(fp->doc, pair->value);
+        }
+        if (format == NULL || path == NULL)
+                return vd_yaml_fail_at(fp, value->start_mark, k->expected,
+                                       format == NULL ? "no 'format'" : "no 'path'");
+        const char *text = vd_yaml_scalar_text(format);
+        if (text == NULL || !vd_cfg_parse_qlog_format(text, &q.format))
+                return vd_yaml_fail_node(fp, format, "route53 or dnstap for 'format'");
+        text = vd_yaml_scalar_text(sample);
+        if (sample != NULL && (text == NULL || !vd_cfg_parse_qlog_sample(text, &q.sample_ppm)))
+                return vd_yaml_fail_node(fp, sample,
+                                         "a share from 0 to 1 for 'sample' (0.25; at most 6 "
+                                         "decimals)");
+        text = vd_yaml_scalar_text(path);
+        bool unix_socket = text != NULL && strncmp(text, "unix:", 5) == 0;
+        if (text == NULL || text[unix_socket ? 5 : 0] == '\0' ||
+            (unix_socket && q.format != VD_QLOG_DNSTAP))
+                return vd_yaml_fail_node(fp, path,
+                                         "a file path for 'path' (unix:SOCKET for dnstap only)");
+        char *full = resolve_path(fp, unix_socket ? text + 5 : text);
+        if (full == NULL) {
+                vd_error_set(fp->err, "%s: out of memory", fp->path);
+                return -ENOMEM;
+        }
+        int n = snprintf(q.path, sizeof(q.path), "%s%s", unix_socket ? "unix:" : "", full);
+        free(full);
+        if (n < 0 || (size_t)n >= sizeof(q.path)) {
+                char expected[64];
+                snprintf(expected, sizeof(expected), "a path of at most %d bytes for 'path'",
+                         VD_QLOG_PATH_MAX - 1);
+                return vd_yaml_fail_node(fp, path, expected);
+        }
+        fp->values.query_log = q;
+        return 0;
+}
+
 static int parse_list(struct vd_yaml_parse *fp, const vd_config_key *k, const yaml_node_t *value)
 {
         char expected[96];
@@ -400,6 +464,8 @@ int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const 
                 return 0;
         case VD_KEY_RULES:
                 return parse_rules(fp, value);
+        case VD_KEY_QLOG:
+                return parse_qlog(fp, k, value);
         case VD_KEY_USER:
                 if (text == NULL || !vd_cfg_user_ok(text))
                         return vd_yaml_fail_node(fp, value, k->expected);

@@ -12,6 +12,7 @@
  * fires exactly once) has ended and its timer handle has been closed. Sends may outlive the
  * completion: a late answer still feeds server health. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "forward_int.h"
 #include "vpcdns/counters.h"
 #include "vpcdns/log.h"
+#include "vpcdns/qlog.h"
 #include "vpcdns/stats.h"
 
 #define DEFAULT_BUDGET_MS 2000u
@@ -224,6 +226,18 @@ static int ares_to_errno(int status)
         return status == ARES_ENOMEM ? -ENOMEM : -EIO;
 }
 
+/* The query log's view of upstream traffic: a query as sent, an answer that matched it. */
+static void qlog_upstream(vd_forwarder *f, const struct server *s, unsigned kind,
+                          const uint8_t *msg, size_t len)
+{
+        const struct sockaddr *sa = (const struct sockaddr *)&s->addr.ss;
+        uint16_t port = sa->sa_family == AF_INET6
+                            ? ((const struct sockaddr_in6 *)(const void *)sa)->sin6_port
+                            : ((const struct sockaddr_in *)(const void *)sa)->sin_port;
+        if (vd_qlog_sampled(f->qlog, msg, len, port))
+                vd_qlog_put(f->qlog, kind, false, sa, NULL, msg, len, f->qlog_dropped);
+}
+
 /* One send of q to the server at list position pos, on a random channel of that server.
  * Returns 0, or a negative code when nothing was sent (no attempt slot, over budget, no ID,
  * c-ares failed at once). Never runs q's callback. */
@@ -270,6 +284,8 @@ static int send_attempt(struct fwd_query *q, size_t pos, bool is_probe, uint64_t
                 return ares_to_errno(a->sync_status);
         vd_count_add(&f->counters.upstream_queries, 1);
         vd_count_add(&s->stats.queries, 1);
+        if (f->qlog != NULL)
+                qlog_upstream(f, s, VD_QLOG_FWD_QUERY, pkt, len);
         if (is_probe)
                 vd_fwd_health_probe_sent(&s->health, now);
         return 0;
@@ -434,6 +450,8 @@ void vd_fwd_on_answer(struct attempt *a, int status, const uint8_t *abuf, size_t
         health_answered(s, rtt_ns / 1000u);
         if (f->stats != NULL)
                 vd_stats_upstream_rtt(f->stats, (unsigned)(s - f->servers), rtt_ns);
+        if (f->qlog != NULL)
+                qlog_upstream(f, s, VD_QLOG_FWD_RESPONSE, abuf, len);
         unsigned rcode = abuf[3] & 0x0Fu;
         if (!q->answered && (rcode == VD_RCODE_SERVFAIL || rcode == VD_RCODE_REFUSED)) {
                 /* Another server may know. When none is left, a SERVFAIL is the answer; a
@@ -645,6 +663,8 @@ int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarde
                 vd_error_set(err, "forwarder: out of memory");
                 return -ENOMEM;
         }
+        f->qlog = opt->qlog;
+        f->qlog_dropped = opt->qlog_dropped;
         rc = vd_fwd_routes_build(&f->routes, opt, err);
         if (rc < 0)
                 goto out;

@@ -116,7 +116,9 @@ struct vd_forwarder {
         bool closing;
         bool destroy_deferred; /* vd_forwarder_close ran inside a c-ares callback */
         vd_forward_counters counters;
-        struct vd_stats *stats; /* RTT histograms (stats.h); NULL: none */
+        struct vd_stats *stats;    /* RTT histograms (stats.h); NULL: none */
+        struct vd_qlog_ring *qlog; /* the worker's, NULL when off (vd_forward_options) */
+        uint64_t *qlog_dropped;
         vd_fwd_random random;
         uint8_t answer[VD_TCP_MAX]; /* upstream answer with the client's question case */
 };

@@ -85,6 +85,9 @@ struct vd_server {
         uv_signal_t sigint;
         uv_signal_t sigterm;
         uv_signal_t sighup;
+        /* The query log (qlog.h): NULL when off; SIGUSR1 reopens its file. */
+        vd_qlog *qlog;
+        uv_signal_t sigusr1;
         bool stopping; /* control thread only: no more reloads once the stop began */
         vd_reload_fn reload;
         void *reload_arg;
@@ -844,6 +847,9 @@ static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
                     .ports_per_server = cfg->upstream_ports,
                     .use_0x20 = cfg->upstream_0x20,
                     .timeout_ms = cfg->upstream_timeout_ms,
+                    /* upstream traffic goes in dnstap only */
+                    .qlog = cfg->query_log.format == VD_QLOG_DNSTAP ? w->qlog : NULL,
+                    .qlog_dropped = &w->env.counters.query_log_dropped,
                 };
                 if (r == 0)
                         r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);
@@ -946,6 +952,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
                 }
         }
 
+        w->qlog = vd_qlog_ring_get(srv->qlog, index);
         w->env.loop = &w->loop;
         w->env.loop_probe = &srv->probe;
         w->cache = srv->cache;
@@ -1044,6 +1051,13 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                 r = vd_error_set(err, "out of memory");
                 goto fail;
         }
+        if (cfg->query_log.format != VD_QLOG_OFF) {
+                vd_qlog_ids ids;
+                vd_qlog_ids_read(cfg->snapshot_dirs, cfg->n_snapshots, &ids);
+                r = vd_qlog_new(&cfg->query_log, &ids, srv->n_workers, &srv->qlog, err);
+                if (r < 0)
+                        goto fail;
+        }
         srv->workers = calloc(srv->n_workers, sizeof(srv->workers[0]));
         if (srv->workers == NULL) {
                 r = vd_error_set(err, "out of memory");
@@ -1078,6 +1092,7 @@ static void stop_everything(vd_server *srv)
                 uv_close((uv_handle_t *)&srv->sigint, NULL);
                 uv_close((uv_handle_t *)&srv->sigterm, NULL);
                 uv_close((uv_handle_t *)&srv->sighup, NULL);
+                uv_close((uv_handle_t *)&srv->sigusr1, NULL);
         }
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 vd_worker *w = srv->workers[i];
@@ -1183,6 +1198,18 @@ static void on_sighup(uv_signal_t *s, int signum)
                sum.records, sum.zones);
 }
 
+/* SIGUSR1: reopen the query log (after logrotate moved it); without one, only a word. */
+static void on_sigusr1(uv_signal_t *s, int signum)
+{
+        vd_server *srv = s->data;
+        (void)signum;
+        if (srv->qlog == NULL) {
+                vd_log(VD_LOG_INFO, "reopen_ignored", "signal=SIGUSR1 reason=\"no query log\"");
+                return;
+        }
+        vd_qlog_reopen(srv->qlog);
+}
+
 static void log_start(const vd_server *srv)
 {
         char addrs[VD_MAX_LISTEN * 50] = "";
@@ -1250,6 +1277,8 @@ int vd_server_run(vd_server *srv)
         uv_signal_init(&srv->control, &srv->sigint);
         uv_signal_init(&srv->control, &srv->sigterm);
         uv_signal_init(&srv->control, &srv->sighup);
+        uv_signal_init(&srv->control, &srv->sigusr1);
+        srv->sigusr1.data = srv;
         srv->sigint.data = srv;
         srv->sigterm.data = srv;
         srv->sighup.data = srv;
@@ -1259,6 +1288,14 @@ int vd_server_run(vd_server *srv)
                 r = uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
         if (r == 0)
                 r = uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+        if (r == 0)
+                r = uv_signal_start(&srv->sigusr1, on_sigusr1, SIGUSR1);
+        if (r == 0 && srv->qlog != NULL) {
+                r = vd_qlog_start(srv->qlog);
+                if (r < 0)
+                        vd_log(VD_LOG_ERROR, "server_error", "what=query_log_thread error=\"%s\"",
+                               uv_strerror(r));
+        }
         if (r == 0) {
                 r = uv_async_init(&srv->control, &srv->fail_async, on_failure);
                 srv->fail_async.data = srv;
@@ -1326,6 +1363,7 @@ void vd_server_free(vd_server *srv)
                         worker_free(srv->workers[i]);
                 free(srv->workers);
         }
+        vd_qlog_free(srv->qlog); /* after the workers: it writes what they left, then closes */
         vd_inflight_free(srv->inflight); /* after the workers' resolvers */
         vd_cache_free(srv->cache);       /* after the workers that borrow it */
         vd_ratelimit_free(srv->rrl);

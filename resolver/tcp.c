@@ -51,6 +51,7 @@ typedef struct vd_tcp_conn {
         int client_slot;       /* the peer's slot in worker->tcp_clients, -1 when not counted */
         unsigned queries;      /* messages handled, for tcp_max_queries */
         struct sockaddr_storage peer;
+        struct sockaddr_storage local; /* our end, for the query log (only when it is on) */
         bool denied; /* outside the access list (deny_action refuse): every query is REFUSED */
         bool closing;
         bool reading;
@@ -227,6 +228,16 @@ static void conn_send(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         }
 }
 
+/* conn_send for an answer: logged first when the query log is on. */
+static void conn_answer(vd_tcp_conn *c, const uint8_t *msg, size_t len)
+{
+        vd_worker *w = c->worker;
+        if (w->qlog != NULL && !c->closing)
+                vd_transport_qlog(w, VD_QLOG_RESPONSE, true, (const struct sockaddr *)&c->peer,
+                                  (const struct sockaddr *)&c->local, msg, len);
+        conn_send(c, msg, len);
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 
@@ -260,7 +271,7 @@ static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
         if (!c->closing && !c->worker->stopping) {
                 if (len > 0) {
                         count_reply(c, resp, len);
-                        conn_send(c, resp, len);
+                        conn_answer(c, resp, len);
                         idle_restart(c);
                 }
                 if (c->finishing)
@@ -276,11 +287,14 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
         vd_worker *w = c->worker;
         size_t out_len = 0;
 
+        if (w->qlog != NULL)
+                vd_transport_qlog(w, VD_QLOG_QUERY, true, (const struct sockaddr *)&c->peer,
+                                  (const struct sockaddr *)&c->local, msg, len);
         if (c->denied) {
                 out_len = vd_query_refused(msg, len, w->out, VD_TCP_MAX);
                 if (out_len > 0) {
                         vd_count_add(&w->env.counters.acl_refused, 1);
-                        conn_send(c, w->out, out_len);
+                        conn_answer(c, w->out, out_len);
                 } else {
                         vd_count_add(&w->env.counters.acl_dropped, 1);
                 }
@@ -309,7 +323,7 @@ static void handle_message(vd_tcp_conn *c, const uint8_t *msg, size_t len)
                 c->refs--; /* never the last one: the handles still hold theirs */
         }
         if (outcome == VD_QUERY_REPLY)
-                conn_send(c, w->out, out_len);
+                conn_answer(c, w->out, out_len);
         idle_restart(c);
 }
 
@@ -463,6 +477,11 @@ static void on_connection(uv_stream_t *server, int status)
         if (uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &peer_len) < 0) {
                 conn_close(c); /* the client already left */
                 return;
+        }
+        if (w->qlog != NULL) {
+                int local_len = (int)sizeof(c->local);
+                if (uv_tcp_getsockname(&c->handle, (struct sockaddr *)&c->local, &local_len) < 0)
+                        memset(&c->local, 0, sizeof(c->local));
         }
         if (!vd_transport_allowed(w, (const struct sockaddr *)&c->peer)) {
                 if (w->deny_action == VD_DENY_DROP) {

@@ -19,6 +19,7 @@
 #include "vpcdns/acl.h"
 #include "vpcdns/config.h"
 #include "vpcdns/forward.h"
+#include "vpcdns/qlog.h"
 #include "vpcdns/query.h"
 #include "vpcdns/ratelimit.h"
 #include "vpcdns/resolve.h"
@@ -51,8 +52,9 @@ struct vd_udp_io;
 struct vd_tcp_conn;
 
 typedef struct vd_udp_listener {
-        uv_poll_t handle; /* readable: udp.c reads it; handle.data points back here */
-        int fd;           /* the socket, owned here; -1 until it is open */
+        uv_poll_t handle;              /* readable: udp.c reads it; handle.data points back here */
+        int fd;                        /* the socket, owned here; -1 until it is open */
+        struct sockaddr_storage local; /* its bound address, for the query log */
         struct vd_worker *worker;
         bool open;      /* initialised: must be closed */
         int last_error; /* the last error logged (listener_error), 0 none */
@@ -127,6 +129,9 @@ typedef struct vd_worker {
         uint64_t stall_at_ns;
         unsigned stall_ms;
 
+        /* The query log: this worker's ring (qlog.h), NULL when logging is off. */
+        struct vd_qlog_ring *qlog;
+
         uint8_t out[VD_TCP_MAX]; /* response buffer, used synchronously by both transports */
 } vd_worker;
 
@@ -142,6 +147,19 @@ static inline bool vd_transport_allowed(const vd_worker *w, const struct sockadd
  * connection attempt cannot flood the log. *last_error keeps the last one logged. */
 void vd_transport_listener_error(const vd_worker *w, const char *proto, int fd, int err,
                                  int *last_error);
+/* The query log's hook, for both transports: one entry when logging is on and the message
+ * is in the sample. */
+static inline void vd_transport_qlog(vd_worker *w, unsigned kind, bool tcp,
+                                     const struct sockaddr *peer, const struct sockaddr *local,
+                                     const uint8_t *msg, size_t len)
+{
+        uint16_t port = peer->sa_family == AF_INET6
+                            ? ((const struct sockaddr_in6 *)(const void *)peer)->sin6_port
+                            : ((const struct sockaddr_in *)(const void *)peer)->sin_port;
+        if (vd_qlog_sampled(w->qlog, msg, len, port))
+                vd_qlog_put(w->qlog, kind, tcp, peer, local, msg, len,
+                            &w->env.counters.query_log_dropped);
+}
 
 /* udp.c */
 /* Allocates the receive pool. Returns 0 or -ENOMEM. */

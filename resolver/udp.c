@@ -195,6 +195,9 @@ static void send_response(vd_worker *w, const vd_udp_listener *l, const uint8_t 
                         return;
                 }
         }
+        if (w->qlog != NULL)
+                vd_transport_qlog(w, VD_QLOG_RESPONSE, false, peer,
+                                  (const struct sockaddr *)&l->local, resp, len);
         send_datagram(w, l, resp, len, peer);
 }
 
@@ -239,6 +242,9 @@ static void handle_datagram(vd_worker *w, const vd_udp_listener *l, const uint8_
                 peer_len = sizeof(struct sockaddr_in6);
         else
                 return;
+        if (w->qlog != NULL)
+                vd_transport_qlog(w, VD_QLOG_QUERY, false, peer, (const struct sockaddr *)&l->local,
+                                  pkt, len);
 
         if (!vd_transport_allowed(w, peer)) {
                 handle_denied(w, l, pkt, len, peer);
@@ -344,6 +350,9 @@ int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd)
         }
         l->open = true;
         l->handle.data = l;
+        socklen_t local_len = sizeof(l->local);
+        if (getsockname(fd, (struct sockaddr *)&l->local, &local_len) < 0)
+                memset(&l->local, 0, sizeof(l->local)); /* family 0: logged as unknown */
         return uv_poll_start(&l->handle, UV_READABLE, udp_readable);
 }
 

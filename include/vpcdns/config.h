@@ -37,6 +37,23 @@ typedef struct vd_config_rule {
         size_t n_servers;
 } vd_config_rule;
 
+/* Query logging (key query_log, flag --query-log): which format, where, and the share of
+ * queries logged. Fixed size, no owned memory: copied with the struct. */
+typedef enum vd_qlog_format {
+        VD_QLOG_OFF = 0,
+        VD_QLOG_ROUTE53, /* JSON lines with the fields of the Route 53 Resolver query log */
+        VD_QLOG_DNSTAP,  /* dnstap protobuf in Frame Streams, to a file or a unix: socket */
+} vd_qlog_format;
+
+#define VD_QLOG_PATH_MAX 256
+#define VD_QLOG_SAMPLE_ALL 1000000u /* sample_ppm of "sample: 1" */
+
+typedef struct vd_config_qlog {
+        vd_qlog_format format;
+        char path[VD_QLOG_PATH_MAX]; /* a file, or "unix:/path" for dnstap to a socket */
+        unsigned sample_ppm;         /* queries logged per million, 0 to VD_QLOG_SAMPLE_ALL */
+} vd_config_qlog;
+
 /* The settings. Each field set by a config file key is named after it; what it means, its
  * range and its default are in the key table (resolver/config_keys.c) and
  * docs/configuration.md, not repeated here. */
@@ -90,6 +107,7 @@ typedef struct vd_config {
         vd_addr metrics_listen[1];
         size_t n_metrics_listen;
         unsigned lameduck_ms; /* SIGTERM/SIGINT: /ready fails, answers go on this long */
+        vd_config_qlog query_log;
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
@@ -136,6 +154,7 @@ typedef enum vd_key_type {
         VD_KEY_DENY,  /* vd_deny_action: refuse or drop */
         VD_KEY_USER,  /* owned char *, NULL when unset */
         VD_KEY_RULES, /* vd_config_rule list */
+        VD_KEY_QLOG,  /* vd_config_qlog: a mapping {format, path, sample} */
 } vd_key_type;
 
 typedef struct vd_config_key {

@@ -68,6 +68,9 @@
           "datagrams dropped and TCP connections closed for clients outside allow")                \
         X(rrl_dropped, VD_COUNTER_TOTAL, "UDP responses over the rate limit, not sent")            \
         X(rrl_slipped, VD_COUNTER_TOTAL, "UDP responses over the rate limit, sent as an empty TC") \
+        /* the query log (qlog.c), counted by the transports */                                    \
+        X(query_log_dropped, VD_COUNTER_TOTAL,                                                     \
+          "query log entries dropped: the worker's ring was full (the writer fell behind)")        \
         /* the resolver (resolve.c) */                                                             \
         X(cache_hits, VD_COUNTER_TOTAL, "resolver questions answered from the cache")              \
         X(cache_misses, VD_COUNTER_TOTAL, "resolver questions the cache could not answer")         \

@@ -51,6 +51,11 @@ typedef struct vd_forward_options {
         unsigned ports_per_server; /* UDP source ports (sockets) in rotation per server; 0 = 16 */
         bool use_0x20;             /* random letter case upstream, verified on return */
         unsigned timeout_ms;       /* total budget per query, e.g. 2000 */
+        /* The query log (qlog.h): the owning worker's ring, NULL when off; each query sent
+         * upstream and each answer that matched it is put there, drops counted in
+         * *qlog_dropped (the worker's counter: the forwarder runs on its thread). */
+        struct vd_qlog_ring *qlog;
+        uint64_t *qlog_dropped;
 } vd_forward_options;
 
 int vd_forwarder_new(uv_loop_t *loop, const vd_forward_options *opt, vd_forwarder **out,

@@ -1,0 +1,117 @@
+/* test_qlog_route53.c — the route53 line formatter (vd_qlog_route53_format, qlog.h): the
+ * fields and their order for an answer with records of several types, compressed names,
+ * escaping of odd bytes, NXDOMAIN without answers, malformed messages (empty fields, never a
+ * crash) and a buffer too small. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "vpcdns/qlog.h"
+
+static const vd_qlog_route53_meta META = {.account_id = "",
+                                          .region = "",
+                                          .vpc_id = "",
+                                          .timestamp = "2026-12-03T04:59:13.899Z",
+                                          .srcaddr = "10.0.1.17",
+                                          .srcport = 41055,
+                                          .tcp = false,
+                                          .endpoint = "10.0.0.2:53"};
+
+/* A response for www.example.com./A with: A, CNAME (compressed), MX, TXT with a quote and a
+ * control byte, and an unknown type. */
+static const uint8_t RESPONSE[] = {
+    0x12, 0x34, 0x81, 0x80, 0, 1, 0, 5, 0, 0, 0, 0,
+    /* question at 12: www.example.com. A IN */
+    3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1,
+    /* A 192.0.2.10 */
+    0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 10,
+    /* CNAME a.example.com. (a + pointer to example.com. at 16) */
+    0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'a', 0xC0, 16,
+    /* MX 10 example.com. */
+    0xC0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 4, 0, 10, 0xC0, 16,
+    /* TXT "a\"b\001 c" */
+    0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 7, 6, 'a', '"', 'b', 1, ' ', 'c',
+    /* TYPE65280, 2 bytes */
+    0xC0, 12, 0xFF, 0x00, 0, 1, 0, 0, 0, 60, 0, 2, 0xAB, 0xCD};
+
+Test(qlog_route53, every_field_in_order)
+{
+        char line[4096];
+        size_t n = vd_qlog_route53_format(RESPONSE, sizeof(RESPONSE), &META, line, sizeof(line));
+        cr_assert_gt(n, 0);
+        line[n] = '\0';
+        const char *want =
+            "{\"version\":\"1.100000\",\"account_id\":\"\",\"region\":\"\",\"vpc_id\":\"\","
+            "\"query_timestamp\":\"2026-12-03T04:59:13.899Z\",\"query_name\":\"www.example.com.\","
+            "\"query_type\":\"A\",\"query_class\":\"IN\",\"rcode\":\"NOERROR\",\"answers\":["
+            "{\"Rdata\":\"192.0.2.10\",\"Type\":\"A\",\"Class\":\"IN\"},"
+            "{\"Rdata\":\"a.example.com.\",\"Type\":\"CNAME\",\"Class\":\"IN\"},"
+            "{\"Rdata\":\"10 example.com.\",\"Type\":\"MX\",\"Class\":\"IN\"},"
+            "{\"Rdata\":\"\\\"a\\\\\\\"b\\\\001 c\\\"\",\"Type\":\"TXT\",\"Class\":\"IN\"},"
+            "{\"Rdata\":\"\\\\# 2 abcd\",\"Type\":\"TYPE65280\",\"Class\":\"IN\"}],"
+            "\"srcaddr\":\"10.0.1.17\",\"srcport\":\"41055\",\"transport\":\"UDP\","
+            "\"srcids\":{\"resolver_endpoint\":\"10.0.0.2:53\"}}\n";
+        cr_assert_str_eq(line, want);
+        cr_assert_eq(n, strlen(want));
+}
+
+Test(qlog_route53, nxdomain_over_tcp_has_no_answers)
+{
+        uint8_t r[64];
+        memcpy(r, RESPONSE, 33);
+        r[3] = 0x83; /* NXDOMAIN */
+        r[7] = 0;    /* ANCOUNT 0 */
+        vd_qlog_route53_meta m = META;
+        m.tcp = true;
+        char line[2048];
+        size_t n = vd_qlog_route53_format(r, 33, &m, line, sizeof(line));
+        cr_assert_gt(n, 0);
+        line[n] = '\0';
+        cr_assert_not_null(strstr(line, "\"rcode\":\"NXDOMAIN\",\"answers\":[],"));
+        cr_assert_not_null(strstr(line, "\"transport\":\"TCP\""));
+}
+
+Test(qlog_route53, odd_bytes_in_a_name_are_escaped)
+{
+        static const uint8_t r[] = {0, 0,   0x81, 0x80, 0, 1,    0, 0, 0,  0, 0, 0,
+                                    3, 'a', '.',  '"',  1, 0x7f, 0, 0, 16, 0, 1};
+        char line[2048];
+        size_t n = vd_qlog_route53_format(r, sizeof(r), &META, line, sizeof(line));
+        cr_assert_gt(n, 0);
+        line[n] = '\0';
+        /* a\.\". then \127. — each backslash doubled for JSON */
+        cr_assert_not_null(strstr(line, "\"query_name\":\"a\\\\.\\\\\\\".\\\\127.\""), "%s", line);
+        cr_assert_not_null(strstr(line, "\"query_type\":\"TXT\""));
+}
+
+Test(qlog_route53, malformed_messages_give_empty_fields)
+{
+        char line[2048];
+        /* shorter than a header, a pointer loop, a name past the end */
+        static const uint8_t loop[] = {0, 0, 0x81, 0x80, 0,  1, 0, 0, 0,
+                                       0, 0, 0,    0xC0, 12, 0, 1, 0, 1};
+        static const uint8_t past[] = {0, 0, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 9, 'a'};
+        const uint8_t *msgs[] = {RESPONSE, loop, past};
+        size_t lens[] = {3, sizeof(loop), sizeof(past)};
+        for (size_t i = 0; i < 3; i++) {
+                size_t n = vd_qlog_route53_format(msgs[i], lens[i], &META, line, sizeof(line));
+                cr_assert_gt(n, 0);
+                line[n] = '\0';
+                cr_assert_not_null(strstr(line, "\"query_name\":\"\",\"query_type\":\"\""), "%s",
+                                   line);
+                cr_assert_not_null(strstr(line, "\"answers\":[]"));
+        }
+        /* every truncation of a good response gives a line or nothing, never a crash */
+        for (size_t len = 0; len <= sizeof(RESPONSE); len++)
+                (void)vd_qlog_route53_format(RESPONSE, len, &META, line, sizeof(line));
+}
+
+Test(qlog_route53, too_small_a_buffer_gives_zero)
+{
+        char line[4096];
+        size_t full = vd_qlog_route53_format(RESPONSE, sizeof(RESPONSE), &META, line, sizeof(line));
+        cr_assert_gt(full, 0);
+        for (size_t cap = 0; cap < full; cap += 7)
+                cr_assert_eq(vd_qlog_route53_format(RESPONSE, sizeof(RESPONSE), &META, line, cap),
+                             0);
+        cr_assert_eq(vd_qlog_route53_format(RESPONSE, sizeof(RESPONSE), &META, line, full), full);
+}
