@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import vdtest
 from vdtest import (
     DATA,
     NSD,
@@ -60,14 +61,6 @@ def events(proc, name):
             found.append(pairs)
     return found
 
-
-def wait_for(predicate, limit):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def start_nsd_at(tmp, port):
@@ -158,7 +151,7 @@ def test_a_reload_says_what_changed(tmp_path, nsd, start_daemon):
     start = events(d.proc, "start")[0]
     zone.write_text(zone.read_text() + "added IN A 192.0.2.2\nmore IN A 192.0.2.3\n")
     d.proc.p.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: events(d.proc, "reload_done"), 5), d.proc.stderr_text()
+    assert vdtest.wait_for(lambda: events(d.proc, "reload_done"), 5), d.proc.stderr_text()
     reloaded = events(d.proc, "reloaded")
     assert len(reloaded) == 1, d.proc.stderr_text()
     r = reloaded[0]
@@ -181,7 +174,7 @@ def test_a_failed_reload_quotes_its_error(tmp_path, nsd, start_daemon):
     zone.write_text('$ORIGIN w.example.\n$TTL 300\n@ IN SOA ns hostmaster 1 7200 900 1209600 60\n'
                     'x IN A "not an address"\n')
     d.proc.p.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: events(d.proc, "reload_failed"), 5), d.proc.stderr_text()
+    assert vdtest.wait_for(lambda: events(d.proc, "reload_failed"), 5), d.proc.stderr_text()
     failed = events(d.proc, "reload_failed")[0]
     assert str(zone) in failed["error"], failed
     assert failed["kept"] == "previous"

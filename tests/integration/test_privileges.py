@@ -15,6 +15,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+import vdtest
 from vdtest import (CORP_ZONE, SNAPSHOT, VPCDNS, Client, addresses, describe, free_port,
                    make_query, rcode)
 
@@ -48,14 +49,6 @@ def public_dir():
     os.chmod(d, 0o755)
     return d
 
-
-def wait_for(predicate, limit=3.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_drops_to_nobody_and_still_answers(start_daemon):
@@ -107,13 +100,13 @@ def test_reload_reads_files_as_the_new_user(start_daemon):
         with open(zone, "a") as f:
             f.write("added IN A 192.0.2.2\n")
         d.proc.p.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: addresses(d.v4.query(added, "A"), added) == ["192.0.2.2"]), \
+        assert vdtest.wait_for(lambda: addresses(d.v4.query(added, "A"), added) == ["192.0.2.2"]), \
             d.proc.failure("a file nobody can read was not reloaded")
 
         # root-only file: the reload, running as nobody, fails and the old data stays.
         os.chmod(zone, 0o600)
         d.proc.p.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "Permission denied" in d.proc.stderr_text()), \
+        assert vdtest.wait_for(lambda: "Permission denied" in d.proc.stderr_text()), \
             d.proc.failure("expected the reload as nobody to be refused by the file mode")
         assert addresses(d.v4.query(host, "A"), host) == ["192.0.2.1"]
         assert d.proc.alive()
@@ -164,7 +157,7 @@ def test_not_root_but_already_that_user_warns_and_runs(tmp_path):
                          stderr=err, preexec_fn=demote_to_nobody)
     try:
         client = Client("127.0.0.1", port)
-        assert wait_for(lambda: p.poll() is None and _answers(client), limit=5.0), \
+        assert vdtest.wait_for(lambda: p.poll() is None and _answers(client), limit=5.0), \
             (tmp_path / "stderr").read_text()
         assert "already running as user nobody" in (tmp_path / "stderr").read_text()
     finally:

@@ -67,14 +67,6 @@ def read_lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def wait_for(predicate, limit=5.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 def test_route53_lines_field_by_field(nsd, tmp_path):
     log = tmp_path / "q.log"
@@ -174,7 +166,7 @@ def test_dnstap_unix_socket(nsd, tmp_path):
         tmp_path,
     )
     try:
-        assert wait_for(sock.exists), cap.failure("no socket")
+        assert vdtest.wait_for(sock.exists, 5.0), cap.failure("no socket")
         d = start(tmp_path, nsd, ["--query-log", "dnstap:unix:%s" % sock])
         d.v4.query("mx1.corp.example.", "A")
         stop(d)
@@ -191,10 +183,10 @@ def test_sigusr1_reopens_after_rename(nsd, tmp_path):
     log = tmp_path / "q.log"
     d = start(tmp_path, nsd, ["--query-log", "route53:%s" % log])
     d.v4.query("mx1.corp.example.", "A")
-    assert wait_for(lambda: log.exists() and "mx1.corp.example." in log.read_text())
+    assert vdtest.wait_for(lambda: log.exists() and "mx1.corp.example." in log.read_text(), 5.0)
     os.rename(log, tmp_path / "q.log.1")
     d.proc.p.send_signal(signal.SIGUSR1)
-    assert wait_for(log.exists), d.proc.failure("no new file after SIGUSR1")
+    assert vdtest.wait_for(log.exists, 5.0), d.proc.failure("no new file after SIGUSR1")
     d.v4.query("www.example.com.", "A")
     assert d.proc.alive()
     stop(d)

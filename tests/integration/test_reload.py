@@ -8,6 +8,7 @@ import time
 
 import dns.rcode
 
+import vdtest
 from vdtest import SNAPSHOT, VPCDNS, addresses, describe, rcode
 
 SQS = "sqs.eu-west-1.amazonaws.com."
@@ -41,14 +42,6 @@ def start_with_copy(tmp_path, nsd, start_daemon):
     return start_daemon("%s:%d" % nsd, argv=argv), snap, zone
 
 
-def wait_for(predicate, limit=3.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 def test_reload_picks_up_new_data(tmp_path, nsd, start_daemon):
     d, snap, zone = start_with_copy(tmp_path, nsd, start_daemon)
@@ -59,7 +52,7 @@ def test_reload_picks_up_new_data(tmp_path, nsd, start_daemon):
     zone.write_text(zone.read_text() + "added IN A 192.0.2.2\n")
     d.proc.p.send_signal(signal.SIGHUP)
 
-    assert wait_for(lambda: NEW_IP in addresses(d.v4.query(SQS, "A"), SQS)), describe(
+    assert vdtest.wait_for(lambda: NEW_IP in addresses(d.v4.query(SQS, "A"), SQS)), describe(
         d.v4.query(SQS, "A")
     )
     assert OLD_IP not in addresses(d.v4.query(SQS, "A"), SQS)
@@ -77,7 +70,7 @@ def test_broken_reload_keeps_serving_the_old_data(tmp_path, nsd, start_daemon):
     endpoints = snap / "describe-vpc-endpoints.json"
     endpoints.write_text(endpoints.read_text()[:-40])  # a capture cut short
     d.proc.p.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "event=reload_failed" in d.proc.stderr_text()), d.proc.stderr_text()
+    assert vdtest.wait_for(lambda: "event=reload_failed" in d.proc.stderr_text()), d.proc.stderr_text()
     log = d.proc.stderr_text()
     assert "describe-vpc-endpoints.json" in log, log
 

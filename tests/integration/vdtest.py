@@ -251,6 +251,16 @@ class Proc:
         )
 
 
+def wait_for(predicate, limit=3.0):
+    """True once predicate() is true, polled every 50 ms; False after limit seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def wait_until_answers(proc, client, name, rdtype="A", limit=10.0):
     """Polls client until it answers anything for name, at most limit seconds."""
     deadline = time.monotonic() + limit
