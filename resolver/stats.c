@@ -7,6 +7,7 @@
 
 #include "vpcdns/common.h"
 #include "vpcdns/counters.h"
+#include "vpcdns/metrics.h"
 #include "vpcdns/stats.h"
 
 static const char *const proto_names[VD_STATS_N_PROTO] = {"udp", "tcp"};
@@ -79,30 +80,6 @@ void vd_stats_add(vd_stats *sum, const vd_stats *w)
 
 /* ---- Prometheus text ------------------------------------------------------------------------- */
 
-void vd_stats_write_label_value(FILE *out, const char *value)
-{
-        for (const char *p = value; *p != '\0'; p++) {
-                switch (*p) {
-                case '\\':
-                        fputs("\\\\", out);
-                        break;
-                case '"':
-                        fputs("\\\"", out);
-                        break;
-                case '\n':
-                        fputs("\\n", out);
-                        break;
-                default:
-                        fputc(*p, out);
-                }
-        }
-}
-
-static void write_header(FILE *out, const char *name, const char *type, const char *help)
-{
-        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 /* A histogram's series for one label: cumulative buckets, +Inf equal to _count, _sum. */
 static void write_histogram(FILE *out, const char *name, const char *label, const char *value,
                             const vd_stats_histogram *h)
@@ -111,7 +88,7 @@ static void write_histogram(FILE *out, const char *name, const char *label, cons
         for (unsigned i = 0; i <= VD_STATS_BUCKETS; i++) {
                 cumulative += h->bucket[i];
                 fprintf(out, "%s_bucket{%s=\"", name, label);
-                vd_stats_write_label_value(out, value);
+                vd_prom_label_value(out, value);
                 if (i < VD_STATS_BUCKETS)
                         fprintf(out, "\",le=\"%.12g\"} %llu\n",
                                 (double)(1ull << (VD_STATS_BUCKET_MIN_SHIFT + i)) / 1e9,
@@ -120,17 +97,17 @@ static void write_histogram(FILE *out, const char *name, const char *label, cons
                         fprintf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cumulative);
         }
         fprintf(out, "%s_sum{%s=\"", name, label);
-        vd_stats_write_label_value(out, value);
+        vd_prom_label_value(out, value);
         fprintf(out, "\"} %.9f\n", (double)h->sum_ns / 1e9);
         fprintf(out, "%s_count{%s=\"", name, label);
-        vd_stats_write_label_value(out, value);
+        vd_prom_label_value(out, value);
         fprintf(out, "\"} %llu\n", (unsigned long long)cumulative);
 }
 
 void vd_stats_write_prometheus(FILE *out, const vd_stats *sum)
 {
-        write_header(out, "vpcdns_requests_total", "counter",
-                     "Queries received, by transport, client address family and query type.");
+        vd_prom_family(out, "vpcdns_requests_total", "counter",
+                       "Queries received, by transport, client address family and query type.");
         for (unsigned p = 0; p < VD_STATS_N_PROTO; p++)
                 for (unsigned f = 0; f < VD_STATS_N_FAMILY; f++)
                         for (unsigned t = 0; t < VD_STATS_N_TYPE; t++)
@@ -140,25 +117,25 @@ void vd_stats_write_prometheus(FILE *out, const vd_stats *sum)
                                         proto_names[p], family_names[f], type_names[t],
                                         (unsigned long long)sum->requests[p][f][t]);
 
-        write_header(out, "vpcdns_responses_total", "counter", "Responses sent, by rcode.");
+        vd_prom_family(out, "vpcdns_responses_total", "counter", "Responses sent, by rcode.");
         for (unsigned r = 0; r < VD_STATS_N_RCODE; r++)
                 fprintf(out, "vpcdns_responses_total{rcode=\"%s\"} %llu\n", rcode_names[r],
                         (unsigned long long)sum->responses[r]);
 
-        write_header(out, "vpcdns_responses_by_source_total", "counter",
-                     "Responses sent, by where the answer came from.");
+        vd_prom_family(out, "vpcdns_responses_by_source_total", "counter",
+                       "Responses sent, by where the answer came from.");
         for (unsigned s = 0; s < VD_STATS_N_SOURCE; s++)
                 fprintf(out, "vpcdns_responses_by_source_total{source=\"%s\"} %llu\n",
                         source_names[s], (unsigned long long)sum->by_source[s]);
 
-        write_header(out, "vpcdns_response_duration_seconds", "histogram",
-                     "Time from receiving a query to handing its response to the transport.");
+        vd_prom_family(out, "vpcdns_response_duration_seconds", "histogram",
+                       "Time from receiving a query to handing its response to the transport.");
         for (unsigned s = 0; s < VD_STATS_N_SOURCE; s++)
                 write_histogram(out, "vpcdns_response_duration_seconds", "source", source_names[s],
                                 &sum->duration[s]);
 
-        write_header(out, "vpcdns_upstream_rtt_seconds", "histogram",
-                     "Round trip of upstream queries that got an answer, by upstream server.");
+        vd_prom_family(out, "vpcdns_upstream_rtt_seconds", "histogram",
+                       "Round trip of upstream queries that got an answer, by upstream server.");
         for (unsigned i = 0; i < VD_STATS_MAX_UPSTREAMS; i++)
                 if (sum->upstream[i].server[0] != '\0')
                         write_histogram(out, "vpcdns_upstream_rtt_seconds", "server",

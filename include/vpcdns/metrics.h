@@ -53,7 +53,7 @@ char *vd_http_render_metrics(const vd_http_handlers *h, size_t *len);
 
 #define VD_PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-/* "# HELP name help" and "# TYPE name type" (type: counter, gauge); help is escaped
+/* "# HELP name help" and "# TYPE name type" (type: counter, gauge, histogram); help is escaped
  * (backslash and newline). */
 void vd_prom_family(FILE *out, const char *name, const char *type, const char *help);
 /* A label value, escaped: backslash, double quote and newline. */

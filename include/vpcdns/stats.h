@@ -198,8 +198,4 @@ void vd_stats_add(vd_stats *sum, const vd_stats *w);
 /* Writes sum as Prometheus text exposition (HELP, TYPE, samples) to out. */
 void vd_stats_write_prometheus(FILE *out, const vd_stats *sum);
 
-/* Writes value to out as a Prometheus label value: backslash, double quote and newline
- * escaped (without the surrounding quotes). */
-void vd_stats_write_label_value(FILE *out, const char *value);
-
 #endif

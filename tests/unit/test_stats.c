@@ -13,6 +13,7 @@
 #include "vpcdns/cache.h"
 #include "vpcdns/query.h"
 #include "vpcdns/resolve.h"
+#include "vpcdns/metrics.h"
 #include "vpcdns/stats.h"
 #include "vpcdns/wire.h"
 
@@ -157,7 +158,7 @@ Test(stats, label_values_are_escaped)
         size_t len = 0;
         FILE *f = open_memstream(&text, &len);
         cr_assert_not_null(f);
-        vd_stats_write_label_value(f, "a\\b\"c\nd");
+        vd_prom_label_value(f, "a\\b\"c\nd");
         fclose(f);
         cr_assert_str_eq(text, "a\\\\b\\\"c\\nd");
         free(text);
