@@ -20,8 +20,8 @@ cc=${CC:-clang}
 san="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 cflags="-g -O1 -fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Wno-unused-parameter"
 cflags="$cflags -I$src/include -I$here -D_GNU_SOURCE -DVD_SOURCE_DIR=\"$src\""
-cflags="$cflags $(pkg-config --cflags libuv libcares ldns libcjson yaml-0.1)"
-libs=$(pkg-config --libs libuv libcares ldns libcjson yaml-0.1)
+cflags="$cflags $(pkg-config --cflags libuv libcares ldns libcjson yaml-0.1 libmicrohttpd libfstrm)"
+libs=$(pkg-config --libs libuv libcares ldns libcjson yaml-0.1 libmicrohttpd libfstrm)
 
 # The library objects once, instrumented for coverage (fuzzer-no-link: no second main).
 objdir="$out/obj"
