@@ -121,8 +121,11 @@ nsd_write_conf "$work" "$nsd_port" "$origin"
 nsd_start /usr/sbin/nsd "$work" "$nsd_port" "h1.$origin." || exit 1
 
 # run SCENARIO COUNT: instructions of one callgrind run answering COUNT questions.
+# Runs in a command substitution, a subshell: its own EXIT trap stops the server it started,
+# whichever way it ends (the main cleanup cannot see this subshell's server_pid).
 run() {
         local scenario=$1 count=$2 port answered
+        trap 'stop_pid "$server_pid"' EXIT
         port=$(free_port)
         valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
                 "$vpcdns" --workers "$workers" --listen "127.0.0.1:$port" \
