@@ -42,9 +42,12 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", p)); print(p)'
 }
 
-# run MODE QUERIES: prints "IR ANSWERS" of one callgrind run.
+# run MODE QUERIES: prints "IR ANSWERS" of one callgrind run. It runs in a command
+# substitution (a subshell), whose own EXIT trap stops what it started however it ends.
 run() {
         local mode=$1 queries=$2 port mport out extra=()
+        trap '[[ -n $scraper_pid ]] && kill "$scraper_pid" 2>/dev/null
+              [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null; true' EXIT
         port=$(free_port)
         mport=$(free_port)
         out=$work/callgrind.$mode.$queries
