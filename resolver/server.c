@@ -28,10 +28,10 @@
  * worker's env points at), the server logs the loop and stops with -ELOOP.
  *
  * Observability: with metrics_listen, the HTTP endpoint (metrics.c) runs from vd_server_new
- * until the stop begins, and its handlers here read only published values (counters.h, each
- * worker's heartbeat, the cache under its locks). /health fails when a worker's heartbeat
- * timer is over 2 s late; /ready fails until every loop turned and from the stop signal on.
- * The first SIGTERM or SIGINT then starts lameduck_ms of answering before the stop; it is
+ * until the stop begins, and its handlers (server_observe.c) read only published values
+ * (counters.h, each worker's heartbeat, the cache under its locks). /health fails when a worker's
+ * heartbeat timer is over 2 s late; /ready fails until every loop turned and from the stop signal
+ * on. The first SIGTERM or SIGINT then starts lameduck_ms of answering before the stop; it is
  * stopped before any worker, so everything its handlers read outlives it.
  */
 #include <errno.h>
@@ -47,65 +47,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server_int.h"
 #include "transport.h"
 #include "vpcdns/cache.h"
 #include "vpcdns/log.h"
 #include "vpcdns/metrics.h"
 #include "vpcdns/server.h"
 #include "vpcdns/stats.h"
-
-struct vd_server {
-        vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
-        vd_worker **workers;
-        unsigned n_workers;
-        /* Per-client tables that every worker shares (NULL when the limit is off): the UDP
-         * response rate limit, forwarded queries pending upstream, and open TCP connections. */
-        vd_ratelimit *rrl;
-        vd_ratelimit_pending *pending;
-        vd_ratelimit_pending *tcp_clients;
-        /* upstream_max_qps for the whole process, shared by every worker's forwarder (NULL
-         * when there is no limit); made with the first worker's forwarder. */
-        vd_upstream_budget *upstream_budget;
-        vd_cache *cache;       /* every worker's answer cache; NULL when the cache is off */
-        vd_inflight *inflight; /* every worker's upstream queries in flight */
-        vd_addr listen[VD_MAX_LISTEN];
-        size_t n_listen;
-        vd_addr upstream[VD_MAX_UPSTREAM];
-        size_t n_upstream;
-        bool ran;
-
-        /* The start-up loop check: armed by worker 0, seen by any worker (their envs point
-         * at it); the stop is requested through fail_async on the control loop. */
-        vd_loop_probe probe;
-        uv_async_t fail_async;
-        bool fail_ready;
-        _Atomic int failure; /* 0, or why the server stops on its own (-ELOOP) */
-
-        uv_loop_t control; /* the thread of vd_server_run: signals only */
-        uv_signal_t sigint;
-        uv_signal_t sigterm;
-        uv_signal_t sighup;
-        /* The query log (qlog.h): NULL when off; SIGUSR1 reopens its file. */
-        vd_qlog *qlog;
-        uv_signal_t sigusr1;
-        bool stopping; /* control thread only: no more reloads once the stop began */
-        vd_reload_fn reload;
-        void *reload_arg;
-
-        /* The HTTP endpoint (metrics.c): runs from vd_server_new until the stop begins, so
-         * every worker, forwarder and resolver it reads outlives it. NULL when off. */
-        vd_http *http;
-        unsigned lameduck_ms;   /* 0: stop at once */
-        uv_timer_t lameduck;    /* control loop: the end of the lameduck */
-        bool lameduck_started;  /* control thread only */
-        uint64_t draining;      /* 1 from the stop signal on: /ready fails (vd_count_set) */
-        uint64_t loaded_unix;   /* the last successful load of local data (unix seconds) */
-        uint64_t reload_failed; /* reloads that failed (control thread writes) */
-        uint64_t data_names, data_records, data_zones; /* the published snapshot's size */
-        uint64_t data_endpoints; /* AWS endpoints served, as main.c reported them */
-        char **data_files;       /* the files local data is read from, for their age */
-        size_t n_data_files;
-};
 
 /* Sockets */
 
@@ -161,373 +109,6 @@ fail:;
         return -e;
 }
 
-/* Counters */
-
-/* The resolver's own counters, under their names in the table (counters.h). */
-static void take_resolver_counters(vd_counters *c, const vd_resolver *r)
-{
-        vd_resolver_counters rc;
-        vd_resolver_counters_get(r, &rc);
-        c->cache_hits = rc.cache_hits;
-        c->cache_misses = rc.cache_misses;
-        c->stale_answers = rc.stale_answers;
-        c->merged = rc.merged;
-        c->prefetches = rc.prefetches;
-        c->resolver_servfails = rc.servfails;
-}
-
-/* The forwarder's own counters, under their names in the table. */
-static void take_forwarder_counters(vd_counters *c, const vd_forwarder *f)
-{
-        vd_forward_counters fc;
-        vd_forwarder_counters_get(f, &fc);
-        c->upstream_queries = fc.upstream_queries;
-        c->upstream_timeouts = fc.timeouts;
-        c->upstream_failures = fc.failures;
-        c->budget_refused = fc.budget_refused;
-        c->mismatches = fc.mismatches;
-        c->failovers = fc.failovers;
-        c->servers_down = fc.servers_down;
-}
-
-/* ---- liveness, readiness and metrics (the HTTP endpoint's handlers) ------------------------ */
-
-#define HEALTH_STALL_NS (2000ull * 1000 * 1000) /* a loop this late makes /health fail */
-
-static void heartbeat_cb(uv_timer_t *t)
-{
-        vd_worker *w = t->data;
-        uint64_t now = uv_hrtime();
-        if (w->stall_at_ns != 0 && now >= w->stall_at_ns) {
-                unsigned ms = w->stall_ms;
-                w->stall_at_ns = 0;
-                vd_log(VD_LOG_WARN, "debug_stall", "worker=%u ms=%u", w->index, ms);
-                struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-                while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-                }
-                now = uv_hrtime();
-        }
-        vd_count_set(&w->heartbeat_ns, now);
-}
-
-/* The debug hook for tests of /health: VPCDNS_DEBUG_STALL_WORKER=INDEX:AFTER_MS:FOR_MS blocks
- * that worker's loop once, FOR_MS long, AFTER_MS after it started. Not for production. */
-static void worker_debug_stall(vd_worker *w)
-{
-        const char *spec = getenv("VPCDNS_DEBUG_STALL_WORKER");
-        unsigned index, after, ms;
-        if (spec == NULL || sscanf(spec, "%u:%u:%u", &index, &after, &ms) != 3 || index != w->index)
-                return;
-        w->stall_at_ns = (uint64_t)after * 1000000u + 1; /* from the loop's start, see below */
-        w->stall_ms = ms;
-}
-
-static int worker_heartbeat_init(vd_worker *w)
-{
-        int r = uv_timer_init(&w->loop, &w->heartbeat);
-        if (r < 0)
-                return r;
-        w->heartbeat.data = w;
-        w->heartbeat_ready = true;
-        worker_debug_stall(w);
-        return 0;
-}
-
-/* On the worker's thread, before its loop runs. */
-static void worker_heartbeat_start(vd_worker *w)
-{
-        if (w->stall_at_ns != 0) /* it held the delay: now the time to stall */
-                w->stall_at_ns += uv_hrtime();
-        vd_count_set(&w->heartbeat_ns, uv_hrtime());
-        if (w->heartbeat_ready && w->heartbeat_on) /* only /health reads it */
-                uv_timer_start(&w->heartbeat, heartbeat_cb, VD_HEARTBEAT_MS, VD_HEARTBEAT_MS);
-}
-
-static bool server_health(void *arg, char *why, size_t cap)
-{
-        vd_server *srv = arg;
-        uint64_t now = uv_hrtime();
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                uint64_t beat = vd_count_read(&srv->workers[i]->heartbeat_ns);
-                if (beat != 0 && now > beat && now - beat > HEALTH_STALL_NS) {
-                        snprintf(why, cap, "worker %u: event loop stalled for %llu ms", i,
-                                 (unsigned long long)((now - beat) / 1000000u));
-                        return false;
-                }
-        }
-        return true;
-}
-
-static bool server_ready(void *arg, char *why, size_t cap)
-{
-        vd_server *srv = arg;
-        if (vd_count_read(&srv->draining) != 0) {
-                snprintf(why, cap, "shutting down: lameduck, answers go on for now");
-                return false;
-        }
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                if (vd_count_read(&srv->workers[i]->heartbeat_ns) == 0) {
-                        snprintf(why, cap, "starting: worker %u is not serving yet", i);
-                        return false;
-                }
-        }
-        return true;
-}
-
-/* Publishes the size of the local data now being served (any thread, under the slot lock). */
-static void note_data(vd_server *srv, const vd_snapshot *snap)
-{
-        vd_snapshot_summary sum = {0};
-        if (snap != NULL)
-                vd_snapshot_summarize(snap, &sum);
-        vd_count_set(&srv->data_names, sum.names);
-        vd_count_set(&srv->data_records, sum.records);
-        vd_count_set(&srv->data_zones, sum.zones);
-}
-
-/* The files local data comes from: each snapshot directory's two files and each zone file. */
-static int note_data_files(vd_server *srv, const vd_config *cfg)
-{
-        static const char *const names[] = {"describe-vpc-endpoints.json",
-                                            "describe-network-interfaces.json"};
-        size_t n = cfg->n_snapshots * 2 + cfg->n_zones;
-        if (n == 0)
-                return 0;
-        srv->data_files = calloc(n, sizeof(srv->data_files[0]));
-        if (srv->data_files == NULL)
-                return -ENOMEM;
-        for (size_t i = 0; i < cfg->n_snapshots; i++)
-                for (size_t j = 0; j < 2; j++)
-                        if (asprintf(&srv->data_files[srv->n_data_files++], "%s/%s",
-                                     cfg->snapshot_dirs[i], names[j]) < 0)
-                                return -ENOMEM;
-        for (size_t i = 0; i < cfg->n_zones; i++)
-                if ((srv->data_files[srv->n_data_files++] = strdup(cfg->zone_files[i])) == NULL)
-                        return -ENOMEM;
-        return 0;
-}
-
-/* The rows of the counter table (counters.h), summed over the workers while they run: the
- * workers' own counters, the resolvers' and forwarders' (live), the shared cache's. */
-static void live_counters(const vd_server *srv, vd_counters *total)
-{
-        memset(total, 0, sizeof(*total));
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                const vd_worker *w = srv->workers[i];
-#define LIVE_COUNTER(name, kind, help) total->name += vd_count_read(&w->env.counters.name);
-                VD_COUNTERS(LIVE_COUNTER)
-#undef LIVE_COUNTER
-                if (w->resolver != NULL) {
-                        vd_counters rc = {0};
-                        take_resolver_counters(&rc, w->resolver);
-                        vd_counters_add(total, &rc);
-                }
-                if (w->forwarder != NULL) {
-                        vd_counters fc = {0};
-                        take_forwarder_counters(&fc, w->forwarder);
-                        vd_counters_add(total, &fc);
-                }
-        }
-        if (srv->cache != NULL) {
-                vd_cache_counters cc = {0};
-                vd_cache_counters_get(srv->cache, &cc);
-                total->cache_stores = cc.stores;
-                total->cache_evictions = cc.evictions;
-                total->cache_entries = cc.entries;
-        }
-}
-
-/* Per upstream server, summed over the workers' forwarders (matched by address). */
-static void write_upstreams(const vd_server *srv, FILE *out)
-{
-        enum { QUERIES, TIMEOUTS, FAILURES, MISMATCHES, BUDGET, UP, N_FAMILIES };
-        static const char *const family[N_FAMILIES][3] = {
-            {"vpcdns_upstream_server_queries_total", "counter",
-             "queries sent to this upstream server (retries and probes included)"},
-            {"vpcdns_upstream_server_timeouts_total", "counter",
-             "queries this upstream server did not answer in time"},
-            {"vpcdns_upstream_server_failures_total", "counter",
-             "queries to this upstream server that ended in an error other than a timeout"},
-            {"vpcdns_upstream_server_mismatches_total", "counter",
-             "datagrams from this upstream server dropped: wrong ID, question or letter case"},
-            {"vpcdns_upstream_server_budget_refused_total", "counter",
-             "queries not sent to this upstream server: over upstream_max_qps"},
-            {"vpcdns_upstream_server_up", "gauge",
-             "1 while this upstream server answers, 0 while it is avoided (failed since its last "
-             "answer, in at least one worker)"},
-        };
-        vd_forward_server_stats *sum = NULL;
-        size_t n = 0, cap = 0;
-
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                const vd_forwarder *f = srv->workers[i]->forwarder;
-                size_t servers = f != NULL ? vd_forwarder_n_servers(f) : 0;
-                for (size_t j = 0; j < servers; j++) {
-                        vd_forward_server_stats st;
-                        vd_forwarder_server_stats(f, j, &st);
-                        size_t k = 0;
-                        while (k < n && !vd_addr_equal(&sum[k].addr, &st.addr))
-                                k++;
-                        if (k == n) {
-                                if (n == cap) {
-                                        size_t more = cap ? cap * 2 : 8;
-                                        void *p = realloc(sum, more * sizeof(*sum));
-                                        if (p == NULL)
-                                                goto out;
-                                        sum = p;
-                                        cap = more;
-                                }
-                                sum[n] = st;
-                                sum[n].up = st.up;
-                                n++;
-                                continue;
-                        }
-                        sum[k].queries += st.queries;
-                        sum[k].timeouts += st.timeouts;
-                        sum[k].failures += st.failures;
-                        sum[k].mismatches += st.mismatches;
-                        sum[k].budget_refused += st.budget_refused;
-                        sum[k].up = sum[k].up && st.up;
-                }
-        }
-        for (int fam = 0; fam < N_FAMILIES && n > 0; fam++) {
-                vd_prom_family(out, family[fam][0], family[fam][1], family[fam][2]);
-                for (size_t k = 0; k < n; k++) {
-                        char addr[64];
-                        const vd_forward_server_stats *st = &sum[k];
-                        uint64_t v = fam == QUERIES      ? st->queries
-                                     : fam == TIMEOUTS   ? st->timeouts
-                                     : fam == FAILURES   ? st->failures
-                                     : fam == MISMATCHES ? st->mismatches
-                                     : fam == BUDGET     ? st->budget_refused
-                                                         : (st->up ? 1 : 0);
-                        vd_addr_format(&st->addr, addr, sizeof(addr));
-                        vd_prom_sample(out, family[fam][0], "server", addr, v);
-                }
-        }
-out:
-        free(sum);
-}
-
-void vd_server_note_endpoints(vd_server *srv, size_t endpoints)
-{
-        vd_count_set(&srv->data_endpoints, endpoints);
-}
-
-static void write_local_data(const vd_server *srv, FILE *out)
-{
-        vd_prom_family(out, "vpcdns_local_data_endpoints", "gauge",
-                       "AWS endpoints the local data serves (from the snapshot directories)");
-        vd_prom_sample(out, "vpcdns_local_data_endpoints", NULL, NULL,
-                       vd_count_read(&srv->data_endpoints));
-        vd_prom_family(out, "vpcdns_local_data_names", "gauge",
-                       "names that hold local records (wildcards included)");
-        vd_prom_sample(out, "vpcdns_local_data_names", NULL, NULL, vd_count_read(&srv->data_names));
-        vd_prom_family(out, "vpcdns_local_data_records", "gauge",
-                       "local resource records, SOA records included");
-        vd_prom_sample(out, "vpcdns_local_data_records", NULL, NULL,
-                       vd_count_read(&srv->data_records));
-        vd_prom_family(out, "vpcdns_local_data_zones", "gauge", "authoritative local zones");
-        vd_prom_sample(out, "vpcdns_local_data_zones", NULL, NULL, vd_count_read(&srv->data_zones));
-        vd_prom_family(out, "vpcdns_local_data_last_load_timestamp_seconds", "gauge",
-                       "when local data was last loaded successfully (start or SIGHUP), unix "
-                       "seconds");
-        vd_prom_sample(out, "vpcdns_local_data_last_load_timestamp_seconds", NULL, NULL,
-                       vd_count_read(&srv->loaded_unix));
-        vd_prom_family(out, "vpcdns_local_data_reload_failures_total", "counter",
-                       "reloads (SIGHUP) that failed and kept the previous data");
-        vd_prom_sample(out, "vpcdns_local_data_reload_failures_total", NULL, NULL,
-                       vd_count_read(&srv->reload_failed));
-        if (srv->n_data_files == 0)
-                return;
-        vd_prom_family(out, "vpcdns_local_data_file_age_seconds", "gauge",
-                       "seconds since each local data file was last modified (files that cannot "
-                       "be read are left out)");
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        for (size_t i = 0; i < srv->n_data_files; i++) {
-                struct stat st;
-                if (stat(srv->data_files[i], &st) != 0)
-                        continue;
-                double age = (double)(now.tv_sec - st.st_mtim.tv_sec) +
-                             (double)(now.tv_nsec - st.st_mtim.tv_nsec) / 1e9;
-                vd_prom_sample_double(out, "vpcdns_local_data_file_age_seconds", "path",
-                                      srv->data_files[i], age > 0 ? age : 0);
-        }
-}
-
-/* Where the modules that export metrics of their own write them. Each writes whole families
- * (# HELP, # TYPE, samples) to out; add a module's writer here. */
-static void write_module_metrics(const vd_server *srv, FILE *out)
-{
-        /* the labelled request, response and latency statistics, summed over the workers */
-        vd_stats *sum = calloc(1, sizeof(*sum));
-        if (sum != NULL) {
-                for (unsigned i = 0; i < srv->n_workers; i++)
-                        vd_stats_add(sum, &srv->workers[i]->env.stats);
-                vd_stats_write_prometheus(out, sum);
-                free(sum);
-        }
-}
-
-static void server_metrics(void *arg, FILE *out)
-{
-        vd_server *srv = arg;
-        vd_counters total;
-        const char *name;
-        uint64_t tcp_open = 0;
-
-        vd_prom_family(out, "vpcdns_build_info", "gauge", "the version of vpcdns running");
-        vd_prom_sample(out, "vpcdns_build_info", "version", VD_VERSION, 1);
-        live_counters(srv, &total);
-#define WRITE_COUNTER(counter, kind, help)                                                         \
-        name = kind == VD_COUNTER_TOTAL ? "vpcdns_" #counter "_total" : "vpcdns_" #counter;        \
-        vd_prom_family(out, name, kind == VD_COUNTER_TOTAL ? "counter" : "gauge", help);           \
-        vd_prom_sample(out, name, NULL, NULL, total.counter);
-        VD_COUNTERS(WRITE_COUNTER)
-#undef WRITE_COUNTER
-        for (unsigned i = 0; i < srv->n_workers; i++)
-                tcp_open += vd_count_read(&srv->workers[i]->tcp_open);
-        vd_prom_family(out, "vpcdns_tcp_connections_open", "gauge", "open TCP client connections");
-        vd_prom_sample(out, "vpcdns_tcp_connections_open", NULL, NULL, tcp_open);
-        vd_prom_family(out, "vpcdns_workers", "gauge", "worker threads (event loops)");
-        vd_prom_sample(out, "vpcdns_workers", NULL, NULL, srv->n_workers);
-        char why[128];
-        vd_prom_family(out, "vpcdns_ready", "gauge", "1 when /ready answers 200");
-        vd_prom_sample(out, "vpcdns_ready", NULL, NULL, server_ready(srv, why, sizeof(why)));
-        write_upstreams(srv, out);
-        write_local_data(srv, out);
-        write_module_metrics(srv, out);
-        vd_prom_process(out);
-}
-
-/* Starts the HTTP endpoint when cfg asks for one. */
-static int server_http_start(vd_server *srv, const vd_config *cfg, vd_error *err)
-{
-        srv->lameduck_ms = cfg->lameduck_ms;
-        vd_count_set(&srv->loaded_unix, (uint64_t)time(NULL));
-        note_data(srv, srv->slot.current);
-        if (note_data_files(srv, cfg) < 0)
-                return vd_error_set(err, "out of memory");
-        if (cfg->n_metrics_listen == 0)
-                return 0;
-        vd_http_handlers h = {
-            .arg = srv,
-            .metrics = server_metrics,
-            .health = server_health,
-            .ready = server_ready,
-        };
-        return vd_http_start(&cfg->metrics_listen[0], &h, &srv->http, err);
-}
-
-/* Stops the HTTP endpoint (waits for a request being answered): before the workers stop. */
-static void server_http_stop(vd_server *srv)
-{
-        vd_http *h = srv->http;
-        srv->http = NULL;
-        vd_http_stop(h);
-}
-
 /* Workers */
 
 static void close_leftover(uv_handle_t *h, void *arg)
@@ -554,14 +135,14 @@ static void worker_stop(vd_worker *w)
                 vd_resolver *r = w->resolver;
                 w->resolver = NULL;
                 w->env.resolver = NULL;
-                take_resolver_counters(&w->env.counters, r);
+                vd_srv_take_resolver_counters(&w->env.counters, r);
                 vd_resolver_close(r); /* waiting clients' replies run with len 0 */
         }
         if (w->forwarder != NULL) {
                 vd_forwarder *f = w->forwarder;
                 w->forwarder = NULL;
                 w->env.forwarder = NULL;
-                take_forwarder_counters(&w->env.counters, f);
+                vd_srv_take_forwarder_counters(&w->env.counters, f);
                 vd_forwarder_close(f); /* pending replies run with len 0 */
         }
         if (w->async_ready)
@@ -747,7 +328,7 @@ static void worker_main(void *arg)
 {
         vd_worker *w = arg;
         if (w->loop_ready && !w->stopping)
-                worker_heartbeat_start(w);
+                vd_srv_worker_heartbeat_start(w);
         if (w->index == 0 && w->loop_ready && !w->stopping)
                 probe_start(w);
         worker_finish_loop(w);
@@ -916,7 +497,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         }
         w->reload_async.data = w;
         w->reload_ready = true;
-        r = worker_heartbeat_init(w);
+        r = vd_srv_worker_heartbeat_init(w);
         if (r < 0) {
                 vd_error_set(err, "worker %u: timer: %s", index, uv_strerror(r));
                 return r;
@@ -1068,7 +649,7 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                 if (r < 0)
                         goto fail;
         }
-        r = server_http_start(srv, cfg, err);
+        r = vd_srv_http_start(srv, cfg, err);
         if (r < 0)
                 goto fail;
         *out = srv;
@@ -1081,7 +662,7 @@ fail:
 static void stop_everything(vd_server *srv)
 {
         vd_count_set(&srv->draining, 1);
-        server_http_stop(srv); /* before any worker closes what its handlers read */
+        vd_srv_http_stop(srv); /* before any worker closes what its handlers read */
         if (srv->lameduck_started && !uv_is_closing((uv_handle_t *)&srv->lameduck))
                 uv_close((uv_handle_t *)&srv->lameduck, NULL);
         srv->stopping = true;
@@ -1157,7 +738,7 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
         uv_mutex_lock(&srv->slot.lock);
         vd_snapshot *old = srv->slot.current;
         srv->slot.current = snap;
-        note_data(srv, snap);
+        vd_srv_note_data(srv, snap);
         if (!srv->slot.closed) {
                 for (unsigned i = 0; i < srv->n_workers; i++)
                         if (srv->workers[i]->reload_ready)
@@ -1354,7 +935,7 @@ void vd_server_free(vd_server *srv)
 {
         if (srv == NULL)
                 return;
-        server_http_stop(srv);          /* a server that never ran still has its endpoint */
+        vd_srv_http_stop(srv);          /* a server that never ran still has its endpoint */
         uv_mutex_lock(&srv->slot.lock); /* a server that never ran: its workers stop here */
         srv->slot.closed = true;
         uv_mutex_unlock(&srv->slot.lock);

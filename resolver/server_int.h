@@ -1,0 +1,87 @@
+/* server_int.h — the server's state, shared by server.c (threads, loops, signals, reload, stop)
+ * and server_observe.c (counters, liveness, readiness and the metrics the HTTP endpoint
+ * serves). Private to those two files; nothing else may include it. */
+#ifndef VPCDNS_SERVER_INT_H
+#define VPCDNS_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "transport.h"
+#include "vpcdns/cache.h"
+#include "vpcdns/metrics.h"
+#include "vpcdns/qlog.h"
+#include "vpcdns/server.h"
+
+struct vd_server {
+        vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
+        vd_worker **workers;
+        unsigned n_workers;
+        /* Per-client tables that every worker shares (NULL when the limit is off): the UDP
+         * response rate limit, forwarded queries pending upstream, and open TCP connections. */
+        vd_ratelimit *rrl;
+        vd_ratelimit_pending *pending;
+        vd_ratelimit_pending *tcp_clients;
+        /* upstream_max_qps for the whole process, shared by every worker's forwarder (NULL
+         * when there is no limit); made with the first worker's forwarder. */
+        vd_upstream_budget *upstream_budget;
+        vd_cache *cache;       /* every worker's answer cache; NULL when the cache is off */
+        vd_inflight *inflight; /* every worker's upstream queries in flight */
+        vd_addr listen[VD_MAX_LISTEN];
+        size_t n_listen;
+        vd_addr upstream[VD_MAX_UPSTREAM];
+        size_t n_upstream;
+        bool ran;
+
+        /* The start-up loop check: armed by worker 0, seen by any worker (their envs point
+         * at it); the stop is requested through fail_async on the control loop. */
+        vd_loop_probe probe;
+        uv_async_t fail_async;
+        bool fail_ready;
+        _Atomic int failure; /* 0, or why the server stops on its own (-ELOOP) */
+
+        uv_loop_t control; /* the thread of vd_server_run: signals only */
+        uv_signal_t sigint;
+        uv_signal_t sigterm;
+        uv_signal_t sighup;
+        /* The query log (qlog.h): NULL when off; SIGUSR1 reopens its file. */
+        vd_qlog *qlog;
+        uv_signal_t sigusr1;
+        bool stopping; /* control thread only: no more reloads once the stop began */
+        vd_reload_fn reload;
+        void *reload_arg;
+
+        /* The HTTP endpoint (metrics.c): runs from vd_server_new until the stop begins, so
+         * every worker, forwarder and resolver it reads outlives it. NULL when off. */
+        vd_http *http;
+        unsigned lameduck_ms;   /* 0: stop at once */
+        uv_timer_t lameduck;    /* control loop: the end of the lameduck */
+        bool lameduck_started;  /* control thread only */
+        uint64_t draining;      /* 1 from the stop signal on: /ready fails (vd_count_set) */
+        uint64_t loaded_unix;   /* the last successful load of local data (unix seconds) */
+        uint64_t reload_failed; /* reloads that failed (control thread writes) */
+        uint64_t data_names, data_records, data_zones; /* the published snapshot's size */
+        uint64_t data_endpoints; /* AWS endpoints served, as main.c reported them */
+        char **data_files;       /* the files local data is read from, for their age */
+        size_t n_data_files;
+};
+
+/* ---- server_observe.c --------------------------------------------------------------------- */
+
+/* Publishes the size of snap (names, records, zones) and the load time for /metrics. */
+void vd_srv_note_data(vd_server *srv, const vd_snapshot *snap);
+/* Starts the HTTP endpoint when cfg asks for one; 0 or -errno with err set. */
+int vd_srv_http_start(vd_server *srv, const vd_config *cfg, vd_error *err);
+/* Stops the HTTP endpoint (before any worker stops); safe when it never started. */
+void vd_srv_http_stop(vd_server *srv);
+/* The forwarder's own counters, under their names in the counter table. */
+void vd_srv_take_forwarder_counters(vd_counters *c, const vd_forwarder *f);
+/* The resolver's own counters, under their names in the counter table (counters.h). */
+void vd_srv_take_resolver_counters(vd_counters *c, const vd_resolver *r);
+/* The worker's heartbeat timer for /health (only with the HTTP endpoint); 0 or -errno. */
+int vd_srv_worker_heartbeat_init(vd_worker *w);
+/* Starts the heartbeat on the worker's own loop. */
+void vd_srv_worker_heartbeat_start(vd_worker *w);
+
+#endif
