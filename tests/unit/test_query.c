@@ -15,6 +15,8 @@
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
+#include "support/dns_msg.h"
+
 static size_t make_query(uint8_t *buf)
 {
         static const uint8_t q[] = {0xbe, 0xef, 0x01, 0x00, 0,   1,   0,   0,   0, 0, 0, 0, 1, 'A',
@@ -405,21 +407,13 @@ Test(query, a_probe_is_only_its_own_servers)
 /* A query for name (text, letter case as given) and type with an ID of 0x5151, RD set. */
 static size_t make_typed_query(uint8_t *buf, const char *name, uint16_t type)
 {
-        static const uint8_t head[] = {0x51, 0x51, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
-        size_t n = sizeof(head);
-        memcpy(buf, head, n);
-        for (const char *p = name; *p != '\0';) {
-                const char *dot = strchr(p, '.');
-                size_t l = dot ? (size_t)(dot - p) : strlen(p);
-                buf[n++] = (uint8_t)l;
-                memcpy(buf + n, p, l);
-                n += l;
-                p += l + (dot ? 1 : 0);
-        }
-        buf[n++] = 0;
-        vd_wire_put16(buf + n, type);
-        vd_wire_put16(buf + n + 2, VD_CLASS_IN);
-        return n + 4;
+        dns_msg m; /* the shared builder of tests/unit/support */
+        header(&m, 0x5151, VD_FLAG_RD, 1, 0, 0, 0);
+        put_name(&m, name);
+        put16(&m, type);
+        put16(&m, VD_CLASS_IN);
+        memcpy(buf, m.b, m.n);
+        return m.n;
 }
 
 /* Asks env for name/type; returns the parsed response (the caller frees it) and the outcome. */

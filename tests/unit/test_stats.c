@@ -17,6 +17,8 @@
 #include "vpcdns/stats.h"
 #include "vpcdns/wire.h"
 
+#include "support/dns_msg.h"
+
 /* The Prometheus text of s, in a buffer the caller frees. */
 static char *prometheus_text(const vd_stats *s)
 {
@@ -217,21 +219,13 @@ Test(stats, promtool_accepts_the_output)
 
 static size_t make_typed_query(uint8_t *buf, const char *name, uint16_t type, uint16_t qclass)
 {
-        static const uint8_t head[] = {0x51, 0x51, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
-        size_t n = sizeof(head);
-        memcpy(buf, head, n);
-        for (const char *p = name; *p != '\0';) {
-                const char *dot = strchr(p, '.');
-                size_t l = dot ? (size_t)(dot - p) : strlen(p);
-                buf[n++] = (uint8_t)l;
-                memcpy(buf + n, p, l);
-                n += l;
-                p += l + (dot ? 1 : 0);
-        }
-        buf[n++] = 0;
-        vd_wire_put16(buf + n, type);
-        vd_wire_put16(buf + n + 2, qclass);
-        return n + 4;
+        dns_msg m; /* the shared builder of tests/unit/support */
+        header(&m, 0x5151, VD_FLAG_RD, 1, 0, 0, 0);
+        put_name(&m, name);
+        put16(&m, type);
+        put16(&m, qclass);
+        memcpy(buf, m.b, m.n);
+        return m.n;
 }
 
 Test(stats, the_pipeline_counts_each_answer_under_its_source_and_rcode)
