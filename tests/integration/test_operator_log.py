@@ -3,7 +3,6 @@ going down and coming back is logged once for the process, not once per worker; 
 what changed; every line parses as logfmt."""
 
 import re
-import shutil
 import signal
 import socket
 import time
@@ -133,14 +132,7 @@ def test_an_upstream_down_and_back_is_logged_once_for_all_workers(tmp_path, star
 
 
 def test_a_reload_says_what_changed(tmp_path, nsd, start_daemon):
-    snap = tmp_path / "snap"
-    shutil.copytree(SNAPSHOT, snap)
-    zone = tmp_path / "reload.zone"
-    zone.write_text(
-        "$ORIGIN reload.example.\n$TTL 300\n"
-        "@ IN SOA ns hostmaster 1 7200 900 1209600 60\n"
-        "@ IN NS ns\nns IN A 192.0.2.53\nhost IN A 192.0.2.1\n"
-    )
+    snap, zone = vdtest.copy_reload_data(tmp_path)
     upstream = "%s:%d" % nsd
 
     def argv(port):

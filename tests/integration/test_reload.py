@@ -2,7 +2,6 @@
 without a restart, a broken one is logged with the file and place and the old data keeps
 being served."""
 
-import shutil
 import signal
 import time
 
@@ -17,14 +16,7 @@ NEW_IP = "10.9.9.99"
 
 
 def start_with_copy(tmp_path, nsd, start_daemon):
-    snap = tmp_path / "snap"
-    shutil.copytree(SNAPSHOT, snap)
-    zone = tmp_path / "reload.zone"
-    zone.write_text(
-        "$ORIGIN reload.example.\n$TTL 300\n"
-        "@ IN SOA ns hostmaster 1 7200 900 1209600 60\n"
-        "@ IN NS ns\nns IN A 192.0.2.53\nhost IN A 192.0.2.1\n"
-    )
+    snap, zone = vdtest.copy_reload_data(tmp_path)
 
     def argv(port):
         return [

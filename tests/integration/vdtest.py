@@ -4,6 +4,7 @@ vpcdns daemon under test and small DNS clients (UDP, TCP, raw bytes).
 Everything talks to 127.0.0.1 or ::1 only, and every wait is bounded."""
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -249,6 +250,23 @@ class Proc:
             self.name,
             self.stderr_text(),
         )
+
+
+RELOAD_ZONE = (
+    "$ORIGIN reload.example.\n$TTL 300\n"
+    "@ IN SOA ns hostmaster 1 7200 900 1209600 60\n"
+    "@ IN NS ns\nns IN A 192.0.2.53\nhost IN A 192.0.2.1\n"
+)
+
+
+def copy_reload_data(tmp_path):
+    """A copy of the example snapshot and a small zone file in tmp_path, for tests that change
+    local data and reload it: (snapshot directory, zone file)."""
+    snap = Path(tmp_path) / "snap"
+    shutil.copytree(SNAPSHOT, snap)
+    zone = Path(tmp_path) / "reload.zone"
+    zone.write_text(RELOAD_ZONE)
+    return snap, zone
 
 
 def wait_for(predicate, limit=3.0):
