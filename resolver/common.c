@@ -1,8 +1,12 @@
-/* common.c — the shared error record and the strict decimal reader of configuration text. */
+/* common.c — the shared error record, the strict decimal reader of configuration text and the
+ * background-thread priority. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "vpcdns/common.h"
 
@@ -31,4 +35,17 @@ bool vd_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out)
                 return false;
         *out = (unsigned)value;
         return true;
+}
+
+void vd_thread_background(void)
+{
+        /* On Linux the nice value belongs to the thread: PRIO_PROCESS with the thread's id
+         * changes this thread only. */
+        id_t tid = (id_t)syscall(SYS_gettid);
+        errno = 0;
+        int now = getpriority(PRIO_PROCESS, tid);
+        if (now == -1 && errno != 0)
+                return;
+        if (now < VD_BACKGROUND_NICE)
+                (void)setpriority(PRIO_PROCESS, tid, VD_BACKGROUND_NICE);
 }

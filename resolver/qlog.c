@@ -343,6 +343,9 @@ static size_t drain(vd_qlog *q, vd_qlog_ring *r)
 static void writer_main(void *arg)
 {
         vd_qlog *q = arg;
+        /* A busy core answers first: the writer falls behind and drops (counted), never the
+         * worker. */
+        vd_thread_background();
         for (;;) {
                 bool stop = atomic_load(&q->stop);
                 if (q->stall_ms > 0 && !stop) {

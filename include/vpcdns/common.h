@@ -25,6 +25,13 @@ int vd_error_set(vd_error *err, const char *fmt, ...) __attribute__((format(prin
  * ten of them, within [min, max]. Sets *out and returns true, or returns false. */
 bool vd_parse_uint(const char *text, unsigned min, unsigned max, unsigned *out);
 
+/* Lowers the calling thread's scheduling priority (nice +VD_BACKGROUND_NICE) so that, on a
+ * busy core, the worker threads that answer always run before it: for work that may fall
+ * behind (the query-log writer, compiling reloaded data) but must never delay an answer.
+ * Only ever lowers; a failure is ignored (the thread then runs at the normal priority). */
+#define VD_BACKGROUND_NICE 10
+void vd_thread_background(void);
+
 /* The project's assertion: checked in every build type, prints where and aborts.
  * Use it for programming errors only, never for input. */
 #define VD_CHECK(cond)                                                                             \
