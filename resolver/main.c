@@ -220,6 +220,7 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         if (rc != 0)
                 return rc;
         vd_server_note_endpoints(ctx->srv, t.aws.endpoints_served);
+        vd_server_note_snapshot_dirs(ctx->srv, ctx->cfg->snapshot_dirs, ctx->cfg->n_snapshots);
         vd_log(VD_LOG_INFO, "reloaded",
                "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu",
                ctx->last.aws.endpoints_served, t.aws.endpoints_served, ctx->last.snap.names,

@@ -64,6 +64,12 @@ struct vd_qlog {
         _Atomic bool stop;
         _Atomic bool reopen;
         unsigned stall_ms;
+        /* A reload asks the writer to read the route53 ids again: the directories to read,
+         * under ids_lock, and the flag the writer polls. */
+        uv_mutex_t ids_lock;
+        char **ids_dirs;
+        size_t n_ids_dirs;
+        _Atomic bool ids_stale;
         /* the writer thread's */
         FILE *file;                 /* route53 */
         struct fstrm_writer *fstrm; /* dnstap */
@@ -340,6 +346,29 @@ static size_t drain(vd_qlog *q, vd_qlog_ring *r)
         return n;
 }
 
+static void free_dirs(char **dirs, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(dirs[i]);
+        free(dirs);
+}
+
+/* On the writer thread (a background one): the JSON of a large capture takes a while to read,
+ * and the writer is the only reader of q->ids, so nothing else needs a lock. */
+static void refresh_ids(vd_qlog *q)
+{
+        uv_mutex_lock(&q->ids_lock);
+        char **dirs = q->ids_dirs;
+        size_t n = q->n_ids_dirs;
+        q->ids_dirs = NULL;
+        q->n_ids_dirs = 0;
+        uv_mutex_unlock(&q->ids_lock);
+        vd_qlog_ids ids;
+        vd_qlog_ids_read(dirs, n, &ids);
+        q->ids = ids;
+        free_dirs(dirs, n);
+}
+
 static void writer_main(void *arg)
 {
         vd_qlog *q = arg;
@@ -355,6 +384,8 @@ static void writer_main(void *arg)
                 }
                 if (atomic_exchange(&q->reopen, false))
                         log_reopen(q);
+                if (atomic_exchange(&q->ids_stale, false))
+                        refresh_ids(q);
                 size_t n = 0;
                 for (unsigned i = 0; i < q->n_rings; i++)
                         n += drain(q, &q->rings[i]);
@@ -390,6 +421,10 @@ int vd_qlog_new(const vd_config_qlog *cfg, const vd_qlog_ids *ids, unsigned n_ri
         q->cfg = *cfg;
         if (ids != NULL)
                 q->ids = *ids;
+        if (uv_mutex_init(&q->ids_lock) != 0) {
+                free(q);
+                return vd_error_set(err, "query log: cannot create a lock");
+        }
         q->stall_ms = env_uint("VPCDNS_TEST_QLOG_STALL_MS", 0, 60000);
         size_t kib = env_uint("VPCDNS_TEST_QLOG_RING_KIB", RING_DEFAULT_KIB, 1u << 20);
         size_t cap = 4096;
@@ -441,6 +476,28 @@ void vd_qlog_reopen(vd_qlog *q)
                 atomic_store(&q->reopen, true);
 }
 
+void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs)
+{
+        if (q == NULL)
+                return;
+        char **copy = calloc(n_dirs > 0 ? n_dirs : 1, sizeof(*copy));
+        if (copy == NULL)
+                return;
+        for (size_t i = 0; i < n_dirs; i++) {
+                copy[i] = strdup(dirs[i]);
+                if (copy[i] == NULL) {
+                        free_dirs(copy, i);
+                        return;
+                }
+        }
+        uv_mutex_lock(&q->ids_lock);
+        free_dirs(q->ids_dirs, q->n_ids_dirs);
+        q->ids_dirs = copy;
+        q->n_ids_dirs = n_dirs;
+        uv_mutex_unlock(&q->ids_lock);
+        atomic_store(&q->ids_stale, true);
+}
+
 void vd_qlog_free(vd_qlog *q)
 {
         if (q == NULL)
@@ -456,5 +513,7 @@ void vd_qlog_free(vd_qlog *q)
         for (unsigned i = 0; i < q->n_rings; i++)
                 free(q->rings[i].buf);
         free(q->rings);
+        free_dirs(q->ids_dirs, q->n_ids_dirs);
+        uv_mutex_destroy(&q->ids_lock);
         free(q);
 }

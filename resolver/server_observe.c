@@ -277,6 +277,11 @@ void vd_server_note_endpoints(vd_server *srv, size_t endpoints)
         vd_count_set(&srv->data_endpoints, endpoints);
 }
 
+void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs)
+{
+        vd_qlog_refresh_ids(srv->qlog, dirs, n_dirs);
+}
+
 static void write_local_data(const vd_server *srv, FILE *out)
 {
         vd_prom_family(out, "vpcdns_local_data_endpoints", "gauge",

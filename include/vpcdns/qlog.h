@@ -55,6 +55,10 @@ vd_qlog_ring *vd_qlog_ring_get(vd_qlog *q, unsigned index);
 int vd_qlog_start(vd_qlog *q);
 /* Asks the writer to reopen the file (a no-op for a socket). */
 void vd_qlog_reopen(vd_qlog *q);
+/* After a reload: asks the writer to read the ids again from these snapshot directories
+ * (copied; the reading happens on the writer thread, and lines written before it keep the
+ * old values). NULL q is fine. */
+void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs);
 /* Stops the writer after it drained the rings (the workers must have stopped), closes the
  * log and frees everything. NULL is fine. */
 void vd_qlog_free(vd_qlog *q);

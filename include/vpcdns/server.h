@@ -32,6 +32,9 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap);
 /* Any thread: the AWS endpoints the local data now serves, reported by /metrics (the snapshot
  * itself does not know them). */
 void vd_server_note_endpoints(vd_server *srv, size_t endpoints);
+/* After a reload: the query log names the account, VPC and region of these snapshot
+ * directories from now on (read in the background; a no-op without a query log). */
+void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs);
 
 /* Runs until SIGINT or SIGTERM, then stops accepting, lets pending work finish or cancel,
  * closes every handle. Returns 0 on a clean stop. With the HTTP endpoint (metrics_listen) and

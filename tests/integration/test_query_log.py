@@ -260,3 +260,32 @@ def test_bad_settings_are_refused(tmp_path):
         assert r.returncode != 0 and "query_log" in r.stderr or "format" in r.stderr, (text, r.stderr)
     r = vdtest.run_vpcdns(["--query-log", "json:/x", "--check", "--upstream", "127.0.0.1:1"])
     assert r.returncode != 0 and "--query-log" in r.stderr
+
+
+def test_reload_refreshes_the_ids(nsd, tmp_path):
+    """A SIGHUP that loads a capture of another account and VPC: later route53 lines name them."""
+    log = tmp_path / "q.log"
+    snap, zone = vdtest.copy_reload_data(tmp_path)
+    upstream = "%s:%d" % nsd
+    argv = lambda port: vdtest.vpcdns_argv(port, upstream, snapshot=str(snap), zone=str(zone),
+                                           extra=["--query-log", "route53:%s" % log])
+    d = vdtest.start_vpcdns(tmp_path, upstream, argv=argv)
+    d.v4.query(PROBE, "A")
+    captured = snap / "describe-vpc-endpoints.json"
+    text = captured.read_text()
+    assert "123456789012" in text and "vpc-0e1d2c3b4a5968778" in text
+    captured.write_text(text.replace("123456789012", "210987654321")
+                        .replace("vpc-0e1d2c3b4a5968778", "vpc-0aaaabbbbccccdddd"))
+    d.proc.p.send_signal(signal.SIGHUP)
+    assert vdtest.wait_for(lambda: "event=reload_done" in d.proc.stderr_text()), d.proc.stderr_text()
+
+    def renamed():
+        d.v4.query(PROBE, "A")
+        lines = [json.loads(l) for l in log.read_text().splitlines()]
+        return bool(lines) and lines[-1]["account_id"] == "210987654321"
+
+    assert vdtest.wait_for(renamed, limit=5.0), log.read_text()[-2000:]
+    stop(d)
+    last = read_lines(log)[-1]
+    assert (last["account_id"], last["vpc_id"], last["region"]) == (
+        "210987654321", "vpc-0aaaabbbbccccdddd", "eu-west-1")
