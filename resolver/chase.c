@@ -16,6 +16,7 @@
 #include "vpcdns/forward.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/special.h"
+#include "vpcdns/stats.h"
 #include "vpcdns/wire.h"
 
 #define FIRST_CAP 2048
@@ -409,7 +410,7 @@ static bool local_hop(struct chase *c, size_t *n)
                    VD_LOCAL_ANSWERED;
 }
 
-static void on_hop_reply(void *arg, const uint8_t *resp, size_t len);
+static void on_hop_reply(void *arg, const uint8_t *resp, size_t len, unsigned source);
 
 /* Runs hops until the chain ends (true: the response is final in c->resp) or one waits for
  * the resolver (false: on_hop_reply goes on). */
@@ -490,18 +491,22 @@ static size_t finish(struct chase *c)
         return n;
 }
 
-static void on_hop_reply(void *arg, const uint8_t *resp, size_t len)
+/* The answer's source is that of the hop that ended the chase (a later hop answered from the
+ * cache makes the whole answer a cached one), or an error when the chase made a SERVFAIL. */
+static void on_hop_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
         struct chase *c = arg;
         if (len == 0) { /* the worker is closing: nothing is sent */
-                c->reply(c->reply_arg, NULL, 0);
+                c->reply(c->reply_arg, NULL, 0, VD_STATS_SOURCE_ERROR);
                 chase_free(c);
                 return;
         }
         if (!run(c, merge(c, resp, len)))
                 return; /* waiting for the next hop */
         size_t n = finish(c);
-        c->reply(c->reply_arg, n > 0 ? c->resp : NULL, n);
+        if (c->rcode == VD_RCODE_SERVFAIL)
+                source = VD_STATS_SOURCE_ERROR;
+        c->reply(c->reply_arg, n > 0 ? c->resp : NULL, n, source);
         chase_free(c);
 }
 

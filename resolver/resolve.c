@@ -40,6 +40,7 @@
 
 #include "vpcdns/counters.h"
 #include "vpcdns/siphash.h"
+#include "vpcdns/stats.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
@@ -408,9 +409,9 @@ static size_t stale_or_servfail(vd_resolver *r, const vd_query_info *qi, size_t 
 }
 
 /* Calls a waiter's reply with r->buf[0..len) and frees the waiter. */
-static void waiter_finish(vd_resolver *r, struct waiter *w, size_t len)
+static void waiter_finish(vd_resolver *r, struct waiter *w, size_t len, vd_stats_source source)
 {
-        w->reply(w->arg, len > 0 ? r->buf : NULL, len);
+        w->reply(w->arg, len > 0 ? r->buf : NULL, len, source);
         free(w);
 }
 
@@ -421,7 +422,7 @@ static void answer_waiter(vd_resolver *r, struct waiter *w, int status, const ui
                           size_t len)
 {
         if (r->closed) {
-                waiter_finish(r, w, 0);
+                waiter_finish(r, w, 0, VD_STATS_SOURCE_ERROR);
                 return;
         }
         size_t n = 0;
@@ -431,25 +432,30 @@ static void answer_waiter(vd_resolver *r, struct waiter *w, int status, const ui
         /* -EAGAIN from an owner that found the answer in the cache (see flight_start) */
         if (status == -EAGAIN &&
             vd_resolver_from_cache(r, &w->qi, w->max_len, r->buf, sizeof(r->buf), &n)) {
-                waiter_finish(r, w, n);
+                waiter_finish(r, w, n, VD_STATS_SOURCE_CACHE);
                 return;
         }
         if (failed) {
                 n = stale_answer(r, &w->qi, w->max_len, r->buf, sizeof(r->buf));
-                if (n > 0)
+                if (n > 0) {
                         vd_count_add(&r->counters.stale_answers, 1);
+                        waiter_finish(r, w, n, VD_STATS_SOURCE_STALE);
+                        return;
+                }
         }
-        if (n == 0 && status == 0 && len > 0) {
+        if (status == 0 && len > 0) {
                 n = vd_forward_relay(&w->qi, answer, len, w->max_len, r->buf, sizeof(r->buf));
                 if (n > 0 && (r->buf[3] & 0x0F) == VD_RCODE_SERVFAIL)
                         vd_count_add(&r->counters.servfails, 1);
+                if (n > 0) {
+                        waiter_finish(r, w, n, VD_STATS_SOURCE_UPSTREAM);
+                        return;
+                }
         }
-        if (n == 0) {
-                vd_count_add(&r->counters.servfails, 1);
-                n = vd_wire_error_response(&w->qi, VD_RCODE_SERVFAIL, r->buf,
-                                           limit_of(w->max_len, sizeof(r->buf)));
-        }
-        waiter_finish(r, w, n);
+        vd_count_add(&r->counters.servfails, 1);
+        n = vd_wire_error_response(&w->qi, VD_RCODE_SERVFAIL, r->buf,
+                                   limit_of(w->max_len, sizeof(r->buf)));
+        waiter_finish(r, w, n, VD_STATS_SOURCE_ERROR);
 }
 
 /* --- upstream and timer callbacks ------------------------------------------------------------ */
@@ -535,9 +541,9 @@ static void on_stale_timer(uv_timer_t *t)
                 size_t n = stale_answer(r, &w->qi, w->max_len, r->buf, sizeof(r->buf));
                 if (n > 0) {
                         vd_count_add(&r->counters.stale_answers, 1);
-                        waiter_finish(r, w, n);
+                        waiter_finish(r, w, n, VD_STATS_SOURCE_STALE);
                 } else if (r->closed) {
-                        waiter_finish(r, w, 0);
+                        waiter_finish(r, w, 0, VD_STATS_SOURCE_ERROR);
                 } else { /* nothing stale for this one: it waits for the upstream */
                         flight_add_waiter(f, w);
                 }
@@ -876,7 +882,7 @@ void vd_resolver_close(vd_resolver *r)
                 f->n_waiters = 0;
                 while (w != NULL) {
                         struct waiter *next = w->next;
-                        waiter_finish(r, w, 0);
+                        waiter_finish(r, w, 0, VD_STATS_SOURCE_ERROR);
                         w = next;
                 }
                 flight_close_timer(f);

@@ -64,7 +64,7 @@ typedef struct vd_tcp_conn {
 } vd_tcp_conn;
 
 /* stats: counts a forwarded query's reply, timed from when the query with its ID arrived. */
-static void count_reply(vd_tcp_conn *c, const uint8_t *resp, size_t len)
+static void count_reply(vd_tcp_conn *c, const uint8_t *resp, size_t len, unsigned source)
 {
         uint64_t now = vd_stats_now_ns(), start = now;
         uint16_t id = len >= 2 ? vd_wire_get16(resp) : 0;
@@ -78,7 +78,7 @@ static void count_reply(vd_tcp_conn *c, const uint8_t *resp, size_t len)
                 }
         }
         vd_stats_response(&c->worker->env.stats, vd_stats_rcode_of(resp, len),
-                          VD_STATS_SOURCE_UPSTREAM, now - start);
+                          (vd_stats_source)source, now - start);
 }
 
 typedef struct tcp_write {
@@ -257,7 +257,7 @@ static void reading_update(vd_tcp_conn *c)
 }
 
 /* The forwarder's answer to one of this connection's queries; len 0 on shutdown. */
-static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
+static void tcp_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
         vd_tcp_conn *c = arg;
 
@@ -270,7 +270,7 @@ static void tcp_reply(void *arg, const uint8_t *resp, size_t len)
         }
         if (!c->closing && !c->worker->stopping) {
                 if (len > 0) {
-                        count_reply(c, resp, len);
+                        count_reply(c, resp, len, source);
                         conn_answer(c, resp, len);
                         idle_restart(c);
                 }

@@ -202,7 +202,7 @@ static void send_response(vd_worker *w, const vd_udp_listener *l, const uint8_t 
 }
 
 /* The forwarder's answer for a query that went upstream. len 0: the forwarder is closing. */
-static void udp_reply(void *arg, const uint8_t *resp, size_t len)
+static void udp_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
         vd_udp_pending *p = arg;
         vd_worker *w = p->worker;
@@ -211,7 +211,7 @@ static void udp_reply(void *arg, const uint8_t *resp, size_t len)
                 vd_ratelimit_pending_dec(w->env.pending, p->pending_slot);
         if (len > 0 && !w->stopping) {
                 vd_stats_response(&w->env.stats, vd_stats_rcode_of(resp, len),
-                                  VD_STATS_SOURCE_UPSTREAM, vd_stats_now_ns() - p->start_ns);
+                                  (vd_stats_source)source, vd_stats_now_ns() - p->start_ns);
                 send_response(w, p->listener, resp, len, (const struct sockaddr *)&p->peer);
         }
         pending_put(w, p);

@@ -19,8 +19,10 @@
 typedef struct vd_forwarder vd_forwarder;
 
 /* A response for a client, as the query pipeline hands it to a transport. resp is valid only
- * during the call. len 0: nothing to send (shutdown). */
-typedef void (*vd_reply_fn)(void *arg, const uint8_t *resp, size_t len);
+ * during the call. len 0: nothing to send (shutdown). source is where the answer came from, a
+ * vd_stats_source (stats.h): the upstream, the cache (another waiter's flight already
+ * answered), a stale entry, or an error made here. */
+typedef void (*vd_reply_fn)(void *arg, const uint8_t *resp, size_t len, unsigned source);
 
 /* A forwarding rule (like a Route 53 Resolver rule): names at or under domain go to servers;
  * the most specific rule wins. use_default sends them to the default upstreams instead (a

@@ -192,8 +192,9 @@ static void on_guard(uv_timer_t *t)
         close_pipeline(t->data);
 }
 
-static void on_reply(void *arg, const uint8_t *resp, size_t len)
+static void on_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
+        (void)source;
         harness *h = arg;
         h->replies++;
         h->reply_len = len;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "vpcdns/stats.h"
 #include "vpcdns/forward.h"
 #include "vpcdns/forward_budget.h"
 #include "vpcdns/forward_select.h"
@@ -698,8 +699,9 @@ static void on_linger(uv_timer_t *t)
         finish(t->data);
 }
 
-static void on_reply(void *arg, const uint8_t *resp, size_t len)
+static void on_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
+        (void)source;
         reply *r = arg;
         scenario *s = r->s;
         cr_assert(!s->in_query, "done() called from inside vd_forwarder_resolve");
@@ -730,7 +732,7 @@ static void on_upstream_reply(void *arg, int status, const uint8_t *answer, size
         static uint8_t out[VD_TCP_MAX];
         reply *r = arg;
         if (status == -ECANCELED) {
-                on_reply(r, NULL, 0);
+                on_reply(r, NULL, 0, VD_STATS_SOURCE_ERROR);
                 return;
         }
         size_t n =
@@ -738,7 +740,7 @@ static void on_upstream_reply(void *arg, int status, const uint8_t *answer, size
         if (n == 0)
                 n = vd_wire_error_response(&r->qi, VD_RCODE_SERVFAIL, out,
                                            r->max_len < sizeof(out) ? r->max_len : sizeof(out));
-        on_reply(r, out, n);
+        on_reply(r, out, n, VD_STATS_SOURCE_UPSTREAM);
 }
 
 /* A loop and up to three upstreams on 127.0.0.1; the forwarder comes next. */

@@ -145,8 +145,9 @@ static vd_snapshot *local_a_example(void)
 
 static int replies;
 static size_t last_reply_len;
-static void count_reply(void *arg, const uint8_t *resp, size_t len)
+static void count_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
+        (void)source;
         (void)arg;
         (void)resp;
         replies++;

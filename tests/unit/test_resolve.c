@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "vpcdns/stats.h"
 #include "vpcdns/resolve.h"
 #include "vpcdns/wire.h"
 
@@ -53,7 +54,8 @@ typedef struct scenario scenario;
 typedef struct reply {
         scenario *s;
         int calls;
-        bool sync; /* answered by vd_resolver_query itself (VD_QUERY_REPLY) */
+        bool sync;       /* answered by vd_resolver_query itself (VD_QUERY_REPLY) */
+        unsigned source; /* the reply's vd_stats_source (not set for a sync answer) */
         size_t len;
         uint64_t at_ns;
         uint8_t buf[4096];
@@ -137,13 +139,14 @@ static void on_up_sent(fake_upstream *up)
         check_done(up->owner);
 }
 
-static void on_reply(void *arg, const uint8_t *resp, size_t len)
+static void on_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
         reply *r = arg;
         scenario *s = r->s;
         cr_assert_not(s->in_query, "reply called from inside vd_resolver_query");
         r->calls++;
         r->len = len;
+        r->source = source;
         r->at_ns = uv_hrtime();
         if (len > 0) {
                 cr_assert_not_null(resp);
@@ -341,6 +344,7 @@ Test(resolve, second_question_is_answered_from_the_cache)
         scenario_run(&s);
         assert_a(&s.r[0], 0, 99, 300);
         assert_a(&s.r[1], 0, 99, 300);
+        cr_assert_eq(s.r[0].source, VD_STATS_SOURCE_UPSTREAM);
         cr_assert(s.r[1].sync);
         cr_assert_eq(s.up.udp_queries, 1, "the cache hit must not go upstream");
         vd_resolver_counters c = counters(&s);
@@ -419,6 +423,8 @@ Test(resolve, silent_upstream_stale_answer_else_servfail)
         scenario_run(&s);
         assert_a(&s.r[0], 0, 7, 30);
         assert_a(&s.r[1], VD_RCODE_SERVFAIL, 0, 0);
+        cr_assert_eq(s.r[0].source, VD_STATS_SOURCE_STALE);
+        cr_assert_eq(s.r[1].source, VD_STATS_SOURCE_ERROR, "a SERVFAIL made here");
         cr_assert_geq(elapsed_ms(&s, &s.r[0]), 350, "answered before the budget ran out");
         vd_resolver_counters c = counters(&s);
         cr_assert_eq(c.stale_answers, 1);
@@ -441,6 +447,7 @@ Test(resolve, slow_upstream_stale_at_stale_answer_ms_then_cache_refreshed)
         cr_assert_eq(ask(&s, 0, 0x0E0E, "slow.example.com", true, 1232), VD_QUERY_PENDING);
         scenario_run(&s);
         assert_a(&s.r[0], 0, 7, 30);
+        cr_assert_eq(s.r[0].source, VD_STATS_SOURCE_STALE, "the stale timer's answer");
         double t = elapsed_ms(&s, &s.r[0]);
         cr_assert(t >= 350 && t < 1500, "stale answer after %.0f ms, want ~400", t);
         assert_cached(&s, "slow.example.com", 99, 300);
@@ -546,6 +553,7 @@ Test(resolve, upstream_servfail_without_stale_is_relayed)
         cr_assert_eq(ask(&s, 0, 0x5151, "fail.example.com", true, 1232), VD_QUERY_PENDING);
         scenario_run(&s);
         assert_a(&s.r[0], VD_RCODE_SERVFAIL, 0, 0);
+        cr_assert_eq(s.r[0].source, VD_STATS_SOURCE_UPSTREAM, "the upstream's SERVFAIL, relayed");
         scenario_free(&s);
 }
 
@@ -622,11 +630,11 @@ Test(resolve, close_answers_every_waiter_once_with_len_0)
 }
 
 /* A reply callback that closes the resolver, the forwarder and the cache on the spot. */
-static void close_everything_reply(void *arg, const uint8_t *resp, size_t len)
+static void close_everything_reply(void *arg, const uint8_t *resp, size_t len, unsigned source)
 {
         reply *r = arg;
         scenario *s = r->s;
-        on_reply(arg, resp, len);
+        on_reply(arg, resp, len, source);
         if (!s->res_closed) {
                 close_resolver_now(s);
                 vd_cache_free(s->cache);
@@ -710,9 +718,10 @@ static void on_closer(uv_timer_t *t)
         worker_close(t->data);
 }
 
-static void worker_reply(void *arg, const uint8_t *data, size_t len)
+static void worker_reply(void *arg, const uint8_t *data, size_t len, unsigned source)
 {
         struct worker *w = arg;
+        (void)source;
         if (w->calls++ == 0) {
                 w->len = len < sizeof(w->buf) ? len : 0;
                 if (w->len > 0)
