@@ -11,6 +11,7 @@ Everything talks to 127.0.0.1 only; every loop and wait is bounded."""
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -162,6 +163,34 @@ def prom_query(pport, expr):
     return float(result[0]["value"][1]) if result else None
 
 
+DASHBOARD = vdtest.REPO / "contrib" / "grafana" / "vpcdns-dashboard.json"
+
+
+def check_dashboard(pport):
+    """Every query of the Grafana dashboard is valid PromQL for this Prometheus, names only
+    families vpcdns exports (docs/metrics.md, which another test keeps equal to a scrape), and
+    returns data from the daemon just scraped (a renamed family would return nothing)."""
+    doc = (vdtest.REPO / "docs" / "metrics.md").read_text()
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    assert panels
+    for panel in panels:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for name in re.findall(r"\b(vpcdns_[a-z_]+|process_[a-z_]+)", expr):
+                family = re.sub(r"_(bucket|sum|count)$", "", name)
+                assert "| `%s` |" % family in doc, (panel["title"], name)
+            concrete = (expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+                        .replace("$job", ".*"))
+            url = "http://127.0.0.1:%d/api/v1/query?%s" % (
+                pport, urllib.parse.urlencode({"query": concrete}))
+            with urllib.request.urlopen(url, timeout=5) as r:
+                data = json.loads(r.read())
+            assert data["status"] == "success", (panel["title"], expr, data)
+            if "rate(" not in expr and "increase(" not in expr:
+                # an instant value of a gauge: the one scrape is enough for data
+                assert data["data"]["result"], (panel["title"], expr)
+
+
 @pytest.mark.skipif(not os.path.exists(PROMETHEUS), reason="no %s (Debian package prometheus)"
                     % PROMETHEUS)
 def test_prometheus_ingests_the_counters(tmp_path, nsd):
@@ -190,6 +219,7 @@ def test_prometheus_ingests_the_counters(tmp_path, nsd):
         assert prom_query(pport, "vpcdns_queries_total") >= want
         assert prom_query(pport, 'up{job="vpcdns"}') == 1
         assert prom_query(pport, "vpcdns_build_info") == 1
+        check_dashboard(pport)
     finally:
         prom.stop()
         assert d.stop() == 0
