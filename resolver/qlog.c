@@ -228,9 +228,30 @@ static void log_reopen(vd_qlog *q)
 
 static void addr_text(const rec *e, const uint8_t *addr, char *out, size_t cap)
 {
-        if (inet_ntop(e->family == AF_INET6 ? AF_INET6 : AF_INET, addr, out, (socklen_t)cap) ==
-            NULL)
-                snprintf(out, cap, "?");
+        (void)cap;
+        vd_qlog_ip_text(e->family == AF_INET6 ? AF_INET6 : AF_INET, addr, out);
+}
+
+/* "ADDR:PORT" or "[ADDR]:PORT" into out (64 bytes; addr is at most INET6_ADDRSTRLEN). */
+static void endpoint_text(bool v6, const char *addr, unsigned port, char out[64])
+{
+        size_t n = 0, a = strlen(addr);
+        if (v6)
+                out[n++] = '[';
+        memcpy(out + n, addr, a);
+        n += a;
+        if (v6)
+                out[n++] = ']';
+        out[n++] = ':';
+        char digits[6];
+        size_t d = 0;
+        do {
+                digits[d++] = (char)('0' + port % 10);
+                port /= 10;
+        } while (port > 0);
+        while (d > 0)
+                out[n++] = digits[--d];
+        out[n] = '\0';
 }
 
 /* One line of the Route 53 Resolver query log for a response. */
@@ -256,8 +277,7 @@ static void write_route53(vd_qlog *q, const rec *e, const uint8_t *msg)
                 addr_text(e, e->local_addr, local, sizeof(local));
         else
                 snprintf(local, sizeof(local), "?");
-        snprintf(endpoint, sizeof(endpoint), e->family == AF_INET6 ? "[%s]:%u" : "%s:%u", local,
-                 (unsigned)e->local_port);
+        endpoint_text(e->family == AF_INET6, local, e->local_port, endpoint);
         vd_qlog_route53_meta m = {.account_id = q->ids.account_id,
                                   .region = q->ids.region,
                                   .vpc_id = q->ids.vpc_id,
@@ -432,6 +452,7 @@ int vd_qlog_new(const vd_config_qlog *cfg, const vd_qlog_ids *ids, unsigned n_ri
                 cap <<= 1;
         q->rings = calloc(n_rings, sizeof(q->rings[0]));
         if (q->rings == NULL) {
+                uv_mutex_destroy(&q->ids_lock);
                 free(q);
                 return vd_error_set(err, "query log: out of memory");
         }

@@ -81,6 +81,10 @@ typedef struct vd_qlog_route53_meta {
         const char *endpoint; /* our address:port, for srcids.resolver_endpoint */
 } vd_qlog_route53_meta;
 
+/* An address as text into text (INET6_ADDRSTRLEN bytes): IPv4 written here (glibc's inet_ntop
+ * formats it with sprintf, a third of a line's cost), IPv6 by inet_ntop; "?" if it fails. */
+void vd_qlog_ip_text(int family, const void *addr, char *text);
+
 /* One line of the route53 format, newline included, for a response's wire form (any bytes:
  * what cannot be read is left empty). Returns its length, or 0 when cap is too small; never
  * allocates. */

@@ -2,6 +2,7 @@
  * fields and their order for an answer with records of several types, compressed names,
  * escaping of odd bytes, NXDOMAIN without answers, malformed messages (empty fields, never a
  * crash) and a buffer too small. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -114,4 +115,21 @@ Test(qlog_route53, too_small_a_buffer_gives_zero)
                 cr_assert_eq(vd_qlog_route53_format(RESPONSE, sizeof(RESPONSE), &META, line, cap),
                              0);
         cr_assert_eq(vd_qlog_route53_format(RESPONSE, sizeof(RESPONSE), &META, line, full), full);
+}
+
+Test(qlog_route53, addresses_as_text)
+{
+        char text[INET6_ADDRSTRLEN];
+        static const uint8_t zero[4] = {0, 0, 0, 0}, ones[4] = {255, 255, 255, 255},
+                             mixed[4] = {10, 0, 1, 17};
+        vd_qlog_ip_text(AF_INET, zero, text);
+        cr_assert_str_eq(text, "0.0.0.0");
+        vd_qlog_ip_text(AF_INET, ones, text);
+        cr_assert_str_eq(text, "255.255.255.255");
+        vd_qlog_ip_text(AF_INET, mixed, text);
+        cr_assert_str_eq(text, "10.0.1.17");
+        struct in6_addr six;
+        cr_assert_eq(inet_pton(AF_INET6, "2001:db8::53", &six), 1);
+        vd_qlog_ip_text(AF_INET6, &six, text);
+        cr_assert_str_eq(text, "2001:db8::53");
 }
