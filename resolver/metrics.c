@@ -70,7 +70,7 @@ static void put_name(FILE *out, const char *name, const char *key, const char *v
         }
 }
 
-void vd_prom_sample(FILE *out, const char *name, const char *key, const char *value, uint64_t v)
+void vd_prom_u64(FILE *out, uint64_t v)
 {
         char digits[24];
         size_t n = sizeof(digits);
@@ -79,9 +79,14 @@ void vd_prom_sample(FILE *out, const char *name, const char *key, const char *va
                 digits[--n] = (char)('0' + v % 10);
                 v /= 10;
         } while (v != 0);
+        fputs_unlocked(digits + n, out);
+}
+
+void vd_prom_sample(FILE *out, const char *name, const char *key, const char *value, uint64_t v)
+{
         put_name(out, name, key, value);
         fputc_unlocked(' ', out);
-        fputs_unlocked(digits + n, out);
+        vd_prom_u64(out, v);
         fputc_unlocked('\n', out);
 }
 
@@ -191,20 +196,53 @@ void vd_prom_process(FILE *out)
 
 /* ---- the endpoint ------------------------------------------------------------------- */
 
+/* The body being rendered: stdio writes into a 64 KiB buffer of its own (memcpy for every
+ * fputs) and hands it here in large pieces. open_memstream would be simpler but its stdio
+ * copies byte by byte for short strings, which a scrape is made of: twice the instructions. */
+typedef struct render_buf {
+        char *data;
+        size_t len, cap;
+        bool failed;
+} render_buf;
+
+static ssize_t body_write(void *cookie, const char *buf, size_t n)
+{
+        render_buf *b = cookie;
+        if (b->failed)
+                return -1;
+        if (b->cap - b->len < n + 1) {
+                size_t cap = b->cap > 0 ? b->cap : 65536;
+                while (cap - b->len < n + 1)
+                        cap *= 2;
+                char *grown = realloc(b->data, cap);
+                if (grown == NULL) {
+                        b->failed = true;
+                        return -1;
+                }
+                b->data = grown;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, buf, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return (ssize_t)n;
+}
+
 char *vd_http_render_metrics(const vd_http_handlers *h, size_t *len)
 {
-        char *body = NULL;
-        size_t size = 0;
-        FILE *out = open_memstream(&body, &size);
+        render_buf b = {0};
+        cookie_io_functions_t io = {.write = body_write};
+        FILE *out = fopencookie(&b, "w", io);
         if (out == NULL)
                 return NULL;
+        setvbuf(out, NULL, _IOFBF, 65536);
         h->metrics(h->arg, out);
-        if (fclose(out) != 0) {
-                free(body);
+        if (fclose(out) != 0 || b.failed || b.data == NULL) {
+                free(b.data);
                 return NULL;
         }
-        *len = size;
-        return body;
+        *len = b.len;
+        return b.data;
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,

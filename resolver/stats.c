@@ -4,6 +4,7 @@
  * happened and where to write. */
 #include <string.h>
 #include <sys/socket.h>
+#include <uv.h>
 
 #include "vpcdns/common.h"
 #include "vpcdns/counters.h"
@@ -80,64 +81,99 @@ void vd_stats_add(vd_stats *sum, const vd_stats *w)
 
 /* ---- Prometheus text ------------------------------------------------------------------------- */
 
-/* A histogram's series for one label: cumulative buckets, +Inf equal to _count, _sum. */
-static void write_histogram(FILE *out, const char *name, const char *label, const char *value,
-                            const vd_stats_histogram *h)
+/* The upper bounds of the buckets as Prometheus text, made once (printf of a double is the
+ * dearest thing a scrape did). */
+typedef struct le_texts {
+        char text[VD_STATS_BUCKETS][24];
+} le_texts;
+
+static le_texts le_table;
+static uv_once_t le_once = UV_ONCE_INIT;
+
+static void le_texts_make(void)
+{
+        for (unsigned i = 0; i < VD_STATS_BUCKETS; i++)
+                snprintf(le_table.text[i], sizeof(le_table.text[i]), "%.12g",
+                         (double)(1ull << (VD_STATS_BUCKET_MIN_SHIFT + i)) / 1e9);
+}
+
+/* NAME{LABEL="VALUE" — the start of a series line. */
+static void series_start(FILE *out, const char *name, const char *suffix, const char *label,
+                         const char *value)
+{
+        fputs_unlocked(name, out);
+        fputs_unlocked(suffix, out);
+        fputc_unlocked('{', out);
+        fputs_unlocked(label, out);
+        fputs_unlocked("=\"", out);
+        vd_prom_label_value(out, value);
+}
+
+/* A histogram's series for one label: cumulative buckets, +Inf equal to _count, _sum. Written
+ * without printf (but for _sum): a scrape writes a few hundred of these lines, and the answer
+ * path pays for none of it only if the HTTP thread stays cheap on a shared core. */
+static void write_histogram(FILE *out, const le_texts *le, const char *name, const char *label,
+                            const char *value, const vd_stats_histogram *h)
 {
         uint64_t cumulative = 0;
         for (unsigned i = 0; i <= VD_STATS_BUCKETS; i++) {
                 cumulative += h->bucket[i];
-                fprintf(out, "%s_bucket{%s=\"", name, label);
-                vd_prom_label_value(out, value);
-                if (i < VD_STATS_BUCKETS)
-                        fprintf(out, "\",le=\"%.12g\"} %llu\n",
-                                (double)(1ull << (VD_STATS_BUCKET_MIN_SHIFT + i)) / 1e9,
-                                (unsigned long long)cumulative);
-                else
-                        fprintf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cumulative);
+                series_start(out, name, "_bucket", label, value);
+                fputs_unlocked("\",le=\"", out);
+                fputs_unlocked(i < VD_STATS_BUCKETS ? le->text[i] : "+Inf", out);
+                fputs_unlocked("\"} ", out);
+                vd_prom_u64(out, cumulative);
+                fputc_unlocked('\n', out);
         }
-        fprintf(out, "%s_sum{%s=\"", name, label);
-        vd_prom_label_value(out, value);
+        series_start(out, name, "_sum", label, value);
         fprintf(out, "\"} %.9f\n", (double)h->sum_ns / 1e9);
-        fprintf(out, "%s_count{%s=\"", name, label);
-        vd_prom_label_value(out, value);
-        fprintf(out, "\"} %llu\n", (unsigned long long)cumulative);
+        series_start(out, name, "_count", label, value);
+        fputs_unlocked("\"} ", out);
+        vd_prom_u64(out, cumulative);
+        fputc_unlocked('\n', out);
 }
 
 void vd_stats_write_prometheus(FILE *out, const vd_stats *sum)
 {
+        uv_once(&le_once, le_texts_make);
+        const le_texts *le = &le_table;
         vd_prom_family(out, "vpcdns_requests_total", "counter",
                        "Queries received, by transport, client address family and query type.");
         for (unsigned p = 0; p < VD_STATS_N_PROTO; p++)
                 for (unsigned f = 0; f < VD_STATS_N_FAMILY; f++)
-                        for (unsigned t = 0; t < VD_STATS_N_TYPE; t++)
-                                fprintf(out,
-                                        "vpcdns_requests_total{proto=\"%s\",family=\"%s\","
-                                        "type=\"%s\"} %llu\n",
-                                        proto_names[p], family_names[f], type_names[t],
-                                        (unsigned long long)sum->requests[p][f][t]);
+                        for (unsigned t = 0; t < VD_STATS_N_TYPE; t++) {
+                                fputs_unlocked("vpcdns_requests_total{proto=\"", out);
+                                fputs_unlocked(proto_names[p], out);
+                                fputs_unlocked("\",family=\"", out);
+                                fputs_unlocked(family_names[f], out);
+                                fputs_unlocked("\",type=\"", out);
+                                fputs_unlocked(type_names[t], out);
+                                fputs_unlocked("\"} ", out);
+                                vd_prom_u64(out, sum->requests[p][f][t]);
+                                fputc_unlocked('\n', out);
+                        }
 
         vd_prom_family(out, "vpcdns_responses_total", "counter", "Responses sent, by rcode.");
         for (unsigned r = 0; r < VD_STATS_N_RCODE; r++)
-                fprintf(out, "vpcdns_responses_total{rcode=\"%s\"} %llu\n", rcode_names[r],
-                        (unsigned long long)sum->responses[r]);
+                vd_prom_sample(out, "vpcdns_responses_total", "rcode", rcode_names[r],
+                               sum->responses[r]);
 
         vd_prom_family(out, "vpcdns_responses_by_source_total", "counter",
                        "Responses sent, by where the answer came from.");
         for (unsigned s = 0; s < VD_STATS_N_SOURCE; s++)
-                fprintf(out, "vpcdns_responses_by_source_total{source=\"%s\"} %llu\n",
-                        source_names[s], (unsigned long long)sum->by_source[s]);
+                vd_prom_sample(out, "vpcdns_responses_by_source_total", "source", source_names[s],
+                               sum->by_source[s]);
 
         vd_prom_family(out, "vpcdns_response_duration_seconds", "histogram",
                        "Time from receiving a query to handing its response to the transport.");
         for (unsigned s = 0; s < VD_STATS_N_SOURCE; s++)
-                write_histogram(out, "vpcdns_response_duration_seconds", "source", source_names[s],
-                                &sum->duration[s]);
+                write_histogram(out, le, "vpcdns_response_duration_seconds", "source",
+                                source_names[s], &sum->duration[s]);
 
         vd_prom_family(out, "vpcdns_upstream_rtt_seconds", "histogram",
                        "Round trip of upstream queries that got an answer, by upstream server.");
         for (unsigned i = 0; i < VD_STATS_MAX_UPSTREAMS; i++)
                 if (sum->upstream[i].server[0] != '\0')
-                        write_histogram(out, "vpcdns_upstream_rtt_seconds", "server",
+                        write_histogram(out, le, "vpcdns_upstream_rtt_seconds", "server",
                                         sum->upstream[i].server, &sum->upstream[i].rtt);
 }

@@ -58,6 +58,8 @@ char *vd_http_render_metrics(const vd_http_handlers *h, size_t *len);
 void vd_prom_family(FILE *out, const char *name, const char *type, const char *help);
 /* A label value, escaped: backslash, double quote and newline. */
 void vd_prom_label_value(FILE *out, const char *value);
+/* A counter's value in decimal, without printf. */
+void vd_prom_u64(FILE *out, uint64_t v);
 /* "name value" or "name{key="value"} value" (one label, or none when key is NULL). */
 void vd_prom_sample(FILE *out, const char *name, const char *key, const char *value, uint64_t v);
 /* The same with a value that is not a whole number. */
