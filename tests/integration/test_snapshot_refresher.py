@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -395,3 +396,51 @@ def test_man_page_is_clean_under_mandoc():
     r = subprocess.run([mandoc, "-Tlint", "-W", "warning", vdtest.REPO / "man" / "vpcdns-snapshot.1"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
+
+
+def test_readers_never_see_a_mixed_or_missing_snapshot(refresher, tmp_path):
+    """Swaps between two captures whose ENI ids differ, while vpcdns --check reads DIR in a
+    loop: a reader that got endpoints from one capture and interfaces from the other, or no
+    DIR at all, fails."""
+    a = data_copy(tmp_path, "a")
+    b = data_copy(tmp_path, "b")
+    for f in FILES[:2]:
+        (b / f).write_text((a / f).read_text().replace('"eni-0', '"eni-1'))
+    assert refresher.run(FAKE_AWS_DATA=a).returncode == 0
+    failures, checks, stop = [], [0], []
+
+    def reader():
+        while not stop and checks[0] < 2000:
+            r = vdtest.run_vpcdns(["--check", "--snapshot", refresher.dir])
+            checks[0] += 1
+            if r.returncode != 0:
+                failures.append(r.stderr)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(8):
+            r = refresher.run(FAKE_AWS_DATA=b if i % 2 == 0 else a)
+            assert r.returncode == 0, r.stderr
+    finally:
+        stop.append(True)
+        t.join(30)
+    assert checks[0] >= 8
+    assert failures == [], failures[:3]
+    assert refresher.leftovers() == []
+
+
+def test_a_second_run_on_the_same_dir_is_refused_while_one_captures(refresher):
+    p = refresher.popen(FAKE_AWS_DELAY=3)
+    try:
+        assert vdtest.wait_for(lambda: len(refresher.calls()) >= 1, limit=10.0), refresher.stderr_of_popen()
+        r = refresher.run()
+        assert r.returncode == 1
+        assert r.stderr.strip() == "vpcdns-snapshot: error: lock: another vpcdns-snapshot is capturing into %s" % (
+            refresher.dir)
+        assert p.wait(30) == 0, refresher.stderr_of_popen()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert refresher.dir.is_symlink() and refresher.leftovers() == []
