@@ -402,7 +402,14 @@ def test_readers_never_see_a_mixed_or_missing_snapshot(refresher, tmp_path):
     """Swaps between two captures whose ENI ids differ, while vpcdns --check reads DIR in a
     loop: a reader that got endpoints from one capture and interfaces from the other, or no
     DIR at all, fails."""
-    a = data_copy(tmp_path, "a")
+    def pad(doc):
+        # Gateway endpoints (not served, no interfaces) make the endpoints file take a while
+        # to parse, so that a swap often lands between a reader's two file opens.
+        gateway = next(e for e in doc["VpcEndpoints"] if e["VpcEndpointType"] == "Gateway")
+        for i in range(4000):
+            doc["VpcEndpoints"].append(dict(gateway, VpcEndpointId="vpce-0%016x" % i))
+
+    a = data_copy(tmp_path, "a", pad)
     b = data_copy(tmp_path, "b")
     for f in FILES[:2]:
         (b / f).write_text((a / f).read_text().replace('"eni-0', '"eni-1'))
