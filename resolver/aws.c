@@ -1,15 +1,21 @@
 /* aws.c — the AWS snapshot loader (what it answers: docs/endpoint-dns.md).
  *
  * Owns: vd_aws_load(), which reads DIR/describe-vpc-endpoints.json and
- * DIR/describe-network-interfaces.json with cJSON, checks every field it uses, maps each
- * endpoint to its ENIs' addresses and feeds the resulting zones and records to a vd_builder;
- * and the SOA and NS of the hidden zone. Its parts: aws_json.c (reading and checking JSON),
- * aws_eni.c (the interfaces file), aws_endpoint.c (the endpoints file) and aws_records.c
- * (names and records). Must not: answer queries, touch sockets, or keep anything after
- * vd_aws_load() returns (both JSON documents are freed).
+ * DIR/describe-network-interfaces.json with cJSON, refuses an incomplete capture, checks
+ * every field it uses, maps each endpoint to its ENIs' addresses and feeds the resulting
+ * zones and records to a vd_builder; and the SOA and NS of the hidden zone. Its parts: aws_json.c
+ * (reading and checking JSON), aws_eni.c (the interfaces file), aws_endpoint.c (the endpoints file)
+ * and aws_records.c (names and records). Must not: answer queries, touch sockets, or keep anything
+ * after vd_aws_load() returns (both JSON documents are freed).
  *
  * Choices made here where AWS documents nothing:
  * - JSON null counts as absent (the CLI prints "NextToken": null).
+ * - A NextToken that is set (a non-empty string) in either file refuses the load: the CLI
+ *   stopped paging (--max-items, --no-paginate), so the capture lists only its first pages,
+ *   and serving it would forward the missing endpoints' names to public DNS. Extra files in
+ *   DIR (describe-subnets.json, which vpcdns-snapshot writes too) are ignored.
+ * - DIR is opened once and both files are opened in it, so a DIR that is a symlink swapped
+ *   to a new capture while we read gives both files from one capture, never a mix.
  * - An endpoint without VpcEndpointType or without State is not served (counted in
  *   `endpoints` only). Interface endpoints and the State field have existed since
  *   interface endpoints launched (endpoints older than that were all Gateway endpoints), so
@@ -38,11 +44,13 @@
  * - Claims name the endpoint's VpcId, and a name claimed by endpoints of two VPCs says that
  *   the snapshot mixes VPCs (an unfiltered describe-vpc-endpoints lists the whole region). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aws_int.h"
 #include "vpcdns/aws.h"
@@ -108,6 +116,21 @@ static int collect_vpcs(loader *l, const json_t *list)
         return 0;
 }
 
+/* A capture the AWS CLI did not finish paging names its next page in NextToken. */
+static int check_complete(loader *l, const char *file, const json_t *doc)
+{
+        const json_t *token;
+        int rc = vd_aws_member(l, file, doc, "", "NextToken", WANT_STRING, false, &token);
+
+        if (rc < 0 || token == NULL || json_str(token)[0] == '\0')
+                return rc;
+        return vd_error_set(l->err,
+                            "%s: NextToken: expected null or no NextToken, got a token: the AWS "
+                            "CLI stopped paging (--max-items or --no-paginate), so the capture "
+                            "is incomplete; capture again without them",
+                            file);
+}
+
 static int join_path(loader *l, const char *dir, const char *file, char *out, size_t cap)
 {
         size_t n = strlen(dir);
@@ -139,15 +162,23 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
         }
         l->b = b;
         l->err = err;
+        l->dir_fd = -1;
         if ((rc = join_path(l, dir, ENDPOINTS_FILE, l->ep_file, sizeof(l->ep_file))) < 0 ||
             (rc = join_path(l, dir, INTERFACES_FILE, l->if_file, sizeof(l->if_file))) < 0 ||
             (rc = build_zone_data(l)) < 0)
                 goto out;
+        l->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (l->dir_fd < 0) { /* named as before: the file cannot be opened */
+                rc = vd_error_set(err, "%s: cannot open: %s", l->ep_file, strerror(errno));
+                goto out;
+        }
         vd_aws_arena_begin(&arena);
         if ((rc = vd_aws_load_json(l, l->ep_file, &endpoints_doc)) < 0 ||
-            (rc = vd_aws_load_json(l, l->if_file, &interfaces_doc)) < 0)
+            (rc = vd_aws_load_json(l, l->if_file, &interfaces_doc)) < 0 ||
+            (rc = check_complete(l, l->ep_file, endpoints_doc)) < 0 ||
+            (rc = check_complete(l, l->if_file, interfaces_doc)) < 0)
                 goto out;
-        /* NextToken and every field not read below are ignored. */
+        /* Every field not read below is ignored. */
         if ((rc = vd_aws_member(l, l->ep_file, endpoints_doc, "", "VpcEndpoints", WANT_ARRAY, true,
                                 &list)) < 0)
                 goto out;
@@ -167,6 +198,8 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
                 sum->addresses += l->sum.addresses;
         }
 out:
+        if (l->dir_fd >= 0)
+                close(l->dir_fd);
         free(l->enis); /* their addresses are in the arena */
         free(l->eni_table);
         free(l->vpcs);

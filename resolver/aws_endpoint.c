@@ -1,7 +1,7 @@
 /* aws_endpoint.c — the endpoints file of an AWS snapshot: reads one VpcEndpoints[] entry, its
- * fields checked, decides whether it is served, finds its ENIs and names, and warns when a
- * served endpoint yields no address. Must not: make records itself (aws_records.c does) or
- * read the interfaces file (aws_eni.c does). */
+ * fields checked, decides whether it is served (naming a skipped one at debug level), finds
+ * its ENIs and names, and warns when a served endpoint yields no address. Must not: make
+ * records itself (aws_records.c does) or read the interfaces file (aws_eni.c does). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +221,33 @@ static void warn_no_address(const loader *l, const endpoint *ep)
                ep->n_enis, ep->n_names, no_address_reason(ep));
 }
 
+/* An endpoint that is not served, named at debug level: why its names are forwarded. */
+static void debug_skipped(const loader *l, const endpoint *ep, const json_t *type,
+                          const json_t *state)
+{
+        char id[128], vpc[128], type_text[64], state_text[64], file[sizeof(l->ep_file) * 2];
+        const char *reason;
+
+        if (vd_log_get_level() < VD_LOG_DEBUG)
+                return;
+        if (type == NULL)
+                reason = "no_endpoint_type";
+        else if (strcasecmp(json_str(type), "Interface") != 0)
+                reason = "not_an_interface_endpoint";
+        else if (state == NULL)
+                reason = "no_state";
+        else
+                reason = "state_not_available";
+        vd_log(VD_LOG_DEBUG, "aws_endpoint_skipped",
+               "file=%s path=%s endpoint=%s vpc=%s type=%s state=%s reason=%s",
+               vd_log_value(l->ep_file, file, sizeof(file)), ep->path,
+               log_value(ep->id, id, sizeof(id)),
+               ep->vpc != NULL ? log_value(ep->vpc, vpc, sizeof(vpc)) : "-",
+               type != NULL ? log_value(json_str(type), type_text, sizeof(type_text)) : "-",
+               state != NULL ? log_value(json_str(state), state_text, sizeof(state_text)) : "-",
+               reason);
+}
+
 int vd_aws_load_endpoint(loader *l, const json_t *v, size_t index)
 {
         const json_t *id, *type, *state, *vpc;
@@ -269,8 +296,10 @@ int vd_aws_load_endpoint(loader *l, const json_t *v, size_t index)
         /* Absent type or state: not served (see the top of aws.c). */
         served = type != NULL && strcasecmp(json_str(type), "Interface") == 0 && state != NULL &&
                  strcasecmp(json_str(state), "available") == 0;
-        if (!served)
+        if (!served) {
+                debug_skipped(l, &ep, type, state);
                 return 0;
+        }
         l->sum.endpoints_served++;
 
         if ((rc = read_served_endpoint(l, fv, two, &ep)) < 0)

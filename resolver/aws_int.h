@@ -79,6 +79,7 @@ typedef struct loader {
         vd_error *err;
         char ep_file[FILE_PATH_CAP]; /* DIR/describe-vpc-endpoints.json */
         char if_file[FILE_PATH_CAP]; /* DIR/describe-network-interfaces.json */
+        int dir_fd;                  /* DIR, opened once: both files come from the same directory */
         eni *enis;                   /* in file order */
         size_t n_enis;
         size_t *eni_table; /* indexes into enis by id hash, SIZE_MAX empty */
@@ -166,8 +167,9 @@ void *vd_aws_arena_malloc(size_t n);
 void vd_aws_arena_begin(json_arena *a);
 /* Ends the calling thread's arena and releases a with every tree made in it. */
 void vd_aws_arena_end(json_arena *a);
-/* Reads and parses a whole file into the current arena; *out is its top-level object.
- * Errors name the file, and the line and column for text that is not JSON. */
+/* Reads and parses a whole file into the current arena; *out is its top-level object. The
+ * file is opened by its last path component in l->dir_fd; file is its whole path, for
+ * messages. Errors name the file, and the line and column for text that is not JSON. */
 int vd_aws_load_json(loader *l, const char *file, json_t **out);
 
 /* aws_eni.c: NetworkInterfaces[] into l->enis and the id table; an ENI by id (NULL: none). */

@@ -305,7 +305,8 @@ static int read_file(loader *l, const char *file, char **out, size_t *out_len)
         size_t len = 0, cap = 0;
         struct stat st;
         int rc = 0;
-        int fd = open(file, O_RDONLY | O_CLOEXEC);
+        const char *slash = strrchr(file, '/');
+        int fd = openat(l->dir_fd, slash != NULL ? slash + 1 : file, O_RDONLY | O_CLOEXEC);
 
         *out = NULL;
         *out_len = 0;

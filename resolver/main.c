@@ -182,8 +182,18 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         vd_builder *b = vd_builder_new();
         if (b == NULL)
                 return vd_error_set(err, "out of memory");
-        for (size_t i = 0; i < cfg->n_snapshots && rc == 0; i++)
+        for (size_t i = 0; i < cfg->n_snapshots && rc == 0; i++) {
+                size_t before = t->aws.endpoints;
+                char dir[1024]; /* the directory as a log value */
                 rc = vd_aws_load(b, cfg->snapshot_dirs[i], &t->aws, err);
+                /* An empty capture loads (a VPC may have no endpoints yet) but is more often
+                 * the wrong region or VPC: say so at start, on reload and in --check. */
+                if (rc == 0 && t->aws.endpoints == before)
+                        vd_log(VD_LOG_WARN, "snapshot_empty",
+                               "dir=%s detail=\"no endpoints in the snapshot: every endpoint "
+                               "name is forwarded (captured in the right region and VPC?)\"",
+                               vd_log_value(cfg->snapshot_dirs[i], dir, sizeof(dir)));
+        }
         for (size_t i = 0; i < cfg->n_zones && rc == 0; i++) {
                 size_t records = 0;
                 rc = vd_zonefile_load(b, cfg->zone_files[i], &records, err);

@@ -494,7 +494,7 @@ Test(aws, wildcard_private_name)
 Test(aws, cases_summary_and_next_token)
 {
         recs r;
-        /* The endpoints file carries a string NextToken, the interfaces file a null one. */
+        /* Both files carry a null NextToken: a complete capture. */
         load_ok("cases", &r);
         cr_expect_eq(r.sum.endpoints, 14);
         cr_expect_eq(r.sum.endpoints_served, 10);
@@ -743,8 +743,9 @@ Test(aws, utf16_file_is_refused_by_name)
         expect_msg(msg, "expected UTF-8 JSON as the AWS CLI prints it");
 }
 
-/* Runs vd_aws_load on DATA/sub with stderr in a temporary file; returns what was logged. */
-static char *load_logging(const char *sub)
+/* Runs vd_aws_load on DATA/sub at log level level with stderr in a temporary file; returns
+ * what was logged. */
+static char *load_logging(const char *sub, vd_log_level level)
 {
         char dir[512];
         char *text;
@@ -759,7 +760,7 @@ static char *load_logging(const char *sub)
         cr_assert_geq(saved, 0);
         fflush(stderr);
         cr_assert_geq(dup2(fileno(log), STDERR_FILENO), 0);
-        vd_log_set_level(VD_LOG_WARN);
+        vd_log_set_level(level);
         snprintf(dir, sizeof(dir), DATA "%s", sub);
         rc = vd_aws_load(b, dir, NULL, &err);
         fflush(stderr);
@@ -798,7 +799,7 @@ static bool log_line(const char *log, const char *needle, char *out, size_t cap)
  * all) would be served as SOA-only zones: one warning line each says which and why. */
 Test(aws, endpoint_without_addresses_warns_once_each)
 {
-        char *log = load_logging("no-address");
+        char *log = load_logging("no-address", VD_LOG_WARN);
         char line[1024];
         size_t count = 0;
 
@@ -819,6 +820,37 @@ Test(aws, endpoint_without_addresses_warns_once_each)
         /* served with addresses, or not served at all: nothing to say */
         cr_expect_null(strstr(log, "vpce-0c1c1c1c1c1c1c1c1"), "%s", log);
         cr_expect_null(strstr(log, "vpce-0c4c4c4c4c4c4c4c4"), "%s", log);
+        free(log);
+}
+
+/* Endpoints that are not served are named at debug level only, each with its reason. */
+Test(aws, skipped_endpoints_named_at_debug_level)
+{
+        static const struct {
+                const char *id, *reason;
+        } skipped[] = {
+            {"endpoint=vpce-0a1b2c3d4e5f60006 ", "reason=state_not_available"},
+            {"endpoint=vpce-0a1b2c3d4e5f60007 ", "reason=not_an_interface_endpoint"},
+            {"endpoint=vpce-0a1b2c3d4e5f60011 ", "reason=no_endpoint_type"},
+            {"endpoint=vpce-0a1b2c3d4e5f60012 ", "reason=no_state"},
+        };
+        char *log = load_logging("cases", VD_LOG_DEBUG);
+        char line[1024];
+        size_t count = 0;
+
+        for (const char *p = log; (p = strstr(p, "event=aws_endpoint_skipped")) != NULL; p++)
+                count++;
+        cr_expect_eq(count, 4, "expected four skipped endpoints, got:\n%s", log);
+        for (size_t i = 0; i < sizeof(skipped) / sizeof(skipped[0]); i++) {
+                cr_assert(log_line(log, skipped[i].id, line, sizeof(line)), "%s not named:\n%s",
+                          skipped[i].id, log);
+                expect_msg(line, "level=debug event=aws_endpoint_skipped");
+                expect_msg(line, skipped[i].reason);
+        }
+        expect_msg(log, "type=Gateway state=available");
+        free(log);
+        log = load_logging("cases", VD_LOG_INFO);
+        cr_expect_null(strstr(log, "aws_endpoint_skipped"), "%s", log);
         free(log);
 }
 
@@ -843,6 +875,16 @@ Test(aws, missing_file)
         expect_msg(msg, "No such file");
         msg = load_fails("bad/no-such-directory");
         expect_msg(msg, BAD("no-such-directory", EP_FILE));
+}
+
+Test(aws, next_token_set_is_refused)
+{
+        /* The CLI stopped paging: the capture is incomplete, whichever file it is in. */
+        const char *msg = load_fails("bad/next-token");
+        expect_msg(msg, BAD("next-token", EP_FILE) ": NextToken: expected null or no NextToken");
+        expect_msg(msg, "incomplete");
+        msg = load_fails("bad/next-token-interfaces");
+        expect_msg(msg, BAD("next-token-interfaces", IF_FILE) ": NextToken: expected null");
 }
 
 Test(aws, not_json_names_line_and_column)
