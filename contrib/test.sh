@@ -353,13 +353,16 @@ stage_gcc() {
 # capability, forwarding to an ldns-testns upstream on 127.0.0.1 started by the stage: traffic
 # never leaves loopback. Checks: an endpoint name and a forwarded name over UDP and TCP, /ready,
 # the image's HEALTHCHECK (healthy, and failing against a port nothing serves), the uid the
-# daemon runs as, the runtime image at most 100 MB, a clean exit on podman stop. Where systemd
+# daemon runs as, the runtime image at most 100 MB, a clean exit on podman stop. When
+# contrib/vpcdns-snapshot exists the refresher target is built too, and its tools must run
+# locked down (no capability, no-new-privileges, read-only root). Where systemd
 # does not run, podman logs that it cannot add the periodic health timer: harmless, the stage
 # runs the check itself. The build stage's untagged layers (label vpcdns.stage=build) are
 # removed after the build so that runs do not pile them up.
 container_dir=$root/build-ci-container
 container_base=docker.io/library/debian:bookworm-slim
 container_image=localhost/vpcdns:ci
+container_refresher=localhost/vpcdns-refresher:ci
 container_max_bytes=100000000
 container_addr=127.53.0.1
 
@@ -542,6 +545,41 @@ container_cleanup() {
         rm -rf "$work"
 }
 
+# container_build TARGET TAG: builds a target of contrib/Dockerfile, then removes the image
+# TAG named before (if another) and the build stage's untagged layers.
+container_build() {
+        local target=$1 tag=$2 before after
+        before=$(container_podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+        container_podman build --network=host --ulimit nofile=1024:1024 \
+                --ulimit nproc=1024:1024 --format docker --target "$target" \
+                -f "$root/contrib/Dockerfile" -t "$tag" "$root"
+        after=$(container_podman image inspect --format '{{.Id}}' "$tag")
+        if [[ -n $before && $before != "$after" ]]; then
+                container_podman rmi "$before" >/dev/null 2>&1 || true
+        fi
+        container_podman image prune -f --filter label=vpcdns.stage=build >/dev/null
+}
+
+# The refresher image (when contrib/vpcdns-snapshot exists): its tools must run as its user
+# with every capability dropped, no-new-privileges and a read-only root, as the Kubernetes
+# examples run it.
+container_refresher_checks() {
+        if [[ ! -f $root/contrib/vpcdns-snapshot ]]; then
+                echo "test.sh: no contrib/vpcdns-snapshot: the refresher image is not built"
+                return 0
+        fi
+        container_build refresher "$container_refresher"
+        container_podman run --rm --network=none --ulimit nofile=1024:1024 \
+                --ulimit nproc=1024:1024 --cap-drop ALL --security-opt no-new-privileges \
+                --read-only --entrypoint /bin/bash "$container_refresher" -euo pipefail -c '
+                [[ $(id -u) == 10053 ]] || { echo "runs as uid $(id -u), not 10053" >&2; exit 1; }
+                aws --version
+                vpcdns --version
+                [[ -x /usr/bin/vpcdns-snapshot ]]'
+        echo "test.sh: refresher image $container_refresher:" \
+                "$(container_podman image inspect --format '{{.Size}}' "$container_refresher") bytes"
+}
+
 stage_container() {
         banner container "contrib/Dockerfile: podman build, run, dig, /ready, HEALTHCHECK, size"
         if ((EUID != 0)); then
@@ -550,10 +588,7 @@ stage_container() {
         fi
         vd_deps_install_from "${VD_DEPS_CONTAINER[@]}"
         container_base_image
-        container_podman build --network=host --ulimit nofile=1024:1024 \
-                --ulimit nproc=1024:1024 --format docker --target runtime \
-                -f "$root/contrib/Dockerfile" -t "$container_image" "$root"
-        container_podman image prune -f --filter label=vpcdns.stage=build >/dev/null
+        container_build runtime "$container_image"
         local size
         size=$(container_podman image inspect --format '{{.Size}}' "$container_image")
         echo "test.sh: runtime image $container_image: $size bytes"
@@ -570,6 +605,7 @@ stage_container() {
                 trap 'exit 143' TERM
                 container_run_checks "$work" "$name"
         )
+        container_refresher_checks
 }
 
 current=deps
