@@ -17,6 +17,11 @@ VD_DEPS_CHECKS=(clang libclang-rt-14-dev llvm valgrind)
 # What stage debian13 of contrib/test.sh needs on the host to make its chroot (whose own
 # packages are VD_DEPS, as Debian 13 names them too).
 VD_DEPS_DEBIAN13=(mmdebstrap)
+# tests/integration/test_manifests.py reads the Kubernetes examples with PyYAML; stage container
+# of contrib/test.sh builds and runs contrib/Dockerfile with podman through runc (crun fails on
+# these machines), on a base image it makes with mmdebstrap.
+VD_DEPS+=(python3-yaml)
+VD_DEPS_CONTAINER=(podman runc mmdebstrap)
 
 # vd_deps_missing PKG...: prints the packages of the list that are not installed.
 vd_deps_missing() {

@@ -17,6 +17,8 @@
 #               or VD_DEBIAN13_CHROOT; made once, reused while complete): gcc -Werror build +
 #               unit tests + integration suite against trixie's libraries (c-ares 1.34, libuv
 #               1.50); needs root; /proc, /dev and /sys are mounted for the stage only
+#   9 container contrib/Dockerfile built with podman on a base image made by mmdebstrap, run
+#               with the host network on 127.53.0.1:53: dig, /ready, HEALTHCHECK, size <= 100 MB
 # Each stage prints its duration when it ends. Environment: VD_QUICK=1 runs only stages 1 and
 # 7; VD_STAGES="check asan gcc" runs the named stages; both are ignored when CI=true (CI runs
 # everything). VD_FUZZ_SECONDS=0 only replays.
@@ -27,7 +29,7 @@ cd "$root"
 # shellcheck source=contrib/deps.sh
 source "$root/contrib/deps.sh"
 
-all_stages=(check clang asan tsan valgrind fuzz gcc debian13)
+all_stages=(check clang asan tsan valgrind fuzz gcc debian13 container)
 if [[ ${CI:-} == true ]]; then
         if [[ -n ${VD_QUICK:-}${VD_STAGES:-} ]]; then
                 echo "test.sh: CI=true runs every stage; VD_QUICK and VD_STAGES are ignored" >&2
@@ -338,6 +340,272 @@ stage_gcc() {
         vd_build "$root"
         ctest --test-dir "$root/build" -L unit --output-on-failure
         VPCDNS_BIN="$root/build/vpcdns" /usr/bin/python3 -m pytest -q "$root/tests/integration"
+}
+
+# ---- stage container: contrib/Dockerfile built and run with podman -------------------------------
+# The base image docker.io/library/debian:bookworm-slim is made here, not pulled: mmdebstrap
+# (minbase, merged /usr without the usrmerge package, no docs, man pages or locales, as the
+# official slim image) writes build-ci-container/bookworm-slim.tar once, podman imports it under
+# that name, and both are reused while present (VD_CONTAINER_REBASE=1 makes them anew), so
+# contrib/Dockerfile stays the one users build. podman runs through runc (crun fails on these
+# machines) with bounded ulimits; the build's apt steps and the container use the host network.
+# The container serves on 127.53.0.1:53, as its unprivileged user through the binary's file
+# capability, forwarding to an ldns-testns upstream on 127.0.0.1 started by the stage: traffic
+# never leaves loopback. Checks: an endpoint name and a forwarded name over UDP and TCP, /ready,
+# the image's HEALTHCHECK (healthy, and failing against a port nothing serves), the uid the
+# daemon runs as, the runtime image at most 100 MB, a clean exit on podman stop. When
+# contrib/vpcdns-snapshot exists the refresher target is built too, and its tools must run
+# locked down (no capability, no-new-privileges, read-only root). Where systemd
+# does not run, podman logs that it cannot add the periodic health timer: harmless, the stage
+# runs the check itself. The build stage's untagged layers (label vpcdns.stage=build) are
+# removed after the build so that runs do not pile them up.
+container_dir=$root/build-ci-container
+container_base=docker.io/library/debian:bookworm-slim
+container_image=localhost/vpcdns:ci
+container_refresher=localhost/vpcdns-refresher:ci
+container_max_bytes=100000000
+container_addr=127.53.0.1
+
+container_podman() {
+        podman --runtime runc "$@"
+}
+
+container_base_image() {
+        if [[ ${VD_CONTAINER_REBASE:-0} == 1 ]]; then
+                rm -f "$container_dir/bookworm-slim.tar"
+                container_podman rmi -f "$container_base" >/dev/null 2>&1 || true
+        fi
+        if container_podman image exists "$container_base"; then
+                echo "test.sh: reusing the base image $container_base"
+                return 0
+        fi
+        mkdir -p "$container_dir"
+        if [[ ! -s $container_dir/bookworm-slim.tar ]]; then
+                echo "test.sh: making $container_dir/bookworm-slim.tar (mmdebstrap, about a minute)"
+                mmdebstrap --variant=minbase --format=tar \
+                        --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+                        --dpkgopt='path-exclude=/usr/share/man/*' \
+                        --dpkgopt='path-exclude=/usr/share/doc/*' \
+                        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+                        --dpkgopt='path-exclude=/usr/share/locale/*' \
+                        --dpkgopt='path-exclude=/usr/share/info/*' \
+                        bookworm "$container_dir/bookworm-slim.tar.tmp" http://deb.debian.org/debian
+                mv "$container_dir/bookworm-slim.tar.tmp" "$container_dir/bookworm-slim.tar"
+        fi
+        container_podman import --change 'CMD ["bash"]' "$container_dir/bookworm-slim.tar" \
+                "$container_base" >/dev/null
+}
+
+# container_free_port: an unused loopback TCP and UDP port.
+container_free_port() {
+        /usr/bin/python3 - <<'PY'
+import socket
+for _ in range(50):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        u.close()
+        t.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port")
+PY
+}
+
+# container_http_status URL: the HTTP status code of GET URL (000 when nothing answers).
+container_http_status() {
+        /usr/bin/python3 - "$1" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+        print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError:
+    print("000")
+PY
+}
+
+# container_dig EXPECTED ARGS...: dig +short ARGS must print EXPECTED (sorted lines, one string).
+container_dig() {
+        local want=$1 got
+        shift
+        got=$(dig +time=2 +tries=2 +short "@$container_addr" -p 53 "$@" | LC_ALL=C sort | tr '\n' ' ')
+        if [[ $got != "$want" ]]; then
+                echo "test.sh: dig $*: expected '$want', got '$got'" >&2
+                return 1
+        fi
+        echo "test.sh: dig $*: $got"
+}
+
+container_run_checks() {
+        local work=$1 name=$2
+        local upstream_port metrics_port
+        upstream_port=$(container_free_port)
+        metrics_port=$(container_free_port)
+        # The upstream: every name it holds is one vpcdns has no local data for.
+        cat >"$work/upstream.data" <<'DATA'
+ENTRY_BEGIN
+MATCH opcode qtype qname
+ADJUST copy_id copy_query
+REPLY QR RA NOERROR
+SECTION QUESTION
+dynamodb.us-east-1.amazonaws.com. IN A
+SECTION ANSWER
+dynamodb.us-east-1.amazonaws.com. 60 IN A 192.0.2.53
+ENTRY_END
+ENTRY_BEGIN
+MATCH opcode
+ADJUST copy_id copy_query
+REPLY QR RA NXDOMAIN
+ENTRY_END
+DATA
+        ldns-testns -p "$upstream_port" "$work/upstream.data" >"$work/upstream.log" 2>&1 &
+        echo $! >"$work/upstream.pid"
+
+        container_podman run -d --name "$name" --network=host \
+                --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+                -e VPCDNS_HEALTH_HOST="$container_addr" -e VPCDNS_HEALTH_PORT="$metrics_port" \
+                "$container_image" --config /etc/vpcdns/vpcdns.yaml \
+                --listen "$container_addr:53" --metrics-listen "$container_addr:$metrics_port" \
+                --upstream "127.0.0.1:$upstream_port" >/dev/null
+        local ready=000 i
+        for ((i = 0; i < 40; i++)); do
+                ready=$(container_http_status "http://$container_addr:$metrics_port/ready")
+                [[ $ready == 200 ]] && break
+                if [[ $(container_podman inspect --format '{{.State.Running}}' "$name") != true ]]; then
+                        break
+                fi
+                sleep 0.5
+        done
+        if [[ $ready != 200 ]]; then
+                echo "test.sh: /ready answered $ready, not 200; the container's log:" >&2
+                container_podman logs "$name" >&2 || true
+                return 1
+        fi
+        echo "test.sh: /ready 200"
+        container_dig "10.0.1.10 10.0.2.10 10.0.3.10 " sqs.us-east-1.amazonaws.com A
+        container_dig "10.0.1.10 10.0.2.10 10.0.3.10 " +tcp sqs.us-east-1.amazonaws.com A
+        container_dig "192.0.2.53 " dynamodb.us-east-1.amazonaws.com A
+        container_dig "192.0.2.53 " +tcp dynamodb.us-east-1.amazonaws.com A
+
+        local pid uid
+        pid=$(container_podman inspect --format '{{.State.Pid}}' "$name")
+        uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
+        if [[ $uid != 10053 ]]; then
+                echo "test.sh: vpcdns runs in the container as uid $uid, not 10053" >&2
+                return 1
+        fi
+        echo "test.sh: vpcdns runs as uid $uid and serves port 53"
+
+        # The HEALTHCHECK of the image, run by podman as the runtime would; and the same command
+        # must fail when /health is not where it looks.
+        container_podman healthcheck run "$name" 2>/dev/null
+        local health
+        health=$(container_podman inspect --format '{{.State.Health.Status}}' "$name")
+        if [[ $health != healthy ]]; then
+                echo "test.sh: the container's health is '$health', not healthy" >&2
+                return 1
+        fi
+        local probe
+        probe=$(container_podman image inspect --format '{{join .Config.Healthcheck.Test " "}}' \
+                "$container_image")
+        probe=${probe#CMD /bin/bash -c }
+        if container_podman exec -e VPCDNS_HEALTH_PORT="$upstream_port" "$name" /bin/bash -c \
+                "$probe" 2>/dev/null; then
+                echo "test.sh: the HEALTHCHECK passed against a port that serves no /health" >&2
+                return 1
+        fi
+        echo "test.sh: HEALTHCHECK: healthy, and fails where /health does not answer"
+
+        local started_stop=$SECONDS code
+        container_podman stop -t 30 "$name" >/dev/null
+        code=$(container_podman inspect --format '{{.State.ExitCode}}' "$name")
+        if [[ $code != 0 ]]; then
+                echo "test.sh: vpcdns exited $code on podman stop; its log:" >&2
+                container_podman logs "$name" >&2 || true
+                return 1
+        fi
+        echo "test.sh: podman stop: exit 0 after $((SECONDS - started_stop)) s (lameduck)"
+}
+
+container_cleanup() {
+        local work=$1 name=$2
+        container_podman rm -f "$name" >/dev/null 2>&1 || true
+        if [[ -s $work/upstream.pid ]]; then
+                kill "$(<"$work/upstream.pid")" 2>/dev/null || true
+        fi
+        rm -rf "$work"
+}
+
+# container_build TARGET TAG: builds a target of contrib/Dockerfile, then removes the image
+# TAG named before (if another) and the build stage's untagged layers.
+container_build() {
+        local target=$1 tag=$2 before after
+        before=$(container_podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+        container_podman build --network=host --ulimit nofile=1024:1024 \
+                --ulimit nproc=1024:1024 --format docker --target "$target" \
+                -f "$root/contrib/Dockerfile" -t "$tag" "$root"
+        after=$(container_podman image inspect --format '{{.Id}}' "$tag")
+        if [[ -n $before && $before != "$after" ]]; then
+                container_podman rmi "$before" >/dev/null 2>&1 || true
+        fi
+        container_podman image prune -f --filter label=vpcdns.stage=build >/dev/null
+}
+
+# The refresher image (when contrib/vpcdns-snapshot exists): its tools must run as its user
+# with every capability dropped, no-new-privileges and a read-only root, as the Kubernetes
+# examples run it.
+container_refresher_checks() {
+        if [[ ! -f $root/contrib/vpcdns-snapshot ]]; then
+                echo "test.sh: no contrib/vpcdns-snapshot: the refresher image is not built"
+                return 0
+        fi
+        container_build refresher "$container_refresher"
+        container_podman run --rm --network=none --ulimit nofile=1024:1024 \
+                --ulimit nproc=1024:1024 --cap-drop ALL --security-opt no-new-privileges \
+                --read-only --entrypoint /bin/bash "$container_refresher" -euo pipefail -c '
+                [[ $(id -u) == 10053 ]] || { echo "runs as uid $(id -u), not 10053" >&2; exit 1; }
+                aws --version
+                vpcdns --version
+                [[ -x /usr/bin/vpcdns-snapshot ]]'
+        echo "test.sh: refresher image $container_refresher:" \
+                "$(container_podman image inspect --format '{{.Size}}' "$container_refresher") bytes"
+}
+
+stage_container() {
+        banner container "contrib/Dockerfile: podman build, run, dig, /ready, HEALTHCHECK, size"
+        if ((EUID != 0)); then
+                echo "test.sh: stage container needs root (podman with runc, mmdebstrap)" >&2
+                return 1
+        fi
+        vd_deps_install_from "${VD_DEPS_CONTAINER[@]}"
+        container_base_image
+        container_build runtime "$container_image"
+        local size
+        size=$(container_podman image inspect --format '{{.Size}}' "$container_image")
+        echo "test.sh: runtime image $container_image: $size bytes"
+        if ((size > container_max_bytes)); then
+                echo "test.sh: the runtime image is $size bytes, over $container_max_bytes" >&2
+                return 1
+        fi
+        local work name=vpcdns-ci-$$
+        work=$(mktemp -d)
+        # The stage's container and upstream go away however the checks end.
+        (
+                trap 'container_cleanup "$work" "$name"' EXIT
+                trap 'exit 130' INT
+                trap 'exit 143' TERM
+                container_run_checks "$work" "$name"
+        )
+        container_refresher_checks
 }
 
 current=deps
