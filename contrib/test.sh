@@ -569,13 +569,23 @@ container_refresher_checks() {
                 return 0
         fi
         container_build refresher "$container_refresher"
+        # A whole capture inside the image, with the tests' stand-in aws first on PATH (the
+        # image's python3 runs it; nothing leaves the container, which has no network).
         container_podman run --rm --network=none --ulimit nofile=1024:1024 \
                 --ulimit nproc=1024:1024 --cap-drop ALL --security-opt no-new-privileges \
-                --read-only --entrypoint /bin/bash "$container_refresher" -euo pipefail -c '
+                --read-only --tmpfs /tmp:rw,size=64m \
+                -v "$root/tests/integration/fakeaws:/fakeaws:ro" \
+                -v "$root/zones/example:/data:ro" -e FAKE_AWS_DATA=/data \
+                --entrypoint /bin/bash "$container_refresher" -euo pipefail -c '
                 [[ $(id -u) == 10053 ]] || { echo "runs as uid $(id -u), not 10053" >&2; exit 1; }
                 aws --version
                 vpcdns --version
-                [[ -x /usr/bin/vpcdns-snapshot ]]'
+                jq --version
+                mkdir /tmp/snap
+                PATH=/fakeaws:$PATH vpcdns-snapshot --region us-east-1 /tmp/snap/current
+                test -s /tmp/snap/current/describe-vpc-endpoints.json
+                test -s /tmp/snap/current/describe-network-interfaces.json
+                vpcdns --check --snapshot /tmp/snap/current --upstream 127.0.0.1:5353 >/dev/null'
         echo "test.sh: refresher image $container_refresher:" \
                 "$(container_podman image inspect --format '{{.Size}}' "$container_refresher") bytes"
 }
