@@ -9,6 +9,7 @@ VD_DEPS=(
         libmicrohttpd-dev libfstrm-dev
         nsd unbound dnsutils python3 python3-dnspython python3-pytest clang-format
         prometheus fstrm-bin dnstap-ldns
+        mandoc
 )
 # What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan and TSan with
 # clang's runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
@@ -16,6 +17,9 @@ VD_DEPS_CHECKS=(clang libclang-rt-14-dev llvm valgrind)
 # What stage debian13 of contrib/test.sh needs on the host to make its chroot (whose own
 # packages are VD_DEPS, as Debian 13 names them too).
 VD_DEPS_DEBIAN13=(mmdebstrap)
+# What stage package of contrib/test.sh needs on the host: dpkg-shlibdeps (the .deb's
+# dependencies) and mmdebstrap (the clean Debian 12 chroot it installs the .deb in).
+VD_DEPS_PACKAGE=(dpkg-dev mmdebstrap)
 
 # vd_deps_missing PKG...: prints the packages of the list that are not installed.
 vd_deps_missing() {
