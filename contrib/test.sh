@@ -536,9 +536,19 @@ wait "$pid" || rc=$?
 [[ $rc == 0 ]] || { cat "$log" >&2; fail "vpcdns exited with $rc after SIGTERM"; }
 echo "package: started from the unit's command line, answered, stopped cleanly"
 
+# An administrator's disable survives an upgrade (here a reinstall of the same .deb).
+systemctl disable vpcdns.service 2>/dev/null
+dpkg -i /tmp/vpcdns_*.deb >/dev/null
+[[ ! -e /etc/systemd/system/multi-user.target.wants/vpcdns.service ]] ||
+        fail "reinstalling enabled vpcdns.service again after systemctl disable"
+echo "package: systemctl disable kept across a reinstall"
+# remove keeps the config, purge takes everything.
+apt-get remove -y -q vpcdns >/dev/null
+[[ ! -e /usr/sbin/vpcdns && -f /etc/vpcdns/vpcdns.yaml ]] ||
+        fail "apt-get remove should delete /usr/sbin/vpcdns and keep /etc/vpcdns/vpcdns.yaml"
 apt-get purge -y -q vpcdns >/dev/null
 for f in /usr/sbin/vpcdns /etc/vpcdns /etc/systemd/system/multi-user.target.wants/vpcdns.service \
-        "/var/lib/${state:-vpcdns}"; do
+        /etc/systemd/system/vpcdns.service "/var/lib/${state:-vpcdns}"; do
         [[ ! -e $f ]] || fail "$f is still there after apt-get purge"
 done
 echo "package: purged without a trace"
