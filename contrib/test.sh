@@ -453,8 +453,8 @@ apt-get install -y -q --no-install-recommends /tmp/vpcdns_*.deb
 dpkg-query -W -f='package: installed ${Package} ${Version}\n' vpcdns
 
 unit=/usr/lib/systemd/system/vpcdns.service
-for f in /usr/sbin/vpcdns /etc/vpcdns/vpcdns.yaml "$unit" /usr/share/man/man8/vpcdns.8 \
-        /usr/share/man/man5/vpcdns.yaml.5 /usr/share/vpcdns/example/describe-vpc-endpoints.json \
+for f in /usr/sbin/vpcdns /etc/vpcdns/vpcdns.yaml "$unit" /usr/share/man/man8/vpcdns.8.gz \
+        /usr/share/man/man5/vpcdns.yaml.5.gz /usr/share/vpcdns/example/describe-vpc-endpoints.json \
         /usr/share/doc/vpcdns/README.md; do
         [[ -f $f ]] || fail "$f is not installed"
 done
@@ -467,7 +467,12 @@ dpkg-query -W -f='${Conffiles}\n' vpcdns | grep -q '^ /etc/vpcdns/vpcdns.yaml ' 
         fail "the postinst did not enable vpcdns.service"
 [[ $(stat -c %a /etc/vpcdns/vpcdns.yaml) == 644 ]] ||
         fail "/etc/vpcdns/vpcdns.yaml is not 0644: the DynamicUser cannot read it"
-echo "package: files in place, conffile registered, unit enabled"
+pages=0
+while read -r page; do
+        MANWIDTH=80 man -l "$page" 2>/dev/null | grep -q '^NAME' || fail "man cannot show $page"
+        pages=$((pages + 1))
+done < <(dpkg-query -L vpcdns | grep '^/usr/share/man/man[1-8]/.*\.gz$')
+echo "package: files in place, conffile registered, unit enabled, $pages man pages shown by man"
 
 vpcdns --config /etc/vpcdns/vpcdns.yaml --check | tail -n 3
 vpcdns --config /etc/vpcdns/vpcdns.yaml --check | grep -qx ok || fail "--check is not ok"
