@@ -7,7 +7,9 @@
 #   2. every C file of the repository is formatted per .clang-format (clang-format 14);
 #   3. every man page (man/*.1, *.5, *.8) is clean under mandoc -Tlint, style messages
 #      included, except those about which pages the host has installed (an Xr to a page
-#      it lacks, an outdated mandoc.db): they say nothing about our pages.
+#      it lacks, an outdated mandoc.db): they say nothing about our pages; and the key
+#      entries of man/vpcdns.yaml.5 are what contrib/man-keys.py makes of
+#      docs/configuration.md.
 # Prints every offending file and line and exits 1 when anything is wrong, 0 otherwise.
 # Usage: contrib/check.sh [ROOT]   (ROOT defaults to the repository holding this script)
 set -euo pipefail
@@ -105,6 +107,9 @@ if ((${#man_pages[@]} > 0)); then
                         failed=1
                 fi
         fi
+fi
+if [[ -f man/vpcdns.yaml.5 ]] && ! /usr/bin/python3 contrib/man-keys.py --check; then
+        failed=1
 fi
 
 if ((failed)); then
