@@ -4,7 +4,12 @@
 #      of resolver/, include/, bench/ and tests/fuzz/ (use VD_CHECK, snprintf, memcpy with
 #      checked lengths); comments and string literals are ignored, snprintf/VD_CHECK/fgets are
 #      fine;
-#   2. every C file of the repository is formatted per .clang-format (clang-format 14).
+#   2. every C file of the repository is formatted per .clang-format (clang-format 14);
+#   3. every man page (man/*.1, *.5, *.8) is clean under mandoc -Tlint, style messages
+#      included, except those about which pages the host has installed (an Xr to a page
+#      it lacks, an outdated mandoc.db): they say nothing about our pages; and the key
+#      entries of man/vpcdns.yaml.5 are what contrib/man-keys.py makes of
+#      docs/configuration.md.
 # Prints every offending file and line and exits 1 when anything is wrong, 0 otherwise.
 # Usage: contrib/check.sh [ROOT]   (ROOT defaults to the repository holding this script)
 set -euo pipefail
@@ -85,6 +90,25 @@ if ((${#unformatted[@]} > 0)); then
                 "$clang_format" "$f" | diff -u "$f" - | sed -n '3,40p' | sed 's/^/    /' || true
         done
         echo "fix with: clang-format -i ${unformatted[*]}"
+        failed=1
+fi
+
+mapfile -t man_pages < <(find man -maxdepth 1 -type f -name '*.[158]' 2>/dev/null | LC_ALL=C sort)
+echo "check: mandoc -Tlint on ${#man_pages[@]} man pages"
+if ((${#man_pages[@]} > 0)); then
+        if ! command -v mandoc >/dev/null; then
+                echo "check: mandoc not found (apt-get install mandoc; it is in VD_DEPS)"
+                failed=1
+        else
+                lint=$(mandoc -Tlint -W style "${man_pages[@]}" 2>&1 |
+                        grep -v -e 'referenced manual not found' -e 'outdated mandoc.db' || true)
+                if [[ -n $lint ]]; then
+                        printf '%s\n' "$lint"
+                        failed=1
+                fi
+        fi
+fi
+if [[ -f man/vpcdns.yaml.5 ]] && ! /usr/bin/python3 contrib/man-keys.py --check; then
         failed=1
 fi
 

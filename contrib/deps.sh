@@ -22,6 +22,9 @@ VD_DEPS_DEBIAN13=(mmdebstrap)
 # these machines), on a base image it makes with mmdebstrap.
 VD_DEPS+=(python3-yaml)
 VD_DEPS_CONTAINER=(podman runc mmdebstrap)
+# What stage package of contrib/test.sh needs on the host: dpkg-shlibdeps (the .deb's
+# dependencies) and mmdebstrap (the clean Debian 12 chroot it installs the .deb in).
+VD_DEPS_PACKAGE=(dpkg-dev mmdebstrap)
 
 # vd_deps_missing PKG...: prints the packages of the list that are not installed.
 vd_deps_missing() {

@@ -19,6 +19,10 @@
 #               1.50); needs root; /proc, /dev and /sys are mounted for the stage only
 #   9 container contrib/Dockerfile built with podman on a base image made by mmdebstrap, run
 #               with the host network on 127.53.0.1:53: dig, /ready, HEALTHCHECK, size <= 100 MB
+#  10 package   cpack -G DEB (build-ci-package), then in a clean Debian 12 chroot (mmdebstrap,
+#               its tarball cached in build-ci-package): apt-get install ./vpcdns_*.deb, the
+#               files in place, --check of the installed config, the unit's ExecStart run on
+#               loopback and queried with dig, systemd-analyze verify, purge; needs root
 # Each stage prints its duration when it ends. Environment: VD_QUICK=1 runs only stages 1 and
 # 7; VD_STAGES="check asan gcc" runs the named stages; both are ignored when CI=true (CI runs
 # everything). VD_FUZZ_SECONDS=0 only replays.
@@ -29,7 +33,7 @@ cd "$root"
 # shellcheck source=contrib/deps.sh
 source "$root/contrib/deps.sh"
 
-all_stages=(check clang asan tsan valgrind fuzz gcc debian13 container)
+all_stages=(check clang asan tsan valgrind fuzz gcc debian13 container package)
 if [[ ${CI:-} == true ]]; then
         if [[ -n ${VD_QUICK:-}${VD_STAGES:-} ]]; then
                 echo "test.sh: CI=true runs every stage; VD_QUICK and VD_STAGES are ignored" >&2
@@ -616,6 +620,222 @@ stage_container() {
                 container_run_checks "$work" "$name"
         )
         container_refresher_checks
+}
+
+# ---- stage package: the .deb, installed on a clean Debian 12 and started with its unit ----
+# cpack -G DEB in build-ci-package (prefix /usr; only the daemon is built). The chroot is a
+# tarball made once with mmdebstrap (VD_PACKAGE_CHROOT_TAR, default
+# build-ci-package/bookworm.tar; remade when its package list changes), unpacked afresh each
+# run so every install starts clean: Debian 12 with apt, systemd (for systemd-analyze and the
+# unit conventions, not running), procps (/bin/kill, on every installed Debian), man-db (the
+# unit's Documentation= man: links, which verify opens) and dig; not vpcdns's own libraries
+# (apt-get must pull them from the .deb's Depends). systemd does not run in a chroot, so the
+# unit is emulated: its ExecStartPre and ExecStart command lines, read from the installed
+# unit, run as an unprivileged user (as DynamicUser does) with its StateDirectory made for
+# that user, on a free loopback port and a closed loopback upstream (nothing leaves the
+# machine).
+package_tar=${VD_PACKAGE_CHROOT_TAR:-$root/build-ci-package/bookworm.tar}
+package_root=$root/build-ci-package/root
+package_include=(dnsutils man-db procps systemd)
+
+package_make_tar() {
+        local want="${package_include[*]}"
+        if [[ -f $package_tar && -f $package_tar.packages &&
+                $(<"$package_tar.packages") == "$want" ]]; then
+                echo "test.sh: reusing the Debian 12 chroot tarball $package_tar"
+                return 0
+        fi
+        echo "test.sh: creating the Debian 12 chroot tarball $package_tar (mmdebstrap, about a minute)"
+        mkdir -p "$(dirname "$package_tar")"
+        rm -f "$package_tar" "$package_tar.packages" "$package_tar.tmp"
+        local list="${package_include[*]}"
+        mmdebstrap --variant=apt --format=tar --include="${list// /,}" bookworm "$package_tar.tmp"
+        mv "$package_tar.tmp" "$package_tar"
+        printf '%s' "$want" >"$package_tar.packages"
+}
+
+# A free TCP and UDP port on 127.0.0.1 (for the daemon), printed.
+package_free_port() {
+        /usr/bin/python3 - <<'PY'
+import socket
+for _ in range(100):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        t.close()
+        u.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port on 127.0.0.1")
+PY
+}
+
+stage_package() {
+        banner package "cpack -G DEB, installed and started in a clean Debian 12 chroot"
+        if ((EUID != 0)); then
+                echo "test.sh: stage package needs root (mmdebstrap, mount, chroot)" >&2
+                return 1
+        fi
+        vd_deps_install_from "${VD_DEPS_PACKAGE[@]}"
+        # The install rules need only the daemon: the tests are not built for the package.
+        CC=gcc cmake -S "$root" -B "$root/build-ci-package" -DVD_WERROR="$werror" \
+                -DCMAKE_INSTALL_PREFIX=/usr -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON
+        cmake --build "$root/build-ci-package" -j "$jobs" --target vpcdns
+        rm -f "$root"/build-ci-package/vpcdns_*.deb
+        (cd "$root/build-ci-package" && cpack -G DEB)
+        local debs
+        mapfile -t debs < <(find "$root/build-ci-package" -maxdepth 1 -name 'vpcdns_*.deb')
+        if ((${#debs[@]} != 1)); then
+                echo "test.sh: expected one vpcdns_*.deb from cpack, found ${#debs[@]}" >&2
+                return 1
+        fi
+        dpkg-deb --field "${debs[0]}" Package Version Depends
+
+        package_make_tar
+        if debian13_has_mounts "$package_root"; then
+                echo "test.sh: something is mounted in $package_root: not removing it" >&2
+                return 1
+        fi
+        rm -rf "$package_root"
+        mkdir -p "$package_root"
+        tar -C "$package_root" -xf "$package_tar"
+        cp -L /etc/resolv.conf "$package_root/etc/resolv.conf"
+        cp "${debs[0]}" "$package_root/tmp/"
+        debian13_mount bind /proc "$package_root/proc"
+        debian13_mount rbind /dev "$package_root/dev"
+        debian13_mount bind /sys "$package_root/sys"
+        local port upstream_port
+        port=$(package_free_port)
+        upstream_port=$(package_free_port) # nothing listens there: a closed upstream
+        chroot "$package_root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+                LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive PORT="$port" \
+                UPSTREAM_PORT="$upstream_port" /bin/bash -euo pipefail -c "$(package_chroot_script)"
+        debian13_unmount
+        rm -rf "$package_root"
+}
+
+# What runs inside the chroot: prints the script (bash, set -euo pipefail by the caller).
+package_chroot_script() {
+        cat <<'SCRIPT'
+fail() { echo "package: FAILED: $*" >&2; exit 1; }
+echo "package: $(. /etc/os-release && echo "$PRETTY_NAME")"
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends /tmp/vpcdns_*.deb
+dpkg-query -W -f='package: installed ${Package} ${Version}\n' vpcdns
+
+unit=/usr/lib/systemd/system/vpcdns.service
+for f in /usr/sbin/vpcdns /etc/vpcdns/vpcdns.yaml "$unit" /usr/share/man/man8/vpcdns.8.gz \
+        /usr/share/man/man5/vpcdns.yaml.5.gz /usr/share/vpcdns/example/describe-vpc-endpoints.json \
+        /usr/share/doc/vpcdns/README.md; do
+        [[ -f $f ]] || fail "$f is not installed"
+done
+if dpkg-query -L vpcdns | grep -qx /usr/bin/vpcdns-snapshot; then
+        [[ -x /usr/bin/vpcdns-snapshot ]] || fail "/usr/bin/vpcdns-snapshot is not executable"
+fi
+dpkg-query -W -f='${Conffiles}\n' vpcdns | grep -q '^ /etc/vpcdns/vpcdns.yaml ' ||
+        fail "/etc/vpcdns/vpcdns.yaml is not a conffile"
+[[ -L /etc/systemd/system/multi-user.target.wants/vpcdns.service ]] ||
+        fail "the postinst did not enable vpcdns.service"
+[[ $(stat -c %a /etc/vpcdns/vpcdns.yaml) == 644 ]] ||
+        fail "/etc/vpcdns/vpcdns.yaml is not 0644: the DynamicUser cannot read it"
+pages=0
+while read -r page; do
+        MANWIDTH=80 man -l "$page" 2>/dev/null | grep -q '^NAME' || fail "man cannot show $page"
+        pages=$((pages + 1))
+done < <(dpkg-query -L vpcdns | grep '^/usr/share/man/man[1-8]/.*\.gz$')
+echo "package: files in place, conffile registered, unit enabled, $pages man pages shown by man"
+
+vpcdns --config /etc/vpcdns/vpcdns.yaml --check | tail -n 3
+vpcdns --config /etc/vpcdns/vpcdns.yaml --check | grep -qx ok || fail "--check is not ok"
+
+if command -v systemd-analyze >/dev/null; then
+        units=(/usr/lib/systemd/system/vpcdns*.service /usr/lib/systemd/system/vpcdns*.socket
+                /usr/lib/systemd/system/vpcdns*.timer)
+        existing=()
+        for u in "${units[@]}"; do
+                [[ -f $u ]] && existing+=("$u")
+        done
+        echo "package: systemd-analyze verify ${existing[*]##*/}"
+        SYSTEMD_LOG_LEVEL=notice systemd-analyze verify "${existing[@]}"
+fi
+
+# The unit's command lines: the last ExecStartPre/ExecStart wins as systemd reads them; the
+# prefixes -@:+! only change how systemd runs them. $MAINPID and the like are not used.
+unit_line() {
+        sed -n "s/^$1=//p" "$unit" | tail -n 1 | sed 's/^[-@:+!]*//'
+}
+start_pre=$(unit_line ExecStartPre)
+start=$(unit_line ExecStart)
+state=$(unit_line StateDirectory)
+[[ -n $start ]] || fail "$unit has no ExecStart"
+echo "package: ExecStartPre=$start_pre"
+echo "package: ExecStart=$start"
+read -r -a start_pre_argv <<<"$start_pre"
+read -r -a start_argv <<<"$start"
+# DynamicUser: an unprivileged user and group of its own; the state directory is its.
+run_as=(setpriv --reuid=61234 --regid=61234 --clear-groups --)
+if [[ -n $state ]]; then
+        install -d -o 61234 -g 61234 -m 0700 "/var/lib/$state"
+fi
+if [[ -n $start_pre ]]; then
+        "${run_as[@]}" "${start_pre_argv[@]}" >/dev/null || fail "ExecStartPre failed"
+fi
+log=/tmp/vpcdns.log
+"${run_as[@]}" "${start_argv[@]}" --listen "127.0.0.1:$PORT" \
+        --upstream "127.0.0.1:$UPSTREAM_PORT" 2>"$log" &
+pid=$!
+answer=
+for _ in $(seq 1 100); do
+        answer=$(dig @127.0.0.1 -p "$PORT" +short +time=1 +tries=1 \
+                sqs.us-east-1.amazonaws.com A 2>/dev/null | sort | tr '\n' ' ') || true
+        [[ -n $answer ]] && break
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; fail "vpcdns exited at start"; }
+        sleep 0.1
+done
+echo "package: sqs.us-east-1.amazonaws.com A: $answer"
+[[ $answer == "10.0.1.10 10.0.2.10 10.0.3.10 " ]] ||
+        { cat "$log" >&2; fail "expected the example's three sqs addresses"; }
+answer=$(dig @127.0.0.1 -p "$PORT" +short +time=2 +tries=1 db.corp.example.internal A)
+echo "package: db.corp.example.internal A: $answer"
+[[ $answer == 10.0.3.20 ]] || { cat "$log" >&2; fail "expected the zone file's 10.0.3.20"; }
+kill -TERM "$pid"
+rc=0
+for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid"
+        fail "vpcdns did not stop within 10 s of SIGTERM"
+fi
+wait "$pid" || rc=$?
+[[ $rc == 0 ]] || { cat "$log" >&2; fail "vpcdns exited with $rc after SIGTERM"; }
+echo "package: started from the unit's command line, answered, stopped cleanly"
+
+# An administrator's disable survives an upgrade (here a reinstall of the same .deb).
+systemctl disable vpcdns.service 2>/dev/null
+dpkg -i /tmp/vpcdns_*.deb >/dev/null
+[[ ! -e /etc/systemd/system/multi-user.target.wants/vpcdns.service ]] ||
+        fail "reinstalling enabled vpcdns.service again after systemctl disable"
+echo "package: systemctl disable kept across a reinstall"
+# remove keeps the config, purge takes everything.
+apt-get remove -y -q vpcdns >/dev/null
+[[ ! -e /usr/sbin/vpcdns && -f /etc/vpcdns/vpcdns.yaml ]] ||
+        fail "apt-get remove should delete /usr/sbin/vpcdns and keep /etc/vpcdns/vpcdns.yaml"
+apt-get purge -y -q vpcdns >/dev/null
+for f in /usr/sbin/vpcdns /etc/vpcdns /etc/systemd/system/multi-user.target.wants/vpcdns.service \
+        /etc/systemd/system/vpcdns.service "/var/lib/${state:-vpcdns}"; do
+        [[ ! -e $f ]] || fail "$f is still there after apt-get purge"
+done
+echo "package: purged without a trace"
+SCRIPT
 }
 
 current=deps
