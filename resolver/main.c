@@ -721,7 +721,6 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
         vd_server *srv = NULL;
         vd_error err = {{0}};
 
-        format_addrs(cfg->listen, cfg->n_listen, ",", listen, sizeof(listen));
         format_addrs(cfg->upstream, cfg->n_upstream, ",", upstream, sizeof(upstream));
         if (cfg->n_upstream == 0)
                 vd_log(VD_LOG_WARN, "no_upstream",
@@ -740,6 +739,9 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
                 vd_server_free(srv);
                 return 1;
         }
+        const vd_addr *bound = NULL;
+        size_t n_bound = vd_server_listen_addrs(srv, &bound);
+        format_addrs(bound, n_bound, ",", listen, sizeof(listen));
         /* lives while the server runs */
         struct reload_ctx reload = {.argc = argc,
                                     .argv = argv,

@@ -111,6 +111,8 @@ fail:;
 
 /* Workers */
 
+static void retired_close_all(vd_worker *w); /* the live-settings block below */
+
 static void close_leftover(uv_handle_t *h, void *arg)
 {
         (void)arg;
@@ -129,6 +131,7 @@ static void worker_stop(vd_worker *w)
                 vd_tcp_listener_close(&w->tcp[i]);
         }
         vd_tcp_close_all(w);
+        retired_close_all(w);
         if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
                 uv_close((uv_handle_t *)&w->probe_timer, NULL);
         if (w->resolver != NULL) {
@@ -634,7 +637,8 @@ static int live_init(vd_server *srv, const vd_config *cfg, vd_error *err)
         srv->upstream_max_qps = cfg->upstream_max_qps;
         srv->live_pending = calloc(srv->n_workers, sizeof(srv->live_pending[0]));
         srv->fwd_of = calloc(srv->n_workers, sizeof(srv->fwd_of[0]));
-        if (srv->live_pending == NULL || srv->fwd_of == NULL)
+        srv->retired = calloc(srv->n_workers, sizeof(srv->retired[0]));
+        if (srv->live_pending == NULL || srv->fwd_of == NULL || srv->retired == NULL)
                 return vd_error_set(err, "out of memory");
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 srv->fwd_of[i] = malloc(sizeof(*srv->fwd_of[i]));
@@ -655,6 +659,7 @@ static void live_free(vd_server *srv)
                 free(srv->fwd_of[i]);
         free(srv->live_pending);
         free(srv->fwd_of);
+        free(srv->retired); /* empty: every worker closed its own at its stop */
         if (srv->swap_lock_ready)
                 uv_mutex_destroy(&srv->swap_lock);
 }
@@ -673,6 +678,70 @@ static void retire_counters(vd_worker *w, const vd_resolver *r, const vd_forward
                 vd_count_add(&w->env.counters.name, c.name);
         VD_COUNTERS(RETIRE)
 #undef RETIRE
+}
+
+/* A forwarder and resolver a reload replaced: new queries go to the new ones, while these
+ * finish the queries they already sent (each ends within its timeout budget); a timer closes
+ * them after that, or the worker's stop does. Worker thread only. */
+struct vd_retired {
+        uv_timer_t timer;
+        vd_worker *w;
+        vd_resolver *r;
+        vd_forwarder *f;
+        struct vd_retired *next;
+};
+
+static void retired_free_cb(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+static void retired_finish(struct vd_retired *x)
+{
+        struct vd_retired **p = &x->w->server->retired[x->w->index];
+        while (*p != NULL && *p != x)
+                p = &(*p)->next;
+        if (*p == x)
+                *p = x->next;
+        if (x->r != NULL)
+                vd_resolver_close(x->r); /* before its forwarder, as at the stop */
+        if (x->f != NULL)
+                vd_forwarder_close(x->f);
+        uv_close((uv_handle_t *)&x->timer, retired_free_cb);
+}
+
+static void retired_timer_cb(uv_timer_t *t)
+{
+        retired_finish(t->data);
+}
+
+static void retired_close_all(vd_worker *w)
+{
+        if (w->server->retired == NULL)
+                return;
+        while (w->server->retired[w->index] != NULL)
+                retired_finish(w->server->retired[w->index]);
+}
+
+/* Retires r and f for grace_ms; closes them at once when the timer cannot be made. */
+static void retire_later(vd_worker *w, vd_resolver *r, vd_forwarder *f, uint64_t grace_ms)
+{
+        struct vd_retired *x = calloc(1, sizeof(*x));
+        if (x == NULL || uv_timer_init(&w->loop, &x->timer) != 0) {
+                free(x);
+                if (r != NULL)
+                        vd_resolver_close(r);
+                if (f != NULL)
+                        vd_forwarder_close(f);
+                return;
+        }
+        x->timer.data = x;
+        x->w = w;
+        x->r = r;
+        x->f = f;
+        x->next = w->server->retired[w->index];
+        w->server->retired[w->index] = x;
+        uv_timer_start(&x->timer, retired_timer_cb, grace_ms, 0);
 }
 
 /* On the worker's loop, between two queries: the settings of the last reload, if any. */
@@ -716,10 +785,10 @@ static void worker_take_live(vd_worker *w)
                 w->forwarder = f;
                 w->env.forwarder = f;
                 vd_srv_swap_unlock(srv);
-                if (old_r != NULL)
-                        vd_resolver_close(old_r); /* before its forwarder, as at the stop */
-                if (old_f != NULL)
-                        vd_forwarder_close(old_f);
+                const struct vd_fwd_settings *was = srv->fwd_of[w->index];
+                unsigned grace =
+                    was->timeout_ms > was->stale_answer_ms ? was->timeout_ms : was->stale_answer_ms;
+                retire_later(w, old_r, old_f, (uint64_t)grace + 1000);
                 *srv->fwd_of[w->index] = l->fwd;
         }
         free(l);
@@ -761,6 +830,12 @@ int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
         uv_mutex_unlock(&srv->slot.lock);
         free(pkg);
         return 0;
+}
+
+size_t vd_server_listen_addrs(const vd_server *srv, const vd_addr **out)
+{
+        *out = srv->listen;
+        return srv->n_listen;
 }
 
 void vd_server_note_fallback(vd_server *srv, const char *reason)

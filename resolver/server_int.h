@@ -74,6 +74,7 @@ struct vd_server {
          * reads them. */
         struct vd_live **live_pending;
         struct vd_fwd_settings **fwd_of;
+        struct vd_retired **retired; /* per worker: replaced forwarders finishing their queries */
         uv_mutex_t swap_lock;
         bool swap_lock_ready;
         bool qlog_dnstap;          /* forwarders log upstream traffic (query_log dnstap) */

@@ -31,6 +31,10 @@ void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg);
  * snapshot the server holds. Not concurrently with vd_server_free. */
 void vd_server_publish(vd_server *srv, vd_snapshot *snap);
 
+/* The listen addresses the server bound (cfg's, less the skipped defaults): *out borrows them
+ * until vd_server_free. Returns their count. */
+size_t vd_server_listen_addrs(const vd_server *srv, const vd_addr **out);
+
 /* The reload path (the control thread, never a worker): applies the settings of cfg that
  * change live (every key not marked restart in the key table) to the running server: the
  * access list and deny_action, the TCP and per-client limits, lameduck_ms, and, when they
