@@ -639,6 +639,14 @@ static int check_user_access(const vd_config *cfg, const struct passwd *pw)
         for (size_t i = 0; i < cfg->n_zones; i++)
                 errors +=
                     check_path_for(cfg->zone_files[i], cfg->user, pw->pw_uid, groups, n_groups);
+        struct stat st;
+        if (cfg->state_dir != NULL && stat(cfg->state_dir, &st) == 0 &&
+            !may(&st, pw->pw_uid, groups, n_groups, 3))
+                fprintf(stderr,
+                        "vpcdns: warning: state_dir %s: user '%s' cannot write it (mode %03o, "
+                        "owner %u:%u): the last-good copy would not be saved\n",
+                        cfg->state_dir, cfg->user, (unsigned)(st.st_mode & 0777),
+                        (unsigned)st.st_uid, (unsigned)st.st_gid);
         return errors;
 }
 

@@ -113,6 +113,15 @@ def test_files_the_user_cannot_read_fail(run_vpcdns, public_dir):
     os.chmod(zone, 0o644)
     res = user_check(run_vpcdns, snap, zone)
     assert res.returncode == 0, output(res)
+    assert "warning" not in res.stderr, output(res)
+
+    # a state_dir the user cannot write: the copy would not be saved (a warning)
+    state = public_dir / "state"
+    state.mkdir(mode=0o755)
+    res = run_vpcdns(["--check", "--user", "nobody", "--upstream", "127.0.0.1:9", "--snapshot", snap,
+                      "--state-dir", state])
+    assert res.returncode == 0, output(res)
+    assert "warning: state_dir %s: user 'nobody' cannot write it" % state in res.stderr, output(res)
 
     enis = snap / "describe-network-interfaces.json"
     os.chmod(enis, 0o600)  # owned by us, not by nobody
