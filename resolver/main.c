@@ -325,7 +325,11 @@ static void split_changes(const vd_config *now, vd_config *next, char *changed, 
                 const vd_config_key *k = &keys[i];
                 if (vd_config_key_same(now, next, k))
                         continue;
-                if (k->restart) {
+                /* the query log's file and format need a restart, its sample does not */
+                bool sample_only = k->type == VD_KEY_QLOG &&
+                                   now->query_log.format == next->query_log.format &&
+                                   strcmp(now->query_log.path, next->query_log.path) == 0;
+                if (k->restart && !sample_only) {
                         vd_log(VD_LOG_WARN, "reload_needs_restart",
                                "key=%s detail=\"changed in the config; a reload cannot apply it, "
                                "the running value stays until a restart\"",

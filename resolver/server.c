@@ -597,6 +597,7 @@ struct vd_live {
         vd_deny_action deny_action;
         unsigned tcp_idle_timeout_ms, tcp_max_connections, tcp_max_per_client, tcp_max_queries;
         unsigned max_pending;
+        bool rrl_on; /* take the server's rate-limit table (else none) */
         struct vd_fwd_settings fwd;
 };
 
@@ -614,6 +615,7 @@ static void live_from_config(struct vd_live *l, const vd_config *cfg)
         l->tcp_max_per_client = cfg->tcp_max_connections_per_client;
         l->tcp_max_queries = cfg->tcp_max_queries_per_connection;
         l->max_pending = cfg->max_pending_per_client;
+        l->rrl_on = cfg->rrl_responses_per_second > 0;
 }
 
 void vd_srv_swap_lock(vd_server *srv)
@@ -764,6 +766,7 @@ static void worker_take_live(vd_worker *w)
         w->tcp_max_per_client = l->tcp_max_per_client;
         w->tcp_max_queries = l->tcp_max_queries;
         w->env.max_pending = l->max_pending;
+        w->rrl = l->rrl_on ? srv->rrl : NULL;
         if (memcmp(&l->fwd, srv->fwd_of[w->index], sizeof(l->fwd)) != 0) {
                 vd_forwarder *f = NULL;
                 vd_resolver *r = NULL;
@@ -813,6 +816,17 @@ int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
         if (r == 0 && pkg[0]->fwd.any && srv->upstream_budget == NULL &&
             vd_upstream_budget_new(srv->upstream_max_qps, &srv->upstream_budget) < 0)
                 r = vd_error_set(err, "out of memory");
+        /* Rate limiting: the one table is made when first turned on and kept until the server
+         * is freed (a worker may still read it); its rate, slip and prefixes change in place. */
+        vd_ratelimit_options rrl = {
+            .responses_per_second = cfg->rrl_responses_per_second,
+            .slip = cfg->rrl_slip,
+            .ipv4_prefix = cfg->rrl_ipv4_prefix,
+            .ipv6_prefix = cfg->rrl_ipv6_prefix,
+        };
+        if (r == 0 && rrl.responses_per_second > 0 && srv->rrl == NULL &&
+            vd_ratelimit_new(&rrl, &srv->rrl) < 0)
+                r = vd_error_set(err, "rate limiting: out of memory");
         if (r != 0) {
                 for (unsigned i = 0; i < srv->n_workers; i++)
                         free(pkg[i]);
@@ -820,6 +834,10 @@ int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
                 return r;
         }
         srv->lameduck_ms = cfg->lameduck_ms; /* read on this thread only */
+        if (rrl.responses_per_second > 0)
+                vd_ratelimit_set(srv->rrl, &rrl);
+        if (cfg->query_log.format != VD_QLOG_OFF)
+                vd_qlog_set_sample(srv->qlog, cfg->query_log.sample_ppm);
         uv_mutex_lock(&srv->slot.lock);
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 free(srv->live_pending[i]); /* a previous reload's, not taken yet */

@@ -162,3 +162,40 @@ def test_broken_config_changes_nothing(tmp_path, start_daemon, upstreams):
     assert answer(d, "good.seven.test.") == [OLD_A]
     assert addresses(d.v4.query(SQS, "A"), SQS)
     assert d.proc.alive()
+
+
+def count_answered(d, name, n, timeout=0.2):
+    wire = vdtest.make_query(name).to_wire()
+    return sum(1 for _ in range(n) if vdtest.raw_udp("127.0.0.1", d.port, wire, timeout=timeout) is not None)
+
+
+def test_rate_limit_turns_on_and_off_live(tmp_path, start_daemon, upstreams):
+    old, _ = upstreams
+    d, cfg, port = start(tmp_path, start_daemon, old.address)
+    assert count_answered(d, SQS, 20) == 20
+    reload_with(d, cfg, config_text(port, old.address, "rrl_responses_per_second: 2\nrrl_slip: 0\n"))
+    log = d.proc.stderr_text()
+    assert "config=rrl_responses_per_second,rrl_slip" in log and "needs_restart" not in log, log
+    answered = count_answered(d, SQS, 20, timeout=0.05)
+    assert answered <= 8, "rate limit of 2/s not in force: %d of 20 answered" % answered
+    reload_with(d, cfg, config_text(port, old.address))
+    assert count_answered(d, SQS, 20) == 20
+
+
+def test_query_log_sample_changes_live_and_its_path_needs_restart(tmp_path, start_daemon, upstreams):
+    old, _ = upstreams
+    qlog = tmp_path / "queries.log"
+    base = "query_log: {format: route53, path: %s, sample: %s}\n"
+    d, cfg, port = start(tmp_path, start_daemon, old.address, base % (qlog, "0"))
+    answer(d, SQS)
+    reload_with(d, cfg, config_text(port, old.address, base % (qlog, "1")))
+    log = d.proc.stderr_text()
+    assert "config=query_log" in log and "needs_restart" not in log, log
+    answer(d, "good.logged.test.")
+    assert vdtest.wait_for(lambda: qlog.exists() and "good.logged.test" in qlog.read_text()), log
+    assert "sqs." not in qlog.read_text()  # asked while the sample was 0
+    reload_with(d, cfg, config_text(port, old.address, base % (tmp_path / "other.log", "1")))
+    assert "event=reload_needs_restart key=query_log" in d.proc.stderr_text(), d.proc.stderr_text()
+    answer(d, "good.still.test.")
+    assert vdtest.wait_for(lambda: "good.still.test" in qlog.read_text())
+    assert not (tmp_path / "other.log").exists()

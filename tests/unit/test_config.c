@@ -1400,19 +1400,21 @@ Test(config, state_dir_from_file_and_flag)
  * needs a restart; what a worker copies or rebuilds on its own loop does not. */
 Test(config, reload_flags_of_the_key_table)
 {
-        static const char *const restart[] = {"listen",
-                                              "workers",
-                                              "user",
-                                              "metrics_listen",
-                                              "query_log",
-                                              "cache_size",
-                                              "rrl_responses_per_second",
+        static const char *const restart[] = {"listen",          "workers",   "user",
+                                              "metrics_listen",  "query_log", "cache_size",
                                               "upstream_max_qps"};
-        static const char *const live[] = {
-            "upstream",    "forward",   "allow",
-            "deny_action", "log_level", "snapshot",
-            "zone",        "state_dir", "tcp_max_connections_per_client",
-            "lameduck_ms"};
+        static const char *const live[] = {"upstream",
+                                           "forward",
+                                           "allow",
+                                           "deny_action",
+                                           "log_level",
+                                           "snapshot",
+                                           "zone",
+                                           "state_dir",
+                                           "tcp_max_connections_per_client",
+                                           "lameduck_ms",
+                                           "rrl_responses_per_second",
+                                           "rrl_slip"};
         for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++)
                 cr_assert(vd_config_key_find(restart[i])->restart, "%s", restart[i]);
         for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
