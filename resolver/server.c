@@ -836,6 +836,15 @@ int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
         srv->lameduck_ms = cfg->lameduck_ms; /* read on this thread only */
         if (rrl.responses_per_second > 0)
                 vd_ratelimit_set(srv->rrl, &rrl);
+        if (srv->cache != NULL) {
+                vd_cache_options co = {
+                    .min_ttl = cfg->cache_min_ttl,
+                    .max_ttl = cfg->cache_max_ttl,
+                    .max_neg_ttl = cfg->cache_max_negative_ttl,
+                    .servfail_ttl = cfg->cache_servfail_ttl,
+                };
+                vd_cache_set_ttls(srv->cache, &co);
+        }
         if (cfg->query_log.format != VD_QLOG_OFF)
                 vd_qlog_set_sample(srv->qlog, cfg->query_log.sample_ppm);
         uv_mutex_lock(&srv->slot.lock);

@@ -23,24 +23,24 @@ def upstreams():
         yield old, new
 
 
-def config_text(port, upstream, extra=""):
+def config_text(port, upstream, extra="", cache_size=0):
     # everything in the file: flags given at the start are applied again at every reload
     return (
         "listen: 127.0.0.1:%d\n"
         "upstream: %s\n"
         "snapshot: %s\n"
         "workers: 2\n"
-        "cache_size: 0\n" % (port, upstream, SNAPSHOT)
+        "cache_size: %d\n" % (port, upstream, SNAPSHOT, cache_size)
     ) + extra
 
 
-def start(tmp_path, start_daemon, upstream, extra=""):
+def start(tmp_path, start_daemon, upstream, extra="", cache_size=0):
     cfg = tmp_path / "vpcdns.yaml"
     ports = []
 
     def argv(port):
         ports.append(port)
-        cfg.write_text(config_text(port, upstream, extra))
+        cfg.write_text(config_text(port, upstream, extra, cache_size))
         return [VPCDNS, "--config", cfg]
 
     d = start_daemon(upstream, argv=argv, probe="good.probe.test.")
@@ -199,3 +199,20 @@ def test_query_log_sample_changes_live_and_its_path_needs_restart(tmp_path, star
     answer(d, "good.still.test.")
     assert vdtest.wait_for(lambda: "good.still.test" in qlog.read_text())
     assert not (tmp_path / "other.log").exists()
+
+
+def cached_ttl(d, name):
+    d.v4.query(name, "A")  # fills the cache
+    msg = d.v4.query(name, "A")
+    assert msg.answer, describe(msg)
+    return msg.answer[0].ttl
+
+
+def test_cache_ttl_bounds_change_live_and_its_size_needs_restart(tmp_path, start_daemon, upstreams):
+    old, _ = upstreams
+    d, cfg, port = start(tmp_path, start_daemon, old.address, cache_size=1000)
+    assert cached_ttl(d, "ttl30.a.test.") > 5
+    reload_with(d, cfg, config_text(port, old.address, "cache_max_ttl: 5\n", cache_size=2000))
+    log = d.proc.stderr_text()
+    assert "config=cache_max_ttl" in log and "event=reload_needs_restart key=cache_size" in log, log
+    assert cached_ttl(d, "ttl30.b.test.") <= 5
