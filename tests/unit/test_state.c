@@ -161,3 +161,26 @@ Test(state, a_damaged_manifest_is_an_error_naming_the_line)
         cr_assert_lt(vd_state_find(state, &c, &err), 0);
         cr_assert_not_null(strstr(err.msg, "MANIFEST:2:"), "%s", err.msg);
 }
+
+/* A load of unchanged data links the files of the previous copy instead of writing them again;
+ * a changed file is copied. */
+Test(state, unchanged_files_are_linked_not_copied)
+{
+        struct stat before, after;
+        char path[512], endpoints[512];
+        cr_assert_eq(vd_state_commit(stage()), 0);
+        snprintf(path, sizeof(path), "%s/last-good/zone-0/corp.zone", state);
+        snprintf(endpoints, sizeof(endpoints),
+                 "%s/last-good/snapshot-0/describe-vpc-endpoints.json", state);
+        cr_assert_eq(stat(endpoints, &before), 0);
+        cr_assert_eq(vd_state_commit(stage()), 0);
+        cr_assert_eq(stat(endpoints, &after), 0);
+        cr_assert_eq(before.st_ino, after.st_ino, "an unchanged file was copied again");
+
+        cr_assert_eq(stat(path, &before), 0);
+        write_text(zone, "oNe\n"); /* same size, other bytes */
+        cr_assert_eq(vd_state_commit(stage()), 0);
+        cr_assert_eq(stat(path, &after), 0);
+        cr_assert_neq(before.st_ino, after.st_ino);
+        cr_assert_str_eq(read_text(path), "oNe\n");
+}
