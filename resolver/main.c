@@ -233,16 +233,19 @@ static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **o
         vd_state_copy copy;
         vd_error copy_err = {{0}};
         int rc = vd_state_find(cfg->state_dir, &copy, &copy_err);
-        if (rc == 0) {
-                memset(t, 0, sizeof(*t));
-                rc = build_from(copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones,
-                                out, t, &copy_err);
-        }
         if (rc != 0) {
                 vd_error_set(err, "%s (and no last-good copy in state_dir: %s)", why, copy_err.msg);
-                if (rc == 0)
-                        vd_state_copy_free(&copy);
-                return -EINVAL;
+                return rc;
+        }
+        memset(t, 0, sizeof(*t));
+        rc = build_from(copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones, out, t,
+                        &copy_err);
+        if (rc != 0) {
+                vd_error_set(err,
+                             "%s (and the last-good copy in state_dir did not load either: %s)",
+                             why, copy_err.msg);
+                vd_state_copy_free(&copy);
+                return rc;
         }
         char e[sizeof(((vd_error *)0)->msg) + 64], dir[PATH_MAX + 16];
         vd_log(VD_LOG_ERROR, "data_fallback",
@@ -314,9 +317,13 @@ static void keep_value(vd_config *dst, const vd_config *src, const vd_config_key
                        sizeof(size_t));
 }
 
+#define MAX_KEYS 64 /* room for the key table's entries */
+
 /* Keys that need a restart keep their running value in next; each one that changed in the
- * file is logged. Every other key that changed is named in *changed. */
-static void split_changes(const vd_config *now, vd_config *next, char *changed, size_t cap)
+ * file is marked in needs_restart[] (by index in the key table), to be logged once the reload
+ * succeeded. Every other key that changed is named in *changed. */
+static void split_changes(const vd_config *now, vd_config *next, char *changed, size_t cap,
+                          bool needs_restart[MAX_KEYS])
 {
         size_t n, used = 0;
         const vd_config_key *keys = vd_config_keys(&n);
@@ -330,10 +337,8 @@ static void split_changes(const vd_config *now, vd_config *next, char *changed, 
                                    now->query_log.format == next->query_log.format &&
                                    strcmp(now->query_log.path, next->query_log.path) == 0;
                 if (k->restart && !sample_only) {
-                        vd_log(VD_LOG_WARN, "reload_needs_restart",
-                               "key=%s detail=\"changed in the config; a reload cannot apply it, "
-                               "the running value stays until a restart\"",
-                               k->name);
+                        if (i < MAX_KEYS)
+                                needs_restart[i] = true;
                         keep_value(next, now, k);
                         continue;
                 }
@@ -355,6 +360,7 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         struct reload_ctx *ctx = arg;
         struct load_totals t;
         char changed[1024];
+        bool needs_restart[MAX_KEYS] = {false};
         vd_config *next = malloc(sizeof(*next));
         int rc;
 
@@ -366,7 +372,7 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         if (rc == 0)
                 rc = vd_config_finalize(next, "/etc/resolv.conf", err);
         if (rc == 0) {
-                split_changes(ctx->cfg, next, changed, sizeof(changed));
+                split_changes(ctx->cfg, next, changed, sizeof(changed), needs_restart);
                 rc = build_snapshot(next, out, &t, err);
         }
         if (rc == 0) {
@@ -382,6 +388,15 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
                 return rc;
         }
         vd_log_set_level(next->log_level);
+        size_t n_keys;
+        const vd_config_key *keys = vd_config_keys(&n_keys);
+        for (size_t i = 0; i < n_keys && i < MAX_KEYS; i++) {
+                if (needs_restart[i])
+                        vd_log(VD_LOG_WARN, "reload_needs_restart",
+                               "key=%s detail=\"changed in the config; a reload cannot apply it, "
+                               "the running value stays until a restart\"",
+                               keys[i].name);
+        }
         vd_server_note_endpoints(ctx->srv, t.aws.endpoints_served);
         if (ctx->fallback) {
                 vd_server_note_fallback(ctx->srv, NULL);
@@ -722,6 +737,19 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
                 printf("lameduck: off\n");
         else
                 printf("lameduck: %u ms\n", cfg->lameduck_ms);
+        if (cfg->state_dir == NULL) {
+                printf("state dir: off (a start whose data does not load exits)\n");
+        } else {
+                vd_state_copy copy;
+                vd_error err = {{0}};
+                if (vd_state_find(cfg->state_dir, &copy, &err) == 0) {
+                        printf("state dir: %s (last-good copy saved at %llu)\n", cfg->state_dir,
+                               (unsigned long long)copy.saved_unix);
+                        vd_state_copy_free(&copy);
+                } else {
+                        printf("state dir: %s (no last-good copy yet)\n", cfg->state_dir);
+                }
+        }
         print_changed(cfg);
         printf("ok\n");
 }

@@ -120,4 +120,5 @@ def test_check_neither_reads_nor_writes_the_state_dir(tmp_path, run_vpcdns):
     state = tmp_path / "state"
     res = run_vpcdns(["--check", "--upstream", "127.0.0.1:9", "--snapshot", snap, "--state-dir", state])
     assert res.returncode == 0, res.stderr
+    assert "state dir: %s (no last-good copy yet)" % state in res.stdout.splitlines(), res.stdout
     assert not state.exists()
