@@ -658,6 +658,8 @@ static int check_user_access(const vd_config *cfg, const struct passwd *pw)
         for (size_t i = 0; i < cfg->n_zones; i++)
                 errors +=
                     check_path_for(cfg->zone_files[i], cfg->user, pw->pw_uid, groups, n_groups);
+        if (cfg->config_path != NULL) /* a reload reads it again, as the user */
+                errors += check_path_for(cfg->config_path, cfg->user, pw->pw_uid, groups, n_groups);
         struct stat st;
         if (cfg->state_dir != NULL && stat(cfg->state_dir, &st) == 0 &&
             !may(&st, pw->pw_uid, groups, n_groups, 3))

@@ -140,3 +140,13 @@ def test_files_the_user_cannot_read_fail(run_vpcdns, public_dir):
     res = user_check(run_vpcdns, snap, zone)
     assert res.returncode == 1, output(res)
     assert str(zone) in res.stderr, output(res)
+    os.chmod(zone, 0o644)
+
+    # the config file: a reload reads it again, as the user
+    cfg = public_dir / "vpcdns.yaml"
+    cfg.write_text("workers: 1\n")
+    os.chmod(cfg, 0o600)
+    res = run_vpcdns(["--check", "--config", cfg, "--user", "nobody", "--upstream", "127.0.0.1:9",
+                      "--snapshot", snap])
+    assert res.returncode == 1, output(res)
+    assert str(cfg) in res.stderr and "cannot read it" in res.stderr, output(res)
