@@ -9,6 +9,7 @@ VD_DEPS=(
         libmicrohttpd-dev libfstrm-dev
         nsd unbound dnsutils python3 python3-dnspython python3-pytest clang-format
         prometheus fstrm-bin dnstap-ldns
+        iproute2
 )
 # What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan and TSan with
 # clang's runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.
