@@ -10,6 +10,7 @@ VD_DEPS=(
         nsd unbound dnsutils python3 python3-dnspython python3-pytest clang-format
         prometheus fstrm-bin dnstap-ldns
         jq mandoc # vpcdns-snapshot reads the AWS CLI's JSON with jq; man pages are linted
+        iproute2
 )
 # What the slower checks of contrib/test.sh add: the clang build, ASan/UBSan and TSan with
 # clang's runtime (llvm-symbolizer for readable stacks), libFuzzer, valgrind memcheck.

@@ -62,6 +62,14 @@ void vd_cache_options_default(vd_cache_options *o)
         o->servfail_ttl = 5;
 }
 
+void vd_cache_set_ttls(vd_cache *c, const vd_cache_options *o)
+{
+        __atomic_store_n(&c->opt.min_ttl, o->min_ttl, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->opt.max_ttl, o->max_ttl, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->opt.max_neg_ttl, o->max_neg_ttl, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->opt.servfail_ttl, o->servfail_ttl, __ATOMIC_RELAXED);
+}
+
 int vd_cache_new(const vd_cache_options *o, vd_cache **out)
 {
         vd_cache *c = calloc(1, sizeof(*c));

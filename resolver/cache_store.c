@@ -333,7 +333,7 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
         uint16_t ancount_kept = 0, nscount_kept = 0;
         size_t an_len = 0;
         if (rcode == VD_RCODE_SERVFAIL) {
-                ttl = c->opt.servfail_ttl;
+                ttl = __atomic_load_n(&c->opt.servfail_ttl, __ATOMIC_RELAXED);
                 k.min_ttl = ttl;
         } else {
                 if ((rc = walk_chain(scratch, &k, qi, answer, len, an_start, an, &ch)) != 0)
@@ -350,14 +350,17 @@ int vd_cache_store(vd_cache *c, const vd_query_info *qi, const uint8_t *answer, 
                 nscount_kept = (uint16_t)auth;
                 if (negative) {
                         ttl = k.min_ttl < k.soa_minimum ? k.min_ttl : k.soa_minimum;
-                        if (ttl > c->opt.max_neg_ttl)
-                                ttl = c->opt.max_neg_ttl;
+                        uint32_t most = __atomic_load_n(&c->opt.max_neg_ttl, __ATOMIC_RELAXED);
+                        if (ttl > most)
+                                ttl = most;
                 } else {
                         ttl = k.min_ttl;
-                        if (ttl < c->opt.min_ttl)
-                                ttl = c->opt.min_ttl;
-                        if (ttl > c->opt.max_ttl)
-                                ttl = c->opt.max_ttl;
+                        uint32_t least = __atomic_load_n(&c->opt.min_ttl, __ATOMIC_RELAXED);
+                        uint32_t most = __atomic_load_n(&c->opt.max_ttl, __ATOMIC_RELAXED);
+                        if (ttl < least)
+                                ttl = least;
+                        if (ttl > most)
+                                ttl = most;
                 }
         }
         if (ttl == 0)

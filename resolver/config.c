@@ -62,6 +62,8 @@ void vd_config_free(vd_config *cfg)
         cfg->config_path = NULL;
         free(cfg->user);
         cfg->user = NULL;
+        free(cfg->state_dir);
+        cfg->state_dir = NULL;
 }
 
 int vd_cfg_copy(vd_config *dst, const vd_config *src)
@@ -72,6 +74,7 @@ int vd_cfg_copy(vd_config *dst, const vd_config *src)
         dst->n_rules = 0;
         dst->config_path = NULL;
         dst->user = NULL;
+        dst->state_dir = NULL;
         for (size_t i = 0; i < src->n_snapshots; i++) {
                 dst->snapshot_dirs[i] = strdup(src->snapshot_dirs[i]);
                 if (dst->snapshot_dirs[i] == NULL)
@@ -101,6 +104,11 @@ int vd_cfg_copy(vd_config *dst, const vd_config *src)
                 if (dst->user == NULL)
                         goto fail;
         }
+        if (src->state_dir != NULL) {
+                dst->state_dir = strdup(src->state_dir);
+                if (dst->state_dir == NULL)
+                        goto fail;
+        }
         return 0;
 fail:
         vd_config_free(dst);
@@ -117,6 +125,7 @@ int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err)
                 vd_addr_parse("127.0.0.1", VD_CFG_DEFAULT_PORT, &cfg->listen[0]);
                 vd_addr_parse("::1", VD_CFG_DEFAULT_PORT, &cfg->listen[1]);
                 cfg->n_listen = 2;
+                cfg->listen_default = true;
         }
         for (size_t i = 0; i < cfg->n_listen; i++) {
                 for (size_t j = 0; j < i; j++) {

@@ -29,6 +29,7 @@ enum flag_id {
         FLAG_USER,
         FLAG_METRICS_LISTEN,
         FLAG_QUERY_LOG,
+        FLAG_STATE_DIR,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -66,6 +67,9 @@ static const vd_config_flag flags[N_FLAGS] = {
                          "log every answer: route53:FILE (JSON lines),\n"
                          "dnstap:FILE or dnstap:unix:SOCKET (Frame Streams);\n"
                          "the key query_log also sets a sample"},
+    F(FLAG_STATE_DIR) = {"state-dir", 0, "DIR",
+                         "keep a copy of the data of every successful load here;\n"
+                         "a start whose data does not load falls back to it"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -243,6 +247,18 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                                             "dnstap:unix:SOCKET, got '%s'",
                                             arg);
                 return 0;
+        case FLAG_STATE_DIR: {
+                if (arg[0] == '\0')
+                        return vd_error_set(err, "--state-dir: expected a directory, got ''");
+                char *dir = strdup(arg);
+                if (dir == NULL) {
+                        vd_error_set(err, "out of memory");
+                        return -ENOMEM;
+                }
+                free(cfg->state_dir);
+                cfg->state_dir = dir;
+                return 0;
+        }
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -357,7 +373,7 @@ const char *vd_config_usage(void)
                "              [--upstream ADDR[:PORT]]... [--snapshot DIR]... [--zone FILE]...\n"
                "              [--check] [--dump] [--log-level LEVEL] [--workers N]\n"
                "              [--allow CIDR]... [--user USER] [--metrics-listen ADDR:PORT]\n"
-               "              [-V|--version] [-h|--help]\n"
+               "              [--state-dir DIR] [-V|--version] [-h|--help]\n"
                "\n"
                "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot and zone files;\n"
                "forwards every other name upstream.\n"

@@ -13,11 +13,13 @@
 
 #define FIELD(f) offsetof(vd_config, f)
 #define LIST(f, n, most) .offset = FIELD(f), .count_offset = FIELD(n), .cap = (most)
-#define UINT(key, field, lo, hi, d, text)                                                          \
+/* The optional last argument of UINT: .restart = true (see vd_config_key). */
+#define UINT(key, field, lo, hi, d, text, ...)                                                     \
         {                                                                                          \
                 .name = (key), .type = VD_KEY_UINT, .min = (lo), .max = (hi), .def = (d),          \
-                .offset = FIELD(field), .doc = (text)                                              \
+                .offset = FIELD(field), .doc = (text), __VA_ARGS__                                 \
         }
+#define RESTART .restart = true
 #define BOOL(key, field, d, text)                                                                  \
         {                                                                                          \
                 .name = (key), .type = VD_KEY_BOOL, .def = (d), .offset = FIELD(field),            \
@@ -30,6 +32,7 @@ static const vd_config_key keys[] = {
      LIST(listen, n_listen, VD_MAX_LISTEN),
      .expected = "a listen address ADDR:PORT (127.0.0.1:53, [::1]:53)",
      .default_text = "127.0.0.1:53 and [::1]:53",
+     .restart = true,
      .doc = "addresses to serve on, UDP and TCP"},
     {.name = "upstream",
      .type = VD_KEY_ADDRS,
@@ -61,6 +64,7 @@ static const vd_config_key keys[] = {
      .max = VD_CFG_WORKERS_MAX,
      .offset = FIELD(workers),
      .default_text = "the CPUs this process may use",
+     .restart = true,
      .doc = "event-loop threads, each with its own sockets (SO_REUSEPORT)"},
     UINT("tcp_idle_timeout_ms", tcp_idle_timeout_ms, 1, 3600000, 10000,
          "a TCP connection without a query for this long is closed"),
@@ -99,9 +103,10 @@ static const vd_config_key keys[] = {
      .offset = FIELD(user),
      .expected = "a user name for 'user' (vpcdns, nobody)",
      .default_text = "none (stay as started)",
+     .restart = true,
      .doc = "after binding, switch to this user (name or number) for good"},
     UINT("cache_size", cache_size, 0, 100000000, 100000,
-         "answer cache entries for the whole process, shared by the workers; 0 = off"),
+         "answer cache entries for the whole process, shared by the workers; 0 = off", RESTART),
     UINT("cache_min_ttl", cache_min_ttl, 0, 86400, 0, "least seconds an answer is cached"),
     UINT("cache_max_ttl", cache_max_ttl, 1, 604800, 86400, "most seconds an answer is cached"),
     UINT("cache_max_negative_ttl", cache_max_negative_ttl, 0, 86400, 3600,
@@ -114,7 +119,7 @@ static const vd_config_key keys[] = {
      .default_text = "none",
      .doc = "forwarding rules: {domain: NAME, servers: [ADDR[:PORT], ...] or default}"},
     UINT("upstream_max_qps", upstream_max_qps, 0, 1000000, 0,
-         "queries per second to each upstream server, all workers together; 0 = off"),
+         "queries per second to each upstream server, all workers together; 0 = off", RESTART),
     UINT("upstream_ports", upstream_ports, 1, 256, 16,
          "UDP source ports in rotation per upstream server"),
     BOOL("upstream_0x20", upstream_0x20, 0,
@@ -130,6 +135,7 @@ static const vd_config_key keys[] = {
      LIST(metrics_listen, n_metrics_listen, 1),
      .expected = "an HTTP listen address ADDR:PORT (127.0.0.1:9153)",
      .default_text = "none (off)",
+     .restart = true,
      .doc = "HTTP address for GET /metrics (Prometheus), /health and /ready"},
     UINT("lameduck_ms", lameduck_ms, 0, 600000, 5000,
          "on SIGTERM or SIGINT: not ready at once, answers go on this long; 0 = off"),
@@ -138,7 +144,15 @@ static const vd_config_key keys[] = {
      .offset = FIELD(query_log),
      .expected = "a query log {format: route53 or dnstap, path: FILE, sample: 0 to 1}",
      .default_text = "off",
+     .restart = true,
      .doc = "log answers: {format: route53 or dnstap, path: FILE, sample: 0 to 1}"},
+    /* the last data that loaded, kept for a start whose data does not load (state.c) */
+    {.name = "state_dir",
+     .type = VD_KEY_PATH,
+     .offset = FIELD(state_dir),
+     .expected = "a directory path for 'state_dir' (/var/lib/vpcdns)",
+     .default_text = "none (off)",
+     .doc = "keep a copy of the data of every successful load; a start falls back to it"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -189,6 +203,7 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
                          *(const vd_deny_action *)field == VD_DENY_DROP ? "drop" : "refuse");
                 return *(const vd_deny_action *)field != VD_DENY_REFUSE;
         case VD_KEY_USER:
+        case VD_KEY_PATH:
                 snprintf(out, cap, "%s",
                          *(char *const *)field != NULL ? *(char *const *)field : "");
                 return *(char *const *)field != NULL;
@@ -209,6 +224,73 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
         }
         if (cap > 0)
                 out[0] = '\0';
+        return false;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+        return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool vd_config_key_same(const vd_config *a, const vd_config *b, const vd_config_key *k)
+{
+        const void *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+        size_t na = 0, nb = 0;
+        if (k->cap > 0) {
+                na = *(const size_t *)(const void *)((const char *)a + k->count_offset);
+                nb = *(const size_t *)(const void *)((const char *)b + k->count_offset);
+                if (na != nb)
+                        return false;
+        }
+        switch (k->type) {
+        case VD_KEY_ADDRS:
+                for (size_t i = 0; i < na; i++)
+                        if (!vd_addr_equal(&((const vd_addr *)fa)[i], &((const vd_addr *)fb)[i]))
+                                return false;
+                return true;
+        case VD_KEY_CIDRS:
+                for (size_t i = 0; i < na; i++) {
+                        const vd_cidr *x = &((const vd_cidr *)fa)[i],
+                                      *y = &((const vd_cidr *)fb)[i];
+                        if (x->prefix != y->prefix || x->ss.ss_family != y->ss.ss_family ||
+                            memcmp(&x->ss, &y->ss, sizeof(x->ss)) != 0)
+                                return false;
+                }
+                return true;
+        case VD_KEY_PATHS:
+                for (size_t i = 0; i < na; i++)
+                        if (!same_text(((char *const *)fa)[i], ((char *const *)fb)[i]))
+                                return false;
+                return true;
+        case VD_KEY_RULES:
+                for (size_t i = 0; i < na; i++) {
+                        const vd_config_rule *x = &((const vd_config_rule *)fa)[i];
+                        const vd_config_rule *y = &((const vd_config_rule *)fb)[i];
+                        if (!same_text(x->domain, y->domain) || x->use_default != y->use_default ||
+                            x->n_servers != y->n_servers)
+                                return false;
+                        for (size_t j = 0; j < x->n_servers; j++)
+                                if (!vd_addr_equal(&x->servers[j], &y->servers[j]))
+                                        return false;
+                }
+                return true;
+        case VD_KEY_UINT:
+                return *(const unsigned *)fa == *(const unsigned *)fb;
+        case VD_KEY_BOOL:
+                return *(const bool *)fa == *(const bool *)fb;
+        case VD_KEY_LEVEL:
+                return *(const vd_log_level *)fa == *(const vd_log_level *)fb;
+        case VD_KEY_DENY:
+                return *(const vd_deny_action *)fa == *(const vd_deny_action *)fb;
+        case VD_KEY_USER:
+        case VD_KEY_PATH:
+                return same_text(*(char *const *)fa, *(char *const *)fb);
+        case VD_KEY_QLOG: {
+                const vd_config_qlog *x = fa, *y = fb;
+                return x->format == y->format && x->sample_ppm == y->sample_ppm &&
+                       strcmp(x->path, y->path) == 0;
+        }
+        }
         return false;
 }
 

@@ -176,6 +176,7 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                         *vd_cfg_count(v, k) = 0;
                         break;
                 case VD_KEY_USER:
+                case VD_KEY_PATH:
                         free(*(char **)to);
                         *(char **)to = *(char **)from;
                         *(char **)from = NULL;

@@ -475,6 +475,15 @@ int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const 
                         return -ENOMEM;
                 }
                 return 0;
+        case VD_KEY_PATH:
+                if (text == NULL || text[0] == '\0')
+                        return vd_yaml_fail_node(fp, value, k->expected);
+                *(char **)field = resolve_path(fp, text);
+                if (*(char **)field == NULL) {
+                        vd_error_set(fp->err, "%s: out of memory", fp->path);
+                        return -ENOMEM;
+                }
+                return 0;
         }
         return -EINVAL;
 }

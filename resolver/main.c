@@ -3,13 +3,16 @@
  * Owns the switch to an unprivileged user once every socket is bound.
  * Exit status: 0 success, 1 a load or start failure, 2 a usage or configuration error. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -19,6 +22,8 @@
 #include "vpcdns/log.h"
 #include "vpcdns/server.h"
 #include "vpcdns/snapshot.h"
+#include "vpcdns/state.h"
+#include "vpcdns/wire.h"
 #include "vpcdns/zonefile.h"
 
 #define ADDR_TEXT 96
@@ -174,29 +179,29 @@ out:
         return rc;
 }
 
-/* Loads every snapshot directory and zone file into one snapshot. */
-static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_totals *t,
-                          vd_error *err)
+/* Loads the snapshot directories and zone files given into one snapshot. */
+static int build_from(char *const *snapshot_dirs, size_t n_snapshots, char *const *zone_files,
+                      size_t n_zones, vd_snapshot **out, struct load_totals *t, vd_error *err)
 {
         int rc = 0;
         vd_builder *b = vd_builder_new();
         if (b == NULL)
                 return vd_error_set(err, "out of memory");
-        for (size_t i = 0; i < cfg->n_snapshots && rc == 0; i++) {
+        for (size_t i = 0; i < n_snapshots && rc == 0; i++) {
                 size_t before = t->aws.endpoints;
                 char dir[1024]; /* the directory as a log value */
-                rc = vd_aws_load(b, cfg->snapshot_dirs[i], &t->aws, err);
+                rc = vd_aws_load(b, snapshot_dirs[i], &t->aws, err);
                 /* An empty capture loads (a VPC may have no endpoints yet) but is more often
                  * the wrong region or VPC: say so at start, on reload and in --check. */
                 if (rc == 0 && t->aws.endpoints == before)
                         vd_log(VD_LOG_WARN, "snapshot_empty",
                                "dir=%s detail=\"no endpoints in the snapshot: every endpoint "
                                "name is forwarded (captured in the right region and VPC?)\"",
-                               vd_log_value(cfg->snapshot_dirs[i], dir, sizeof(dir)));
+                               vd_log_value(snapshot_dirs[i], dir, sizeof(dir)));
         }
-        for (size_t i = 0; i < cfg->n_zones && rc == 0; i++) {
+        for (size_t i = 0; i < n_zones && rc == 0; i++) {
                 size_t records = 0;
-                rc = vd_zonefile_load(b, cfg->zone_files[i], &records, err);
+                rc = vd_zonefile_load(b, zone_files[i], &records, err);
                 t->zone_records += records;
         }
         if (rc == 0)
@@ -211,32 +216,218 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         return rc;
 }
 
-/* What a reload reads again, the server to tell how many endpoints it serves, and what the
- * data held before it (for the reloaded line). */
+/* Loads every snapshot directory and zone file of cfg into one snapshot; with state_dir (and
+ * when serving), what loaded becomes the last-good copy there (state.h). */
+static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_totals *t,
+                          vd_error *err)
+{
+        vd_state_stage *stage = NULL;
+        if (cfg->state_dir != NULL && !cfg->check && !cfg->dump)
+                stage = vd_state_stage_new(cfg->state_dir, cfg->snapshot_dirs, cfg->n_snapshots,
+                                           cfg->zone_files, cfg->n_zones);
+        int rc = build_from(cfg->snapshot_dirs, cfg->n_snapshots, cfg->zone_files, cfg->n_zones,
+                            out, t, err);
+        if (rc == 0)
+                vd_state_commit(stage);
+        else
+                vd_state_discard(stage);
+        return rc;
+}
+
+/* The configured data did not load (why): load the last-good copy of state_dir instead, and
+ * say so loudly. 0 with *out and reason (for /ready) set, or an error when there is no usable
+ * copy. */
+static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **out,
+                          struct load_totals *t, char *reason, size_t cap, vd_error *err)
+{
+        vd_state_copy copy;
+        vd_error copy_err = {{0}};
+        int rc = vd_state_find(cfg->state_dir, &copy, &copy_err);
+        if (rc != 0) {
+                vd_error_set(err, "%s (and no last-good copy in state_dir: %s)", why, copy_err.msg);
+                return rc;
+        }
+        memset(t, 0, sizeof(*t));
+        rc = build_from(copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones, out, t,
+                        &copy_err);
+        if (rc != 0) {
+                vd_error_set(err,
+                             "%s (and the last-good copy in state_dir did not load either: %s)",
+                             why, copy_err.msg);
+                vd_state_copy_free(&copy);
+                return rc;
+        }
+        char e[sizeof(((vd_error *)0)->msg) + 64], dir[PATH_MAX + 16];
+        vd_log(VD_LOG_ERROR, "data_fallback",
+               "error=%s state_dir=%s saved=%llu detail=\"the configured data did not load: "
+               "serving the last data that loaded, from state_dir, until a reload succeeds\"",
+               vd_log_value(why, e, sizeof(e)), vd_log_value(cfg->state_dir, dir, sizeof(dir)),
+               (unsigned long long)copy.saved_unix);
+        snprintf(reason, cap,
+                 "serving the last-good copy of the data from %s/last-good (saved at %llu): "
+                 "the configured data did not load: %s",
+                 cfg->state_dir, (unsigned long long)copy.saved_unix, why);
+        vd_state_copy_free(&copy);
+        return 0;
+}
+
+/* What a reload reads again (the command line, hence the config file, resolv.conf and the
+ * data), the server it applies to, and what the data held before it (for the reloaded line). */
 struct reload_ctx {
-        const vd_config *cfg;
+        int argc;
+        char **argv;
+        vd_config *cfg; /* the settings in force */
+        bool cfg_owned; /* cfg was made by a reload (else it is main's) */
+        bool fallback;  /* serving the last-good copy of state_dir */
         vd_server *srv;
         struct load_totals last;
 };
 
-/* SIGHUP: the same snapshot directories and zone files, read again. Logs what changed, once
- * the new data is built (the server publishes it next; that cannot fail). */
+/* Copies the value of key k from src into dst (dst's owned string, if any, is freed). */
+static void keep_value(vd_config *dst, const vd_config *src, const vd_config_key *k)
+{
+        char *to = (char *)dst + k->offset;
+        const char *from = (const char *)src + k->offset;
+        switch (k->type) {
+        case VD_KEY_ADDRS:
+                memcpy(to, from, k->cap * sizeof(vd_addr));
+                break;
+        case VD_KEY_CIDRS:
+                memcpy(to, from, k->cap * sizeof(vd_cidr));
+                break;
+        case VD_KEY_UINT:
+                memcpy(to, from, sizeof(unsigned));
+                break;
+        case VD_KEY_BOOL:
+                memcpy(to, from, sizeof(bool));
+                break;
+        case VD_KEY_LEVEL:
+                memcpy(to, from, sizeof(vd_log_level));
+                break;
+        case VD_KEY_DENY:
+                memcpy(to, from, sizeof(vd_deny_action));
+                break;
+        case VD_KEY_QLOG:
+                memcpy(to, from, sizeof(vd_config_qlog));
+                break;
+        case VD_KEY_USER:
+        case VD_KEY_PATH: {
+                char **p = (char **)(void *)to;
+                const char *s = *(char *const *)(const void *)from;
+                free(*p);
+                *p = s != NULL ? strdup(s) : NULL; /* NULL on no memory: the key unset */
+                break;
+        }
+        case VD_KEY_PATHS:
+        case VD_KEY_RULES:
+                return; /* never restart keys */
+        }
+        if (k->cap > 0)
+                memcpy((char *)dst + k->count_offset, (const char *)src + k->count_offset,
+                       sizeof(size_t));
+}
+
+#define MAX_KEYS 64 /* room for the key table's entries */
+
+/* Keys that need a restart keep their running value in next; each one that changed in the
+ * file is marked in needs_restart[] (by index in the key table), to be logged once the reload
+ * succeeded. Every other key that changed is named in *changed. */
+static void split_changes(const vd_config *now, vd_config *next, char *changed, size_t cap,
+                          bool needs_restart[MAX_KEYS])
+{
+        size_t n, used = 0;
+        const vd_config_key *keys = vd_config_keys(&n);
+        changed[0] = '\0';
+        for (size_t i = 0; i < n; i++) {
+                const vd_config_key *k = &keys[i];
+                if (vd_config_key_same(now, next, k))
+                        continue;
+                /* the query log's file and format need a restart, its sample does not */
+                bool sample_only = k->type == VD_KEY_QLOG &&
+                                   now->query_log.format == next->query_log.format &&
+                                   strcmp(now->query_log.path, next->query_log.path) == 0;
+                if (k->restart && !sample_only) {
+                        if (i < MAX_KEYS)
+                                needs_restart[i] = true;
+                        keep_value(next, now, k);
+                        continue;
+                }
+                int w = snprintf(changed + used, cap - used, "%s%s", used > 0 ? "," : "", k->name);
+                if (w > 0 && (size_t)w < cap - used)
+                        used += (size_t)w;
+        }
+        next->listen_default = now->listen_default;
+        if (changed[0] == '\0')
+                snprintf(changed, cap, "none");
+}
+
+/* SIGHUP (and the file watch): the command line again, hence the config file and resolv.conf,
+ * then the data it names. Parse, validate and load all first: any error changes nothing. Then
+ * the live settings go to the workers with the new snapshot; keys that need a restart are
+ * logged and keep their running value. */
 static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
 {
         struct reload_ctx *ctx = arg;
         struct load_totals t;
+        char changed[1024];
+        bool needs_restart[MAX_KEYS] = {false};
+        vd_config *next = malloc(sizeof(*next));
+        int rc;
+
         memset(&t, 0, sizeof(t));
-        int rc = build_snapshot(ctx->cfg, out, &t, err);
-        if (rc != 0)
+        if (next == NULL)
+                return vd_error_set(err, "out of memory");
+        vd_config_init(next);
+        rc = vd_config_from_args(next, ctx->argc, ctx->argv, err);
+        if (rc == 0)
+                rc = vd_config_finalize(next, "/etc/resolv.conf", err);
+        if (rc == 0) {
+                split_changes(ctx->cfg, next, changed, sizeof(changed), needs_restart);
+                rc = build_snapshot(next, out, &t, err);
+        }
+        if (rc == 0) {
+                rc = vd_server_apply_config(ctx->srv, next, err);
+                if (rc != 0) {
+                        vd_snapshot_unref(*out);
+                        *out = NULL;
+                }
+        }
+        if (rc != 0) {
+                vd_config_free(next);
+                free(next);
                 return rc;
+        }
+        vd_log_set_level(next->log_level);
+        size_t n_keys;
+        const vd_config_key *keys = vd_config_keys(&n_keys);
+        for (size_t i = 0; i < n_keys && i < MAX_KEYS; i++) {
+                if (needs_restart[i])
+                        vd_log(VD_LOG_WARN, "reload_needs_restart",
+                               "key=%s detail=\"changed in the config; a reload cannot apply it, "
+                               "the running value stays until a restart\"",
+                               keys[i].name);
+        }
         vd_server_note_endpoints(ctx->srv, t.aws.endpoints_served);
-        vd_server_note_snapshot_dirs(ctx->srv, ctx->cfg->snapshot_dirs, ctx->cfg->n_snapshots);
+        vd_server_note_snapshot_dirs(ctx->srv, next->snapshot_dirs, next->n_snapshots);
+        if (ctx->fallback) {
+                vd_server_note_fallback(ctx->srv, NULL);
+                vd_log(VD_LOG_INFO, "data_fallback_over",
+                       "detail=\"the configured data loaded: the last-good copy is no longer "
+                       "served\"");
+                ctx->fallback = false;
+        }
         vd_log(VD_LOG_INFO, "reloaded",
-               "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu",
+               "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu config=%s",
                ctx->last.aws.endpoints_served, t.aws.endpoints_served, ctx->last.snap.names,
                t.snap.names, ctx->last.snap.records, t.snap.records, ctx->last.snap.zones,
-               t.snap.zones);
+               t.snap.zones, changed);
         ctx->last = t;
+        if (ctx->cfg_owned) {
+                vd_config_free(ctx->cfg);
+                free(ctx->cfg);
+        }
+        ctx->cfg = next;
+        ctx->cfg_owned = true;
         return 0;
 }
 
@@ -274,6 +465,221 @@ static void print_changed(const vd_config *cfg)
                 printf("%s %s %s", shown++ > 0 ? "," : "", keys[i].name, value);
         }
         printf("%s\n", shown == 0 ? " none" : "");
+}
+
+/* ---- --check: what would go wrong in service ----------------------------------------------- */
+
+/* True when the wire name owner is domain or under it (both lower case). */
+static bool name_under(const uint8_t *owner, const uint8_t *domain, size_t domain_len)
+{
+        size_t len = vd_name_len(owner, VD_NAME_MAX);
+        for (size_t at = 0; at < len && owner[at] != 0; at += (size_t)owner[at] + 1) {
+                if (len - at == domain_len)
+                        return memcmp(owner + at, domain, domain_len) == 0;
+        }
+        return domain_len == 1; /* the root rule covers every name */
+}
+
+/* Counts the local names (owners of records) under one rule, and under any rule. */
+struct hidden_count {
+        const uint8_t *domain; /* NULL: count the names under any rule of cfg */
+        size_t domain_len;
+        const vd_config *cfg;
+        uint8_t last[VD_NAME_MAX]; /* the owner counted last: records come grouped by name */
+        size_t names, hidden;
+        char example[VD_NAME_MAX * 4 + 2];
+};
+
+static bool under_any_rule(const vd_config *cfg, const uint8_t *owner)
+{
+        for (size_t i = 0; i < cfg->n_rules; i++) {
+                uint8_t d[VD_NAME_MAX];
+                size_t len;
+                if (vd_name_from_text(cfg->rules[i].domain, d, &len) == 0) {
+                        vd_name_lower(d, len);
+                        if (name_under(owner, d, len))
+                                return true;
+                }
+        }
+        return false;
+}
+
+static int count_hidden(void *arg, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                        const uint8_t *rdata, uint16_t rdlen)
+{
+        struct hidden_count *h = arg;
+        uint8_t name[VD_NAME_MAX];
+        size_t len = vd_name_len(owner, VD_NAME_MAX);
+        (void)type;
+        (void)ttl;
+        (void)rdata;
+        (void)rdlen;
+        if (len == 0 || len > VD_NAME_MAX)
+                return 0;
+        memcpy(name, owner, len);
+        vd_name_lower(name, len);
+        if (memcmp(name, h->last, len) == 0)
+                return 0; /* another record of the same name */
+        memcpy(h->last, name, len);
+        h->names++;
+        bool hidden = h->domain != NULL ? name_under(name, h->domain, h->domain_len)
+                                        : under_any_rule(h->cfg, name);
+        if (hidden && h->hidden++ == 0)
+                vd_name_to_text(name, h->example, sizeof(h->example));
+        return 0;
+}
+
+/* A forwarding rule beats local data: warn for each rule that hides local names, naming one.
+ * Returns 1 (an error) when the rules together hide every local name: the snapshot and zone
+ * files would then never answer anything, which is never what was meant. */
+static int check_rules_hide(const vd_config *cfg, const vd_snapshot *snap)
+{
+        if (snap == NULL || cfg->n_rules == 0)
+                return 0;
+        for (size_t i = 0; i < cfg->n_rules; i++) {
+                struct hidden_count h = {.cfg = cfg};
+                uint8_t d[VD_NAME_MAX];
+                if (vd_name_from_text(cfg->rules[i].domain, d, &h.domain_len) != 0)
+                        continue;
+                vd_name_lower(d, h.domain_len);
+                h.domain = d;
+                vd_snapshot_foreach(snap, count_hidden, &h);
+                if (h.hidden > 0)
+                        fprintf(stderr,
+                                "vpcdns: warning: forward rule '%s' hides %zu of %zu local names "
+                                "(e.g. %s): they are forwarded, never answered locally\n",
+                                cfg->rules[i].domain, h.hidden, h.names, h.example);
+        }
+        struct hidden_count all = {.cfg = cfg};
+        vd_snapshot_foreach(snap, count_hidden, &all);
+        if (all.names > 0 && all.hidden == all.names) {
+                fprintf(stderr,
+                        "vpcdns: error: the forward rules hide every one of the %zu local names "
+                        "(e.g. %s): the snapshot and zone files would never answer; narrow or "
+                        "remove the rule\n",
+                        all.names, all.example);
+                return 1;
+        }
+        return 0;
+}
+
+/* Forwarded names need somewhere to go: an upstream, or a rule with servers of its own. */
+static int check_upstream(const vd_config *cfg)
+{
+        bool rule_servers = false;
+        for (size_t i = 0; i < cfg->n_rules; i++)
+                rule_servers =
+                    rule_servers || (!cfg->rules[i].use_default && cfg->rules[i].n_servers > 0);
+        if (cfg->n_upstream > 0)
+                return 0;
+        if (rule_servers) {
+                fprintf(stderr, "vpcdns: warning: no upstream: names outside the forward rules "
+                                "and the local data get SERVFAIL\n");
+                return 0;
+        }
+        fprintf(stderr,
+                "vpcdns: error: no usable upstream: 'upstream' is not set and /etc/resolv.conf "
+                "names no nameserver other than vpcdns itself; every name without local data "
+                "would get SERVFAIL (set upstream, e.g. the VPC resolver 169.254.169.253)\n");
+        return 1;
+}
+
+/* Whether uid (with gid and groups) may do what mask asks (4 read, 2 write, 1 search) on st. */
+static bool may(const struct stat *st, uid_t uid, const gid_t *groups, int n_groups, int mask)
+{
+        if (uid == 0)
+                return true;
+        if (st->st_uid == uid)
+                return ((st->st_mode >> 6) & (unsigned)mask) == (unsigned)mask;
+        for (int i = 0; i < n_groups; i++)
+                if (st->st_gid == groups[i])
+                        return ((st->st_mode >> 3) & (unsigned)mask) == (unsigned)mask;
+        return (st->st_mode & (unsigned)mask) == (unsigned)mask;
+}
+
+/* Every directory above path must be searchable by the user, and path itself readable (and
+ * searchable when a directory). Prints an error naming the first obstacle; 1 then. Where this
+ * process cannot look (no permission itself), nothing is said. */
+static int check_path_for(const char *path, const char *user, uid_t uid, const gid_t *groups,
+                          int n_groups)
+{
+        char walk[PATH_MAX];
+        struct stat st;
+        if (snprintf(walk, sizeof(walk), "%s", path) >= (int)sizeof(walk))
+                return 0;
+        for (char *slash = strchr(walk + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+                *slash = '\0';
+                if (stat(walk, &st) == 0 && S_ISDIR(st.st_mode) &&
+                    !may(&st, uid, groups, n_groups, 1)) {
+                        fprintf(stderr,
+                                "vpcdns: error: %s: user '%s' cannot reach it: no search (x) "
+                                "permission on the directory %s (mode %03o, owner %u:%u); the "
+                                "first reload would fail\n",
+                                path, user, walk, (unsigned)(st.st_mode & 0777),
+                                (unsigned)st.st_uid, (unsigned)st.st_gid);
+                        return 1;
+                }
+                *slash = '/';
+        }
+        if (stat(path, &st) != 0)
+                return 0;
+        int mask = S_ISDIR(st.st_mode) ? 5 : 4;
+        if (!may(&st, uid, groups, n_groups, mask)) {
+                fprintf(stderr,
+                        "vpcdns: error: %s: user '%s' cannot read it (mode %03o, owner %u:%u); "
+                        "the first reload would fail\n",
+                        path, user, (unsigned)(st.st_mode & 0777), (unsigned)st.st_uid,
+                        (unsigned)st.st_gid);
+                return 1;
+        }
+        return 0;
+}
+
+/* The data files as the configured user will read them on a reload (after the switch). */
+static int check_user_access(const vd_config *cfg, const struct passwd *pw)
+{
+        gid_t groups[256];
+        int n_groups = (int)(sizeof(groups) / sizeof(groups[0]));
+        int errors = 0;
+        if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n_groups) < 0) {
+                groups[0] = pw->pw_gid;
+                n_groups = 1;
+        }
+        for (size_t i = 0; i < cfg->n_snapshots; i++) {
+                const char *dir = cfg->snapshot_dirs[i];
+                if (check_path_for(dir, cfg->user, pw->pw_uid, groups, n_groups) != 0) {
+                        errors++;
+                        continue;
+                }
+                DIR *d = opendir(dir);
+                struct dirent *e;
+                while (d != NULL && (e = readdir(d)) != NULL) {
+                        char file[PATH_MAX];
+                        struct stat st;
+                        if (e->d_name[0] == '.' ||
+                            snprintf(file, sizeof(file), "%s/%s", dir, e->d_name) >=
+                                (int)sizeof(file) ||
+                            stat(file, &st) != 0 || !S_ISREG(st.st_mode))
+                                continue;
+                        errors += check_path_for(file, cfg->user, pw->pw_uid, groups, n_groups);
+                }
+                if (d != NULL)
+                        closedir(d);
+        }
+        for (size_t i = 0; i < cfg->n_zones; i++)
+                errors +=
+                    check_path_for(cfg->zone_files[i], cfg->user, pw->pw_uid, groups, n_groups);
+        if (cfg->config_path != NULL) /* a reload reads it again, as the user */
+                errors += check_path_for(cfg->config_path, cfg->user, pw->pw_uid, groups, n_groups);
+        struct stat st;
+        if (cfg->state_dir != NULL && stat(cfg->state_dir, &st) == 0 &&
+            !may(&st, pw->pw_uid, groups, n_groups, 3))
+                fprintf(stderr,
+                        "vpcdns: warning: state_dir %s: user '%s' cannot write it (mode %03o, "
+                        "owner %u:%u): the last-good copy would not be saved\n",
+                        cfg->state_dir, cfg->user, (unsigned)(st.st_mode & 0777),
+                        (unsigned)st.st_uid, (unsigned)st.st_gid);
+        return errors;
 }
 
 static void print_check(const vd_config *cfg, const struct load_totals *t)
@@ -344,17 +750,30 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
                 printf("lameduck: off\n");
         else
                 printf("lameduck: %u ms\n", cfg->lameduck_ms);
+        if (cfg->state_dir == NULL) {
+                printf("state dir: off (a start whose data does not load exits)\n");
+        } else {
+                vd_state_copy copy;
+                vd_error err = {{0}};
+                if (vd_state_find(cfg->state_dir, &copy, &err) == 0) {
+                        printf("state dir: %s (last-good copy saved at %llu)\n", cfg->state_dir,
+                               (unsigned long long)copy.saved_unix);
+                        vd_state_copy_free(&copy);
+                } else {
+                        printf("state dir: %s (no last-good copy yet)\n", cfg->state_dir);
+                }
+        }
         print_changed(cfg);
         printf("ok\n");
 }
 
-static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_totals *t)
+static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
+                 const struct load_totals *t, const char *fallback)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT];
         vd_server *srv = NULL;
         vd_error err = {{0}};
 
-        format_addrs(cfg->listen, cfg->n_listen, ",", listen, sizeof(listen));
         format_addrs(cfg->upstream, cfg->n_upstream, ",", upstream, sizeof(upstream));
         if (cfg->n_upstream == 0)
                 vd_log(VD_LOG_WARN, "no_upstream",
@@ -373,8 +792,18 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                 vd_server_free(srv);
                 return 1;
         }
+        const vd_addr *bound = NULL;
+        size_t n_bound = vd_server_listen_addrs(srv, &bound);
+        format_addrs(bound, n_bound, ",", listen, sizeof(listen));
         /* lives while the server runs */
-        struct reload_ctx reload = {.cfg = cfg, .srv = srv, .last = *t};
+        struct reload_ctx reload = {.argc = argc,
+                                    .argv = argv,
+                                    .cfg = cfg,
+                                    .srv = srv,
+                                    .last = *t,
+                                    .fallback = fallback != NULL};
+        if (fallback != NULL)
+                vd_server_note_fallback(srv, fallback);
         vd_server_note_endpoints(srv, t->aws.endpoints_served);
         vd_server_on_reload(srv, reload_snapshot, &reload);
         vd_log(VD_LOG_INFO, "start",
@@ -384,6 +813,10 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                t->snap.records, t->snap.zones);
         int rc = vd_server_run(srv);
         vd_server_free(srv);
+        if (reload.cfg_owned) {
+                vd_config_free(reload.cfg);
+                free(reload.cfg);
+        }
         vd_log(VD_LOG_INFO, "stop", "status=%s", rc == 0 ? "clean" : "error");
         return rc == 0 ? 0 : 1;
 }
@@ -394,6 +827,7 @@ int main(int argc, char **argv)
         vd_error err = {{0}};
         vd_snapshot *snap = NULL;
         struct load_totals totals;
+        char fallback[1600] = "";
         int status;
 
         memset(&totals, 0, sizeof(totals));
@@ -422,22 +856,38 @@ int main(int argc, char **argv)
         vd_log_set_level(cfg.log_level);
 
         if (build_snapshot(&cfg, &snap, &totals, &err) != 0) {
-                fprintf(stderr, "vpcdns: error: %s\n", err.msg);
-                status = 1;
-                goto out;
+                vd_error why = err;
+                if (cfg.state_dir == NULL || cfg.check || cfg.dump ||
+                    build_fallback(&cfg, why.msg, &snap, &totals, fallback, sizeof(fallback),
+                                   &err) != 0) {
+                        fprintf(stderr, "vpcdns: error: %s\n", err.msg);
+                        status = 1;
+                        goto out;
+                }
         }
         if (cfg.check) {
+                int check_errors = 0;
                 if (cfg.user != NULL) {
                         struct passwd pw;
                         char *buf = malloc(PASSWD_BUF);
                         int rc = buf == NULL ? vd_error_set(&err, "out of memory")
                                              : lookup_user(cfg.user, &pw, buf, &err);
-                        free(buf);
                         if (rc != 0) {
+                                free(buf);
                                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
                                 status = 1;
                                 goto out;
                         }
+                        check_errors += check_user_access(&cfg, &pw);
+                        free(buf);
+                }
+                check_errors += check_rules_hide(&cfg, snap);
+                check_errors += check_upstream(&cfg);
+                if (check_errors > 0) {
+                        fprintf(stderr, "vpcdns: error: the check found %d problem%s (above)\n",
+                                check_errors, check_errors == 1 ? "" : "s");
+                        status = 1;
+                        goto out;
                 }
                 print_check(&cfg, &totals);
                 status = fflush(stdout) == 0 ? 0 : 1;
@@ -447,7 +897,8 @@ int main(int argc, char **argv)
                         fprintf(stderr, "vpcdns: error: cannot write the dump: %s\n",
                                 strerror(errno));
         } else {
-                status = serve(&cfg, snap, &totals);
+                status =
+                    serve(argc, argv, &cfg, snap, &totals, fallback[0] != '\0' ? fallback : NULL);
         }
 out:
         if (snap != NULL)

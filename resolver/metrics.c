@@ -275,8 +275,12 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
 static enum MHD_Result reply_probe(struct MHD_Connection *c, bool ok, const char *why)
 {
         char text[512];
-        if (ok)
+        if (ok && why[0] == '\0')
                 return reply_text(c, MHD_HTTP_OK, "OK\n");
+        if (ok) { /* ready, with a warning (serving the last-good copy of the data) */
+                snprintf(text, sizeof(text), "OK: %s\n", why);
+                return reply_text(c, MHD_HTTP_OK, text);
+        }
         snprintf(text, sizeof(text), "%s\n", why);
         return reply_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
 }

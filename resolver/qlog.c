@@ -91,15 +91,22 @@ static size_t align_up(size_t n)
 
 bool vd_qlog_sampled(const vd_qlog_ring *r, const uint8_t *msg, size_t len, uint16_t port)
 {
-        if (r->sample_ppm >= VD_QLOG_SAMPLE_ALL)
+        uint32_t ppm = __atomic_load_n(&r->sample_ppm, __ATOMIC_RELAXED); /* a reload sets it */
+        if (ppm >= VD_QLOG_SAMPLE_ALL)
                 return true;
-        if (r->sample_ppm == 0 || len < 2)
+        if (ppm == 0 || len < 2)
                 return false;
         uint32_t h = ((uint32_t)msg[0] << 8 | msg[1]) * 0x9E3779B1u ^ (uint32_t)port * 0x85EBCA6Bu;
         h ^= h >> 15;
         h *= 0x2C1B3C6Du;
         h ^= h >> 12;
-        return h % VD_QLOG_SAMPLE_ALL < r->sample_ppm;
+        return h % VD_QLOG_SAMPLE_ALL < ppm;
+}
+
+void vd_qlog_set_sample(vd_qlog *q, unsigned sample_ppm)
+{
+        for (unsigned i = 0; q != NULL && i < q->n_rings; i++)
+                __atomic_store_n(&q->rings[i].sample_ppm, (uint32_t)sample_ppm, __ATOMIC_RELAXED);
 }
 
 static void put_addr(const struct sockaddr *sa, uint8_t *family, uint8_t addr[16], uint16_t *port)

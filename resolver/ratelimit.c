@@ -151,6 +151,8 @@ typedef struct rrl_entry {
 _Static_assert(WAYS * sizeof(rrl_entry) % CACHE_LINE == 0, "an RRL bucket is whole cache lines");
 
 struct vd_ratelimit {
+        /* Set at creation and by vd_ratelimit_set (a reload) while workers read them: read and
+         * written with __atomic builtins. */
         unsigned rate;
         unsigned slip;
         unsigned v4_bits;
@@ -180,14 +182,22 @@ int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out)
                 free(rl);
                 return -ENOMEM;
         }
-        rl->rate = opt->responses_per_second;
-        rl->slip = opt->slip;
-        rl->v4_bits = opt->ipv4_prefix;
-        rl->v6_bits = opt->ipv6_prefix;
+        vd_ratelimit_set(rl, opt);
         vd_siphash_new_key(rl->seed);
         rl->mask = buckets - 1;
         rl->stripe_mask = n_stripes - 1;
         *out = rl;
+        return 0;
+}
+
+int vd_ratelimit_set(vd_ratelimit *rl, const vd_ratelimit_options *opt)
+{
+        if (opt->responses_per_second == 0 || opt->ipv4_prefix > 32 || opt->ipv6_prefix > 128)
+                return -EINVAL;
+        __atomic_store_n(&rl->rate, opt->responses_per_second, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->slip, opt->slip, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->v4_bits, opt->ipv4_prefix, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->v6_bits, opt->ipv6_prefix, __ATOMIC_RELAXED);
         return 0;
 }
 
@@ -233,13 +243,14 @@ static vd_ratelimit_verdict rrl_account(const vd_ratelimit *rl, rrl_entry *e, ui
                 e->count = 0;
                 e->over = 0;
         }
-        if (e->count < rl->rate) {
+        unsigned slip = __atomic_load_n(&rl->slip, __ATOMIC_RELAXED);
+        if (e->count < __atomic_load_n(&rl->rate, __ATOMIC_RELAXED)) {
                 e->count++;
                 return VD_RATELIMIT_SEND;
         }
         if (e->over < UINT32_MAX)
                 e->over++;
-        if (rl->slip > 0 && e->over % rl->slip == 0)
+        if (slip > 0 && e->over % slip == 0)
                 return VD_RATELIMIT_SLIP;
         return VD_RATELIMIT_DROP;
 }
@@ -249,7 +260,8 @@ vd_ratelimit_verdict vd_ratelimit_check(vd_ratelimit *rl, const struct sockaddr 
 {
         uint8_t key[KEY_LEN];
 
-        if (!make_key(client, rl->v4_bits, rl->v6_bits, key))
+        if (!make_key(client, __atomic_load_n(&rl->v4_bits, __ATOMIC_RELAXED),
+                      __atomic_load_n(&rl->v6_bits, __ATOMIC_RELAXED), key))
                 return VD_RATELIMIT_SEND;
         size_t b = hash_key(rl->seed, key) & rl->mask;
         pthread_mutex_t *lock = &rl->stripes[b & rl->stripe_mask].lock;

@@ -111,6 +111,8 @@ fail:;
 
 /* Workers */
 
+static void retired_close_all(vd_worker *w); /* the live-settings block below */
+
 static void close_leftover(uv_handle_t *h, void *arg)
 {
         (void)arg;
@@ -129,6 +131,7 @@ static void worker_stop(vd_worker *w)
                 vd_tcp_listener_close(&w->tcp[i]);
         }
         vd_tcp_close_all(w);
+        retired_close_all(w);
         if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
                 uv_close((uv_handle_t *)&w->probe_timer, NULL);
         if (w->resolver != NULL) {
@@ -172,9 +175,12 @@ static void worker_take_snapshot(vd_worker *w)
                 vd_snapshot_unref(old);
 }
 
+static void worker_take_live(vd_worker *w);
+
 static void worker_reload_cb(uv_async_t *a)
 {
         worker_take_snapshot(a->data);
+        worker_take_live(a->data);
 }
 
 /* Lets every closing handle finish and closes the loop. */
@@ -372,87 +378,107 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
         return 0;
 }
 
-/* The configured rules as the forwarder takes them: lower-cased wire names. out holds
- * VD_MAX_RULES entries. */
-static int worker_rules(const vd_config *cfg, vd_forward_rule *out, size_t *n, vd_error *err)
+/* What a worker's forwarder and resolver are made from, taken from the config once (zeroed
+ * first, so two can be compared with memcmp): a reload rebuilds them only when it differs. */
+struct vd_fwd_settings {
+        vd_addr servers[VD_MAX_UPSTREAM];
+        size_t n_servers;
+        vd_forward_rule rules[VD_MAX_RULES]; /* lower-cased wire names */
+        size_t n_rules;
+        bool any; /* an upstream, or a rule with servers of its own: make a forwarder */
+        unsigned ports, timeout_ms;
+        bool use_0x20;
+        unsigned stale_max, stale_answer_ms;
+        bool prefetch;
+};
+
+static int fwd_settings_from(const vd_config *cfg, struct vd_fwd_settings *s, vd_error *err)
 {
-        *n = 0;
+        memset(s, 0, sizeof(*s));
+        s->n_servers = cfg->n_upstream < VD_MAX_UPSTREAM ? cfg->n_upstream : VD_MAX_UPSTREAM;
+        memcpy(s->servers, cfg->upstream, s->n_servers * sizeof(s->servers[0]));
+        s->any = s->n_servers > 0;
         for (size_t i = 0; i < cfg->n_rules && i < VD_MAX_RULES; i++) {
                 const vd_config_rule *c = &cfg->rules[i];
-                vd_forward_rule *r = &out[(*n)++];
-                memset(r, 0, sizeof(*r));
+                vd_forward_rule *r = &s->rules[s->n_rules++];
                 if (c->domain == NULL || vd_name_from_text(c->domain, r->domain, &r->domain_len))
                         return vd_error_set(err, "forward: rule %zu: bad domain", i + 1);
                 r->use_default = c->use_default;
                 r->n_servers = c->n_servers < VD_MAX_UPSTREAM ? c->n_servers : VD_MAX_UPSTREAM;
                 memcpy(r->servers, c->servers, r->n_servers * sizeof(r->servers[0]));
+                s->any = s->any || (!c->use_default && c->n_servers > 0);
+        }
+        s->ports = cfg->upstream_ports;
+        s->timeout_ms = cfg->upstream_timeout_ms;
+        s->use_0x20 = cfg->upstream_0x20;
+        s->stale_max = cfg->stale_max;
+        s->stale_answer_ms = cfg->stale_answer_ms;
+        s->prefetch = cfg->prefetch;
+        return 0;
+}
+
+/* The forwarder (when anything can be forwarded) and the resolver over it and the cache, on
+ * w's loop: at the start for every worker, and on the worker's own thread when a reload
+ * changed the settings. */
+static int make_forwarding(vd_worker *w, const struct vd_fwd_settings *s, vd_forwarder **fwd,
+                           vd_resolver **res, vd_error *err)
+{
+        vd_server *srv = w->server;
+        int r = 0;
+
+        *fwd = NULL;
+        *res = NULL;
+        if (s->any) {
+                /* Made with the first forwarder (at the start, or by the reload on the control
+                 * thread before any worker is woken), without upstream_max_qps too (0: no
+                 * limit), for the health its slots share: a server going down is logged once,
+                 * not once per worker. */
+                if (srv->upstream_budget == NULL &&
+                    vd_upstream_budget_new(srv->upstream_max_qps, &srv->upstream_budget) < 0) {
+                        vd_error_set(err, "worker %u: out of memory", w->index);
+                        return -ENOMEM;
+                }
+                vd_forward_options opt = {
+                    .servers = s->servers,
+                    .n_servers = s->n_servers,
+                    .rules = s->n_rules > 0 ? s->rules : NULL,
+                    .n_rules = s->n_rules,
+                    .budget = srv->upstream_budget,
+                    .ports_per_server = s->ports,
+                    .use_0x20 = s->use_0x20,
+                    .timeout_ms = s->timeout_ms,
+                    /* upstream traffic goes in dnstap only */
+                    .qlog = srv->qlog_dnstap ? w->qlog : NULL,
+                    .qlog_dropped = &w->env.counters.query_log_dropped,
+                };
+                r = vd_forwarder_new(&w->loop, &opt, fwd, err);
+                if (r < 0)
+                        return r;
+                vd_forwarder_set_stats(*fwd, &w->env.stats);
+        }
+        vd_resolver_options ro;
+        vd_resolver_options_default(&ro);
+        ro.stale_max_s = s->stale_max;
+        ro.stale_answer_ms = s->stale_answer_ms;
+        ro.prefetch = s->prefetch;
+        ro.inflight = w->server->inflight;
+        r = vd_resolver_new(&w->loop, *fwd, w->cache, &ro, res);
+        if (r < 0) {
+                if (*fwd != NULL)
+                        vd_forwarder_close(*fwd);
+                *fwd = NULL;
+                vd_error_set(err, "worker %u: resolver: %s", w->index, strerror(-r));
+                return r;
         }
         return 0;
 }
 
-/* The forwarder (when anything can be forwarded) and the resolver over it and the cache. */
-static int worker_forwarding(vd_worker *w, const vd_config *cfg, vd_error *err)
+static int worker_forwarding(vd_worker *w, vd_error *err)
 {
-        vd_server *srv = w->server;
-        bool rule_servers = false;
-        size_t n_rules = 0;
-        int r = 0;
-
-        for (size_t i = 0; i < cfg->n_rules; i++)
-                rule_servers =
-                    rule_servers || (!cfg->rules[i].use_default && cfg->rules[i].n_servers > 0);
-        if (cfg->n_upstream > 0 || rule_servers) {
-                vd_forward_rule *rules = NULL;
-                /* Workers are made one after the other on this thread: the first makes it.
-                 * Made without upstream_max_qps too (0: no limit), for the health its slots
-                 * share: a server going down is logged once, not once per worker. */
-                if (srv->upstream_budget == NULL &&
-                    vd_upstream_budget_new(cfg->upstream_max_qps, &srv->upstream_budget) < 0) {
-                        vd_error_set(err, "worker %u: out of memory", w->index);
-                        return -ENOMEM;
-                }
-                if (cfg->n_rules > 0) {
-                        rules = calloc(VD_MAX_RULES, sizeof(*rules));
-                        if (rules == NULL) {
-                                vd_error_set(err, "worker %u: out of memory", w->index);
-                                return -ENOMEM;
-                        }
-                        r = worker_rules(cfg, rules, &n_rules, err);
-                }
-                vd_forward_options opt = {
-                    .servers = cfg->upstream,
-                    .n_servers = cfg->n_upstream,
-                    .rules = rules,
-                    .n_rules = n_rules,
-                    .budget = srv->upstream_budget,
-                    .ports_per_server = cfg->upstream_ports,
-                    .use_0x20 = cfg->upstream_0x20,
-                    .timeout_ms = cfg->upstream_timeout_ms,
-                    /* upstream traffic goes in dnstap only */
-                    .qlog = cfg->query_log.format == VD_QLOG_DNSTAP ? w->qlog : NULL,
-                    .qlog_dropped = &w->env.counters.query_log_dropped,
-                };
-                if (r == 0)
-                        r = vd_forwarder_new(&w->loop, &opt, &w->forwarder, err);
-                free(rules); /* copied by the forwarder */
-                if (r < 0)
-                        return r;
-                w->env.forwarder = w->forwarder;
-                vd_forwarder_set_stats(w->forwarder, &w->env.stats);
-        }
-        vd_resolver_options ro;
-        vd_resolver_options_default(&ro);
-        ro.stale_max_s = cfg->stale_max;
-        ro.stale_answer_ms = cfg->stale_answer_ms;
-        ro.prefetch = cfg->prefetch;
-        ro.inflight = w->server->inflight;
-        r = vd_resolver_new(&w->loop, w->forwarder, w->cache, &ro, &w->resolver);
-        if (r < 0) {
-                vd_error_set(err, "worker %u: resolver: %s", w->index, strerror(-r));
-                return r;
-        }
+        int r = make_forwarding(w, w->server->fwd_of[w->index], &w->forwarder, &w->resolver, err);
+        w->env.forwarder = w->forwarder;
         w->env.resolver = w->resolver;
-        return 0;
+        return r;
 }
 
 static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_worker **out,
@@ -508,8 +534,8 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
                 return r;
         }
 
-        for (size_t i = 0; i < cfg->n_listen; i++) {
-                const vd_addr *a = &cfg->listen[i];
+        for (size_t i = 0; i < srv->n_listen; i++) {
+                const vd_addr *a = &srv->listen[i];
                 char text[80];
                 int fd;
 
@@ -538,7 +564,7 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
         w->env.loop_probe = &srv->probe;
         w->cache = srv->cache;
         w->env.cache = w->cache;
-        return worker_forwarding(w, cfg, err);
+        return worker_forwarding(w, err);
 }
 
 /* Listener errors (transport.h) */
@@ -559,6 +585,323 @@ void vd_transport_listener_error(const vd_worker *w, const char *proto, int fd, 
         }
         vd_log(VD_LOG_ERROR, "listener_error", "listen=%s proto=%s worker=%u error=%s", where,
                proto, w->index, vd_log_value(uv_strerror(err), why, sizeof(why)));
+}
+
+/* ---- live settings: what a reload changes without a restart ------------------------------ */
+
+/* One worker's share of a reload: the settings it copies, and the forwarding settings it
+ * rebuilds its forwarder and resolver from when they differ from its own. */
+struct vd_live {
+        vd_cidr allow[VD_MAX_ACL];
+        size_t n_allow;
+        vd_deny_action deny_action;
+        unsigned tcp_idle_timeout_ms, tcp_max_connections, tcp_max_per_client, tcp_max_queries;
+        unsigned max_pending;
+        bool rrl_on; /* take the server's rate-limit table (else none) */
+        struct vd_fwd_settings fwd;
+};
+
+static void live_from_config(struct vd_live *l, const vd_config *cfg)
+{
+        if (cfg->n_allow > 0) {
+                l->n_allow = cfg->n_allow < VD_MAX_ACL ? cfg->n_allow : VD_MAX_ACL;
+                memcpy(l->allow, cfg->allow, l->n_allow * sizeof(l->allow[0]));
+        } else {
+                l->n_allow = vd_acl_defaults(l->allow, VD_MAX_ACL); /* never an open resolver */
+        }
+        l->deny_action = cfg->deny_action;
+        l->tcp_idle_timeout_ms = cfg->tcp_idle_timeout_ms;
+        l->tcp_max_connections = cfg->tcp_max_connections;
+        l->tcp_max_per_client = cfg->tcp_max_connections_per_client;
+        l->tcp_max_queries = cfg->tcp_max_queries_per_connection;
+        l->max_pending = cfg->max_pending_per_client;
+        l->rrl_on = cfg->rrl_responses_per_second > 0;
+}
+
+void vd_srv_swap_lock(vd_server *srv)
+{
+        uv_mutex_lock(&srv->swap_lock);
+}
+
+void vd_srv_swap_unlock(vd_server *srv)
+{
+        uv_mutex_unlock(&srv->swap_lock);
+}
+
+/* Before the workers are made: the forwarding settings every worker starts from. */
+static int live_init(vd_server *srv, const vd_config *cfg, vd_error *err)
+{
+        int r = uv_mutex_init(&srv->swap_lock);
+        if (r < 0)
+                return vd_error_set(err, "mutex: %s", uv_strerror(r));
+        srv->swap_lock_ready = true;
+        srv->qlog_dnstap = cfg->query_log.format == VD_QLOG_DNSTAP;
+        srv->upstream_max_qps = cfg->upstream_max_qps;
+        srv->live_pending = calloc(srv->n_workers, sizeof(srv->live_pending[0]));
+        srv->fwd_of = calloc(srv->n_workers, sizeof(srv->fwd_of[0]));
+        srv->retired = calloc(srv->n_workers, sizeof(srv->retired[0]));
+        if (srv->live_pending == NULL || srv->fwd_of == NULL || srv->retired == NULL)
+                return vd_error_set(err, "out of memory");
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                srv->fwd_of[i] = malloc(sizeof(*srv->fwd_of[i]));
+                if (srv->fwd_of[i] == NULL)
+                        return vd_error_set(err, "out of memory");
+                r = fwd_settings_from(cfg, srv->fwd_of[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void live_free(vd_server *srv)
+{
+        for (unsigned i = 0; srv->live_pending != NULL && i < srv->n_workers; i++)
+                free(srv->live_pending[i]);
+        for (unsigned i = 0; srv->fwd_of != NULL && i < srv->n_workers; i++)
+                free(srv->fwd_of[i]);
+        free(srv->live_pending);
+        free(srv->fwd_of);
+        free(srv->retired); /* empty: every worker closed its own at its stop */
+        if (srv->swap_lock_ready)
+                uv_mutex_destroy(&srv->swap_lock);
+}
+
+/* Adds what the counters of a forwarder and resolver about to close counted to the worker's
+ * own, so the totals of /metrics and the stop line never go down. */
+static void retire_counters(vd_worker *w, const vd_resolver *r, const vd_forwarder *f)
+{
+        vd_counters c = {0};
+        if (r != NULL)
+                vd_srv_take_resolver_counters(&c, r);
+        if (f != NULL)
+                vd_srv_take_forwarder_counters(&c, f);
+#define RETIRE(name, kind, help)                                                                   \
+        if (kind == VD_COUNTER_TOTAL && c.name != 0)                                               \
+                vd_count_add(&w->env.counters.name, c.name);
+        VD_COUNTERS(RETIRE)
+#undef RETIRE
+}
+
+/* A forwarder and resolver a reload replaced: new queries go to the new ones, while these
+ * finish the queries they already sent (each ends within its timeout budget); a timer closes
+ * them after that, or the worker's stop does. Worker thread only. */
+struct vd_retired {
+        uv_timer_t timer;
+        vd_worker *w;
+        vd_resolver *r;
+        vd_forwarder *f;
+        struct vd_retired *next;
+};
+
+static void retired_free_cb(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+static void retired_finish(struct vd_retired *x)
+{
+        struct vd_retired **p = &x->w->server->retired[x->w->index];
+        while (*p != NULL && *p != x)
+                p = &(*p)->next;
+        if (*p == x)
+                *p = x->next;
+        if (x->r != NULL)
+                vd_resolver_close(x->r); /* before its forwarder, as at the stop */
+        if (x->f != NULL)
+                vd_forwarder_close(x->f);
+        uv_close((uv_handle_t *)&x->timer, retired_free_cb);
+}
+
+static void retired_timer_cb(uv_timer_t *t)
+{
+        retired_finish(t->data);
+}
+
+static void retired_close_all(vd_worker *w)
+{
+        if (w->server->retired == NULL)
+                return;
+        while (w->server->retired[w->index] != NULL)
+                retired_finish(w->server->retired[w->index]);
+}
+
+/* Retires r and f for grace_ms; closes them at once when the timer cannot be made. */
+static void retire_later(vd_worker *w, vd_resolver *r, vd_forwarder *f, uint64_t grace_ms)
+{
+        struct vd_retired *x = calloc(1, sizeof(*x));
+        if (x == NULL || uv_timer_init(&w->loop, &x->timer) != 0) {
+                free(x);
+                if (r != NULL)
+                        vd_resolver_close(r);
+                if (f != NULL)
+                        vd_forwarder_close(f);
+                return;
+        }
+        x->timer.data = x;
+        x->w = w;
+        x->r = r;
+        x->f = f;
+        x->next = w->server->retired[w->index];
+        w->server->retired[w->index] = x;
+        uv_timer_start(&x->timer, retired_timer_cb, grace_ms, 0);
+}
+
+/* On the worker's loop, between two queries: the settings of the last reload, if any. */
+static void worker_take_live(vd_worker *w)
+{
+        vd_server *srv = w->server;
+        uv_mutex_lock(&w->slot->lock);
+        struct vd_live *l = srv->live_pending[w->index];
+        srv->live_pending[w->index] = NULL;
+        uv_mutex_unlock(&w->slot->lock);
+        if (l == NULL || w->stopping) {
+                free(l);
+                return;
+        }
+        memcpy(w->allow, l->allow, l->n_allow * sizeof(w->allow[0]));
+        w->n_allow = l->n_allow;
+        w->deny_action = l->deny_action;
+        w->tcp_idle_timeout_ms = l->tcp_idle_timeout_ms;
+        w->tcp_max_connections = l->tcp_max_connections;
+        w->tcp_max_per_client = l->tcp_max_per_client;
+        w->tcp_max_queries = l->tcp_max_queries;
+        w->env.max_pending = l->max_pending;
+        w->rrl = l->rrl_on ? srv->rrl : NULL;
+        if (memcmp(&l->fwd, srv->fwd_of[w->index], sizeof(l->fwd)) != 0) {
+                vd_forwarder *f = NULL;
+                vd_resolver *r = NULL;
+                vd_error err = {{0}};
+                if (make_forwarding(w, &l->fwd, &f, &r, &err) < 0) {
+                        char why[sizeof(err.msg) + 64];
+                        vd_log(VD_LOG_ERROR, "reload_forwarding_failed",
+                               "worker=%u kept=previous error=%s", w->index,
+                               vd_log_value(err.msg, why, sizeof(why)));
+                        free(l);
+                        return;
+                }
+                vd_srv_swap_lock(srv);
+                vd_resolver *old_r = w->resolver;
+                vd_forwarder *old_f = w->forwarder;
+                retire_counters(w, old_r, old_f);
+                w->resolver = r;
+                w->env.resolver = r;
+                w->forwarder = f;
+                w->env.forwarder = f;
+                vd_srv_swap_unlock(srv);
+                const struct vd_fwd_settings *was = srv->fwd_of[w->index];
+                unsigned grace =
+                    was->timeout_ms > was->stale_answer_ms ? was->timeout_ms : was->stale_answer_ms;
+                retire_later(w, old_r, old_f, (uint64_t)grace + 1000);
+                *srv->fwd_of[w->index] = l->fwd;
+        }
+        free(l);
+}
+
+int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
+{
+        struct vd_live **pkg = calloc(srv->n_workers, sizeof(*pkg));
+        int r = 0;
+        if (pkg == NULL)
+                return vd_error_set(err, "out of memory");
+        for (unsigned i = 0; i < srv->n_workers && r == 0; i++) {
+                pkg[i] = calloc(1, sizeof(*pkg[i]));
+                if (pkg[i] == NULL)
+                        r = vd_error_set(err, "out of memory");
+                else
+                        r = fwd_settings_from(cfg, &pkg[i]->fwd, err);
+                if (r == 0)
+                        live_from_config(pkg[i], cfg);
+        }
+        /* Made here, before any worker is woken, when the start had nothing to forward. */
+        if (r == 0 && pkg[0]->fwd.any && srv->upstream_budget == NULL &&
+            vd_upstream_budget_new(srv->upstream_max_qps, &srv->upstream_budget) < 0)
+                r = vd_error_set(err, "out of memory");
+        /* Rate limiting: the one table is made when first turned on and kept until the server
+         * is freed (a worker may still read it); its rate, slip and prefixes change in place. */
+        vd_ratelimit_options rrl = {
+            .responses_per_second = cfg->rrl_responses_per_second,
+            .slip = cfg->rrl_slip,
+            .ipv4_prefix = cfg->rrl_ipv4_prefix,
+            .ipv6_prefix = cfg->rrl_ipv6_prefix,
+        };
+        if (r == 0 && rrl.responses_per_second > 0 && srv->rrl == NULL &&
+            vd_ratelimit_new(&rrl, &srv->rrl) < 0)
+                r = vd_error_set(err, "rate limiting: out of memory");
+        if (r != 0) {
+                for (unsigned i = 0; i < srv->n_workers; i++)
+                        free(pkg[i]);
+                free(pkg);
+                return r;
+        }
+        srv->lameduck_ms = cfg->lameduck_ms; /* read on this thread only */
+        if (rrl.responses_per_second > 0)
+                vd_ratelimit_set(srv->rrl, &rrl);
+        if (srv->cache != NULL) {
+                vd_cache_options co = {
+                    .min_ttl = cfg->cache_min_ttl,
+                    .max_ttl = cfg->cache_max_ttl,
+                    .max_neg_ttl = cfg->cache_max_negative_ttl,
+                    .servfail_ttl = cfg->cache_servfail_ttl,
+                };
+                vd_cache_set_ttls(srv->cache, &co);
+        }
+        if (cfg->query_log.format != VD_QLOG_OFF)
+                vd_qlog_set_sample(srv->qlog, cfg->query_log.sample_ppm);
+        uv_mutex_lock(&srv->slot.lock);
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                free(srv->live_pending[i]); /* a previous reload's, not taken yet */
+                srv->live_pending[i] = pkg[i];
+                if (!srv->slot.closed && srv->workers[i]->reload_ready)
+                        uv_async_send(&srv->workers[i]->reload_async);
+        }
+        uv_mutex_unlock(&srv->slot.lock);
+        free(pkg);
+        return 0;
+}
+
+size_t vd_server_listen_addrs(const vd_server *srv, const vd_addr **out)
+{
+        *out = srv->listen;
+        return srv->n_listen;
+}
+
+void vd_server_note_fallback(vd_server *srv, const char *reason)
+{
+        uv_mutex_lock(&srv->slot.lock);
+        snprintf(srv->fallback_reason, sizeof(srv->fallback_reason), "%s",
+                 reason != NULL ? reason : "");
+        vd_count_set(&srv->fallback, reason != NULL ? 1 : 0);
+        uv_mutex_unlock(&srv->slot.lock);
+}
+
+/* The listen addresses the workers bind: cfg's; of the built-in defaults only those that can
+ * be bound (a container without IPv6 has no [::1]), each skipped one logged. */
+static int choose_listen(vd_server *srv, const vd_config *cfg, vd_error *err)
+{
+        vd_error first = {{0}};
+        srv->n_listen = 0;
+        for (size_t i = 0; i < cfg->n_listen; i++) {
+                int fd;
+                if (cfg->listen_default) {
+                        vd_error why = {{0}};
+                        if (open_socket(&cfg->listen[i], SOCK_DGRAM, &fd, &why) < 0) {
+                                char text[sizeof(why.msg) + 64];
+                                vd_log(VD_LOG_WARN, "listen_skipped",
+                                       "error=%s detail=\"a default listen address that cannot "
+                                       "be bound is skipped; set listen to choose\"",
+                                       vd_log_value(why.msg, text, sizeof(text)));
+                                if (first.msg[0] == '\0')
+                                        first = why;
+                                continue;
+                        }
+                        close(fd);
+                }
+                srv->listen[srv->n_listen++] = cfg->listen[i];
+        }
+        if (srv->n_listen == 0)
+                return vd_error_set(err, "none of the default listen addresses can be bound: %s",
+                                    first.msg);
+        return 0;
 }
 
 /* Server */
@@ -607,8 +950,9 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         if (snap != NULL)
                 vd_snapshot_ref(snap);
         srv->slot.current = snap;
-        srv->n_listen = cfg->n_listen;
-        memcpy(srv->listen, cfg->listen, cfg->n_listen * sizeof(cfg->listen[0]));
+        r = choose_listen(srv, cfg, err);
+        if (r < 0)
+                goto fail;
         srv->n_upstream = cfg->n_upstream;
         memcpy(srv->upstream, cfg->upstream, cfg->n_upstream * sizeof(cfg->upstream[0]));
         srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
@@ -644,6 +988,9 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                 r = vd_error_set(err, "out of memory");
                 goto fail;
         }
+        r = live_init(srv, cfg, err);
+        if (r < 0)
+                goto fail;
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 r = worker_new(srv, cfg, i, &srv->workers[i], err);
                 if (r < 0)
@@ -951,6 +1298,7 @@ void vd_server_free(vd_server *srv)
         vd_ratelimit_pending_free(srv->pending);
         vd_ratelimit_pending_free(srv->tcp_clients);
         vd_upstream_budget_free(srv->upstream_budget); /* after every forwarder */
+        live_free(srv);
         if (srv->slot.current != NULL)
                 vd_snapshot_unref(srv->slot.current);
         uv_mutex_destroy(&srv->slot.lock);

@@ -65,12 +65,34 @@ struct vd_server {
         uint64_t data_endpoints; /* AWS endpoints served, as main.c reported them */
         char **data_files;       /* the files local data is read from, for their age */
         size_t n_data_files;
+
+        /* Settings a reload applies live (vd_server_apply_config). The control thread puts one
+         * package per worker in live_pending (under slot.lock) and wakes the worker, which takes
+         * it with the snapshot. fwd_of[i] is what worker i's forwarder and resolver were made
+         * from: only that worker touches it once it runs. swap_lock guards the workers'
+         * forwarder and resolver pointers while a worker replaces them and the metrics thread
+         * reads them. */
+        struct vd_live **live_pending;
+        struct vd_fwd_settings **fwd_of;
+        struct vd_retired **retired; /* per worker: replaced forwarders finishing their queries */
+        uv_mutex_t swap_lock;
+        bool swap_lock_ready;
+        bool qlog_dnstap;          /* forwarders log upstream traffic (query_log dnstap) */
+        unsigned upstream_max_qps; /* of the start: the shared budget is made with it */
+        /* Serving the last-good copy of state_dir because the configured data did not load:
+         * 1 or 0 (vd_count_set), and why (under slot.lock), for /ready and /metrics. */
+        uint64_t fallback;
+        char fallback_reason[400];
 };
 
 /* ---- server_observe.c --------------------------------------------------------------------- */
 
 /* Publishes the size of snap (names, records, zones) and the load time for /metrics. */
 void vd_srv_note_data(vd_server *srv, const vd_snapshot *snap);
+/* The worker's forwarder and resolver for /metrics: hold swap_lock (vd_srv_swap_lock) while
+ * reading them, since a reload may replace them. */
+void vd_srv_swap_lock(vd_server *srv);
+void vd_srv_swap_unlock(vd_server *srv);
 /* Starts the HTTP endpoint when cfg asks for one; 0 or -errno with err set. */
 int vd_srv_http_start(vd_server *srv, const vd_config *cfg, vd_error *err);
 /* Stops the HTTP endpoint (before any worker stops); safe when it never started. */

@@ -26,17 +26,18 @@
 
 /* Counters */
 
-/* The resolver's own counters, under their names in the table (counters.h). */
+/* The resolver's own counters, under their names in the table (counters.h), added to c's (a
+ * reload retires a worker's resolver and forwarder into its own counters: see server.c). */
 void vd_srv_take_resolver_counters(vd_counters *c, const vd_resolver *r)
 {
         vd_resolver_counters rc;
         vd_resolver_counters_get(r, &rc);
-        c->cache_hits = rc.cache_hits;
-        c->cache_misses = rc.cache_misses;
-        c->stale_answers = rc.stale_answers;
-        c->merged = rc.merged;
-        c->prefetches = rc.prefetches;
-        c->resolver_servfails = rc.servfails;
+        c->cache_hits += rc.cache_hits;
+        c->cache_misses += rc.cache_misses;
+        c->stale_answers += rc.stale_answers;
+        c->merged += rc.merged;
+        c->prefetches += rc.prefetches;
+        c->resolver_servfails += rc.servfails;
 }
 
 /* The forwarder's own counters, under their names in the table. */
@@ -44,13 +45,13 @@ void vd_srv_take_forwarder_counters(vd_counters *c, const vd_forwarder *f)
 {
         vd_forward_counters fc;
         vd_forwarder_counters_get(f, &fc);
-        c->upstream_queries = fc.upstream_queries;
-        c->upstream_timeouts = fc.timeouts;
-        c->upstream_failures = fc.failures;
-        c->budget_refused = fc.budget_refused;
-        c->mismatches = fc.mismatches;
-        c->failovers = fc.failovers;
-        c->servers_down = fc.servers_down;
+        c->upstream_queries += fc.upstream_queries;
+        c->upstream_timeouts += fc.timeouts;
+        c->upstream_failures += fc.failures;
+        c->budget_refused += fc.budget_refused;
+        c->mismatches += fc.mismatches;
+        c->failovers += fc.failovers;
+        c->servers_down += fc.servers_down;
 }
 
 /* ---- liveness, readiness and metrics (the HTTP endpoint's handlers) ------------------------ */
@@ -134,6 +135,10 @@ static bool server_ready(void *arg, char *why, size_t cap)
                         return false;
                 }
         }
+        uv_mutex_lock(&srv->slot.lock); /* ready, but maybe on the last-good copy: say so */
+        if (vd_count_read(&srv->fallback) != 0)
+                snprintf(why, cap, "%s", srv->fallback_reason);
+        uv_mutex_unlock(&srv->slot.lock);
         return true;
 }
 
@@ -306,6 +311,10 @@ static void write_local_data(const vd_server *srv, FILE *out)
                        "reloads (SIGHUP) that failed and kept the previous data");
         vd_prom_sample(out, "vpcdns_local_data_reload_failures_total", NULL, NULL,
                        vd_count_read(&srv->reload_failed));
+        vd_prom_family(out, "vpcdns_data_fallback", "gauge",
+                       "1 while the configured data did not load and the last-good copy of "
+                       "state_dir is served");
+        vd_prom_sample(out, "vpcdns_data_fallback", NULL, NULL, vd_count_read(&srv->fallback));
         if (srv->n_data_files == 0)
                 return;
         vd_prom_family(out, "vpcdns_local_data_file_age_seconds", "gauge",
@@ -347,6 +356,7 @@ static void server_metrics(void *arg, FILE *out)
 
         vd_prom_family(out, "vpcdns_build_info", "gauge", "the version of vpcdns running");
         vd_prom_sample(out, "vpcdns_build_info", "version", VD_VERSION, 1);
+        vd_srv_swap_lock(srv); /* a reload may replace a worker's forwarder and resolver */
         live_counters(srv, &total);
 #define WRITE_COUNTER(counter, kind, help)                                                         \
         name = kind == VD_COUNTER_TOTAL ? "vpcdns_" #counter "_total" : "vpcdns_" #counter;        \
@@ -364,6 +374,7 @@ static void server_metrics(void *arg, FILE *out)
         vd_prom_family(out, "vpcdns_ready", "gauge", "1 when /ready answers 200");
         vd_prom_sample(out, "vpcdns_ready", NULL, NULL, server_ready(srv, why, sizeof(why)));
         write_upstreams(srv, out);
+        vd_srv_swap_unlock(srv);
         write_local_data(srv, out);
         write_module_metrics(srv, out);
         vd_prom_process(out);

@@ -31,6 +31,9 @@ typedef struct vd_cache_options {
 void vd_cache_options_default(vd_cache_options *o);
 
 int vd_cache_new(const vd_cache_options *o, vd_cache **out);
+/* Changes the TTL clamps of a cache in use (a reload), any thread while workers store; they
+ * apply to answers stored from then on. max_entries is not read: the size needs a new cache. */
+void vd_cache_set_ttls(vd_cache *c, const vd_cache_options *o);
 void vd_cache_free(vd_cache *c);
 
 /* Stores an upstream answer to qi's question (already checked to match it: QR, opcode, the

@@ -103,6 +103,10 @@ typedef struct vd_config {
         unsigned stale_answer_ms;
         bool prefetch;
         char *user; /* owned, NULL when unset: stay as started */
+        /* Where the last data that loaded is kept (state.h); owned, NULL when unset. */
+        char *state_dir;
+        bool listen_default; /* listen holds the built-in defaults: ones that cannot bind are
+                              * skipped (server.c); an address the user gave must bind */
         /* The HTTP endpoint (metrics, health, readiness): at most one address; none = off. */
         vd_addr metrics_listen[1];
         size_t n_metrics_listen;
@@ -138,7 +142,8 @@ int vd_config_load_file(vd_config *cfg, const char *path, vd_error *err);
  * on top; a list flag given at least once replaces the file's list. */
 int vd_config_from_args(vd_config *cfg, int argc, char **argv, vd_error *err);
 
-/* Fills what is still unset: listen defaults to 127.0.0.1:53 and [::1]:53; upstream to the
+/* Fills what is still unset: listen defaults to 127.0.0.1:53 and [::1]:53 (listen_default is
+ * then set); upstream to the
  * nameservers of resolv_conf (normally "/etc/resolv.conf", port 53) minus our own listen
  * addresses. Validates the whole. */
 int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err);
@@ -155,6 +160,7 @@ typedef enum vd_key_type {
         VD_KEY_USER,  /* owned char *, NULL when unset */
         VD_KEY_RULES, /* vd_config_rule list */
         VD_KEY_QLOG,  /* vd_config_qlog: a mapping {format, path, sample} */
+        VD_KEY_PATH,  /* one owned char *, relative to the config file's directory; NULL unset */
 } vd_key_type;
 
 typedef struct vd_config_key {
@@ -168,7 +174,14 @@ typedef struct vd_config_key {
         const char *expected;     /* one value as an error message describes it; NULL: built */
         const char *default_text; /* the default in words when it is not def */
         const char *doc;          /* one line for --help and the docs */
+        /* A reload (SIGHUP) cannot apply this key to the running server: a change is logged
+         * as needing a restart (reload_needs_restart key=NAME) and the old value stays. All
+         * other keys take effect at the reload. */
+        bool restart;
 } vd_config_key;
+
+/* True when k holds the same value in a and b (lists: the same items in the same order). */
+bool vd_config_key_same(const vd_config *a, const vd_config *b, const vd_config_key *k);
 
 /* Every config file key, in the order --help lists them; *n gets the count. */
 const vd_config_key *vd_config_keys(size_t *n);

@@ -53,6 +53,8 @@ int vd_qlog_new(const vd_config_qlog *cfg, const vd_qlog_ids *ids, unsigned n_ri
 vd_qlog_ring *vd_qlog_ring_get(vd_qlog *q, unsigned index);
 /* Starts the writer thread. */
 int vd_qlog_start(vd_qlog *q);
+/* Changes the share of queries logged (a reload), any thread while the workers log. */
+void vd_qlog_set_sample(vd_qlog *q, unsigned sample_ppm);
 /* Asks the writer to reopen the file (a no-op for a socket). */
 void vd_qlog_reopen(vd_qlog *q);
 /* After a reload: asks the writer to read the ids again from these snapshot directories

@@ -39,6 +39,10 @@ typedef enum vd_ratelimit_verdict {
 
 /* Returns 0, -EINVAL (rate 0 or a prefix out of range) or -ENOMEM. */
 int vd_ratelimit_new(const vd_ratelimit_options *opt, vd_ratelimit **out);
+/* Changes the rate, slip and prefixes of a table in use (a reload), from any thread while
+ * others check; entries stay (a new prefix length starts new keys). 0 or -EINVAL as above;
+ * opt->entries is not read. */
+int vd_ratelimit_set(vd_ratelimit *rl, const vd_ratelimit_options *opt);
 void vd_ratelimit_free(vd_ratelimit *rl);
 
 /* Accounts one response to client (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as

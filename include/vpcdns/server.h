@@ -10,7 +10,9 @@
 typedef struct vd_server vd_server;
 
 /* Binds every listen address (UDP and TCP) and prepares the workers. Takes a reference to
- * snap (may be NULL). Errors name the address and the reason. */
+ * snap (may be NULL). Errors name the address and the reason. When cfg->listen_default, a
+ * default address that cannot be bound (no IPv6 in a container, say) is skipped with a warning
+ * (listen_skipped); the start fails only when none of them binds. */
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err);
 
 /* Builds a new snapshot for a reload. Runs on the control thread (never on a worker), so it
@@ -28,6 +30,25 @@ void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg);
  * yet start with snap; once the stop began, or vd_server_run returned, it only replaces the
  * snapshot the server holds. Not concurrently with vd_server_free. */
 void vd_server_publish(vd_server *srv, vd_snapshot *snap);
+
+/* The listen addresses the server bound (cfg's, less the skipped defaults): *out borrows them
+ * until vd_server_free. Returns their count. */
+size_t vd_server_listen_addrs(const vd_server *srv, const vd_addr **out);
+
+/* The reload path (the control thread, never a worker): applies the settings of cfg that
+ * change live (every key not marked restart in the key table) to the running server: the
+ * access list and deny_action, the TCP and per-client limits, lameduck_ms, and, when they
+ * differ from what the workers have, the upstreams, forwarding rules and the upstream and
+ * serve-stale settings (each worker then makes a new forwarder and resolver on its own loop;
+ * queries upstream at that moment get no answer, and the client's retry goes the new way).
+ * Keys marked restart are not read. Each worker takes the settings with the next snapshot it
+ * is woken for, between two queries. Returns 0, or -ENOMEM with err set and nothing changed. */
+int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err);
+
+/* Any thread: reason (not NULL) says the server answers from the last-good copy of its data
+ * because the configured data did not load; /ready stays 200 and says so, /metrics shows
+ * vpcdns_data_fallback 1. NULL: the configured data loaded (0). */
+void vd_server_note_fallback(vd_server *srv, const char *reason);
 
 /* Any thread: the AWS endpoints the local data now serves, reported by /metrics (the snapshot
  * itself does not know them). */

@@ -541,7 +541,7 @@ Test(config, usage_lists_every_key_and_ends_without_a_path)
         const char *u = vd_config_usage();
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
-        cr_assert_eq(n, 34);
+        cr_assert_eq(n, 35);
         for (size_t i = 0; i < n; i++) {
                 char line[160], def[96];
                 vd_config_key_default(&keys[i], def, sizeof(def));
@@ -1180,7 +1180,7 @@ Test(config, example_config_documents_every_key)
                 cr_assert(strstr(example, needle) != NULL || strstr(example, commented) != NULL,
                           "zones/example/vpcdns.yaml does not document '%s'", keys[i].name);
         }
-        cr_assert_eq(n_keys, 34, "every key of the table was checked");
+        cr_assert_eq(n_keys, 35, "every key of the table was checked");
 }
 
 Test(config, cache_keys_and_their_checks)
@@ -1369,4 +1369,87 @@ Test(config, rules_survive_the_command_line)
         cr_assert_eq(cfg.n_rules, 1, "the copy of the config lost the rules");
         cr_assert_str_eq(cfg.rules[0].domain, "corp.example.");
         vd_config_free(&cfg);
+}
+
+/* state_dir: a path relative to the config file's directory, or the flag's argument as given;
+ * shown among the changed keys; an empty value names the place. */
+Test(config, state_dir_from_file_and_flag)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        char expected[300], value[300];
+        vd_config_init(&cfg);
+        cr_assert_null(cfg.state_dir);
+        cr_assert_eq(load_text(&cfg, "state_dir: state\n", &err, NULL), 0, "%s", err.msg);
+        snprintf(expected, sizeof(expected), "%s/state", tmpdir);
+        cr_assert_str_eq(cfg.state_dir, expected);
+        cr_assert(vd_config_key_value(&cfg, vd_config_key_find("state_dir"), value, sizeof(value)));
+        cr_assert_str_eq(value, expected);
+        vd_config_free(&cfg);
+
+        char **argv = ARGS("--state-dir", "/var/lib/vpcdns");
+        vd_config_init(&cfg);
+        cr_assert_eq(run_args(&cfg, argv, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(cfg.state_dir, "/var/lib/vpcdns");
+        vd_config_free(&cfg);
+
+        expect_error("state_dir: ''\n", "1:12", "a directory path for 'state_dir'");
+}
+
+/* The reload flags of the key table: what binds sockets, threads or shared tables at the start
+ * needs a restart; what a worker copies or rebuilds on its own loop does not. */
+Test(config, reload_flags_of_the_key_table)
+{
+        static const char *const restart[] = {"listen",          "workers",   "user",
+                                              "metrics_listen",  "query_log", "cache_size",
+                                              "upstream_max_qps"};
+        static const char *const live[] = {"upstream",
+                                           "forward",
+                                           "allow",
+                                           "deny_action",
+                                           "log_level",
+                                           "snapshot",
+                                           "zone",
+                                           "state_dir",
+                                           "tcp_max_connections_per_client",
+                                           "lameduck_ms",
+                                           "rrl_responses_per_second",
+                                           "rrl_slip"};
+        for (size_t i = 0; i < sizeof(restart) / sizeof(restart[0]); i++)
+                cr_assert(vd_config_key_find(restart[i])->restart, "%s", restart[i]);
+        for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+                cr_assert_not(vd_config_key_find(live[i])->restart, "%s", live[i]);
+}
+
+/* vd_config_key_same tells a changed key from an unchanged one, lists item by item. */
+Test(config, key_same_compares_values_and_lists)
+{
+        vd_config a, b;
+        vd_error err = {{0}};
+        const char *text = "listen: [127.0.0.1:5300]\nupstream: 192.0.2.1\nworkers: 2\n"
+                           "forward: [{domain: corp.example, servers: [192.0.2.9]}]\n"
+                           "user: nobody\n";
+        vd_config_init(&a);
+        vd_config_init(&b);
+        cr_assert_eq(load_text(&a, text, &err, NULL), 0, "%s", err.msg);
+        cr_assert_eq(load_text(&b, text, &err, NULL), 0, "%s", err.msg);
+        size_t n;
+        const vd_config_key *keys = vd_config_keys(&n);
+        for (size_t i = 0; i < n; i++)
+                cr_assert(vd_config_key_same(&a, &b, &keys[i]), "%s", keys[i].name);
+        vd_config_free(&b);
+        vd_config_init(&b);
+        cr_assert_eq(load_text(&b,
+                               "listen: [127.0.0.1:5301]\nupstream: 192.0.2.1\nworkers: 3\n"
+                               "forward: [{domain: corp.example, servers: [192.0.2.8]}]\n"
+                               "user: daemon\n",
+                               &err, NULL),
+                     0, "%s", err.msg);
+        static const char *const differ[] = {"listen", "workers", "forward", "user"};
+        for (size_t i = 0; i < sizeof(differ) / sizeof(differ[0]); i++)
+                cr_assert_not(vd_config_key_same(&a, &b, vd_config_key_find(differ[i])), "%s",
+                              differ[i]);
+        cr_assert(vd_config_key_same(&a, &b, vd_config_key_find("upstream")));
+        vd_config_free(&a);
+        vd_config_free(&b);
 }

@@ -123,6 +123,11 @@ Test(config_docs, every_key_is_documented_with_its_default_and_range)
                         cr_assert_not_null(strstr(sec, line), "docs: '%s' lacks '%s'", k->name,
                                            line + 1);
                 }
+                snprintf(line, sizeof(line), "\n- Reload: %s\n", k->restart ? "restart" : "live");
+                cr_assert_not_null(strstr(sec, line),
+                                   "docs: '%s' lacks the line '%s' (the key "
+                                   "table's reload flag)",
+                                   k->name, line + 1);
                 snprintf(line, sizeof(line), "\n- Example: `%s: ", k->name);
                 cr_assert_not_null(strstr(sec, line), "docs: '%s' has no example", k->name);
                 free(sec);
