@@ -29,6 +29,8 @@ enum flag_id {
         FLAG_USER,
         FLAG_METRICS_LISTEN,
         FLAG_QUERY_LOG,
+        FLAG_TAKEOVER,
+        FLAG_RELOAD,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -66,6 +68,12 @@ static const vd_config_flag flags[N_FLAGS] = {
                          "log every answer: route53:FILE (JSON lines),\n"
                          "dnstap:FILE or dnstap:unix:SOCKET (Frame Streams);\n"
                          "the key query_log also sets a sample"},
+    F(FLAG_TAKEOVER) = {"takeover", 0, NULL,
+                        "take the listening sockets over from the vpcdns that\n"
+                        "serves the same address (restarts without loss)"},
+    F(FLAG_RELOAD) = {"reload", 0, NULL,
+                      "ask the vpcdns serving the first listen address to\n"
+                      "reload, wait, exit 0 on success and 1 on failure"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -249,6 +257,12 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
         case FLAG_DUMP:
                 cfg->dump = true;
                 return 0;
+        case FLAG_TAKEOVER:
+                cfg->takeover = true;
+                return 0;
+        case FLAG_RELOAD:
+                cfg->reload = true;
+                return 0;
         case FLAG_HELP:
                 cfg->help = true;
                 return 0;
@@ -319,6 +333,11 @@ int vd_config_from_args(vd_config *cfg, int argc, char **argv, vd_error *err)
         }
         if (tmp.check && tmp.dump) {
                 rc = vd_error_set(err, "--check and --dump cannot be combined");
+                goto out;
+        }
+        if (tmp.reload && (tmp.check || tmp.dump || tmp.takeover)) {
+                rc = vd_error_set(err, "--reload cannot be combined with --check, --dump or "
+                                       "--takeover");
                 goto out;
         }
 

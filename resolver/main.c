@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "takeover.h"
 #include "vpcdns/aws.h"
 #include "vpcdns/common.h"
 #include "vpcdns/config.h"
@@ -409,6 +410,16 @@ int main(int argc, char **argv)
                 goto out;
         }
         vd_log_set_level(cfg.log_level);
+        if (cfg.reload) { /* ExecReload=: systemctl reload reports what the reload did */
+                char msg[1024];
+                int rc = vd_takeover_reload(&cfg.listen[0], 60000, msg, sizeof(msg));
+                if (rc == 0)
+                        printf("reloaded: %s\n", msg);
+                else
+                        fprintf(stderr, "vpcdns: error: reload failed: %s\n", msg);
+                status = rc == 0 ? 0 : 1;
+                goto out;
+        }
 
         if (build_snapshot(&cfg, &snap, &totals, &err) != 0) {
                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
