@@ -241,16 +241,26 @@ int vd_takeover_reload(const vd_addr *addr, unsigned timeout_ms, char *msg, size
 /* ---- the running instance ----------------------------------------------------------------------
  */
 
+#define CONTROL_RETRY_MS 500 /* a control name in use is tried again this often */
+#define CONTROL_RETRIES 20   /* and given up after this many tries */
+
 typedef struct control_listener {
         uv_poll_t poll;
         int fd;
         bool open;
+        bool tried; /* bound, or given up: never bound again (its poll may be closing) */
         struct vd_control *owner;
 } control_listener;
 
 struct vd_control {
-        control_listener listen[VD_MAX_LISTEN];
+        uv_loop_t *loop;
+        vd_addr addrs[VD_MAX_LISTEN];
+        control_listener listen[VD_MAX_LISTEN]; /* listen[i] answers for addrs[i] */
         size_t n_listen;
+        uv_timer_t retry;
+        bool retry_on; /* initialised: must be closed */
+        unsigned retries;
+        bool given_up; /* handed over: the names belong to the successor now */
         uv_poll_t conn_poll;
         int conn; /* the one connection served at a time; -1 none */
         bool conn_open;
@@ -323,6 +333,7 @@ static void hand_over(vd_control *c)
         free(fds);
         if (r == 0) {
                 /* committed: the successor binds these names once it has END */
+                c->given_up = true;
                 for (size_t i = 0; i < c->n_listen; i++)
                         listener_close(&c->listen[i]);
                 snprintf(text, sizeof(text), "END %zu", n);
@@ -403,6 +414,59 @@ static void on_listener_readable(uv_poll_t *p, int status, int events)
         uv_poll_start(&c->conn_poll, UV_READABLE, on_conn_readable);
 }
 
+/* Binds the control socket of every address that has none yet. Another instance may still
+ * hold a name for a moment (it is stopping, or it is the old one of an overlap): a name in use
+ * is tried again from the retry timer, and only the last try logs. */
+static void bind_missing(vd_control *c, bool last_try)
+{
+        bool missing = false;
+        for (size_t i = 0; i < c->n_listen; i++) {
+                control_listener *l = &c->listen[i];
+                if (l->tried || c->closing || c->given_up)
+                        continue;
+                struct sockaddr_un sun;
+                socklen_t len = control_name(&c->addrs[i], &sun);
+                char where[80], why[128];
+                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                int e = 0;
+                if (fd < 0 || bind(fd, (struct sockaddr *)&sun, len) != 0 || listen(fd, 4) != 0)
+                        e = errno;
+                if (e == 0 && uv_poll_init_socket(c->loop, &l->poll, fd) != 0)
+                        e = EIO;
+                if (e != 0) {
+                        if (fd >= 0)
+                                close(fd);
+                        if (e == EADDRINUSE && !last_try) {
+                                missing = true;
+                                continue;
+                        }
+                        l->tried = true;
+                        vd_addr_format(&c->addrs[i], where, sizeof(where));
+                        vd_log(VD_LOG_WARN, "control_unavailable",
+                               "listen=%s error=%s detail=\"no --takeover or --reload for this "
+                               "address\"",
+                               where, vd_log_value(strerror(e), why, sizeof(why)));
+                        continue;
+                }
+                l->tried = true;
+                l->fd = fd;
+                l->open = true;
+                l->owner = c;
+                l->poll.data = l;
+                c->open_handles++;
+                uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
+        }
+        if (!missing && c->retry_on)
+                uv_timer_stop(&c->retry);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+        vd_control *c = t->data;
+        c->retries++;
+        bind_missing(c, c->retries >= CONTROL_RETRIES);
+}
+
 int vd_control_start(uv_loop_t *loop, const vd_addr *addrs, size_t n, const vd_control_ops *ops,
                      void *arg, vd_control **out)
 {
@@ -413,34 +477,16 @@ int vd_control_start(uv_loop_t *loop, const vd_addr *addrs, size_t n, const vd_c
         c->ops = ops;
         c->arg = arg;
         c->conn = -1;
-        for (size_t i = 0; i < n && i < VD_MAX_LISTEN; i++) {
-                control_listener *l = &c->listen[c->n_listen];
-                struct sockaddr_un sun;
-                socklen_t len = control_name(&addrs[i], &sun);
-                char where[80], why[128];
-                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-                vd_addr_format(&addrs[i], where, sizeof(where));
-                if (fd < 0 || bind(fd, (struct sockaddr *)&sun, len) != 0 || listen(fd, 4) != 0) {
-                        vd_log(VD_LOG_WARN, "control_unavailable",
-                               "listen=%s error=%s detail=\"no --takeover or --reload for this "
-                               "address\"",
-                               where, vd_log_value(strerror(errno), why, sizeof(why)));
-                        if (fd >= 0)
-                                close(fd);
-                        continue;
-                }
-                if (uv_poll_init_socket(loop, &l->poll, fd) != 0) {
-                        close(fd);
-                        continue;
-                }
-                l->fd = fd;
-                l->open = true;
-                l->owner = c;
-                l->poll.data = l;
+        c->loop = loop;
+        c->n_listen = n < VD_MAX_LISTEN ? n : VD_MAX_LISTEN;
+        memcpy(c->addrs, addrs, c->n_listen * sizeof(addrs[0]));
+        if (uv_timer_init(loop, &c->retry) == 0) {
+                c->retry.data = c;
+                c->retry_on = true;
                 c->open_handles++;
-                c->n_listen++;
-                uv_poll_start(&l->poll, UV_READABLE, on_listener_readable);
+                uv_timer_start(&c->retry, on_retry, CONTROL_RETRY_MS, CONTROL_RETRY_MS);
         }
+        bind_missing(c, !c->retry_on);
         *out = c;
         return 0;
 }
@@ -450,6 +496,10 @@ void vd_control_close(vd_control *c)
         if (c == NULL || c->closing)
                 return;
         c->closing = true;
+        if (c->retry_on) {
+                c->retry_on = false;
+                uv_close((uv_handle_t *)&c->retry, on_handle_closed);
+        }
         for (size_t i = 0; i < c->n_listen; i++)
                 listener_close(&c->listen[i]);
         conn_close(c);
