@@ -33,6 +33,13 @@
  * heartbeat timer is over 2 s late; /ready fails until every loop turned and from the stop signal
  * on. The first SIGTERM or SIGINT then starts lameduck_ms of answering before the stop; it is
  * stopped before any worker, so everything its handlers read outlives it.
+ *
+ * Restarts: an address this process binds itself must be free of other sockets (probed
+ * without SO_REUSEPORT), or the start fails; sockets from systemd (sd.c) or from the vpcdns we
+ * take over (takeover.c) are shared among the workers instead of bound. The control thread
+ * serves the control sockets: it lends the listening sockets to a successor and, once that one
+ * serves, stops reading (stage 1) and closes after the in-flight answers (stage 2). Every stop
+ * drains the UDP sockets before closing them. systemd hears READY, RELOADING and STOPPING.
  */
 #include <errno.h>
 #include <fcntl.h>
