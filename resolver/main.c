@@ -13,7 +13,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "takeover.h"
+#include "vpcdns/takeover.h"
 #include "vpcdns/aws.h"
 #include "vpcdns/common.h"
 #include "vpcdns/config.h"

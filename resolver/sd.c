@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sd.h"
+#include "vpcdns/sd.h"
 #include "vpcdns/common.h"
 
 static void forget_listen_env(void)

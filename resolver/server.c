@@ -55,9 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sd.h"
+#include "vpcdns/sd.h"
 #include "server_int.h"
-#include "takeover.h"
+#include "vpcdns/takeover.h"
 #include "transport.h"
 #include "vpcdns/cache.h"
 #include "vpcdns/log.h"
@@ -121,11 +121,11 @@ fail:;
 
 /* ---- one server per address, and sockets handed over (restarts) ------------------------------ */
 
-/* Fails with a clear message when something already serves a on this protocol: SO_REUSEPORT
- * would otherwise let this process silently take half of its queries. The probe binds without
- * SO_REUSEPORT, which fails against any bound socket; for TCP with SO_REUSEADDR, which lets it
- * pass connections in TIME_WAIT but not a listener. Any other failure is left to the real
- * bind to report. */
+/* Fails with a clear message when something already serves address a (this protocol):
+ * SO_REUSEPORT would otherwise let this process silently take half of its queries. The probe
+ * binds without SO_REUSEPORT, which fails against any bound socket; for TCP with SO_REUSEADDR,
+ * which lets it pass connections in TIME_WAIT but not a listener. Any other failure is left to
+ * the real bind to report. */
 static int refuse_if_served(const vd_addr *a, int type, vd_error *err)
 {
         const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";
@@ -386,8 +386,9 @@ static void worker_stop(vd_worker *w)
 {
         if (w->stopping)
                 return;
-        /* what is queued in the sockets is answered, not dropped with them */
-        for (size_t i = 0; i < w->n_udp; i++)
+        /* what is queued in the sockets is answered, not dropped with them (by a worker that
+         * served: one that never ran may not even have its forwarder) */
+        for (size_t i = 0; i < w->n_udp && w->ran; i++)
                 vd_udp_listener_drain(&w->udp[i]);
         w->stopping = true;
         for (size_t i = 0; i < w->n_udp; i++)
@@ -612,6 +613,7 @@ skip:
 static void worker_main(void *arg)
 {
         vd_worker *w = arg;
+        w->ran = true;
         if (w->loop_ready && !w->stopping)
                 vd_srv_worker_heartbeat_start(w);
         if (w->index == 0 && w->loop_ready && !w->stopping)

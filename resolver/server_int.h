@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "takeover.h"
+#include "vpcdns/takeover.h"
 #include "transport.h"
 #include "vpcdns/cache.h"
 #include "vpcdns/metrics.h"

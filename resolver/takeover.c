@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "takeover.h"
+#include "vpcdns/takeover.h"
 #include "vpcdns/log.h"
 
 #define MSG_MAX 1024
@@ -243,6 +243,7 @@ int vd_takeover_reload(const vd_addr *addr, unsigned timeout_ms, char *msg, size
 
 #define CONTROL_RETRY_MS 500 /* a control name in use is tried again this often */
 #define CONTROL_RETRIES 20   /* and given up after this many tries */
+#define CONTROL_CONNS 4      /* clients served at once (a pid probe beside a hand-over) */
 
 typedef struct control_listener {
         uv_poll_t poll;
@@ -251,6 +252,17 @@ typedef struct control_listener {
         bool tried; /* bound, or given up: never bound again (its poll may be closing) */
         struct vd_control *owner;
 } control_listener;
+
+/* One client of the control socket. The slot is free again once its handle closed. */
+typedef struct control_conn {
+        uv_poll_t poll;
+        int fd;
+        bool open;   /* polling: must be closed */
+        bool busy;   /* open or closing: the slot is taken */
+        bool handed; /* this one got the descriptors: its SERVING or close decides */
+        pid_t peer;
+        struct vd_control *owner;
+} control_conn;
 
 struct vd_control {
         uv_loop_t *loop;
@@ -261,11 +273,8 @@ struct vd_control {
         bool retry_on; /* initialised: must be closed */
         unsigned retries;
         bool given_up; /* handed over: the names belong to the successor now */
-        uv_poll_t conn_poll;
-        int conn; /* the one connection served at a time; -1 none */
-        bool conn_open;
-        bool handed; /* descriptors sent: waiting for SERVING */
-        pid_t peer;
+        control_conn conns[CONTROL_CONNS];
+        bool handed; /* descriptors sent (to one connection): waiting for its SERVING */
         unsigned open_handles;
         bool closing;
         const vd_control_ops *ops;
@@ -303,18 +312,31 @@ static void listener_close(control_listener *l)
         l->fd = -1;
 }
 
-static void conn_close(vd_control *c)
+static void on_conn_closed(uv_handle_t *h)
 {
-        if (!c->conn_open)
-                return;
-        c->conn_open = false;
-        uv_close((uv_handle_t *)&c->conn_poll, on_handle_closed);
-        close(c->conn);
-        c->conn = -1;
+        control_conn *k = h->data;
+        vd_control *c = k->owner;
+        k->busy = false;
+        c->open_handles--;
+        maybe_free(c);
 }
 
-static void hand_over(vd_control *c)
+static void conn_close(control_conn *k)
 {
+        if (!k->open)
+                return;
+        k->open = false;
+        if (k->handed)
+                k->owner->handed = false;
+        k->handed = false;
+        uv_close((uv_handle_t *)&k->poll, on_conn_closed);
+        close(k->fd);
+        k->fd = -1;
+}
+
+static void hand_over(control_conn *k)
+{
+        vd_control *c = k->owner;
         int *fds = calloc(VD_TAKEOVER_MAX_FDS, sizeof(*fds));
         char text[64];
         size_t n;
@@ -322,13 +344,13 @@ static void hand_over(vd_control *c)
 
         if (fds == NULL) {
                 vd_log(VD_LOG_ERROR, "takeover_failed", "reason=\"out of memory\"");
-                conn_close(c);
+                conn_close(k);
                 return;
         }
         n = c->ops->sockets(c->arg, fds, VD_TAKEOVER_MAX_FDS);
         for (size_t i = 0; r == 0 && i < n; i += VD_TAKEOVER_CHUNK) {
-                size_t k = n - i < VD_TAKEOVER_CHUNK ? n - i : VD_TAKEOVER_CHUNK;
-                r = send_text(c->conn, "FDS", fds + i, k);
+                size_t m = n - i < VD_TAKEOVER_CHUNK ? n - i : VD_TAKEOVER_CHUNK;
+                r = send_text(k->fd, "FDS", fds + i, m);
         }
         free(fds);
         if (r == 0) {
@@ -337,53 +359,53 @@ static void hand_over(vd_control *c)
                 for (size_t i = 0; i < c->n_listen; i++)
                         listener_close(&c->listen[i]);
                 snprintf(text, sizeof(text), "END %zu", n);
-                r = send_text(c->conn, text, NULL, 0);
+                r = send_text(k->fd, text, NULL, 0);
         }
         if (r < 0) {
                 char why[128];
-                vd_log(VD_LOG_ERROR, "takeover_failed", "to_pid=%d error=%s", (int)c->peer,
+                vd_log(VD_LOG_ERROR, "takeover_failed", "to_pid=%d error=%s", (int)k->peer,
                        vd_log_value(strerror(-r), why, sizeof(why)));
-                conn_close(c);
+                conn_close(k);
                 return;
         }
+        k->handed = true;
         c->handed = true;
-        vd_log(VD_LOG_INFO, "takeover_sent", "to_pid=%d sockets=%zu", (int)c->peer, n);
+        vd_log(VD_LOG_INFO, "takeover_sent", "to_pid=%d sockets=%zu", (int)k->peer, n);
 }
 
 static void on_conn_readable(uv_poll_t *p, int status, int events)
 {
-        vd_control *c = p->data;
+        control_conn *k = p->data;
+        vd_control *c = k->owner;
         char text[MSG_MAX], reply[MSG_MAX];
         (void)events;
 
-        ssize_t got = status < 0 ? status : recv_text(c->conn, text, sizeof(text), NULL, NULL, 0);
+        ssize_t got = status < 0 ? status : recv_text(k->fd, text, sizeof(text), NULL, NULL, 0);
         if (got == -EAGAIN)
                 return;
         if (got <= 0) {
-                if (c->handed)
+                if (k->handed)
                         vd_log(VD_LOG_WARN, "takeover_aborted",
                                "to_pid=%d detail=\"the new instance went away before serving: "
                                "serving on; its control socket stays closed until a restart\"",
-                               (int)c->peer);
-                c->handed = false;
-                conn_close(c);
+                               (int)k->peer);
+                conn_close(k);
                 return;
         }
-        if (strcmp(text, "TAKEOVER") == 0 && !c->handed) {
-                hand_over(c);
-        } else if (strcmp(text, "SERVING") == 0 && c->handed) {
-                pid_t pid = c->peer;
-                c->handed = false;
-                conn_close(c);
+        if (strcmp(text, "TAKEOVER") == 0 && !c->handed && !c->given_up) {
+                hand_over(k);
+        } else if (strcmp(text, "SERVING") == 0 && k->handed) {
+                pid_t pid = k->peer;
+                conn_close(k);
                 c->ops->serving(c->arg, pid);
-        } else if (strcmp(text, "RELOAD") == 0 && !c->handed) {
+        } else if (strcmp(text, "RELOAD") == 0 && !c->given_up) {
                 char detail[MSG_MAX - 16];
                 int r = c->ops->reload(c->arg, detail, sizeof(detail));
                 snprintf(reply, sizeof(reply), "%s %s", r == 0 ? "OK" : "ERROR", detail);
-                (void)send_text(c->conn, reply, NULL, 0);
-                conn_close(c);
+                (void)send_text(k->fd, reply, NULL, 0);
+                conn_close(k);
         } else {
-                conn_close(c);
+                conn_close(k); /* a second TAKEOVER, or nonsense: nothing for it */
         }
 }
 
@@ -391,27 +413,31 @@ static void on_listener_readable(uv_poll_t *p, int status, int events)
 {
         control_listener *l = p->data;
         vd_control *c = l->owner;
+        control_conn *k = NULL;
         (void)events;
         if (status < 0)
                 return;
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
                 return;
+        for (size_t i = 0; i < CONTROL_CONNS && k == NULL; i++)
+                if (!c->conns[i].busy)
+                        k = &c->conns[i];
         pid_t pid = 0;
-        if (c->conn_open || c->closing || !peer_trusted(fd, &pid)) {
-                close(fd); /* one at a time; strangers get nothing */
+        if (k == NULL || c->closing || !peer_trusted(fd, &pid) ||
+            uv_poll_init_socket(p->loop, &k->poll, fd) != 0) {
+                close(fd); /* busy, stopping, or a stranger: nothing */
                 return;
         }
-        if (uv_poll_init_socket(p->loop, &c->conn_poll, fd) != 0) {
-                close(fd);
-                return;
-        }
-        c->conn = fd;
-        c->conn_open = true;
-        c->peer = pid;
-        c->conn_poll.data = c;
+        k->fd = fd;
+        k->open = true;
+        k->busy = true;
+        k->handed = false;
+        k->peer = pid;
+        k->owner = c;
+        k->poll.data = k;
         c->open_handles++;
-        uv_poll_start(&c->conn_poll, UV_READABLE, on_conn_readable);
+        uv_poll_start(&k->poll, UV_READABLE, on_conn_readable);
 }
 
 /* Binds the control socket of every address that has none yet. Another instance may still
@@ -476,7 +502,6 @@ int vd_control_start(uv_loop_t *loop, const vd_addr *addrs, size_t n, const vd_c
                 return -ENOMEM;
         c->ops = ops;
         c->arg = arg;
-        c->conn = -1;
         c->loop = loop;
         c->n_listen = n < VD_MAX_LISTEN ? n : VD_MAX_LISTEN;
         memcpy(c->addrs, addrs, c->n_listen * sizeof(addrs[0]));
@@ -502,6 +527,7 @@ void vd_control_close(vd_control *c)
         }
         for (size_t i = 0; i < c->n_listen; i++)
                 listener_close(&c->listen[i]);
-        conn_close(c);
+        for (size_t i = 0; i < CONTROL_CONNS; i++)
+                conn_close(&c->conns[i]);
         maybe_free(c);
 }

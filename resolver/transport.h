@@ -82,6 +82,7 @@ typedef struct vd_worker {
         bool thread_started;
         bool stopping; /* set once the stop began: replies must not touch closed handles */
         bool paused;   /* the listeners stopped reading (a hand-over or a drain): stay so */
+        bool ran;      /* its thread started: the stop may answer what is queued */
 
         vd_forwarder *forwarder;  /* owned; NULL without upstreams or once closed */
         struct vd_cache *cache;   /* the server's, shared by every worker; NULL when off */

@@ -2,7 +2,7 @@
  * socket activation (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES: sockets passed from fd 3 on) and
  * readiness notification (NOTIFY_SOCKET: one datagram per state change). Both are no-ops when
  * the variables are absent, so the daemon runs the same under any supervisor or none.
- * Private to server.c; nothing here knows DNS. */
+ * Used by server.c only; nothing here knows DNS. */
 #ifndef VPCDNS_SD_H
 #define VPCDNS_SD_H
 
