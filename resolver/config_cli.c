@@ -30,6 +30,8 @@ enum flag_id {
         FLAG_METRICS_LISTEN,
         FLAG_QUERY_LOG,
         FLAG_STATE_DIR,
+        FLAG_TAKEOVER,
+        FLAG_RELOAD,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -70,6 +72,12 @@ static const vd_config_flag flags[N_FLAGS] = {
     F(FLAG_STATE_DIR) = {"state-dir", 0, "DIR",
                          "keep a copy of the data of every successful load here;\n"
                          "a start whose data does not load falls back to it"},
+    F(FLAG_TAKEOVER) = {"takeover", 0, NULL,
+                        "take the listening sockets over from the vpcdns that\n"
+                        "serves the same address (restarts without loss)"},
+    F(FLAG_RELOAD) = {"reload", 0, NULL,
+                      "ask the vpcdns serving the first listen address to\n"
+                      "reload, wait, exit 0 on success and 1 on failure"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -265,6 +273,12 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
         case FLAG_DUMP:
                 cfg->dump = true;
                 return 0;
+        case FLAG_TAKEOVER:
+                cfg->takeover = true;
+                return 0;
+        case FLAG_RELOAD:
+                cfg->reload = true;
+                return 0;
         case FLAG_HELP:
                 cfg->help = true;
                 return 0;
@@ -335,6 +349,11 @@ int vd_config_from_args(vd_config *cfg, int argc, char **argv, vd_error *err)
         }
         if (tmp.check && tmp.dump) {
                 rc = vd_error_set(err, "--check and --dump cannot be combined");
+                goto out;
+        }
+        if (tmp.reload && (tmp.check || tmp.dump || tmp.takeover)) {
+                rc = vd_error_set(err, "--reload cannot be combined with --check, --dump or "
+                                       "--takeover");
                 goto out;
         }
 

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "vpcdns/takeover.h"
 #include "vpcdns/aws.h"
 #include "vpcdns/common.h"
 #include "vpcdns/config.h"
@@ -854,6 +855,16 @@ int main(int argc, char **argv)
                 goto out;
         }
         vd_log_set_level(cfg.log_level);
+        if (cfg.reload) { /* ExecReload=: systemctl reload reports what the reload did */
+                char msg[1024];
+                int rc = vd_takeover_reload(&cfg.listen[0], 60000, msg, sizeof(msg));
+                if (rc == 0)
+                        printf("reloaded: %s\n", msg);
+                else
+                        fprintf(stderr, "vpcdns: error: reload failed: %s\n", msg);
+                status = rc == 0 ? 0 : 1;
+                goto out;
+        }
 
         if (build_snapshot(&cfg, &snap, &totals, &err) != 0) {
                 vd_error why = err;

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -319,13 +320,36 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply(c, MHD_HTTP_OK, body, len, VD_PROM_CONTENT_TYPE);
 }
 
-int vd_http_start(const vd_addr *addr, const vd_http_handlers *handlers, vd_http **out,
+/* Whether a listening TCP socket holds addr: a bind without SO_REUSEPORT fails then. */
+static bool address_served(const vd_addr *addr)
+{
+        int one = 1;
+        int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return false;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (addr->ss.ss_family == AF_INET6)
+                (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        bool served =
+            bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 && errno == EADDRINUSE;
+        close(fd);
+        return served;
+}
+
+int vd_http_start(const vd_addr *addr, const vd_http_handlers *handlers, bool beside, vd_http **out,
                   vd_error *err)
 {
         char text[64];
-        vd_http *h = calloc(1, sizeof(*h));
         *out = NULL;
         vd_addr_format(addr, text, sizeof(text));
+        if (!beside && address_served(addr))
+                return vd_error_set(err,
+                                    "metrics_listen %s: %s by another program (a second vpcdns "
+                                    "here would answer part of the probes); choose another "
+                                    "address, or start with --takeover to replace the vpcdns "
+                                    "that serves it",
+                                    text, strerror(EADDRINUSE));
+        vd_http *h = calloc(1, sizeof(*h));
         if (h == NULL) {
                 vd_error_set(err, "metrics_listen %s: out of memory", text);
                 return -ENOMEM;
@@ -334,13 +358,13 @@ int vd_http_start(const vd_addr *addr, const vd_http_handlers *handlers, vd_http
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
         if (addr->ss.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
-        h->daemon =
-            MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-                             (const struct sockaddr *)&addr->ss, MHD_OPTION_CONNECTION_LIMIT,
-                             (unsigned)VD_HTTP_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                             (unsigned)VD_HTTP_PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-                             (unsigned)VD_HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                             (size_t)VD_HTTP_MEMORY, MHD_OPTION_END);
+        h->daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+            (const struct sockaddr *)&addr->ss, MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned)VD_HTTP_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            (unsigned)VD_HTTP_PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+            (unsigned)VD_HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)VD_HTTP_MEMORY,
+            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
         if (h->daemon == NULL) {
                 int e = errno != 0 ? errno : EADDRINUSE;
                 free(h);

@@ -33,8 +33,16 @@
  * heartbeat timer is over 2 s late; /ready fails until every loop turned and from the stop signal
  * on. The first SIGTERM or SIGINT then starts lameduck_ms of answering before the stop; it is
  * stopped before any worker, so everything its handlers read outlives it.
+ *
+ * Restarts: an address this process binds itself must be free of other sockets (probed
+ * without SO_REUSEPORT), or the start fails; sockets from systemd (sd.c) or from the vpcdns we
+ * take over (takeover.c) are shared among the workers instead of bound. The control thread
+ * serves the control sockets: it lends the listening sockets to a successor and, once that one
+ * serves, stops reading (stage 1) and closes after the in-flight answers (stage 2). Every stop
+ * drains the UDP sockets before closing them. systemd hears READY, RELOADING and STOPPING.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -47,7 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vpcdns/sd.h"
 #include "server_int.h"
+#include "vpcdns/takeover.h"
 #include "transport.h"
 #include "vpcdns/cache.h"
 #include "vpcdns/log.h"
@@ -109,6 +119,259 @@ fail:;
         return -e;
 }
 
+/* ---- one server per address, and sockets handed over (restarts) ------------------------------ */
+
+/* Fails with a clear message when something already serves address a (this protocol):
+ * SO_REUSEPORT would otherwise let this process silently take half of its queries. The probe
+ * binds without SO_REUSEPORT, which fails against any bound socket; for TCP with SO_REUSEADDR,
+ * which lets it pass connections in TIME_WAIT but not a listener. Any other failure is left to
+ * the real bind to report. */
+static int refuse_if_served(const vd_addr *a, int type, vd_error *err)
+{
+        const char *proto = type == SOCK_DGRAM ? "udp" : "tcp";
+        char text[80];
+        int one = 1;
+        int fd = socket(a->ss.ss_family, type | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return 0;
+        if (type == SOCK_STREAM)
+                (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (a->ss.ss_family == AF_INET6)
+                (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        int r = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+        int e = errno;
+        close(fd);
+        if (r == 0 || e != EADDRINUSE)
+                return 0;
+        vd_addr_format(a, text, sizeof(text));
+        pid_t pid = vd_takeover_peer(a);
+        if (pid > 0)
+                vd_error_set(err,
+                             "listen %s (%s): %s: served by vpcdns pid %d; refusing to share "
+                             "it (each would get part of the queries). To replace it without "
+                             "losing a query, start this one with --takeover; to run both, "
+                             "give them different listen addresses",
+                             text, proto, strerror(EADDRINUSE), (int)pid);
+        else
+                vd_error_set(err,
+                             "listen %s (%s): %s by another program (no vpcdns answers on its "
+                             "control socket); stop it, or choose another listen address",
+                             text, proto, strerror(EADDRINUSE));
+        return -EADDRINUSE;
+}
+
+/* Sockets handed to this process (by systemd or by the vpcdns it took over from), matched to
+ * the configured listen addresses: fds[first[i][k] .. + count[i][k]) hold those of address i,
+ * kind k (0 UDP, 1 TCP). The plan owns them until the workers hold their own duplicates. */
+typedef struct listen_plan {
+        int fds[VD_TAKEOVER_MAX_FDS];
+        size_t n_fds;
+        size_t first[VD_MAX_LISTEN][2];
+        size_t count[VD_MAX_LISTEN][2];
+        const char *source; /* "systemd" or "takeover" */
+} listen_plan;
+
+/* The listen address and kind of a handed-over socket, or -1 when it matches none. */
+static int match_socket(const vd_server *srv, int fd, int *kind)
+{
+        vd_addr a;
+        int type = 0;
+        socklen_t len = sizeof(type);
+        memset(&a, 0, sizeof(a));
+        a.len = sizeof(a.ss);
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+            (type != SOCK_DGRAM && type != SOCK_STREAM) ||
+            getsockname(fd, (struct sockaddr *)&a.ss, &a.len) != 0)
+                return -1;
+        *kind = type == SOCK_DGRAM ? 0 : 1;
+        for (size_t i = 0; i < srv->n_listen; i++)
+                if (vd_addr_equal(&srv->listen[i], &a))
+                        return (int)i;
+        return -1;
+}
+
+/* Sorts the n descriptors of got into plan by address and kind; closes, with a warning, those
+ * no listen address asks for (their address goes dark once the sender closes its copy). */
+static void plan_sockets(listen_plan *plan, const vd_server *srv, const int *got, size_t n,
+                         const char *source)
+{
+        int index[VD_TAKEOVER_MAX_FDS], kinds[VD_TAKEOVER_MAX_FDS];
+        size_t at = 0;
+
+        memset(plan->count, 0, sizeof(plan->count));
+        plan->source = source;
+        for (size_t j = 0; j < n; j++) {
+                index[j] = match_socket(srv, got[j], &kinds[j]);
+                if (index[j] >= 0) {
+                        plan->count[index[j]][kinds[j]]++;
+                        continue;
+                }
+                vd_addr a;
+                char where[80] = "?";
+                memset(&a, 0, sizeof(a));
+                a.len = sizeof(a.ss);
+                if (getsockname(got[j], (struct sockaddr *)&a.ss, &a.len) == 0)
+                        vd_addr_format(&a, where, sizeof(where));
+                vd_log(VD_LOG_WARN, "inherited_socket_unused",
+                       "source=%s address=%s detail=\"not a listen address of this config: "
+                       "closed\"",
+                       source, where);
+                close(got[j]);
+        }
+        for (size_t i = 0; i < srv->n_listen; i++)
+                for (int k = 0; k < 2; k++) {
+                        plan->first[i][k] = at;
+                        at += plan->count[i][k];
+                        plan->count[i][k] = 0;
+                }
+        for (size_t j = 0; j < n; j++) {
+                if (index[j] < 0)
+                        continue;
+                size_t *c = &plan->count[index[j]][kinds[j]];
+                plan->fds[plan->first[index[j]][kinds[j]] + (*c)++] = got[j];
+                /* the workers poll it without blocking, as their own sockets */
+                int flags = fcntl(got[j], F_GETFL);
+                if (flags >= 0)
+                        (void)fcntl(got[j], F_SETFL, flags | O_NONBLOCK);
+                if (kinds[j] == 0)
+                        grow_receive_buffer(got[j]);
+        }
+        plan->n_fds = at;
+}
+
+static void plan_close(listen_plan *plan)
+{
+        for (size_t j = 0; j < plan->n_fds; j++)
+                close(plan->fds[j]);
+        plan->n_fds = 0;
+        memset(plan->count, 0, sizeof(plan->count));
+}
+
+/* The sockets systemd passed (LISTEN_FDS), or those of the vpcdns we take over: into plan.
+ * Returns 0 or -errno with err set (a hand-over that was answered but failed). */
+static int inherit_sockets(vd_server *srv, const vd_config *cfg, listen_plan *plan, vd_error *err)
+{
+        int got[VD_TAKEOVER_MAX_FDS];
+        int n = vd_sd_listen_fds(got, VD_SD_MAX_FDS);
+
+        memset(plan->count, 0, sizeof(plan->count));
+        plan->n_fds = 0;
+        if (n == -EBADF)
+                return vd_error_set(err, "LISTEN_FDS: a descriptor from fd %d on is not open",
+                                    VD_SD_LISTEN_FDS_START);
+        if (n < 0)
+                return vd_error_set(err,
+                                    "LISTEN_PID and LISTEN_FDS: expected numbers, at most %d "
+                                    "sockets from fd %d on",
+                                    VD_SD_MAX_FDS, VD_SD_LISTEN_FDS_START);
+        if (n > 0) {
+                plan_sockets(plan, srv, got, (size_t)n, "systemd");
+                vd_log(VD_LOG_INFO, "sockets_inherited", "source=systemd sockets=%d used=%zu", n,
+                       plan->n_fds);
+                return 0;
+        }
+        if (!cfg->takeover)
+                return 0;
+        n = vd_takeover_request(&srv->listen[0], got, VD_TAKEOVER_MAX_FDS, &srv->takeover_conn,
+                                err);
+        if (n < 0)
+                return n;
+        if (n == 0) {
+                vd_log(VD_LOG_INFO, "takeover_none",
+                       "detail=\"no vpcdns answers on the first listen address: binding as "
+                       "usual\"");
+                return 0;
+        }
+        plan_sockets(plan, srv, got, (size_t)n, "takeover");
+        return 0;
+}
+
+/* Worker w's share of address i's handed-over sockets of one kind: socket j goes to worker
+ * j mod n_workers, so every one of them is read (a socket of a SO_REUSEPORT group that nobody
+ * reads would lose its part of the queries); a worker left without one shares (a duplicate of)
+ * socket w mod count. Each is a duplicate the worker owns; *distinct says whether it is the
+ * one copy the server hands over again. Returns how many went to out. */
+static size_t plan_share(const listen_plan *plan, size_t i, int k, const vd_worker *w,
+                         unsigned n_workers, int *out, bool *distinct, size_t cap)
+{
+        size_t count = plan->count[i][k], n = 0;
+        const int *fds = plan->fds + plan->first[i][k];
+        for (size_t j = w->index; j < count && n < cap; j += n_workers) {
+                distinct[n] = true;
+                out[n++] = fds[j];
+        }
+        if (count > 0 && w->index >= count && n < cap) {
+                distinct[n] = false;
+                out[n++] = fds[w->index % count];
+        }
+        return n;
+}
+
+/* Opens worker w's listeners: for each address and kind, its share of the handed-over sockets,
+ * or else its own SO_REUSEPORT socket. Records the distinct sockets in srv->socks. */
+static int worker_listeners(vd_worker *w, const vd_config *cfg, const listen_plan *plan,
+                            vd_error *err)
+{
+        vd_server *srv = w->server;
+        size_t cap = 0;
+        int r;
+
+        for (size_t i = 0; i < srv->n_listen; i++) {
+                size_t most =
+                    plan->count[i][0] > plan->count[i][1] ? plan->count[i][0] : plan->count[i][1];
+                cap += most / srv->n_workers + 1;
+        }
+        w->udp = calloc(cap, sizeof(*w->udp));
+        w->tcp = calloc(cap, sizeof(*w->tcp));
+        if (w->udp == NULL || w->tcp == NULL) {
+                vd_error_set(err, "worker %u: out of memory", w->index);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < srv->n_listen; i++) {
+                const vd_addr *a = &srv->listen[i];
+                char text[80];
+                vd_addr_format(a, text, sizeof(text));
+                for (int k = 0; k < 2; k++) {
+                        int type = k == 0 ? SOCK_DGRAM : SOCK_STREAM;
+                        int fds[VD_TAKEOVER_MAX_FDS];
+                        bool distinct[VD_TAKEOVER_MAX_FDS];
+                        size_t room = cap - (k == 0 ? w->n_udp : w->n_tcp);
+                        size_t n = plan_share(plan, i, k, w, srv->n_workers, fds, distinct, room);
+                        for (size_t j = 0; j < n; j++) {
+                                fds[j] = fcntl(fds[j], F_DUPFD_CLOEXEC, 0);
+                                if (fds[j] < 0) {
+                                        vd_error_set(err, "listen %s (%s): dup: %s", text,
+                                                     k == 0 ? "udp" : "tcp", strerror(errno));
+                                        return -errno;
+                                }
+                        }
+                        if (n == 0) {
+                                r = open_socket(a, type, &fds[0], err);
+                                if (r < 0)
+                                        return r;
+                                distinct[0] = true;
+                                n = 1;
+                        }
+                        for (size_t j = 0; j < n; j++) {
+                                if (distinct[j] && srv->n_socks < VD_TAKEOVER_MAX_FDS)
+                                        srv->socks[srv->n_socks++] = fds[j];
+                                if (k == 0)
+                                        r = vd_udp_listener_open(w, &w->udp[w->n_udp++], fds[j]);
+                                else
+                                        r = vd_tcp_listener_open(w, &w->tcp[w->n_tcp++], fds[j]);
+                                if (r < 0) {
+                                        for (size_t m = j + 1; m < n; m++)
+                                                close(fds[m]);
+                                        vd_error_set(err, "listen %s (%s): %s", text,
+                                                     k == 0 ? "udp" : "tcp", uv_strerror(r));
+                                        return r;
+                                }
+                        }
+                }
+        }
+        return 0;
+}
+
 /* Workers */
 
 static void retired_close_all(vd_worker *w); /* the live-settings block below */
@@ -125,11 +388,15 @@ static void worker_stop(vd_worker *w)
 {
         if (w->stopping)
                 return;
+        /* what is queued in the sockets is answered, not dropped with them (by a worker that
+         * served: one that never ran may not even have its forwarder) */
+        for (size_t i = 0; i < w->n_udp && w->ran; i++)
+                vd_udp_listener_drain(&w->udp[i]);
         w->stopping = true;
-        for (size_t i = 0; i < w->n_listen; i++) {
+        for (size_t i = 0; i < w->n_udp; i++)
                 vd_udp_listener_close(&w->udp[i]);
+        for (size_t i = 0; i < w->n_tcp; i++)
                 vd_tcp_listener_close(&w->tcp[i]);
-        }
         vd_tcp_close_all(w);
         retired_close_all(w);
         if (w->probe_timer_ready && !uv_is_closing((uv_handle_t *)&w->probe_timer))
@@ -155,9 +422,28 @@ static void worker_stop(vd_worker *w)
         uv_walk(&w->loop, close_leftover, NULL);
 }
 
+/* Stage 1 of a stop with answers in flight: read and answer what is queued, stop reading
+ * and accepting; the UDP sockets stay open for the forwarded answers still to come. */
+static void worker_quiet(vd_worker *w)
+{
+        if (w->stopping || w->paused)
+                return;
+        for (size_t i = 0; i < w->n_udp; i++)
+                vd_udp_listener_drain(&w->udp[i]);
+        w->paused = true;
+        for (size_t i = 0; i < w->n_udp; i++)
+                vd_udp_listener_pause(&w->udp[i]);
+        for (size_t i = 0; i < w->n_tcp; i++)
+                vd_tcp_listener_close(&w->tcp[i]);
+}
+
 static void worker_stop_cb(uv_async_t *a)
 {
-        worker_stop(a->data);
+        vd_worker *w = a->data;
+        if (atomic_load(&w->server->stop_stage) == 1)
+                worker_quiet(w);
+        else
+                worker_stop(w);
 }
 
 /* Takes the slot's snapshot; the old one goes when its last holder lets go. */
@@ -333,6 +619,7 @@ skip:
 static void worker_main(void *arg)
 {
         vd_worker *w = arg;
+        w->ran = true;
         if (w->loop_ready && !w->stopping)
                 vd_srv_worker_heartbeat_start(w);
         if (w->index == 0 && w->loop_ready && !w->stopping)
@@ -351,6 +638,8 @@ static void worker_free(vd_worker *w)
         if (w->loop_ready)
                 return; /* handles still referenced the memory: leak rather than crash */
         vd_udp_worker_release(w);
+        free(w->udp);
+        free(w->tcp);
         if (w->snapshot != NULL)
                 vd_snapshot_unref(w->snapshot);
         free(w);
@@ -481,8 +770,8 @@ static int worker_forwarding(vd_worker *w, vd_error *err)
         return r;
 }
 
-static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_worker **out,
-                      vd_error *err)
+static int worker_new(vd_server *srv, const vd_config *cfg, const listen_plan *plan, unsigned index,
+                      vd_worker **out, vd_error *err)
 {
         vd_worker *w = calloc(1, sizeof(*w));
         int r;
@@ -534,30 +823,9 @@ static int worker_new(vd_server *srv, const vd_config *cfg, unsigned index, vd_w
                 return r;
         }
 
-        for (size_t i = 0; i < srv->n_listen; i++) {
-                const vd_addr *a = &srv->listen[i];
-                char text[80];
-                int fd;
-
-                w->n_listen = i + 1;
-                r = open_socket(a, SOCK_DGRAM, &fd, err);
-                if (r < 0)
-                        return r;
-                vd_addr_format(a, text, sizeof(text));
-                r = vd_udp_listener_open(w, &w->udp[i], fd);
-                if (r < 0) {
-                        vd_error_set(err, "listen %s (udp): %s", text, uv_strerror(r));
-                        return r;
-                }
-                r = open_socket(a, SOCK_STREAM, &fd, err);
-                if (r < 0)
-                        return r;
-                r = vd_tcp_listener_open(w, &w->tcp[i], fd);
-                if (r < 0) {
-                        vd_error_set(err, "listen %s (tcp): listen: %s", text, uv_strerror(r));
-                        return r;
-                }
-        }
+        r = worker_listeners(w, cfg, plan, err);
+        if (r < 0)
+                return r;
 
         w->qlog = vd_qlog_ring_get(srv->qlog, index);
         w->env.loop = &w->loop;
@@ -931,6 +1199,7 @@ static int server_limits(vd_server *srv, const vd_config *cfg, vd_error *err)
 
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err)
 {
+        listen_plan *plan = NULL;
         vd_server *srv;
         int r;
 
@@ -956,6 +1225,10 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         srv->n_upstream = cfg->n_upstream;
         memcpy(srv->upstream, cfg->upstream, cfg->n_upstream * sizeof(cfg->upstream[0]));
         srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+        srv->takeover_conn = -1;
+        srv->takeover = cfg->takeover;
+        /* in-flight forwarded answers after a hand-over, bounded */
+        srv->drain_ms = cfg->upstream_timeout_ms < 2000 ? cfg->upstream_timeout_ms : 2000;
         r = server_limits(srv, cfg, err);
         if (r < 0)
                 goto fail;
@@ -991,19 +1264,63 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         r = live_init(srv, cfg, err);
         if (r < 0)
                 goto fail;
+        plan = calloc(1, sizeof(*plan));
+        if (plan == NULL) {
+                r = vd_error_set(err, "out of memory");
+                goto fail;
+        }
+        r = inherit_sockets(srv, cfg, plan, err);
+        if (r < 0)
+                goto fail;
+        /* Nobody else may serve an address we bind ourselves, unless we were asked to take
+         * over (--takeover binds beside an old instance that did not answer). */
+        for (size_t i = 0; i < srv->n_listen && !cfg->takeover; i++)
+                for (int k = 0; k < 2; k++) {
+                        if (plan->count[i][k] > 0)
+                                continue;
+                        r = refuse_if_served(&srv->listen[i], k == 0 ? SOCK_DGRAM : SOCK_STREAM,
+                                             err);
+                        if (r < 0)
+                                goto fail;
+                }
         for (unsigned i = 0; i < srv->n_workers; i++) {
-                r = worker_new(srv, cfg, i, &srv->workers[i], err);
+                r = worker_new(srv, cfg, plan, i, &srv->workers[i], err);
                 if (r < 0)
                         goto fail;
         }
+        plan_close(plan); /* every worker holds its own duplicates */
+        free(plan);
+        plan = NULL;
         r = vd_srv_http_start(srv, cfg, err);
         if (r < 0)
                 goto fail;
         *out = srv;
         return 0;
 fail:
+        if (plan != NULL) {
+                plan_close(plan);
+                free(plan);
+        }
         vd_server_free(srv);
         return r;
+}
+
+/* Stage 2 of the stop: every worker drains its sockets and closes everything. */
+static void stop_workers(vd_server *srv)
+{
+        atomic_store(&srv->stop_stage, 2);
+        for (unsigned i = 0; i < srv->n_workers; i++) {
+                vd_worker *w = srv->workers[i];
+                if (w->thread_started)
+                        uv_async_send(&w->stop_async);
+        }
+}
+
+static void on_drain_end(uv_timer_t *t)
+{
+        vd_server *srv = t->data;
+        uv_close((uv_handle_t *)t, NULL);
+        stop_workers(srv);
 }
 
 static void stop_everything(vd_server *srv)
@@ -1022,11 +1339,23 @@ static void stop_everything(vd_server *srv)
                 uv_close((uv_handle_t *)&srv->sighup, NULL);
                 uv_close((uv_handle_t *)&srv->sigusr1, NULL);
         }
-        for (unsigned i = 0; i < srv->n_workers; i++) {
-                vd_worker *w = srv->workers[i];
-                if (w->thread_started)
-                        uv_async_send(&w->stop_async);
+        vd_control_close(srv->ctl); /* a successor now binds as usual, beside our drain */
+        srv->ctl = NULL;
+        vd_sd_notify("STOPPING=1\nSTATUS=stopping");
+        /* After a hand-over the successor reads our sockets: stop reading at once, and close
+         * once the forwarded answers still in flight had their time. */
+        if (srv->handed_over && srv->drain_ms > 0 &&
+            uv_timer_init(&srv->control, &srv->drain_timer) == 0) {
+                srv->drain_timer.data = srv;
+                srv->drain_started = true;
+                atomic_store(&srv->stop_stage, 1);
+                for (unsigned i = 0; i < srv->n_workers; i++)
+                        if (srv->workers[i]->thread_started)
+                                uv_async_send(&srv->workers[i]->stop_async);
+                uv_timer_start(&srv->drain_timer, on_drain_end, srv->drain_ms, 0);
+                return;
         }
+        stop_workers(srv);
 }
 
 /* A worker found a reason to stop the server (a forwarding loop): it already logged it. */
@@ -1062,12 +1391,49 @@ static void on_signal(uv_signal_t *s, int signum)
                         uv_timer_start(&srv->lameduck, on_lameduck_end, srv->lameduck_ms, 0);
                         vd_log(VD_LOG_INFO, "server_lameduck", "signal=%s ms=%u", name,
                                srv->lameduck_ms);
+                        vd_sd_notify("STOPPING=1\nSTATUS=lameduck: answering, not ready");
                         return;
                 }
         }
         vd_log(VD_LOG_INFO, "server_stopping", "signal=%s", name);
         stop_everything(srv);
 }
+
+/* ---- the control socket (takeover.h): hand-over and reload requests -------------------------- */
+
+static size_t control_sockets(void *arg, int *fds, size_t cap)
+{
+        vd_server *srv = arg;
+        size_t n = srv->n_socks < cap ? srv->n_socks : cap;
+        memcpy(fds, srv->socks, n * sizeof(fds[0]));
+        return n;
+}
+
+/* A successor serves on our sockets: leave without a lameduck (nobody needs to route around
+ * us: the sockets, and their queues, live on in the successor). */
+static void control_serving(void *arg, pid_t pid)
+{
+        vd_server *srv = arg;
+        if (srv->stopping)
+                return;
+        srv->handed_over = true;
+        vd_log(VD_LOG_INFO, "server_stopping", "reason=taken_over by_pid=%d drain_ms=%u", (int)pid,
+               srv->drain_ms);
+        stop_everything(srv);
+}
+
+static int reload_now(vd_server *srv, const char *trigger, char *msg, size_t cap);
+
+static int control_reload(void *arg, char *msg, size_t cap)
+{
+        return reload_now(arg, "request=control", msg, cap);
+}
+
+static const vd_control_ops control_ops = {
+    .sockets = control_sockets,
+    .serving = control_serving,
+    .reload = control_reload,
+};
 
 void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg)
 {
@@ -1096,24 +1462,34 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
                 vd_snapshot_unref(old);
 }
 
-static void on_sighup(uv_signal_t *s, int signum)
+/* Reloads local data (SIGHUP, or a --reload request on the control socket): 0 with a summary
+ * in msg, or -errno with the reason in msg; a failure changes nothing. systemd hears
+ * RELOADING=1 and then READY=1 with the outcome in STATUS=. */
+static int reload_now(vd_server *srv, const char *trigger, char *msg, size_t cap)
 {
-        vd_server *srv = s->data;
         vd_snapshot *snap = NULL;
         vd_error err = {{0}};
-        (void)signum;
+        struct timespec now;
 
         if (srv->reload == NULL || srv->stopping) {
                 vd_log(VD_LOG_WARN, "reload_ignored", "reason=\"no reload source\"");
-                return;
+                snprintf(msg, cap, "%s", srv->stopping ? "stopping" : "no reload source");
+                return -EAGAIN;
         }
-        vd_log(VD_LOG_INFO, "reload_start", "signal=SIGHUP");
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        vd_sd_notifyf("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
+                      (unsigned long long)now.tv_sec * 1000000ULL +
+                          (unsigned long long)now.tv_nsec / 1000ULL);
+        vd_log(VD_LOG_INFO, "reload_start", "%s", trigger);
         if (srv->reload(srv->reload_arg, &snap, &err) != 0) {
                 char why[sizeof(err.msg) + 64];
                 vd_log(VD_LOG_ERROR, "reload_failed", "kept=previous error=%s",
                        vd_log_value(err.msg, why, sizeof(why)));
                 vd_count_add(&srv->reload_failed, 1);
-                return;
+                vd_sd_notifyf("READY=1\nSTATUS=reload failed, serving the previous data: %s",
+                              err.msg);
+                snprintf(msg, cap, "%s", err.msg);
+                return -EINVAL;
         }
         vd_snapshot_summary sum = {0};
         if (snap != NULL)
@@ -1124,6 +1500,16 @@ static void on_sighup(uv_signal_t *s, int signum)
                 vd_snapshot_unref(snap);
         vd_log(VD_LOG_INFO, "reload_done", "names=%zu records=%zu zones=%zu", sum.names,
                sum.records, sum.zones);
+        snprintf(msg, cap, "names=%zu records=%zu zones=%zu", sum.names, sum.records, sum.zones);
+        vd_sd_notifyf("READY=1\nSTATUS=serving; reloaded %s", msg);
+        return 0;
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+        char msg[1024];
+        (void)signum;
+        (void)reload_now(s->data, "signal=SIGHUP", msg, sizeof(msg));
 }
 
 /* SIGUSR1: reopen the query log (after logrotate moved it); without one, only a word. */
@@ -1252,6 +1638,15 @@ int vd_server_run(vd_server *srv)
                         w->thread_started = true;
                 }
         }
+        if (result == 0) {
+                /* the predecessor stops reading once we serve; then our control sockets */
+                vd_takeover_serving(srv->takeover_conn);
+                srv->takeover_conn = -1;
+                if (vd_control_start(&srv->control, srv->listen, srv->n_listen, &control_ops, srv,
+                                     &srv->ctl) < 0)
+                        vd_log(VD_LOG_WARN, "control_unavailable", "error=\"out of memory\"");
+                vd_sd_notify("READY=1\nSTATUS=serving");
+        }
         if (result < 0)
                 stop_everything(srv);
 
@@ -1282,8 +1677,10 @@ void vd_server_free(vd_server *srv)
 {
         if (srv == NULL)
                 return;
-        vd_srv_http_stop(srv);          /* a server that never ran still has its endpoint */
-        uv_mutex_lock(&srv->slot.lock); /* a server that never ran: its workers stop here */
+        vd_srv_http_stop(srv); /* a server that never ran still has its endpoint */
+        if (srv->takeover_conn >= 0)
+                close(srv->takeover_conn); /* never served: the old instance goes on */
+        uv_mutex_lock(&srv->slot.lock);    /* a server that never ran: its workers stop here */
         srv->slot.closed = true;
         uv_mutex_unlock(&srv->slot.lock);
         if (srv->workers != NULL) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "vpcdns/takeover.h"
 #include "transport.h"
 #include "vpcdns/cache.h"
 #include "vpcdns/metrics.h"
@@ -83,6 +84,19 @@ struct vd_server {
          * 1 or 0 (vd_count_set), and why (under slot.lock), for /ready and /metrics. */
         uint64_t fallback;
         char fallback_reason[400];
+        /* Restarts (server.c, takeover.c, sd.c). socks: every distinct listening socket, as
+         * the descriptor one of the workers holds (borrowed: valid until the stop begins),
+         * what a --takeover successor is sent. */
+        int socks[VD_TAKEOVER_MAX_FDS];
+        size_t n_socks;
+        bool takeover;          /* started with --takeover */
+        int takeover_conn;      /* to the predecessor until this one serves; -1 none */
+        vd_control *ctl;        /* our control sockets (control loop); NULL when closed */
+        bool handed_over;       /* a successor serves our sockets: stop without lameduck */
+        unsigned drain_ms;      /* between "stop reading" and the close: in-flight answers */
+        uv_timer_t drain_timer; /* control loop */
+        bool drain_started;
+        _Atomic int stop_stage; /* 1: stop reading (answers in flight go on), 2: close all */
 };
 
 /* ---- server_observe.c --------------------------------------------------------------------- */

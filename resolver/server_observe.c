@@ -396,7 +396,7 @@ int vd_srv_http_start(vd_server *srv, const vd_config *cfg, vd_error *err)
             .health = server_health,
             .ready = server_ready,
         };
-        return vd_http_start(&cfg->metrics_listen[0], &h, &srv->http, err);
+        return vd_http_start(&cfg->metrics_listen[0], &h, cfg->takeover, &srv->http, err);
 }
 
 /* Stops the HTTP endpoint (waits for a request being answered): before the workers stop. */

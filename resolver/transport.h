@@ -24,11 +24,12 @@
 #include "vpcdns/ratelimit.h"
 #include "vpcdns/resolve.h"
 
-#define VD_UDP_SLOT 4096     /* receive slot: a larger datagram is no DNS query, and is dropped */
-#define VD_UDP_BATCH 16      /* datagrams per recvmmsg call */
-#define VD_UDP_ROUNDS 16     /* recvmmsg batches per wake-up, then the loop's other handles */
-#define VD_UDP_SEND_BATCH 32 /* responses queued while a receive batch runs, per sendmmsg */
-#define VD_UDP_FREE_MAX 256  /* cached pending-reply records per worker */
+#define VD_UDP_SLOT 4096       /* receive slot: a larger datagram is no DNS query, and is dropped */
+#define VD_UDP_BATCH 16        /* datagrams per recvmmsg call */
+#define VD_UDP_ROUNDS 16       /* recvmmsg batches per wake-up, then the loop's other handles */
+#define VD_UDP_SEND_BATCH 32   /* responses queued while a receive batch runs, per sendmmsg */
+#define VD_UDP_FREE_MAX 256    /* cached pending-reply records per worker */
+#define VD_UDP_DRAIN_ROUNDS 64 /* readable wake-ups a drain may run before a close */
 
 #define VD_HEARTBEAT_MS 250 /* a worker's liveness mark, for /health */
 
@@ -80,6 +81,8 @@ typedef struct vd_worker {
         uv_thread_t thread;
         bool thread_started;
         bool stopping; /* set once the stop began: replies must not touch closed handles */
+        bool paused;   /* the listeners stopped reading (a hand-over or a drain): stay so */
+        bool ran;      /* its thread started: the stop may answer what is queued */
 
         vd_forwarder *forwarder;  /* owned; NULL without upstreams or once closed */
         struct vd_cache *cache;   /* the server's, shared by every worker; NULL when off */
@@ -104,9 +107,12 @@ typedef struct vd_worker {
         vd_ratelimit_pending *tcp_clients; /* the server's; NULL when tcp_max_per_client is 0 */
         /* (forwarded queries pending per client: env.pending, counted by query.c) */
 
-        vd_udp_listener udp[VD_MAX_LISTEN];
-        vd_tcp_listener tcp[VD_MAX_LISTEN];
-        size_t n_listen;
+        /* The listening sockets this worker reads (server.c): normally one of each per listen
+         * address, its own SO_REUSEPORT socket; with sockets handed over (systemd, --takeover)
+         * a share of them, see server.c. Allocated once, never moved (libuv holds them). */
+        vd_udp_listener *udp;
+        vd_tcp_listener *tcp;
+        size_t n_udp, n_tcp;
 
         /* udp.c */
         struct vd_udp_io *udp_io;        /* receive slots and the batch's responses */
@@ -171,6 +177,12 @@ void vd_udp_worker_release(vd_worker *w);
  * still be closed. */
 int vd_udp_listener_open(vd_worker *w, vd_udp_listener *l, int fd);
 void vd_udp_listener_close(vd_udp_listener *l);
+/* Before a listener closes (or stops reading at a hand-over): reads and answers what is
+ * already queued in its socket, until the socket is empty or a bound (VD_UDP_DRAIN_ROUNDS
+ * wake-ups' worth) is reached, so that a stop drops none of the queries it had received. */
+void vd_udp_listener_drain(vd_udp_listener *l);
+/* Stops reading the socket; it stays open for the answers of forwarded queries in flight. */
+void vd_udp_listener_pause(vd_udp_listener *l);
 
 /* tcp.c */
 /* Wraps a bound stream socket (ownership of fd is taken) and listens. Same rules as UDP. */

@@ -302,7 +302,7 @@ static void udp_readable(uv_poll_t *handle, int status, int events)
                 vd_count_add(&w->env.counters.udp_errors, 1);
                 vd_transport_listener_error(w, "udp", l->fd, soerr > 0 ? -soerr : status,
                                             &l->last_error);
-                if (!w->stopping)
+                if (!w->stopping && !w->paused)
                         uv_poll_start(handle, UV_READABLE, udp_readable);
                 return;
         }
@@ -366,4 +366,20 @@ void vd_udp_listener_close(vd_udp_listener *l)
         uv_close((uv_handle_t *)&l->handle, NULL);
         close(l->fd);
         l->fd = -1;
+}
+
+/* Stop and hand-over (server.c): each call of udp_readable reads until the socket is empty or
+ * VD_UDP_ROUNDS batches; an empty socket costs one recvmmsg that says EAGAIN. */
+void vd_udp_listener_drain(vd_udp_listener *l)
+{
+        if (!l->open || l->worker->stopping)
+                return;
+        for (int i = 0; i < VD_UDP_DRAIN_ROUNDS; i++)
+                udp_readable(&l->handle, 0, UV_READABLE);
+}
+
+void vd_udp_listener_pause(vd_udp_listener *l)
+{
+        if (l->open)
+                uv_poll_stop(&l->handle);
 }

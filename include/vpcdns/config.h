@@ -115,6 +115,8 @@ typedef struct vd_config {
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
+        bool takeover;     /* --takeover: take the sockets of the vpcdns on our address */
+        bool reload;       /* --reload: ask the running vpcdns to reload, report, exit */
         bool help;         /* --help, -h: caller prints vd_config_usage() */
         bool version;      /* --version, -V */
         char *config_path; /* owned, NULL when none */

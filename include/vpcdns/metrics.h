@@ -41,8 +41,12 @@ typedef struct vd_http vd_http;
 #define VD_HTTP_MEMORY (32 * 1024)   /* per connection: a larger request header gets 431/413 */
 #define VD_HTTP_PER_IP_CONNECTIONS 8 /* connections from one client address */
 
-/* Binds addr and starts the HTTP thread. h is copied. 0, or a negative code with err set. */
-int vd_http_start(const vd_addr *addr, const vd_http_handlers *h, vd_http **out, vd_error *err);
+/* Binds addr and starts the HTTP thread. h is copied. 0, or a negative code with err set. The
+ * socket has SO_REUSEPORT, so that a vpcdns started with --takeover can serve the same address
+ * while this one hands over (beside: true; both answer probes until the old one stops);
+ * otherwise an address that another socket holds is refused. */
+int vd_http_start(const vd_addr *addr, const vd_http_handlers *h, bool beside, vd_http **out,
+                  vd_error *err);
 /* Stops the thread (waits for a request being answered) and frees everything. NULL is fine. */
 void vd_http_stop(vd_http *h);
 

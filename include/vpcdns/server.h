@@ -10,8 +10,11 @@
 typedef struct vd_server vd_server;
 
 /* Binds every listen address (UDP and TCP) and prepares the workers. Takes a reference to
- * snap (may be NULL). Errors name the address and the reason. When cfg->listen_default, a
- * default address that cannot be bound (no IPv6 in a container, say) is skipped with a warning
+ * snap (may be NULL). Errors name the address and the reason; an address that another socket
+ * holds is refused (with the pid of the vpcdns that serves it) unless cfg->takeover. Sockets
+ * passed by systemd (LISTEN_FDS) or taken over from a running vpcdns (cfg->takeover) are used
+ * for the addresses they match instead of binding. When cfg->listen_default, a default address
+ * that cannot be bound (no IPv6 in a container, say) is skipped with a warning
  * (listen_skipped); the start fails only when none of them binds. */
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err);
 
@@ -57,10 +60,11 @@ void vd_server_note_endpoints(vd_server *srv, size_t endpoints);
  * directories from now on (read in the background; a no-op without a query log). */
 void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs);
 
-/* Runs until SIGINT or SIGTERM, then stops accepting, lets pending work finish or cancel,
- * closes every handle. Returns 0 on a clean stop. With the HTTP endpoint (metrics_listen) and
- * lameduck_ms, the first signal only makes /ready fail and the stop follows lameduck_ms later;
- * a second one stops at once. */
+/* Runs until SIGINT or SIGTERM (or until a --takeover successor serves), then answers what is
+ * queued in the UDP sockets, stops accepting, lets pending work finish or cancel, closes every
+ * handle. Returns 0 on a clean stop. With the HTTP endpoint (metrics_listen) and lameduck_ms,
+ * the first signal only makes /ready fail and the stop follows lameduck_ms later; a second one
+ * stops at once. Tells systemd READY=1 once the workers run (and STOPPING=1, RELOADING=1). */
 int vd_server_run(vd_server *srv);
 
 void vd_server_free(vd_server *srv);
