@@ -4,6 +4,7 @@
  * Must not: know the fields of either AWS document, or free a tree (the arena does). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -297,6 +298,33 @@ static void text_position(const char *buf, size_t off, unsigned *line, unsigned 
         }
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define VD_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VD_TSAN 1
+#endif
+#endif
+
+/* name in the directory dir_fd was opened on. ThreadSanitizer (clang 14) does not intercept
+ * openat, so a descriptor number that another thread used before would look like a race to
+ * it; under TSan the same directory is reached through its /proc/self/fd link with open(),
+ * which it does intercept. */
+static int open_in_dir(int dir_fd, const char *name)
+{
+#ifdef VD_TSAN
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir_fd, name);
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+                errno = ENAMETOOLONG;
+                return -1;
+        }
+        return open(path, O_RDONLY | O_CLOEXEC);
+#else
+        return openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+#endif
+}
+
 /* The whole file in one buffer (sized from fstat for a regular file, grown for a pipe). Not
  * mapped: a snapshot rewritten in place while it is read would raise SIGBUS. */
 static int read_file(loader *l, const char *file, char **out, size_t *out_len)
@@ -306,7 +334,7 @@ static int read_file(loader *l, const char *file, char **out, size_t *out_len)
         struct stat st;
         int rc = 0;
         const char *slash = strrchr(file, '/');
-        int fd = openat(l->dir_fd, slash != NULL ? slash + 1 : file, O_RDONLY | O_CLOEXEC);
+        int fd = open_in_dir(l->dir_fd, slash != NULL ? slash + 1 : file);
 
         *out = NULL;
         *out_len = 0;
