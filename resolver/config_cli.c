@@ -29,6 +29,7 @@ enum flag_id {
         FLAG_USER,
         FLAG_METRICS_LISTEN,
         FLAG_QUERY_LOG,
+        FLAG_NO_WATCH,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -66,6 +67,9 @@ static const vd_config_flag flags[N_FLAGS] = {
                          "log every answer: route53:FILE (JSON lines),\n"
                          "dnstap:FILE or dnstap:unix:SOCKET (Frame Streams);\n"
                          "the key query_log also sets a sample"},
+    F(FLAG_NO_WATCH) = {"no-watch", 0, NULL,
+                        "do not reload when the snapshot or zone files change\n"
+                        "(reload with SIGHUP only; the key watch: false)"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -243,6 +247,9 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                                             "dnstap:unix:SOCKET, got '%s'",
                                             arg);
                 return 0;
+        case FLAG_NO_WATCH:
+                cfg->watch = false;
+                return 0;
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -357,6 +364,7 @@ const char *vd_config_usage(void)
                "              [--upstream ADDR[:PORT]]... [--snapshot DIR]... [--zone FILE]...\n"
                "              [--check] [--dump] [--log-level LEVEL] [--workers N]\n"
                "              [--allow CIDR]... [--user USER] [--metrics-listen ADDR:PORT]\n"
+               "              [--no-watch]\n"
                "              [-V|--version] [-h|--help]\n"
                "\n"
                "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot and zone files;\n"

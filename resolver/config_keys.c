@@ -133,6 +133,8 @@ static const vd_config_key keys[] = {
      .doc = "HTTP address for GET /metrics (Prometheus), /health and /ready"},
     UINT("lameduck_ms", lameduck_ms, 0, 600000, 5000,
          "on SIGTERM or SIGINT: not ready at once, answers go on this long; 0 = off"),
+    BOOL("watch", watch, 1,
+         "reload when a snapshot directory or zone file changes (as SIGHUP does)"),
     {.name = "query_log",
      .type = VD_KEY_QLOG,
      .offset = FIELD(query_log),

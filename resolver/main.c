@@ -19,6 +19,7 @@
 #include "vpcdns/log.h"
 #include "vpcdns/server.h"
 #include "vpcdns/snapshot.h"
+#include "vpcdns/watch.h"
 #include "vpcdns/zonefile.h"
 
 #define ADDR_TEXT 96
@@ -201,24 +202,48 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
         return rc;
 }
 
-/* What a reload reads again, the server to tell how many endpoints it serves, and what the
- * data held before it (for the reloaded line). */
+/* build_snapshot for inputs whose fingerprint *fp was taken just before. After the load, *fp
+ * stays valid only when the inputs still hash the same: when they changed while being read,
+ * what was loaded is not known exactly, and the next reload must read them again. */
+static int load_settled(const vd_config *cfg, const vd_inputs *inputs, vd_fingerprint *fp,
+                        vd_snapshot **out, struct load_totals *t, vd_error *err)
+{
+        int rc = build_snapshot(cfg, out, t, err);
+        if (rc == 0) {
+                vd_fingerprint after;
+                vd_fingerprint_take(inputs, &after);
+                fp->valid = vd_fingerprint_equal(fp, &after);
+        }
+        return rc;
+}
+
+/* What a reload reads again (and the fingerprint of what is loaded now), the server to tell
+ * how many endpoints it serves, and what the data held before it (for the reloaded line).
+ * Used by one reload at a time, on the server's reload thread. */
 struct reload_ctx {
         const vd_config *cfg;
         vd_server *srv;
         struct load_totals last;
+        vd_inputs inputs;
+        vd_fingerprint loaded;
 };
 
-/* SIGHUP: the same snapshot directories and zone files, read again. Logs what changed, once
- * the new data is built (the server publishes it next; that cannot fail). */
+/* A reload (SIGHUP, the file watch): the same snapshot directories and zone files, read again
+ * unless every one holds what is loaded already. Logs what changed, once the new data is
+ * built (the server publishes it next; that cannot fail). */
 static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
 {
         struct reload_ctx *ctx = arg;
         struct load_totals t;
+        vd_fingerprint now;
+        vd_fingerprint_take(&ctx->inputs, &now);
+        if (vd_fingerprint_equal(&now, &ctx->loaded))
+                return VD_RELOAD_UNCHANGED;
         memset(&t, 0, sizeof(t));
-        int rc = build_snapshot(ctx->cfg, out, &t, err);
+        int rc = load_settled(ctx->cfg, &ctx->inputs, &now, out, &t, err);
         if (rc != 0)
                 return rc;
+        ctx->loaded = now;
         vd_server_note_endpoints(ctx->srv, t.aws.endpoints_served);
         vd_log(VD_LOG_INFO, "reloaded",
                "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu",
@@ -337,7 +362,8 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
         printf("ok\n");
 }
 
-static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_totals *t)
+static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_totals *t,
+                 const vd_inputs *inputs, const vd_fingerprint *loaded)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT];
         vd_server *srv = NULL;
@@ -363,7 +389,10 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                 return 1;
         }
         /* lives while the server runs */
-        struct reload_ctx reload = {.cfg = cfg, .srv = srv, .last = *t};
+        struct reload_ctx reload = {.cfg = cfg, .srv = srv, .last = *t, .loaded = *loaded};
+        vd_inputs_init(&reload.inputs);
+        if (vd_inputs_copy(&reload.inputs, inputs) != 0)
+                reload.loaded.valid = false; /* no inputs known: every reload reads them */
         vd_server_note_endpoints(srv, t->aws.endpoints_served);
         vd_server_on_reload(srv, reload_snapshot, &reload);
         vd_log(VD_LOG_INFO, "start",
@@ -373,6 +402,7 @@ static int serve(const vd_config *cfg, vd_snapshot *snap, const struct load_tota
                t->snap.records, t->snap.zones);
         int rc = vd_server_run(srv);
         vd_server_free(srv);
+        vd_inputs_free(&reload.inputs);
         vd_log(VD_LOG_INFO, "stop", "status=%s", rc == 0 ? "clean" : "error");
         return rc == 0 ? 0 : 1;
 }
@@ -383,9 +413,12 @@ int main(int argc, char **argv)
         vd_error err = {{0}};
         vd_snapshot *snap = NULL;
         struct load_totals totals;
+        vd_inputs inputs;
+        vd_fingerprint loaded;
         int status;
 
         memset(&totals, 0, sizeof(totals));
+        vd_inputs_init(&inputs);
         vd_config_init(&cfg);
         if (vd_config_from_args(&cfg, argc, argv, &err) != 0) {
                 fprintf(stderr, "vpcdns: error: %s\nTry 'vpcdns --help' for more information.\n",
@@ -410,7 +443,13 @@ int main(int argc, char **argv)
         }
         vd_log_set_level(cfg.log_level);
 
-        if (build_snapshot(&cfg, &snap, &totals, &err) != 0) {
+        if (vd_inputs_from_config(&cfg, &inputs) != 0) {
+                fprintf(stderr, "vpcdns: error: out of memory\n");
+                status = 1;
+                goto out;
+        }
+        vd_fingerprint_take(&inputs, &loaded);
+        if (load_settled(&cfg, &inputs, &loaded, &snap, &totals, &err) != 0) {
                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
                 status = 1;
                 goto out;
@@ -436,11 +475,12 @@ int main(int argc, char **argv)
                         fprintf(stderr, "vpcdns: error: cannot write the dump: %s\n",
                                 strerror(errno));
         } else {
-                status = serve(&cfg, snap, &totals);
+                status = serve(&cfg, snap, &totals, &inputs, &loaded);
         }
 out:
         if (snap != NULL)
                 vd_snapshot_unref(snap);
+        vd_inputs_free(&inputs);
         vd_config_free(&cfg);
         return status;
 }

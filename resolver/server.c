@@ -4,10 +4,13 @@
  * SIGINT/SIGTERM.
  *
  * The calling thread of vd_server_run runs a small control loop that only waits for the
- * signals; every worker has its own thread, so the worker count is only a number. Reloading:
- * the control thread builds the new snapshot (workers keep answering meanwhile), puts it in
- * the shared slot and wakes every worker, which swaps its own reference between two queries;
- * a failed build logs the error and changes nothing. vd_server_publish may also be called
+ * signals, the file watch (watch.c) and the reload thread; every worker has its own thread, so
+ * the worker count is only a number. Reloading (SIGHUP or the watch, one path:
+ * vd_server_request_reload): a thread of its own at nice +10 builds the new snapshot (workers
+ * keep answering, and come first on a busy core), then the control loop puts it in the shared
+ * slot and wakes every worker, which swaps its own reference between two queries; a failed
+ * build logs the error and changes nothing, an unchanged one publishes nothing. One reload
+ * runs at a time; requests meanwhile make one more. vd_server_publish may also be called
  * from any other thread. Stopping: the control loop closes the slot to further wake-ups and
  * wakes every worker with uv_async_send; a worker stops its listeners, closes its
  * connections and its forwarder (pending queries are cancelled), closes every remaining
@@ -612,6 +615,11 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         srv->n_upstream = cfg->n_upstream;
         memcpy(srv->upstream, cfg->upstream, cfg->n_upstream * sizeof(cfg->upstream[0]));
         srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+        srv->watch_on = cfg->watch;
+        if (vd_inputs_from_config(cfg, &srv->watch_inputs) < 0) {
+                r = vd_error_set(err, "out of memory");
+                goto fail;
+        }
         r = server_limits(srv, cfg, err);
         if (r < 0)
                 goto fail;
@@ -659,6 +667,8 @@ fail:
         return r;
 }
 
+static void reload_stop(vd_server *srv);
+
 static void stop_everything(vd_server *srv)
 {
         vd_count_set(&srv->draining, 1);
@@ -666,6 +676,7 @@ static void stop_everything(vd_server *srv)
         if (srv->lameduck_started && !uv_is_closing((uv_handle_t *)&srv->lameduck))
                 uv_close((uv_handle_t *)&srv->lameduck, NULL);
         srv->stopping = true;
+        reload_stop(srv);
         uv_mutex_lock(&srv->slot.lock); /* no publish sends a reload past this point */
         srv->slot.closed = true;
         uv_mutex_unlock(&srv->slot.lock);
@@ -749,34 +760,173 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
                 vd_snapshot_unref(old);
 }
 
-static void on_sighup(uv_signal_t *s, int signum)
-{
-        vd_server *srv = s->data;
-        vd_snapshot *snap = NULL;
-        vd_error err = {{0}};
-        (void)signum;
+/* ---- reloads ------------------------------------------------------------------------------ */
 
-        if (srv->reload == NULL || srv->stopping) {
-                vd_log(VD_LOG_WARN, "reload_ignored", "reason=\"no reload source\"");
-                return;
-        }
-        vd_log(VD_LOG_INFO, "reload_start", "signal=SIGHUP");
-        if (srv->reload(srv->reload_arg, &snap, &err) != 0) {
-                char why[sizeof(err.msg) + 64];
-                vd_log(VD_LOG_ERROR, "reload_failed", "kept=previous error=%s",
-                       vd_log_value(err.msg, why, sizeof(why)));
+static uint64_t now_ms(void)
+{
+        return uv_hrtime() / 1000000u;
+}
+
+/* The reload thread: the whole load and compile, at background priority so that on a busy
+ * core the workers answer first. Hands its result to the control loop and ends. */
+static void reload_main(void *arg)
+{
+        vd_server *srv = arg;
+        vd_thread_background();
+        srv->job_snap = NULL;
+        memset(&srv->job_err, 0, sizeof(srv->job_err));
+        srv->job_rc = srv->reload(srv->reload_arg, &srv->job_snap, &srv->job_err);
+        uv_async_send(&srv->reload_async);
+}
+
+static void start_reload(vd_server *srv, const char *trigger)
+{
+        bool quiet = strcmp(trigger, "start") == 0; /* the check after start-up: debug only */
+        vd_log(quiet ? VD_LOG_DEBUG : VD_LOG_INFO, "reload_start", "trigger=%s", trigger);
+        srv->reload_trigger = trigger;
+        srv->reload_began_ms = now_ms();
+        int r = srv->reload_async_ready ? uv_thread_create(&srv->reload_thread, reload_main, srv)
+                                        : UV_EINVAL;
+        if (r < 0) {
+                vd_log(VD_LOG_ERROR, "reload_failed", "trigger=%s kept=previous error=\"%s: %s\"",
+                       trigger, "cannot start the reload thread", uv_strerror(r));
                 vd_count_add(&srv->reload_failed, 1);
                 return;
         }
-        vd_snapshot_summary sum = {0};
-        if (snap != NULL)
-                vd_snapshot_summarize(snap, &sum);
-        vd_server_publish(srv, snap);
-        vd_count_set(&srv->loaded_unix, (uint64_t)time(NULL));
+        srv->reload_running = true;
+        uv_ref((uv_handle_t *)&srv->reload_async); /* the stop waits for the thread */
+}
+
+void vd_server_request_reload(vd_server *srv, const char *trigger)
+{
+        if (srv->reload == NULL || srv->stopping) {
+                vd_log(VD_LOG_WARN, "reload_ignored", "trigger=%s reason=\"%s\"", trigger,
+                       srv->stopping ? "stopping" : "no reload source");
+                return;
+        }
+        if (srv->reload_running) {
+                if (!srv->reload_queued)
+                        vd_log(VD_LOG_DEBUG, "reload_queued", "trigger=%s running=%s", trigger,
+                               srv->reload_trigger);
+                srv->reload_queued = true;
+                srv->queued_trigger = trigger;
+                return;
+        }
+        start_reload(srv, trigger);
+}
+
+/* Logs and counts what the reload thread did, and publishes a new snapshot. */
+static void finish_reload(vd_server *srv)
+{
+        const char *trigger = srv->reload_trigger;
+        unsigned long long ms = (unsigned long long)(now_ms() - srv->reload_began_ms);
+        vd_snapshot *snap = srv->job_snap;
+        srv->job_snap = NULL;
+        if (srv->stopping) { /* too late to serve it */
+                vd_log(VD_LOG_DEBUG, "reload_dropped", "trigger=%s reason=stopping", trigger);
+        } else if (srv->job_rc < 0) {
+                char why[sizeof(srv->job_err.msg) + 64];
+                vd_log(VD_LOG_ERROR, "reload_failed", "trigger=%s kept=previous ms=%llu error=%s",
+                       trigger, ms, vd_log_value(srv->job_err.msg, why, sizeof(why)));
+                vd_count_add(&srv->reload_failed, 1);
+        } else if (srv->job_rc == VD_RELOAD_UNCHANGED) {
+                bool quiet = strcmp(trigger, "start") == 0;
+                vd_log(quiet ? VD_LOG_DEBUG : VD_LOG_INFO, "reload_skipped",
+                       "trigger=%s reason=unchanged ms=%llu", trigger, ms);
+                vd_count_add(&srv->reload_skipped, 1);
+        } else {
+                vd_snapshot_summary sum = {0};
+                if (snap != NULL)
+                        vd_snapshot_summarize(snap, &sum);
+                vd_server_publish(srv, snap);
+                vd_count_set(&srv->loaded_unix, (uint64_t)time(NULL));
+                vd_log(VD_LOG_INFO, "reload_done",
+                       "trigger=%s names=%zu records=%zu zones=%zu ms=%llu", trigger, sum.names,
+                       sum.records, sum.zones, ms);
+        }
         if (snap != NULL)
                 vd_snapshot_unref(snap);
-        vd_log(VD_LOG_INFO, "reload_done", "names=%zu records=%zu zones=%zu", sum.names,
-               sum.records, sum.zones);
+}
+
+/* The reload thread is done: join it, publish, re-arm the watch (a swapped directory is a
+ * new inode), and run the request that came meanwhile, if any. */
+static void on_reload_done(uv_async_t *a)
+{
+        vd_server *srv = a->data;
+        if (!srv->reload_running)
+                return;
+        uv_thread_join(&srv->reload_thread);
+        srv->reload_running = false;
+        uv_unref((uv_handle_t *)&srv->reload_async);
+        finish_reload(srv);
+        if (srv->stopping) {
+                uv_close((uv_handle_t *)&srv->reload_async, NULL);
+                srv->reload_async_ready = false;
+                return;
+        }
+        vd_watch_rearm(srv->watch);
+        if (srv->reload_queued) {
+                srv->reload_queued = false;
+                start_reload(srv, srv->queued_trigger);
+        }
+}
+
+static void on_watch(void *arg, const char *path)
+{
+        vd_server *srv = arg;
+        char text[512];
+        vd_log(VD_LOG_INFO, "watch_change", "input=%s", vd_log_value(path, text, sizeof(text)));
+        vd_server_request_reload(srv, "watch");
+}
+
+/* The file watch and the reload thread's wake-up, on the control loop. A watch that cannot
+ * start is logged: SIGHUP still reloads. */
+static int reload_init(vd_server *srv)
+{
+        int r = uv_async_init(&srv->control, &srv->reload_async, on_reload_done);
+        if (r < 0)
+                return r;
+        srv->reload_async.data = srv;
+        srv->reload_async_ready = true;
+        uv_unref((uv_handle_t *)&srv->reload_async); /* only a running reload holds the loop */
+        if (!srv->watch_on || srv->watch_inputs.n == 0 || srv->reload == NULL) {
+                vd_log(VD_LOG_INFO, "watch_off", "reason=%s",
+                       !srv->watch_on ? "config" : "nothing_to_watch");
+                return 0;
+        }
+        r = vd_watch_new(&srv->control, &srv->watch_inputs, VD_WATCH_QUIET_MS, VD_WATCH_MAX_MS,
+                         on_watch, srv, &srv->watch);
+        if (r < 0) {
+                vd_log(VD_LOG_ERROR, "watch_error",
+                       "error=\"%s\" detail=\"no file watch: "
+                       "reload with SIGHUP\"",
+                       uv_strerror(r));
+                return 0;
+        }
+        vd_log(VD_LOG_INFO, "watch_start", "inputs=%zu watches=%zu quiet_ms=%u",
+               srv->watch_inputs.n, vd_watch_armed(srv->watch), (unsigned)VD_WATCH_QUIET_MS);
+        /* What changed between the load at start-up and the watch is caught now. */
+        vd_server_request_reload(srv, "start");
+        return 0;
+}
+
+/* At the stop: no more watch events; the reload wake-up closes now, or when a running reload
+ * ends. */
+static void reload_stop(vd_server *srv)
+{
+        vd_watch_close(srv->watch);
+        srv->watch = NULL;
+        srv->reload_queued = false;
+        if (srv->reload_async_ready && !srv->reload_running) {
+                uv_close((uv_handle_t *)&srv->reload_async, NULL);
+                srv->reload_async_ready = false;
+        }
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+        (void)signum;
+        vd_server_request_reload(s->data, "sighup");
 }
 
 /* SIGUSR1: reopen the query log (after logrotate moved it); without one, only a word. */
@@ -886,6 +1036,8 @@ int vd_server_run(vd_server *srv)
                 if (r == 0)
                         uv_unref((uv_handle_t *)&srv->fail_async);
         }
+        if (r == 0)
+                r = reload_init(srv);
         if (r < 0) {
                 vd_log(VD_LOG_ERROR, "server_error", "what=signals error=\"%s\"", uv_strerror(r));
                 result = r;
@@ -954,6 +1106,7 @@ void vd_server_free(vd_server *srv)
         if (srv->slot.current != NULL)
                 vd_snapshot_unref(srv->slot.current);
         uv_mutex_destroy(&srv->slot.lock);
+        vd_inputs_free(&srv->watch_inputs);
         for (size_t i = 0; i < srv->n_data_files; i++)
                 free(srv->data_files[i]);
         free(srv->data_files);
