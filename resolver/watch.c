@@ -74,6 +74,8 @@ int vd_inputs_from_config(const vd_config *cfg, vd_inputs *out)
                 r = vd_inputs_add(out, cfg->snapshot_dirs[i]);
         for (size_t i = 0; i < cfg->n_zones && r == 0; i++)
                 r = vd_inputs_add(out, cfg->zone_files[i]);
+        /* A reload that re-reads the config file adds cfg->config_path here: it is then
+         * watched and fingerprinted with the data. */
         if (r < 0)
                 vd_inputs_free(out);
         return r;

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import vdtest
 from vdtest import addresses, describe
@@ -219,3 +220,24 @@ def test_no_watch_flag(tmp_path, nsd, start_daemon):
     r = vdtest.run_vpcdns(["--snapshot", snap, "--zone", zone, "--no-watch", "--check"])
     assert r.returncode == 0, r.stderr
     assert "watch false" in r.stdout, r.stdout
+
+
+def test_requests_during_a_reload_make_one_more(tmp_path, nsd, start_daemon):
+    """SIGHUPs that come while a reload compiles are kept as one request, not one each: the
+    reload that follows finds the data it loaded and compiles nothing."""
+    snap = tmp_path / "big"
+    gen = vdtest.REPO / "bench" / "gen-snapshot.py"
+    vdtest.run_binary(Path("/usr/bin/python3"), [gen, snap, "--endpoints", "5000", "--region", vdtest.REGION], 120)
+    zone = tmp_path / "reload.zone"
+    zone.write_text(vdtest.RELOAD_ZONE)
+    d = start(tmp_path, nsd, start_daemon, snap, zone, extra=["--no-watch", "--log-level", "debug"])
+    zone.write_text(vdtest.RELOAD_ZONE + "more IN A 192.0.2.3\n")
+    for _ in range(5):
+        d.proc.p.send_signal(signal.SIGHUP)
+        time.sleep(0.005)
+    assert vdtest.wait_for(lambda: reloads(d.proc, "sighup") >= 2, 20), d.proc.stderr_text()
+    time.sleep(0.5)
+    assert events(d.proc, "reload_queued"), d.proc.stderr_text()
+    assert len(events(d.proc, "reload_done", "sighup")) == 1, d.proc.stderr_text()
+    assert len(events(d.proc, "reload_skipped", "sighup")) == 1, d.proc.stderr_text()
+    assert addresses(d.v4.query("more.reload.example.", "A"), "more.reload.example.") == ["192.0.2.3"]
