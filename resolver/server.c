@@ -6,7 +6,7 @@
  * The calling thread of vd_server_run runs a small control loop that only waits for the
  * signals, the file watch (watch.c) and the reload thread; every worker has its own thread, so
  * the worker count is only a number. Reloading (SIGHUP or the watch, one path:
- * vd_server_request_reload): a thread of its own at nice +10 builds the new snapshot (workers
+ * vd_server_request_reload): a thread of its own at SCHED_IDLE builds the new snapshot (workers
  * keep answering, and come first on a busy core), then the control loop puts it in the shared
  * slot and wakes every worker, which swaps its own reference between two queries; a failed
  * build logs the error and changes nothing, an unchanged one publishes nothing. One reload

@@ -52,7 +52,7 @@ struct vd_server {
         bool stopping; /* control thread only: no more reloads once the stop began */
         vd_reload_fn reload;
         void *reload_arg;
-        /* Reloads: one at a time on reload_thread (nice +10), published by the control loop
+        /* Reloads: one at a time on reload_thread (SCHED_IDLE), published by the control loop
          * when reload_async says the thread is done; one more request while it runs is kept
          * (reload_queued). The job's results are written by the thread before it signals and
          * read by the control thread after it joined it. Control thread only otherwise. */

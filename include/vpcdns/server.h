@@ -13,13 +13,13 @@ typedef struct vd_server vd_server;
  * snap (may be NULL). Errors name the address and the reason. */
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err);
 
-/* Builds a new snapshot for a reload. Runs on the server's reload thread, at nice +10 (never
- * on a worker or the control loop), one call at a time, so it may block on file I/O and
- * compile at leisure; it must touch the running server only through the calls documented as
- * thread-safe (vd_server_note_endpoints). Returns 0 with *out holding one reference (the
- * control loop publishes it), VD_RELOAD_UNCHANGED with *out untouched when the inputs are
- * the ones already loaded (nothing is published), or a negative code with err set: the
- * server then keeps serving the snapshot it has. */
+/* Builds a new snapshot for a reload. Runs on the server's reload thread, at nice +10 and
+ * SCHED_IDLE (never on a worker or the control loop), one call at a time, so it may block on
+ * file I/O and compile at leisure; it must touch the running server only through the calls
+ * documented as thread-safe (vd_server_note_endpoints). Returns 0 with *out holding one reference
+ * (the control loop publishes it), VD_RELOAD_UNCHANGED with *out untouched when the inputs are the
+ * ones already loaded (nothing is published), or a negative code with err set: the server then
+ * keeps serving the snapshot it has. */
 typedef int (*vd_reload_fn)(void *arg, vd_snapshot **out, vd_error *err);
 #define VD_RELOAD_UNCHANGED 1
 
