@@ -305,6 +305,8 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
         printf("names: %zu\n", t->snap.names);
         printf("records: %zu\n", t->snap.records);
         printf("zones: %zu\n", t->snap.zones);
+        printf("watch: %s\n", cfg->watch ? "on (a changed snapshot directory or zone file reloads)"
+                                         : "off (reload with SIGHUP)");
         printf("listen: %s\n", listen);
         printf("upstream: %s%s\n", upstream,
                cfg->n_upstream == 0 ? " (forwarded queries get SERVFAIL)" : "");

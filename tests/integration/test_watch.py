@@ -220,6 +220,9 @@ def test_no_watch_flag(tmp_path, nsd, start_daemon):
     r = vdtest.run_vpcdns(["--snapshot", snap, "--zone", zone, "--no-watch", "--check"])
     assert r.returncode == 0, r.stderr
     assert "watch false" in r.stdout, r.stdout
+    assert "watch: off (reload with SIGHUP)\n" in r.stdout, r.stdout
+    r = vdtest.run_vpcdns(["--snapshot", snap, "--zone", zone, "--check"])
+    assert "watch: on (a changed snapshot directory or zone file reloads)\n" in r.stdout, r.stdout
 
 
 def test_requests_during_a_reload_make_one_more(tmp_path, nsd, start_daemon):
