@@ -32,6 +32,7 @@ enum flag_id {
         FLAG_STATE_DIR,
         FLAG_TAKEOVER,
         FLAG_RELOAD,
+        FLAG_NO_WATCH,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -78,6 +79,9 @@ static const vd_config_flag flags[N_FLAGS] = {
     F(FLAG_RELOAD) = {"reload", 0, NULL,
                       "ask the vpcdns serving the first listen address to\n"
                       "reload, wait, exit 0 on success and 1 on failure"},
+    F(FLAG_NO_WATCH) = {"no-watch", 0, NULL,
+                        "do not reload when the snapshot or zone files change\n"
+                        "(reload with SIGHUP only; the key watch: false)"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -267,6 +271,9 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                 cfg->state_dir = dir;
                 return 0;
         }
+        case FLAG_NO_WATCH:
+                cfg->watch = false;
+                return 0;
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -392,7 +399,8 @@ const char *vd_config_usage(void)
                "              [--upstream ADDR[:PORT]]... [--snapshot DIR]... [--zone FILE]...\n"
                "              [--check] [--dump] [--log-level LEVEL] [--workers N]\n"
                "              [--allow CIDR]... [--user USER] [--metrics-listen ADDR:PORT]\n"
-               "              [--state-dir DIR] [-V|--version] [-h|--help]\n"
+               "              [--state-dir DIR] [--takeover] [--reload] [--no-watch]\n"
+               "              [-V|--version] [-h|--help]\n"
                "\n"
                "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot and zone files;\n"
                "forwards every other name upstream.\n"

@@ -139,6 +139,12 @@ static const vd_config_key keys[] = {
      .doc = "HTTP address for GET /metrics (Prometheus), /health and /ready"},
     UINT("lameduck_ms", lameduck_ms, 0, 600000, 5000,
          "on SIGTERM or SIGINT: not ready at once, answers go on this long; 0 = off"),
+    {.name = "watch",
+     .type = VD_KEY_BOOL,
+     .def = 1,
+     .offset = FIELD(watch),
+     .restart = true, /* the watch is set up once, at the start */
+     .doc = "reload when the config file, a snapshot directory or a zone file changes"},
     {.name = "query_log",
      .type = VD_KEY_QLOG,
      .offset = FIELD(query_log),

@@ -24,6 +24,7 @@
 #include "vpcdns/server.h"
 #include "vpcdns/snapshot.h"
 #include "vpcdns/state.h"
+#include "vpcdns/watch.h"
 #include "vpcdns/wire.h"
 #include "vpcdns/zonefile.h"
 
@@ -33,6 +34,7 @@
 #define ALLOW_TEXT (CIDR_TEXT * VD_MAX_ACL)
 #define PASSWD_BUF 65536
 #define VALUE_TEXT 300 /* a number, a word or a user name */
+#define RESOLV_CONF "/etc/resolv.conf"
 
 struct load_totals {
         vd_aws_summary aws;
@@ -272,8 +274,25 @@ static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **o
         return 0;
 }
 
+/* build_snapshot for inputs whose fingerprint *fp was taken just before. After the load, *fp
+ * stays valid only when the inputs still hash the same: when they changed while being read,
+ * what was loaded is not known exactly, and the next reload must read them again. */
+static int load_settled(const vd_config *cfg, const vd_inputs *inputs, vd_fingerprint *fp,
+                        vd_snapshot **out, struct load_totals *t, vd_error *err)
+{
+        int rc = build_snapshot(cfg, out, t, err);
+        if (rc == 0) {
+                vd_fingerprint after;
+                vd_fingerprint_take(inputs, &after);
+                fp->valid = vd_fingerprint_equal(fp, &after);
+        }
+        return rc;
+}
+
 /* What a reload reads again (the command line, hence the config file, resolv.conf and the
- * data), the server it applies to, and what the data held before it (for the reloaded line). */
+ * data) with the fingerprint of what is loaded now, the server it applies to, and what the
+ * data held before (for the reloaded line). reload_snapshot runs on the server's reload
+ * thread, one at a time; reload_commit on the control loop, after it. */
 struct reload_ctx {
         int argc;
         char **argv;
@@ -282,6 +301,15 @@ struct reload_ctx {
         bool fallback;  /* serving the last-good copy of state_dir */
         vd_server *srv;
         struct load_totals last;
+        vd_inputs inputs;      /* of cfg: the config file and the data it names */
+        vd_fingerprint loaded; /* of inputs, as they were when loaded */
+        /* Made by reload_snapshot, applied or dropped by reload_commit. */
+        vd_config *next;
+        vd_inputs next_inputs;
+        vd_fingerprint next_loaded;
+        struct load_totals next_totals;
+        char changed[1024];
+        bool needs_restart[64];
 };
 
 /* Copies the value of key k from src into dst (dst's owned string, if any, is freed). */
@@ -362,53 +390,94 @@ static void split_changes(const vd_config *now, vd_config *next, char *changed, 
                 snprintf(changed, cap, "none");
 }
 
-/* SIGHUP (and the file watch): the command line again, hence the config file and resolv.conf,
- * then the data it names. Parse, validate and load all first: any error changes nothing. Then
- * the live settings go to the workers with the new snapshot; keys that need a restart are
- * logged and keep their running value. */
+/* What a reload depends on: the config file and the data it names (watch.h), and resolv.conf
+ * when the upstreams come from it. */
+static int reload_inputs(const vd_config *cfg, bool from_resolv, vd_inputs *out)
+{
+        int r = vd_inputs_from_config(cfg, out);
+        if (r == 0 && from_resolv)
+                r = vd_inputs_add(out, RESOLV_CONF);
+        return r;
+}
+
+static void reload_drop_next(struct reload_ctx *ctx)
+{
+        if (ctx->next != NULL) {
+                vd_config_free(ctx->next);
+                free(ctx->next);
+                ctx->next = NULL;
+        }
+        vd_inputs_free(&ctx->next_inputs);
+}
+
+/* The reload thread, for SIGHUP, the file watch and `vpcdns --reload`: the command line
+ * again, hence the config file and resolv.conf, then the data it names, unless every input
+ * still holds the bytes that are loaded (VD_RELOAD_UNCHANGED). Parse, validate and load all
+ * first: any error changes nothing. What it made waits in ctx for reload_commit. */
 static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
 {
         struct reload_ctx *ctx = arg;
-        struct load_totals t;
-        char changed[1024];
-        bool needs_restart[MAX_KEYS] = {false};
         vd_config *next = malloc(sizeof(*next));
         int rc;
 
-        memset(&t, 0, sizeof(t));
+        reload_drop_next(ctx);
+        memset(ctx->needs_restart, 0, sizeof(ctx->needs_restart));
+        memset(&ctx->next_totals, 0, sizeof(ctx->next_totals));
         if (next == NULL)
                 return vd_error_set(err, "out of memory");
         vd_config_init(next);
+        ctx->next = next;
         rc = vd_config_from_args(next, ctx->argc, ctx->argv, err);
+        bool from_resolv = rc == 0 && next->n_upstream == 0;
         if (rc == 0)
-                rc = vd_config_finalize(next, "/etc/resolv.conf", err);
-        if (rc == 0) {
-                split_changes(ctx->cfg, next, changed, sizeof(changed), needs_restart);
-                rc = build_snapshot(next, out, &t, err);
-        }
-        if (rc == 0) {
-                rc = vd_server_apply_config(ctx->srv, next, err);
-                if (rc != 0) {
-                        vd_snapshot_unref(*out);
-                        *out = NULL;
-                }
-        }
+                rc = vd_config_finalize(next, RESOLV_CONF, err);
+        if (rc == 0 && reload_inputs(next, from_resolv, &ctx->next_inputs) != 0)
+                rc = vd_error_set(err, "out of memory");
         if (rc != 0) {
-                vd_config_free(next);
-                free(next);
+                reload_drop_next(ctx);
                 return rc;
         }
+        vd_fingerprint_take(&ctx->next_inputs, &ctx->next_loaded);
+        if (!ctx->fallback && vd_fingerprint_equal(&ctx->next_loaded, &ctx->loaded)) {
+                reload_drop_next(ctx);
+                return VD_RELOAD_UNCHANGED;
+        }
+        split_changes(ctx->cfg, next, ctx->changed, sizeof(ctx->changed), ctx->needs_restart);
+        rc = load_settled(next, &ctx->next_inputs, &ctx->next_loaded, out, &ctx->next_totals, err);
+        if (rc != 0)
+                reload_drop_next(ctx);
+        return rc;
+}
+
+/* The control loop, once the reload thread is done (apply: it built a snapshot that is about
+ * to be published; otherwise drop what it made). Applies the settings that change live, logs
+ * those that need a restart and what the data changed, and makes the new config the one in
+ * force. A failure to apply changes nothing, as a failed load. */
+static int reload_commit(void *arg, bool apply, vd_error *err)
+{
+        struct reload_ctx *ctx = arg;
+        vd_config *next = ctx->next;
+        if (!apply || next == NULL) {
+                reload_drop_next(ctx);
+                return 0;
+        }
+        int rc = vd_server_apply_config(ctx->srv, next, err);
+        if (rc != 0) {
+                reload_drop_next(ctx);
+                return rc;
+        }
+        const struct load_totals *t = &ctx->next_totals;
         vd_log_set_level(next->log_level);
         size_t n_keys;
         const vd_config_key *keys = vd_config_keys(&n_keys);
-        for (size_t i = 0; i < n_keys && i < MAX_KEYS; i++) {
-                if (needs_restart[i])
+        for (size_t i = 0; i < n_keys && i < sizeof(ctx->needs_restart); i++) {
+                if (ctx->needs_restart[i])
                         vd_log(VD_LOG_WARN, "reload_needs_restart",
                                "key=%s detail=\"changed in the config; a reload cannot apply it, "
                                "the running value stays until a restart\"",
                                keys[i].name);
         }
-        vd_server_note_endpoints(ctx->srv, t.aws.endpoints_served);
+        vd_server_note_endpoints(ctx->srv, t->aws.endpoints_served);
         vd_server_note_snapshot_dirs(ctx->srv, next->snapshot_dirs, next->n_snapshots);
         if (ctx->fallback) {
                 vd_server_note_fallback(ctx->srv, NULL);
@@ -419,16 +488,21 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         }
         vd_log(VD_LOG_INFO, "reloaded",
                "endpoints=%zu->%zu names=%zu->%zu records=%zu->%zu zones=%zu->%zu config=%s",
-               ctx->last.aws.endpoints_served, t.aws.endpoints_served, ctx->last.snap.names,
-               t.snap.names, ctx->last.snap.records, t.snap.records, ctx->last.snap.zones,
-               t.snap.zones, changed);
-        ctx->last = t;
+               ctx->last.aws.endpoints_served, t->aws.endpoints_served, ctx->last.snap.names,
+               t->snap.names, ctx->last.snap.records, t->snap.records, ctx->last.snap.zones,
+               t->snap.zones, ctx->changed);
+        ctx->last = *t;
         if (ctx->cfg_owned) {
                 vd_config_free(ctx->cfg);
                 free(ctx->cfg);
         }
         ctx->cfg = next;
         ctx->cfg_owned = true;
+        ctx->next = NULL;
+        vd_inputs_free(&ctx->inputs);
+        ctx->inputs = ctx->next_inputs;
+        vd_inputs_init(&ctx->next_inputs);
+        ctx->loaded = ctx->next_loaded;
         return 0;
 }
 
@@ -698,6 +772,8 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
         printf("names: %zu\n", t->snap.names);
         printf("records: %zu\n", t->snap.records);
         printf("zones: %zu\n", t->snap.zones);
+        printf("watch: %s\n", cfg->watch ? "on (a changed snapshot directory or zone file reloads)"
+                                         : "off (reload with SIGHUP)");
         printf("listen: %s\n", listen);
         printf("upstream: %s%s\n", upstream,
                cfg->n_upstream == 0 ? " (forwarded queries get SERVFAIL)" : "");
@@ -769,7 +845,8 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
 }
 
 static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
-                 const struct load_totals *t, const char *fallback)
+                 const struct load_totals *t, const char *fallback, const vd_inputs *inputs,
+                 const vd_fingerprint *loaded)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT];
         vd_server *srv = NULL;
@@ -802,11 +879,16 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
                                     .cfg = cfg,
                                     .srv = srv,
                                     .last = *t,
-                                    .fallback = fallback != NULL};
+                                    .fallback = fallback != NULL,
+                                    .loaded = *loaded};
+        vd_inputs_init(&reload.inputs);
+        vd_inputs_init(&reload.next_inputs);
+        if (vd_inputs_copy(&reload.inputs, inputs) != 0)
+                reload.loaded.valid = false; /* no inputs known: every reload reads them */
         if (fallback != NULL)
                 vd_server_note_fallback(srv, fallback);
         vd_server_note_endpoints(srv, t->aws.endpoints_served);
-        vd_server_on_reload(srv, reload_snapshot, &reload);
+        vd_server_on_reload(srv, reload_snapshot, reload_commit, &reload);
         vd_log(VD_LOG_INFO, "start",
                "version=%s listen=%s upstream=%s workers=%u endpoints=%zu names=%zu records=%zu "
                "zones=%zu",
@@ -814,10 +896,12 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
                t->snap.records, t->snap.zones);
         int rc = vd_server_run(srv);
         vd_server_free(srv);
+        reload_drop_next(&reload);
         if (reload.cfg_owned) {
                 vd_config_free(reload.cfg);
                 free(reload.cfg);
         }
+        vd_inputs_free(&reload.inputs);
         vd_log(VD_LOG_INFO, "stop", "status=%s", rc == 0 ? "clean" : "error");
         return rc == 0 ? 0 : 1;
 }
@@ -829,9 +913,13 @@ int main(int argc, char **argv)
         vd_snapshot *snap = NULL;
         struct load_totals totals;
         char fallback[1600] = "";
+        vd_inputs inputs;
+        vd_fingerprint loaded;
+        bool from_resolv;
         int status;
 
         memset(&totals, 0, sizeof(totals));
+        vd_inputs_init(&inputs);
         vd_config_init(&cfg);
         if (vd_config_from_args(&cfg, argc, argv, &err) != 0) {
                 fprintf(stderr, "vpcdns: error: %s\nTry 'vpcdns --help' for more information.\n",
@@ -849,7 +937,8 @@ int main(int argc, char **argv)
                 status = 0;
                 goto out;
         }
-        if (vd_config_finalize(&cfg, "/etc/resolv.conf", &err) != 0) {
+        from_resolv = cfg.n_upstream == 0;
+        if (vd_config_finalize(&cfg, RESOLV_CONF, &err) != 0) {
                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
                 status = 2;
                 goto out;
@@ -865,8 +954,13 @@ int main(int argc, char **argv)
                 status = rc == 0 ? 0 : 1;
                 goto out;
         }
-
-        if (build_snapshot(&cfg, &snap, &totals, &err) != 0) {
+        if (reload_inputs(&cfg, from_resolv, &inputs) != 0) {
+                fprintf(stderr, "vpcdns: error: out of memory\n");
+                status = 1;
+                goto out;
+        }
+        vd_fingerprint_take(&inputs, &loaded);
+        if (load_settled(&cfg, &inputs, &loaded, &snap, &totals, &err) != 0) {
                 vd_error why = err;
                 if (cfg.state_dir == NULL || cfg.check || cfg.dump ||
                     build_fallback(&cfg, why.msg, &snap, &totals, fallback, sizeof(fallback),
@@ -908,12 +1002,13 @@ int main(int argc, char **argv)
                         fprintf(stderr, "vpcdns: error: cannot write the dump: %s\n",
                                 strerror(errno));
         } else {
-                status =
-                    serve(argc, argv, &cfg, snap, &totals, fallback[0] != '\0' ? fallback : NULL);
+                status = serve(argc, argv, &cfg, snap, &totals,
+                               fallback[0] != '\0' ? fallback : NULL, &inputs, &loaded);
         }
 out:
         if (snap != NULL)
                 vd_snapshot_unref(snap);
+        vd_inputs_free(&inputs);
         vd_config_free(&cfg);
         return status;
 }

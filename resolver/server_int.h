@@ -14,6 +14,7 @@
 #include "vpcdns/metrics.h"
 #include "vpcdns/qlog.h"
 #include "vpcdns/server.h"
+#include "vpcdns/watch.h"
 
 struct vd_server {
         vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
@@ -51,17 +52,40 @@ struct vd_server {
         uv_signal_t sigusr1;
         bool stopping; /* control thread only: no more reloads once the stop began */
         vd_reload_fn reload;
+        vd_reload_commit_fn reload_commit;
         void *reload_arg;
+        /* Reloads: one at a time on reload_thread (SCHED_IDLE), published by the control loop
+         * when reload_async says the thread is done; one more request while it runs is kept
+         * (reload_queued). The job's results are written by the thread before it signals and
+         * read by the control thread after it joined it. Control thread only otherwise. */
+        uv_async_t reload_async;
+        bool reload_async_ready;
+        uv_thread_t reload_thread;
+        bool reload_running;
+        bool reload_queued;
+        const char *reload_trigger; /* "sighup", "watch", "control", "start" */
+        const char *queued_trigger;
+        uint64_t reload_began_ms; /* uv_hrtime in ms, for the reload's duration */
+        uint64_t reloads_started; /* reloads begun; the running one is job_number */
+        uint64_t job_number;      /* what `vpcdns --reload` requests wait for (takeover.h) */
+        int job_rc;
+        vd_snapshot *job_snap;
+        vd_error job_err;
+        /* The file watch (watch.h): on when watch_on and there are inputs; control loop. */
+        bool watch_on;
+        vd_inputs watch_inputs;
+        vd_watch *watch;
 
         /* The HTTP endpoint (metrics.c): runs from vd_server_new until the stop begins, so
          * every worker, forwarder and resolver it reads outlives it. NULL when off. */
         vd_http *http;
-        unsigned lameduck_ms;   /* 0: stop at once */
-        uv_timer_t lameduck;    /* control loop: the end of the lameduck */
-        bool lameduck_started;  /* control thread only */
-        uint64_t draining;      /* 1 from the stop signal on: /ready fails (vd_count_set) */
-        uint64_t loaded_unix;   /* the last successful load of local data (unix seconds) */
-        uint64_t reload_failed; /* reloads that failed (control thread writes) */
+        unsigned lameduck_ms;    /* 0: stop at once */
+        uv_timer_t lameduck;     /* control loop: the end of the lameduck */
+        bool lameduck_started;   /* control thread only */
+        uint64_t draining;       /* 1 from the stop signal on: /ready fails (vd_count_set) */
+        uint64_t loaded_unix;    /* the last successful load of local data (unix seconds) */
+        uint64_t reload_failed;  /* reloads that failed (control thread writes) */
+        uint64_t reload_skipped; /* reloads whose inputs were unchanged (control thread) */
         uint64_t data_names, data_records, data_zones; /* the published snapshot's size */
         uint64_t data_endpoints; /* AWS endpoints served, as main.c reported them */
         char **data_files;       /* the files local data is read from, for their age */

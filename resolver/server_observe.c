@@ -308,13 +308,18 @@ static void write_local_data(const vd_server *srv, FILE *out)
         vd_prom_sample(out, "vpcdns_local_data_last_load_timestamp_seconds", NULL, NULL,
                        vd_count_read(&srv->loaded_unix));
         vd_prom_family(out, "vpcdns_local_data_reload_failures_total", "counter",
-                       "reloads (SIGHUP) that failed and kept the previous data");
+                       "reloads (SIGHUP or the file watch) that failed and kept the previous "
+                       "data");
         vd_prom_sample(out, "vpcdns_local_data_reload_failures_total", NULL, NULL,
                        vd_count_read(&srv->reload_failed));
         vd_prom_family(out, "vpcdns_data_fallback", "gauge",
                        "1 while the configured data did not load and the last-good copy of "
                        "state_dir is served");
         vd_prom_sample(out, "vpcdns_data_fallback", NULL, NULL, vd_count_read(&srv->fallback));
+        vd_prom_family(out, "vpcdns_local_data_reload_skipped_total", "counter",
+                       "reloads that compiled nothing: every input held the bytes already loaded");
+        vd_prom_sample(out, "vpcdns_local_data_reload_skipped_total", NULL, NULL,
+                       vd_count_read(&srv->reload_skipped));
         if (srv->n_data_files == 0)
                 return;
         vd_prom_family(out, "vpcdns_local_data_file_age_seconds", "gauge",

@@ -257,9 +257,11 @@ typedef struct control_listener {
 typedef struct control_conn {
         uv_poll_t poll;
         int fd;
-        bool open;   /* polling: must be closed */
-        bool busy;   /* open or closing: the slot is taken */
-        bool handed; /* this one got the descriptors: its SERVING or close decides */
+        bool open;    /* polling: must be closed */
+        bool busy;    /* open or closing: the slot is taken */
+        bool handed;  /* this one got the descriptors: its SERVING or close decides */
+        bool waiting; /* asked RELOAD: answered when reload number ticket is over */
+        uint64_t ticket;
         pid_t peer;
         struct vd_control *owner;
 } control_conn;
@@ -329,6 +331,7 @@ static void conn_close(control_conn *k)
         if (k->handed)
                 k->owner->handed = false;
         k->handed = false;
+        k->waiting = false;
         uv_close((uv_handle_t *)&k->poll, on_conn_closed);
         close(k->fd);
         k->fd = -1;
@@ -398,12 +401,19 @@ static void on_conn_readable(uv_poll_t *p, int status, int events)
                 pid_t pid = k->peer;
                 conn_close(k);
                 c->ops->serving(c->arg, pid);
-        } else if (strcmp(text, "RELOAD") == 0 && !c->given_up) {
-                char detail[MSG_MAX - 16];
-                int r = c->ops->reload(c->arg, detail, sizeof(detail));
-                snprintf(reply, sizeof(reply), "%s %s", r == 0 ? "OK" : "ERROR", detail);
-                (void)send_text(k->fd, reply, NULL, 0);
-                conn_close(k);
+        } else if (strcmp(text, "RELOAD") == 0 && !c->given_up && !k->waiting) {
+                /* The reload runs on a thread of its own: the answer comes from
+                 * vd_control_reload_done, when the reload this request started (or the one
+                 * queued behind a running reload) is over. */
+                char detail[MSG_MAX - 16] = "";
+                int r = c->ops->reload(c->arg, &k->ticket, detail, sizeof(detail));
+                if (r < 0) {
+                        snprintf(reply, sizeof(reply), "ERROR %s", detail);
+                        (void)send_text(k->fd, reply, NULL, 0);
+                        conn_close(k);
+                        return;
+                }
+                k->waiting = true;
         } else {
                 conn_close(k); /* a second TAKEOVER, or nonsense: nothing for it */
         }
@@ -514,6 +524,21 @@ int vd_control_start(uv_loop_t *loop, const vd_addr *addrs, size_t n, const vd_c
         bind_missing(c, !c->retry_on);
         *out = c;
         return 0;
+}
+
+void vd_control_reload_done(vd_control *c, uint64_t number, bool ok, const char *detail)
+{
+        if (c == NULL)
+                return;
+        char reply[MSG_MAX];
+        snprintf(reply, sizeof(reply), "%s %s", ok ? "OK" : "ERROR", detail);
+        for (size_t i = 0; i < CONTROL_CONNS; i++) {
+                control_conn *k = &c->conns[i];
+                if (!k->open || !k->waiting || k->ticket > number)
+                        continue;
+                (void)send_text(k->fd, reply, NULL, 0);
+                conn_close(k);
+        }
 }
 
 void vd_control_close(vd_control *c)

@@ -112,6 +112,7 @@ typedef struct vd_config {
         size_t n_metrics_listen;
         unsigned lameduck_ms; /* SIGTERM/SIGINT: /ready fails, answers go on this long */
         vd_config_qlog query_log;
+        bool watch; /* reload when a snapshot directory or zone file changes */
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */

@@ -18,13 +18,33 @@ typedef struct vd_server vd_server;
  * (listen_skipped); the start fails only when none of them binds. */
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err);
 
-/* Builds a new snapshot for a reload. Runs on the control thread (never on a worker), so it
- * may block on file I/O. Returns 0 with *out holding one reference, or a negative code with
- * err set: the server then keeps serving the snapshot it has. */
+/* Builds a new snapshot for a reload. Runs on the server's reload thread, at nice +10 and
+ * SCHED_IDLE (never on a worker or the control loop), one call at a time, so it may block on
+ * file I/O and compile at leisure; it must touch the running server only through the calls
+ * documented as thread-safe (vd_server_note_endpoints). Returns 0 with *out holding one reference
+ * (the control loop publishes it), VD_RELOAD_UNCHANGED with *out untouched when the inputs are the
+ * ones already loaded (nothing is published), or a negative code with err set: the server then
+ * keeps serving the snapshot it has. */
 typedef int (*vd_reload_fn)(void *arg, vd_snapshot **out, vd_error *err);
+#define VD_RELOAD_UNCHANGED 1
 
-/* Makes SIGHUP call fn(arg, ...) and publish what it builds. Call before vd_server_run. */
-void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, void *arg);
+/* Then, on the control loop: commit(arg, true, err) just before a snapshot fn built is
+ * published (settings that come with it are applied here, with the workers' view of them; a
+ * non-zero return drops the snapshot and counts a failed reload), or commit(arg, false, NULL)
+ * when what fn built will not be published (it failed, changed nothing, or the stop began). */
+typedef int (*vd_reload_commit_fn)(void *arg, bool apply, vd_error *err);
+
+/* Makes reloads (SIGHUP, the file watch, `vpcdns --reload`) call fn(arg, ...) on the reload
+ * thread, then commit (may be NULL) on the control loop, and publish what fn built. Call
+ * before vd_server_run. */
+void vd_server_on_reload(vd_server *srv, vd_reload_fn fn, vd_reload_commit_fn commit, void *arg);
+
+/* Control thread only (a signal or watch callback of vd_server_run's loop): reloads the local
+ * data as SIGHUP does. trigger names why in the operator log ("sighup", "watch"; a string
+ * that lives as long as the server). Starts the reload thread, or, when a reload runs, keeps
+ * one more request for when it ends (several requests meanwhile make one reload). Ignored
+ * once the stop began. */
+void vd_server_request_reload(vd_server *srv, const char *trigger);
 
 /* Publishes snap (a reference is taken; NULL serves no local data) to every worker: each
  * switches between two queries, and the old snapshot is freed when the last worker lets go.

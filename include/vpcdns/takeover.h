@@ -62,8 +62,10 @@ typedef struct vd_control_ops {
         size_t (*sockets)(void *arg, int *fds, size_t cap);
         /* The new instance (pid) serves: stop reading and exit after in-flight answers. */
         void (*serving)(void *arg, pid_t pid);
-        /* Runs a reload; 0 with detail in msg, or -errno with the reason in msg. */
-        int (*reload)(void *arg, char *msg, size_t cap);
+        /* Starts a reload (or queues one behind the reload running): 0 with *number set to the
+         * reload whose end answers the request (vd_control_reload_done), or -errno with the
+         * reason in msg. */
+        int (*reload)(void *arg, uint64_t *number, char *msg, size_t cap);
 } vd_control_ops;
 
 /* Binds a control socket for each address and serves them on loop. An address whose name is
@@ -71,6 +73,10 @@ typedef struct vd_control_ops {
  * or -errno (out of memory). */
 int vd_control_start(uv_loop_t *loop, const vd_addr *addrs, size_t n, const vd_control_ops *ops,
                      void *arg, vd_control **out);
+
+/* Reload number is over: every --reload request waiting for it (or an earlier one) gets "OK
+ * detail" or "ERROR detail". NULL c is fine. */
+void vd_control_reload_done(vd_control *c, uint64_t number, bool ok, const char *detail);
 
 /* Closes every control handle; the memory goes in the last close callback. NULL is fine. */
 void vd_control_close(vd_control *c);

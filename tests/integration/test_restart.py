@@ -219,7 +219,8 @@ def test_socket_activation_and_notifications(tmp_path, nsd):
         os.kill(pid, signal.SIGHUP)
         assert "RELOADING=1" in notify.wait("RELOADING=1")
         again = notify.wait("READY=1")
-        assert any(x.startswith("STATUS=serving; reloaded names=") for x in again), again
+        # the same data: a reload that compiles nothing, still a good one for systemd
+        assert any(x.startswith("STATUS=serving; reloaded nothing changed") for x in again), again
 
         # a broken capture: RELOADING, then READY with the failure in STATUS; --reload exits 1
         good = (snap / "describe-vpc-endpoints.json").read_text()
