@@ -239,7 +239,8 @@ static void addr_text(const rec *e, const uint8_t *addr, char *out, size_t cap)
         vd_qlog_ip_text(e->family == AF_INET6 ? AF_INET6 : AF_INET, addr, out);
 }
 
-/* "ADDR:PORT" or "[ADDR]:PORT" into out (64 bytes; addr is at most INET6_ADDRSTRLEN). */
+/* "ADDR:PORT" or "[ADDR]:PORT" into out (64 bytes; addr is at most INET6_ADDRSTRLEN, the
+ * port 5 digits and a NUL). */
 static void endpoint_text(bool v6, const char *addr, unsigned port, char out[64])
 {
         size_t n = 0, a = strlen(addr);
@@ -250,15 +251,7 @@ static void endpoint_text(bool v6, const char *addr, unsigned port, char out[64]
         if (v6)
                 out[n++] = ']';
         out[n++] = ':';
-        char digits[6];
-        size_t d = 0;
-        do {
-                digits[d++] = (char)('0' + port % 10);
-                port /= 10;
-        } while (port > 0);
-        while (d > 0)
-                out[n++] = digits[--d];
-        out[n] = '\0';
+        vd_qlog_uint_text(port, out + n);
 }
 
 /* One line of the Route 53 Resolver query log for a response. */

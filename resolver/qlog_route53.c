@@ -37,8 +37,7 @@ static void puts_(out *o, const char *s)
         put(o, s, strlen(s));
 }
 
-/* Decimal text of v into b (at least 11 bytes, NUL-terminated); returns its length. */
-static size_t utoa(unsigned v, char *b)
+size_t vd_qlog_uint_text(unsigned v, char *b)
 {
         char t[10];
         size_t n = 0;
@@ -55,7 +54,7 @@ static size_t utoa(unsigned v, char *b)
 static void put_uint(out *o, unsigned v)
 {
         char b[11];
-        put(o, b, utoa(v, b));
+        put(o, b, vd_qlog_uint_text(v, b));
 }
 
 void vd_qlog_ip_text(int family, const void *addr, char *text)
@@ -66,7 +65,7 @@ void vd_qlog_ip_text(int family, const void *addr, char *text)
                 for (int i = 0; i < 4; i++) {
                         if (i > 0)
                                 text[n++] = '.';
-                        n += utoa(a[i], text + n);
+                        n += vd_qlog_uint_text(a[i], text + n);
                 }
                 return;
         }
@@ -187,7 +186,7 @@ static const char *type_text(uint16_t type, char b[16])
         if (d != NULL && d->_name != NULL && d->_type == type)
                 return d->_name;
         memcpy(b, "TYPE", 4);
-        utoa(type, b + 4);
+        vd_qlog_uint_text(type, b + 4);
         return b;
 }
 
@@ -206,7 +205,7 @@ static const char *class_text(uint16_t cls, char b[16])
                 return "ANY";
         default:
                 memcpy(b, "CLASS", 5);
-                utoa(cls, b + 5);
+                vd_qlog_uint_text(cls, b + 5);
                 return b;
         }
 }
@@ -362,7 +361,7 @@ size_t vd_qlog_route53_format(const uint8_t *msg, size_t len, const vd_qlog_rout
                 rcode = rcode_text(msg[3] & 0xF);
                 if (rcode == NULL) {
                         memcpy(rb, "RCODE", 5);
-                        utoa(msg[3] & 0xF, rb + 5);
+                        vd_qlog_uint_text(msg[3] & 0xF, rb + 5);
                         rcode = rb;
                 }
         }
@@ -380,7 +379,7 @@ size_t vd_qlog_route53_format(const uint8_t *msg, size_t len, const vd_qlog_rout
         else
                 puts_(&o, ",\"answers\":[]");
         put_field(&o, "srcaddr", m->srcaddr);
-        utoa(m->srcport, port);
+        vd_qlog_uint_text(m->srcport, port);
         put_field(&o, "srcport", port);
         put_field(&o, "transport", m->tcp ? "TCP" : "UDP");
         puts_(&o, ",\"srcids\":{\"resolver_endpoint\":\"");

@@ -86,6 +86,9 @@ typedef struct vd_qlog_route53_meta {
 /* An address as text into text (INET6_ADDRSTRLEN bytes): IPv4 written here (glibc's inet_ntop
  * formats it with sprintf, a third of a line's cost), IPv6 by inet_ntop; "?" if it fails. */
 void vd_qlog_ip_text(int family, const void *addr, char *text);
+/* Decimal text of v into text (11 bytes at least, NUL-terminated), without printf; returns
+ * its length. */
+size_t vd_qlog_uint_text(unsigned v, char *text);
 
 /* One line of the route53 format, newline included, for a response's wire form (any bytes:
  * what cannot be read is left empty). Returns its length, or 0 when cap is too small; never

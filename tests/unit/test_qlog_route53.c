@@ -133,3 +133,14 @@ Test(qlog_route53, addresses_as_text)
         vd_qlog_ip_text(AF_INET6, &six, text);
         cr_assert_str_eq(text, "2001:db8::53");
 }
+
+Test(qlog_route53, numbers_as_text)
+{
+        char text[11];
+        cr_assert_eq(vd_qlog_uint_text(0, text), 1);
+        cr_assert_str_eq(text, "0");
+        cr_assert_eq(vd_qlog_uint_text(65535, text), 5);
+        cr_assert_str_eq(text, "65535");
+        cr_assert_eq(vd_qlog_uint_text(4294967295u, text), 10);
+        cr_assert_str_eq(text, "4294967295");
+}
