@@ -425,6 +425,21 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
         memset(&ctx->next_totals, 0, sizeof(ctx->next_totals));
         if (next == NULL)
                 return vd_error_set(err, "out of memory");
+        /* The config file and resolv.conf are parsed before the inputs are fingerprinted: a
+         * write between the two would leave the old settings in force under the new bytes'
+         * fingerprint, and the next reload would skip them. Their own fingerprint, before the
+         * parse and after the load, tells whether that happened. */
+        vd_inputs settings;
+        vd_fingerprint settings_before, settings_after;
+        vd_inputs_init(&settings);
+        if ((ctx->cfg->config_path != NULL &&
+             vd_inputs_add(&settings, ctx->cfg->config_path) != 0) ||
+            vd_inputs_add(&settings, RESOLV_CONF) != 0) {
+                vd_inputs_free(&settings);
+                free(next);
+                return vd_error_set(err, "out of memory");
+        }
+        vd_fingerprint_take(&settings, &settings_before);
         vd_config_init(next);
         ctx->next = next;
         rc = vd_config_from_args(next, ctx->argc, ctx->argv, err);
@@ -435,17 +450,26 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
                 rc = vd_error_set(err, "out of memory");
         if (rc != 0) {
                 reload_drop_next(ctx);
+                vd_inputs_free(&settings);
                 return rc;
         }
         vd_fingerprint_take(&ctx->next_inputs, &ctx->next_loaded);
         if (!ctx->fallback && vd_fingerprint_equal(&ctx->next_loaded, &ctx->loaded)) {
                 reload_drop_next(ctx);
+                vd_inputs_free(&settings);
                 return VD_RELOAD_UNCHANGED;
         }
         split_changes(ctx->cfg, next, ctx->changed, sizeof(ctx->changed), ctx->needs_restart);
         rc = load_settled(next, &ctx->next_inputs, &ctx->next_loaded, out, &ctx->next_totals, err);
-        if (rc != 0)
+        if (rc != 0) {
                 reload_drop_next(ctx);
+                vd_inputs_free(&settings);
+                return rc;
+        }
+        vd_fingerprint_take(&settings, &settings_after);
+        if (!vd_fingerprint_equal(&settings_before, &settings_after))
+                ctx->next_loaded.valid = false; /* the next reload reads everything again */
+        vd_inputs_free(&settings);
         return rc;
 }
 
