@@ -117,6 +117,30 @@ sanitizer_env() {
         export CRITERION_NO_EARLY_EXIT=1
 }
 
+# free_port: an unused port on 127.0.0.1, free for both TCP and UDP, printed (stages container
+# and package start daemons on it).
+free_port() {
+        /usr/bin/python3 - <<'PY'
+import socket
+for _ in range(100):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        u.close()
+        t.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port on 127.0.0.1")
+PY
+}
+
 stage_check() {
         banner check "banned calls and clang-format"
         "$root/contrib/check.sh"
@@ -400,28 +424,6 @@ container_base_image() {
                 "$container_base" >/dev/null
 }
 
-# container_free_port: an unused loopback TCP and UDP port.
-container_free_port() {
-        /usr/bin/python3 - <<'PY'
-import socket
-for _ in range(50):
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        u.close()
-        t.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free port")
-PY
-}
 
 # container_http_status URL: the HTTP status code of GET URL (000 when nothing answers).
 container_http_status() {
@@ -452,8 +454,8 @@ container_dig() {
 container_run_checks() {
         local work=$1 name=$2
         local upstream_port metrics_port
-        upstream_port=$(container_free_port)
-        metrics_port=$(container_free_port)
+        upstream_port=$(free_port)
+        metrics_port=$(free_port)
         # The upstream: every name it holds is one vpcdns has no local data for.
         cat >"$work/upstream.data" <<'DATA'
 ENTRY_BEGIN
@@ -654,28 +656,6 @@ package_make_tar() {
         printf '%s' "$want" >"$package_tar.packages"
 }
 
-# A free TCP and UDP port on 127.0.0.1 (for the daemon), printed.
-package_free_port() {
-        /usr/bin/python3 - <<'PY'
-import socket
-for _ in range(100):
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        t.close()
-        u.close()
-    print(port)
-    break
-else:
-    raise SystemExit("no free port on 127.0.0.1")
-PY
-}
 
 stage_package() {
         banner package "cpack -G DEB, installed and started in a clean Debian 12 chroot"
@@ -712,8 +692,8 @@ stage_package() {
         debian13_mount rbind /dev "$package_root/dev"
         debian13_mount bind /sys "$package_root/sys"
         local port upstream_port
-        port=$(package_free_port)
-        upstream_port=$(package_free_port) # nothing listens there: a closed upstream
+        port=$(free_port)
+        upstream_port=$(free_port) # nothing listens there: a closed upstream
         chroot "$package_root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
                 LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive PORT="$port" \
                 UPSTREAM_PORT="$upstream_port" /bin/bash -euo pipefail -c "$(package_chroot_script)"

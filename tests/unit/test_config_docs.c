@@ -9,31 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/source_file.h"
 #include "vpcdns/config.h"
 
 #define KEYS_CHAPTER "\n## Config file keys\n"
 #define FLAGS_CHAPTER "\n## Command-line flags\n"
 
 TestSuite(config_docs);
-
-/* The whole file, NUL-terminated; freed by the caller. */
-static char *read_source(const char *relative)
-{
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", VD_SOURCE_DIR, relative);
-        FILE *f = fopen(path, "r");
-        cr_assert_not_null(f, "cannot open %s", path);
-        cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-        long size = ftell(f);
-        cr_assert_gt(size, 0);
-        rewind(f);
-        char *text = malloc((size_t)size + 1);
-        cr_assert_not_null(text);
-        cr_assert_eq(fread(text, 1, (size_t)size, f), (size_t)size);
-        fclose(f);
-        text[size] = '\0';
-        return text;
-}
 
 /* The text of one "## " chapter (from its heading to the next chapter or the end), copied. */
 static char *chapter(const char *doc, const char *heading)
@@ -101,7 +83,7 @@ static void headings_are_known(const char *chap, bool (*known)(const char *), co
 
 Test(config_docs, every_key_is_documented_with_its_default_and_range)
 {
-        char *doc = read_source("docs/configuration.md");
+        char *doc = vd_test_read_source("docs/configuration.md");
         char *chap = chapter(doc, KEYS_CHAPTER);
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
@@ -139,7 +121,7 @@ Test(config_docs, every_key_is_documented_with_its_default_and_range)
 
 Test(config_docs, every_flag_is_documented)
 {
-        char *doc = read_source("docs/configuration.md");
+        char *doc = vd_test_read_source("docs/configuration.md");
         char *chap = chapter(doc, FLAGS_CHAPTER);
         size_t n;
         const vd_config_flag *flags = vd_config_flags(&n);
@@ -169,7 +151,7 @@ Test(config_docs, every_flag_is_documented)
 
 Test(config_docs, readme_usage_names_every_flag)
 {
-        char *readme = read_source("README.md");
+        char *readme = vd_test_read_source("README.md");
         const char *usage = strstr(readme, "\n## Usage\n");
         cr_assert_not_null(usage);
         const char *open = strstr(usage, "\n```\n");
@@ -276,7 +258,7 @@ static bool says_default(const char *block, const char *def)
 
 Test(config_docs, example_yaml_comments_agree_with_the_table)
 {
-        char *example = read_source("zones/example/vpcdns.yaml");
+        char *example = vd_test_read_source("zones/example/vpcdns.yaml");
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
         static char block[8192];
@@ -324,8 +306,8 @@ Test(config_docs, per_client_limits_are_described_as_process_wide)
 {
         static const char *const names[] = {
             "rrl_responses_per_second", "tcp_max_connections_per_client", "max_pending_per_client"};
-        char *example = read_source("zones/example/vpcdns.yaml");
-        char *doc = read_source("docs/configuration.md");
+        char *example = vd_test_read_source("zones/example/vpcdns.yaml");
+        char *doc = vd_test_read_source("docs/configuration.md");
         char *chap = chapter(doc, KEYS_CHAPTER);
         static char block[8192];
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

@@ -9,28 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/source_file.h"
 #include "vpcdns/config.h"
 
 TestSuite(man_pages);
-
-/* The whole file, NUL-terminated; freed by the caller. */
-static char *read_source(const char *relative)
-{
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", VD_SOURCE_DIR, relative);
-        FILE *f = fopen(path, "r");
-        cr_assert_not_null(f, "cannot open %s", path);
-        cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-        long size = ftell(f);
-        cr_assert_gt(size, 0);
-        rewind(f);
-        char *text = malloc((size_t)size + 1);
-        cr_assert_not_null(text);
-        cr_assert_eq(fread(text, 1, (size_t)size, f), (size_t)size);
-        fclose(f);
-        text[size] = '\0';
-        return text;
-}
 
 /* The text of the ".Sh NAME" section of page (from its line to the next .Sh), copied. */
 static char *man_section(const char *page, const char *file, const char *name)
@@ -84,7 +66,7 @@ static void mdoc_escape(const char *text, char *out, size_t cap)
 
 Test(man_pages, every_key_is_in_vpcdns_yaml_5_with_its_default_and_range)
 {
-        char *page = read_source("man/vpcdns.yaml.5");
+        char *page = vd_test_read_source("man/vpcdns.yaml.5");
         char *keys_sec = man_section(page, "man/vpcdns.yaml.5", "KEYS");
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
@@ -134,7 +116,7 @@ Test(man_pages, every_key_is_in_vpcdns_yaml_5_with_its_default_and_range)
 
 Test(man_pages, every_flag_is_in_vpcdns_8_with_its_argument)
 {
-        char *page = read_source("man/vpcdns.8");
+        char *page = vd_test_read_source("man/vpcdns.8");
         char *options = man_section(page, "man/vpcdns.8", "OPTIONS");
         char *synopsis = man_section(page, "man/vpcdns.8", "SYNOPSIS");
         size_t n;
