@@ -1,10 +1,14 @@
 /* test_qlog_route53.c — the route53 line formatter (vd_qlog_route53_format, qlog.h): the
  * fields and their order for an answer with records of several types, compressed names,
  * escaping of odd bytes, NXDOMAIN without answers, malformed messages (empty fields, never a
- * crash) and a buffer too small. */
+ * crash), a buffer too small, and a JSON parser (cJSON) reading back every line: all 256 byte
+ * values in a name, random answers of every type. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
 
 #include "vpcdns/qlog.h"
 
@@ -143,4 +147,135 @@ Test(qlog_route53, numbers_as_text)
         cr_assert_str_eq(text, "65535");
         cr_assert_eq(vd_qlog_uint_text(4294967295u, text), 10);
         cr_assert_str_eq(text, "4294967295");
+}
+
+/* The lines are written by hand (qlog_route53.c says why); a JSON library reads them back
+ * here. Checks one line: it parses, holds exactly the documented fields in order with their
+ * types, and returns query_name as decoded text (malloc'd). */
+static char *parse_line(const char *line, size_t n)
+{
+        static const char *const fields[] = {
+            "version",    "account_id", "region",      "vpc_id", "query_timestamp",
+            "query_name", "query_type", "query_class", "rcode",  "answers",
+            "srcaddr",    "srcport",    "transport",   "srcids"};
+        cr_assert_eq(line[n - 1], '\n');
+        cr_assert_null(memchr(line, '\n', n - 1), "one line per entry");
+        cJSON *root = cJSON_ParseWithLength(line, n);
+        cr_assert_not_null(root, "not JSON: %.*s", (int)n, line);
+        const cJSON *f = root->child;
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++, f = f->next) {
+                cr_assert_not_null(f, "missing %s in %s", fields[i], line);
+                cr_assert_str_eq(f->string, fields[i]);
+                if (strcmp(fields[i], "answers") == 0) {
+                        cr_assert(cJSON_IsArray(f));
+                        const cJSON *a;
+                        cJSON_ArrayForEach(a, f)
+                        {
+                                cr_assert(cJSON_IsString(cJSON_GetObjectItem(a, "Rdata")));
+                                cr_assert(cJSON_IsString(cJSON_GetObjectItem(a, "Type")));
+                                cr_assert(cJSON_IsString(cJSON_GetObjectItem(a, "Class")));
+                        }
+                } else if (strcmp(fields[i], "srcids") == 0) {
+                        cr_assert(cJSON_IsObject(f));
+                } else {
+                        cr_assert(cJSON_IsString(f), "%s is not a string", fields[i]);
+                }
+        }
+        cr_assert_null(f, "a field too many in %s", line);
+        char *name = strdup(cJSON_GetObjectItem(root, "query_name")->valuestring);
+        cJSON_Delete(root);
+        return name;
+}
+
+/* The label bytes of a presentation-form name of one label (RFC 4343: \X and \DDD). */
+static size_t unpresent(const char *text, uint8_t *out)
+{
+        size_t n = 0;
+        for (const char *p = text; *p != '\0' && *p != '.'; n++) {
+                if (*p != '\\') {
+                        out[n] = (uint8_t)*p++;
+                } else if (p[1] >= '0' && p[1] <= '9') {
+                        out[n] = (uint8_t)((p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0'));
+                        p += 4;
+                } else {
+                        out[n] = (uint8_t)p[1];
+                        p += 2;
+                }
+        }
+        return n;
+}
+
+Test(qlog_route53, a_json_parser_reads_every_byte_of_a_name_back)
+{
+        /* One label of 63 bytes per message, covering all 256 byte values over five messages;
+         * TXT data with the same bytes in the answer. */
+        for (unsigned first = 0; first < 256; first += 63) {
+                uint8_t label[63];
+                for (unsigned k = 0; k < 63; k++)
+                        label[k] = (uint8_t)(first + k);
+                uint8_t msg[512] = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0};
+                size_t at = 12;
+                msg[at++] = 63;
+                memcpy(msg + at, label, 63);
+                at += 63;
+                msg[at++] = 0;
+                static const uint8_t tail[] = {0, 16, 0, 1, 0xC0, 12, 0,  16, 0,
+                                               1, 0,  0, 0, 60,   0,  64, 63};
+                memcpy(msg + at, tail, sizeof(tail));
+                at += sizeof(tail);
+                memcpy(msg + at, label, 63);
+                at += 63;
+                char line[4096];
+                size_t n = vd_qlog_route53_format(msg, at, &META, line, sizeof(line));
+                cr_assert_gt(n, 0);
+                char *name = parse_line(line, n);
+                uint8_t back[63 * 4];
+                cr_assert_eq(unpresent(name, back), 63, "%s", name);
+                cr_assert_eq(memcmp(back, label, 63), 0, "%s", name);
+                cr_assert_eq(name[strlen(name) - 1], '.');
+                free(name);
+        }
+}
+
+static uint8_t next_byte(uint64_t *x)
+{
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        return (uint8_t)(*x >> 24);
+}
+
+Test(qlog_route53, a_json_parser_reads_every_line_of_random_answers)
+{
+        /* Answers of the types the formatter knows and some it does not, with random rdata of
+         * random length (names, pointers, strings, addresses cut short or too long): whatever
+         * it makes of them, the line is JSON with every field. */
+        static const uint16_t types[] = {1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 257, 64, 65, 99, 7};
+        uint64_t x = 0x9E3779B97F4A7C15u;
+        unsigned with_answers = 0;
+        for (unsigned round = 0; round < 3000; round++) {
+                uint8_t msg[1024];
+                memcpy(msg, RESPONSE, 33);
+                size_t at = 33;
+                unsigned count = 1 + next_byte(&x) % 4;
+                for (unsigned i = 0; i < count; i++) {
+                        uint16_t type = types[next_byte(&x) % (sizeof(types) / sizeof(types[0]))];
+                        uint8_t rdlen = next_byte(&x) % 40;
+                        const uint8_t head[] = {
+                            0xC0, 12,   (uint8_t)(type >> 8), (uint8_t)type, 0, 1, 0, 0, 0, 60,
+                            0,    rdlen};
+                        memcpy(msg + at, head, sizeof(head));
+                        at += sizeof(head);
+                        for (unsigned k = 0; k < rdlen; k++)
+                                msg[at++] = next_byte(&x);
+                }
+                msg[7] = (uint8_t)count;
+                char line[16384];
+                size_t n = vd_qlog_route53_format(msg, at, &META, line, sizeof(line));
+                cr_assert_gt(n, 0);
+                with_answers += strstr(line, "\"answers\":[]") == NULL;
+                free(parse_line(line, n));
+        }
+        cr_assert_gt(with_answers, 1000, "too few lines with answers (%u): the test tests nothing",
+                     with_answers);
 }
