@@ -30,6 +30,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->rr_eni);
         free(s->enis);
         free(s->health);
+        vd_snap_free_azs(s);
         free(s->zones);
         free(s->blob);
         free(s->order);
@@ -222,6 +223,8 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
                 memcpy(w + 10, bz->soa, bz->soa_len);
                 bp += sz->soa_len;
         }
+        if (vd_snap_compile_azs(b, s) != 0)
+                goto oom;
         atomic_init(&s->refs, 1);
         rc = vd_snap_check_cname_loops(b, s, err);
         if (rc != 0) {

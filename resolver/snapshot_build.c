@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,7 @@ void vd_snap_builder_clear(vd_builder *b)
         free(b->claims);
         free(b->enis);
         free(b->eni_table);
+        free(b->subnets);
         memset(b, 0, sizeof(*b));
 }
 
@@ -543,4 +545,29 @@ int vd_builder_add_rr_eni(vd_builder *b, const uint8_t *owner, uint16_t type, ui
         if (eni_index(b, eni, family, rdata, rdlen, &index) != 0)
                 return vd_error_set(err, "out of memory"), -ENOMEM;
         return add_record(b, owner, type, ttl, rdata, rdlen, claim, 0, index, err);
+}
+
+int vd_builder_add_subnet(vd_builder *b, int family, const uint8_t *prefix, unsigned prefix_len,
+                          const char *az_name, const char *az_id, vd_error *err)
+{
+        size_t alen = family == AF_INET ? 4 : 16;
+        if ((family != AF_INET && family != AF_INET6) || prefix_len > alen * 8)
+                return vd_error_set(err, "subnet: expected an IPv4 or IPv6 prefix");
+        if ((az_name == NULL || az_name[0] == '\0') && (az_id == NULL || az_id[0] == '\0'))
+                return vd_error_set(err, "subnet: expected an AZ name or ID");
+        struct bsubnet *subnets =
+            grow(b->subnets, &b->subnets_cap, b->n_subnets + 1, sizeof(*subnets));
+        if (subnets == NULL)
+                return vd_error_set(err, "out of memory"), -ENOMEM;
+        b->subnets = subnets;
+        struct bsubnet *n = &b->subnets[b->n_subnets++];
+        memset(n, 0, sizeof(*n));
+        n->family = family;
+        n->len = (uint8_t)prefix_len;
+        memcpy(n->addr, prefix, alen);
+        for (unsigned bit = prefix_len; bit < alen * 8; bit++)
+                n->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+        snprintf(n->az_name, sizeof(n->az_name), "%s", az_name != NULL ? az_name : "");
+        snprintf(n->az_id, sizeof(n->az_id), "%s", az_id != NULL ? az_id : "");
+        return 0;
 }

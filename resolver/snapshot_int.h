@@ -132,6 +132,16 @@ struct vd_builder {
         size_t n_enis, enis_cap;
         uint32_t *eni_table; /* ENI index + 1 by (endpoint, address) hash, 0 = empty */
         size_t eni_table_cap;
+        struct bsubnet *subnets; /* client address → AZ (snapshot_az.c) */
+        size_t n_subnets, subnets_cap;
+};
+
+struct bsubnet {
+        int family;
+        uint8_t addr[16]; /* host bits cleared */
+        uint8_t len;
+        char az_name[32];
+        char az_id[32];
 };
 /* ---------- the compiled snapshot ---------- */
 
@@ -170,6 +180,22 @@ struct eni_health {
         _Atomic uint8_t up[];
 };
 
+/* An AZ of the snapshot: known by id when it has one, else by name. */
+struct saz {
+        char name[32];
+        char id[32];
+};
+
+/* A subnet of the compiled table: sorted by prefix length (longest first), then address. */
+struct ssubnet {
+        uint8_t addr[16];
+        uint8_t len;
+        uint16_t az;
+        uint32_t seq; /* order given, so that a repeated prefix keeps its first AZ */
+};
+
+#define NO_AZ UINT16_MAX
+
 struct vd_snapshot {
         atomic_int refs;
         struct snode *nodes;
@@ -183,6 +209,11 @@ struct vd_snapshot {
         vd_snapshot_eni *enis; /* the ENI table */
         size_t n_enis;
         struct eni_health *health; /* n_enis flags; written through a const snapshot */
+        uint16_t *eni_az;          /* ENI i's index into azs, or NO_AZ */
+        struct saz *azs;
+        size_t n_azs;
+        struct ssubnet *subnets[2]; /* [0] IPv4, [1] IPv6 */
+        size_t n_subnets[2];
         struct szone *zones;
         size_t n_zones;
         uint8_t *blob;
@@ -219,6 +250,11 @@ size_t vd_snap_rrset_wire_size(const struct brrset *s);
 lookup_result vd_snap_lookup(const vd_snapshot *s, const uint8_t *name, const uint8_t *offs,
                              int labels);
 const struct sset *vd_snap_find_set(const vd_snapshot *s, const struct snode *n, uint16_t type);
+
+/* snapshot_az.c: the AZ table, the ENIs' AZs and the subnet table of s from b's ENI table
+ * and subnets (-ENOMEM); and freeing them. */
+int vd_snap_compile_azs(const vd_builder *b, vd_snapshot *s);
+void vd_snap_free_azs(vd_snapshot *s);
 
 /* snapshot_loops.c: refuses a snapshot whose CNAMEs form a cycle (-ELOOP, err names it). */
 int vd_snap_check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);

@@ -937,3 +937,229 @@ Test(snapshot, health_flips_while_answering)
         pthread_join(t, NULL);
         vd_snapshot_unref(s);
 }
+
+/* ---- AZ affinity ---------------------------------------------------------------------------- */
+
+static void add_subnet(vd_builder *b, const char *cidr, const char *az_name, const char *az_id)
+{
+        char ip[64];
+        uint8_t addr[16] = {0};
+        vd_error err = {{0}};
+        const char *slash = strchr(cidr, '/');
+        snprintf(ip, sizeof(ip), "%.*s", (int)(slash - cidr), cidr);
+        int family = strchr(ip, ':') != NULL ? AF_INET6 : AF_INET;
+        cr_assert_eq(inet_pton(family, ip, addr), 1);
+        cr_assert_eq(
+            vd_builder_add_subnet(b, family, addr, (unsigned)atoi(slash + 1), az_name, az_id, &err),
+            0, "%s", err.msg);
+}
+
+/* The ENI fixture plus subnets that pair each AZ name with an ID (the ENIs name AZs only). */
+static vd_snapshot *az_fixture(void)
+{
+        static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com",
+                                            "sqs.test-1.amazonaws.com",
+                                            "*.sqs.test-1.amazonaws.com"};
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "test-1.vpce.amazonaws.com", false, "vpce-1");
+        add_zone(b, "sqs.test-1.amazonaws.com", true, "vpce-1");
+        for (size_t i = 0; i < 3; i++) {
+                add_eni_addr(b, names[i], "10.0.1.1", "vpce-1", "eni-a", "test-1a");
+                add_eni_addr(b, names[i], "10.0.2.1", "vpce-1", "eni-b", "test-1b");
+                add_eni_addr(b, names[i], "10.0.3.1", "vpce-1", "eni-c", "test-1c");
+        }
+        add_subnet(b, "10.0.0.0/16", "test-1a", "t1-az1");
+        add_subnet(b, "10.0.2.0/24", "test-1b", "t1-az2");
+        add_subnet(b, "10.0.3.0/24", "test-1c", "t1-az3");
+        add_subnet(b, "10.0.4.0/24", "test-1d", "t1-az4");
+        add_subnet(b, "10.0.3.128/25", "test-1a", "t1-az1");
+        add_subnet(b, "10.0.4.0/24", "test-1a", "t1-az1"); /* again: the first AZ stays */
+        add_subnet(b, "2001:db8:0:2::/64", "test-1b", "t1-az2");
+        add_subnet(b, "2001:db8::/48", "test-1c", "t1-az3");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return s;
+}
+
+static void answer_for(const vd_snapshot *s, const vd_answer_client *client, const char *name,
+                       uint32_t rot, char *out, size_t cap)
+{
+        ldns_pkt *q = NULL;
+        cr_assert_eq(
+            ldns_pkt_query_new_frm_str(&q, name, LDNS_RR_TYPE_A, LDNS_RR_CLASS_IN, LDNS_RD),
+            LDNS_STATUS_OK);
+        uint8_t *wire = NULL;
+        size_t wlen = 0, len = 0;
+        cr_assert_eq(ldns_pkt2wire(&wire, q, &wlen), LDNS_STATUS_OK);
+        vd_query_info qi;
+        cr_assert_eq(vd_wire_parse_query(wire, wlen, &qi), VD_PARSE_OK);
+        uint8_t resp[4096];
+        vd_local_chase lc = {0};
+        lc.client = client;
+        cr_assert_eq(vd_snapshot_answer_chase(s, &qi, rot, resp, sizeof(resp), &len, &lc),
+                     VD_LOCAL_ANSWERED);
+        ldns_pkt *p = NULL;
+        cr_assert_eq(ldns_wire2pkt(&p, resp, len), LDNS_STATUS_OK);
+        size_t at = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < ldns_pkt_ancount(p); i++) {
+                ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_answer(p), i);
+                char *t = ldns_rdf2str(ldns_rr_rdf(rr, ldns_rr_rd_count(rr) - 1));
+                at += (size_t)snprintf(out + at, cap - at, "%s%s", i ? " " : "", t);
+                free(t);
+        }
+        ldns_pkt_free(p);
+        free(wire);
+        ldns_pkt_free(q);
+}
+
+static struct sockaddr_storage client_at(const char *ip)
+{
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        if (strchr(ip, ':') != NULL) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                a->sin6_family = AF_INET6;
+                cr_assert_eq(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                a->sin_family = AF_INET;
+                cr_assert_eq(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+        }
+        return ss;
+}
+
+static const char *az_of_client(const vd_snapshot *s, const char *ip)
+{
+        struct sockaddr_storage ss = client_at(ip);
+        vd_answer_client c = {VD_AZ_AFFINITY_PREFER, NULL, (struct sockaddr *)&ss};
+        int az = vd_snapshot_client_az(s, &c);
+        return az < 0 ? "-" : vd_snapshot_az_id(s, (size_t)az);
+}
+
+Test(snapshot, az_table_pairs_names_with_ids)
+{
+        vd_snapshot *s = az_fixture();
+        cr_assert_eq(vd_snapshot_az_count(s), 4);
+        cr_assert_eq(vd_snapshot_subnet_count(s), 7, "the repeated prefix is kept once");
+        int az = vd_snapshot_eni_az(s, eni_find(s, "10.0.2.1"));
+        cr_assert_geq(az, 0);
+        cr_assert_str_eq(vd_snapshot_az_id(s, (size_t)az), "t1-az2");
+        cr_assert_str_eq(vd_snapshot_az_name(s, (size_t)az), "test-1b");
+        vd_answer_client by_id = {VD_AZ_AFFINITY_PREFER, "T1-AZ2", NULL};
+        vd_answer_client by_name = {VD_AZ_AFFINITY_PREFER, "test-1b", NULL};
+        vd_answer_client unknown = {VD_AZ_AFFINITY_PREFER, "test-1z", NULL};
+        cr_assert_eq(vd_snapshot_client_az(s, &by_id), az);
+        cr_assert_eq(vd_snapshot_client_az(s, &by_name), az);
+        cr_assert_eq(vd_snapshot_client_az(s, &unknown), -1);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, subnet_table_longest_prefix_v4_and_v6)
+{
+        vd_snapshot *s = az_fixture();
+        cr_assert_str_eq(az_of_client(s, "10.0.1.77"), "t1-az1");
+        cr_assert_str_eq(az_of_client(s, "10.0.2.77"), "t1-az2");
+        cr_assert_str_eq(az_of_client(s, "10.0.3.7"), "t1-az3");
+        cr_assert_str_eq(az_of_client(s, "10.0.3.200"), "t1-az1", "the /25 beats the /24");
+        cr_assert_str_eq(az_of_client(s, "10.0.4.1"), "t1-az4", "the first of a repeated prefix");
+        cr_assert_str_eq(az_of_client(s, "10.1.0.1"), "-");
+        cr_assert_str_eq(az_of_client(s, "::ffff:10.0.2.9"), "t1-az2", "IPv4-mapped");
+        cr_assert_str_eq(az_of_client(s, "2001:db8:0:2::99"), "t1-az2", "the /64 beats the /48");
+        cr_assert_str_eq(az_of_client(s, "2001:db8:0:3::99"), "t1-az3");
+        cr_assert_str_eq(az_of_client(s, "2001:db9::1"), "-");
+        vd_answer_client none = {VD_AZ_AFFINITY_PREFER, NULL, NULL};
+        cr_assert_eq(vd_snapshot_client_az(s, &none), -1);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, prefer_puts_the_clients_az_first_on_every_name)
+{
+        vd_snapshot *s = az_fixture();
+        struct sockaddr_storage ss = client_at("10.0.2.50");
+        vd_answer_client c = {VD_AZ_AFFINITY_PREFER, NULL, (struct sockaddr *)&ss};
+        static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com.",
+                                            "sqs.test-1.amazonaws.com.",
+                                            "a.b.sqs.test-1.amazonaws.com."};
+        char got[256];
+        for (size_t i = 0; i < 3; i++) {
+                answer_for(s, &c, names[i], 0, got, sizeof(got));
+                cr_assert_str_eq(got, "10.0.2.1 10.0.1.1 10.0.3.1", "%s", names[i]);
+                answer_for(s, &c, names[i], 1, got, sizeof(got));
+                cr_assert_str_eq(got, "10.0.2.1 10.0.3.1 10.0.1.1", "the rest rotates");
+        }
+        /* off: plain rotation, the client's AZ first only one time in three */
+        c.affinity = VD_AZ_AFFINITY_OFF;
+        answer_for(s, &c, names[1], 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1 10.0.2.1 10.0.3.1");
+        /* by the configured AZ, name or ID, whatever the address */
+        vd_answer_client cfg = {VD_AZ_AFFINITY_PREFER, "t1-az3", (struct sockaddr *)&ss};
+        answer_for(s, &cfg, names[1], 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.3.1 10.0.1.1 10.0.2.1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, strict_answers_the_az_alone_and_falls_back_to_all)
+{
+        vd_snapshot *s = az_fixture();
+        vd_answer_client c = {VD_AZ_AFFINITY_STRICT, "test-1b", NULL};
+        char got[256];
+        for (uint32_t rot = 0; rot < 3; rot++) {
+                answer_for(s, &c, "sqs.test-1.amazonaws.com.", rot, got, sizeof(got));
+                cr_assert_str_eq(got, "10.0.2.1");
+        }
+        /* an AZ without an ENI of this endpoint: every address, rotated */
+        c.az = "test-1d";
+        answer_for(s, &c, "sqs.test-1.amazonaws.com.", 1, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.2.1 10.0.3.1 10.0.1.1");
+        /* an AZ unknown to the snapshot: the same */
+        c.az = "elsewhere-1a";
+        answer_for(s, &c, "sqs.test-1.amazonaws.com.", 2, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.3.1 10.0.1.1 10.0.2.1");
+        /* the AZ's only address down: the healthy rest */
+        c.az = "test-1b";
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.2.1"), false);
+        answer_for(s, &c, "sqs.test-1.amazonaws.com.", 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1 10.0.3.1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, prefer_with_health)
+{
+        vd_snapshot *s = az_fixture();
+        vd_answer_client c = {VD_AZ_AFFINITY_PREFER, "test-1a", NULL};
+        char got[256];
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.3.1"), false);
+        answer_for(s, &c, "sqs.test-1.amazonaws.com.", 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1 10.0.2.1");
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.1.1"), false);
+        answer_for(s, &c, "sqs.test-1.amazonaws.com.", 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.2.1", "the client's AZ down: the others");
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.2.1"), false);
+        answer_for(s, &c, "sqs.test-1.amazonaws.com.", 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1 10.0.2.1 10.0.3.1", "all down: fail open, AZ first");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, affinity_follows_an_endpoint_service_cname)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "test-1.vpce.amazonaws.com", false, "vpce-1");
+        add_eni_addr(b, "vpce-1-abc.svc.test-1.vpce.amazonaws.com", "10.0.1.1", "vpce-1", "eni-a",
+                     "test-1a");
+        add_eni_addr(b, "vpce-1-abc.svc.test-1.vpce.amazonaws.com", "10.0.2.1", "vpce-1", "eni-b",
+                     "test-1b");
+        add_zone(b, "api.partner.example", true, "vpce-1");
+        add_cname(b, "api.partner.example", "vpce-1-abc.svc.test-1.vpce.amazonaws.com", "vpce-1");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        vd_answer_client c = {VD_AZ_AFFINITY_PREFER, "test-1b", NULL};
+        char got[512];
+        answer_for(s, &c, "api.partner.example.", 0, got, sizeof(got));
+        cr_assert_str_eq(got, "vpce-1-abc.svc.test-1.vpce.amazonaws.com. 10.0.2.1 10.0.1.1");
+        vd_snapshot_unref(s);
+}
