@@ -44,12 +44,22 @@ typedef struct address {
 } address;
 
 typedef struct eni {
-        const char *id; /* borrowed from the interfaces document */
-        const char *az; /* borrowed; NULL when absent */
-        size_t index;   /* position in NetworkInterfaces[] */
+        const char *id;     /* borrowed from the interfaces document */
+        const char *az;     /* borrowed; NULL when absent */
+        const char *subnet; /* SubnetId, borrowed; NULL when absent */
+        size_t index;       /* position in NetworkInterfaces[] */
         address *addrs;
         size_t n_addrs;
 } eni;
+
+/* A Subnets[] entry of the optional subnets file (strings borrowed from it). */
+typedef struct subnet {
+        const char *id;
+        const char *az;    /* AvailabilityZone */
+        const char *az_id; /* AvailabilityZoneId; NULL when absent */
+} subnet;
+
+#define VD_AWS_SUBNETS_FILE "describe-subnets.json"
 
 typedef enum ip_mode {
         IP_V4 = 0,
@@ -79,8 +89,11 @@ typedef struct loader {
         vd_error *err;
         char ep_file[FILE_PATH_CAP]; /* DIR/describe-vpc-endpoints.json */
         char if_file[FILE_PATH_CAP]; /* DIR/describe-network-interfaces.json */
-        int dir_fd;                  /* DIR, opened once: both files come from the same directory */
-        eni *enis;                   /* in file order */
+        char sn_file[FILE_PATH_CAP]; /* DIR/describe-subnets.json (optional) */
+        subnet *subnets;             /* its Subnets[], in file order; malloc'd */
+        size_t n_subnets;
+        int dir_fd; /* DIR, opened once: both files come from the same directory */
+        eni *enis;  /* in file order */
         size_t n_enis;
         size_t *eni_table; /* indexes into enis by id hash, SIZE_MAX empty */
         size_t eni_mask;   /* table size - 1 */
@@ -175,6 +188,11 @@ int vd_aws_load_json(loader *l, const char *file, json_t **out);
 /* aws_eni.c: NetworkInterfaces[] into l->enis and the id table; an ENI by id (NULL: none). */
 int vd_aws_load_interfaces(loader *l, const json_t *root);
 const eni *vd_aws_find_eni(const loader *l, const char *id);
+
+/* aws_subnets.c: DIR/describe-subnets.json, when present, into l->subnets and the builder's
+ * client-address table; the AZ ID of an ENI (by its subnet, else by its AZ name; NULL). */
+int vd_aws_load_subnets(loader *l);
+const char *vd_aws_az_id(const loader *l, const eni *e);
 
 /* aws_records.c: DnsEntries[entry].DnsName → a classified, validated name; the zone and
  * records of a vpce name or of a private DNS name, fed to l->b. */

@@ -190,9 +190,11 @@ static int add_rr(loader *l, const endpoint *ep, const uint8_t *owner, uint16_t 
 }
 
 /* The ENI identity the snapshot keeps for each address of e (cut to the table's fields). */
-static void eni_identity(const endpoint *ep, const eni *e, vd_snapshot_eni *out)
+static void eni_identity(const loader *l, const endpoint *ep, const eni *e, vd_snapshot_eni *out)
 {
+        const char *az_id = vd_aws_az_id(l, e);
         memset(out, 0, sizeof(*out));
+        snprintf(out->az_id, sizeof(out->az_id), "%s", az_id != NULL ? az_id : "");
         snprintf(out->endpoint_id, sizeof(out->endpoint_id), "%s", ep->id);
         snprintf(out->eni_id, sizeof(out->eni_id), "%s", e->id);
         snprintf(out->az_name, sizeof(out->az_name), "%s", e->az != NULL ? e->az : "");
@@ -213,7 +215,7 @@ static int add_addresses(loader *l, const endpoint *ep, const dns_name *name, bo
                         continue;
                 *matched = true;
                 vd_snapshot_eni ident;
-                eni_identity(ep, e, &ident);
+                eni_identity(l, ep, e, &ident);
                 for (size_t k = 0; k < e->n_addrs; k++) {
                         const address *a = &e->addrs[k];
                         if ((a->type == VD_TYPE_A && !want_a) ||
