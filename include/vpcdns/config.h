@@ -17,8 +17,10 @@
 #include "vpcdns/addr.h"
 #include "vpcdns/common.h"
 #include "vpcdns/log.h"
+#include "vpcdns/snapshot.h"
 
 #define VD_MAX_LISTEN 16
+#define VD_CFG_AZ_MAX 32 /* an AZ name or ID, NUL included */
 #define VD_MAX_SOURCES 64
 
 typedef enum vd_deny_action {
@@ -113,6 +115,11 @@ typedef struct vd_config {
         unsigned lameduck_ms; /* SIGTERM/SIGINT: /ready fails, answers go on this long */
         vd_config_qlog query_log;
         bool watch; /* reload when a snapshot directory or zone file changes */
+        /* AZ affinity (docs/az-affinity.md): where this instance's clients are, "" = by the
+         * snapshot's subnets; "imds" = asked of the instance metadata at the start. */
+        char az[VD_CFG_AZ_MAX];
+        vd_az_affinity az_affinity;
+        char dump_client[64]; /* --client ADDR with --dump: "" none */
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
@@ -153,17 +160,19 @@ int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err);
 
 /* The type of a config file key, which says how its value is read and where it is kept. */
 typedef enum vd_key_type {
-        VD_KEY_ADDRS, /* list of vd_addr (a single string is a list of one) */
-        VD_KEY_PATHS, /* list of owned char *, relative to the config file's directory */
-        VD_KEY_CIDRS, /* list of vd_cidr */
-        VD_KEY_UINT,  /* unsigned in [min, max] */
-        VD_KEY_BOOL,  /* bool: true or false */
-        VD_KEY_LEVEL, /* vd_log_level */
-        VD_KEY_DENY,  /* vd_deny_action: refuse or drop */
-        VD_KEY_USER,  /* owned char *, NULL when unset */
-        VD_KEY_RULES, /* vd_config_rule list */
-        VD_KEY_QLOG,  /* vd_config_qlog: a mapping {format, path, sample} */
-        VD_KEY_PATH,  /* one owned char *, relative to the config file's directory; NULL unset */
+        VD_KEY_ADDRS,    /* list of vd_addr (a single string is a list of one) */
+        VD_KEY_PATHS,    /* list of owned char *, relative to the config file's directory */
+        VD_KEY_CIDRS,    /* list of vd_cidr */
+        VD_KEY_UINT,     /* unsigned in [min, max] */
+        VD_KEY_BOOL,     /* bool: true or false */
+        VD_KEY_LEVEL,    /* vd_log_level */
+        VD_KEY_DENY,     /* vd_deny_action: refuse or drop */
+        VD_KEY_USER,     /* owned char *, NULL when unset */
+        VD_KEY_RULES,    /* vd_config_rule list */
+        VD_KEY_QLOG,     /* vd_config_qlog: a mapping {format, path, sample} */
+        VD_KEY_PATH,     /* one owned char *, relative to the config file's directory; NULL unset */
+        VD_KEY_AZ,       /* char[VD_CFG_AZ_MAX]: an AZ name or ID, or "imds"; "" unset */
+        VD_KEY_AFFINITY, /* vd_az_affinity: off, prefer or strict */
 } vd_key_type;
 
 typedef struct vd_config_key {

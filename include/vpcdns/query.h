@@ -55,7 +55,11 @@ typedef struct vd_query_env {
         vd_ratelimit_pending *pending;
         unsigned max_pending;
         vd_loop_probe *loop_probe; /* the server's (borrowed); NULL: no check */
-        vd_counters counters;      /* the worker's: the transports count theirs here too */
+        /* AZ affinity of endpoint answers: the mode, and the clients' AZ (borrowed from the
+         * server; NULL or "": each client's by the snapshot's subnets). */
+        vd_az_affinity az_affinity;
+        const char *az;
+        vd_counters counters; /* the worker's: the transports count theirs here too */
         /* Labelled statistics (stats.h), the worker's. vd_query_handle counts every query and
          * every response it returns now; a transport counts the reply that comes later. */
         vd_stats stats;
