@@ -900,7 +900,7 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
         /* The clients' AZ, asked of IMDS here (before any worker runs) for az: imds. */
         char az[VD_CFG_AZ_MAX];
         vd_az_source az_source = vd_az_resolve(cfg->az, az, sizeof(az));
-        vd_server_set_az(srv, az);
+        vd_server_set_az(srv, az_source == VD_AZ_SOURCE_NONE ? NULL : az);
         vd_az_log(snap, cfg->az_affinity, az, az_source, "start");
         /* Every socket is bound: from here on nothing needs root. Reloads (SIGHUP) read the
          * snapshot directories and zone files as this user. */

@@ -670,7 +670,7 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
                 w->env.max_pending = cfg->max_pending_per_client;
         }
         w->env.az = w->server->az;
-        w->env.az_affinity = cfg->az_affinity;
+        w->env.az_affinity = w->server->az_unknown ? VD_AZ_AFFINITY_OFF : cfg->az_affinity;
         return 0;
 }
 
@@ -1044,7 +1044,7 @@ static void worker_take_live(vd_worker *w)
         w->tcp_max_queries = l->tcp_max_queries;
         w->env.max_pending = l->max_pending;
         w->rrl = l->rrl_on ? srv->rrl : NULL;
-        w->env.az_affinity = l->az_affinity;
+        w->env.az_affinity = srv->az_unknown ? VD_AZ_AFFINITY_OFF : l->az_affinity;
         if (memcmp(&l->fwd, srv->fwd_of[w->index], sizeof(l->fwd)) != 0) {
                 vd_forwarder *f = NULL;
                 vd_resolver *r = NULL;
@@ -1146,6 +1146,10 @@ size_t vd_server_listen_addrs(const vd_server *srv, const vd_addr **out)
 void vd_server_set_az(vd_server *srv, const char *az)
 {
         snprintf(srv->az, sizeof(srv->az), "%s", az != NULL ? az : "");
+        srv->az_unknown = az == NULL;
+        for (unsigned i = 0; i < srv->n_workers && srv->az_unknown; i++)
+                if (srv->workers[i] != NULL) /* not running yet */
+                        srv->workers[i]->env.az_affinity = VD_AZ_AFFINITY_OFF;
 }
 
 void vd_server_note_fallback(vd_server *srv, const char *reason)

@@ -124,6 +124,7 @@ struct vd_server {
         /* The clients' AZ (vd_server_set_az, before the workers start; "": each client's by
          * the snapshot's subnets). Every worker's env points at it. */
         char az[VD_CFG_AZ_MAX];
+        bool az_unknown; /* az: imds did not answer: affinity off */
 };
 
 /* ---- server_observe.c --------------------------------------------------------------------- */

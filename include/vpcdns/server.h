@@ -81,7 +81,8 @@ void vd_server_note_endpoints(vd_server *srv, size_t endpoints);
 void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs);
 
 /* Before vd_server_run: the clients' AZ (an AZ name or ID, "" = each client's by the
- * snapshot's subnets), as main resolved the az setting (az.h). */
+ * snapshot's subnets), as main resolved the az setting (az.h); NULL: unknown (az: imds did
+ * not answer), so no AZ affinity whatever az_affinity says, until a restart. */
 void vd_server_set_az(vd_server *srv, const char *az);
 
 /* Runs until SIGINT or SIGTERM (or until a --takeover successor serves), then answers what is
