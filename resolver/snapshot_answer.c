@@ -127,16 +127,10 @@ static void put_picked(writer *w, const vd_snapshot *s, const struct sset *set, 
  * has none up), each group rotated among itself. Each flag is read once, so a prober
  * flipping one meanwhile cannot duplicate or drop a record. */
 static void put_eni_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
-                          uint16_t owner_ref, uint32_t rotation)
+                          uint16_t owner_ref, uint32_t rotation, int az)
 {
         uint64_t up[RRSET_MAX_RECORDS / 64], near[RRSET_MAX_RECORDS / 64];
         uint16_t n_up = 0, n_near = 0;
-        int az = -1;
-        if (w->client != NULL && w->client->affinity != VD_AZ_AFFINITY_OFF) {
-                if (w->client_az == AZ_UNRESOLVED)
-                        w->client_az = vd_snapshot_client_az(s, w->client);
-                az = w->client_az;
-        }
         for (uint16_t r = 0; r < set->count; r++) {
                 if (r % 64 == 0)
                         up[r / 64] = near[r / 64] = 0;
@@ -180,10 +174,18 @@ static size_t put_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
                         uint32_t rotation)
 {
         size_t first_rdata = w->len + 2 + 10;
-        if (set->eni && ((w->client != NULL && w->client->affinity != VD_AZ_AFFINITY_OFF) ||
-                         atomic_load_explicit(&s->health->down, memory_order_relaxed) != 0)) {
-                put_eni_rrset(w, s, set, owner_ref, rotation);
-                return w->overflow ? 0 : first_rdata;
+        if (set->eni) {
+                /* The client's AZ, found once per answer and only for ENI addresses. */
+                int az = -1;
+                if (w->client != NULL && w->client->affinity != VD_AZ_AFFINITY_OFF) {
+                        if (w->client_az == AZ_UNRESOLVED)
+                                w->client_az = vd_snapshot_client_az(s, w->client);
+                        az = w->client_az;
+                }
+                if (az >= 0 || atomic_load_explicit(&s->health->down, memory_order_relaxed) != 0) {
+                        put_eni_rrset(w, s, set, owner_ref, rotation, az);
+                        return w->overflow ? 0 : first_rdata;
+                }
         }
         uint16_t start = set->count > 1 ? (uint16_t)(rotation % set->count) : 0;
         for (uint16_t k = 0; k < set->count; k++) {
