@@ -7,6 +7,7 @@ Every packet stays on 127.0.0.0/8."""
 
 import http.server
 import json
+import signal
 import threading
 
 import pytest
@@ -124,7 +125,9 @@ def test_prefer_brings_the_cross_az_share_from_two_thirds_to_zero(tmp_path, snap
         d.stop()
     d = start(tmp_path, snapshot)  # prefer is the default
     try:
-        prefer = {name: cross_az_share(d, az, name) for az in "abc" for name in (SQS_REGIONAL, SQS_PRIVATE)}
+        prefer = {
+            "%s from %s" % (name, az): cross_az_share(d, az, name) for az in "abc" for name in (SQS_REGIONAL, SQS_PRIVATE)
+        }
         log = d.proc.stderr_text()
     finally:
         d.stop()
@@ -272,3 +275,29 @@ def test_dump_client_shows_the_ordered_answers(snapshot):
     assert KMS_PRIVATE + " A 127.0.1.11 127.0.2.11" in r.stdout.splitlines(), r.stdout
     r = run_vpcdns(["--snapshot", snapshot, "--client", CLIENT["c"]])
     assert r.returncode == 2 and "--client needs --dump" in r.stderr, r.stderr
+
+
+def test_unknown_az_warns_and_answers_plain_rotation(tmp_path, snapshot):
+    d = start(tmp_path, snapshot, "--az", "euw1-az9")
+    try:
+        firsts = {ask_from(d, CLIENT["a"], SQS_PRIVATE)[0] for _ in range(6)}
+        log = d.proc.stderr_text()
+    finally:
+        d.stop()
+    assert firsts == set(SQS_IPS.values()), firsts
+    assert "level=warn event=az_unknown az=euw1-az9" in log, log
+
+
+def test_az_affinity_changes_on_reload(tmp_path, snapshot):
+    conf = tmp_path / "vpcdns.yaml"
+    conf.write_text("az_affinity: off\n")
+    d = start(tmp_path, snapshot, "--config", conf)
+    try:
+        assert abs(cross_az_share(d, "a", SQS_PRIVATE, 9) - 2 / 3) < 0.01
+        conf.write_text("az_affinity: strict\n")
+        d.proc.p.send_signal(signal.SIGHUP)
+        assert vdtest.wait_for(lambda: "phase=reload mode=strict" in d.proc.stderr_text(), 10), d.proc.stderr_text()
+        assert vdtest.wait_for(lambda: ask_from(d, CLIENT["a"], SQS_PRIVATE) == [SQS_IPS["a"]], 5)
+        assert all(ask_from(d, CLIENT["a"], SQS_PRIVATE) == [SQS_IPS["a"]] for _ in range(6))
+    finally:
+        d.stop()
