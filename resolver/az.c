@@ -317,7 +317,7 @@ int vd_az_dump_client(const vd_snapshot *s, vd_az_affinity mode, const char *az,
         else if (addr->sa_family == AF_INET6)
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr,
                           ip, sizeof(ip));
-        int found = vd_snapshot_client_az(s, &c);
+        int found = source == VD_AZ_SOURCE_NONE ? -1 : vd_snapshot_client_az(s, &c);
         if (fprintf(out, "; client %s az_id=%s az_name=%s source=%s affinity=%s\n", ip,
                     found >= 0 ? vd_snapshot_az_id(s, (size_t)found) : "",
                     found >= 0 ? vd_snapshot_az_name(s, (size_t)found) : "",

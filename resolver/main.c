@@ -1042,7 +1042,9 @@ int main(int argc, char **argv)
                 char az[VD_CFG_AZ_MAX];
                 vd_az_source az_source = vd_az_resolve(cfg.az, az, sizeof(az));
                 VD_CHECK(vd_addr_parse_host(cfg.dump_client, 53, &client) == 0); /* checked */
-                status = vd_az_dump_client(snap, cfg.az_affinity, az, az_source,
+                vd_az_affinity mode =
+                    az_source == VD_AZ_SOURCE_NONE ? VD_AZ_AFFINITY_OFF : cfg.az_affinity;
+                status = vd_az_dump_client(snap, mode, az, az_source,
                                            (const struct sockaddr *)&client.ss, stdout) == 0 &&
                                  fflush(stdout) == 0
                              ? 0

@@ -46,7 +46,8 @@ void vd_az_log(const vd_snapshot *s, vd_az_affinity mode, const char *az, vd_az_
                const char *event);
 
 /* --dump --client: writes to out what a client at addr is answered: a comment line with its
- * AZ (az set: that one, source as resolved; else by the snapshot's subnets) and the mode,
+ * AZ (az set: that one, source as resolved; else by the snapshot's subnets; none for
+ * VD_AZ_SOURCE_NONE) and the mode,
  * then for each endpoint name (a name whose A or AAAA answer holds an ENI address), in the
  * snapshot's order, "NAME TYPE ADDR..." in the order this client gets them (rotation 0, every
  * ENI up as loaded). Returns 0, or -1 when out could not be written. */

@@ -203,7 +203,7 @@ static void answer_one(const vd_snapshot *s, const uint8_t *name, size_t name_le
         vd_answer_client client = {(vd_az_affinity)(rotation % 3), NULL, NULL};
         if (vd_snapshot_az_count(s) > 0)
                 client.az = vd_snapshot_az_id(s, 0)[0] != '\0' ? vd_snapshot_az_id(s, 0)
-                                                              : vd_snapshot_az_name(s, 0);
+                                                               : vd_snapshot_az_name(s, 0);
         for (size_t i = 0; i < vd_snapshot_eni_count(s); i++)
                 vd_snapshot_eni_set_up(s, i, ((rotation >> (i % 16)) & 1u) == 0);
         vd_local_chase lc;

@@ -261,6 +261,9 @@ def test_az_imds_unreachable_starts_without_affinity(tmp_path, snapshot, monkeyp
     assert firsts == set(SQS_IPS.values()), firsts  # plain rotation, even from a subnet of AZ a
     assert "level=warn event=az_imds_failed" in log, log
     assert "source=none" in log, log
+    r = run_vpcdns(["--snapshot", snapshot, "--az", "imds", "--dump", "--client", CLIENT["a"]])
+    assert r.returncode == 0 and "event=az_imds_failed" in r.stderr, r.stderr
+    assert r.stdout.splitlines()[0] == "; client 127.0.1.5 az_id= az_name= source=unknown affinity=off"
 
 
 def test_dump_client_shows_the_ordered_answers(snapshot):
