@@ -44,12 +44,13 @@ typedef struct address {
 } address;
 
 typedef struct eni {
-        const char *id;     /* borrowed from the interfaces document */
-        const char *az;     /* borrowed; NULL when absent */
-        const char *subnet; /* SubnetId, borrowed; NULL when absent */
-        size_t index;       /* position in NetworkInterfaces[] */
+        const char *id; /* borrowed from the interfaces document */
+        const char *az; /* borrowed; NULL when absent */
+        size_t index;   /* position in NetworkInterfaces[] */
         address *addrs;
         size_t n_addrs;
+        /* SubnetId, borrowed; NULL when absent */
+        const char *subnet;
 } eni;
 
 /* A Subnets[] entry of the optional subnets file (strings borrowed from it). */
@@ -89,11 +90,8 @@ typedef struct loader {
         vd_error *err;
         char ep_file[FILE_PATH_CAP]; /* DIR/describe-vpc-endpoints.json */
         char if_file[FILE_PATH_CAP]; /* DIR/describe-network-interfaces.json */
-        char sn_file[FILE_PATH_CAP]; /* DIR/describe-subnets.json (optional) */
-        subnet *subnets;             /* its Subnets[], in file order; malloc'd */
-        size_t n_subnets;
-        int dir_fd; /* DIR, opened once: both files come from the same directory */
-        eni *enis;  /* in file order */
+        int dir_fd;                  /* DIR, opened once: both files come from the same directory */
+        eni *enis;                   /* in file order */
         size_t n_enis;
         size_t *eni_table; /* indexes into enis by id hash, SIZE_MAX empty */
         size_t eni_mask;   /* table size - 1 */
@@ -105,6 +103,10 @@ typedef struct loader {
         size_t n_vpcs;
         size_t ep_records; /* A, AAAA and CNAME records added for the current endpoint */
         vd_aws_summary sum;
+        /* DIR/describe-subnets.json (optional), and its Subnets[] in file order (malloc'd) */
+        char sn_file[FILE_PATH_CAP];
+        subnet *subnets;
+        size_t n_subnets;
 } loader;
 
 /* One endpoint being loaded. */

@@ -160,19 +160,21 @@ int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err);
 
 /* The type of a config file key, which says how its value is read and where it is kept. */
 typedef enum vd_key_type {
-        VD_KEY_ADDRS,    /* list of vd_addr (a single string is a list of one) */
-        VD_KEY_PATHS,    /* list of owned char *, relative to the config file's directory */
-        VD_KEY_CIDRS,    /* list of vd_cidr */
-        VD_KEY_UINT,     /* unsigned in [min, max] */
-        VD_KEY_BOOL,     /* bool: true or false */
-        VD_KEY_LEVEL,    /* vd_log_level */
-        VD_KEY_DENY,     /* vd_deny_action: refuse or drop */
-        VD_KEY_USER,     /* owned char *, NULL when unset */
-        VD_KEY_RULES,    /* vd_config_rule list */
-        VD_KEY_QLOG,     /* vd_config_qlog: a mapping {format, path, sample} */
-        VD_KEY_PATH,     /* one owned char *, relative to the config file's directory; NULL unset */
-        VD_KEY_AZ,       /* char[VD_CFG_AZ_MAX]: an AZ name or ID, or "imds"; "" unset */
-        VD_KEY_AFFINITY, /* vd_az_affinity: off, prefer or strict */
+        VD_KEY_ADDRS, /* list of vd_addr (a single string is a list of one) */
+        VD_KEY_PATHS, /* list of owned char *, relative to the config file's directory */
+        VD_KEY_CIDRS, /* list of vd_cidr */
+        VD_KEY_UINT,  /* unsigned in [min, max] */
+        VD_KEY_BOOL,  /* bool: true or false */
+        VD_KEY_LEVEL, /* vd_log_level */
+        VD_KEY_DENY,  /* vd_deny_action: refuse or drop */
+        VD_KEY_USER,  /* owned char *, NULL when unset */
+        VD_KEY_RULES, /* vd_config_rule list */
+        VD_KEY_QLOG,  /* vd_config_qlog: a mapping {format, path, sample} */
+        VD_KEY_PATH,  /* one owned char *, relative to the config file's directory; NULL unset */
+        /* char[VD_CFG_AZ_MAX]: an AZ name or ID, or "imds"; "" unset */
+        VD_KEY_AZ,
+        /* vd_az_affinity: off, prefer or strict */
+        VD_KEY_AFFINITY,
 } vd_key_type;
 
 typedef struct vd_config_key {

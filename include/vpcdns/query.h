@@ -55,11 +55,7 @@ typedef struct vd_query_env {
         vd_ratelimit_pending *pending;
         unsigned max_pending;
         vd_loop_probe *loop_probe; /* the server's (borrowed); NULL: no check */
-        /* AZ affinity of endpoint answers: the mode, and the clients' AZ (borrowed from the
-         * server; NULL or "": each client's by the snapshot's subnets). */
-        vd_az_affinity az_affinity;
-        const char *az;
-        vd_counters counters; /* the worker's: the transports count theirs here too */
+        vd_counters counters;      /* the worker's: the transports count theirs here too */
         /* Labelled statistics (stats.h), the worker's. vd_query_handle counts every query and
          * every response it returns now; a transport counts the reply that comes later. */
         vd_stats stats;
@@ -67,6 +63,10 @@ typedef struct vd_query_env {
         /* When the last query handed to vd_query_handle arrived (vd_stats_now_ns): a transport
          * keeps it with a VD_QUERY_PENDING query to time the reply. */
         uint64_t stats_start_ns;
+        /* AZ affinity of endpoint answers: the mode, and the clients' AZ (borrowed from the
+         * server; NULL or "": each client's by the snapshot's subnets). */
+        vd_az_affinity az_affinity;
+        const char *az;
 } vd_query_env;
 
 /* Who sent one query, as the transport knows it, and what the query took from env->pending:
