@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/callgrind.sh [--vpcdns BIN] [--workers N] [--queries K] [--out FILE] [-- ARGS...] —
+# bench/callgrind.sh [--vpcdns BIN] [--workers N] [--queries K] [--function NAME] [--out FILE]
+#                    [-- ARGS...] —
 # instructions vpcdns executes per answer, counted by valgrind's callgrind: a figure that does
 # not move with the load of a shared machine, for A/B comparisons of two builds (or of one
 # build with and without a setting: ARGS after -- are passed to vpcdns).
@@ -10,8 +11,11 @@
 # after the same start-up and warm-up. Start-up, warm-up and shutdown cost the same in both
 # runs, so (instructions of the second − instructions of the first) / K is the cost of one
 # answer, every thread included (the workers, the control thread, the timers). Prints one line
-# per scenario and writes FILE (default: none) as JSON. Every query goes to 127.0.0.1; each run
-# is bounded by timeouts. Takes about 2 minutes with the defaults.
+# per scenario and writes FILE (default: none) as JSON. --function NAME counts only the
+# instructions inside NAME and what it calls (callgrind's --toggle-collect), for example
+# vd_snapshot_answer_chase: the threads' idle wake-ups, which move with the machine's load,
+# then count nothing, so two builds compare to the instruction. Every query goes to
+# 127.0.0.1; each run is bounded by timeouts. Takes about 2 minutes with the defaults.
 set -euo pipefail
 {
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,8 +24,9 @@ vpcdns=
 workers=1
 queries=3000
 out_file=
+function_name=
 usage() {
-        echo "usage: $0 [--vpcdns BIN] [--workers N] [--queries K] [--out FILE] [-- ARGS...]" >&2
+        echo "usage: $0 [--vpcdns BIN] [--workers N] [--queries K] [--function NAME] [--out FILE] [-- ARGS...]" >&2
         exit 2
 }
 while (($#)); do
@@ -30,6 +35,7 @@ while (($#)); do
         --workers) (($# >= 2)) || usage; workers=$2; shift ;;
         --queries) (($# >= 2)) || usage; queries=$2; shift ;;
         --out) (($# >= 2)) || usage; out_file=$2; shift ;;
+        --function) (($# >= 2)) || usage; function_name=$2; shift ;;
         --) shift; break ;;
         *) usage ;;
         esac
@@ -127,7 +133,9 @@ run() {
         local scenario=$1 count=$2 port answered
         trap 'stop_pid "$server_pid"' EXIT
         port=$(free_port)
-        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+        local toggle=()
+        [[ -z $function_name ]] || toggle=("--toggle-collect=$function_name")
+        valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "${toggle[@]}" \
                 "$vpcdns" --workers "$workers" --listen "127.0.0.1:$port" \
                 --snapshot "$root/zones/example" --upstream "127.0.0.1:$nsd_port" \
                 --allow 127.0.0.0/8 "${extra[@]}" >"$work/vpcdns.log" 2>&1 &
@@ -150,8 +158,8 @@ for scenario in local cached; do
         one=$(run "$scenario" "$queries")
         two=$(run "$scenario" $((2 * queries)))
         per_answer[$scenario]=$(py -c 'import sys; print("%.1f" % ((int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3])))' "$one" "$two" "$queries")
-        printf '%s: %s instructions per answer (%s workers, %s)\n' "$scenario" \
-                "${per_answer[$scenario]}" "$workers" "$vpcdns"
+        printf '%s: %s instructions per answer%s (%s workers, %s)\n' "$scenario" \
+                "${per_answer[$scenario]}" "${function_name:+ in $function_name}" "$workers" "$vpcdns"
 done
 if [[ -n $out_file ]]; then
         py -c 'import json, sys

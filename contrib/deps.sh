@@ -7,6 +7,7 @@ VD_DEPS=(
         cmake gcc libc6-dev make pkg-config
         libuv1-dev libc-ares-dev libldns-dev ldnsutils libcriterion-dev libcjson-dev libyaml-dev
         libmicrohttpd-dev libfstrm-dev
+        libcurl4-openssl-dev # az: imds asks the EC2 instance metadata service (resolver/az.c)
         nsd unbound dnsutils python3 python3-dnspython python3-pytest clang-format
         prometheus fstrm-bin dnstap-ldns
         jq mandoc # vpcdns-snapshot reads the AWS CLI's JSON with jq; man pages are linted

@@ -4,7 +4,8 @@
  * DIR/describe-network-interfaces.json with cJSON, refuses an incomplete capture, checks
  * every field it uses, maps each endpoint to its ENIs' addresses and feeds the resulting
  * zones and records to a vd_builder; and the SOA and NS of the hidden zone. Its parts: aws_json.c
- * (reading and checking JSON), aws_eni.c (the interfaces file), aws_endpoint.c (the endpoints file)
+ * (reading and checking JSON), aws_eni.c (the interfaces file), aws_subnets.c (the optional
+ * subnets file), aws_endpoint.c (the endpoints file)
  * and aws_records.c (names and records). Must not: answer queries, touch sockets, or keep anything
  * after vd_aws_load() returns (both JSON documents are freed).
  *
@@ -12,8 +13,10 @@
  * - JSON null counts as absent (the CLI prints "NextToken": null).
  * - A NextToken that is set (a non-empty string) in either file refuses the load: the CLI
  *   stopped paging (--max-items, --no-paginate), so the capture lists only its first pages,
- *   and serving it would forward the missing endpoints' names to public DNS. Extra files in
- *   DIR (describe-subnets.json, which vpcdns-snapshot writes too) are ignored.
+ *   and serving it would forward the missing endpoints' names to public DNS.
+ * - DIR/describe-subnets.json is optional: when present (vpcdns-snapshot writes it) it gives
+ *   each ENI its AZ ID (by the ENI's SubnetId) and the snapshot its client-address → AZ table
+ *   (aws_subnets.c); without it, ENIs have AZ names only and clients no AZ by address.
  * - DIR is opened once and both files are opened in it, so a DIR that is a symlink swapped
  *   to a new capture while we read gives both files from one capture, never a mix.
  * - An endpoint without VpcEndpointType or without State is not served (counted in
@@ -165,6 +168,7 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
         l->dir_fd = -1;
         if ((rc = join_path(l, dir, ENDPOINTS_FILE, l->ep_file, sizeof(l->ep_file))) < 0 ||
             (rc = join_path(l, dir, INTERFACES_FILE, l->if_file, sizeof(l->if_file))) < 0 ||
+            (rc = join_path(l, dir, VD_AWS_SUBNETS_FILE, l->sn_file, sizeof(l->sn_file))) < 0 ||
             (rc = build_zone_data(l)) < 0)
                 goto out;
         l->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -183,7 +187,7 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
                                 &list)) < 0)
                 goto out;
         if ((rc = vd_aws_load_interfaces(l, interfaces_doc)) < 0 ||
-            (rc = collect_vpcs(l, list)) < 0)
+            (rc = vd_aws_load_subnets(l)) < 0 || (rc = collect_vpcs(l, list)) < 0)
                 goto out;
         size_t index = 0;
         JSON_EACH(item, list)
@@ -202,6 +206,7 @@ out:
                 close(l->dir_fd);
         free(l->enis); /* their addresses are in the arena */
         free(l->eni_table);
+        free(l->subnets);
         free(l->vpcs);
         free(l);
         vd_aws_arena_end(&arena); /* both documents */

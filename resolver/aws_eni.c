@@ -77,11 +77,11 @@ static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
                 return vd_aws_type_error(l, l->if_file, where, "an object", v);
         static const char *const keys[] = {"NetworkInterfaceId", "AvailabilityZone",
                                            "PrivateIpAddresses", "PrivateIpAddress",
-                                           "Ipv6Addresses"};
-        const json_t *f[5];
-        bool two[5];
+                                           "Ipv6Addresses",      "SubnetId"};
+        const json_t *f[6], *subnet_id;
+        bool two[6];
         const char *file = l->if_file;
-        vd_aws_pick(v, keys, 5, f, two);
+        vd_aws_pick(v, keys, 6, f, two);
         if ((rc = vd_aws_check_member(l, file, where, keys[0], f[0], two[0], WANT_STRING, true,
                                       &id)) < 0 ||
             (rc = vd_aws_check_member(l, file, where, keys[1], f[1], two[1], WANT_STRING, false,
@@ -91,10 +91,13 @@ static int load_one_eni(loader *l, const json_t *v, size_t index, eni *e)
             (rc = vd_aws_check_member(l, file, where, keys[3], f[3], two[3], WANT_STRING, false,
                                       &primary)) < 0 ||
             (rc = vd_aws_check_member(l, file, where, keys[4], f[4], two[4], WANT_ARRAY, false,
-                                      &v6)) < 0)
+                                      &v6)) < 0 ||
+            (rc = vd_aws_check_member(l, file, where, keys[5], f[5], two[5], WANT_STRING, false,
+                                      &subnet_id)) < 0)
                 return rc;
         e->id = json_str(id);
         e->az = az ? json_str(az) : NULL;
+        e->subnet = subnet_id ? json_str(subnet_id) : NULL;
         n4 = list ? json_len(list) : 0;
         if (n4 == 0 && primary != NULL)
                 n4 = 1;

@@ -49,7 +49,18 @@ typedef struct eni {
         size_t index;   /* position in NetworkInterfaces[] */
         address *addrs;
         size_t n_addrs;
+        /* SubnetId, borrowed; NULL when absent */
+        const char *subnet;
 } eni;
+
+/* A Subnets[] entry of the optional subnets file (strings borrowed from it). */
+typedef struct subnet {
+        const char *id;
+        const char *az;    /* AvailabilityZone */
+        const char *az_id; /* AvailabilityZoneId; NULL when absent */
+} subnet;
+
+#define VD_AWS_SUBNETS_FILE "describe-subnets.json"
 
 typedef enum ip_mode {
         IP_V4 = 0,
@@ -92,6 +103,10 @@ typedef struct loader {
         size_t n_vpcs;
         size_t ep_records; /* A, AAAA and CNAME records added for the current endpoint */
         vd_aws_summary sum;
+        /* DIR/describe-subnets.json (optional), and its Subnets[] in file order (malloc'd) */
+        char sn_file[FILE_PATH_CAP];
+        subnet *subnets;
+        size_t n_subnets;
 } loader;
 
 /* One endpoint being loaded. */
@@ -175,6 +190,11 @@ int vd_aws_load_json(loader *l, const char *file, json_t **out);
 /* aws_eni.c: NetworkInterfaces[] into l->enis and the id table; an ENI by id (NULL: none). */
 int vd_aws_load_interfaces(loader *l, const json_t *root);
 const eni *vd_aws_find_eni(const loader *l, const char *id);
+
+/* aws_subnets.c: DIR/describe-subnets.json, when present, into l->subnets and the builder's
+ * client-address table; the AZ ID of an ENI (by its subnet, else by its AZ name; NULL). */
+int vd_aws_load_subnets(loader *l);
+const char *vd_aws_az_id(const loader *l, const eni *e);
 
 /* aws_records.c: DnsEntries[entry].DnsName → a classified, validated name; the zone and
  * records of a vpce name or of a private DNS name, fed to l->b. */

@@ -30,6 +30,7 @@ void vd_config_init(vd_config *cfg)
         }
         cfg->log_level = VD_LOG_INFO;
         cfg->deny_action = VD_DENY_REFUSE;
+        cfg->az_affinity = VD_AZ_AFFINITY_PREFER;
         cfg->workers = vd_default_workers();
 }
 

@@ -33,6 +33,9 @@ enum flag_id {
         FLAG_TAKEOVER,
         FLAG_RELOAD,
         FLAG_NO_WATCH,
+        FLAG_AZ,
+        FLAG_AZ_AFFINITY,
+        FLAG_CLIENT,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -82,6 +85,15 @@ static const vd_config_flag flags[N_FLAGS] = {
     F(FLAG_NO_WATCH) = {"no-watch", 0, NULL,
                         "do not reload when the snapshot or zone files change\n"
                         "(reload with SIGHUP only; the key watch: false)"},
+    F(FLAG_AZ) = {"az", 0, "AZ",
+                  "the clients' AZ: a name (us-east-1a), an ID (use1-az4),\n"
+                  "or imds to ask the EC2 instance metadata at the start"},
+    F(FLAG_AZ_AFFINITY) = {"az-affinity", 0, "MODE",
+                           "endpoint addresses in the client's AZ: prefer (first,\n"
+                           "the default), strict (only) or off"},
+    F(FLAG_CLIENT) = {"client", 0, "ADDR",
+                      "with --dump: print what a client at ADDR is answered\n"
+                      "(its AZ and the ordered answer of each endpoint name)"},
     F(FLAG_VERSION) = {"version", 'V', NULL, "print the version and exit"},
     F(FLAG_HELP) = {"help", 'h', NULL, "print this help and exit"},
 };
@@ -274,6 +286,30 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
         case FLAG_NO_WATCH:
                 cfg->watch = false;
                 return 0;
+        case FLAG_AZ:
+                if (!vd_cfg_parse_az(arg, cfg->az))
+                        return vd_error_set(err,
+                                            "--az: expected an AZ name or ID (us-east-1a, "
+                                            "use1-az4) or imds, got '%s'",
+                                            arg);
+                return 0;
+        case FLAG_AZ_AFFINITY:
+                if (!vd_cfg_parse_affinity(arg, &cfg->az_affinity))
+                        return vd_error_set(err,
+                                            "--az-affinity: expected off, prefer or strict, "
+                                            "got '%s'",
+                                            arg);
+                return 0;
+        case FLAG_CLIENT: {
+                vd_addr a;
+                if (vd_addr_parse_host(arg, 53, &a) != 0 || strlen(arg) >= sizeof(cfg->dump_client))
+                        return vd_error_set(err,
+                                            "--client: expected a client address (10.0.1.5, "
+                                            "2001:db8::5), got '%s'",
+                                            arg);
+                snprintf(cfg->dump_client, sizeof(cfg->dump_client), "%s", arg);
+                return 0;
+        }
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -356,6 +392,10 @@ int vd_config_from_args(vd_config *cfg, int argc, char **argv, vd_error *err)
         }
         if (tmp.check && tmp.dump) {
                 rc = vd_error_set(err, "--check and --dump cannot be combined");
+                goto out;
+        }
+        if (tmp.dump_client[0] != '\0' && !tmp.dump) {
+                rc = vd_error_set(err, "--client needs --dump");
                 goto out;
         }
         if (tmp.reload && (tmp.check || tmp.dump || tmp.takeover)) {

@@ -19,6 +19,12 @@
 
 /* true/false in any of the usual capitalisations (True, TRUE). */
 bool vd_cfg_parse_bool(const char *text, bool *out);
+/* az_affinity: "off", "prefer" or "strict"; and back. */
+bool vd_cfg_parse_affinity(const char *text, vd_az_affinity *out);
+const char *vd_cfg_affinity_name(vd_az_affinity mode);
+/* az: an AZ name or ID ("us-east-1a", "use1-az4") or "imds": letters, digits and '-', at
+ * most VD_CFG_AZ_MAX - 1 of them, copied into out (VD_CFG_AZ_MAX octets). */
+bool vd_cfg_parse_az(const char *text, char *out);
 /* "refuse" or "drop". */
 bool vd_cfg_parse_deny(const char *text, vd_deny_action *out);
 /* A user name or numeric id as getpwnam/getpwuid take it: printable, no blank, ':' or '/', not

@@ -159,6 +159,20 @@ static const vd_config_key keys[] = {
      .expected = "a directory path for 'state_dir' (/var/lib/vpcdns)",
      .default_text = "none (off)",
      .doc = "keep a copy of the data of every successful load; a start falls back to it"},
+    /* AZ affinity of endpoint answers (snapshot_az.c, az_imds.c) */
+    {.name = "az",
+     .type = VD_KEY_AZ,
+     .offset = FIELD(az),
+     .expected = "an AZ name or ID (us-east-1a, use1-az4) or imds for 'az'",
+     .default_text = "none (by the snapshot's subnets)",
+     .restart = true, /* imds is asked once, at the start */
+     .doc = "the clients' AZ: name, ID or imds (EC2 metadata, asked at the start)"},
+    {.name = "az_affinity",
+     .type = VD_KEY_AFFINITY,
+     .offset = FIELD(az_affinity),
+     .expected = "off, prefer or strict for 'az_affinity'",
+     .default_text = "prefer",
+     .doc = "endpoint addresses of the client's AZ: prefer (first), strict (only), off"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -213,6 +227,12 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
                 snprintf(out, cap, "%s",
                          *(char *const *)field != NULL ? *(char *const *)field : "");
                 return *(char *const *)field != NULL;
+        case VD_KEY_AZ:
+                snprintf(out, cap, "%s", (const char *)field);
+                return ((const char *)field)[0] != '\0';
+        case VD_KEY_AFFINITY:
+                snprintf(out, cap, "%s", vd_cfg_affinity_name(*(const vd_az_affinity *)field));
+                return *(const vd_az_affinity *)field != VD_AZ_AFFINITY_PREFER;
         case VD_KEY_QLOG: {
                 const vd_config_qlog *q = field;
                 if (q->format == VD_QLOG_OFF)
@@ -291,6 +311,10 @@ bool vd_config_key_same(const vd_config *a, const vd_config *b, const vd_config_
         case VD_KEY_USER:
         case VD_KEY_PATH:
                 return same_text(*(char *const *)fa, *(char *const *)fb);
+        case VD_KEY_AZ:
+                return strcmp((const char *)fa, (const char *)fb) == 0;
+        case VD_KEY_AFFINITY:
+                return *(const vd_az_affinity *)fa == *(const vd_az_affinity *)fb;
         case VD_KEY_QLOG: {
                 const vd_config_qlog *x = fa, *y = fb;
                 return x->format == y->format && x->sample_ppm == y->sample_ppm &&
@@ -379,6 +403,47 @@ bool vd_cfg_parse_deny(const char *text, vd_deny_action *out)
                 return true;
         }
         return false;
+}
+
+bool vd_cfg_parse_affinity(const char *text, vd_az_affinity *out)
+{
+        static const vd_az_affinity modes[] = {VD_AZ_AFFINITY_OFF, VD_AZ_AFFINITY_PREFER,
+                                               VD_AZ_AFFINITY_STRICT};
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+                if (strcmp(text, vd_cfg_affinity_name(modes[i])) == 0) {
+                        *out = modes[i];
+                        return true;
+                }
+        }
+        return false;
+}
+
+const char *vd_cfg_affinity_name(vd_az_affinity mode)
+{
+        switch (mode) {
+        case VD_AZ_AFFINITY_OFF:
+                return "off";
+        case VD_AZ_AFFINITY_PREFER:
+                return "prefer";
+        case VD_AZ_AFFINITY_STRICT:
+                return "strict";
+        }
+        return "?";
+}
+
+bool vd_cfg_parse_az(const char *text, char *out)
+{
+        size_t len = strlen(text);
+        if (len == 0 || len >= VD_CFG_AZ_MAX || text[0] == '-')
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char c = text[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-'))
+                        return false;
+        }
+        memcpy(out, text, len + 1);
+        return true;
 }
 
 bool vd_cfg_user_ok(const char *text)

@@ -196,6 +196,12 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                 case VD_KEY_QLOG:
                         *(vd_config_qlog *)to = *(vd_config_qlog *)from;
                         break;
+                case VD_KEY_AZ:
+                        memcpy(to, from, VD_CFG_AZ_MAX);
+                        break;
+                case VD_KEY_AFFINITY:
+                        *(vd_az_affinity *)to = *(vd_az_affinity *)from;
+                        break;
                 }
         }
 }

@@ -462,6 +462,14 @@ int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const 
                         return vd_yaml_fail_node(fp, value, expected);
                 }
                 return 0;
+        case VD_KEY_AZ:
+                if (text == NULL || !vd_cfg_parse_az(text, field))
+                        return vd_yaml_fail_node(fp, value, k->expected);
+                return 0;
+        case VD_KEY_AFFINITY:
+                if (text == NULL || !vd_cfg_parse_affinity(text, field))
+                        return vd_yaml_fail_node(fp, value, k->expected);
+                return 0;
         case VD_KEY_RULES:
                 return parse_rules(fp, value);
         case VD_KEY_QLOG:

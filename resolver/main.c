@@ -18,6 +18,7 @@
 
 #include "vpcdns/takeover.h"
 #include "vpcdns/aws.h"
+#include "vpcdns/az.h"
 #include "vpcdns/common.h"
 #include "vpcdns/config.h"
 #include "vpcdns/log.h"
@@ -310,6 +311,8 @@ struct reload_ctx {
         struct load_totals next_totals;
         char changed[1024];
         bool needs_restart[64];
+        char az[VD_CFG_AZ_MAX]; /* the clients' AZ as resolved at the start (az is restart) */
+        vd_az_source az_source;
 };
 
 /* Copies the value of key k from src into dst (dst's owned string, if any, is freed). */
@@ -338,6 +341,12 @@ static void keep_value(vd_config *dst, const vd_config *src, const vd_config_key
                 break;
         case VD_KEY_QLOG:
                 memcpy(to, from, sizeof(vd_config_qlog));
+                break;
+        case VD_KEY_AZ:
+                memcpy(to, from, VD_CFG_AZ_MAX);
+                break;
+        case VD_KEY_AFFINITY:
+                memcpy(to, from, sizeof(vd_az_affinity));
                 break;
         case VD_KEY_USER:
         case VD_KEY_PATH: {
@@ -466,6 +475,7 @@ static int reload_snapshot(void *arg, vd_snapshot **out, vd_error *err)
                 vd_inputs_free(&settings);
                 return rc;
         }
+        vd_az_log(*out, next->az_affinity, ctx->az, ctx->az_source, "reload");
         vd_fingerprint_take(&settings, &settings_after);
         if (!vd_fingerprint_equal(&settings_before, &settings_after))
                 ctx->next_loaded.valid = false; /* the next reload reads everything again */
@@ -887,6 +897,11 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
                 fprintf(stderr, "vpcdns: error: %s\n", err.msg);
                 return 1;
         }
+        /* The clients' AZ, asked of IMDS here (before any worker runs) for az: imds. */
+        char az[VD_CFG_AZ_MAX];
+        vd_az_source az_source = vd_az_resolve(cfg->az, az, sizeof(az));
+        vd_server_set_az(srv, az_source == VD_AZ_SOURCE_NONE ? NULL : az);
+        vd_az_log(snap, cfg->az_affinity, az, az_source, "start");
         /* Every socket is bound: from here on nothing needs root. Reloads (SIGHUP) read the
          * snapshot directories and zone files as this user. */
         if (cfg->user != NULL && drop_privileges(cfg->user, &err) != 0) {
@@ -904,7 +919,9 @@ static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
                                     .srv = srv,
                                     .last = *t,
                                     .fallback = fallback != NULL,
-                                    .loaded = *loaded};
+                                    .loaded = *loaded,
+                                    .az_source = az_source};
+        memcpy(reload.az, az, sizeof(reload.az));
         vd_inputs_init(&reload.inputs);
         vd_inputs_init(&reload.next_inputs);
         if (vd_inputs_copy(&reload.inputs, inputs) != 0)
@@ -1020,6 +1037,18 @@ int main(int argc, char **argv)
                 }
                 print_check(&cfg, &totals);
                 status = fflush(stdout) == 0 ? 0 : 1;
+        } else if (cfg.dump && cfg.dump_client[0] != '\0') {
+                vd_addr client;
+                char az[VD_CFG_AZ_MAX];
+                vd_az_source az_source = vd_az_resolve(cfg.az, az, sizeof(az));
+                VD_CHECK(vd_addr_parse_host(cfg.dump_client, 53, &client) == 0); /* checked */
+                vd_az_affinity mode =
+                    az_source == VD_AZ_SOURCE_NONE ? VD_AZ_AFFINITY_OFF : cfg.az_affinity;
+                status = vd_az_dump_client(snap, mode, az, az_source,
+                                           (const struct sockaddr *)&client.ss, stdout) == 0 &&
+                                 fflush(stdout) == 0
+                             ? 0
+                             : 1;
         } else if (cfg.dump) {
                 status = vd_zonefile_dump(snap, stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
                 if (status != 0)

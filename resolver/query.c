@@ -190,6 +190,10 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
                 /* A CNAME chain stops being local where a rule covers a target, or where a
                  * target is neither ours nor a special-use name: the chase resolves the rest. */
                 vd_local_chase chase;
+                vd_answer_client who = {env->az_affinity,
+                                        env->az != NULL && env->az[0] != '\0' ? env->az : NULL,
+                                        client != NULL ? client->addr : NULL};
+                chase.client = &who; /* AZ-local endpoint addresses */
                 chase.leaves = env->forwarder != NULL ? vd_chase_rule_covers : NULL;
                 chase.leaves_arg = env;
                 chase.fallback = vd_special_snapshot(); /* a chain may end at localhost. */

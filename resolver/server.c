@@ -669,6 +669,8 @@ static int worker_limits(vd_worker *w, const vd_config *cfg, vd_error *err)
                 w->env.pending = w->server->pending;
                 w->env.max_pending = cfg->max_pending_per_client;
         }
+        w->env.az = w->server->az;
+        w->env.az_affinity = w->server->az_unknown ? VD_AZ_AFFINITY_OFF : cfg->az_affinity;
         return 0;
 }
 
@@ -871,6 +873,7 @@ struct vd_live {
         unsigned tcp_idle_timeout_ms, tcp_max_connections, tcp_max_per_client, tcp_max_queries;
         unsigned max_pending;
         bool rrl_on; /* take the server's rate-limit table (else none) */
+        vd_az_affinity az_affinity;
         struct vd_fwd_settings fwd;
 };
 
@@ -889,6 +892,7 @@ static void live_from_config(struct vd_live *l, const vd_config *cfg)
         l->tcp_max_queries = cfg->tcp_max_queries_per_connection;
         l->max_pending = cfg->max_pending_per_client;
         l->rrl_on = cfg->rrl_responses_per_second > 0;
+        l->az_affinity = cfg->az_affinity;
 }
 
 void vd_srv_swap_lock(vd_server *srv)
@@ -1040,6 +1044,7 @@ static void worker_take_live(vd_worker *w)
         w->tcp_max_queries = l->tcp_max_queries;
         w->env.max_pending = l->max_pending;
         w->rrl = l->rrl_on ? srv->rrl : NULL;
+        w->env.az_affinity = srv->az_unknown ? VD_AZ_AFFINITY_OFF : l->az_affinity;
         if (memcmp(&l->fwd, srv->fwd_of[w->index], sizeof(l->fwd)) != 0) {
                 vd_forwarder *f = NULL;
                 vd_resolver *r = NULL;
@@ -1136,6 +1141,15 @@ size_t vd_server_listen_addrs(const vd_server *srv, const vd_addr **out)
 {
         *out = srv->listen;
         return srv->n_listen;
+}
+
+void vd_server_set_az(vd_server *srv, const char *az)
+{
+        snprintf(srv->az, sizeof(srv->az), "%s", az != NULL ? az : "");
+        srv->az_unknown = az == NULL;
+        for (unsigned i = 0; i < srv->n_workers && srv->az_unknown; i++)
+                if (srv->workers[i] != NULL) /* not running yet */
+                        srv->workers[i]->env.az_affinity = VD_AZ_AFFINITY_OFF;
 }
 
 void vd_server_note_fallback(vd_server *srv, const char *reason)

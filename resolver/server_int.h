@@ -121,6 +121,10 @@ struct vd_server {
         uv_timer_t drain_timer; /* control loop */
         bool drain_started;
         _Atomic int stop_stage; /* 1: stop reading (answers in flight go on), 2: close all */
+        /* The clients' AZ (vd_server_set_az, before the workers start; "": each client's by
+         * the snapshot's subnets). Every worker's env points at it. */
+        char az[VD_CFG_AZ_MAX];
+        bool az_unknown; /* az: imds did not answer: affinity off */
 };
 
 /* ---- server_observe.c --------------------------------------------------------------------- */

@@ -1,7 +1,9 @@
 /* snapshot_answer.c — the answer side of a compiled snapshot (hot path): the closest-encloser
  * lookup, one probe per label with the suffix hashes, and responses made of memcpy'd
- * precompiled records with 2-byte compression pointers for owners, CNAME chains followed.
- * Must not: allocate, lock, or change the snapshot. */
+ * precompiled records with 2-byte compression pointers for owners, CNAME chains followed,
+ * ENI addresses that are down left out and the client's AZ put first (or alone). Must not:
+ * allocate, lock, or change the snapshot. */
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -73,7 +75,11 @@ typedef struct writer {
         size_t cap; /* room for records, OPT reserved */
         bool overflow;
         uint16_t counts[3];
+        const vd_answer_client *client; /* NULL, or with affinity: see put_eni_rrset */
+        int client_az;                  /* in the answering snapshot; AZ_UNRESOLVED until needed */
 } writer;
+
+#define AZ_UNRESOLVED (-2)
 
 static void put_owner(writer *w, uint16_t ref)
 {
@@ -100,13 +106,88 @@ static void put_record(writer *w, const vd_snapshot *s, uint32_t rr, uint16_t ow
         w->counts[section]++;
 }
 
+/* Appends the records of set marked in pick (a bitmap over its records), in set order rotated
+ * to start at the (rotation % count)-th of them. */
+static void put_picked(writer *w, const vd_snapshot *s, const struct sset *set, uint16_t owner_ref,
+                       uint32_t rotation, const uint64_t *pick, uint16_t count)
+{
+        uint16_t start = (uint16_t)(rotation % count), seen = 0;
+        for (uint16_t r = 0; r < set->count; r++)
+                if ((pick[r / 64] >> (r % 64)) & 1u && seen++ >= start)
+                        put_record(w, s, set->first_rr + r, owner_ref, 0);
+        seen = 0;
+        for (uint16_t r = 0; r < set->count && seen < start; r++)
+                if ((pick[r / 64] >> (r % 64)) & 1u && seen++ < start)
+                        put_record(w, s, set->first_rr + r, owner_ref, 0);
+}
+
+/* An RRset of ENI addresses while some address of the snapshot is down or the client asks
+ * for AZ affinity: the addresses that are up (all of them when none is), and of those, with
+ * the client's AZ known, the ones in its AZ first (prefer) or alone (strict; all when the AZ
+ * has none up), each group rotated among itself. Each flag is read once, so a prober
+ * flipping one meanwhile cannot duplicate or drop a record. */
+static void put_eni_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
+                          uint16_t owner_ref, uint32_t rotation, int az)
+{
+        uint64_t up[RRSET_MAX_RECORDS / 64], near[RRSET_MAX_RECORDS / 64];
+        uint16_t n_up = 0, n_near = 0;
+        for (uint16_t r = 0; r < set->count; r++) {
+                if (r % 64 == 0)
+                        up[r / 64] = near[r / 64] = 0;
+                uint32_t e = s->rr_eni[set->first_rr + r];
+                bool ok = e == NO_ENI ||
+                          atomic_load_explicit(&s->health->up[e], memory_order_relaxed) != 0;
+                if (ok) {
+                        up[r / 64] |= (uint64_t)1 << (r % 64);
+                        n_up++;
+                }
+        }
+        if (n_up == 0) { /* fail open: every address */
+                for (uint16_t r = 0; r < set->count; r++)
+                        up[r / 64] |= (uint64_t)1 << (r % 64);
+                n_up = set->count;
+        }
+        if (az >= 0) {
+                for (uint16_t r = 0; r < set->count; r++) {
+                        uint32_t e = s->rr_eni[set->first_rr + r];
+                        if (e != NO_ENI && s->eni_az[e] == az && ((up[r / 64] >> (r % 64)) & 1u)) {
+                                near[r / 64] |= (uint64_t)1 << (r % 64);
+                                n_near++;
+                        }
+                }
+        }
+        if (n_near == 0 || n_near == n_up) {
+                put_picked(w, s, set, owner_ref, rotation, up, n_up);
+                return;
+        }
+        put_picked(w, s, set, owner_ref, rotation, near, n_near);
+        if (w->client->affinity == VD_AZ_AFFINITY_STRICT)
+                return;
+        for (size_t k = 0; k < ((size_t)set->count + 63) / 64; k++)
+                up[k] &= ~near[k];
+        put_picked(w, s, set, owner_ref, rotation, up, (uint16_t)(n_up - n_near));
+}
+
 /* Appends an RRset, starting at a rotating position. Returns the offset of the first record's
  * rdata in the response (for CNAME targets), or 0. */
 static size_t put_rrset(writer *w, const vd_snapshot *s, const struct sset *set, uint16_t owner_ref,
                         uint32_t rotation)
 {
-        uint16_t start = set->count > 1 ? (uint16_t)(rotation % set->count) : 0;
         size_t first_rdata = w->len + 2 + 10;
+        if (set->eni) {
+                /* The client's AZ, found once per answer and only for ENI addresses. */
+                int az = -1;
+                if (w->client != NULL && w->client->affinity != VD_AZ_AFFINITY_OFF) {
+                        if (w->client_az == AZ_UNRESOLVED)
+                                w->client_az = vd_snapshot_client_az(s, w->client);
+                        az = w->client_az;
+                }
+                if (az >= 0 || atomic_load_explicit(&s->health->down, memory_order_relaxed) != 0) {
+                        put_eni_rrset(w, s, set, owner_ref, rotation, az);
+                        return w->overflow ? 0 : first_rdata;
+                }
+        }
+        uint16_t start = set->count > 1 ? (uint16_t)(rotation % set->count) : 0;
         for (uint16_t k = 0; k < set->count; k++) {
                 uint16_t r = (uint16_t)((start + k) % set->count);
                 put_record(w, s, set->first_rr + r, owner_ref, 0);
@@ -191,7 +272,9 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                 return VD_LOCAL_FORWARD;
 
         size_t opt_room = qi->has_edns ? 11 : 0;
-        writer w = {out, 0, cap > opt_room ? cap - opt_room : 0, false, {0, 0, 0}};
+        writer w = {out,          0,         cap > opt_room ? cap - opt_room : 0,
+                    false,        {0, 0, 0}, chase != NULL ? chase->client : NULL,
+                    AZ_UNRESOLVED};
         w.len = vd_wire_begin_response(qi, VD_RCODE_NOERROR, out, w.cap);
         if (w.len == 0)
                 return VD_LOCAL_FORWARD; /* cannot happen with a sane cap; let the caller cope */

@@ -17,8 +17,10 @@
 #include "vpcdns/addr.h"
 #include "vpcdns/common.h"
 #include "vpcdns/log.h"
+#include "vpcdns/snapshot.h"
 
 #define VD_MAX_LISTEN 16
+#define VD_CFG_AZ_MAX 32 /* an AZ name or ID, NUL included */
 #define VD_MAX_SOURCES 64
 
 typedef enum vd_deny_action {
@@ -113,6 +115,11 @@ typedef struct vd_config {
         unsigned lameduck_ms; /* SIGTERM/SIGINT: /ready fails, answers go on this long */
         vd_config_qlog query_log;
         bool watch; /* reload when a snapshot directory or zone file changes */
+        /* AZ affinity (docs/az-affinity.md): where this instance's clients are, "" = by the
+         * snapshot's subnets; "imds" = asked of the instance metadata at the start. */
+        char az[VD_CFG_AZ_MAX];
+        vd_az_affinity az_affinity;
+        char dump_client[64]; /* --client ADDR with --dump: "" none */
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
@@ -164,6 +171,10 @@ typedef enum vd_key_type {
         VD_KEY_RULES, /* vd_config_rule list */
         VD_KEY_QLOG,  /* vd_config_qlog: a mapping {format, path, sample} */
         VD_KEY_PATH,  /* one owned char *, relative to the config file's directory; NULL unset */
+        /* char[VD_CFG_AZ_MAX]: an AZ name or ID, or "imds"; "" unset */
+        VD_KEY_AZ,
+        /* vd_az_affinity: off, prefer or strict */
+        VD_KEY_AFFINITY,
 } vd_key_type;
 
 typedef struct vd_config_key {

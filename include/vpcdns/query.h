@@ -63,6 +63,10 @@ typedef struct vd_query_env {
         /* When the last query handed to vd_query_handle arrived (vd_stats_now_ns): a transport
          * keeps it with a VD_QUERY_PENDING query to time the reply. */
         uint64_t stats_start_ns;
+        /* AZ affinity of endpoint answers: the mode, and the clients' AZ (borrowed from the
+         * server; NULL or "": each client's by the snapshot's subnets). */
+        vd_az_affinity az_affinity;
+        const char *az;
 } vd_query_env;
 
 /* Who sent one query, as the transport knows it, and what the query took from env->pending:

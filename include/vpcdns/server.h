@@ -80,6 +80,11 @@ void vd_server_note_endpoints(vd_server *srv, size_t endpoints);
  * directories from now on (read in the background; a no-op without a query log). */
 void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs);
 
+/* Before vd_server_run: the clients' AZ (an AZ name or ID, "" = each client's by the
+ * snapshot's subnets), as main resolved the az setting (az.h); NULL: unknown (az: imds did
+ * not answer), so no AZ affinity whatever az_affinity says, until a restart. */
+void vd_server_set_az(vd_server *srv, const char *az);
+
 /* Runs until SIGINT or SIGTERM (or until a --takeover successor serves), then answers what is
  * queued in the UDP sockets, stops accepting, lets pending work finish or cancel, closes every
  * handle. Returns 0 on a clean stop. With the HTTP endpoint (metrics_listen) and lameduck_ms,

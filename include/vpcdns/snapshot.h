@@ -11,13 +11,19 @@
  * "zones/example/describe-vpc-endpoints.json: VpcEndpoints[2] (vpce-0abc...)" or
  * "zones/example/corp.zone". Records of one claim may share names freely; a name (or an
  * authoritative zone apex) that two different claims hold is a load error naming both.
- * The builder copies the claim string; callers keep ownership of theirs. */
+ * The builder copies the claim string; callers keep ownership of theirs.
+ *
+ * ENI addresses: A/AAAA records of AWS endpoints carry their ENI (vd_builder_add_rr_eni); the
+ * snapshot lists them in its ENI table with a health flag each, which a prober may flip while
+ * the snapshot is published. An RRset holding such records answers only the addresses that
+ * are up (all of them when none is). */
 #ifndef VPCDNS_SNAPSHOT_H
 #define VPCDNS_SNAPSHOT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "vpcdns/common.h"
 
@@ -48,6 +54,26 @@ int vd_builder_add_zone(vd_builder *b, const uint8_t *apex, bool authoritative,
 int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
                       const uint8_t *rdata, uint16_t rdlen, const char *claim, vd_error *err);
 
+/* One ENI address of the snapshot's endpoints (an A or AAAA record made from an ENI). */
+typedef struct vd_snapshot_eni {
+        int family;           /* AF_INET or AF_INET6 */
+        uint8_t addr[16];     /* 4 or 16 bytes */
+        char endpoint_id[64]; /* "vpce-..." */
+        char eni_id[64];      /* "eni-..." */
+        char az_name[32];     /* "us-east-1a", "" when unknown */
+        char az_id[32];       /* "use1-az4", "" when unknown (from describe-subnets) */
+} vd_snapshot_eni;
+
+/* As vd_builder_add_rr, for an A or AAAA record whose address is an ENI's: eni names the
+ * endpoint, the ENI and its AZ (its family and addr are ignored: the rdata is the address).
+ * The snapshot keeps one ENI table entry per distinct (endpoint_id, address), shared by every
+ * record made from it (the regional name, the private names, the wildcard); the first
+ * identity given for an entry is kept. Records added with vd_builder_add_rr are never ENI
+ * addresses. Any other type, or a NULL eni, is an error. */
+int vd_builder_add_rr_eni(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                          const uint8_t *rdata, uint16_t rdlen, const char *claim,
+                          const vd_snapshot_eni *eni, vd_error *err);
+
 /* Compiles everything added so far. On success the builder is consumed (free it anyway,
  * it is then empty) and *out holds a snapshot with one reference. */
 int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err);
@@ -61,6 +87,53 @@ typedef struct vd_snapshot_summary {
         size_t zones;   /* authoritative zones */
 } vd_snapshot_summary;
 void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out);
+
+/* The ENI table: entries in the order first added, 0 <= i < vd_snapshot_eni_count(s). */
+size_t vd_snapshot_eni_count(const vd_snapshot *s);
+const vd_snapshot_eni *vd_snapshot_eni_at(const vd_snapshot *s, size_t i);
+/* Health of ENI address i, false = down. Every address starts up. Any thread, any time, also
+ * on a published snapshot (a relaxed atomic per address, the one mutable part of a snapshot).
+ * Answers leave down addresses out, except when every address of the RRset is down (fail open). */
+void vd_snapshot_eni_set_up(const vd_snapshot *s, size_t i, bool up);
+bool vd_snapshot_eni_up(const vd_snapshot *s, size_t i);
+
+/* ---- availability zones: the client's AZ and AZ-local answers ----
+ *
+ * The snapshot's AZ table holds every AZ of its ENI addresses and subnets, each known by its
+ * AZ ID when the data has one ("use1-az4": the same zone in every account) and else by its
+ * name ("us-east-1a": names are shuffled between accounts). Its subnet table maps client
+ * addresses to AZs (longest prefix wins). */
+
+/* Adds a subnet: addresses under prefix/prefix_len (family AF_INET or AF_INET6, bits beyond
+ * the prefix ignored) are in the AZ az_id ("" unknown), named az_name ("" unknown). The same
+ * prefix given again keeps the first AZ. Errors: a bad family or length, no AZ at all. */
+int vd_builder_add_subnet(vd_builder *b, int family, const uint8_t *prefix, unsigned prefix_len,
+                          const char *az_name, const char *az_id, vd_error *err);
+
+typedef enum vd_az_affinity {
+        VD_AZ_AFFINITY_OFF = 0, /* every address, rotated */
+        VD_AZ_AFFINITY_PREFER,  /* the client's AZ first, the rest after, each group rotated */
+        VD_AZ_AFFINITY_STRICT,  /* only the client's AZ when it has an address up there */
+} vd_az_affinity;
+
+/* Who asks, for choosing among ENI addresses (vd_local_chase.client). */
+typedef struct vd_answer_client {
+        vd_az_affinity affinity;
+        const char *az;              /* the client's AZ (ID or name) when known (config, IMDS) */
+        const struct sockaddr *addr; /* without az: the AZ by the subnet table; may be NULL */
+} vd_answer_client;
+
+/* The client's AZ as an index into the AZ table, or -1 when unknown: c->az matched against
+ * each AZ's ID, then each AZ's name (case-insensitive); without c->az, c->addr looked up in
+ * the subnet table (an IPv4-mapped IPv6 address counts as IPv4). Never allocates. */
+int vd_snapshot_client_az(const vd_snapshot *s, const vd_answer_client *c);
+size_t vd_snapshot_az_count(const vd_snapshot *s);
+/* AZ i's name and ID, "" when unknown (never both). */
+const char *vd_snapshot_az_name(const vd_snapshot *s, size_t i);
+const char *vd_snapshot_az_id(const vd_snapshot *s, size_t i);
+/* ENI address i's AZ index, or -1 when it has none. */
+int vd_snapshot_eni_az(const vd_snapshot *s, size_t i);
+size_t vd_snapshot_subnet_count(const vd_snapshot *s);
 
 /* Visits every record in a stable order (names in the order first added, RRsets in the order
  * first added). Stops and returns the callback's value when it is non-zero. */
@@ -96,6 +169,11 @@ typedef struct vd_local_chase {
          * read-only snapshot whose data ends the chain (the special-use names), so that such
          * a chain is answered here without a chase. */
         const vd_snapshot *fallback;
+        /* Who asks (may be NULL: no AZ affinity): RRsets of ENI addresses are ordered or cut
+         * to the client's AZ as client->affinity says. Down addresses are left out either way
+         * (all of them answered when none is up); in strict mode the client's AZ counts only
+         * when one of its addresses is up. */
+        const vd_answer_client *client;
         /* Set on VD_LOCAL_CHASE: */
         uint8_t target[VD_NAME_MAX]; /* lower-cased wire name the chain continues with */
         size_t target_len;

@@ -3,7 +3,7 @@
 # (everything but main.c), with ASan and UBSan:
 #     tests/fuzz/build.sh OUTDIR
 # Needs clang with libFuzzer (Debian: apt-get install clang libclang-rt-14-dev) and the
-# development packages of libuv, c-ares, ldns, cJSON and libyaml. CC overrides clang.
+# development packages of libuv, c-ares, ldns, cJSON, libyaml and libcurl. CC overrides clang.
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -20,8 +20,8 @@ cc=${CC:-clang}
 san="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 cflags="-g -O1 -fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Wno-unused-parameter"
 cflags="$cflags -I$src/include -I$here -D_GNU_SOURCE -DVD_SOURCE_DIR=\"$src\""
-cflags="$cflags $(pkg-config --cflags libuv libcares ldns libcjson yaml-0.1 libmicrohttpd libfstrm)"
-libs=$(pkg-config --libs libuv libcares ldns libcjson yaml-0.1 libmicrohttpd libfstrm)
+cflags="$cflags $(pkg-config --cflags libuv libcares ldns libcjson yaml-0.1 libmicrohttpd libfstrm libcurl)"
+libs=$(pkg-config --libs libuv libcares ldns libcjson yaml-0.1 libmicrohttpd libfstrm libcurl)
 
 # The library objects once, instrumented for coverage (fuzzer-no-link: no second main).
 objdir="$out/obj"

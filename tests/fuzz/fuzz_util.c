@@ -198,6 +198,24 @@ static void answer_one(const vd_snapshot *s, const uint8_t *name, size_t name_le
                 return;
         FUZZ_CHECK(len <= cap);
         fuzz_check_response(&qi, out, len);
+        /* Again as a client in the snapshot's first AZ, with the mode and the ENIs' health
+         * taken from rotation, for the AZ and health selection of ENI addresses. */
+        vd_answer_client client = {(vd_az_affinity)(rotation % 3), NULL, NULL};
+        if (vd_snapshot_az_count(s) > 0)
+                client.az = vd_snapshot_az_id(s, 0)[0] != '\0' ? vd_snapshot_az_id(s, 0)
+                                                               : vd_snapshot_az_name(s, 0);
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++)
+                vd_snapshot_eni_set_up(s, i, ((rotation >> (i % 16)) & 1u) == 0);
+        vd_local_chase lc;
+        memset(&lc, 0, sizeof(lc));
+        lc.client = &client;
+        vd_local_result r = vd_snapshot_answer_chase(s, &qi, rotation, out, cap, &len, &lc);
+        if (r == VD_LOCAL_ANSWERED) {
+                FUZZ_CHECK(len <= cap);
+                fuzz_check_response(&qi, out, len);
+        }
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++)
+                vd_snapshot_eni_set_up(s, i, true);
 }
 
 void fuzz_answer_snapshot(const vd_snapshot *s, size_t max_names)

@@ -1057,3 +1057,176 @@ Test(aws, example_zone_data)
         cr_expect_eq(records_mentioning(&r, "10.0.1.200"), 0);
         recs_free(&r);
 }
+
+/* ---- the ENI table ----------------------------------------------------------------------- */
+
+static size_t eni_entry(const vd_snapshot *s, int family, const char *ip)
+{
+        uint8_t addr[16] = {0};
+        cr_assert_eq(inet_pton(family, ip, addr), 1);
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++) {
+                const vd_snapshot_eni *e = vd_snapshot_eni_at(s, i);
+                if (e->family == family && memcmp(e->addr, addr, family == AF_INET ? 4 : 16) == 0)
+                        return i;
+        }
+        cr_assert_fail("no ENI entry for %s", ip);
+        return SIZE_MAX;
+}
+
+Test(aws, eni_table_of_the_example)
+{
+        recs r;
+        unsigned an = 0;
+        char owner[300];
+        load_ok("ap-southeast-2", &r);
+        /* ECR: two IPv4 and two IPv6 addresses; S3: two IPv4 addresses. Each address once,
+         * however many names (regional, zonal, private, wildcard) answer it. */
+        cr_assert_eq(vd_snapshot_eni_count(r.snap), 6);
+        for (size_t i = 0; i < vd_snapshot_eni_count(r.snap); i++) {
+                const vd_snapshot_eni *e = vd_snapshot_eni_at(r.snap, i);
+                cr_expect(strncmp(e->endpoint_id, "vpce-", 5) == 0, "%s", e->endpoint_id);
+                cr_expect(strncmp(e->eni_id, "eni-", 4) == 0, "%s", e->eni_id);
+                cr_expect(strncmp(e->az_name, "ap-southeast-2", 14) == 0, "%s", e->az_name);
+        }
+        size_t i = eni_entry(r.snap, AF_INET, "10.41.3.11");
+        const vd_snapshot_eni *e = vd_snapshot_eni_at(r.snap, i);
+        cr_expect_str_eq(e->endpoint_id, "vpce-0793a67c9e2ed829a");
+        cr_expect_str_eq(e->eni_id, "eni-09ce6ca6b0b9658d7");
+        cr_expect_str_eq(e->az_name, "ap-southeast-2a");
+        e = vd_snapshot_eni_at(r.snap, eni_entry(r.snap, AF_INET6, "2a05:d01c:1:1::11"));
+        cr_expect_str_eq(e->eni_id, "eni-09ce6ca6b0b9658d7");
+
+        /* Down: gone from the regional and private names; the zonal name fails open. */
+        vd_snapshot_eni_set_up(r.snap, i, false);
+        cr_expect_eq(ask(r.snap,
+                         "vpce-0793a67c9e2ed829a-48iq1s0k.api.ecr.ap-southeast-2.vpce."
+                         "amazonaws.com",
+                         VD_TYPE_A, &an, owner, sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 1);
+        cr_expect_eq(ask(r.snap, "api.ecr.ap-southeast-2.amazonaws.com", VD_TYPE_A, &an, owner,
+                         sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 1);
+        cr_expect_eq(ask(r.snap,
+                         "vpce-0793a67c9e2ed829a-48iq1s0k-ap-southeast-2a.api.ecr."
+                         "ap-southeast-2.vpce.amazonaws.com",
+                         VD_TYPE_A, &an, owner, sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 1);
+        /* The IPv6 address of the same ENI is an entry of its own, still up. */
+        cr_expect_eq(ask(r.snap,
+                         "vpce-0793a67c9e2ed829a-48iq1s0k.api.ecr.ap-southeast-2.vpce."
+                         "amazonaws.com",
+                         VD_TYPE_AAAA, &an, owner, sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 2);
+        recs_free(&r);
+}
+
+/* The answer's addresses in order, for a client at ip (or NULL) in az (or NULL), prefer. */
+static void answer_order(const vd_snapshot *s, const char *ip, const char *az, const char *name,
+                         char *out, size_t cap)
+{
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        if (ip != NULL) {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                a->sin_family = AF_INET;
+                cr_assert_eq(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+        }
+        vd_answer_client c = {VD_AZ_AFFINITY_PREFER, az,
+                              ip != NULL ? (struct sockaddr *)&ss : NULL};
+        uint8_t resp[4096];
+        size_t len = 0, pos;
+        dns_msg q;
+        vd_query_info qi;
+        vd_local_chase lc = {0};
+        lc.client = &c;
+        client_query(&q, &qi, 0x4242, name, VD_TYPE_A, false, false);
+        cr_assert_eq(vd_snapshot_answer_chase(s, &qi, 0, resp, sizeof(resp), &len, &lc),
+                     VD_LOCAL_ANSWERED);
+        unsigned an = vd_wire_get16(resp + 6);
+        pos = qi.question_end;
+        size_t at = 0;
+        out[0] = '\0';
+        for (unsigned i = 0; i < an; i++) {
+                uint16_t type;
+                size_t fixed;
+                cr_assert_eq(vd_wire_skip_rr(resp, len, &pos, &type, &fixed), 0);
+                char ipt[64];
+                cr_assert_eq(type, VD_TYPE_A);
+                inet_ntop(AF_INET, resp + pos - 4, ipt, sizeof(ipt));
+                at += (size_t)snprintf(out + at, cap - at, "%s%s", i ? " " : "", ipt);
+        }
+}
+
+/* ---- the subnets file ---------------------------------------------------------------------- */
+
+static const char *client_az_id(const vd_snapshot *s, const char *ip)
+{
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        if (strchr(ip, ':') != NULL) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                a->sin6_family = AF_INET6;
+                cr_assert_eq(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                a->sin_family = AF_INET;
+                cr_assert_eq(inet_pton(AF_INET, ip, &a->sin_addr), 1);
+        }
+        vd_answer_client c = {VD_AZ_AFFINITY_PREFER, NULL, (struct sockaddr *)&ss};
+        int az = vd_snapshot_client_az(s, &c);
+        return az < 0 ? "-" : vd_snapshot_az_id(s, (size_t)az);
+}
+
+Test(aws, subnets_give_az_ids_and_the_client_table)
+{
+        recs r;
+        load_ok("subnets", &r);
+        /* the records are those of the same capture without the subnets file */
+        cr_expect_eq(r.n, (4 + 2 + 2 + 2 + 2) + (2 + 1 + 1 + 2 + 2) + 3 * 5);
+        const vd_snapshot_eni *e =
+            vd_snapshot_eni_at(r.snap, eni_entry(r.snap, AF_INET, "10.41.3.11"));
+        cr_expect_str_eq(e->az_name, "ap-southeast-2a");
+        cr_expect_str_eq(e->az_id, "apse2-az3");
+        e = vd_snapshot_eni_at(r.snap, eni_entry(r.snap, AF_INET, "10.41.19.11"));
+        cr_expect_str_eq(e->az_id, "apse2-az1");
+        /* 3 IPv4 blocks, 2 associated IPv6 blocks (the disassociated one is left out) */
+        cr_expect_eq(vd_snapshot_subnet_count(r.snap), 5);
+        cr_expect_eq(vd_snapshot_az_count(r.snap), 3);
+        cr_expect_str_eq(client_az_id(r.snap, "10.41.7.9"), "apse2-az3");
+        cr_expect_str_eq(client_az_id(r.snap, "10.41.17.9"), "apse2-az1");
+        cr_expect_str_eq(client_az_id(r.snap, "10.41.40.1"), "apse2-az2");
+        cr_expect_str_eq(client_az_id(r.snap, "10.99.0.1"), "-");
+        cr_expect_str_eq(client_az_id(r.snap, "2a05:d01c:1:2::77"), "apse2-az1");
+        cr_expect_str_eq(client_az_id(r.snap, "2a05:d01c:1:9::77"), "-");
+
+        /* a client of apse2-az1 gets its AZ's ENI first, by address or by AZ ID */
+        char got[256];
+        answer_order(r.snap, "10.41.17.9", NULL, "api.ecr.ap-southeast-2.amazonaws.com", got,
+                     sizeof(got));
+        cr_expect_str_eq(got, "10.41.19.11 10.41.3.11");
+        answer_order(r.snap, NULL, "apse2-az3", "api.ecr.ap-southeast-2.amazonaws.com", got,
+                     sizeof(got));
+        cr_expect_str_eq(got, "10.41.3.11 10.41.19.11");
+        recs_free(&r);
+}
+
+Test(aws, subnets_file_errors_name_file_and_path)
+{
+        const char *msg = load_fails("bad/subnet-cidr");
+        expect_msg(msg, "subnet-cidr/describe-subnets.json: Subnets[1].CidrBlock: expected an "
+                        "IPv4 CIDR block");
+        expect_msg(msg, "10.41.16.0/33");
+        msg = load_fails("bad/subnet-no-az");
+        expect_msg(msg, "describe-subnets.json: Subnets[2].AvailabilityZone: expected a string, "
+                        "but it is missing");
+        msg = load_fails("bad/subnet-ipv6");
+        expect_msg(msg, "describe-subnets.json: "
+                        "Subnets[0].Ipv6CidrBlockAssociationSet[0].Ipv6CidrBlock: expected an "
+                        "IPv6 CIDR block");
+        msg = load_fails("bad/subnet-not-json");
+        expect_msg(msg, "describe-subnets.json:2:");
+}

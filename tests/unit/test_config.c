@@ -541,7 +541,7 @@ Test(config, usage_lists_every_key_and_ends_without_a_path)
         const char *u = vd_config_usage();
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
-        cr_assert_eq(n, 36);
+        cr_assert_eq(n, 38);
         for (size_t i = 0; i < n; i++) {
                 char line[160], def[96];
                 vd_config_key_default(&keys[i], def, sizeof(def));
@@ -1180,7 +1180,7 @@ Test(config, example_config_documents_every_key)
                 cr_assert(strstr(example, needle) != NULL || strstr(example, commented) != NULL,
                           "zones/example/vpcdns.yaml does not document '%s'", keys[i].name);
         }
-        cr_assert_eq(n_keys, 36, "every key of the table was checked");
+        cr_assert_eq(n_keys, 38, "every key of the table was checked");
 }
 
 Test(config, cache_keys_and_their_checks)
@@ -1452,4 +1452,45 @@ Test(config, key_same_compares_values_and_lists)
         cr_assert(vd_config_key_same(&a, &b, vd_config_key_find("upstream")));
         vd_config_free(&a);
         vd_config_free(&b);
+}
+
+Test(config, az_keys_and_flags)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        char value[64];
+        vd_config_init(&cfg);
+        cr_assert_str_eq(cfg.az, "");
+        cr_assert_eq(cfg.az_affinity, VD_AZ_AFFINITY_PREFER);
+        cr_assert_eq(load_text(&cfg, "az: use1-az4\naz_affinity: strict\n", &err, NULL), 0, "%s",
+                     err.msg);
+        cr_assert_str_eq(cfg.az, "use1-az4");
+        cr_assert_eq(cfg.az_affinity, VD_AZ_AFFINITY_STRICT);
+        const vd_config_key *k = vd_config_key_find("az_affinity");
+        cr_assert(vd_config_key_value(&cfg, k, value, sizeof(value)));
+        cr_assert_str_eq(value, "strict");
+        cr_assert(vd_config_key_value(&cfg, vd_config_key_find("az"), value, sizeof(value)));
+        cr_assert_str_eq(value, "use1-az4");
+        cr_assert_eq(run_args(&cfg, ARGS("--az", "imds", "--az-affinity", "off"), &err), 0, "%s",
+                     err.msg);
+        cr_assert_str_eq(cfg.az, "imds");
+        cr_assert_eq(cfg.az_affinity, VD_AZ_AFFINITY_OFF);
+        cr_assert_eq(run_args(&cfg, ARGS("--dump", "--client", "10.0.1.5"), &err), 0, "%s",
+                     err.msg);
+        cr_assert_str_eq(cfg.dump_client, "10.0.1.5");
+        vd_config_free(&cfg);
+
+        expect_error("az: us east 1a\n", "1:5",
+                     "expected an AZ name or ID (us-east-1a, use1-az4) or imds for 'az', got "
+                     "'us east 1a'");
+        expect_error("az: [use1-az4]\n", "1:5", "got a list");
+        expect_error("az_affinity: always\n", "1:14",
+                     "expected off, prefer or strict for 'az_affinity', got 'always'");
+        expect_usage_error(ARGS("--az", "us-east-1a-much-too-long-for-an-az-name"),
+                           "--az: expected an AZ name or ID");
+        expect_usage_error(ARGS("--az-affinity", "on"), "--az-affinity: expected off, prefer or "
+                                                        "strict, got 'on'");
+        expect_usage_error(ARGS("--dump", "--client", "nowhere"), "--client: expected a client "
+                                                                  "address");
+        expect_usage_error(ARGS("--client", "10.0.1.5"), "--client needs --dump");
 }
