@@ -196,6 +196,9 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                 case VD_KEY_QLOG:
                         *(vd_config_qlog *)to = *(vd_config_qlog *)from;
                         break;
+                case VD_KEY_ENI_HEALTH:
+                        *(vd_config_eni_health *)to = *(vd_config_eni_health *)from;
+                        break;
                 }
         }
 }
