@@ -1,8 +1,8 @@
 /* aws_records.c — what an endpoint's DNS names answer: classifies each DnsName (regional or
  * zonal vpce name, or private DNS name), and feeds its zone and its A, AAAA, CNAME and NS
- * records to the builder, with the builder's errors put in terms of the endpoints file. Must
- * not: read JSON fields other than the DnsName it is given, or decide whether an endpoint is
- * served. */
+ * records to the builder (each address with its ENI's identity), with the builder's errors put in
+ * terms of the endpoints file. Must not: read JSON fields other than the DnsName it is given, or
+ * decide whether an endpoint is served. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -189,6 +189,15 @@ static int add_rr(loader *l, const endpoint *ep, const uint8_t *owner, uint16_t 
         return rc;
 }
 
+/* The ENI identity the snapshot keeps for each address of e (cut to the table's fields). */
+static void eni_identity(const endpoint *ep, const eni *e, vd_snapshot_eni *out)
+{
+        memset(out, 0, sizeof(*out));
+        snprintf(out->endpoint_id, sizeof(out->endpoint_id), "%s", ep->id);
+        snprintf(out->eni_id, sizeof(out->eni_id), "%s", e->id);
+        snprintf(out->az_name, sizeof(out->az_name), "%s", e->az != NULL ? e->az : "");
+}
+
 /* A/AAAA records for one name: all ENIs, or only those in name->az for a zonal name.
  * *added receives the number of records; *matched whether any ENI qualified. */
 static int add_addresses(loader *l, const endpoint *ep, const dns_name *name, bool want_a,
@@ -203,13 +212,18 @@ static int add_addresses(loader *l, const endpoint *ep, const dns_name *name, bo
                 if (name->kind == NAME_ZONAL && (e->az == NULL || strcasecmp(e->az, name->az) != 0))
                         continue;
                 *matched = true;
+                vd_snapshot_eni ident;
+                eni_identity(ep, e, &ident);
                 for (size_t k = 0; k < e->n_addrs; k++) {
                         const address *a = &e->addrs[k];
                         if ((a->type == VD_TYPE_A && !want_a) ||
                             (a->type == VD_TYPE_AAAA && !want_aaaa))
                                 continue;
-                        rc = add_rr(l, ep, name->wire, a->type, VD_ENDPOINT_TTL, a->bytes,
-                                    a->type == VD_TYPE_A ? 4 : 16);
+                        rc = vd_builder_add_rr_eni(l->b, name->wire, a->type, VD_ENDPOINT_TTL,
+                                                   a->bytes, a->type == VD_TYPE_A ? 4 : 16,
+                                                   ep->claim, &ident, l->err);
+                        if (rc == 0)
+                                l->ep_records++;
                         if (rc < 0)
                                 return rc;
                         (*added)++;

@@ -4,12 +4,13 @@
  * Owns: vd_builder_finish(), which adds empty non-terminals inside authoritative zones and
  * compiles the builder's nodes into flat arrays: nodes, RRsets, and one blob holding every
  * record in wire form (type, class, TTL, rdlength, rdata) ready to copy into a response; the
- * snapshot's references, summary and record walk. Its parts: snapshot_build.c (the builder:
- * load time, may allocate freely), snapshot_answer.c (the answer side: suffix hashes of the
- * query name are computed once, right to left, so finding the closest encloser costs one
- * probe per label; answers are memcpy of precompiled records with 2-byte compression pointers
- * for owners; no allocation, no locks) and snapshot_loops.c (the CNAME loop check). Must not:
- * answer queries or change a snapshot once it is returned. */
+ * snapshot's references, summary and record walk; its ENI table and the health flag of each
+ * ENI address (the one part of a snapshot that changes after it is returned). Its parts:
+ * snapshot_build.c (the builder: load time, may allocate freely), snapshot_answer.c (the answer
+ * side: suffix hashes of the query name are computed once, right to left, so finding the closest
+ * encloser costs one probe per label; answers are memcpy of precompiled records with 2-byte
+ * compression pointers for owners; no allocation, no locks) and snapshot_loops.c (the CNAME loop
+ * check). Must not: answer queries or change a snapshot once it is returned. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -26,6 +27,9 @@ static void snapshot_free(vd_snapshot *s)
         free(s->table);
         free(s->sets);
         free(s->rr_off);
+        free(s->rr_eni);
+        free(s->enis);
+        free(s->health);
         free(s->zones);
         free(s->blob);
         free(s->order);
@@ -124,11 +128,21 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
         s->table = calloc(tcap, sizeof(uint32_t));
         s->sets = calloc(nsets ? nsets : 1, sizeof(struct sset));
         s->rr_off = calloc(nrrs + 1, sizeof(uint32_t));
+        s->rr_eni = calloc(nrrs + 1, sizeof(uint32_t));
+        s->enis = calloc(b->n_enis ? b->n_enis : 1, sizeof(vd_snapshot_eni));
+        s->health = calloc(1, sizeof(struct eni_health) + b->n_enis);
         s->zones = calloc(b->nz ? b->nz : 1, sizeof(struct szone));
         s->blob = malloc(blob ? blob : 1);
         s->order = calloc(b->n ? b->n : 1, sizeof(size_t));
-        if (!s->nodes || !s->table || !s->sets || !s->rr_off || !s->zones || !s->blob || !s->order)
+        if (!s->nodes || !s->table || !s->sets || !s->rr_off || !s->rr_eni || !s->enis ||
+            !s->health || !s->zones || !s->blob || !s->order)
                 goto oom;
+        if (b->n_enis > 0)
+                memcpy(s->enis, b->enis, b->n_enis * sizeof(vd_snapshot_eni));
+        s->n_enis = b->n_enis;
+        atomic_init(&s->health->down, 0);
+        for (size_t i = 0; i < b->n_enis; i++)
+                atomic_init(&s->health->up[i], 1);
         s->table_mask = tcap - 1;
         s->n_nodes = b->n;
         s->n_zones = b->nz;
@@ -164,6 +178,8 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
                         ss->first_rr = (uint32_t)rp;
                         for (size_t r = 0; r < bs->n; r++) {
                                 uint8_t *w = s->blob + bp;
+                                s->rr_eni[rp] = bs->rrs[r].eni;
+                                ss->eni |= bs->rrs[r].eni != NO_ENI;
                                 s->rr_off[rp++] = (uint32_t)bp;
                                 vd_wire_put16(w, bs->type);
                                 vd_wire_put16(w + 2, VD_CLASS_IN);
@@ -176,6 +192,7 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
                 vd_snap_table_put(s->table, tcap, bn->hash, (uint32_t)i);
         }
         s->rr_off[rp] = (uint32_t)bp;
+        s->rr_eni[rp] = NO_ENI;
         s->summary.records = nrrs;
 
         for (size_t z = 0; z < b->nz; z++) {
@@ -236,4 +253,31 @@ int vd_snapshot_foreach(const vd_snapshot *s, vd_rr_visit_fn fn, void *arg)
                 }
         }
         return 0;
+}
+
+size_t vd_snapshot_eni_count(const vd_snapshot *s)
+{
+        return s->n_enis;
+}
+
+const vd_snapshot_eni *vd_snapshot_eni_at(const vd_snapshot *s, size_t i)
+{
+        VD_CHECK(i < s->n_enis);
+        return &s->enis[i];
+}
+
+void vd_snapshot_eni_set_up(const vd_snapshot *s, size_t i, bool up)
+{
+        VD_CHECK(i < s->n_enis);
+        uint8_t was = atomic_exchange_explicit(&s->health->up[i], up ? 1 : 0, memory_order_relaxed);
+        if (was && !up)
+                atomic_fetch_add_explicit(&s->health->down, 1, memory_order_relaxed);
+        else if (!was && up)
+                atomic_fetch_sub_explicit(&s->health->down, 1, memory_order_relaxed);
+}
+
+bool vd_snapshot_eni_up(const vd_snapshot *s, size_t i)
+{
+        VD_CHECK(i < s->n_enis);
+        return atomic_load_explicit(&s->health->up[i], memory_order_relaxed) != 0;
 }

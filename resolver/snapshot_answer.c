@@ -1,7 +1,8 @@
 /* snapshot_answer.c — the answer side of a compiled snapshot (hot path): the closest-encloser
  * lookup, one probe per label with the suffix hashes, and responses made of memcpy'd
- * precompiled records with 2-byte compression pointers for owners, CNAME chains followed.
- * Must not: allocate, lock, or change the snapshot. */
+ * precompiled records with 2-byte compression pointers for owners, CNAME chains followed,
+ * ENI addresses that are down left out. Must not: allocate, lock, or change the snapshot. */
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -100,13 +101,59 @@ static void put_record(writer *w, const vd_snapshot *s, uint32_t rr, uint16_t ow
         w->counts[section]++;
 }
 
+/* Appends the records of set marked in pick (a bitmap over its records), in set order rotated
+ * to start at the (rotation % count)-th of them. */
+static void put_picked(writer *w, const vd_snapshot *s, const struct sset *set, uint16_t owner_ref,
+                       uint32_t rotation, const uint64_t *pick, uint16_t count)
+{
+        uint16_t start = (uint16_t)(rotation % count), seen = 0;
+        for (uint16_t r = 0; r < set->count; r++)
+                if ((pick[r / 64] >> (r % 64)) & 1u && seen++ >= start)
+                        put_record(w, s, set->first_rr + r, owner_ref, 0);
+        seen = 0;
+        for (uint16_t r = 0; r < set->count && seen < start; r++)
+                if ((pick[r / 64] >> (r % 64)) & 1u && seen++ < start)
+                        put_record(w, s, set->first_rr + r, owner_ref, 0);
+}
+
+/* An RRset of ENI addresses while some address of the snapshot is down: the addresses that
+ * are up, rotated among themselves; all of them (rotated) when none is up. Each flag is read
+ * once, so a prober flipping one meanwhile cannot duplicate or drop a record. */
+static void put_eni_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
+                          uint16_t owner_ref, uint32_t rotation)
+{
+        uint64_t up[RRSET_MAX_RECORDS / 64];
+        uint16_t n_up = 0;
+        for (uint16_t r = 0; r < set->count; r++) {
+                if (r % 64 == 0)
+                        up[r / 64] = 0;
+                uint32_t e = s->rr_eni[set->first_rr + r];
+                bool ok = e == NO_ENI ||
+                          atomic_load_explicit(&s->health->up[e], memory_order_relaxed) != 0;
+                if (ok) {
+                        up[r / 64] |= (uint64_t)1 << (r % 64);
+                        n_up++;
+                }
+        }
+        if (n_up == 0) { /* fail open: every address */
+                for (uint16_t r = 0; r < set->count; r++)
+                        up[r / 64] |= (uint64_t)1 << (r % 64);
+                n_up = set->count;
+        }
+        put_picked(w, s, set, owner_ref, rotation, up, n_up);
+}
+
 /* Appends an RRset, starting at a rotating position. Returns the offset of the first record's
  * rdata in the response (for CNAME targets), or 0. */
 static size_t put_rrset(writer *w, const vd_snapshot *s, const struct sset *set, uint16_t owner_ref,
                         uint32_t rotation)
 {
-        uint16_t start = set->count > 1 ? (uint16_t)(rotation % set->count) : 0;
         size_t first_rdata = w->len + 2 + 10;
+        if (set->eni && atomic_load_explicit(&s->health->down, memory_order_relaxed) != 0) {
+                put_eni_rrset(w, s, set, owner_ref, rotation);
+                return w->overflow ? 0 : first_rdata;
+        }
+        uint16_t start = set->count > 1 ? (uint16_t)(rotation % set->count) : 0;
         for (uint16_t k = 0; k < set->count; k++) {
                 uint16_t r = (uint16_t)((start + k) % set->count);
                 put_record(w, s, set->first_rr + r, owner_ref, 0);

@@ -3,6 +3,7 @@
  * its zone, all carved from the builder's store. Checks each zone and record as it is added.
  * Must not: compile (snapshot.c does) or answer queries. Load time only: may allocate. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,8 @@ void vd_snap_builder_clear(vd_builder *b)
         free(b->table);
         free(b->zones);
         free(b->claims);
+        free(b->enis);
+        free(b->eni_table);
         memset(b, 0, sizeof(*b));
 }
 
@@ -359,9 +362,9 @@ int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
         return vd_builder_add_rr_at(b, owner, type, ttl, rdata, rdlen, claim, 0, err);
 }
 
-int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
-                         const uint8_t *rdata, uint16_t rdlen, const char *claim, int line,
-                         vd_error *err)
+static int add_record(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                      const uint8_t *rdata, uint16_t rdlen, const char *claim, int line,
+                      uint32_t eni, vd_error *err)
 {
         uint8_t name[VD_NAME_MAX];
         uint8_t len = 0;
@@ -411,14 +414,18 @@ int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uin
         struct brrset *s = rrset_get(b, nd, type, true);
         if (s == NULL)
                 return vd_error_set(err, "out of memory"), -ENOMEM;
-        for (size_t i = 0; i < s->n; i++)
-                if (s->rrs[i].len == rdlen && memcmp(s->rrs[i].rdata, rdata, rdlen) == 0)
+        for (size_t i = 0; i < s->n; i++) {
+                if (s->rrs[i].len == rdlen && memcmp(s->rrs[i].rdata, rdata, rdlen) == 0) {
+                        if (s->rrs[i].eni == NO_ENI)
+                                s->rrs[i].eni = eni;
                         return 0; /* identical record: merged */
+                }
+        }
         if (type == VD_TYPE_CNAME && s->n > 0) {
                 vd_name_to_text(name, text, sizeof(text));
                 return vd_error_set(err, "%s: more than one CNAME", text);
         }
-        if (vd_snap_rrset_wire_size(s) + 12 + rdlen > 60000 || s->n >= 4096) {
+        if (vd_snap_rrset_wire_size(s) + 12 + rdlen > 60000 || s->n >= RRSET_MAX_RECORDS) {
                 vd_name_to_text(name, text, sizeof(text));
                 return vd_error_set(err, "%s: RRset of type %u is too large", text, type);
         }
@@ -435,9 +442,105 @@ int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uin
                 s->ttl = ttl;
         s->rrs[s->n].rdata = copy;
         s->rrs[s->n].len = rdlen;
+        s->rrs[s->n].eni = eni;
         s->n++;
         if (type == VD_TYPE_CNAME)
                 nd->cname_line = line;
         b->records++;
         return 0;
+}
+
+int vd_builder_add_rr_at(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                         const uint8_t *rdata, uint16_t rdlen, const char *claim, int line,
+                         vd_error *err)
+{
+        return add_record(b, owner, type, ttl, rdata, rdlen, claim, line, NO_ENI, err);
+}
+
+/* FNV-1a over an ENI table key: the endpoint id and the address. */
+static uint32_t eni_key_hash(const char *endpoint_id, const uint8_t *addr, size_t alen)
+{
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (const char *p = endpoint_id; *p != '\0'; p++)
+                h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+        h = (h ^ 0xff) * 0x100000001b3ull; /* separates the id from the address */
+        for (size_t i = 0; i < alen; i++)
+                h = (h ^ addr[i]) * 0x100000001b3ull;
+        return (uint32_t)(h ^ (h >> 32));
+}
+
+static bool eni_key_eq(const vd_snapshot_eni *e, const char *endpoint_id, int family,
+                       const uint8_t *addr, size_t alen)
+{
+        return e->family == family && memcmp(e->addr, addr, alen) == 0 &&
+               strcmp(e->endpoint_id, endpoint_id) == 0;
+}
+
+static int eni_table_grow(vd_builder *b)
+{
+        size_t ncap = b->eni_table_cap ? b->eni_table_cap * 2 : 64;
+        uint32_t *t = calloc(ncap, sizeof(uint32_t));
+        if (t == NULL)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n_enis; i++) {
+                const vd_snapshot_eni *e = &b->enis[i];
+                size_t alen = e->family == AF_INET ? 4 : 16;
+                size_t slot = eni_key_hash(e->endpoint_id, e->addr, alen) & (ncap - 1);
+                while (t[slot] != 0)
+                        slot = (slot + 1) & (ncap - 1);
+                t[slot] = (uint32_t)i + 1;
+        }
+        free(b->eni_table);
+        b->eni_table = t;
+        b->eni_table_cap = ncap;
+        return 0;
+}
+
+/* The ENI table index of (eni->endpoint_id, the address in rdata), added when new. */
+static int eni_index(vd_builder *b, const vd_snapshot_eni *eni, int family, const uint8_t *addr,
+                     size_t alen, uint32_t *out)
+{
+        if ((b->n_enis + 1) * 2 > b->eni_table_cap && eni_table_grow(b) != 0)
+                return -ENOMEM;
+        size_t mask = b->eni_table_cap - 1;
+        size_t slot = eni_key_hash(eni->endpoint_id, addr, alen) & mask;
+        for (; b->eni_table[slot] != 0; slot = (slot + 1) & mask) {
+                uint32_t i = b->eni_table[slot] - 1;
+                if (eni_key_eq(&b->enis[i], eni->endpoint_id, family, addr, alen)) {
+                        *out = i;
+                        return 0;
+                }
+        }
+        vd_snapshot_eni *enis = grow(b->enis, &b->enis_cap, b->n_enis + 1, sizeof(*enis));
+        if (enis == NULL)
+                return -ENOMEM;
+        b->enis = enis;
+        vd_snapshot_eni *e = &b->enis[b->n_enis];
+        *e = *eni;
+        /* Strings cut to their fields and terminated, whatever the caller left in them. */
+        e->endpoint_id[sizeof(e->endpoint_id) - 1] = '\0';
+        e->eni_id[sizeof(e->eni_id) - 1] = '\0';
+        e->az_name[sizeof(e->az_name) - 1] = '\0';
+        e->az_id[sizeof(e->az_id) - 1] = '\0';
+        e->family = family;
+        memset(e->addr, 0, sizeof(e->addr));
+        memcpy(e->addr, addr, alen);
+        b->eni_table[slot] = (uint32_t)b->n_enis + 1;
+        *out = (uint32_t)b->n_enis++;
+        return 0;
+}
+
+int vd_builder_add_rr_eni(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                          const uint8_t *rdata, uint16_t rdlen, const char *claim,
+                          const vd_snapshot_eni *eni, vd_error *err)
+{
+        uint32_t index;
+        int family = type == VD_TYPE_A ? AF_INET : AF_INET6;
+        if (eni == NULL || (type != VD_TYPE_A && type != VD_TYPE_AAAA))
+                return vd_error_set(err, "an ENI address must be an A or AAAA record");
+        if (rdlen != (type == VD_TYPE_A ? 4 : 16))
+                return vd_error_set(err, "malformed rdata for record type %u", type);
+        if (eni_index(b, eni, family, rdata, rdlen, &index) != 0)
+                return vd_error_set(err, "out of memory"), -ENOMEM;
+        return add_record(b, owner, type, ttl, rdata, rdlen, claim, 0, index, err);
 }

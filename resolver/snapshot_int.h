@@ -19,6 +19,8 @@
 #include "vpcdns/wire.h"
 #define MAX_LABELS 128
 #define HASH_SEED 0x243F6A8885A308D3ull
+#define RRSET_MAX_RECORDS 4096 /* records of one RRset, at most */
+#define NO_ENI UINT32_MAX      /* the ENI index of a record that is not an ENI address */
 
 enum node_flags {
         NODE_ZONE_APEX = 1, /* a zone is declared here */
@@ -83,6 +85,7 @@ static inline uint32_t name_hash_at(const uint8_t *p, size_t len)
 struct brr {
         uint8_t *rdata;
         uint16_t len;
+        uint32_t eni; /* index into the builder's ENI table, or NO_ENI */
 };
 
 struct brrset {
@@ -125,6 +128,10 @@ struct vd_builder {
         char **claims;
         size_t nclaims, claims_cap;
         size_t records;
+        vd_snapshot_eni *enis; /* the ENI table, one entry per (endpoint, address) */
+        size_t n_enis, enis_cap;
+        uint32_t *eni_table; /* ENI index + 1 by (endpoint, address) hash, 0 = empty */
+        size_t eni_table_cap;
 };
 /* ---------- the compiled snapshot ---------- */
 
@@ -143,6 +150,7 @@ struct sset {
         uint16_t type;
         uint16_t count;
         uint32_t first_rr; /* index into rr_off */
+        bool eni;          /* some of its records are ENI addresses (rr_eni) */
 };
 
 struct szone {
@@ -154,6 +162,14 @@ struct szone {
         bool authoritative;
 };
 
+/* The mutable part of a snapshot: the health of each ENI address (1 up, 0 down) and how many
+ * are down, so that answers skip the health check while every address is up. Relaxed
+ * atomics: a reader may see a flip a query late, never a torn value. */
+struct eni_health {
+        atomic_uint down;
+        _Atomic uint8_t up[];
+};
+
 struct vd_snapshot {
         atomic_int refs;
         struct snode *nodes;
@@ -162,7 +178,11 @@ struct vd_snapshot {
         size_t table_mask;
         struct sset *sets;
         uint32_t *rr_off; /* record i starts at blob[rr_off[i]]: type class ttl rdlen rdata */
+        uint32_t *rr_eni; /* record i's index into enis, or NO_ENI */
         size_t n_rrs;
+        vd_snapshot_eni *enis; /* the ENI table */
+        size_t n_enis;
+        struct eni_health *health; /* n_enis flags; written through a const snapshot */
         struct szone *zones;
         size_t n_zones;
         uint8_t *blob;

@@ -11,7 +11,12 @@
  * "zones/example/describe-vpc-endpoints.json: VpcEndpoints[2] (vpce-0abc...)" or
  * "zones/example/corp.zone". Records of one claim may share names freely; a name (or an
  * authoritative zone apex) that two different claims hold is a load error naming both.
- * The builder copies the claim string; callers keep ownership of theirs. */
+ * The builder copies the claim string; callers keep ownership of theirs.
+ *
+ * ENI addresses: A/AAAA records of AWS endpoints carry their ENI (vd_builder_add_rr_eni); the
+ * snapshot lists them in its ENI table with a health flag each, which a prober may flip while
+ * the snapshot is published. An RRset holding such records answers only the addresses that
+ * are up (all of them when none is). */
 #ifndef VPCDNS_SNAPSHOT_H
 #define VPCDNS_SNAPSHOT_H
 
@@ -48,6 +53,26 @@ int vd_builder_add_zone(vd_builder *b, const uint8_t *apex, bool authoritative,
 int vd_builder_add_rr(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
                       const uint8_t *rdata, uint16_t rdlen, const char *claim, vd_error *err);
 
+/* One ENI address of the snapshot's endpoints (an A or AAAA record made from an ENI). */
+typedef struct vd_snapshot_eni {
+        int family;           /* AF_INET or AF_INET6 */
+        uint8_t addr[16];     /* 4 or 16 bytes */
+        char endpoint_id[64]; /* "vpce-..." */
+        char eni_id[64];      /* "eni-..." */
+        char az_name[32];     /* "us-east-1a", "" when unknown */
+        char az_id[32];       /* "use1-az4", "" when unknown (from describe-subnets) */
+} vd_snapshot_eni;
+
+/* As vd_builder_add_rr, for an A or AAAA record whose address is an ENI's: eni names the
+ * endpoint, the ENI and its AZ (its family and addr are ignored: the rdata is the address).
+ * The snapshot keeps one ENI table entry per distinct (endpoint_id, address), shared by every
+ * record made from it (the regional name, the private names, the wildcard); the first
+ * identity given for an entry is kept. Records added with vd_builder_add_rr are never ENI
+ * addresses. Any other type, or a NULL eni, is an error. */
+int vd_builder_add_rr_eni(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                          const uint8_t *rdata, uint16_t rdlen, const char *claim,
+                          const vd_snapshot_eni *eni, vd_error *err);
+
 /* Compiles everything added so far. On success the builder is consumed (free it anyway,
  * it is then empty) and *out holds a snapshot with one reference. */
 int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err);
@@ -61,6 +86,15 @@ typedef struct vd_snapshot_summary {
         size_t zones;   /* authoritative zones */
 } vd_snapshot_summary;
 void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out);
+
+/* The ENI table: entries in the order first added, 0 <= i < vd_snapshot_eni_count(s). */
+size_t vd_snapshot_eni_count(const vd_snapshot *s);
+const vd_snapshot_eni *vd_snapshot_eni_at(const vd_snapshot *s, size_t i);
+/* Health of ENI address i, false = down. Every address starts up. Any thread, any time, also
+ * on a published snapshot (a relaxed atomic per address, the one mutable part of a snapshot).
+ * Answers leave down addresses out, except when every address of the RRset is down (fail open). */
+void vd_snapshot_eni_set_up(const vd_snapshot *s, size_t i, bool up);
+bool vd_snapshot_eni_up(const vd_snapshot *s, size_t i);
 
 /* Visits every record in a stable order (names in the order first added, RRsets in the order
  * first added). Stops and returns the callback's value when it is non-zero. */

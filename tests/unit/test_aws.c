@@ -1057,3 +1057,69 @@ Test(aws, example_zone_data)
         cr_expect_eq(records_mentioning(&r, "10.0.1.200"), 0);
         recs_free(&r);
 }
+
+/* ---- the ENI table ----------------------------------------------------------------------- */
+
+static size_t eni_entry(const vd_snapshot *s, int family, const char *ip)
+{
+        uint8_t addr[16] = {0};
+        cr_assert_eq(inet_pton(family, ip, addr), 1);
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++) {
+                const vd_snapshot_eni *e = vd_snapshot_eni_at(s, i);
+                if (e->family == family && memcmp(e->addr, addr, family == AF_INET ? 4 : 16) == 0)
+                        return i;
+        }
+        cr_assert_fail("no ENI entry for %s", ip);
+        return SIZE_MAX;
+}
+
+Test(aws, eni_table_of_the_example)
+{
+        recs r;
+        unsigned an = 0;
+        char owner[300];
+        load_ok("ap-southeast-2", &r);
+        /* ECR: two IPv4 and two IPv6 addresses; S3: two IPv4 addresses. Each address once,
+         * however many names (regional, zonal, private, wildcard) answer it. */
+        cr_assert_eq(vd_snapshot_eni_count(r.snap), 6);
+        for (size_t i = 0; i < vd_snapshot_eni_count(r.snap); i++) {
+                const vd_snapshot_eni *e = vd_snapshot_eni_at(r.snap, i);
+                cr_expect(strncmp(e->endpoint_id, "vpce-", 5) == 0, "%s", e->endpoint_id);
+                cr_expect(strncmp(e->eni_id, "eni-", 4) == 0, "%s", e->eni_id);
+                cr_expect(strncmp(e->az_name, "ap-southeast-2", 14) == 0, "%s", e->az_name);
+        }
+        size_t i = eni_entry(r.snap, AF_INET, "10.41.3.11");
+        const vd_snapshot_eni *e = vd_snapshot_eni_at(r.snap, i);
+        cr_expect_str_eq(e->endpoint_id, "vpce-0793a67c9e2ed829a");
+        cr_expect_str_eq(e->eni_id, "eni-09ce6ca6b0b9658d7");
+        cr_expect_str_eq(e->az_name, "ap-southeast-2a");
+        e = vd_snapshot_eni_at(r.snap, eni_entry(r.snap, AF_INET6, "2a05:d01c:1:1::11"));
+        cr_expect_str_eq(e->eni_id, "eni-09ce6ca6b0b9658d7");
+
+        /* Down: gone from the regional and private names; the zonal name fails open. */
+        vd_snapshot_eni_set_up(r.snap, i, false);
+        cr_expect_eq(ask(r.snap,
+                         "vpce-0793a67c9e2ed829a-48iq1s0k.api.ecr.ap-southeast-2.vpce."
+                         "amazonaws.com",
+                         VD_TYPE_A, &an, owner, sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 1);
+        cr_expect_eq(ask(r.snap, "api.ecr.ap-southeast-2.amazonaws.com", VD_TYPE_A, &an, owner,
+                         sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 1);
+        cr_expect_eq(ask(r.snap,
+                         "vpce-0793a67c9e2ed829a-48iq1s0k-ap-southeast-2a.api.ecr."
+                         "ap-southeast-2.vpce.amazonaws.com",
+                         VD_TYPE_A, &an, owner, sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 1);
+        /* The IPv6 address of the same ENI is an entry of its own, still up. */
+        cr_expect_eq(ask(r.snap,
+                         "vpce-0793a67c9e2ed829a-48iq1s0k.api.ecr.ap-southeast-2.vpce."
+                         "amazonaws.com",
+                         VD_TYPE_AAAA, &an, owner, sizeof(owner)),
+                     VD_RCODE_NOERROR);
+        cr_expect_eq(an, 2);
+        recs_free(&r);
+}

@@ -5,6 +5,8 @@
 #include <ldns/ldns.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vpcdns/snapshot.h"
@@ -690,5 +692,248 @@ Test(snapshot, a_chain_to_a_special_use_name_ends_in_the_fallback_without_a_chas
 
         lc.fallback = NULL; /* without it the chain leaves local data */
         cr_assert_eq(ask_chase(s, "lh.corp.test.", &lc, out, 512, &len), VD_LOCAL_CHASE);
+        vd_snapshot_unref(s);
+}
+
+/* ---- the ENI table and health ------------------------------------------------------------ */
+
+static void add_eni_addr(vd_builder *b, const char *owner, const char *ip, const char *endpoint,
+                         const char *eni, const char *az)
+{
+        uint8_t name[VD_NAME_MAX], addr[16];
+        vd_error err = {{0}};
+        vd_snapshot_eni e;
+        bool v6 = strchr(ip, ':') != NULL;
+        memset(&e, 0, sizeof(e));
+        snprintf(e.endpoint_id, sizeof(e.endpoint_id), "%s", endpoint);
+        snprintf(e.eni_id, sizeof(e.eni_id), "%s", eni);
+        snprintf(e.az_name, sizeof(e.az_name), "%s", az);
+        wname(owner, name);
+        cr_assert_eq(inet_pton(v6 ? AF_INET6 : AF_INET, ip, addr), 1);
+        cr_assert_eq(vd_builder_add_rr_eni(b, name, v6 ? VD_TYPE_AAAA : VD_TYPE_A, 60, addr,
+                                           v6 ? 16 : 4, endpoint, &e, &err),
+                     0, "%s", err.msg);
+}
+
+/* An endpoint with three ENIs (one per AZ) under a regional name, a private name and a
+ * wildcard, with IPv6 on the first; and a zone file record at another name. */
+static vd_snapshot *eni_fixture(void)
+{
+        static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com",
+                                            "sqs.test-1.amazonaws.com",
+                                            "*.sqs.test-1.amazonaws.com"};
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "test-1.vpce.amazonaws.com", false, "vpce-1");
+        add_zone(b, "sqs.test-1.amazonaws.com", true, "vpce-1");
+        for (size_t i = 0; i < 3; i++) {
+                add_eni_addr(b, names[i], "10.0.1.1", "vpce-1", "eni-a", "test-1a");
+                add_eni_addr(b, names[i], "10.0.2.1", "vpce-1", "eni-b", "test-1b");
+                add_eni_addr(b, names[i], "10.0.3.1", "vpce-1", "eni-c", "test-1c");
+                add_eni_addr(b, names[i], "2001:db8::1", "vpce-1", "eni-a", "test-1a");
+        }
+        add_zone(b, "corp.test", true, "corp.zone");
+        add_a(b, "host.corp.test", "10.0.1.1", "corp.zone");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return s;
+}
+
+/* The addresses of an answer, in order, as "a b c". */
+static void answer_text(const vd_snapshot *s, const char *name, ldns_rr_type type, uint32_t rot,
+                        char *out, size_t cap)
+{
+        answer a = ask_full(s, name, type, false, 512, rot);
+        cr_assert_eq(a.result, VD_LOCAL_ANSWERED);
+        size_t at = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < ldns_pkt_ancount(a.pkt); i++) {
+                char *t = rr_text(ldns_pkt_answer(a.pkt), i);
+                at += (size_t)snprintf(out + at, cap - at, "%s%s", i ? " " : "", t);
+                free(t);
+        }
+        ldns_pkt_free(a.pkt);
+}
+
+static size_t eni_find(const vd_snapshot *s, const char *ip)
+{
+        uint8_t addr[16] = {0};
+        bool v6 = strchr(ip, ':') != NULL;
+        cr_assert_eq(inet_pton(v6 ? AF_INET6 : AF_INET, ip, addr), 1);
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++) {
+                const vd_snapshot_eni *e = vd_snapshot_eni_at(s, i);
+                if (e->family == (v6 ? AF_INET6 : AF_INET) &&
+                    memcmp(e->addr, addr, v6 ? 16 : 4) == 0)
+                        return i;
+        }
+        cr_assert_fail("no ENI entry for %s", ip);
+        return 0;
+}
+
+Test(snapshot, eni_table_has_one_entry_per_endpoint_address)
+{
+        vd_snapshot *s = eni_fixture();
+        cr_assert_eq(vd_snapshot_eni_count(s), 4, "three names share each address");
+        const vd_snapshot_eni *e = vd_snapshot_eni_at(s, eni_find(s, "10.0.2.1"));
+        cr_assert_eq(e->family, AF_INET);
+        cr_assert_str_eq(e->endpoint_id, "vpce-1");
+        cr_assert_str_eq(e->eni_id, "eni-b");
+        cr_assert_str_eq(e->az_name, "test-1b");
+        cr_assert_str_eq(e->az_id, "");
+        e = vd_snapshot_eni_at(s, eni_find(s, "2001:db8::1"));
+        cr_assert_eq(e->family, AF_INET6);
+        cr_assert_str_eq(e->eni_id, "eni-a");
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++)
+                cr_assert(vd_snapshot_eni_up(s, i), "every address starts up");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, eni_of_another_endpoint_is_another_entry)
+{
+        vd_builder *b = vd_builder_new();
+        add_eni_addr(b, "a.example", "10.0.0.1", "vpce-1", "eni-a", "z1");
+        add_eni_addr(b, "b.example", "10.0.0.1", "vpce-2", "eni-b", "z2");
+        add_eni_addr(b, "c.example", "10.0.0.1", "vpce-1", "eni-a", "z1");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        cr_assert_eq(vd_snapshot_eni_count(s), 2);
+        cr_assert_str_eq(vd_snapshot_eni_at(s, 0)->endpoint_id, "vpce-1");
+        cr_assert_str_eq(vd_snapshot_eni_at(s, 1)->endpoint_id, "vpce-2");
+        /* a down entry of vpce-1 leaves vpce-2's name alone */
+        vd_snapshot_eni_set_up(s, 0, false);
+        char got[256];
+        answer_text(s, "b.example.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.0.1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, eni_records_only_through_the_eni_call)
+{
+        vd_builder *b = vd_builder_new();
+        uint8_t name[VD_NAME_MAX], t[VD_NAME_MAX];
+        size_t tlen;
+        vd_error err = {{0}};
+        vd_snapshot_eni e;
+        memset(&e, 0, sizeof(e));
+        wname("a.example", name);
+        cr_assert_eq(vd_name_from_text("b.example", t, &tlen), 0);
+        cr_assert_neq(
+            vd_builder_add_rr_eni(b, name, VD_TYPE_CNAME, 60, t, (uint16_t)tlen, "z", &e, &err), 0);
+        uint8_t addr[4] = {10, 0, 0, 1};
+        cr_assert_neq(vd_builder_add_rr_eni(b, name, VD_TYPE_A, 60, addr, 4, "z", NULL, &err), 0);
+        cr_assert_neq(vd_builder_add_rr_eni(b, name, VD_TYPE_AAAA, 60, addr, 4, "z", &e, &err), 0);
+        vd_builder_free(b);
+}
+
+Test(snapshot, down_addresses_leave_every_name_that_uses_them)
+{
+        vd_snapshot *s = eni_fixture();
+        char got[256];
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.2.1"), false);
+        cr_assert_not(vd_snapshot_eni_up(s, eni_find(s, "10.0.2.1")));
+        static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com.",
+                                            "sqs.test-1.amazonaws.com.",
+                                            "x.y.sqs.test-1.amazonaws.com."};
+        for (size_t i = 0; i < 3; i++) {
+                for (uint32_t rot = 0; rot < 4; rot++) {
+                        answer_text(s, names[i], LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                        cr_assert_null(strstr(got, "10.0.2.1"), "%s rot %u: %s", names[i], rot,
+                                       got);
+                        cr_assert_eq(strlen(got), strlen("10.0.1.1 10.0.3.1"), "%s", got);
+                }
+        }
+        /* the zone file's record of the same address is not an ENI address */
+        answer_text(s, "host.corp.test.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1");
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.1.1"), false);
+        answer_text(s, "host.corp.test.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1");
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, 1, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.3.1");
+        /* AAAA is its own RRset: its only address down, it fails open */
+        vd_snapshot_eni_set_up(s, eni_find(s, "2001:db8::1"), false);
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_AAAA, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "2001:db8::1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, every_address_down_answers_all_and_up_again_returns)
+{
+        vd_snapshot *s = eni_fixture();
+        char got[256];
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++)
+                vd_snapshot_eni_set_up(s, i, false);
+        vd_snapshot_eni_set_up(s, 0, false); /* twice: still counted once */
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1 10.0.2.1 10.0.3.1");
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, 2, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.3.1 10.0.1.1 10.0.2.1", "fail open still rotates");
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.3.1"), true);
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, 1, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.3.1");
+        for (size_t i = 0; i < vd_snapshot_eni_count(s); i++)
+                vd_snapshot_eni_set_up(s, i, true);
+        vd_snapshot_eni_set_up(s, 0, true);
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, 1, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.2.1 10.0.3.1 10.0.1.1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, rotation_among_the_addresses_that_are_up)
+{
+        vd_builder *b = vd_builder_new();
+        const char *ips[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"};
+        for (size_t i = 0; i < 5; i++)
+                add_eni_addr(b, "a.example", ips[i], "vpce-1", "eni-x", "z");
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        vd_snapshot_eni_set_up(s, 0, false);
+        vd_snapshot_eni_set_up(s, 1, false);
+        vd_snapshot_eni_set_up(s, 3, false);
+        /* up: .3 and .5; each comes first equally often */
+        const char *want[] = {"10.0.0.3 10.0.0.5", "10.0.0.5 10.0.0.3"};
+        char got[256];
+        for (uint32_t rot = 0; rot < 6; rot++) {
+                answer_text(s, "a.example.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                cr_assert_str_eq(got, want[rot % 2], "rotation %u", rot);
+        }
+        vd_snapshot_unref(s);
+}
+
+/* A prober thread flipping flags while answers are made: never a duplicate or a lost record
+ * beyond the down ones (TSan checks the flags are atomics). */
+static void *flipper(void *arg)
+{
+        const vd_snapshot *s = arg;
+        for (unsigned i = 0; i < 20000; i++)
+                vd_snapshot_eni_set_up(s, i % 3, (i / 3) % 2 == 0);
+        return NULL;
+}
+
+Test(snapshot, health_flips_while_answering)
+{
+        vd_snapshot *s = eni_fixture();
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, flipper, s), 0);
+        char got[256];
+        for (uint32_t rot = 0; rot < 3000; rot++) {
+                answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                size_t n = 1;
+                for (const char *p = got; *p; p++)
+                        n += *p == ' ';
+                cr_assert(n >= 1 && n <= 3, "%s", got);
+                const char *ip[] = {"10.0.1.1", "10.0.2.1", "10.0.3.1"};
+                for (size_t k = 0; k < 3; k++) {
+                        const char *first = strstr(got, ip[k]);
+                        cr_assert(first == NULL || strstr(first + 1, ip[k]) == NULL,
+                                  "duplicate in %s", got);
+                }
+        }
+        pthread_join(t, NULL);
         vd_snapshot_unref(s);
 }
