@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,4 +394,58 @@ Test(health, options_change_live_and_an_idle_prober_stops_cleanly)
         text = metrics_text(NULL);
         cr_assert(strstr(text, "# TYPE vpcdns_eni_up gauge\n") != NULL);
         free(text);
+}
+
+/* The probes of one interval are spread over it, not sent in a burst: with 4 addresses and
+ * 400 ms, one connect every 100 ms. The first connection each listener sees is timed. */
+Test(health, probes_are_spread_over_the_interval)
+{
+        static const char *const ips[] = {"127.0.84.1", "127.0.84.2", "127.0.84.3", "127.0.84.4"};
+        int fds[4];
+        unsigned port = listen_all(ips, 4, fds);
+        const eni_spec specs[] = {{"vpce-0f", "eni-41", "a", ips[0]},
+                                  {"vpce-0f", "eni-42", "b", ips[1]},
+                                  {"vpce-0f", "eni-43", "c", ips[2]},
+                                  {"vpce-0f", "eni-44", "d", ips[3]}};
+        vd_snapshot *s = snapshot_of(specs, 4);
+        vd_health_options o = {
+            .port = port, .interval_ms = 400, .timeout_ms = 100, .fall = 2, .rise = 2};
+        vd_health *h = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_health_new(&o, &h, &err), 0, "%s", err.msg);
+        uint64_t start = now_ms(), first[4] = {0};
+        cr_assert_eq(vd_health_retarget(h, &s, 1), 0);
+        size_t seen = 0;
+        while (seen < 4 && now_ms() - start < 5000) {
+                struct pollfd p[4];
+                for (int i = 0; i < 4; i++)
+                        p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+                if (poll(p, 4, 20) <= 0)
+                        continue;
+                for (int i = 0; i < 4; i++) {
+                        if (!(p[i].revents & POLLIN))
+                                continue;
+                        int c = accept(fds[i], NULL, NULL);
+                        if (c >= 0)
+                                close(c);
+                        if (first[i] == 0) {
+                                first[i] = now_ms();
+                                seen++;
+                        }
+                }
+        }
+        cr_assert_eq(seen, 4, "every address probed within 5 s");
+        uint64_t lo = first[0], hi = first[0];
+        for (int i = 1; i < 4; i++) {
+                lo = first[i] < lo ? first[i] : lo;
+                hi = first[i] > hi ? first[i] : hi;
+        }
+        fprintf(stderr, "first probes of 4 addresses spread over %llu ms (interval 400 ms)\n",
+                (unsigned long long)(hi - lo));
+        cr_assert_geq(hi - lo, 200, "a burst: the 4 first probes within %llu ms",
+                      (unsigned long long)(hi - lo));
+        vd_health_stop(h);
+        vd_snapshot_unref(s);
+        for (int i = 0; i < 4; i++)
+                close(fds[i]);
 }
