@@ -3,7 +3,8 @@
 address leaves the answers within fall x interval_ms (plus a margin for loaded CI machines and
 the valgrind/ASan stages) and comes back within rise x interval_ms of its restart; with every
 ENI of an endpoint down all are answered (fail open) and logged; a reload with a changed
-snapshot keeps the state of the ENIs that remain. Every wait is bounded."""
+snapshot keeps the state of the ENIs that remain; a reload applies new probe settings, while
+turning probing off needs a restart. Every wait is bounded."""
 
 import json
 import selectors
@@ -262,3 +263,34 @@ def test_check_prints_and_validates_eni_health(tmp_path, run_vpcdns):
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     assert "port=443 interval_ms=1000 timeout_ms=1000 fall=2 rise=2" in out, out
+
+
+def test_reload_applies_new_settings_and_on_off_needs_a_restart(tmp_path, nsd, start_daemon):
+    d, listeners, snap = start(tmp_path, nsd, start_daemon)
+    conf = tmp_path / "vpcdns.yaml"
+    try:
+        def reload(text):
+            before = d.proc.stderr_text().count("event=reloaded")
+            conf.write_text(text)
+            d.proc.p.send_signal(signal.SIGHUP)
+            assert vdtest.wait_for(
+                lambda: d.proc.stderr_text().count("event=reloaded") > before, 10.0
+            ), d.proc.stderr_text()
+
+        # fall 2 -> 4, live: the next ENI to stop goes down after 4 failures
+        reload(conf.read_text().replace("fall: %d" % FALL, "fall: 4"))
+        log = d.proc.stderr_text()
+        assert "config=eni_health" in log, log
+        assert "reload_needs_restart key=eni_health" not in log, log
+        listeners.stop(SQS_IPS[0])
+        wait_answer(d, SQS_IPS[1:], 4 * INTERVAL_MS / 1000 + MARGIN_S)
+        assert "address=127.0.90.1 reason=refused in_row=4" in d.proc.stderr_text()
+
+        # off needs a restart: the prober goes on, the down ENI stays out
+        reload("snapshot: %s\n" % snap)
+        assert "reload_needs_restart key=eni_health" in d.proc.stderr_text()
+        listeners.stop(SQS_IPS[1])
+        wait_answer(d, [SQS_IPS[2]], 4 * INTERVAL_MS / 1000 + MARGIN_S)
+    finally:
+        listeners.close()
+    assert d.stop() == 0, d.proc.stderr_text()
