@@ -449,3 +449,65 @@ Test(health, probes_are_spread_over_the_interval)
         for (int i = 0; i < 4; i++)
                 close(fds[i]);
 }
+
+/* An IPv6 ENI address (a dualstack endpoint's AAAA) is probed alike: ::1 here. */
+Test(health, ipv6_address_is_probed)
+{
+        int fd = socket(AF_INET6, SOCK_STREAM, 0);
+        cr_assert_geq(fd, 0);
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+                close(fd);
+                cr_skip_test("no IPv6 loopback here");
+        }
+        cr_assert_eq(listen(fd, 16), 0);
+        socklen_t len = sizeof(a);
+        getsockname(fd, (struct sockaddr *)&a, &len);
+
+        vd_builder *b = vd_builder_new();
+        vd_error err = {{0}};
+        uint8_t owner[VD_NAME_MAX];
+        size_t olen;
+        cr_assert_eq(vd_name_from_text("vpce-10.kms.test-1.vpce.amazonaws.com", owner, &olen), 0);
+        vd_snapshot_eni e;
+        memset(&e, 0, sizeof(e));
+        snprintf(e.endpoint_id, sizeof(e.endpoint_id), "vpce-10");
+        snprintf(e.eni_id, sizeof(e.eni_id), "eni-51");
+        snprintf(e.az_id, sizeof(e.az_id), "tst1-az1");
+        cr_assert_eq(vd_builder_add_rr_eni(b, owner, VD_TYPE_AAAA, 60, in6addr_loopback.s6_addr, 16,
+                                           "vpce-10", &e, &err),
+                     0, "%s", err.msg);
+        vd_snapshot *s = NULL;
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+
+        vd_health_options o = fast;
+        o.port = ntohs(a.sin6_port);
+        vd_health *h = NULL;
+        cr_assert_eq(vd_health_new(&o, &h, &err), 0, "%s", err.msg);
+        cr_assert_eq(vd_health_retarget(h, &s, 1), 0);
+        vd_health_status st;
+        uint64_t start = now_ms();
+        do {
+                sleep_ms(10);
+                cr_assert(vd_health_address_status(h, AF_INET6, in6addr_loopback.s6_addr, &st));
+                cr_assert_lt(now_ms() - start, 5000, "no probe within 5 s");
+        } while (st.probes < 2);
+        cr_assert(st.up);
+        cr_assert_eq(st.failures, 0, "the listener accepts");
+        close(fd);
+        start = now_ms();
+        do {
+                sleep_ms(5);
+                cr_assert(vd_health_address_status(h, AF_INET6, in6addr_loopback.s6_addr, &st));
+                cr_assert_lt(now_ms() - start, 10000, "not down within 10 s");
+        } while (st.up);
+        cr_assert_not(vd_snapshot_eni_up(s, 0));
+        char *text = metrics_text(h);
+        cr_assert(strstr(text, "vpcdns_eni_up{endpoint=\"vpce-10\",eni=\"eni-51\",az=\"tst1-az1\","
+                               "address=\"::1\"} 0\n") != NULL,
+                  "%s", text);
+        free(text);
+        vd_health_stop(h);
+        vd_snapshot_unref(s);
+}
