@@ -173,6 +173,15 @@ static const vd_config_key keys[] = {
      .expected = "off, prefer or strict for 'az_affinity'",
      .default_text = "prefer",
      .doc = "endpoint addresses of the client's AZ: prefer (first), strict (only), off"},
+    /* TCP probes of the endpoints' network interfaces (health.c) */
+    {.name = "eni_health",
+     .type = VD_KEY_ENI_HEALTH,
+     .offset = FIELD(eni_health),
+     .expected = "ENI probing {port: 1-65535, interval_ms: 100-3600000, timeout_ms: 10 to "
+                 "interval_ms, fall: 1-100, rise: 1-100}",
+     .default_text = "off",
+     .restart = true, /* turning it on or off; its settings change live (main.c) */
+     .doc = "TCP probes of every ENI address; a failing one leaves the answers"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -240,6 +249,14 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
                 snprintf(out, cap, "%s:%s sample=%u.%06u",
                          q->format == VD_QLOG_DNSTAP ? "dnstap" : "route53", q->path,
                          q->sample_ppm / VD_QLOG_SAMPLE_ALL, q->sample_ppm % VD_QLOG_SAMPLE_ALL);
+                return true;
+        }
+        case VD_KEY_ENI_HEALTH: {
+                const vd_config_eni_health *e = field;
+                if (!e->on)
+                        break;
+                snprintf(out, cap, "port=%u interval_ms=%u timeout_ms=%u fall=%u rise=%u", e->port,
+                         e->interval_ms, e->timeout_ms, e->fall, e->rise);
                 return true;
         }
         case VD_KEY_ADDRS:
@@ -319,6 +336,11 @@ bool vd_config_key_same(const vd_config *a, const vd_config *b, const vd_config_
                 const vd_config_qlog *x = fa, *y = fb;
                 return x->format == y->format && x->sample_ppm == y->sample_ppm &&
                        strcmp(x->path, y->path) == 0;
+        }
+        case VD_KEY_ENI_HEALTH: {
+                const vd_config_eni_health *x = fa, *y = fb;
+                return x->on == y->on && x->port == y->port && x->interval_ms == y->interval_ms &&
+                       x->timeout_ms == y->timeout_ms && x->fall == y->fall && x->rise == y->rise;
         }
         }
         return false;

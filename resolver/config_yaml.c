@@ -202,6 +202,9 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                 case VD_KEY_AFFINITY:
                         *(vd_az_affinity *)to = *(vd_az_affinity *)from;
                         break;
+                case VD_KEY_ENI_HEALTH:
+                        *(vd_config_eni_health *)to = *(vd_config_eni_health *)from;
+                        break;
                 }
         }
 }

@@ -5,6 +5,7 @@
  * with an unbracketed port, host bits in a prefix). Reads no file: config_yaml.c does. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,74 @@ static int parse_qlog(struct vd_yaml_parse *fp, const vd_config_key *k, const ya
         return 0;
 }
 
+/* eni_health: a mapping of port, interval_ms, timeout_ms, fall and rise, each optional (the
+ * defaults of docs/configuration.md); the key being there turns probing on. */
+static int parse_eni_health(struct vd_yaml_parse *fp, const vd_config_key *k,
+                            const yaml_node_t *value)
+{
+        vd_config_eni_health e = {
+            .on = true, .port = 443, .interval_ms = 5000, .timeout_ms = 1000, .fall = 2, .rise = 2};
+        static const struct {
+                const char *name;
+                size_t offset;
+                unsigned min, max;
+        } fields[] = {
+            {"port", offsetof(vd_config_eni_health, port), 1, 65535},
+            {"interval_ms", offsetof(vd_config_eni_health, interval_ms), VD_ENI_HEALTH_INTERVAL_MIN,
+             VD_ENI_HEALTH_INTERVAL_MAX},
+            {"timeout_ms", offsetof(vd_config_eni_health, timeout_ms), VD_ENI_HEALTH_TIMEOUT_MIN,
+             VD_ENI_HEALTH_INTERVAL_MAX},
+            {"fall", offsetof(vd_config_eni_health, fall), 1, VD_ENI_HEALTH_COUNT_MAX},
+            {"rise", offsetof(vd_config_eni_health, rise), 1, VD_ENI_HEALTH_COUNT_MAX},
+        };
+        const size_t n_fields = sizeof(fields) / sizeof(fields[0]);
+        bool seen[sizeof(fields) / sizeof(fields[0])] = {false};
+        const yaml_node_t *timeout = NULL;
+        char expected[128];
+        if (value->type != YAML_MAPPING_NODE)
+                return vd_yaml_fail_node(fp, value, k->expected);
+        for (yaml_node_pair_t *pair = value->data.mapping.pairs.start;
+             pair < value->data.mapping.pairs.top; pair++) {
+                const yaml_node_t *key = yaml_document_get_node(fp->doc, pair->key);
+                const yaml_node_t *v = yaml_document_get_node(fp->doc, pair->value);
+                const char *name = vd_yaml_scalar_text(key);
+                size_t f = 0;
+                while (f < n_fields && (name == NULL || strcmp(name, fields[f].name) != 0))
+                        f++;
+                if (f == n_fields)
+                        return vd_yaml_fail_node(
+                            fp, key, "port, interval_ms, timeout_ms, fall or rise in 'eni_health'");
+                if (seen[f]) {
+                        char got[64];
+                        snprintf(got, sizeof(got), "'%s' again", name);
+                        return vd_yaml_fail_at(fp, key->start_mark, "each key of 'eni_health' once",
+                                               got);
+                }
+                seen[f] = true;
+                const char *text = vd_yaml_scalar_text(v);
+                unsigned *field = (unsigned *)(void *)((char *)&e + fields[f].offset);
+                if (text == NULL || v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+                    !vd_parse_uint(text, fields[f].min, fields[f].max, field)) {
+                        snprintf(expected, sizeof(expected),
+                                 "an integer from %u to %u for '%s' in 'eni_health'", fields[f].min,
+                                 fields[f].max, fields[f].name);
+                        return vd_yaml_fail_node(fp, v, expected);
+                }
+                if (strcmp(name, "timeout_ms") == 0)
+                        timeout = v;
+        }
+        if (timeout == NULL && e.timeout_ms > e.interval_ms)
+                e.timeout_ms = e.interval_ms; /* the default timeout fits a short interval */
+        if (e.timeout_ms > e.interval_ms) {
+                snprintf(expected, sizeof(expected),
+                         "a 'timeout_ms' of at most 'interval_ms' (%u) in 'eni_health'",
+                         e.interval_ms);
+                return vd_yaml_fail_node(fp, timeout != NULL ? timeout : value, expected);
+        }
+        fp->values.eni_health = e;
+        return 0;
+}
+
 static int parse_list(struct vd_yaml_parse *fp, const vd_config_key *k, const yaml_node_t *value)
 {
         char expected[96];
@@ -474,6 +543,8 @@ int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const 
                 return parse_rules(fp, value);
         case VD_KEY_QLOG:
                 return parse_qlog(fp, k, value);
+        case VD_KEY_ENI_HEALTH:
+                return parse_eni_health(fp, k, value);
         case VD_KEY_USER:
                 if (text == NULL || !vd_cfg_user_ok(text))
                         return vd_yaml_fail_node(fp, value, k->expected);

@@ -348,6 +348,9 @@ static void keep_value(vd_config *dst, const vd_config *src, const vd_config_key
         case VD_KEY_AFFINITY:
                 memcpy(to, from, sizeof(vd_az_affinity));
                 break;
+        case VD_KEY_ENI_HEALTH:
+                memcpy(to, from, sizeof(vd_config_eni_health));
+                break;
         case VD_KEY_USER:
         case VD_KEY_PATH: {
                 char **p = (char **)(void *)to;
@@ -384,7 +387,10 @@ static void split_changes(const vd_config *now, vd_config *next, char *changed, 
                 bool sample_only = k->type == VD_KEY_QLOG &&
                                    now->query_log.format == next->query_log.format &&
                                    strcmp(now->query_log.path, next->query_log.path) == 0;
-                if (k->restart && !sample_only) {
+                /* eni_health on and off need a restart, its settings do not */
+                bool settings_only =
+                    k->type == VD_KEY_ENI_HEALTH && now->eni_health.on == next->eni_health.on;
+                if (k->restart && !sample_only && !settings_only) {
                         if (i < MAX_KEYS)
                                 needs_restart[i] = true;
                         keep_value(next, now, k);

@@ -43,6 +43,10 @@
  * serves the control sockets: it lends the listening sockets to a successor and, once that one
  * serves, stops reading (stage 1) and closes after the in-flight answers (stage 2). Every stop
  * drains the UDP sockets before closing them. systemd hears READY, RELOADING and STOPPING.
+ *
+ * ENI health: with eni_health, the prober (health.c, a thread and loop of its own) runs from
+ * vd_server_new until the stop begins; every publish first retargets it, under the slot's lock,
+ * so a new snapshot carries the health of the addresses that remain before a worker takes it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1075,6 +1079,27 @@ static void worker_take_live(vd_worker *w)
         free(l);
 }
 
+/* ---- ENI health (health.h) ---------------------------------------------------------------- */
+
+static void health_options(const vd_config_eni_health *c, vd_health_options *o)
+{
+        o->port = c->port;
+        o->interval_ms = c->interval_ms;
+        o->timeout_ms = c->timeout_ms;
+        o->fall = c->fall;
+        o->rise = c->rise;
+}
+
+/* The ENI prober stops as the server's stop begins: no publish retargets it after this. */
+static void health_stop(vd_server *srv)
+{
+        uv_mutex_lock(&srv->slot.lock);
+        vd_health *h = srv->health;
+        srv->health = NULL;
+        uv_mutex_unlock(&srv->slot.lock);
+        vd_health_stop(h);
+}
+
 int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
 {
         struct vd_live **pkg = calloc(srv->n_workers, sizeof(*pkg));
@@ -1125,6 +1150,11 @@ int vd_server_apply_config(vd_server *srv, const vd_config *cfg, vd_error *err)
         }
         if (cfg->query_log.format != VD_QLOG_OFF)
                 vd_qlog_set_sample(srv->qlog, cfg->query_log.sample_ppm);
+        if (srv->health != NULL && cfg->eni_health.on) { /* on and off need a restart */
+                vd_health_options ho;
+                health_options(&cfg->eni_health, &ho);
+                vd_health_set_options(srv->health, &ho);
+        }
         uv_mutex_lock(&srv->slot.lock);
         for (unsigned i = 0; i < srv->n_workers; i++) {
                 free(srv->live_pending[i]); /* a previous reload's, not taken yet */
@@ -1315,6 +1345,16 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         plan_close(plan); /* every worker holds its own duplicates */
         free(plan);
         plan = NULL;
+        /* ENI health: the prober starts with the snapshot of the start */
+        if (cfg->eni_health.on) {
+                vd_health_options ho;
+                health_options(&cfg->eni_health, &ho);
+                r = vd_health_new(&ho, &srv->health, err);
+                if (r == 0 && vd_health_retarget(srv->health, &snap, snap != NULL ? 1 : 0) < 0)
+                        r = vd_error_set(err, "eni_health: out of memory");
+                if (r < 0)
+                        goto fail;
+        }
         r = vd_srv_http_start(srv, cfg, err);
         if (r < 0)
                 goto fail;
@@ -1353,6 +1393,7 @@ static void stop_everything(vd_server *srv)
 {
         vd_count_set(&srv->draining, 1);
         vd_srv_http_stop(srv); /* before any worker closes what its handlers read */
+        health_stop(srv);      /* after the HTTP endpoint that reads it, before the workers */
         if (srv->lameduck_started && !uv_is_closing((uv_handle_t *)&srv->lameduck))
                 uv_close((uv_handle_t *)&srv->lameduck, NULL);
         srv->stopping = true;
@@ -1484,6 +1525,10 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
         if (snap != NULL)
                 vd_snapshot_ref(snap);
         uv_mutex_lock(&srv->slot.lock);
+        /* The ENI states of the addresses still there go into snap before any worker sees it
+         * (on no memory the prober keeps the previous snapshots: snap's ENIs stay up). */
+        if (srv->health != NULL && vd_health_retarget(srv->health, &snap, snap != NULL) < 0)
+                vd_log(VD_LOG_ERROR, "eni_health_retarget_failed", "error=\"out of memory\"");
         vd_snapshot *old = srv->slot.current;
         srv->slot.current = snap;
         vd_srv_note_data(srv, snap);
@@ -1884,6 +1929,7 @@ void vd_server_free(vd_server *srv)
         if (srv == NULL)
                 return;
         vd_srv_http_stop(srv); /* a server that never ran still has its endpoint */
+        health_stop(srv);
         if (srv->takeover_conn >= 0)
                 close(srv->takeover_conn); /* never served: the old instance goes on */
         uv_mutex_lock(&srv->slot.lock);    /* a server that never ran: its workers stop here */

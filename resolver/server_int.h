@@ -11,6 +11,7 @@
 #include "vpcdns/takeover.h"
 #include "transport.h"
 #include "vpcdns/cache.h"
+#include "vpcdns/health.h"
 #include "vpcdns/metrics.h"
 #include "vpcdns/qlog.h"
 #include "vpcdns/server.h"
@@ -18,6 +19,10 @@
 
 struct vd_server {
         vd_snapshot_slot slot; /* the published snapshot; workers hold their own references */
+        /* The ENI prober (health.h) when eni_health is on, else NULL: retargeted under
+         * slot.lock before each publish; stopped (and set NULL under slot.lock) as the stop
+         * begins, after the HTTP endpoint that reads it. */
+        vd_health *health;
         vd_worker **workers;
         unsigned n_workers;
         /* Per-client tables that every worker shares (NULL when the limit is off): the UDP

@@ -350,6 +350,9 @@ static void write_module_metrics(const vd_server *srv, FILE *out)
                 vd_stats_write_prometheus(out, sum);
                 free(sum);
         }
+        /* the ENI prober's families, when eni_health is on (it outlives the HTTP endpoint) */
+        if (srv->health != NULL)
+                vd_health_write_metrics(srv->health, out);
 }
 
 static void server_metrics(void *arg, FILE *out)

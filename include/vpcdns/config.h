@@ -56,6 +56,18 @@ typedef struct vd_config_qlog {
         unsigned sample_ppm;         /* queries logged per million, 0 to VD_QLOG_SAMPLE_ALL */
 } vd_config_qlog;
 
+/* ENI health probing (key eni_health, health.h): off unless set. Fixed size: copied with the
+ * struct. The ranges are those of VD_ENI_HEALTH_* below; timeout_ms is at most interval_ms. */
+typedef struct vd_config_eni_health {
+        bool on;
+        unsigned port, interval_ms, timeout_ms, fall, rise;
+} vd_config_eni_health;
+
+#define VD_ENI_HEALTH_INTERVAL_MIN 100 /* ms */
+#define VD_ENI_HEALTH_INTERVAL_MAX 3600000
+#define VD_ENI_HEALTH_TIMEOUT_MIN 10 /* ms */
+#define VD_ENI_HEALTH_COUNT_MAX 100  /* fall and rise */
+
 /* The settings. Each field set by a config file key is named after it; what it means, its
  * range and its default are in the key table (resolver/config_keys.c) and
  * docs/configuration.md, not repeated here. */
@@ -120,6 +132,7 @@ typedef struct vd_config {
         char az[VD_CFG_AZ_MAX];
         vd_az_affinity az_affinity;
         char dump_client[64]; /* --client ADDR with --dump: "" none */
+        vd_config_eni_health eni_health;
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
@@ -175,6 +188,7 @@ typedef enum vd_key_type {
         VD_KEY_AZ,
         /* vd_az_affinity: off, prefer or strict */
         VD_KEY_AFFINITY,
+        VD_KEY_ENI_HEALTH, /* vd_config_eni_health: a mapping {port, interval_ms, ...} */
 } vd_key_type;
 
 typedef struct vd_config_key {

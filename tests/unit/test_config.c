@@ -541,7 +541,7 @@ Test(config, usage_lists_every_key_and_ends_without_a_path)
         const char *u = vd_config_usage();
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
-        cr_assert_eq(n, 38);
+        cr_assert_eq(n, 39);
         for (size_t i = 0; i < n; i++) {
                 char line[160], def[96];
                 vd_config_key_default(&keys[i], def, sizeof(def));
@@ -1180,7 +1180,7 @@ Test(config, example_config_documents_every_key)
                 cr_assert(strstr(example, needle) != NULL || strstr(example, commented) != NULL,
                           "zones/example/vpcdns.yaml does not document '%s'", keys[i].name);
         }
-        cr_assert_eq(n_keys, 38, "every key of the table was checked");
+        cr_assert_eq(n_keys, 39, "every key of the table was checked");
 }
 
 Test(config, cache_keys_and_their_checks)
@@ -1400,9 +1400,9 @@ Test(config, state_dir_from_file_and_flag)
  * needs a restart; what a worker copies or rebuilds on its own loop does not. */
 Test(config, reload_flags_of_the_key_table)
 {
-        static const char *const restart[] = {"listen",          "workers",   "user",
-                                              "metrics_listen",  "query_log", "cache_size",
-                                              "upstream_max_qps"};
+        static const char *const restart[] = {"listen",           "workers",   "user",
+                                              "metrics_listen",   "query_log", "cache_size",
+                                              "upstream_max_qps", "eni_health"};
         static const char *const live[] = {"upstream",
                                            "forward",
                                            "allow",
@@ -1493,4 +1493,46 @@ Test(config, az_keys_and_flags)
         expect_usage_error(ARGS("--dump", "--client", "nowhere"), "--client: expected a client "
                                                                   "address");
         expect_usage_error(ARGS("--client", "10.0.1.5"), "--client needs --dump");
+}
+
+/* eni_health: off unless set; a mapping whose omitted fields take the defaults; each field in
+ * its range, the timeout within the interval; errors name the line and the field. */
+Test(config, eni_health_mapping_defaults_and_ranges)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        char value[128];
+        const vd_config_key *k = vd_config_key_find("eni_health");
+        cr_assert_not_null(k);
+        vd_config_init(&cfg);
+        cr_assert_not(cfg.eni_health.on);
+        cr_assert_not(vd_config_key_value(&cfg, k, value, sizeof(value)));
+        cr_assert_eq(load_text(&cfg, "eni_health: {interval_ms: 200, fall: 3}\n", &err, NULL), 0,
+                     "%s", err.msg);
+        cr_assert(cfg.eni_health.on);
+        cr_assert_eq(cfg.eni_health.port, 443);
+        cr_assert_eq(cfg.eni_health.interval_ms, 200);
+        cr_assert_eq(cfg.eni_health.timeout_ms, 200, "the default timeout fits the interval");
+        cr_assert_eq(cfg.eni_health.fall, 3);
+        cr_assert_eq(cfg.eni_health.rise, 2);
+        cr_assert(vd_config_key_value(&cfg, k, value, sizeof(value)));
+        cr_assert_str_eq(value, "port=443 interval_ms=200 timeout_ms=200 fall=3 rise=2");
+        vd_config_free(&cfg);
+
+        vd_config_init(&cfg);
+        cr_assert_eq(load_text(&cfg, "eni_health: {}\n", &err, NULL), 0, "%s", err.msg);
+        cr_assert(cfg.eni_health.on);
+        cr_assert_eq(cfg.eni_health.interval_ms, 5000);
+        cr_assert_eq(cfg.eni_health.timeout_ms, 1000);
+        vd_config_free(&cfg);
+
+        expect_error("eni_health: true\n", "1:13", "ENI probing {port");
+        expect_error("eni_health: {port: 0}\n", "1:20", "an integer from 1 to 65535 for 'port'");
+        expect_error("eni_health: {fall: 101}\n", "1:20", "an integer from 1 to 100 for 'fall'");
+        expect_error("eni_health: {rise: two}\n", "1:20", "for 'rise' in 'eni_health'");
+        expect_error("eni_health: {interval_ms: 50}\n", "1:27", "from 100 to 3600000");
+        expect_error("eni_health: {interval_ms: 500, timeout_ms: 600}\n", "1:44",
+                     "a 'timeout_ms' of at most 'interval_ms' (500)");
+        expect_error("eni_health: {prot: 443}\n", "1:14", "port, interval_ms, timeout_ms");
+        expect_error("eni_health: {fall: 2, fall: 3}\n", "1:23", "each key of 'eni_health' once");
 }
