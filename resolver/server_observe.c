@@ -206,7 +206,7 @@ static void live_counters(const vd_server *srv, vd_counters *total)
 }
 
 /* Per upstream server, summed over the workers' forwarders (matched by address). */
-static void write_upstreams(const vd_server *srv, FILE *out)
+static void write_upstreams(const vd_server *srv, vd_text *out)
 {
         enum { QUERIES, TIMEOUTS, FAILURES, MISMATCHES, BUDGET, UP, N_FAMILIES };
         static const char *const family[N_FAMILIES][3] = {
@@ -287,7 +287,7 @@ void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_di
         vd_qlog_refresh_ids(srv->qlog, dirs, n_dirs);
 }
 
-static void write_local_data(const vd_server *srv, FILE *out)
+static void write_local_data(const vd_server *srv, vd_text *out)
 {
         vd_prom_family(out, "vpcdns_local_data_endpoints", "gauge",
                        "AWS endpoints the local data serves (from the snapshot directories)");
@@ -340,7 +340,7 @@ static void write_local_data(const vd_server *srv, FILE *out)
 
 /* Where the modules that export metrics of their own write them. Each writes whole families
  * (# HELP, # TYPE, samples) to out; add a module's writer here. */
-static void write_module_metrics(const vd_server *srv, FILE *out)
+static void write_module_metrics(const vd_server *srv, vd_text *out)
 {
         /* the labelled request, response and latency statistics, summed over the workers */
         vd_stats *sum = calloc(1, sizeof(*sum));
@@ -352,7 +352,7 @@ static void write_module_metrics(const vd_server *srv, FILE *out)
         }
 }
 
-static void server_metrics(void *arg, FILE *out)
+static void server_metrics(void *arg, vd_text *out)
 {
         vd_server *srv = arg;
         vd_counters total;
