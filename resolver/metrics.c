@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -94,12 +95,111 @@ void vd_text_seconds_ns(vd_text *t, uint64_t ns)
         vd_text_put(t, frac, sizeof(frac));
 }
 
-/* A scrape has a handful of these (process CPU time, start time, file ages): snprintf's exact
- * conversion is worth its cost there. */
+#ifdef __SIZEOF_INT128__
+/* "%.17g" of v, 1e-4 <= |v| < 1e16, exactly as printf writes it, in digits (a NUL-terminated
+ * string of at most 24 bytes); false when v is outside that range (printf's notation there is
+ * the exponent one, left to printf). v = m * 2^e exactly; then q = m * 2^e * 10^p rounded to
+ * the nearest integer, ties to even (as glibc rounds), for the p that gives q 17 digits: every
+ * product fits in 128 bits in this range (m < 2^53, 10^p <= 10^20, e >= -67). */
+static bool format_g17(double v, char *out)
+{
+        static const unsigned __int128 ten17 = (unsigned __int128)100000000000000000ull;
+        bool negative = signbit(v);
+        double a = negative ? -v : v;
+        if (!(a >= 1e-4 && a < 1e16))
+                return false;
+        uint64_t bits;
+        memcpy(&bits, &a, sizeof(bits));
+        int e = (int)((bits >> 52) & 0x7ff) - 1075;
+        uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
+        /* p: 16 - the decimal exponent; a first guess from the binary one (log10 2 ~ 1233 / 2^12),
+         * then corrected on the exact product */
+        int p = 16 - (((52 + e) * 1233) >> 12);
+        unsigned __int128 q = 0;
+        bool found = false;
+        for (int tries = 0; tries < 4 && !found; tries++) {
+                if (p < 0 || p > 20)
+                        return false;
+                unsigned __int128 scaled = m;
+                for (int i = 0; i < p; i++)
+                        scaled *= 10;
+                unsigned __int128 rem = 0, half = 0;
+                if (e >= 0) {
+                        scaled <<= e;
+                        q = scaled;
+                } else {
+                        q = scaled >> -e;
+                        rem = scaled & ((((unsigned __int128)1) << -e) - 1);
+                        half = ((unsigned __int128)1) << (-e - 1);
+                }
+                if (q >= ten17) {
+                        p--;
+                        continue;
+                }
+                if (q < ten17 / 10) {
+                        p++;
+                        continue;
+                }
+                if (rem > half || (rem == half && e < 0 && (q & 1) != 0))
+                        q++;
+                if (q == ten17) { /* rounded up to 18 digits: one fewer decimal */
+                        q = ten17 / 10;
+                        p--;
+                }
+                found = true;
+        }
+        int x = 16 - p; /* the decimal exponent, -4..16: printf's fixed notation */
+        if (!found || x < -4 || x > 16)
+                return false;
+        char digits[17];
+        for (int i = 16; i >= 0; i--) {
+                digits[i] = (char)('0' + (unsigned)(q % 10));
+                q /= 10;
+        }
+        char *o = out;
+        if (negative)
+                *o++ = '-';
+        int point; /* digits before the decimal point */
+        if (x >= 0) {
+                memcpy(o, digits, (size_t)x + 1);
+                o += x + 1;
+                point = x + 1;
+        } else {
+                *o++ = '0';
+                point = 0;
+        }
+        int last = 16; /* the last digit that is not a trailing zero of the fraction */
+        while (last >= point && digits[last] == '0')
+                last--;
+        if (last >= point) {
+                *o++ = '.';
+                for (int i = x; i < -1; i++)
+                        *o++ = '0';
+                memcpy(o, digits + point, (size_t)(last - point + 1));
+                o += last - point + 1;
+        }
+        *o = '\0';
+        return true;
+}
+#endif
+
+/* Process CPU time, start time and file ages: without printf in the range they live in, with
+ * it elsewhere. */
 void vd_text_double(vd_text *t, double v)
 {
         char text[40];
-        int n = snprintf(text, sizeof(text), "%.17g", v);
+        int n;
+#ifdef __SIZEOF_INT128__
+        if (v == 0 && !signbit(v)) {
+                vd_text_putc(t, '0');
+                return;
+        }
+        if (format_g17(v, text)) {
+                vd_text_puts(t, text);
+                return;
+        }
+#endif
+        n = snprintf(text, sizeof(text), "%.17g", v);
         if (n > 0 && (size_t)n < sizeof(text))
                 vd_text_put(t, text, (size_t)n);
 }

@@ -106,17 +106,68 @@ Test(metrics, seconds_are_written_as_printf_writes_them)
         }
 }
 
+static void expect_g17(double v)
+{
+        vd_text t = {0};
+        char want[64];
+        vd_text_double(&t, v);
+        snprintf(want, sizeof(want), "%.17g", v);
+        cr_assert_str_eq(t.data, want, "%a", v);
+        vd_text_free(&t);
+}
+
+/* vd_text_double writes what printf("%.17g") writes: the fixed notation range without printf
+ * (ties included: 2^50 + 0.25 and + 0.75 have exactly 18 digits), the rest with it. */
 Test(metrics, doubles_are_written_as_printf_g17_writes_them)
 {
-        static const double values[] = {0.0,           1.5,   0.1,  0.27,    115.76534502,
-                                        1796293694.27, 1e300, -2.5, 4.9e-324};
-        for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-                vd_text t = {0};
-                char want[64];
-                vd_text_double(&t, values[i]);
-                snprintf(want, sizeof(want), "%.17g", values[i]);
-                cr_assert_str_eq(t.data, want);
-                vd_text_free(&t);
+        static const double values[] = {0.0,
+                                        -0.0,
+                                        1.5,
+                                        0.1,
+                                        0.27,
+                                        115.76534502,
+                                        1796293694.27,
+                                        1e-4,
+                                        0.0001000000000000001,
+                                        9.9999999999999991e-05,
+                                        1e16,
+                                        9999999999999998.0,
+                                        9999999999999999.0,
+                                        99999999999999.99,
+                                        0.99999999999999999,
+                                        1125899906842624.25,
+                                        1125899906842624.75,
+                                        1234567890123456.25,
+                                        1234567890123456.75,
+                                        4503599627370495.5,
+                                        1e300,
+                                        -2.5,
+                                        4.9e-324,
+                                        INFINITY,
+                                        -INFINITY,
+                                        NAN};
+        for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+                expect_g17(values[i]);
+        uint64_t state = 2463534242u;
+        for (unsigned i = 0; i < 200000; i++) {
+                uint64_t r = next_random(&state);
+                double v;
+                switch (i % 4) {
+                case 0: /* any bit pattern */
+                        memcpy(&v, &r, sizeof(v));
+                        break;
+                case 1: /* CPU seconds: ticks of 1/100 s */
+                        v = (double)(r % 100000000u) / 100.0;
+                        break;
+                case 2: /* a start time: boot seconds + ticks / 100 */
+                        v = (double)(1700000000u + r % 100000000u) +
+                            (double)(next_random(&state) % 10000000u) / 100.0;
+                        break;
+                default: /* a ratio of integers of every size, both signs */
+                        v = (double)(int64_t)r / (double)(next_random(&state) >> (r % 64));
+                        break;
+                }
+                expect_g17(v);
         }
 }
 
