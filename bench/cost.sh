@@ -41,6 +41,7 @@ vpcdns=$build/vpcdns
 small=${SMALL:-5000}
 big=${BIG:-30000}
 rate=${RATE:-5000}
+[[ $rate =~ ^[1-9][0-9]*$ ]] || { echo "cost: RATE must be a positive number, not $rate" >&2; exit 2; }
 rounds=${ROUNDS:-3}
 [[ $rounds =~ ^[1-9][0-9]{0,2}$ ]] || { echo "cost: ROUNDS must be 1 to 999, not $rounds" >&2; exit 2; }
 for bin in "$vpcdns" /usr/bin/valgrind /usr/bin/callgrind_control /usr/bin/callgrind_annotate; do
@@ -55,46 +56,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The driver: "wait PORT" until vpcdns answers (60 s at most); "ask PORT COUNT EVERY MPORT":
-# COUNT questions for www.corp.example/A one at a time, and a GET /metrics on MPORT after
-# every EVERY answers (MPORT 0: none). Prints the answers and the scrapes.
-cat >"$work/driver.py" <<'PY'
-import socket, struct, sys, time, urllib.request
-
-def ask(sock, port, qid):
-    sock.sendto(struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
-                + b"\x03www\x04corp\x07example\x00\x00\x01\x00\x01", ("127.0.0.1", port))
-    while True:
-        data = sock.recv(4096)
-        if len(data) >= 12 and struct.unpack(">H", data[:2])[0] == qid:
-            return data[3] & 0xF == 0
-
-cmd, port = sys.argv[1], int(sys.argv[2])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-if cmd == "wait":
-    sock.settimeout(0.5)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            ask(sock, port, 1)
-            sys.exit(0)
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(1)
-count, every, mport = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-sock.settimeout(5.0)
-answered = scrapes = 0
-for i in range(count):
-    try:
-        answered += ask(sock, port, i & 0xFFFF)
-    except OSError:
-        pass
-    if mport and (i + 1) % every == 0:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=30) as r:
-            r.read()
-        scrapes += 1
-print(answered, scrapes)
-PY
+# The questions: www.corp.example/A every time, asked by bench/closed_loop.py one at a time (with a
+# GET /metrics after every RATE answers in metrics mode).
+driver=$root/bench/closed_loop.py
+printf 'www.corp.example.\n' >"$work/names.txt"
 
 # free_port: a TCP and UDP port free on 127.0.0.1 now.
 free_port() {
@@ -126,12 +91,12 @@ run() {
                 --listen "127.0.0.1:$port" --upstream 127.0.0.1:9 --workers 1 \
                 --zone "$root/tests/data/integ/corp.zone" "${extra[@]}" 2>"$out.stderr" &
         server_pid=$!
-        timeout 90 /usr/bin/python3 -I "$work/driver.py" wait "$port" ||
+        timeout 90 /usr/bin/python3 -I "$driver" wait "$port" www.corp.example. ||
                 { echo "cost: vpcdns did not answer under valgrind" >&2; tail -5 "$out.stderr" >&2; exit 1; }
         timeout 60 callgrind_control -z "$server_pid" >/dev/null 2>&1 ||
                 { echo "cost: callgrind_control could not zero the counts" >&2; exit 1; }
-        read -r answered scrapes < <(timeout 900 /usr/bin/python3 -I "$work/driver.py" ask "$port" \
-                "$queries" "$rate" "$mport")
+        read -r answered scrapes < <(timeout 900 /usr/bin/python3 -I "$driver" ask "$port" \
+                "$work/names.txt" "$queries" "$rate" "$mport")
         ((answered == queries)) || { echo "cost: $mode: $answered of $queries answered" >&2; exit 1; }
         local counts=$out # the query logs: counted to the exit, their writer's last drain included
         if [[ $mode == off || $mode == metrics ]]; then
