@@ -29,6 +29,13 @@ struct vd_http {
 
 #define TEXT_FIRST_CAP 65536 /* a scrape is about 30 KB: one allocation serves it */
 
+void vd_text_fail(vd_text *t)
+{
+        t->failed = true;
+        if (t->data != NULL)
+                t->cap = t->len + 1; /* no room: every later append goes to vd_text_grow */
+}
+
 bool vd_text_grow(vd_text *t, size_t n)
 {
         if (t->failed)
@@ -38,16 +45,17 @@ bool vd_text_grow(vd_text *t, size_t n)
         size_t cap = t->cap > 0 ? t->cap : TEXT_FIRST_CAP;
         while (cap - t->len <= n) {
                 if (cap > SIZE_MAX / 2) {
-                        t->failed = true;
+                        vd_text_fail(t);
                         return false;
                 }
                 cap *= 2;
         }
         char *grown = realloc(t->data, cap);
         if (grown == NULL) {
-                t->failed = true;
+                vd_text_fail(t);
                 return false;
         }
+        grown[t->len] = '\0';
         t->data = grown;
         t->cap = cap;
         return true;

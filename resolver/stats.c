@@ -113,7 +113,9 @@ static void le_texts_make(void)
 static void write_histogram(vd_text *out, vd_text *series, const le_texts *le, const char *name,
                             const char *label, const char *value, const vd_stats_histogram *h)
 {
-        series->len = 0;
+        series->len = 0; /* emptied for this histogram, its memory kept */
+        if (series->data != NULL)
+                series->data[0] = '\0';
         vd_text_puts(series, name);
         size_t name_len = series->len;
         vd_text_put(series, "_bucket{", 8);
@@ -121,7 +123,7 @@ static void write_histogram(vd_text *out, vd_text *series, const le_texts *le, c
         vd_text_put(series, "=\"", 2);
         vd_prom_label_value(series, value);
         if (series->failed) {
-                out->failed = true;
+                vd_text_fail(out);
                 return;
         }
         const char *labels = series->data + name_len + 7; /* {LABEL="VALUE */

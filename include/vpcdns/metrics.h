@@ -38,6 +38,8 @@ typedef struct vd_text {
 
 /* Makes room for n more bytes (and the NUL): true when there is room. */
 bool vd_text_grow(vd_text *t, size_t n);
+/* Marks t failed (a writer that could not make its part): later appends are dropped. */
+void vd_text_fail(vd_text *t);
 /* Frees the buffer; t is empty afterwards. */
 void vd_text_free(vd_text *t);
 

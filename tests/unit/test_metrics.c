@@ -61,6 +61,46 @@ Test(metrics, text_grows_past_its_first_allocation_and_keeps_every_byte)
         cr_assert_eq(t.len, 0);
 }
 
+Test(metrics, text_that_failed_drops_later_appends_and_render_returns_null)
+{
+        vd_text t = {0};
+        vd_text_puts(&t, "kept");
+        vd_text_fail(&t);
+        vd_text_puts(&t, " dropped");
+        vd_text_putc(&t, '!');
+        vd_text_u64(&t, 42);
+        cr_assert(t.failed);
+        cr_assert_eq(t.len, 4);
+        cr_assert_str_eq(t.data, "kept");
+        vd_text_free(&t);
+}
+
+static void failing_body(void *arg, vd_text *out)
+{
+        (void)arg;
+        vd_text_puts(out, "vpcdns_half 1\n");
+        vd_text_fail(out);
+}
+
+static void empty_body(void *arg, vd_text *out)
+{
+        (void)arg;
+        (void)out;
+}
+
+Test(metrics, render_of_a_failed_body_is_null_and_an_empty_body_is_empty)
+{
+        size_t len = 99;
+        vd_http_handlers failing = {.metrics = failing_body};
+        cr_assert_null(vd_http_render_metrics(&failing, &len));
+        vd_http_handlers empty = {.metrics = empty_body};
+        char *body = vd_http_render_metrics(&empty, &len);
+        cr_assert_not_null(body);
+        cr_assert_eq(len, 0);
+        cr_assert_str_eq(body, "");
+        free(body);
+}
+
 Test(metrics, u64_is_written_in_decimal)
 {
         static const uint64_t values[] = {
