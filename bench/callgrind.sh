@@ -72,44 +72,6 @@ free_port() {
         py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The driver: "wait PORT NAME", "ask PORT FILE COUNT" (COUNT questions cycling over the
-# names of FILE, one at a time; prints how many were answered NOERROR).
-cat >"$work/driver.py" <<'PY'
-import socket, struct, sys, time
-
-def query(sock, port, name, qid):
-    wire = b"".join(bytes([len(l)]) + l.encode() for l in name.rstrip(".").split(".")) + b"\0"
-    sock.sendto(struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + wire + b"\0\1\0\1",
-                ("127.0.0.1", port))
-    while True:
-        data = sock.recv(4096)
-        if len(data) >= 12 and struct.unpack(">H", data[:2])[0] == qid:
-            return data[3] & 0xF
-
-cmd, port = sys.argv[1], int(sys.argv[2])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-if cmd == "wait":
-    sock.settimeout(0.5)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            query(sock, port, sys.argv[3], 1)
-            sys.exit(0)
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(1)
-names = [l.split()[0] for l in open(sys.argv[3]) if l.strip()]
-count = int(sys.argv[4])
-sock.settimeout(5.0)
-ok = 0
-for i in range(count):
-    try:
-        ok += query(sock, port, names[i % len(names)], i & 0xFFFF) == 0
-    except OSError:
-        pass
-print(ok)
-PY
-
 "$vpcdns" --snapshot "$root/zones/example" --dump >"$work/dump.txt"
 py "$root/bench/peers.py" --dump "$work/dump.txt" --names "$work/local.txt"
 origin=bench.example
@@ -140,12 +102,12 @@ run() {
                 --snapshot "$root/zones/example" --upstream "127.0.0.1:$nsd_port" \
                 --allow 127.0.0.0/8 "${extra[@]}" >"$work/vpcdns.log" 2>&1 &
         server_pid=$!
-        timeout 90 /usr/bin/python3 -I "$work/driver.py" wait "$port" "$(awk 'NR == 1 {print $1}' "$work/local.txt")" ||
+        timeout 90 /usr/bin/python3 -I "$root/bench/closed_loop.py" wait "$port" "$(awk 'NR == 1 {print $1}' "$work/local.txt")" ||
                 { echo "vpcdns did not answer under valgrind; its log:" >&2; tail -5 "$work/vpcdns.log" >&2; exit 1; }
         if [[ $scenario == cached ]]; then
-                timeout 300 /usr/bin/python3 -I "$work/driver.py" ask "$port" "$work/cached.txt" 1000 >/dev/null
+                timeout 300 /usr/bin/python3 -I "$root/bench/closed_loop.py" ask "$port" "$work/cached.txt" 1000 >/dev/null
         fi
-        answered=$(timeout 900 /usr/bin/python3 -I "$work/driver.py" ask "$port" "$work/$scenario.txt" "$count")
+        answered=$(timeout 900 /usr/bin/python3 -I "$root/bench/closed_loop.py" ask "$port" "$work/$scenario.txt" "$count")
         ((answered == count)) || { echo "$scenario: $answered of $count answered NOERROR" >&2; exit 1; }
         stop_pid "$server_pid"
         server_pid=

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# bench/lib.sh — shell functions shared by bench/compare.sh and bench/soak.sh (sourced, not
-# run). It only defines functions: sourcing it starts nothing. The upstream of both benchmarks
-# is NSD on 127.0.0.1 serving one zone; these functions write its configuration, start it and
-# wait for its first answer, and stop it.
+# bench/lib.sh — shell functions shared by the benchmarks (sourced, not run). It only defines
+# functions: sourcing it starts nothing. The upstream of bench/compare.sh, bench/soak.sh and
+# bench/callgrind.sh is NSD on 127.0.0.1 serving one zone; these functions write its
+# configuration, start it and wait for its first answer, and stop it. bench/qlog_cost.sh and
+# bench/reload.sh check their binaries and wait for vpcdns's first answer with the last two.
 #
 # Globals: nsd_start sets nsd_pid (the callers' cleanup traps kill it); nothing else is read or
 # written outside the arguments.
@@ -92,4 +93,24 @@ stop_pid() {
         done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+}
+
+# need_executables FILE...: exits 2, naming the first FILE that is not executable (not built).
+need_executables() {
+        local f
+        for f in "$@"; do
+                [[ -x $f ]] || { echo "$f is missing: build first" >&2; exit 2; }
+        done
+}
+
+# wait_answering PORT TRIES: returns once the server on 127.0.0.1:PORT answers a question (dig,
+# any rcode), trying TRIES times 0.1 s apart; returns 1 when it never did.
+wait_answering() {
+        local port=$1 tries=$2 i
+        for ((i = 0; i < tries; i++)); do
+                dig +short +time=1 +tries=1 -p "$port" @127.0.0.1 nothing.invalid >/dev/null 2>&1 &&
+                        return 0
+                sleep 0.1
+        done
+        return 1
 }

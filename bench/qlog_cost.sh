@@ -15,6 +15,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 rate=100000
 seconds=10
 rounds=3
@@ -30,9 +32,7 @@ while (($#)); do
 done
 vpcdns=$build/vpcdns
 bench=$build/vpcdns-bench
-for b in "$vpcdns" "$bench"; do
-        [[ -x $b ]] || { echo "$b is missing: build first" >&2; exit 2; }
-done
+need_executables "$vpcdns" "$bench"
 
 work=$(mktemp -d /tmp/qlog-cost.XXXXXX)
 server_pid=
@@ -55,10 +55,7 @@ run() {
                 --snapshot "$repo/zones/example" --allow 127.0.0.0/8 --log-level info "${log[@]}" \
                 </dev/null >/dev/null 2>"$work/$mode-$round.stderr" &
         server_pid=$!
-        for _ in $(seq 50); do
-                dig +short +time=1 +tries=1 -p "$port" @127.0.0.1 nothing.invalid >/dev/null 2>&1 && break
-                sleep 0.1
-        done
+        wait_answering "$port" 50 || true # a server that did not start shows in the results
         timeout $((seconds + 20)) "$bench" -s "127.0.0.1:$port" --snapshot "$repo/zones/example" \
                 -r "$rate" -l "$seconds" -w 1 --cpu 0 --pid "$server_pid" -q \
                 --json "$work/$mode-$round.json" >"$work/$mode-$round.out" 2>&1 || true

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 rate=50000
 seconds=20
 every=2
@@ -51,9 +53,7 @@ done
 [[ $trigger == watch || $trigger == sighup ]] || { echo "--trigger: watch or sighup" >&2; exit 2; }
 vpcdns=$build/vpcdns
 bench=$build/vpcdns-bench
-for b in "$vpcdns" "$bench"; do
-        [[ -x $b ]] || { echo "$b is missing: build first" >&2; exit 2; }
-done
+need_executables "$vpcdns" "$bench"
 
 work=$(mktemp -d /tmp/reload-bench.XXXXXX)
 server_pid=
@@ -108,10 +108,7 @@ run() {
                 --snapshot "$work/snap" --allow 127.0.0.0/8 --log-level info \
                 </dev/null >/dev/null 2>"$work/$mode-$round.stderr" &
         server_pid=$!
-        for _ in $(seq 100); do
-                dig +short +time=1 +tries=1 -p "$port" @127.0.0.1 nothing.invalid >/dev/null 2>&1 && break
-                sleep 0.1
-        done
+        wait_answering "$port" 100 || true # a server that did not start shows in the results
         case $mode in
         reload) swap_loop "$work/b" "$work/a" & swapper_pid=$! ;;
         identical) swap_loop "$work/a2" "$work/a" & swapper_pid=$! ;;

@@ -1,14 +1,18 @@
 /* metrics.c — the HTTP endpoint (libmicrohttpd on its own internal thread) that serves GET
  * /metrics, /health and /ready through the handlers it is given, and the Prometheus text
- * exposition helpers (escaping, samples, the process metrics from /proc/self).
+ * exposition helpers: the text buffer a scrape is written into (appends and number formatting
+ * without stdio), escaping, samples, the process metrics from /proc/self.
  *
  * It owns nothing of the DNS service: it must never run on a worker, never wait for one, and
  * never answer anything but the three paths. What it reports comes from its handlers
  * (server.c), which read published values only. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -21,81 +25,264 @@ struct vd_http {
         vd_http_handlers h;
 };
 
+/* ---- the text buffer --------------------------------------------------------------- */
+
+#define TEXT_FIRST_CAP 65536 /* a scrape is about 30 KB: one allocation serves it */
+
+void vd_text_fail(vd_text *t)
+{
+        t->failed = true;
+        if (t->data != NULL)
+                t->cap = t->len + 1; /* no room: every later append goes to vd_text_grow */
+}
+
+bool vd_text_grow(vd_text *t, size_t n)
+{
+        if (t->failed)
+                return false;
+        if (t->cap - t->len > n)
+                return true;
+        size_t cap = t->cap > 0 ? t->cap : TEXT_FIRST_CAP;
+        while (cap - t->len <= n) {
+                if (cap > SIZE_MAX / 2) {
+                        vd_text_fail(t);
+                        return false;
+                }
+                cap *= 2;
+        }
+        char *grown = realloc(t->data, cap);
+        if (grown == NULL) {
+                vd_text_fail(t);
+                return false;
+        }
+        grown[t->len] = '\0';
+        t->data = grown;
+        t->cap = cap;
+        return true;
+}
+
+void vd_text_free(vd_text *t)
+{
+        free(t->data);
+        *t = (vd_text){0};
+}
+
+void vd_text_u64(vd_text *t, uint64_t v)
+{
+        char digits[20];
+        size_t n = sizeof(digits);
+        do {
+                digits[--n] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v != 0);
+        vd_text_put(t, digits + n, sizeof(digits) - n);
+}
+
+/* Below this, ns is exact as a double and (double)ns / 1e9, under 2^22, is within half its last
+ * place (at most 2^-32 s) of ns / 1e9: "%.9f" rounds it back to exactly ns's digits, which can
+ * then be written without printf. Above it (48 days of summed latency) printf decides. */
+#define SECONDS_NS_EXACT (4194304ull * 1000000000ull) /* 2^22 s in ns */
+
+void vd_text_seconds_ns(vd_text *t, uint64_t ns)
+{
+        if (ns >= SECONDS_NS_EXACT) {
+                char text[64];
+                int n = snprintf(text, sizeof(text), "%.9f", (double)ns / 1e9);
+                if (n > 0 && (size_t)n < sizeof(text))
+                        vd_text_put(t, text, (size_t)n);
+                return;
+        }
+        char frac[10];
+        uint64_t f = ns % 1000000000u;
+        vd_text_u64(t, ns / 1000000000u);
+        frac[0] = '.';
+        for (int i = 9; i >= 1; i--) {
+                frac[i] = (char)('0' + f % 10);
+                f /= 10;
+        }
+        vd_text_put(t, frac, sizeof(frac));
+}
+
+#ifdef __SIZEOF_INT128__
+/* "%.17g" of v, 1e-4 <= |v| < 1e16, exactly as printf writes it, in digits (a NUL-terminated
+ * string of at most 24 bytes); false when v is outside that range (printf's notation there is
+ * the exponent one, left to printf). v = m * 2^e exactly; then q = m * 2^e * 10^p rounded to
+ * the nearest integer, ties to even (as glibc rounds), for the p that gives q 17 digits: every
+ * product fits in 128 bits in this range (m < 2^53, 10^p <= 10^20, e >= -67). */
+static bool format_g17(double v, char *out)
+{
+        static const unsigned __int128 ten17 = (unsigned __int128)100000000000000000ull;
+        bool negative = signbit(v);
+        double a = negative ? -v : v;
+        if (!(a >= 1e-4 && a < 1e16))
+                return false;
+        uint64_t bits;
+        memcpy(&bits, &a, sizeof(bits));
+        int e = (int)((bits >> 52) & 0x7ff) - 1075;
+        uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
+        /* p: 16 - the decimal exponent; a first guess from the binary one (log10 2 ~ 1233 / 2^12),
+         * then corrected on the exact product */
+        int p = 16 - (((52 + e) * 1233) >> 12);
+        unsigned __int128 q = 0;
+        bool found = false;
+        for (int tries = 0; tries < 4 && !found; tries++) {
+                if (p < 0 || p > 20)
+                        return false;
+                unsigned __int128 scaled = m;
+                for (int i = 0; i < p; i++)
+                        scaled *= 10;
+                unsigned __int128 rem = 0, half = 0;
+                if (e >= 0) {
+                        scaled <<= e;
+                        q = scaled;
+                } else {
+                        q = scaled >> -e;
+                        rem = scaled & ((((unsigned __int128)1) << -e) - 1);
+                        half = ((unsigned __int128)1) << (-e - 1);
+                }
+                if (q >= ten17) {
+                        p--;
+                        continue;
+                }
+                if (q < ten17 / 10) {
+                        p++;
+                        continue;
+                }
+                if (rem > half || (rem == half && e < 0 && (q & 1) != 0))
+                        q++;
+                if (q == ten17) { /* rounded up to 18 digits: one fewer decimal */
+                        q = ten17 / 10;
+                        p--;
+                }
+                found = true;
+        }
+        int x = 16 - p; /* the decimal exponent, -4..16: printf's fixed notation */
+        if (!found || x < -4 || x > 16)
+                return false;
+        char digits[17];
+        for (int i = 16; i >= 0; i--) {
+                digits[i] = (char)('0' + (unsigned)(q % 10));
+                q /= 10;
+        }
+        char *o = out;
+        if (negative)
+                *o++ = '-';
+        int point; /* digits before the decimal point */
+        if (x >= 0) {
+                memcpy(o, digits, (size_t)x + 1);
+                o += x + 1;
+                point = x + 1;
+        } else {
+                *o++ = '0';
+                point = 0;
+        }
+        int last = 16; /* the last digit that is not a trailing zero of the fraction */
+        while (last >= point && digits[last] == '0')
+                last--;
+        if (last >= point) {
+                *o++ = '.';
+                for (int i = x; i < -1; i++)
+                        *o++ = '0';
+                memcpy(o, digits + point, (size_t)(last - point + 1));
+                o += last - point + 1;
+        }
+        *o = '\0';
+        return true;
+}
+#endif
+
+/* Process CPU time, start time and file ages: without printf in the range they live in, with
+ * it elsewhere. */
+void vd_text_double(vd_text *t, double v)
+{
+        char text[40];
+        int n;
+#ifdef __SIZEOF_INT128__
+        if (v == 0 && !signbit(v)) {
+                vd_text_putc(t, '0');
+                return;
+        }
+        if (format_g17(v, text)) {
+                vd_text_puts(t, text);
+                return;
+        }
+#endif
+        n = snprintf(text, sizeof(text), "%.17g", v);
+        if (n > 0 && (size_t)n < sizeof(text))
+                vd_text_put(t, text, (size_t)n);
+}
+
 /* ---- the exposition format ---------------------------------------------------------- */
 
-/* (The FILE of a scrape belongs to the HTTP thread alone: the _unlocked calls are safe.)
- * Writes text with backslash and newline escaped, and the double quote too when quote: the
- * runs between those characters go out whole (a scrape writes a few kilobytes of help text). */
-static void put_escaped(FILE *out, const char *text, bool quote)
+/* Writes text with backslash and newline escaped, and the double quote too when quote, in one
+ * pass: the runs between those characters go out whole (a scrape writes a few kilobytes of help
+ * text, and strcspn finds the next special character faster than a loop over bytes). */
+static void put_escaped(vd_text *out, const char *text, bool quote)
 {
         const char *specials = quote ? "\\\n\"" : "\\\n";
         const char *p = text;
         for (;;) {
                 size_t run = strcspn(p, specials);
-                fwrite_unlocked(p, 1, run, out);
+                vd_text_put(out, p, run);
                 p += run;
                 if (*p == '\0')
                         return;
-                fputs_unlocked(*p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : "\\\"", out);
+                vd_text_put(out, *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : "\\\"", 2);
                 p++;
         }
 }
 
-void vd_prom_family(FILE *out, const char *name, const char *type, const char *help)
+void vd_prom_family(vd_text *out, const char *name, const char *type, const char *help)
 {
-        fputs_unlocked("# HELP ", out);
-        fputs_unlocked(name, out);
-        fputc_unlocked(' ', out);
+        size_t name_len = strlen(name);
+        vd_text_put(out, "# HELP ", 7);
+        vd_text_put(out, name, name_len);
+        vd_text_putc(out, ' ');
         put_escaped(out, help, false);
-        fputs_unlocked("\n# TYPE ", out);
-        fputs_unlocked(name, out);
-        fputc_unlocked(' ', out);
-        fputs_unlocked(type, out);
-        fputc_unlocked('\n', out);
+        vd_text_put(out, "\n# TYPE ", 8);
+        vd_text_put(out, name, name_len);
+        vd_text_putc(out, ' ');
+        vd_text_puts(out, type);
+        vd_text_putc(out, '\n');
 }
 
-void vd_prom_label_value(FILE *out, const char *value)
+void vd_prom_label_value(vd_text *out, const char *value)
 {
         put_escaped(out, value, true);
 }
 
-static void put_name(FILE *out, const char *name, const char *key, const char *value)
+static void put_name(vd_text *out, const char *name, const char *key, const char *value)
 {
-        fputs_unlocked(name, out);
+        vd_text_puts(out, name);
         if (key != NULL) {
-                fputc_unlocked('{', out);
-                fputs_unlocked(key, out);
-                fputs_unlocked("=\"", out);
+                vd_text_putc(out, '{');
+                vd_text_puts(out, key);
+                vd_text_put(out, "=\"", 2);
                 vd_prom_label_value(out, value != NULL ? value : "");
-                fputs_unlocked("\"}", out);
+                vd_text_put(out, "\"}", 2);
         }
 }
 
-void vd_prom_u64(FILE *out, uint64_t v)
+void vd_prom_u64(vd_text *out, uint64_t v)
 {
-        char digits[24];
-        size_t n = sizeof(digits);
-        digits[--n] = '\0';
-        do {
-                digits[--n] = (char)('0' + v % 10);
-                v /= 10;
-        } while (v != 0);
-        fputs_unlocked(digits + n, out);
+        vd_text_u64(out, v);
 }
 
-void vd_prom_sample(FILE *out, const char *name, const char *key, const char *value, uint64_t v)
+void vd_prom_sample(vd_text *out, const char *name, const char *key, const char *value, uint64_t v)
 {
         put_name(out, name, key, value);
-        fputc_unlocked(' ', out);
-        vd_prom_u64(out, v);
-        fputc_unlocked('\n', out);
+        vd_text_putc(out, ' ');
+        vd_text_u64(out, v);
+        vd_text_putc(out, '\n');
 }
 
-void vd_prom_sample_double(FILE *out, const char *name, const char *key, const char *value,
+void vd_prom_sample_double(vd_text *out, const char *name, const char *key, const char *value,
                            double v)
 {
         put_name(out, name, key, value);
-        fprintf(out, " %.17g\n", v);
+        vd_text_putc(out, ' ');
+        vd_text_double(out, v);
+        vd_text_putc(out, '\n');
 }
 
 /* Field n (1-based, as proc(5) numbers them) of /proc/self/stat, after the command name. */
@@ -121,13 +308,22 @@ static bool proc_stat_field(const char *stat, int n, unsigned long long *out)
         return false;
 }
 
+/* The start of a /proc file, NUL-terminated (read(2): no stdio stream for a few hundred bytes). */
 static bool read_small_file(const char *path, char *buf, size_t cap)
 {
-        FILE *f = fopen(path, "re");
-        if (f == NULL)
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
                 return false;
-        size_t n = fread(buf, 1, cap - 1, f);
-        fclose(f);
+        size_t n = 0;
+        while (n < cap - 1) {
+                ssize_t got = read(fd, buf + n, cap - 1 - n);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got <= 0)
+                        break;
+                n += (size_t)got;
+        }
+        close(fd);
         buf[n] = '\0';
         return n > 0;
 }
@@ -147,7 +343,7 @@ static unsigned long long boot_time(void)
         return known;
 }
 
-void vd_prom_process(FILE *out)
+void vd_prom_process(vd_text *out)
 {
         char stat[1024];
         long ticks = sysconf(_SC_CLK_TCK);
@@ -197,53 +393,16 @@ void vd_prom_process(FILE *out)
 
 /* ---- the endpoint ------------------------------------------------------------------- */
 
-/* The body being rendered: stdio writes into a 64 KiB buffer of its own (memcpy for every
- * fputs) and hands it here in large pieces. open_memstream would be simpler but its stdio
- * copies byte by byte for short strings, which a scrape is made of: twice the instructions. */
-typedef struct render_buf {
-        char *data;
-        size_t len, cap;
-        bool failed;
-} render_buf;
-
-static ssize_t body_write(void *cookie, const char *buf, size_t n)
-{
-        render_buf *b = cookie;
-        if (b->failed)
-                return -1;
-        if (b->cap - b->len < n + 1) {
-                size_t cap = b->cap > 0 ? b->cap : 65536;
-                while (cap - b->len < n + 1)
-                        cap *= 2;
-                char *grown = realloc(b->data, cap);
-                if (grown == NULL) {
-                        b->failed = true;
-                        return -1;
-                }
-                b->data = grown;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, buf, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return (ssize_t)n;
-}
-
 char *vd_http_render_metrics(const vd_http_handlers *h, size_t *len)
 {
-        render_buf b = {0};
-        cookie_io_functions_t io = {.write = body_write};
-        FILE *out = fopencookie(&b, "w", io);
-        if (out == NULL)
-                return NULL;
-        setvbuf(out, NULL, _IOFBF, 65536);
-        h->metrics(h->arg, out);
-        if (fclose(out) != 0 || b.failed || b.data == NULL) {
-                free(b.data);
+        vd_text out = {0};
+        h->metrics(h->arg, &out);
+        if (out.failed || !vd_text_grow(&out, 0)) {
+                vd_text_free(&out);
                 return NULL;
         }
-        *len = b.len;
-        return b.data;
+        *len = out.len;
+        return out.data;
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,

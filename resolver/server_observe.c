@@ -205,8 +205,15 @@ static void live_counters(const vd_server *srv, vd_counters *total)
         }
 }
 
+/* One upstream server's figures summed over the workers, and its label, formatted once a
+ * scrape (inet_ntop and snprintf cost more than the six lines that show it). */
+typedef struct upstream_sum {
+        vd_forward_server_stats st;
+        char label[64];
+} upstream_sum;
+
 /* Per upstream server, summed over the workers' forwarders (matched by address). */
-static void write_upstreams(const vd_server *srv, FILE *out)
+static void write_upstreams(const vd_server *srv, vd_text *out)
 {
         enum { QUERIES, TIMEOUTS, FAILURES, MISMATCHES, BUDGET, UP, N_FAMILIES };
         static const char *const family[N_FAMILIES][3] = {
@@ -224,7 +231,7 @@ static void write_upstreams(const vd_server *srv, FILE *out)
              "1 while this upstream server answers, 0 while it is avoided (failed since its last "
              "answer, in at least one worker)"},
         };
-        vd_forward_server_stats *sum = NULL;
+        upstream_sum *sum = NULL;
         size_t n = 0, cap = 0;
 
         for (unsigned i = 0; i < srv->n_workers; i++) {
@@ -234,7 +241,7 @@ static void write_upstreams(const vd_server *srv, FILE *out)
                         vd_forward_server_stats st;
                         vd_forwarder_server_stats(f, j, &st);
                         size_t k = 0;
-                        while (k < n && !vd_addr_equal(&sum[k].addr, &st.addr))
+                        while (k < n && !vd_addr_equal(&sum[k].st.addr, &st.addr))
                                 k++;
                         if (k == n) {
                                 if (n == cap) {
@@ -245,32 +252,31 @@ static void write_upstreams(const vd_server *srv, FILE *out)
                                         sum = p;
                                         cap = more;
                                 }
-                                sum[n] = st;
-                                sum[n].up = st.up;
+                                sum[n].st = st;
+                                vd_addr_format(&st.addr, sum[n].label, sizeof(sum[n].label));
                                 n++;
                                 continue;
                         }
-                        sum[k].queries += st.queries;
-                        sum[k].timeouts += st.timeouts;
-                        sum[k].failures += st.failures;
-                        sum[k].mismatches += st.mismatches;
-                        sum[k].budget_refused += st.budget_refused;
-                        sum[k].up = sum[k].up && st.up;
+                        vd_forward_server_stats *to = &sum[k].st;
+                        to->queries += st.queries;
+                        to->timeouts += st.timeouts;
+                        to->failures += st.failures;
+                        to->mismatches += st.mismatches;
+                        to->budget_refused += st.budget_refused;
+                        to->up = to->up && st.up;
                 }
         }
         for (int fam = 0; fam < N_FAMILIES && n > 0; fam++) {
                 vd_prom_family(out, family[fam][0], family[fam][1], family[fam][2]);
                 for (size_t k = 0; k < n; k++) {
-                        char addr[64];
-                        const vd_forward_server_stats *st = &sum[k];
+                        const vd_forward_server_stats *st = &sum[k].st;
                         uint64_t v = fam == QUERIES      ? st->queries
                                      : fam == TIMEOUTS   ? st->timeouts
                                      : fam == FAILURES   ? st->failures
                                      : fam == MISMATCHES ? st->mismatches
                                      : fam == BUDGET     ? st->budget_refused
                                                          : (st->up ? 1 : 0);
-                        vd_addr_format(&st->addr, addr, sizeof(addr));
-                        vd_prom_sample(out, family[fam][0], "server", addr, v);
+                        vd_prom_sample(out, family[fam][0], "server", sum[k].label, v);
                 }
         }
 out:
@@ -287,7 +293,7 @@ void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_di
         vd_qlog_refresh_ids(srv->qlog, dirs, n_dirs);
 }
 
-static void write_local_data(const vd_server *srv, FILE *out)
+static void write_local_data(const vd_server *srv, vd_text *out)
 {
         vd_prom_family(out, "vpcdns_local_data_endpoints", "gauge",
                        "AWS endpoints the local data serves (from the snapshot directories)");
@@ -340,7 +346,7 @@ static void write_local_data(const vd_server *srv, FILE *out)
 
 /* Where the modules that export metrics of their own write them. Each writes whole families
  * (# HELP, # TYPE, samples) to out; add a module's writer here. */
-static void write_module_metrics(const vd_server *srv, FILE *out)
+static void write_module_metrics(const vd_server *srv, vd_text *out)
 {
         /* the labelled request, response and latency statistics, summed over the workers */
         vd_stats *sum = calloc(1, sizeof(*sum));
@@ -355,7 +361,7 @@ static void write_module_metrics(const vd_server *srv, FILE *out)
                 vd_health_write_metrics(srv->health, out);
 }
 
-static void server_metrics(void *arg, FILE *out)
+static void server_metrics(void *arg, vd_text *out)
 {
         vd_server *srv = arg;
         vd_counters total;

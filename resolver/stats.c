@@ -81,10 +81,11 @@ void vd_stats_add(vd_stats *sum, const vd_stats *w)
 
 /* ---- Prometheus text ------------------------------------------------------------------------- */
 
-/* The upper bounds of the buckets as Prometheus text, made once (printf of a double is the
- * dearest thing a scrape did). */
+/* What follows a bucket line's label value, le included ("\",le=\"0.000008192\"} "), for each
+ * bucket and +Inf, made once (printf of a double is the dearest thing a scrape did). */
 typedef struct le_texts {
-        char text[VD_STATS_BUCKETS][24];
+        char text[VD_STATS_BUCKETS + 1][40];
+        size_t len[VD_STATS_BUCKETS + 1];
 } le_texts;
 
 static le_texts le_table;
@@ -92,65 +93,83 @@ static uv_once_t le_once = UV_ONCE_INIT;
 
 static void le_texts_make(void)
 {
-        for (unsigned i = 0; i < VD_STATS_BUCKETS; i++)
-                snprintf(le_table.text[i], sizeof(le_table.text[i]), "%.12g",
-                         (double)(1ull << (VD_STATS_BUCKET_MIN_SHIFT + i)) / 1e9);
+        for (unsigned i = 0; i <= VD_STATS_BUCKETS; i++) {
+                int n;
+                if (i < VD_STATS_BUCKETS)
+                        n = snprintf(le_table.text[i], sizeof(le_table.text[i]),
+                                     "\",le=\"%.12g\"} ",
+                                     (double)(1ull << (VD_STATS_BUCKET_MIN_SHIFT + i)) / 1e9);
+                else
+                        n = snprintf(le_table.text[i], sizeof(le_table.text[i]),
+                                     "\",le=\"+Inf\"} ");
+                le_table.len[i] = n > 0 ? (size_t)n : 0;
+        }
 }
 
-/* NAME{LABEL="VALUE" — the start of a series line. */
-static void series_start(FILE *out, const char *name, const char *suffix, const char *label,
-                         const char *value)
+/* A histogram's series for one label: cumulative buckets, +Inf equal to _count, _sum. The
+ * start of the lines (NAME_bucket{LABEL="VALUE", escaped) is made once per histogram in
+ * series, a buffer the caller lends: a scrape writes a few hundred of these lines, and the
+ * answer path pays for none of it only if the HTTP thread stays cheap on a shared core. */
+static void write_histogram(vd_text *out, vd_text *series, const le_texts *le, const char *name,
+                            const char *label, const char *value, const vd_stats_histogram *h)
 {
-        fputs_unlocked(name, out);
-        fputs_unlocked(suffix, out);
-        fputc_unlocked('{', out);
-        fputs_unlocked(label, out);
-        fputs_unlocked("=\"", out);
-        vd_prom_label_value(out, value);
-}
+        series->len = 0; /* emptied for this histogram, its memory kept */
+        if (series->data != NULL)
+                series->data[0] = '\0';
+        vd_text_puts(series, name);
+        size_t name_len = series->len;
+        vd_text_put(series, "_bucket{", 8);
+        vd_text_puts(series, label);
+        vd_text_put(series, "=\"", 2);
+        vd_prom_label_value(series, value);
+        if (series->failed) {
+                vd_text_fail(out);
+                return;
+        }
+        const char *labels = series->data + name_len + 7; /* {LABEL="VALUE */
+        size_t labels_len = series->len - name_len - 7;
 
-/* A histogram's series for one label: cumulative buckets, +Inf equal to _count, _sum. Written
- * without printf (but for _sum): a scrape writes a few hundred of these lines, and the answer
- * path pays for none of it only if the HTTP thread stays cheap on a shared core. */
-static void write_histogram(FILE *out, const le_texts *le, const char *name, const char *label,
-                            const char *value, const vd_stats_histogram *h)
-{
         uint64_t cumulative = 0;
         for (unsigned i = 0; i <= VD_STATS_BUCKETS; i++) {
                 cumulative += h->bucket[i];
-                series_start(out, name, "_bucket", label, value);
-                fputs_unlocked("\",le=\"", out);
-                fputs_unlocked(i < VD_STATS_BUCKETS ? le->text[i] : "+Inf", out);
-                fputs_unlocked("\"} ", out);
-                vd_prom_u64(out, cumulative);
-                fputc_unlocked('\n', out);
+                vd_text_put(out, series->data, series->len);
+                vd_text_put(out, le->text[i], le->len[i]);
+                vd_text_u64(out, cumulative);
+                vd_text_putc(out, '\n');
         }
-        series_start(out, name, "_sum", label, value);
-        fprintf(out, "\"} %.9f\n", (double)h->sum_ns / 1e9);
-        series_start(out, name, "_count", label, value);
-        fputs_unlocked("\"} ", out);
-        vd_prom_u64(out, cumulative);
-        fputc_unlocked('\n', out);
+        vd_text_put(out, series->data, name_len);
+        vd_text_put(out, "_sum", 4);
+        vd_text_put(out, labels, labels_len);
+        vd_text_put(out, "\"} ", 3);
+        vd_text_seconds_ns(out, h->sum_ns);
+        vd_text_putc(out, '\n');
+        vd_text_put(out, series->data, name_len);
+        vd_text_put(out, "_count", 6);
+        vd_text_put(out, labels, labels_len);
+        vd_text_put(out, "\"} ", 3);
+        vd_text_u64(out, cumulative);
+        vd_text_putc(out, '\n');
 }
 
-void vd_stats_write_prometheus(FILE *out, const vd_stats *sum)
+void vd_stats_write_prometheus(vd_text *out, const vd_stats *sum)
 {
         uv_once(&le_once, le_texts_make);
         const le_texts *le = &le_table;
+        vd_text series = {0};
         vd_prom_family(out, "vpcdns_requests_total", "counter",
                        "Queries received, by transport, client address family and query type.");
         for (unsigned p = 0; p < VD_STATS_N_PROTO; p++)
                 for (unsigned f = 0; f < VD_STATS_N_FAMILY; f++)
                         for (unsigned t = 0; t < VD_STATS_N_TYPE; t++) {
-                                fputs_unlocked("vpcdns_requests_total{proto=\"", out);
-                                fputs_unlocked(proto_names[p], out);
-                                fputs_unlocked("\",family=\"", out);
-                                fputs_unlocked(family_names[f], out);
-                                fputs_unlocked("\",type=\"", out);
-                                fputs_unlocked(type_names[t], out);
-                                fputs_unlocked("\"} ", out);
-                                vd_prom_u64(out, sum->requests[p][f][t]);
-                                fputc_unlocked('\n', out);
+                                vd_text_puts(out, "vpcdns_requests_total{proto=\"");
+                                vd_text_puts(out, proto_names[p]);
+                                vd_text_puts(out, "\",family=\"");
+                                vd_text_puts(out, family_names[f]);
+                                vd_text_puts(out, "\",type=\"");
+                                vd_text_puts(out, type_names[t]);
+                                vd_text_puts(out, "\"} ");
+                                vd_text_u64(out, sum->requests[p][f][t]);
+                                vd_text_putc(out, '\n');
                         }
 
         vd_prom_family(out, "vpcdns_responses_total", "counter", "Responses sent, by rcode.");
@@ -167,13 +186,14 @@ void vd_stats_write_prometheus(FILE *out, const vd_stats *sum)
         vd_prom_family(out, "vpcdns_response_duration_seconds", "histogram",
                        "Time from receiving a query to handing its response to the transport.");
         for (unsigned s = 0; s < VD_STATS_N_SOURCE; s++)
-                write_histogram(out, le, "vpcdns_response_duration_seconds", "source",
+                write_histogram(out, &series, le, "vpcdns_response_duration_seconds", "source",
                                 source_names[s], &sum->duration[s]);
 
         vd_prom_family(out, "vpcdns_upstream_rtt_seconds", "histogram",
                        "Round trip of upstream queries that got an answer, by upstream server.");
         for (unsigned i = 0; i < VD_STATS_MAX_UPSTREAMS; i++)
                 if (sum->upstream[i].server[0] != '\0')
-                        write_histogram(out, le, "vpcdns_upstream_rtt_seconds", "server",
+                        write_histogram(out, &series, le, "vpcdns_upstream_rtt_seconds", "server",
                                         sum->upstream[i].server, &sum->upstream[i].rtt);
+        vd_text_free(&series);
 }

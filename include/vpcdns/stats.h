@@ -21,6 +21,7 @@
 
 #include "vpcdns/common.h"
 #include "vpcdns/counters.h"
+#include "vpcdns/metrics.h"
 
 typedef enum vd_stats_proto { VD_STATS_UDP = 0, VD_STATS_TCP, VD_STATS_N_PROTO } vd_stats_proto;
 
@@ -196,6 +197,6 @@ void vd_stats_upstream_rtt(vd_stats *s, unsigned i, uint64_t rtt_ns);
 void vd_stats_add(vd_stats *sum, const vd_stats *w);
 
 /* Writes sum as Prometheus text exposition (HELP, TYPE, samples) to out. */
-void vd_stats_write_prometheus(FILE *out, const vd_stats *sum);
+void vd_stats_write_prometheus(vd_text *out, const vd_stats *sum);
 
 #endif

@@ -22,13 +22,11 @@
 /* The Prometheus text of s, in a buffer the caller frees. */
 static char *prometheus_text(const vd_stats *s)
 {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&text, &len);
-        cr_assert_not_null(f);
-        vd_stats_write_prometheus(f, s);
-        cr_assert_eq(fclose(f), 0);
-        return text;
+        vd_text out = {0};
+        vd_stats_write_prometheus(&out, s);
+        cr_assert_not(out.failed);
+        cr_assert_not_null(out.data);
+        return out.data;
 }
 
 static void expect_line(const char *text, const char *line)
@@ -156,20 +154,22 @@ Test(stats, the_sum_adds_every_worker_and_matches_upstreams_by_label)
 
 Test(stats, label_values_are_escaped)
 {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&text, &len);
-        cr_assert_not_null(f);
-        vd_prom_label_value(f, "a\\b\"c\nd");
-        fclose(f);
-        cr_assert_str_eq(text, "a\\\\b\\\"c\\nd");
-        free(text);
+        vd_text out = {0};
+        vd_prom_label_value(&out, "a\\b\"c\nd");
+        cr_assert_str_eq(out.data, "a\\\\b\\\"c\\nd");
+        vd_text_free(&out);
+        char *text;
 
         static vd_stats s;
         memset(&s, 0, sizeof(s));
         vd_stats_set_upstream(&s, 0, "odd\"server\\\n");
         text = prometheus_text(&s);
         expect_line(text, "vpcdns_upstream_rtt_seconds_count{server=\"odd\\\"server\\\\\\n\"} 0");
+        expect_line(text,
+                    "vpcdns_upstream_rtt_seconds_sum{server=\"odd\\\"server\\\\\\n\"} 0.000000000");
+        expect_line(
+            text,
+            "vpcdns_upstream_rtt_seconds_bucket{server=\"odd\\\"server\\\\\\n\",le=\"+Inf\"} 0");
         free(text);
 }
 
