@@ -564,31 +564,25 @@ size_t vd_health_failing_open(vd_health *h)
         return n;
 }
 
-/* The one place this file writes exposition text that no vd_prom_* helper writes: the braces,
- * label names and quotes of a sample with several labels. */
-static void put_text(FILE *out, const char *text)
-{
-        fputs_unlocked(text, out);
-}
-
 /* name{endpoint="..",eni="..",az="..",address=".."} value */
-static void write_target_sample(FILE *out, const char *name, const struct target *t, uint64_t value)
+static void write_target_sample(vd_text *out, const char *name, const struct target *t,
+                                uint64_t value)
 {
-        put_text(out, name);
-        put_text(out, "{endpoint=\"");
+        vd_text_puts(out, name);
+        vd_text_puts(out, "{endpoint=\"");
         vd_prom_label_value(out, t->endpoint_id);
-        put_text(out, "\",eni=\"");
+        vd_text_puts(out, "\",eni=\"");
         vd_prom_label_value(out, t->eni_id);
-        put_text(out, "\",az=\"");
+        vd_text_puts(out, "\",az=\"");
         vd_prom_label_value(out, t->az);
-        put_text(out, "\",address=\"");
+        vd_text_puts(out, "\",address=\"");
         vd_prom_label_value(out, t->address);
-        put_text(out, "\"} ");
+        vd_text_puts(out, "\"} ");
         vd_prom_u64(out, value);
-        put_text(out, "\n");
+        vd_text_puts(out, "\n");
 }
 
-void vd_health_write_metrics(vd_health *h, FILE *out)
+void vd_health_write_metrics(vd_health *h, vd_text *out)
 {
         static const char up[] = "vpcdns_eni_up", failures[] = "vpcdns_eni_probe_failures_total",
                           fail_open[] = "vpcdns_eni_fail_open_total",

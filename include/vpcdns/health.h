@@ -22,9 +22,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "vpcdns/common.h"
+#include "vpcdns/metrics.h"
 #include "vpcdns/snapshot.h"
 
 typedef struct vd_health_options {
@@ -69,7 +69,7 @@ size_t vd_health_failing_open(vd_health *h);
 /* The prober's metric families (docs/metrics.md): vpcdns_eni_up,
  * vpcdns_eni_probe_failures_total, vpcdns_eni_fail_open_total, vpcdns_eni_failing_open.
  * NULL h writes the families with no samples. */
-void vd_health_write_metrics(vd_health *h, FILE *out);
+void vd_health_write_metrics(vd_health *h, vd_text *out);
 
 /* Stops probing (probes in flight are cancelled), closes every handle, joins the thread,
  * releases the snapshots and frees h. NULL is fine. */

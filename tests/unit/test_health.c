@@ -168,13 +168,10 @@ static const vd_health_options fast = {
 
 static char *metrics_text(vd_health *h)
 {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *out = open_memstream(&text, &len);
-        cr_assert_not_null(out);
-        vd_health_write_metrics(h, out);
-        fclose(out);
-        return text;
+        vd_text out = {0};
+        vd_health_write_metrics(h, &out);
+        cr_assert(!out.failed, "the metrics text could not grow");
+        return out.data; /* NUL-terminated; freed by the caller */
 }
 
 /* ---- the tests ------------------------------------------------------------------------------ */
