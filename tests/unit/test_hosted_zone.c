@@ -231,7 +231,7 @@ Test(hosted_zone, bad_names_say_why)
         cr_assert_lt(vd_hosted_zone_decode_name(".", w, &len, &why), 0);
         char label[80];
         memset(label, 'a', 64);
-        strcpy(label + 64, ".corp.");
+        memcpy(label + 64, ".corp.", 7);
         cr_assert_lt(vd_hosted_zone_decode_name(label, w, &len, &why), 0);
         cr_assert_not_null(strstr(why, "63"));
 }
