@@ -510,6 +510,15 @@ def test_hosted_zone_failures_leave_dir_as_it_was(refresher, tmp_path):
     assert refresher.state() == before and refresher.leftovers() == []
 
     shutil.rmtree(good)
+    spoke = "vpc-0fedcba9876543210"
+    good = hosted_data(tmp_path)
+    calls = len(refresher.calls())
+    r = refresher.run("--vpc-id", VPC, "--hosted-zones-vpc-id", spoke, FAKE_AWS_DATA=good)
+    assert r.returncode == 0, r.stderr
+    listed = [c for c in refresher.calls()[calls:] if c["op"] == "list-hosted-zones-by-vpc"]
+    assert [c["args"]["vpc-id"] for c in listed] == [[spoke]]
+    before = refresher.state()
+    shutil.rmtree(good)
     bad = hosted_data(tmp_path, lambda t: t.replace('"10.0.0.25"', '"10.0.0.256"'))
     r = refresher.run("--vpc-id", VPC, "--hosted-zones", FAKE_AWS_DATA=bad)
     assert r.returncode == 1, r.stderr
