@@ -201,6 +201,12 @@ static int resolve(vd_builder *b, size_t i, unsigned depth, vd_error *err)
         }
         if (node >= 0) {
                 rc = copy_rrset(b, a, node, err);
+                if (rc != 0 && err != NULL) {
+                        char inner[sizeof(err->msg)];
+                        snprintf(inner, sizeof(inner), "%s", err->msg);
+                        vd_error_set(err, "%s: alias %s -> %s: %s", b->aliases[i].place, owner,
+                                     target, inner);
+                }
         } else {
                 int32_t zone = vd_snap_builder_zone_of(b, a->target);
                 if (zone >= 0 && b->zones[zone].authoritative) {

@@ -362,6 +362,49 @@ Test(hosted_zone, alias_to_a_missing_local_name_is_an_error)
         remove_tmpdir();
 }
 
+Test(hosted_zone, alias_to_a_zone_file_name_and_an_alias_beside_a_cname)
+{
+        make_tmpdir();
+        char zone[128], hz[128];
+        vd_error err = {{0}};
+        write_file("lab.zone",
+                   "$ORIGIN lab.example.\n@ 300 IN SOA ns. host. 1 2 3 4 5\nhost 45 IN A "
+                   "192.0.2.5\nweb 45 IN CNAME host\n",
+                   zone, sizeof(zone));
+        write_file("alias.json",
+                   "{\"ResourceRecordSets\": [" SOA_SET ",\n"
+                   "{\"Name\": \"lab.corp.internal.\", \"Type\": \"A\", \"AliasTarget\": "
+                   "{\"HostedZoneId\": \"Z1\", \"DNSName\": \"host.lab.example.\", "
+                   "\"EvaluateTargetHealth\": false}}]}",
+                   hz, sizeof(hz));
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_zonefile_load(b, zone, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(vd_hosted_zone_load(b, hz, NULL, &err), 0, "%s", err.msg);
+        vd_snapshot *s = finish(b);
+        expect_answer(s, "lab.corp.internal.", LDNS_RR_TYPE_A, "192.0.2.5", 45);
+        vd_snapshot_unref(s);
+        /* an A alias onto a name with a CNAME beside it: the place is named */
+        write_file("clash.json",
+                   "{\"ResourceRecordSets\": [" SOA_SET ",\n"
+                   "{\"Name\": \"x.corp.internal.\", \"Type\": \"CNAME\", \"TTL\": 60, "
+                   "\"ResourceRecords\": [{\"Value\": \"host.lab.example\"}]},\n"
+                   "{\"Name\": \"x.corp.internal.\", \"Type\": \"A\", \"AliasTarget\": "
+                   "{\"HostedZoneId\": \"Z1\", \"DNSName\": \"host.lab.example.\", "
+                   "\"EvaluateTargetHealth\": false}}]}",
+                   hz, sizeof(hz));
+        b = vd_builder_new();
+        cr_assert_eq(vd_zonefile_load(b, zone, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(vd_hosted_zone_load(b, hz, NULL, &err), 0, "%s", err.msg);
+        vd_snapshot *out = NULL;
+        cr_assert_lt(vd_builder_finish(b, &out, &err), 0);
+        cr_assert_not_null(strstr(err.msg, "clash.json: ResourceRecordSets[2]: alias "
+                                           "x.corp.internal. -> host.lab.example.: "),
+                           "%s", err.msg);
+        cr_assert_not_null(strstr(err.msg, "CNAME"), "%s", err.msg);
+        vd_builder_free(b);
+        remove_tmpdir();
+}
+
 /* ---- routing policies ---- */
 
 Test(hosted_zone, routing_policies_follow_the_fixed_rule)
