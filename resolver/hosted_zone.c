@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,7 +25,7 @@
 static bool whole(const json_t *v, double max, uint32_t *out)
 {
         if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > max ||
-            floor(v->valuedouble) != v->valuedouble)
+            (double)(uint32_t)v->valuedouble != v->valuedouble)
                 return false;
         *out = (uint32_t)v->valuedouble;
         return true;

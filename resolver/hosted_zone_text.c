@@ -238,6 +238,8 @@ void vd_hosted_zone_check_aliases(const vd_snapshot *s, FILE *out)
         const vd_alias_info *a;
         size_t n = vd_snapshot_aliases(s, &a);
         size_t local = 0;
+        if (n == 0)
+                return;
         for (size_t i = 0; i < n; i++)
                 local += a[i].state != VD_ALIAS_UPSTREAM;
         fprintf(out, "aliases: %zu (%zu resolved from local data)\n", n, local);

@@ -57,7 +57,8 @@ int vd_hosted_zone_decode_name(const char *text, uint8_t *out, size_t *out_len, 
 /* Writes the aliases of s as zone-file comments ("; alias NAME TYPE -> TARGET: ..."). */
 int vd_hosted_zone_dump_aliases(const vd_snapshot *s, FILE *out);
 
-/* Writes what --check says of the aliases of s that are not resolved from local data. */
+/* Writes what --check says of the aliases of s (their count, and each one that is not resolved
+ * from local data); nothing when s has none. */
 void vd_hosted_zone_check_aliases(const vd_snapshot *s, FILE *out);
 
 void vd_hosted_zone_summary_free(vd_hosted_zone_summary *sum);
