@@ -335,6 +335,38 @@ Test(hosted_zone, hub_apex_alias_answers_the_endpoint_addresses)
         vd_snapshot_unref(s);
 }
 
+Test(hosted_zone, zonal_alias_and_an_alias_of_a_type_the_target_lacks)
+{
+        make_tmpdir();
+        char hz[128];
+        vd_error err = {{0}};
+        write_file(
+            "zonal.json",
+            "{\"ResourceRecordSets\": [" SOA_SET ",\n"
+            "{\"Name\": \"sqs-a.corp.internal.\", \"Type\": \"A\", \"AliasTarget\": "
+            "{\"HostedZoneId\": \"Z7HUB4K7XBMSFB\", \"DNSName\": "
+            "\"vpce-0a1b2c3d4e5f60718-k2j4h6g8-us-east-1a.sqs.us-east-1.vpce.amazonaws.com\", "
+            "\"EvaluateTargetHealth\": true}},\n"
+            "{\"Name\": \"sqs-a.corp.internal.\", \"Type\": \"AAAA\", \"AliasTarget\": "
+            "{\"HostedZoneId\": \"Z7HUB4K7XBMSFB\", \"DNSName\": "
+            "\"vpce-0a1b2c3d4e5f60718-k2j4h6g8-us-east-1a.sqs.us-east-1.vpce.amazonaws.com\", "
+            "\"EvaluateTargetHealth\": true}}]}",
+            hz, sizeof(hz));
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_aws_load(b, HOSTED "/hub", NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(vd_hosted_zone_load(b, hz, NULL, &err), 0, "%s", err.msg);
+        vd_snapshot *s = finish(b);
+        expect_answer(s, "sqs-a.corp.internal.", LDNS_RR_TYPE_A, "127.0.53.11", 60);
+        /* an IPv4 endpoint has no AAAA: the AAAA alias answers NODATA */
+        expect_negative(s, "sqs-a.corp.internal.", LDNS_RR_TYPE_AAAA, false, "corp.internal.", 900);
+        const vd_alias_info *al;
+        cr_assert_eq(vd_snapshot_aliases(s, &al), 2);
+        cr_assert_eq(al[0].state, VD_ALIAS_LOCAL);
+        cr_assert_eq(al[1].state, VD_ALIAS_EMPTY);
+        vd_snapshot_unref(s);
+        remove_tmpdir();
+}
+
 Test(hosted_zone, alias_loop_is_an_error_naming_each_place)
 {
         make_tmpdir();
