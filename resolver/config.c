@@ -58,6 +58,11 @@ void vd_config_free(vd_config *cfg)
                 return;
         vd_cfg_free_strings(cfg->snapshot_dirs, &cfg->n_snapshots);
         vd_cfg_free_strings(cfg->zone_files, &cfg->n_zones);
+        for (size_t i = 0; i < VD_MAX_SOURCES; i++) {
+                free(cfg->hosted_zone_vpcs[i]);
+                cfg->hosted_zone_vpcs[i] = NULL;
+        }
+        vd_cfg_free_strings(cfg->hosted_zone_files, &cfg->n_hosted_zones);
         vd_cfg_free_rules(cfg->rules, &cfg->n_rules);
         free(cfg->config_path);
         cfg->config_path = NULL;
@@ -72,6 +77,8 @@ int vd_cfg_copy(vd_config *dst, const vd_config *src)
         *dst = *src;
         dst->n_snapshots = 0;
         dst->n_zones = 0;
+        dst->n_hosted_zones = 0;
+        memset(dst->hosted_zone_vpcs, 0, sizeof(dst->hosted_zone_vpcs));
         dst->n_rules = 0;
         dst->config_path = NULL;
         dst->user = NULL;
@@ -87,6 +94,15 @@ int vd_cfg_copy(vd_config *dst, const vd_config *src)
                 if (dst->zone_files[i] == NULL)
                         goto fail;
                 dst->n_zones++;
+        }
+        for (size_t i = 0; i < src->n_hosted_zones; i++) {
+                dst->hosted_zone_files[i] = strdup(src->hosted_zone_files[i]);
+                if (dst->hosted_zone_files[i] == NULL)
+                        goto fail;
+                dst->n_hosted_zones++;
+                if (src->hosted_zone_vpcs[i] != NULL &&
+                    (dst->hosted_zone_vpcs[i] = strdup(src->hosted_zone_vpcs[i])) == NULL)
+                        goto fail;
         }
         for (size_t i = 0; i < src->n_rules; i++) {
                 dst->rules[i] = src->rules[i];

@@ -21,6 +21,7 @@ enum flag_id {
         FLAG_UPSTREAM,
         FLAG_SNAPSHOT,
         FLAG_ZONE,
+        FLAG_HOSTED_ZONE,
         FLAG_CHECK,
         FLAG_DUMP,
         FLAG_LOG_LEVEL,
@@ -57,6 +58,9 @@ static const vd_config_flag flags[N_FLAGS] = {
                         "directory with describe-vpc-endpoints.json and\n"
                         "describe-network-interfaces.json (repeatable)"},
     F(FLAG_ZONE) = {"zone", 0, "FILE", "RFC 1035 zone file served as a private zone (repeatable)"},
+    F(FLAG_HOSTED_ZONE) = {"hosted-zone", 0, "FILE",
+                           "aws route53 list-resource-record-sets output served as a\n"
+                           "private zone (repeatable)"},
     F(FLAG_CHECK) = {"check", 0, NULL, "load and validate everything, print a summary, exit"},
     F(FLAG_DUMP) = {"dump", 0, NULL, "print every local record as zone-file text, exit"},
     F(FLAG_LOG_LEVEL) = {"log-level", 0, "LEVEL", "error, warn, info or debug (default info)"},
@@ -182,10 +186,20 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                 return 0;
         }
         case FLAG_SNAPSHOT:
-        case FLAG_ZONE: {
+        case FLAG_ZONE:
+        case FLAG_HOSTED_ZONE: {
                 bool snap = flag == FLAG_SNAPSHOT;
                 char **list = snap ? cfg->snapshot_dirs : cfg->zone_files;
                 size_t *n = snap ? &cfg->n_snapshots : &cfg->n_zones;
+                if (flag == FLAG_HOSTED_ZONE) {
+                        list = cfg->hosted_zone_files;
+                        n = &cfg->n_hosted_zones;
+                        if (!replaced[flag - FLAG_CONFIG])
+                                for (size_t i = 0; i < VD_MAX_SOURCES; i++) {
+                                        free(cfg->hosted_zone_vpcs[i]);
+                                        cfg->hosted_zone_vpcs[i] = NULL;
+                                }
+                }
                 if (arg[0] == '\0')
                         return vd_error_set(err, "--%s: expected a %s, got ''", flag_name(flag),
                                             snap ? "directory" : "file");
@@ -437,12 +451,15 @@ const char *vd_config_usage(void)
         append(text, sizeof(text), &len, "%s",
                "Usage: vpcdns [--config FILE] [--listen ADDR:PORT]...\n"
                "              [--upstream ADDR[:PORT]]... [--snapshot DIR]... [--zone FILE]...\n"
-               "              [--check] [--dump] [--log-level LEVEL] [--workers N]\n"
+               "              [--hosted-zone FILE]...\n"
+               "              [--check] [--dump] [--log-level LEVEL] "
+               "[--workers N]\n"
                "              [--allow CIDR]... [--user USER] [--metrics-listen ADDR:PORT]\n"
                "              [--state-dir DIR] [--takeover] [--reload] [--no-watch]\n"
                "              [-V|--version] [-h|--help]\n"
                "\n"
-               "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot and zone files;\n"
+               "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot, zone files and\n"
+               "Route 53 hosted zones;\n"
                "forwards every other name upstream.\n"
                "\n");
         for (int i = 0; i < N_FLAGS; i++) {

@@ -7,6 +7,7 @@
  * from the system or check the whole (config.c does). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,13 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                         break;
                 case VD_KEY_PATHS: /* the strings move: v no longer owns them */
                         vd_cfg_free_strings(to, vd_cfg_count(cfg, k));
+                        if (k->offset == offsetof(vd_config, hosted_zone_files)) {
+                                for (size_t j = 0; j < VD_MAX_SOURCES; j++)
+                                        free(cfg->hosted_zone_vpcs[j]);
+                                memcpy(cfg->hosted_zone_vpcs, v->hosted_zone_vpcs,
+                                       sizeof(cfg->hosted_zone_vpcs));
+                                memset(v->hosted_zone_vpcs, 0, sizeof(v->hosted_zone_vpcs));
+                        }
                         memcpy(to, from, k->cap * sizeof(char *));
                         *vd_cfg_count(cfg, k) = *vd_cfg_count(v, k);
                         *vd_cfg_count(v, k) = 0;

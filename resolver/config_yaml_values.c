@@ -107,6 +107,62 @@ static char *resolve_path(const struct vd_yaml_parse *fp, const char *text)
         return out;
 }
 
+static int fail_full(struct vd_yaml_parse *fp, const yaml_node_t *node, size_t cap,
+                     const char *what);
+
+/* A hosted zone given as {path: FILE, vpcs: [vpc-ID, ...]}: the path joins the list, the VPCs
+ * are kept beside it ("vpc-a vpc-b") for views. */
+static int parse_hosted_zone(struct vd_yaml_parse *fp, const vd_config_key *k,
+                             const yaml_node_t *item)
+{
+        size_t *n = vd_cfg_count(&fp->values, k);
+        const char *path = NULL;
+        char vpcs[VD_MAX_SOURCES * 32] = "";
+        size_t used = 0;
+        if (*n >= k->cap)
+                return fail_full(fp, item, k->cap, "hosted_zones entries");
+        for (yaml_node_pair_t *p = item->data.mapping.pairs.start; p < item->data.mapping.pairs.top;
+             p++) {
+                yaml_node_t *key = yaml_document_get_node(fp->doc, p->key);
+                yaml_node_t *val = yaml_document_get_node(fp->doc, p->value);
+                const char *name = vd_yaml_scalar_text(key);
+                if (name != NULL && strcmp(name, "path") == 0) {
+                        path = vd_yaml_scalar_text(val);
+                        if (path == NULL || path[0] == '\0')
+                                return vd_yaml_fail_node(fp, val, "a hosted zone file path");
+                } else if (name != NULL && strcmp(name, "vpcs") == 0) {
+                        if (val->type != YAML_SEQUENCE_NODE)
+                                return vd_yaml_fail_node(fp, val, "a list of VPC ids (vpc-...)");
+                        for (yaml_node_item_t *it = val->data.sequence.items.start;
+                             it < val->data.sequence.items.top; it++) {
+                                yaml_node_t *v = yaml_document_get_node(fp->doc, *it);
+                                const char *id = vd_yaml_scalar_text(v);
+                                if (id == NULL || strncmp(id, "vpc-", 4) != 0 || id[4] == '\0' ||
+                                    strlen(id) > 30 || strpbrk(id, " \t") != NULL ||
+                                    used + strlen(id) + 2 > sizeof(vpcs))
+                                        return vd_yaml_fail_node(fp, v, "a VPC id (vpc-...)");
+                                used += (size_t)snprintf(vpcs + used, sizeof(vpcs) - used, "%s%s",
+                                                         used ? " " : "", id);
+                        }
+                } else {
+                        return vd_yaml_fail_node(fp, key, "path or vpcs in a hosted zone entry");
+                }
+        }
+        if (path == NULL)
+                return vd_yaml_fail_node(fp, item, "path: FILE in a hosted zone entry");
+        char *full = resolve_path(fp, path);
+        char *v = used ? strdup(vpcs) : NULL;
+        if (full == NULL || (used && v == NULL)) {
+                free(full);
+                free(v);
+                vd_error_set(fp->err, "%s: out of memory", fp->path);
+                return -ENOMEM;
+        }
+        fp->values.hosted_zone_vpcs[*n] = v;
+        ((char **)vd_cfg_field(&fp->values, k))[(*n)++] = full;
+        return 0;
+}
+
 /* One list item (or the single scalar) of a list key. */
 /* One address of a list: ADDR[:PORT]. A bare IPv6 address that ends in what looks like a port
  * ("::1:5300") is refused with the bracketed form as a hint: taken as written it would be
@@ -178,6 +234,8 @@ static int parse_list_item(struct vd_yaml_parse *fp, const vd_config_key *k,
                 return 0;
         }
         char **list = vd_cfg_field(&fp->values, k);
+        if (item->type == YAML_MAPPING_NODE && k->offset == offsetof(vd_config, hosted_zone_files))
+                return parse_hosted_zone(fp, k, item);
         if (text == NULL || text[0] == '\0')
                 return vd_yaml_fail_node(fp, item, k->expected);
         if (*n >= k->cap) {

@@ -28,6 +28,7 @@
 #include "vpcdns/watch.h"
 #include "vpcdns/wire.h"
 #include "vpcdns/zonefile.h"
+#include "vpcdns/hosted_zone.h"
 
 #define ADDR_TEXT 96
 #define LIST_TEXT (ADDR_TEXT * (VD_MAX_LISTEN + VD_MAX_UPSTREAM))
@@ -41,6 +42,9 @@ struct load_totals {
         vd_aws_summary aws;
         size_t zone_records;
         vd_snapshot_summary snap;
+        /* hosted zones: their counts, and what --check prints of them (cut when long) */
+        size_t hz_zones, hz_records, hz_aliases, hz_policies;
+        char hz_notes[8192];
 };
 
 /* "a,b,c" (sep ",") or "a b c" (sep " "); "none" when empty. */
@@ -183,11 +187,36 @@ out:
         return rc;
 }
 
-/* Loads the snapshot directories and zone files given into one snapshot. */
+/* Hosted zone files given on their own, after those of the snapshot directories. */
+struct hosted_list {
+        char *const *files;
+        size_t n;
+};
+
+/* Moves a hosted zone summary into the totals (the notes copied, cut with "..." when long). */
+static void note_hosted(struct load_totals *t, vd_hosted_zone_summary *hz)
+{
+        t->hz_zones = hz->zones;
+        t->hz_records = hz->records;
+        t->hz_aliases = hz->aliases;
+        t->hz_policies = hz->policies;
+        t->hz_notes[0] = '\0';
+        if (hz->notes != NULL) {
+                snprintf(t->hz_notes, sizeof(t->hz_notes), "%s", hz->notes);
+                if (hz->notes_len >= sizeof(t->hz_notes))
+                        memcpy(t->hz_notes + sizeof(t->hz_notes) - 5, "...\n", 5);
+        }
+        vd_hosted_zone_summary_free(hz);
+}
+
+/* Loads the snapshot directories (with their hosted-zones/ captures), zone files and hosted
+ * zone files given into one snapshot. */
 static int build_from(char *const *snapshot_dirs, size_t n_snapshots, char *const *zone_files,
-                      size_t n_zones, vd_snapshot **out, struct load_totals *t, vd_error *err)
+                      size_t n_zones, struct hosted_list hosted, vd_snapshot **out,
+                      struct load_totals *t, vd_error *err)
 {
         int rc = 0;
+        vd_hosted_zone_summary hz = {0};
         vd_builder *b = vd_builder_new();
         if (b == NULL)
                 return vd_error_set(err, "out of memory");
@@ -202,12 +231,17 @@ static int build_from(char *const *snapshot_dirs, size_t n_snapshots, char *cons
                                "dir=%s detail=\"no endpoints in the snapshot: every endpoint "
                                "name is forwarded (captured in the right region and VPC?)\"",
                                vd_log_value(snapshot_dirs[i], dir, sizeof(dir)));
+                if (rc == 0)
+                        rc = vd_hosted_zone_load_dir(b, snapshot_dirs[i], &hz, err);
         }
         for (size_t i = 0; i < n_zones && rc == 0; i++) {
                 size_t records = 0;
                 rc = vd_zonefile_load(b, zone_files[i], &records, err);
                 t->zone_records += records;
         }
+        for (size_t i = 0; i < hosted.n && rc == 0; i++)
+                rc = vd_hosted_zone_load(b, hosted.files[i], &hz, err);
+        note_hosted(t, &hz);
         if (rc == 0)
                 rc = vd_builder_finish(b, out, err);
         vd_builder_free(b);
@@ -227,10 +261,12 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
 {
         vd_state_stage *stage = NULL;
         if (cfg->state_dir != NULL && !cfg->check && !cfg->dump)
-                stage = vd_state_stage_new(cfg->state_dir, cfg->snapshot_dirs, cfg->n_snapshots,
-                                           cfg->zone_files, cfg->n_zones);
+                stage = vd_state_stage_new_hosted(cfg->state_dir, cfg->snapshot_dirs,
+                                                  cfg->n_snapshots, cfg->zone_files, cfg->n_zones,
+                                                  cfg->hosted_zone_files, cfg->n_hosted_zones);
+        struct hosted_list hosted = {cfg->hosted_zone_files, cfg->n_hosted_zones};
         int rc = build_from(cfg->snapshot_dirs, cfg->n_snapshots, cfg->zone_files, cfg->n_zones,
-                            out, t, err);
+                            hosted, out, t, err);
         if (rc == 0)
                 vd_state_commit(stage);
         else
@@ -252,8 +288,9 @@ static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **o
                 return rc;
         }
         memset(t, 0, sizeof(*t));
-        rc = build_from(copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones, out, t,
-                        &copy_err);
+        struct hosted_list hosted = {copy.hosted_zone_files, copy.n_hosted_zones};
+        rc = build_from(copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones, hosted,
+                        out, t, &copy_err);
         if (rc != 0) {
                 vd_error_set(err,
                              "%s (and the last-good copy in state_dir did not load either: %s)",
@@ -784,6 +821,9 @@ static int check_user_access(const vd_config *cfg, const struct passwd *pw)
         for (size_t i = 0; i < cfg->n_zones; i++)
                 errors +=
                     check_path_for(cfg->zone_files[i], cfg->user, pw->pw_uid, groups, n_groups);
+        for (size_t i = 0; i < cfg->n_hosted_zones; i++)
+                errors += check_path_for(cfg->hosted_zone_files[i], cfg->user, pw->pw_uid, groups,
+                                         n_groups);
         if (cfg->config_path != NULL) /* a reload reads it again, as the user */
                 errors += check_path_for(cfg->config_path, cfg->user, pw->pw_uid, groups, n_groups);
         struct stat st;
@@ -797,7 +837,7 @@ static int check_user_access(const vd_config *cfg, const struct passwd *pw)
         return errors;
 }
 
-static void print_check(const vd_config *cfg, const struct load_totals *t)
+static void print_check(const vd_config *cfg, const struct load_totals *t, const vd_snapshot *snap)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT], allow[ALLOW_TEXT];
         format_addrs(cfg->listen, cfg->n_listen, " ", listen, sizeof(listen));
@@ -809,6 +849,11 @@ static void print_check(const vd_config *cfg, const struct load_totals *t)
         printf("endpoints served: %zu\n", t->aws.endpoints_served);
         printf("endpoint addresses: %zu\n", t->aws.addresses);
         printf("zone files: %zu\n", cfg->n_zones);
+        printf("hosted zones: %zu (%zu records, %zu aliases, %zu record sets with a routing "
+               "policy)\n",
+               t->hz_zones, t->hz_records, t->hz_aliases, t->hz_policies);
+        fputs(t->hz_notes, stdout);
+        vd_hosted_zone_check_aliases(snap, stdout);
         printf("names: %zu\n", t->snap.names);
         printf("records: %zu\n", t->snap.records);
         printf("zones: %zu\n", t->snap.zones);
@@ -1041,7 +1086,7 @@ int main(int argc, char **argv)
                         status = 1;
                         goto out;
                 }
-                print_check(&cfg, &totals);
+                print_check(&cfg, &totals, snap);
                 status = fflush(stdout) == 0 ? 0 : 1;
         } else if (cfg.dump && cfg.dump_client[0] != '\0') {
                 vd_addr client;
@@ -1056,7 +1101,10 @@ int main(int argc, char **argv)
                              ? 0
                              : 1;
         } else if (cfg.dump) {
-                status = vd_zonefile_dump(snap, stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
+                status = vd_hosted_zone_dump_aliases(snap, stdout) == 0 &&
+                                 vd_zonefile_dump(snap, stdout) == 0 && fflush(stdout) == 0
+                             ? 0
+                             : 1;
                 if (status != 0)
                         fprintf(stderr, "vpcdns: error: cannot write the dump: %s\n",
                                 strerror(errno));

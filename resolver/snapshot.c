@@ -34,6 +34,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->zones);
         free(s->blob);
         free(s->order);
+        free(s->aliases);
         free(s);
 }
 
@@ -103,7 +104,10 @@ static int add_empty_non_terminals(vd_builder *b)
 int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
 {
         vd_snapshot *s = NULL;
-        int rc = add_empty_non_terminals(b);
+        int rc = vd_snap_resolve_aliases(b, err);
+        if (rc != 0)
+                return rc;
+        rc = add_empty_non_terminals(b);
         if (rc != 0)
                 goto oom;
 
@@ -226,6 +230,8 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
         if (vd_snap_compile_azs(b, s) != 0)
                 goto oom;
         atomic_init(&s->refs, 1);
+        if (vd_snap_store_aliases(b, s) != 0)
+                goto oom;
         rc = vd_snap_check_cname_loops(b, s, err);
         if (rc != 0) {
                 snapshot_free(s);

@@ -62,6 +62,7 @@ void vd_snap_builder_clear(vd_builder *b)
         free(b->enis);
         free(b->eni_table);
         free(b->subnets);
+        vd_snap_free_builder_aliases(b);
         memset(b, 0, sizeof(*b));
 }
 
@@ -570,4 +571,42 @@ int vd_builder_add_subnet(vd_builder *b, int family, const uint8_t *prefix, unsi
         snprintf(n->az_name, sizeof(n->az_name), "%s", az_name != NULL ? az_name : "");
         snprintf(n->az_id, sizeof(n->az_id), "%s", az_id != NULL ? az_id : "");
         return 0;
+}
+
+/* ---------- for the alias resolver (snapshot_alias.c) ---------- */
+
+int vd_snap_add_copy(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                     const struct brr *rr, const char *claim, vd_error *err)
+{
+        return add_record(b, owner, type, ttl, rr->rdata, rr->len, claim, 0, rr->eni, err);
+}
+
+const char *vd_snap_intern_claim(vd_builder *b, const char *claim)
+{
+        return intern_claim(b, claim);
+}
+
+int vd_snap_claim_node(vd_builder *b, int32_t idx, const char *claim, vd_error *err)
+{
+        return claim_node(b, idx, claim, err);
+}
+
+uint32_t vd_snap_name_hash_exact(const uint8_t *name, size_t len)
+{
+        (void)len;
+        return name_hash(name);
+}
+
+int32_t vd_snap_builder_zone_of(vd_builder *b, const uint8_t *name)
+{
+        uint8_t offs[MAX_LABELS + 1];
+        uint32_t hashes[MAX_LABELS + 1];
+        int labels = vd_snap_name_suffixes(name, offs, hashes);
+        for (int i = 0; i <= labels; i++) {
+                int32_t idx = vd_snap_node_get_hashed(
+                    b, name + offs[i], (uint8_t)(offs[labels] + 1 - offs[i]), hashes[i], false);
+                if (idx >= 0 && (b->nodes[idx].flags & NODE_ZONE_APEX))
+                        return b->nodes[idx].zone;
+        }
+        return -1;
 }

@@ -25,6 +25,7 @@
 enum node_flags {
         NODE_ZONE_APEX = 1, /* a zone is declared here */
         NODE_ENT = 2,       /* empty non-terminal inside an authoritative zone: exists */
+        NODE_ALIAS = 4,     /* owns an alias (snapshot_alias.c) */
 };
 
 /* ---------- names and hashes shared by both sides ---------- */
@@ -134,6 +135,8 @@ struct vd_builder {
         size_t eni_table_cap;
         struct bsubnet *subnets; /* client address → AZ (snapshot_az.c) */
         size_t n_subnets, subnets_cap;
+        struct balias *aliases; /* snapshot_alias.c */
+        size_t naliases, aliases_cap;
 };
 
 struct bsubnet {
@@ -220,7 +223,9 @@ struct vd_snapshot {
         vd_snapshot_summary summary;
         size_t *order; /* nodes in insertion order with data, for foreach */
         size_t n_order;
-        int max_labels; /* of the deepest name */
+        int max_labels;         /* of the deepest name */
+        vd_alias_info *aliases; /* one block with their names and places */
+        size_t n_aliases;
 };
 
 typedef enum lookup_kind {
@@ -255,6 +260,35 @@ const struct sset *vd_snap_find_set(const vd_snapshot *s, const struct snode *n,
  * and subnets (-ENOMEM); and freeing them. */
 int vd_snap_compile_azs(const vd_builder *b, vd_snapshot *s);
 void vd_snap_free_azs(vd_snapshot *s);
+/* snapshot_alias.c: resolves every alias into the builder's records (before compiling), then
+ * hands the snapshot its descriptions; frees the builder's alias list. */
+struct balias {
+        int32_t owner; /* node */
+        uint16_t type;
+        uint8_t target[VD_NAME_MAX];
+        uint8_t target_len;
+        const char *claim; /* interned */
+        char *place;       /* malloc'd */
+        vd_alias_state state;
+        uint8_t walk; /* 0 unseen, 1 on the current chain, 2 done */
+        uint32_t ttl;
+        size_t records;
+};
+int vd_snap_resolve_aliases(vd_builder *b, vd_error *err);
+/* snapshot_build.c: adds a copy of rr under owner, the same ENI address as rr when it is one
+ * (so that an alias to an endpoint's name gets its health and AZ order). */
+int vd_snap_add_copy(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
+                     const struct brr *rr, const char *claim, vd_error *err);
+int vd_snap_store_aliases(const vd_builder *b, vd_snapshot *s);
+void vd_snap_free_builder_aliases(vd_builder *b);
+/* snapshot_build.c: the hash of a whole lower-cased name of len octets. */
+uint32_t vd_snap_name_hash_exact(const uint8_t *name, size_t len);
+/* snapshot_build.c: the deepest zone at or above a lower-cased name (-1: none). */
+int32_t vd_snap_builder_zone_of(vd_builder *b, const uint8_t *name);
+/* snapshot_build.c: claims the node idx for claim (interned); -EEXIST with err when another
+ * claim holds it. */
+const char *vd_snap_intern_claim(vd_builder *b, const char *claim);
+int vd_snap_claim_node(vd_builder *b, int32_t idx, const char *claim, vd_error *err);
 
 /* snapshot_loops.c: refuses a snapshot whose CNAMEs form a cycle (-ELOOP, err names it). */
 int vd_snap_check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);

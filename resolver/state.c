@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vpcdns/hosted_zone.h"
 #include "vpcdns/log.h"
 #include "vpcdns/state.h"
 
@@ -217,7 +218,14 @@ static int stage_dir(vd_state_stage *s, const char *src, const char *dst)
                         rc = -ENAMETOOLONG;
                         break;
                 }
-                if (stat(from, &st) != 0 || !S_ISREG(st.st_mode))
+                if (stat(from, &st) != 0)
+                        continue;
+                /* captured hosted zones (hosted_zone.h) are loaded with the directory */
+                if (S_ISDIR(st.st_mode) && strcmp(e->d_name, VD_HOSTED_ZONES_SUBDIR) == 0) {
+                        rc = stage_dir(s, from, to);
+                        continue;
+                }
+                if (!S_ISREG(st.st_mode))
                         continue;
                 rc = stage_file(s, from, to);
         }
@@ -246,7 +254,8 @@ static int fsync_dir(const char *dir)
 
 /* The manifest: where each part came from, in the order of the config. */
 static int write_manifest(const vd_state_stage *s, char *const *snapshot_dirs, size_t n_snapshots,
-                          char *const *zone_files, size_t n_zones)
+                          char *const *zone_files, size_t n_zones, char *const *hosted,
+                          size_t n_hosted)
 {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/%s", s->dir, MANIFEST);
@@ -263,6 +272,8 @@ static int write_manifest(const vd_state_stage *s, char *const *snapshot_dirs, s
                 fprintf(f, "snapshot %zu %s\n", i, snapshot_dirs[i]);
         for (size_t i = 0; i < n_zones; i++)
                 fprintf(f, "zone %zu %s\n", i, zone_files[i]);
+        for (size_t i = 0; i < n_hosted; i++)
+                fprintf(f, "hosted-zone %zu %s\n", i, hosted[i]);
         fprintf(f, "saved %" PRIu64 "\n", (uint64_t)time(NULL));
         int rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
         if (fclose(f) != 0 && rc == 0)
@@ -272,8 +283,34 @@ static int write_manifest(const vd_state_stage *s, char *const *snapshot_dirs, s
         return rc;
 }
 
+/* A file into its own directory DIR/KIND-N/NAME of the staging directory. */
+static int stage_single(vd_state_stage *s, const char *kind, size_t i, const char *file)
+{
+        char to[PATH_MAX];
+        const char *slash = strrchr(file, '/');
+        const char *name = slash != NULL ? slash + 1 : file;
+        snprintf(to, sizeof(to), "%s/%s-%zu", s->dir, kind, i);
+        if (mkdir(to, 0750) != 0) {
+                int rc = -errno;
+                log_failure("mkdir", to, -rc);
+                return rc;
+        }
+        size_t used = strlen(to);
+        snprintf(to + used, sizeof(to) - used, "/%s", name[0] != '\0' ? name : kind);
+        return stage_file(s, file, to);
+}
+
 vd_state_stage *vd_state_stage_new(const char *state_dir, char *const *snapshot_dirs,
                                    size_t n_snapshots, char *const *zone_files, size_t n_zones)
+{
+        return vd_state_stage_new_hosted(state_dir, snapshot_dirs, n_snapshots, zone_files, n_zones,
+                                         NULL, 0);
+}
+
+vd_state_stage *vd_state_stage_new_hosted(const char *state_dir, char *const *snapshot_dirs,
+                                          size_t n_snapshots, char *const *zone_files,
+                                          size_t n_zones, char *const *hosted_zone_files,
+                                          size_t n_hosted_zones)
 {
         vd_state_stage *s = calloc(1, sizeof(*s));
         int rc = 0;
@@ -312,8 +349,11 @@ vd_state_stage *vd_state_stage_new(const char *state_dir, char *const *snapshot_
                 snprintf(to + used, sizeof(to) - used, "/%s", name[0] != '\0' ? name : "zone");
                 rc = stage_file(s, zone_files[i], to);
         }
+        for (size_t i = 0; i < n_hosted_zones && rc == 0; i++)
+                rc = stage_single(s, "hosted-zone", i, hosted_zone_files[i]);
         if (rc == 0)
-                rc = write_manifest(s, snapshot_dirs, n_snapshots, zone_files, n_zones);
+                rc = write_manifest(s, snapshot_dirs, n_snapshots, zone_files, n_zones,
+                                    hosted_zone_files, n_hosted_zones);
         if (rc != 0) {
                 vd_state_discard(s);
                 return NULL;
@@ -404,8 +444,11 @@ void vd_state_copy_free(vd_state_copy *c)
                 free(c->snapshot_dirs[i]);
         for (size_t i = 0; i < c->n_zones; i++)
                 free(c->zone_files[i]);
+        for (size_t i = 0; i < c->n_hosted_zones; i++)
+                free(c->hosted_zone_files[i]);
         c->n_snapshots = 0;
         c->n_zones = 0;
+        c->n_hosted_zones = 0;
 }
 
 /* The one file in DIR (a zone-N directory): its path in *out. */
@@ -453,6 +496,17 @@ int vd_state_find(const char *state_dir, vd_state_copy *out, vd_error *err)
                             vd_error_set(err, "%s:%zu: expected 'snapshot N PATH' or 'zone N PATH'",
                                          path, lineno);
                         break;
+                }
+                if (strcmp(kind, "hosted-zone") == 0 && index == out->n_hosted_zones &&
+                    index < VD_MAX_SOURCES) {
+                        char hz[PATH_MAX];
+                        snprintf(hz, sizeof(hz), "%s/%s/%s-%zu", state_dir, LAST_GOOD, kind, index);
+                        rc = only_file(hz, &out->hosted_zone_files[index]);
+                        if (rc == 0)
+                                out->n_hosted_zones++;
+                        else
+                                vd_error_set(err, "%s: %s", hz, strerror(-rc));
+                        continue;
                 }
                 char part[PATH_MAX];
                 snprintf(part, sizeof(part), "%s/%s/%s-%zu", state_dir, LAST_GOOD, kind, index);

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vpcdns/hosted_zone.h"
 #include "vpcdns/log.h"
 #include "vpcdns/siphash.h"
 #include "vpcdns/watch.h"
@@ -74,6 +75,18 @@ int vd_inputs_from_config(const vd_config *cfg, vd_inputs *out)
                 r = vd_inputs_add(out, cfg->snapshot_dirs[i]);
         for (size_t i = 0; i < cfg->n_zones && r == 0; i++)
                 r = vd_inputs_add(out, cfg->zone_files[i]);
+        for (size_t i = 0; i < cfg->n_hosted_zones && r == 0; i++)
+                r = vd_inputs_add(out, cfg->hosted_zone_files[i]);
+        /* A snapshot directory's captured hosted zones: a directory inside an input directory
+         * is not read, so the one that exists is an input of its own. */
+        for (size_t i = 0; i < cfg->n_snapshots && r == 0; i++) {
+                char sub[PATH_MAX];
+                struct stat st;
+                if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", cfg->snapshot_dirs[i],
+                                     VD_HOSTED_ZONES_SUBDIR) < sizeof(sub) &&
+                    stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                        r = vd_inputs_add(out, sub);
+        }
         /* A reload reads the config file again: it is watched and fingerprinted with the
          * data, so that a change to it alone reloads (and is never skipped). */
         if (r == 0 && cfg->config_path != NULL)

@@ -1,6 +1,7 @@
 /* zonefile_int.h — the zone file loader's shared pieces, for its parts only: reading and
  * feeding the builder (zonefile.c), the checks of what ldns lets through (zonefile_check.c)
- * and the messages for rdata ldns refused (zonefile_messages.c). Nothing else includes it; the
+ * and the messages for rdata ldns refused (zonefile_messages.c; the hosted zone loader uses
+ * them too). Nothing else includes it; the
  * public contract is vpcdns/zonefile.h. Load time only. */
 #ifndef VPCDNS_ZONEFILE_INT_H
 #define VPCDNS_ZONEFILE_INT_H
@@ -52,6 +53,9 @@ int vd_zonefile_check_record(const char *path, int line, ldns_status st, ldns_rr
 
 /* zonefile_messages.c: what a record's data should look like, for messages. */
 const char *vd_zonefile_field_kind(ldns_rdf_type t);
+/* What the rdata of type should be, as a phrase ("a preference (0-65535) and a host name");
+ * also used by the hosted zone loader. */
+void vd_zonefile_rdata_expected(uint16_t type, char *out, size_t cap);
 /* The message for rdata ldns refused (why: a note after it, or NULL); returns -EINVAL. */
 int vd_zonefile_rdata_error(const char *path, int line, ldns_status st,
                             const struct record_fields *f, const char *why, vd_error *err);

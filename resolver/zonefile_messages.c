@@ -81,7 +81,7 @@ const char *vd_zonefile_field_kind(ldns_rdf_type t)
 
 /* What the rdata of type should be, as a phrase: hand-written for common types, else the
  * field kinds of ldns's descriptor ("a 16-bit number, a 16-bit number and a domain name"). */
-static void rdata_expected(uint16_t type, char *out, size_t cap)
+void vd_zonefile_rdata_expected(uint16_t type, char *out, size_t cap)
 {
         const ldns_rr_descriptor *desc = ldns_rr_descript(type);
         size_t min;
@@ -196,7 +196,7 @@ int vd_zonefile_rdata_error(const char *path, int line, ldns_status st,
                                     "3597)",
                                     path, line, f->type);
         }
-        rdata_expected((uint16_t)type, expected, sizeof(expected));
+        vd_zonefile_rdata_expected((uint16_t)type, expected, sizeof(expected));
         if (note == NULL && st == LDNS_STATUS_SYNTAX_MISSING_VALUE_ERR) {
                 note = " (too few fields)";
         } else if (note == NULL && st == LDNS_STATUS_SYNTAX_SUPERFLUOUS_TEXT_ERR) {

@@ -80,6 +80,11 @@ typedef struct vd_config {
         size_t n_snapshots;
         char *zone_files[VD_MAX_SOURCES]; /* owned; key zone */
         size_t n_zones;
+        char *hosted_zone_files[VD_MAX_SOURCES]; /* owned; key hosted_zones */
+        size_t n_hosted_zones;
+        /* owned, per hosted zone file: its VPCs ("vpc-a vpc-b") from {path, vpcs}, or NULL;
+         * kept for views, not applied yet */
+        char *hosted_zone_vpcs[VD_MAX_SOURCES];
         vd_log_level log_level;
         unsigned workers;
         unsigned tcp_idle_timeout_ms;

@@ -204,4 +204,43 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const struct vd_q
                                          uint32_t rotation, uint8_t *out, size_t cap, size_t *len,
                                          vd_local_chase *chase);
 
+/* ---------- alias records (Route 53 AliasTarget) ---------- */
+
+/* What an alias answers once vd_builder_finish has resolved it. */
+typedef enum vd_alias_state {
+        VD_ALIAS_LOCAL = 0, /* the target's RRset of the alias's type was copied */
+        VD_ALIAS_EMPTY,     /* the target exists here without that type: the alias is NODATA */
+        VD_ALIAS_UPSTREAM,  /* the target is outside local data: not resolved (NODATA) */
+} vd_alias_state;
+
+#define VD_ALIAS_MAX_HOPS 8 /* an alias may lead to another alias this many times */
+
+/* Declares that owner answers `type` with the records target holds of that type, TTL from
+ * the target (an alias has no TTL of its own), with no CNAME in the answer. The owner is
+ * claimed now (claim); place ("FILE: ResourceRecordSets[3]") names the record in errors.
+ * At vd_builder_finish the target is looked up in everything loaded (exact name, else a
+ * wildcard); a target that is itself an alias of the type is resolved first (at most
+ * VD_ALIAS_MAX_HOPS, a loop is an error naming each place). A target that does not exist
+ * inside a loaded authoritative zone is an error; one outside every loaded zone (a load
+ * balancer, CloudFront) is kept as VD_ALIAS_UPSTREAM. */
+int vd_builder_add_alias(vd_builder *b, const uint8_t *owner, uint16_t type, const uint8_t *target,
+                         const char *claim, const char *place, vd_error *err);
+
+/* The region of the first endpoint zone added ("us-east-1" from
+ * us-east-1.vpce.amazonaws.com), or "" when none; for loaders that choose by region. */
+void vd_builder_region(const vd_builder *b, char *out, size_t cap);
+
+typedef struct vd_alias_info {
+        const uint8_t *owner;  /* wire, lower-cased */
+        const uint8_t *target; /* wire, lower-cased */
+        const char *place;
+        uint16_t type;
+        vd_alias_state state;
+        uint32_t ttl;   /* the target's TTL (VD_ALIAS_LOCAL) */
+        size_t records; /* records copied (VD_ALIAS_LOCAL) */
+} vd_alias_info;
+
+/* The aliases of s in the order they were added; *out valid while s is. */
+size_t vd_snapshot_aliases(const vd_snapshot *s, const vd_alias_info **out);
+
 #endif

@@ -5,10 +5,13 @@
  * A reader therefore never sees half a copy, and the copy is always data that loaded.
  *
  * Layout under STATE_DIR (documented in docs/configuration.md, key state_dir):
- *   last-good/MANIFEST        "snapshot N ORIGINAL-PATH" and "zone N ORIGINAL-PATH" lines,
+ *   last-good/MANIFEST        "snapshot N ORIGINAL-PATH", "zone N ORIGINAL-PATH" and
+ *                             "hosted-zone N ORIGINAL-PATH" lines,
  *                             in the order of the config, then "saved UNIX-SECONDS"
  *   last-good/snapshot-N/     the regular files of snapshot directory N (not recursive)
  *   last-good/zone-N/NAME     zone file N under its own name
+ *   last-good/hosted-zone-N/NAME  hosted zone file N (key hosted_zones) under its own name
+ * A snapshot directory's hosted-zones/ directory is copied with it (its regular files).
  *   .staging-PID/             a copy being made; removed when it is committed or discarded
  *
  * The copy is made by whoever loads (the user vpcdns runs as after a reload), so STATE_DIR must
@@ -30,6 +33,11 @@ typedef struct vd_state_stage vd_state_stage;
  * reason is logged as state_save_failed); the caller loads anyway. */
 vd_state_stage *vd_state_stage_new(const char *state_dir, char *const *snapshot_dirs,
                                    size_t n_snapshots, char *const *zone_files, size_t n_zones);
+/* The same, with hosted zone files too. */
+vd_state_stage *vd_state_stage_new_hosted(const char *state_dir, char *const *snapshot_dirs,
+                                          size_t n_snapshots, char *const *zone_files,
+                                          size_t n_zones, char *const *hosted_zone_files,
+                                          size_t n_hosted_zones);
 
 /* After a successful load: makes the staged copy STATE_DIR/last-good, unless an original file
  * changed since it was copied (then the copy may not be what loaded: it is dropped, logged at
@@ -45,6 +53,8 @@ typedef struct vd_state_copy {
         size_t n_snapshots;
         char *zone_files[VD_MAX_SOURCES];
         size_t n_zones;
+        char *hosted_zone_files[VD_MAX_SOURCES];
+        size_t n_hosted_zones;
         uint64_t saved_unix; /* when it was saved; 0 when the manifest does not say */
 } vd_state_copy;
 

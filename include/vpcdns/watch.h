@@ -22,8 +22,9 @@
 
 #include "vpcdns/config.h"
 
-/* Every snapshot directory and zone file, and room for a few more (the config file). */
-#define VD_INPUTS_MAX (2 * VD_MAX_SOURCES + 8)
+/* Every snapshot directory (and its hosted-zones/), zone file and hosted zone file, and room
+ * for a few more (the config file). */
+#define VD_INPUTS_MAX (4 * VD_MAX_SOURCES + 8)
 
 /* ---- the inputs: a set of paths ------------------------------------------------------------ */
 

@@ -36,7 +36,7 @@ for f in "$src"/resolver/*.c "$here/fuzz_util.c"; do
         objs="$objs $objdir/$name.o"
 done
 
-for target in query relay aws zonefile config tcp; do
+for target in query relay aws zonefile hosted_zone config tcp; do
         # shellcheck disable=SC2086
         $cc $cflags $san "$here/fuzz_$target.c" $objs $libs -o "$out/fuzz_$target"
         echo "built $out/fuzz_$target"

@@ -5,7 +5,7 @@
 query/    client messages for fuzz_query (odd length = TCP in the harness)
 relay/    [qlen][query][max_len selector][cap selector][upstream answer] for fuzz_relay
 aws/      describe-vpc-endpoints.json NUL describe-network-interfaces.json for fuzz_aws
-zonefile/ and config/: the repository's example and test files, unchanged."""
+zonefile/, hosted_zone/ and config/: the repository's example and test files, unchanged."""
 import os
 import shutil
 import struct
@@ -253,6 +253,14 @@ def gen_zonefile():
     copy_files("zonefile", paths)
 
 
+def gen_hosted_zone():
+    paths = [os.path.join(SRC, "tests", "data", "hosted", "corp.json")]
+    for root, _, files in sorted(os.walk(os.path.join(SRC, "tests", "data", "hosted", "hub"))):
+        paths += [os.path.join(root, f) for f in sorted(files) if f.endswith(".json") and
+                  not f.startswith("describe-")]
+    copy_files("hosted_zone", paths)
+
+
 def gen_config():
     paths = [os.path.join(SRC, "zones", "example", "vpcdns.yaml")]
     for root, _, files in sorted(os.walk(os.path.join(SRC, "tests", "data", "config"))):
@@ -265,4 +273,5 @@ if __name__ == "__main__":
     gen_relay()
     gen_aws()
     gen_zonefile()
+    gen_hosted_zone()
     gen_config()

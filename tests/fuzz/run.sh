@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=$(cd "$1" && pwd) || exit 2
 seconds=$2
 jobs=${JOBS:-1}
-targets=${TARGETS:-"query relay aws zonefile config tcp"}
+targets=${TARGETS:-"query relay aws zonefile hosted_zone config tcp"}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vpcdns-fuzz-run-XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 
@@ -31,6 +31,7 @@ max_len_of() {
         relay) echo 8192 ;;    # query + selectors + an answer past every truncation limit
         aws) echo 100000 ;;    # the example snapshot is 83 KB
         zonefile) echo 8192 ;;
+        hosted_zone) echo 16384 ;; # tests/data/hosted/corp.json is 9 KB
         config) echo 4096 ;;
         tcp) echo 4096 ;;      # a chunk-size byte + a few framed queries
         esac

@@ -80,7 +80,11 @@ class Refresher:
     def state(self):
         """What a reader sees: DIR's link target and the bytes of every file through DIR."""
         target = os.readlink(self.dir) if self.dir.is_symlink() else None
-        files = {p.name: p.read_bytes() for p in sorted(self.dir.iterdir())} if self.dir.exists() else None
+        files = (
+            {str(p.relative_to(self.dir)): p.read_bytes() for p in sorted(self.dir.rglob("*")) if p.is_file()}
+            if self.dir.exists()
+            else None
+        )
         return target, files
 
     def leftovers(self):
@@ -357,6 +361,7 @@ def test_sigterm_during_a_slow_call_cleans_up(refresher):
         (["--region", REGION, "--interval", "1m"], "--interval: expected a whole number"),
         (["--region", REGION, "--vpcdns", "/nonexistent/vpcdns"], "/nonexistent/vpcdns: not found"),
         (["--region", REGION, "--bogus"], "unknown option '--bogus'"),
+        (["--region", REGION, "--hosted-zones"], "--hosted-zones: expected --vpc-id too"),
     ],
 )
 def test_usage_errors(refresher, args, message):
@@ -379,7 +384,8 @@ def test_dir_whose_parent_is_missing(refresher):
 def test_help(refresher):
     r = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0
-    assert r.stdout.startswith("Usage: vpcdns-snapshot --region REGION [--vpc-id VPC] [--interval SECONDS]")
+    assert r.stdout.startswith("Usage: vpcdns-snapshot --region REGION [--vpc-id VPC] [--hosted-zones] "
+                               "[--interval SECONDS]")
 
 
 def test_vpcdns_refuses_a_set_next_token(tmp_path):
@@ -452,3 +458,70 @@ def test_a_second_run_on_the_same_dir_is_refused_while_one_captures(refresher):
             p.kill()
             p.wait(5)
     assert refresher.dir.is_symlink() and refresher.leftovers() == []
+
+
+# ---- --hosted-zones: the Route 53 private hosted zones of the VPC ----
+
+HOSTED_ZONE = "Z0CORPINTERNAL01"
+
+
+def hosted_data(tmp_path, edit=None):
+    """zones/example's capture plus one private hosted zone (tests/data/hosted/corp.json)."""
+    d = data_copy(tmp_path, "hosted-data")
+    (d / "hosted-zones").mkdir()
+    text = (vdtest.REPO / "tests" / "data" / "hosted" / "corp.json").read_text()
+    if edit is not None:
+        text = edit(text)
+    (d / "hosted-zones" / (HOSTED_ZONE + ".json")).write_text(text)
+    return d
+
+
+def test_hosted_zones_are_captured_checked_and_loaded(refresher, tmp_path):
+    data = hosted_data(tmp_path)
+    r = refresher.run("--vpc-id", VPC, "--hosted-zones", FAKE_AWS_DATA=data)
+    assert r.returncode == 0, r.stderr
+    assert "1 hosted zones" in r.stdout, r.stdout
+    calls = refresher.calls()
+    assert [c["op"] for c in calls][3:] == ["list-hosted-zones-by-vpc", "list-resource-record-sets"]
+    assert calls[3]["args"]["vpc-id"] == [VPC] and calls[3]["args"]["vpc-region"] == [REGION]
+    assert calls[4]["args"]["hosted-zone-id"] == [HOSTED_ZONE]
+    got = refresher.dir / "hosted-zones" / (HOSTED_ZONE + ".json")
+    assert json.loads(got.read_text()) == json.loads((data / "hosted-zones" / got.name).read_text())
+    assert (refresher.dir / "list-hosted-zones-by-vpc.json").exists()
+    assert refresher.leftovers() == []
+    # vpcdns loads DIR/hosted-zones/*.json with the snapshot
+    r = vdtest.run_vpcdns(["--check", "--snapshot", refresher.dir, "--upstream", "127.0.0.1:9",
+                           "--listen", "127.0.0.1:%d" % vdtest.free_port()])
+    assert r.returncode == 0, r.stderr
+    assert "hosted zones: 1 (" in r.stdout and "hosted zone corp.internal." in r.stdout, r.stdout
+    # the same capture again: DIR is left alone
+    r = refresher.run("--vpc-id", VPC, "--hosted-zones", FAKE_AWS_DATA=data)
+    assert r.returncode == 0 and "unchanged" in r.stdout, r.stdout + r.stderr
+
+
+def test_hosted_zone_failures_leave_dir_as_it_was(refresher, tmp_path):
+    good = hosted_data(tmp_path)
+    assert refresher.run("--vpc-id", VPC, "--hosted-zones", FAKE_AWS_DATA=good).returncode == 0
+    before = refresher.state()
+    r = refresher.run("--vpc-id", VPC, "--hosted-zones", FAKE_AWS_DATA=good, FAKE_AWS_FAIL="truncated",
+                      FAKE_AWS_FAIL_OP="list-resource-record-sets")
+    assert r.returncode == 1, r.stderr
+    assert "list-resource-record-sets %s: IsTruncated is set" % HOSTED_ZONE in r.stderr, r.stderr
+    assert refresher.state() == before and refresher.leftovers() == []
+
+    shutil.rmtree(good)
+    spoke = "vpc-0fedcba9876543210"
+    good = hosted_data(tmp_path)
+    calls = len(refresher.calls())
+    r = refresher.run("--vpc-id", VPC, "--hosted-zones-vpc-id", spoke, FAKE_AWS_DATA=good)
+    assert r.returncode == 0, r.stderr
+    listed = [c for c in refresher.calls()[calls:] if c["op"] == "list-hosted-zones-by-vpc"]
+    assert [c["args"]["vpc-id"] for c in listed] == [[spoke]]
+    before = refresher.state()
+    shutil.rmtree(good)
+    bad = hosted_data(tmp_path, lambda t: t.replace('"10.0.0.25"', '"10.0.0.256"'))
+    r = refresher.run("--vpc-id", VPC, "--hosted-zones", FAKE_AWS_DATA=bad)
+    assert r.returncode == 1, r.stderr
+    assert ("vpcdns --check: refused the capture: hosted-zones/%s.json: ResourceRecordSets[23] "
+            "(mx1.corp.internal. A)" % HOSTED_ZONE) in r.stderr, r.stderr
+    assert refresher.state() == before and refresher.leftovers() == []

@@ -195,6 +195,28 @@ Test(config, empty_and_comment_only_files_change_nothing)
         }
 }
 
+Test(config, hosted_zones_take_paths_and_path_vpcs_mappings)
+{
+        vd_config cfg;
+        vd_error err = {{0}};
+        const char *path;
+        vd_config_init(&cfg);
+        int rc = load_text(&cfg,
+                           "hosted_zones:\n  - /z/corp.json\n"
+                           "  - {path: sqs.json, vpcs: [vpc-0abc, vpc-0def]}\n",
+                           &err, &path);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        cr_assert_eq(cfg.n_hosted_zones, 2);
+        cr_assert_str_eq(cfg.hosted_zone_files[0], "/z/corp.json");
+        cr_assert_null(cfg.hosted_zone_vpcs[0]);
+        cr_assert_not_null(strstr(cfg.hosted_zone_files[1], "/sqs.json"));
+        cr_assert_str_eq(cfg.hosted_zone_vpcs[1], "vpc-0abc vpc-0def");
+        vd_config_free(&cfg);
+        expect_error("hosted_zones:\n  - {vpcs: [vpc-0abc]}\n", "2:5", "path: FILE");
+        expect_error("hosted_zones:\n  - {path: a.json, vpcs: [subnet-1]}\n", "2:27", "a VPC id");
+        expect_error("hosted_zones:\n  - {path: a.json, zone: x}\n", "2:20", "path or vpcs");
+}
+
 Test(config, relative_paths_follow_the_config_file)
 {
         vd_config cfg;
@@ -541,7 +563,7 @@ Test(config, usage_lists_every_key_and_ends_without_a_path)
         const char *u = vd_config_usage();
         size_t n;
         const vd_config_key *keys = vd_config_keys(&n);
-        cr_assert_eq(n, 39);
+        cr_assert_eq(n, 40);
         for (size_t i = 0; i < n; i++) {
                 char line[160], def[96];
                 vd_config_key_default(&keys[i], def, sizeof(def));
@@ -1180,7 +1202,7 @@ Test(config, example_config_documents_every_key)
                 cr_assert(strstr(example, needle) != NULL || strstr(example, commented) != NULL,
                           "zones/example/vpcdns.yaml does not document '%s'", keys[i].name);
         }
-        cr_assert_eq(n_keys, 39, "every key of the table was checked");
+        cr_assert_eq(n_keys, 40, "every key of the table was checked");
 }
 
 Test(config, cache_keys_and_their_checks)

@@ -184,3 +184,31 @@ Test(state, unchanged_files_are_linked_not_copied)
         cr_assert_neq(before.st_ino, after.st_ino);
         cr_assert_str_eq(read_text(path), "oNe\n");
 }
+
+/* Hosted zone files get their own hosted-zone-N directory and manifest line; a snapshot's
+ * hosted-zones/ captures are copied with it. */
+Test(state, hosted_zones_are_part_of_the_copy)
+{
+        char hz[160], sub[160], captured[200], path[512];
+        snprintf(hz, sizeof(hz), "%s/corp.json", tmpdir);
+        write_text(hz, "{\"ResourceRecordSets\": []}\n");
+        snprintf(sub, sizeof(sub), "%s/hosted-zones", snap);
+        cr_assert_eq(mkdir(sub, 0755), 0);
+        snprintf(captured, sizeof(captured), "%s/Z0ABC.json", sub);
+        write_text(captured, "captured\n");
+        char *snaps[] = {snap};
+        char *hosted[] = {hz};
+        vd_state_stage *s = vd_state_stage_new_hosted(state, snaps, 1, NULL, 0, hosted, 1);
+        cr_assert_not_null(s);
+        cr_assert_eq(vd_state_commit(s), 0);
+
+        vd_state_copy c;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_state_find(state, &c, &err), 0, "%s", err.msg);
+        cr_assert_eq(c.n_hosted_zones, 1);
+        cr_assert_not_null(strstr(c.hosted_zone_files[0], "/last-good/hosted-zone-0/corp.json"));
+        cr_assert_str_eq(read_text(c.hosted_zone_files[0]), "{\"ResourceRecordSets\": []}\n");
+        snprintf(path, sizeof(path), "%s/hosted-zones/Z0ABC.json", c.snapshot_dirs[0]);
+        cr_assert_str_eq(read_text(path), "captured\n");
+        vd_state_copy_free(&c);
+}

@@ -1,0 +1,198 @@
+"""Route 53 private hosted zones (`aws route53 list-resource-record-sets` output) served by a real
+daemon: the hub-and-spoke apex alias to an endpoint's regional name (tests/data/hosted/hub, a
+snapshot with 127.x ENI addresses and its hosted-zones/ capture), a team zone with every record
+type, octal-escaped wildcards, aliases, routing policies (tests/data/hosted/corp.json),
+NXDOMAIN/NODATA with the SOA, reloads, and malformed files."""
+
+import json
+import shutil
+import signal
+
+import dns.rcode
+import dns.rdatatype
+
+import vdtest
+from vdtest import REPO, VPCDNS, addresses, answer_rrset, describe, soa_of
+
+HOSTED = REPO / "tests" / "data" / "hosted"
+SQS = "sqs.us-east-1.amazonaws.com."
+CORP = "corp.internal."
+ENIS = ["127.0.53.11", "127.0.53.12"]
+
+
+def copy_data(tmp_path):
+    hub = tmp_path / "hub"
+    shutil.copytree(HOSTED / "hub", hub)
+    corp = tmp_path / "corp.json"
+    shutil.copy(HOSTED / "corp.json", corp)
+    return hub, corp
+
+
+def start(tmp_path, nsd, start_daemon, extra=()):
+    hub, corp = copy_data(tmp_path)
+
+    def argv(port):
+        return [VPCDNS, "--listen", "127.0.0.1:%d" % port, "--upstream", "%s:%d" % nsd,
+                "--snapshot", hub, "--hosted-zone", corp] + list(extra)
+
+    return start_daemon("%s:%d" % nsd, argv=argv, probe=SQS), hub, corp
+
+
+def name(label):
+    return "%s.%s" % (label, CORP)
+
+
+def test_hub_apex_alias_answers_the_endpoint_addresses_without_a_cname(tmp_path, nsd, start_daemon):
+    d, _, _ = start(tmp_path, nsd, start_daemon)
+    msg = d.v4.query(SQS, "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert sorted(addresses(msg, SQS)) == ENIS, describe(msg)
+    assert [r.rdtype for r in msg.answer] == [dns.rdatatype.A], describe(msg)
+    assert answer_rrset(msg, SQS, "A").ttl == 60, describe(msg)
+    # the zone's own apex data, and negative answers with its SOA (TTL 900 < MINIMUM 86400)
+    ns = answer_rrset(d.v4.query(SQS, "NS"), SQS, "NS")
+    assert ns is not None and len(ns) == 4
+    msg = d.v4.query("fifo." + SQS, "A")
+    assert msg.rcode() == dns.rcode.NXDOMAIN, describe(msg)
+    assert soa_of(msg).name.to_text() == SQS and soa_of(msg).ttl == 900, describe(msg)
+    msg = d.v4.query(SQS, "AAAA")
+    assert msg.rcode() == dns.rcode.NOERROR and not msg.answer, describe(msg)
+    assert soa_of(msg).ttl == 900, describe(msg)
+
+
+def test_team_zone_every_type_wildcard_and_negative_answers(tmp_path, nsd, start_daemon):
+    d, _, _ = start(tmp_path, nsd, start_daemon)
+    wanted = {
+        CORP: ["MX", "TXT", "SPF", "CAA", "NS", "SOA"],
+        name("web"): ["A", "AAAA"],
+        name("_sip._tcp"): ["SRV"],
+        name("_443._tcp.web"): ["TLSA"],
+        name("cname"): ["CNAME"],
+        name("https"): ["HTTPS"],
+        name("svcb"): ["SVCB"],
+        name("sshfp"): ["SSHFP"],
+        name("naptr"): ["NAPTR"],
+        name("ptr"): ["PTR"],
+    }
+    for owner, types in wanted.items():
+        for t in types:
+            msg = d.v4.query(owner, t)
+            assert answer_rrset(msg, owner, t) is not None, "%s %s: %s" % (owner, t, describe(msg))
+    srv = answer_rrset(d.v4.query(name("_sip._tcp"), "SRV"), name("_sip._tcp"), "SRV")
+    assert sorted(r.target.to_text() for r in srv) == [name("sip"), name("sip2")]
+    # \052 is a wildcard; \056 a dot inside a label
+    for asked in (name("x.apps"), name("a.b.apps")):
+        assert addresses(d.v4.query(asked, "A"), asked) == ["10.0.1.1"]
+    assert addresses(d.v4.query("a\\.b." + CORP, "A"), "a\\.b." + CORP) == ["10.0.9.9"]
+    # NXDOMAIN and NODATA carry the SOA with the smaller of its TTL (900) and MINIMUM (300)
+    msg = d.v4.query(name("nothing"), "A")
+    assert msg.rcode() == dns.rcode.NXDOMAIN, describe(msg)
+    assert soa_of(msg).name.to_text() == CORP and soa_of(msg).ttl == 300, describe(msg)
+    msg = d.v4.query(name("web"), "MX")
+    assert msg.rcode() == dns.rcode.NOERROR and not msg.answer and soa_of(msg).ttl == 300
+    assert answer_rrset(d.v4.query(CORP, "SOA"), CORP, "SOA").ttl == 900
+
+
+def test_aliases_and_routing_policies(tmp_path, nsd, start_daemon):
+    d, _, _ = start(tmp_path, nsd, start_daemon)
+    for owner in (CORP, name("app"), name("www")):  # apex alias, then a chain onto it
+        msg = d.v4.query(owner, "A")
+        assert sorted(addresses(msg, owner)) == ["10.0.0.1", "10.0.0.2"], describe(msg)
+        assert answer_rrset(msg, owner, "A").ttl == 120, describe(msg)
+    # an alias to a load balancer is not resolved in this version: no data, never NXDOMAIN
+    msg = d.v4.query(name("elb"), "A")
+    assert msg.rcode() == dns.rcode.NOERROR and not msg.answer, describe(msg)
+    # failover: the PRIMARY; latency: the snapshot's region (us-east-1); geolocation: "*"
+    assert addresses(d.v4.query(name("db"), "A"), name("db")) == ["10.0.3.1"]
+    assert addresses(d.v4.query(name("lat"), "A"), name("lat")) == ["10.0.4.1"]
+    assert addresses(d.v4.query(name("geo"), "A"), name("geo")) == ["10.0.5.1"]
+    # weighted and multivalue: every record set's values in one RRset
+    assert sorted(addresses(d.v4.query(name("api"), "A"), name("api"))) == ["10.0.2.1", "10.0.2.2"]
+    assert sorted(addresses(d.v4.query(name("mv"), "A"), name("mv"))) == ["10.0.6.1", "10.0.6.2"]
+
+
+def test_check_and_dump_describe_the_zones(tmp_path, run_vpcdns):
+    hub, corp = copy_data(tmp_path)
+    args = ["--snapshot", hub, "--hosted-zone", corp, "--listen", "127.0.0.1:5399",
+            "--upstream", "127.0.0.1:5398"]
+    r = run_vpcdns(args + ["--check"])
+    assert r.returncode == 0, r.stderr
+    assert "hosted zones: 2 (38 records, 5 aliases, 10 record sets with a routing policy)" in r.stdout
+    assert "hosted zone %s (%s/hosted-zones/Z0SQSUSEAST1.json)" % (SQS, hub) in r.stdout
+    assert "routing policy not applied yet: db.corp.internal. A failover" in r.stdout
+    assert ("alias elb.corp.internal. A -> dualstack.internal-app-1234567890.us-east-1.elb."
+            "amazonaws.com. (%s: ResourceRecordSets[15]): resolved upstream: not yet supported"
+            % corp) in r.stdout
+    r = run_vpcdns(args + ["--dump"])
+    assert r.returncode == 0, r.stderr
+    assert ("; alias %s A -> vpce-0a1b2c3d4e5f60718-k2j4h6g8.sqs.us-east-1.vpce.amazonaws.com."
+            % SQS) in r.stdout
+    lines = [l.split() for l in r.stdout.splitlines() if l.startswith(SQS)]
+    assert sorted(l[4] for l in lines if l[3] == "A") == ENIS, r.stdout
+
+
+def test_reload_with_a_changed_zone(tmp_path, nsd, start_daemon):
+    d, hub, corp = start(tmp_path, nsd, start_daemon, extra=["--no-watch"])
+    data = json.loads(corp.read_text())
+    for rrset in data["ResourceRecordSets"]:
+        if rrset["Name"] == name("web") and rrset["Type"] == "A":
+            rrset["ResourceRecords"] = [{"Value": "10.0.0.9"}]
+    data["ResourceRecordSets"].append(
+        {"Name": name("added"), "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": '"new"'}]})
+    corp.write_text(json.dumps(data, indent=4))
+    d.proc.p.send_signal(signal.SIGHUP)
+    # the aliases follow their target's new records
+    assert vdtest.wait_for(lambda: addresses(d.v4.query(name("www"), "A"), name("www")) == ["10.0.0.9"])
+    assert addresses(d.v4.query(CORP, "A"), CORP) == ["10.0.0.9"]
+    assert answer_rrset(d.v4.query(name("added"), "TXT"), name("added"), "TXT") is not None
+    assert d.proc.alive()
+
+
+def test_watch_reloads_a_changed_capture_in_the_snapshot(tmp_path, nsd, start_daemon):
+    d, hub, _ = start(tmp_path, nsd, start_daemon)
+    capture = hub / "hosted-zones" / "Z0SQSUSEAST1.json"
+    data = json.loads(capture.read_text())
+    data["ResourceRecordSets"].append(
+        {"Name": "fifo." + SQS, "Type": "A", "TTL": 30, "ResourceRecords": [{"Value": "127.0.53.99"}]})
+    tmp = capture.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.rename(capture)
+    assert vdtest.wait_for(lambda: addresses(d.v4.query("fifo." + SQS, "A"), "fifo." + SQS)
+                           == ["127.0.53.99"], limit=10.0), d.proc.stderr_text()
+
+
+def test_broken_reload_keeps_the_old_data(tmp_path, nsd, start_daemon):
+    d, hub, corp = start(tmp_path, nsd, start_daemon, extra=["--no-watch"])
+    text = corp.read_text()
+    corp.write_text(text.replace('"10 mx1.corp.internal."', '"mx1.corp.internal."'))
+    d.proc.p.send_signal(signal.SIGHUP)
+    assert vdtest.wait_for(lambda: "event=reload_failed" in d.proc.stderr_text()), d.proc.stderr_text()
+    err = d.proc.stderr_text()
+    assert "ResourceRecordSets[3] (corp.internal. MX)" in err, err
+    assert sorted(addresses(d.v4.query(CORP, "A"), CORP)) == ["10.0.0.1", "10.0.0.2"]
+    assert sorted(addresses(d.v4.query(SQS, "A"), SQS)) == ENIS
+    assert d.proc.alive()
+
+
+def test_malformed_files_refuse_to_start(tmp_path, run_vpcdns):
+    hub, corp = copy_data(tmp_path)
+    cases = {
+        "bad-json.json": ('{"ResourceRecordSets": [\n  {"Name": "x."\n  "Type": "A"}]}',
+                          "bad-json.json:3:3: not valid JSON"),
+        "truncated.json": (json.dumps({
+            "ResourceRecordSets": json.loads(corp.read_text())["ResourceRecordSets"][:3],
+            "IsTruncated": True, "NextRecordName": "app.corp.internal.", "NextRecordType": "A",
+            "MaxItems": "3"}), "the capture is incomplete (IsTruncated is true, NextRecordName"),
+        "bad-a.json": (corp.read_text().replace('"10.0.0.25"', '"10.0.0.256"'),
+                       "ResourceRecordSets[23] (mx1.corp.internal. A): ResourceRecords[0].Value: "
+                       "expected an IPv4 address, got '10.0.0.256'"),
+        "conflict.json": (corp.read_text(), "zone corp.internal. is claimed twice"),
+    }
+    for file, (text, expected) in cases.items():
+        path = tmp_path / file
+        path.write_text(text)
+        extra = ["--hosted-zone", corp] if file == "conflict.json" else []
+        r = run_vpcdns(["--hosted-zone", path, "--listen", "127.0.0.1:%d" % vdtest.free_port(),
+                        "--upstream", "127.0.0.1:9"] + extra, timeout=10.0)
+        assert r.returncode != 0, "%s started" % file
+        assert str(path) in r.stderr and expected in r.stderr, r.stderr
