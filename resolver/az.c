@@ -162,7 +162,18 @@ vd_az_source vd_az_resolve(const char *configured, char *out, size_t cap)
                 return VD_AZ_SOURCE_CONFIG;
         }
         const char *test = getenv(VD_IMDS_TEST_ENV);
-        const char *host = test != NULL && test[0] != '\0' ? test : VD_IMDS_DEFAULT;
+        const char *host = VD_IMDS_DEFAULT;
+        if (test != NULL && test[0] != '\0') {
+                /* Tests only: a fake on loopback. Anything else is ignored, so the variable
+                 * cannot send the instance's metadata token elsewhere. */
+                if (strncmp(test, "127.", 4) == 0 || strncmp(test, "[::1]", 5) == 0)
+                        host = test;
+                else
+                        vd_log(VD_LOG_WARN, "az_imds_test_ignored",
+                               "value=%s detail=\"" VD_IMDS_TEST_ENV
+                               " is for tests and takes a loopback HOST:PORT only\"",
+                               vd_log_value(test, where, sizeof(where)));
+        }
         vd_error err = {{0}};
         if (curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
                 vd_error_set(&err, "libcurl could not start");

@@ -23,7 +23,8 @@ typedef enum vd_az_source {
 const char *vd_az_source_name(vd_az_source source);
 
 /* The IMDS address: 169.254.169.254:80, or for tests only the HOST:PORT of the environment
- * variable VPCDNS_TEST_IMDS (a loopback fake: tests never reach the real service). */
+ * variable VPCDNS_TEST_IMDS (a loopback fake: tests never reach the real service); a value
+ * that is not a loopback address (127.x.y.z:PORT, [::1]:PORT) is ignored with a warning. */
 #define VD_IMDS_DEFAULT "169.254.169.254"
 #define VD_IMDS_TEST_ENV "VPCDNS_TEST_IMDS"
 

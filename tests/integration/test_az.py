@@ -83,6 +83,10 @@ def snapshot(tmp_path_factory):
         {"SubnetId": sid, "AvailabilityZone": R + az, "AvailabilityZoneId": azid, "CidrBlock": cidr}
         for az, (azid, sid, cidr) in sorted(AZS.items())
     ]
+    # IPv6 clients: ::1 is in AZ c's subnet
+    subnets[2]["Ipv6CidrBlockAssociationSet"] = [
+        {"Ipv6CidrBlock": "::1/128", "Ipv6CidrBlockState": {"State": "associated"}}
+    ]
     (d / "describe-subnets.json").write_text(json.dumps({"Subnets": subnets}))
     return d
 
@@ -97,7 +101,8 @@ def start(tmp_path, snapshot, *extra):
 def ask_from(daemon, source, name, rdtype="A"):
     """The A addresses of name, in answer order, asked over UDP from the address source."""
     q = dns.message.make_query(name, rdtype)
-    r = dns.query.udp(q, "127.0.0.1", port=daemon.port, timeout=vdtest.TIMEOUT, source=source)
+    server = "::1" if ":" in source else "127.0.0.1"
+    r = dns.query.udp(q, server, port=daemon.port, timeout=vdtest.TIMEOUT, source=source)
     out = []
     for rrset in r.answer:
         if rrset.rdtype == dns.rdatatype.from_text(rdtype):
@@ -151,6 +156,8 @@ def test_prefer_keeps_every_address_and_rotates_the_rest(tmp_path, snapshot):
         for source in (CLIENT["d"], CLIENT["none"]):
             firsts = {ask_from(d, source, SQS_PRIVATE)[0] for _ in range(6)}
             assert firsts == set(SQS_IPS.values()), (source, firsts)
+        # an IPv6 client, by the subnet's IPv6 block
+        assert all(ask_from(d, "::1", SQS_PRIVATE)[0] == SQS_IPS["c"] for _ in range(3))
         # zonal names keep their own AZ
         zonal_c = "%s-k2j4h6g8-%sc.sqs.%s." % (SQS_ID, R, VPCE)
         assert ask_from(d, CLIENT["a"], zonal_c) == [SQS_IPS["c"]]
