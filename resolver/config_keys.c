@@ -159,6 +159,20 @@ static const vd_config_key keys[] = {
      .expected = "a directory path for 'state_dir' (/var/lib/vpcdns)",
      .default_text = "none (off)",
      .doc = "keep a copy of the data of every successful load; a start falls back to it"},
+    /* several VPCs in the data: one chosen, or one per group of clients (docs/views.md) */
+    {.name = "vpc",
+     .type = VD_KEY_VPC,
+     .offset = FIELD(vpc),
+     .expected = "a VPC id for 'vpc' (vpc-0a1b2c3d4e5f60718)",
+     .default_text = "none (data of more than one VPC is refused)",
+     .doc = "serve the endpoints of this VPC only, when the snapshot holds several"},
+    {.name = "views",
+     .type = VD_KEY_VIEWS,
+     LIST(views, n_views, VD_MAX_VIEWS),
+     .expected = "a list of views {name: NAME, clients: [CIDR, ...], vpc: vpc-..., default: "
+                 "true or false, inbound: true or false}",
+     .default_text = "none",
+     .doc = "per-client VPCs: [{name, clients: [CIDR...], vpc, default, inbound}]"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -222,10 +236,14 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
                          q->sample_ppm / VD_QLOG_SAMPLE_ALL, q->sample_ppm % VD_QLOG_SAMPLE_ALL);
                 return true;
         }
+        case VD_KEY_VPC:
+                snprintf(out, cap, "%s", (const char *)field);
+                return ((const char *)field)[0] != '\0';
         case VD_KEY_ADDRS:
         case VD_KEY_PATHS:
         case VD_KEY_CIDRS:
         case VD_KEY_RULES:
+        case VD_KEY_VIEWS:
                 break;
         }
         if (cap > 0)
@@ -296,8 +314,36 @@ bool vd_config_key_same(const vd_config *a, const vd_config *b, const vd_config_
                 return x->format == y->format && x->sample_ppm == y->sample_ppm &&
                        strcmp(x->path, y->path) == 0;
         }
+        case VD_KEY_VPC:
+                return strcmp(fa, fb) == 0;
+        case VD_KEY_VIEWS:
+                for (size_t i = 0; i < na; i++) {
+                        const vd_config_view *x = &((const vd_config_view *)fa)[i];
+                        const vd_config_view *y = &((const vd_config_view *)fb)[i];
+                        if (strcmp(x->name, y->name) != 0 || strcmp(x->vpc, y->vpc) != 0 ||
+                            x->is_default != y->is_default || x->inbound != y->inbound ||
+                            x->n_clients != y->n_clients)
+                                return false;
+                        for (size_t j = 0; j < x->n_clients; j++)
+                                if (x->clients[j].prefix != y->clients[j].prefix ||
+                                    memcmp(&x->clients[j].ss, &y->clients[j].ss,
+                                           sizeof(x->clients[j].ss)) != 0)
+                                        return false;
+                }
+                return true;
         }
         return false;
+}
+
+bool vd_config_vpc_ok(const char *text)
+{
+        size_t n = text != NULL ? strlen(text) : 0;
+        if (n < 4 || strncmp(text, "vpc-", 4) != 0 || (n - 4 != 8 && n - 4 != 17))
+                return false;
+        for (size_t i = 4; i < n; i++)
+                if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')))
+                        return false;
+        return true;
 }
 
 void *vd_cfg_field(vd_config *cfg, const vd_config_key *k)

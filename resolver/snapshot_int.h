@@ -1,7 +1,7 @@
 /* snapshot_int.h — the snapshot module's shared structures, for its parts only: the builder
- * (snapshot_build.c), the compiler (snapshot.c), the answer path (snapshot_answer.c) and the
- * CNAME loop check (snapshot_loops.c). Nothing else includes it; the public contract is
- * vpcdns/snapshot.h.
+ * (snapshot_build.c), the compiler (snapshot.c), the answer path (snapshot_answer.c), the
+ * CNAME loop check (snapshot_loops.c) and the views of a root (snapshot_views.c). Nothing else
+ * includes it; the public contract is vpcdns/snapshot.h.
  *
  * Both sides hash names with name_hash_at() below, so a compiled table can be probed with the
  * hashes the builder stored. A compiled vd_snapshot is immutable once vd_builder_finish()
@@ -169,7 +169,8 @@ struct vd_snapshot {
         vd_snapshot_summary summary;
         size_t *order; /* nodes in insertion order with data, for foreach */
         size_t n_order;
-        int max_labels; /* of the deepest name */
+        int max_labels;           /* of the deepest name */
+        struct snap_views *views; /* a root's views (snapshot_views.c); NULL without */
 };
 
 typedef enum lookup_kind {
@@ -199,6 +200,9 @@ size_t vd_snap_rrset_wire_size(const struct brrset *s);
 lookup_result vd_snap_lookup(const vd_snapshot *s, const uint8_t *name, const uint8_t *offs,
                              int labels);
 const struct sset *vd_snap_find_set(const vd_snapshot *s, const struct snode *n, uint16_t type);
+
+/* snapshot_views.c: releases a root's views (NULL: nothing). */
+void vd_snap_views_free(struct snap_views *v);
 
 /* snapshot_loops.c: refuses a snapshot whose CNAMEs form a cycle (-ELOOP, err names it). */
 int vd_snap_check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);

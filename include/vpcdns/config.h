@@ -54,6 +54,24 @@ typedef struct vd_config_qlog {
         unsigned sample_ppm;         /* queries logged per million, 0 to VD_QLOG_SAMPLE_ALL */
 } vd_config_qlog;
 
+/* A view (key views): clients in its prefixes are answered with the endpoint names of its
+ * VPC (docs/views.md). Fixed size, no owned memory: copied with the struct. */
+#define VD_MAX_VIEWS 16
+#define VD_MAX_VIEW_CLIENTS 32
+#define VD_VIEW_NAME_MAX 64 /* with the NUL */
+#define VD_VPC_ID_MAX 32    /* with the NUL: "vpc-" and 8 or 17 hex digits */
+typedef struct vd_config_view {
+        char name[VD_VIEW_NAME_MAX];
+        vd_cidr clients[VD_MAX_VIEW_CLIENTS];
+        size_t n_clients;
+        char vpc[VD_VPC_ID_MAX];
+        bool is_default; /* clients outside every view get this one */
+        bool inbound;    /* its clients count as coming through an inbound Resolver endpoint */
+} vd_config_view;
+
+/* True when text is a VPC id as AWS writes it: "vpc-" and 8 or 17 lower-case hex digits. */
+bool vd_config_vpc_ok(const char *text);
+
 /* The settings. Each field set by a config file key is named after it; what it means, its
  * range and its default are in the key table (resolver/config_keys.c) and
  * docs/configuration.md, not repeated here. */
@@ -113,6 +131,11 @@ typedef struct vd_config {
         unsigned lameduck_ms; /* SIGTERM/SIGINT: /ready fails, answers go on this long */
         vd_config_qlog query_log;
         bool watch; /* reload when a snapshot directory or zone file changes */
+        /* Several VPCs: the one VPC to serve (key vpc, "" for all: refused when the data
+         * holds several), or views of one VPC each for groups of clients (key views). */
+        char vpc[VD_VPC_ID_MAX];
+        vd_config_view views[VD_MAX_VIEWS];
+        size_t n_views;
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
@@ -164,6 +187,8 @@ typedef enum vd_key_type {
         VD_KEY_RULES, /* vd_config_rule list */
         VD_KEY_QLOG,  /* vd_config_qlog: a mapping {format, path, sample} */
         VD_KEY_PATH,  /* one owned char *, relative to the config file's directory; NULL unset */
+        VD_KEY_VPC,   /* char[VD_VPC_ID_MAX], "" unset */
+        VD_KEY_VIEWS, /* vd_config_view list */
 } vd_key_type;
 
 typedef struct vd_config_key {

@@ -19,8 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vpcdns/addr.h"
 #include "vpcdns/common.h"
 
+struct sockaddr;
 typedef struct vd_builder vd_builder;
 typedef struct vd_snapshot vd_snapshot;
 
@@ -125,5 +127,43 @@ vd_local_result vd_snapshot_answer(const vd_snapshot *s, const struct vd_query_i
 vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const struct vd_query_info *qi,
                                          uint32_t rotation, uint8_t *out, size_t cap, size_t *len,
                                          vd_local_chase *chase);
+
+/* ---- Views: the data of several VPCs, each for its own clients (docs/views.md) ----------
+ *
+ * With views, the one published snapshot is a root: its own data (the zone files) is what
+ * clients outside every view see, and it owns one snapshot per view (the zone files and that
+ * view's VPC's endpoints). Workers keep publishing, referencing and releasing the root only;
+ * freeing the root frees its views. Without views a snapshot is its own and only view. */
+
+typedef struct vd_view_spec {
+        const char *name;       /* copied */
+        const vd_cidr *clients; /* copied; IPv4-mapped IPv6 clients count as IPv4 */
+        size_t n_clients;
+        bool is_default;   /* clients outside every view's prefixes get this view */
+        vd_snapshot *snap; /* one reference, taken over by vd_snapshot_set_views */
+} vd_view_spec;
+
+/* Makes root the root of the n views of specs (at most one is_default): root takes over each
+ * spec's snapshot, also on error. Before root is shared only. 0, or -ENOMEM with err set. */
+int vd_snapshot_set_views(vd_snapshot *root, const vd_view_spec *specs, size_t n, vd_error *err);
+
+/* The views of root (0 without), and view i's snapshot and name (borrowed from root). */
+size_t vd_snapshot_view_count(const vd_snapshot *root);
+const vd_snapshot *vd_snapshot_view(const vd_snapshot *root, size_t i, const char **name);
+
+/* The view client (NULL: unknown) belongs to: the view with the longest prefix that holds
+ * its address, else the default view; -1 when none (an outsider) or root has no views.
+ * Never allocates. */
+int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client);
+
+/* The snapshot that answers client: its view's, or root's own for an outsider and when root
+ * has no views. *outsider: client is outside every view and there is no default view (then
+ * ask vd_snapshot_refuses). Never allocates. */
+const vd_snapshot *vd_snapshot_for_client(const vd_snapshot *root, const struct sockaddr *client,
+                                          bool *outsider);
+
+/* For an outsider: true when root's own data does not answer qi's name but a view's does
+ * (an endpoint name of some VPC): the answer is REFUSED. Never allocates. */
+bool vd_snapshot_refuses(const vd_snapshot *root, const struct vd_query_info *qi);
 
 #endif

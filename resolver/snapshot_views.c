@@ -1,0 +1,209 @@
+/* snapshot_views.c — the views of a root snapshot (vpcdns/snapshot.h): which view's data
+ * answers a client, and whether an outsider is refused a name.
+ *
+ * Owns: the table of a root's views (their snapshots, names and client prefixes) and the
+ * match of a client address against every view's prefixes at once: one flat list of
+ * prefixes sorted longest first, so the first that holds the address is the most specific
+ * (a prefix may stand in one view only: the config refuses it twice). Runs on the hot path
+ * for every query when views are configured: no allocation, no locks, at most
+ * VD_VIEWS_PREFIX_MAX short comparisons. Must not: build snapshots (the caller does) or
+ * change a root once it is published. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snapshot_int.h"
+#include "vpcdns/snapshot.h"
+#include "vpcdns/wire.h"
+
+#define V4_MAPPED_OCTETS 12u
+
+struct view_prefix {
+        uint8_t net[16]; /* the network, host bits clear */
+        uint8_t family;  /* 4 or 6 */
+        uint8_t bits;
+        uint16_t view;
+};
+
+struct view {
+        vd_snapshot *snap;
+        char *name;
+};
+
+struct snap_views {
+        struct view *views;
+        size_t n;
+        struct view_prefix *prefixes; /* longest first */
+        size_t n_prefixes;
+        int default_view; /* -1: none */
+};
+
+void vd_snap_views_free(struct snap_views *v)
+{
+        if (v == NULL)
+                return;
+        for (size_t i = 0; i < v->n; i++) {
+                vd_snapshot_unref(v->views[i].snap);
+                free(v->views[i].name);
+        }
+        free(v->views);
+        free(v->prefixes);
+        free(v);
+}
+
+static int by_length(const void *a, const void *b)
+{
+        const struct view_prefix *x = a, *y = b;
+        if (x->bits != y->bits)
+                return x->bits > y->bits ? -1 : 1;
+        return x->view < y->view ? -1 : x->view > y->view; /* stable enough: same view order */
+}
+
+static bool prefix_of(const vd_cidr *c, uint16_t view, struct view_prefix *out)
+{
+        memset(out, 0, sizeof(*out));
+        out->view = view;
+        if (c->ss.ss_family == AF_INET) {
+                memcpy(out->net, &((const struct sockaddr_in *)&c->ss)->sin_addr, 4);
+                out->family = 4;
+                out->bits = (uint8_t)(c->prefix < 32 ? c->prefix : 32);
+        } else if (c->ss.ss_family == AF_INET6) {
+                const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&c->ss)->sin6_addr;
+                if (IN6_IS_ADDR_V4MAPPED(a6)) { /* ::ffff:10.0.0.0/104 is 10.0.0.0/8 */
+                        memcpy(out->net, a6->s6_addr + V4_MAPPED_OCTETS, 4);
+                        out->family = 4;
+                        out->bits = (uint8_t)(c->prefix > 96 ? c->prefix - 96 : 0);
+                } else {
+                        memcpy(out->net, a6->s6_addr, 16);
+                        out->family = 6;
+                        out->bits = (uint8_t)(c->prefix < 128 ? c->prefix : 128);
+                }
+        } else {
+                return false;
+        }
+        return true;
+}
+
+int vd_snapshot_set_views(vd_snapshot *root, const vd_view_spec *specs, size_t n, vd_error *err)
+{
+        struct snap_views *v = calloc(1, sizeof(*v));
+        size_t n_prefixes = 0;
+
+        for (size_t i = 0; i < n; i++)
+                n_prefixes += specs[i].n_clients;
+        if (v != NULL) {
+                v->views = calloc(n ? n : 1, sizeof(*v->views));
+                v->prefixes = calloc(n_prefixes ? n_prefixes : 1, sizeof(*v->prefixes));
+        }
+        if (v == NULL || v->views == NULL || v->prefixes == NULL || n > UINT16_MAX) {
+                if (v != NULL) {
+                        free(v->views);
+                        free(v->prefixes);
+                        free(v);
+                }
+                for (size_t i = 0; i < n; i++)
+                        vd_snapshot_unref(specs[i].snap);
+                return vd_error_set(err, "out of memory while making the views"), -ENOMEM;
+        }
+        v->default_view = -1;
+        bool oom = false;
+        for (size_t i = 0; i < n; i++) {
+                v->views[i].snap = specs[i].snap;
+                v->views[i].name = strdup(specs[i].name != NULL ? specs[i].name : "");
+                oom = oom || v->views[i].name == NULL;
+                if (specs[i].is_default && v->default_view < 0)
+                        v->default_view = (int)i;
+                for (size_t k = 0; k < specs[i].n_clients; k++) {
+                        if (prefix_of(&specs[i].clients[k], (uint16_t)i,
+                                      &v->prefixes[v->n_prefixes]))
+                                v->n_prefixes++;
+                }
+        }
+        v->n = n;
+        if (oom) {
+                vd_snap_views_free(v);
+                return vd_error_set(err, "out of memory while making the views"), -ENOMEM;
+        }
+        qsort(v->prefixes, v->n_prefixes, sizeof(*v->prefixes), by_length);
+        vd_snap_views_free(root->views);
+        root->views = v;
+        return 0;
+}
+
+size_t vd_snapshot_view_count(const vd_snapshot *root)
+{
+        return root->views != NULL ? root->views->n : 0;
+}
+
+const vd_snapshot *vd_snapshot_view(const vd_snapshot *root, size_t i, const char **name)
+{
+        if (root->views == NULL || i >= root->views->n)
+                return NULL;
+        if (name != NULL)
+                *name = root->views->views[i].name;
+        return root->views->views[i].snap;
+}
+
+static bool prefix_holds(const struct view_prefix *p, const uint8_t *addr)
+{
+        unsigned full = p->bits / 8u, rest = p->bits % 8u;
+        if (full > 0 && memcmp(addr, p->net, full) != 0)
+                return false;
+        if (rest == 0)
+                return true;
+        uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+        return (addr[full] & mask) == (p->net[full] & mask);
+}
+
+int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client)
+{
+        const struct snap_views *v = root->views;
+        const uint8_t *addr = NULL;
+        uint8_t family = 0;
+
+        if (v == NULL)
+                return -1;
+        if (client != NULL && client->sa_family == AF_INET) {
+                addr =
+                    (const uint8_t *)&((const struct sockaddr_in *)(const void *)client)->sin_addr;
+                family = 4;
+        } else if (client != NULL && client->sa_family == AF_INET6) {
+                const struct in6_addr *a6 =
+                    &((const struct sockaddr_in6 *)(const void *)client)->sin6_addr;
+                family = IN6_IS_ADDR_V4MAPPED(a6) ? 4 : 6;
+                addr = family == 4 ? a6->s6_addr + V4_MAPPED_OCTETS : a6->s6_addr;
+        }
+        for (size_t i = 0; addr != NULL && i < v->n_prefixes; i++) {
+                const struct view_prefix *p = &v->prefixes[i];
+                if (p->family == family && prefix_holds(p, addr))
+                        return p->view;
+        }
+        return v->default_view;
+}
+
+const vd_snapshot *vd_snapshot_for_client(const vd_snapshot *root, const struct sockaddr *client,
+                                          bool *outsider)
+{
+        *outsider = false;
+        if (root->views == NULL)
+                return root;
+        int view = vd_snapshot_view_of(root, client);
+        if (view >= 0)
+                return root->views->views[view].snap;
+        *outsider = true;
+        return root;
+}
+
+bool vd_snapshot_refuses(const vd_snapshot *root, const struct vd_query_info *qi)
+{
+        const struct snap_views *v = root->views;
+
+        if (v == NULL || vd_snapshot_holds(root, qi))
+                return false;
+        for (size_t i = 0; i < v->n; i++) {
+                if (vd_snapshot_holds(v->views[i].snap, qi))
+                        return true;
+        }
+        return false;
+}
