@@ -29,7 +29,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->zones);
         free(s->blob);
         free(s->order);
-        vd_snap_views_free(s->views);
+        vd_snap_views_free(s->head.views);
         free(s);
 }
 

@@ -155,6 +155,7 @@ struct szone {
 };
 
 struct vd_snapshot {
+        struct vd_snapshot_head head; /* first: read inline by vd_snapshot_for_client */
         atomic_int refs;
         struct snode *nodes;
         size_t n_nodes;
@@ -169,8 +170,7 @@ struct vd_snapshot {
         vd_snapshot_summary summary;
         size_t *order; /* nodes in insertion order with data, for foreach */
         size_t n_order;
-        int max_labels;           /* of the deepest name */
-        struct snap_views *views; /* a root's views (snapshot_views.c); NULL without */
+        int max_labels; /* of the deepest name */
 };
 
 typedef enum lookup_kind {

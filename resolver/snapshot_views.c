@@ -126,23 +126,23 @@ int vd_snapshot_set_views(vd_snapshot *root, const vd_view_spec *specs, size_t n
                 return vd_error_set(err, "out of memory while making the views"), -ENOMEM;
         }
         qsort(v->prefixes, v->n_prefixes, sizeof(*v->prefixes), by_length);
-        vd_snap_views_free(root->views);
-        root->views = v;
+        vd_snap_views_free(root->head.views);
+        root->head.views = v;
         return 0;
 }
 
 size_t vd_snapshot_view_count(const vd_snapshot *root)
 {
-        return root->views != NULL ? root->views->n : 0;
+        return root->head.views != NULL ? root->head.views->n : 0;
 }
 
 const vd_snapshot *vd_snapshot_view(const vd_snapshot *root, size_t i, const char **name)
 {
-        if (root->views == NULL || i >= root->views->n)
+        if (root->head.views == NULL || i >= root->head.views->n)
                 return NULL;
         if (name != NULL)
-                *name = root->views->views[i].name;
-        return root->views->views[i].snap;
+                *name = root->head.views->views[i].name;
+        return root->head.views->views[i].snap;
 }
 
 static bool prefix_holds(const struct view_prefix *p, const uint8_t *addr)
@@ -158,7 +158,7 @@ static bool prefix_holds(const struct view_prefix *p, const uint8_t *addr)
 
 int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client)
 {
-        const struct snap_views *v = root->views;
+        const struct snap_views *v = root->head.views;
         const uint8_t *addr = NULL;
         uint8_t family = 0;
 
@@ -182,22 +182,19 @@ int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client)
         return v->default_view;
 }
 
-const vd_snapshot *vd_snapshot_for_client(const vd_snapshot *root, const struct sockaddr *client,
-                                          bool *outsider)
+const vd_snapshot *vd_snap_for_client_views(const vd_snapshot *root, const struct sockaddr *client,
+                                            bool *outsider)
 {
-        *outsider = false;
-        if (root->views == NULL)
-                return root;
         int view = vd_snapshot_view_of(root, client);
         if (view >= 0)
-                return root->views->views[view].snap;
+                return root->head.views->views[view].snap;
         *outsider = true;
         return root;
 }
 
 bool vd_snapshot_refuses(const vd_snapshot *root, const struct vd_query_info *qi)
 {
-        const struct snap_views *v = root->views;
+        const struct snap_views *v = root->head.views;
 
         if (v == NULL || vd_snapshot_holds(root, qi))
                 return false;
