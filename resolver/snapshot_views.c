@@ -5,9 +5,10 @@
  * match of a client address against every view's prefixes at once: one flat list of
  * prefixes sorted longest first, so the first that holds the address is the most specific
  * (a prefix may stand in one view only: the config refuses it twice). Runs on the hot path
- * for every query when views are configured: no allocation, no locks, at most
- * VD_VIEWS_PREFIX_MAX short comparisons. Must not: build snapshots (the caller does) or
+ * for every query when views are configured: no allocation, no locks, one masked compare of
+ * two words per prefix until the first match. Must not: build snapshots (the caller does) or
  * change a root once it is published. */
+#include <endian.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -19,12 +20,37 @@
 
 #define V4_MAPPED_OCTETS 12u
 
+/* A prefix as two 64-bit words, first octet highest (IPv4 in the top half of hi), with its
+ * mask: a match is two AND-and-compare. */
 struct view_prefix {
-        uint8_t net[16]; /* the network, host bits clear */
-        uint8_t family;  /* 4 or 6 */
+        uint64_t hi, lo;           /* the network, host bits clear */
+        uint64_t mask_hi, mask_lo; /* the prefix's bits */
+        uint8_t family;            /* 4 or 6 */
         uint8_t bits;
         uint16_t view;
 };
+
+static uint64_t load_be64(const uint8_t *p)
+{
+        uint64_t w;
+        memcpy(&w, p, sizeof(w));
+        return be64toh(w);
+}
+
+/* The first bits (0 to 64) of a word as a mask. */
+static uint64_t top_bits(unsigned bits)
+{
+        return bits == 0 ? 0 : bits >= 64 ? ~0ull : ~0ull << (64 - bits);
+}
+
+/* addr (4 or 16 octets) as the two words of a prefix. */
+static void words_of(const uint8_t *addr, uint8_t family, uint64_t *hi, uint64_t *lo)
+{
+        uint8_t full[16] = {0};
+        memcpy(full, addr, family == 4 ? 4 : 16);
+        *hi = load_be64(full);
+        *lo = load_be64(full + 8);
+}
 
 struct view {
         vd_snapshot *snap;
@@ -62,26 +88,32 @@ static int by_length(const void *a, const void *b)
 
 static bool prefix_of(const vd_cidr *c, uint16_t view, struct view_prefix *out)
 {
+        const uint8_t *net;
         memset(out, 0, sizeof(*out));
         out->view = view;
         if (c->ss.ss_family == AF_INET) {
-                memcpy(out->net, &((const struct sockaddr_in *)&c->ss)->sin_addr, 4);
+                net = (const uint8_t *)&((const struct sockaddr_in *)&c->ss)->sin_addr;
                 out->family = 4;
                 out->bits = (uint8_t)(c->prefix < 32 ? c->prefix : 32);
         } else if (c->ss.ss_family == AF_INET6) {
                 const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&c->ss)->sin6_addr;
                 if (IN6_IS_ADDR_V4MAPPED(a6)) { /* ::ffff:10.0.0.0/104 is 10.0.0.0/8 */
-                        memcpy(out->net, a6->s6_addr + V4_MAPPED_OCTETS, 4);
+                        net = a6->s6_addr + V4_MAPPED_OCTETS;
                         out->family = 4;
                         out->bits = (uint8_t)(c->prefix > 96 ? c->prefix - 96 : 0);
                 } else {
-                        memcpy(out->net, a6->s6_addr, 16);
+                        net = a6->s6_addr;
                         out->family = 6;
                         out->bits = (uint8_t)(c->prefix < 128 ? c->prefix : 128);
                 }
         } else {
                 return false;
         }
+        out->mask_hi = top_bits(out->bits);
+        out->mask_lo = top_bits(out->bits > 64 ? out->bits - 64u : 0);
+        words_of(net, out->family, &out->hi, &out->lo);
+        out->hi &= out->mask_hi;
+        out->lo &= out->mask_lo;
         return true;
 }
 
@@ -145,17 +177,6 @@ const vd_snapshot *vd_snapshot_view(const vd_snapshot *root, size_t i, const cha
         return root->head.views->views[i].snap;
 }
 
-static bool prefix_holds(const struct view_prefix *p, const uint8_t *addr)
-{
-        unsigned full = p->bits / 8u, rest = p->bits % 8u;
-        if (full > 0 && memcmp(addr, p->net, full) != 0)
-                return false;
-        if (rest == 0)
-                return true;
-        uint8_t mask = (uint8_t)(0xffu << (8 - rest));
-        return (addr[full] & mask) == (p->net[full] & mask);
-}
-
 int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client)
 {
         const struct snap_views *v = root->head.views;
@@ -174,9 +195,13 @@ int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client)
                 family = IN6_IS_ADDR_V4MAPPED(a6) ? 4 : 6;
                 addr = family == 4 ? a6->s6_addr + V4_MAPPED_OCTETS : a6->s6_addr;
         }
-        for (size_t i = 0; addr != NULL && i < v->n_prefixes; i++) {
+        if (addr == NULL)
+                return v->default_view;
+        uint64_t hi, lo;
+        words_of(addr, family, &hi, &lo);
+        for (size_t i = 0; i < v->n_prefixes; i++) {
                 const struct view_prefix *p = &v->prefixes[i];
-                if (p->family == family && prefix_holds(p, addr))
+                if (p->family == family && (hi & p->mask_hi) == p->hi && (lo & p->mask_lo) == p->lo)
                         return p->view;
         }
         return v->default_view;

@@ -409,3 +409,30 @@ Test(views, vpc_ids_are_checked)
         cr_expect_not(vd_config_vpc_ok(""));
         cr_expect_not(vd_config_vpc_ok(NULL));
 }
+
+/* Prefix lengths at the edges of the two words a prefix is kept in: /0, /64, /65, /128. */
+Test(views, prefix_lengths_at_word_edges)
+{
+        static vd_cidr a[2], b[2], c[1];
+        vd_error err = {{0}};
+        a[0] = cidr("0.0.0.0/0");
+        a[1] = cidr("fd00:1:2:3::/64");
+        b[0] = cidr("fd00:1:2:3:8000::/65");
+        b[1] = cidr("::/0");
+        c[0] = cidr("fd00:1:2:3:8000::1/128");
+        vd_view_spec specs[3] = {
+            {.name = "a", .clients = a, .n_clients = 2, .snap = one_name("a.test")},
+            {.name = "b", .clients = b, .n_clients = 2, .snap = one_name("b.test")},
+            {.name = "c", .clients = c, .n_clients = 1, .snap = one_name("c.test")},
+        };
+        vd_snapshot *root = one_name("zone.test");
+        cr_assert_eq(vd_snapshot_set_views(root, specs, 3, &err), 0, "%s", err.msg);
+        cr_expect_eq(view_of(root, "192.0.2.1"), 0);
+        cr_expect_eq(view_of(root, "fd00:1:2:3::1"), 0);
+        cr_expect_eq(view_of(root, "fd00:1:2:3:7fff:ffff:ffff:ffff"), 0);
+        cr_expect_eq(view_of(root, "fd00:1:2:3:8000::2"), 1);
+        cr_expect_eq(view_of(root, "fd00:1:2:3:8000::1"), 2);
+        cr_expect_eq(view_of(root, "fd00:1:2:4::1"), 1);
+        cr_expect_eq(view_of(root, "2001:db8::1"), 1);
+        vd_snapshot_unref(root);
+}
