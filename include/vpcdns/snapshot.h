@@ -62,6 +62,8 @@ typedef struct vd_snapshot_summary {
         size_t records; /* resource records, SOA records included */
         size_t zones;   /* authoritative zones */
 } vd_snapshot_summary;
+/* The counts of s; of a root with views (below), its own data and every view's added up (a
+ * zone file's names count once per view). */
 void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out);
 
 /* Visits every record in a stable order (names in the order first added, RRsets in the order

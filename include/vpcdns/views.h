@@ -32,8 +32,8 @@ typedef struct vd_view_totals {
 } vd_view_totals;
 
 /* What one load read. aws counts every endpoint of the files once (views: of the VPCs the
- * views serve, each VPC once) and lists every VPC; snap is the published snapshot's own data
- * (views: the zone files, what clients outside every view see). */
+ * views serve, each VPC once) and lists every VPC; snap is the published snapshot's summary
+ * (views: the root's zone files and every view's data added up, vd_snapshot_summarize). */
 typedef struct vd_load_totals {
         vd_aws_summary aws;
         size_t zone_records;
