@@ -30,10 +30,12 @@
  * - Every ENI in the interfaces file is checked (id present and unique, addresses valid),
  *   so a damaged file is rejected whole even where no endpoint uses the damaged part.
  * - A zonal name whose AZ has none of the endpoint's ENIs is skipped with a warning.
- * - Known differences (docs/endpoint-dns.md): an endpoint with
- * DnsOptions.PrivateDnsOnlyForInboundResolverEndpoint true serves its vpce names but not its
- * private DNS names, because every client counts as inside the VPC for now (there is no
- * inbound-endpoint view yet).
+ * - An endpoint with DnsOptions.PrivateDnsOnlyForInboundResolverEndpoint true serves its vpce
+ *   names to every client, and its private DNS names only in a load for inbound clients
+ *   (vd_aws_options.inbound, a view with inbound: true): clients inside the VPC get the public
+ *   answer for those, as AWS gives them (their traffic takes the gateway endpoint).
+ * - With a VPC filter (vd_aws_options.vpc), the endpoints of other VPCs are skipped like
+ *   unserved ones (named at debug level) and their fields are not read.
  * - DnsRecordIpType / IpAddressType values are compared case-insensitively; an unknown
  *   value is an error rather than a guess.
  * - A file that starts with a UTF-8 byte-order mark is read as if the mark were not there.
@@ -53,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "aws_int.h"
@@ -93,8 +96,28 @@ static int build_zone_data(loader *l)
         return 0;
 }
 
-/* The distinct VpcIds of the endpoints, for the several-VPCs hint. Fields of the wrong type
- * are left to vd_aws_load_endpoint() to report. */
+/* Records vpc in sum (once; served if any of its endpoints is). */
+static void note_vpc(vd_aws_summary *sum, const char *vpc, bool served)
+{
+        size_t len = strlen(vpc);
+
+        for (size_t k = 0; k < sum->n_vpcs; k++) {
+                if (strcmp(sum->vpcs[k].id, vpc) == 0) {
+                        sum->vpcs[k].served = sum->vpcs[k].served || served;
+                        return;
+                }
+        }
+        if (len >= VD_AWS_VPC_ID_MAX || sum->n_vpcs >= VD_AWS_VPCS_MAX) {
+                sum->vpcs_more++;
+                return;
+        }
+        memcpy(sum->vpcs[sum->n_vpcs].id, vpc, len + 1);
+        sum->vpcs[sum->n_vpcs++].served = served;
+}
+
+/* The distinct VpcIds of the endpoints, for the several-VPCs hint, and in l->sum with whether
+ * one of their endpoints is served (as vd_aws_load_endpoint decides it). Fields of the wrong
+ * type are left to vd_aws_load_endpoint() to report. */
 static int collect_vpcs(loader *l, const json_t *list)
 {
         size_t n = json_len(list);
@@ -108,15 +131,80 @@ static int collect_vpcs(loader *l, const json_t *list)
         {
                 const json_t *v = vd_aws_string_member(item, "VpcId");
                 const char *vpc = v != NULL ? v->valuestring : NULL;
+                const char *type = json_str(vd_aws_string_member(item, "VpcEndpointType"));
+                const char *state = json_str(vd_aws_string_member(item, "State"));
                 bool seen = false;
                 if (vpc == NULL)
                         continue;
+                note_vpc(&l->sum, vpc,
+                         type != NULL && strcasecmp(type, "Interface") == 0 && state != NULL &&
+                             strcasecmp(state, "available") == 0);
                 for (size_t k = 0; k < l->n_vpcs && !seen; k++)
                         seen = strcmp(l->vpcs[k], vpc) == 0;
                 if (!seen)
                         l->vpcs[l->n_vpcs++] = vpc;
         }
         return 0;
+}
+
+void vd_aws_summary_merge_vpcs(vd_aws_summary *into, const vd_aws_summary *from)
+{
+        for (size_t k = 0; k < from->n_vpcs; k++)
+                note_vpc(into, from->vpcs[k].id, from->vpcs[k].served);
+        into->vpcs_more += from->vpcs_more;
+}
+
+size_t vd_aws_served_vpcs(const vd_aws_summary *s)
+{
+        size_t n = s->vpcs_more;
+
+        for (size_t k = 0; k < s->n_vpcs; k++)
+                n += s->vpcs[k].served;
+        return n;
+}
+
+bool vd_aws_has_vpc(const vd_aws_summary *s, const char *vpc)
+{
+        for (size_t k = 0; k < s->n_vpcs; k++) {
+                if (strcmp(s->vpcs[k].id, vpc) == 0)
+                        return true;
+        }
+        return s->vpcs_more > 0;
+}
+
+void vd_aws_format_vpcs(const vd_aws_summary *s, bool served_only, char *out, size_t cap)
+{
+        size_t pos = 0, shown = 0;
+
+        if (cap == 0)
+                return;
+        out[0] = '\0';
+        for (size_t k = 0; k < s->n_vpcs && pos < cap; k++) {
+                if (served_only && !s->vpcs[k].served)
+                        continue;
+                int w =
+                    snprintf(out + pos, cap - pos, "%s%s", shown > 0 ? ", " : "", s->vpcs[k].id);
+                pos += w > 0 ? (size_t)w : 0;
+                shown++;
+        }
+        if (s->vpcs_more > 0 && pos < cap)
+                snprintf(out + pos, cap - pos, "%sand %zu more", shown > 0 ? ", " : "",
+                         s->vpcs_more);
+        else if (shown == 0)
+                snprintf(out, cap, "none");
+}
+
+int vd_aws_several_vpcs_error(const vd_aws_summary *s, const char *where, vd_error *err)
+{
+        char list[512];
+
+        vd_aws_format_vpcs(s, true, list, sizeof(list));
+        return vd_error_set(err,
+                            "%s: the snapshot serves endpoints of %zu VPCs (%s), and every "
+                            "client would get all of their names: choose the one VPC to serve "
+                            "with --vpc (key vpc: vpc-...), or give each group of clients its "
+                            "VPC with the key views (docs/views.md)",
+                            where, vd_aws_served_vpcs(s), list);
 }
 
 /* A capture the AWS CLI did not finish paging names its next page in NextToken. */
@@ -149,6 +237,12 @@ static int join_path(loader *l, const char *dir, const char *file, char *out, si
 
 int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *err)
 {
+        return vd_aws_load_with(b, dir, NULL, sum, err);
+}
+
+int vd_aws_load_with(vd_builder *b, const char *dir, const vd_aws_options *opt, vd_aws_summary *sum,
+                     vd_error *err)
+{
         loader *l = NULL;
         json_arena arena = {NULL};
         json_t *endpoints_doc = NULL, *interfaces_doc = NULL;
@@ -166,6 +260,8 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
         l->b = b;
         l->err = err;
         l->dir_fd = -1;
+        if (opt != NULL)
+                l->opt = *opt;
         if ((rc = join_path(l, dir, ENDPOINTS_FILE, l->ep_file, sizeof(l->ep_file))) < 0 ||
             (rc = join_path(l, dir, INTERFACES_FILE, l->if_file, sizeof(l->if_file))) < 0 ||
             (rc = join_path(l, dir, VD_AWS_SUBNETS_FILE, l->sn_file, sizeof(l->sn_file))) < 0 ||
@@ -189,6 +285,10 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
         if ((rc = vd_aws_load_interfaces(l, interfaces_doc)) < 0 ||
             (rc = vd_aws_load_subnets(l)) < 0 || (rc = collect_vpcs(l, list)) < 0)
                 goto out;
+        if (l->opt.one_vpc && l->opt.vpc == NULL && vd_aws_served_vpcs(&l->sum) > 1) {
+                rc = vd_aws_several_vpcs_error(&l->sum, l->ep_file, err);
+                goto out;
+        }
         size_t index = 0;
         JSON_EACH(item, list)
         {
@@ -200,6 +300,7 @@ int vd_aws_load(vd_builder *b, const char *dir, vd_aws_summary *sum, vd_error *e
                 sum->endpoints_served += l->sum.endpoints_served;
                 sum->names += l->sum.names;
                 sum->addresses += l->sum.addresses;
+                vd_aws_summary_merge_vpcs(sum, &l->sum);
         }
 out:
         if (l->dir_fd >= 0)

@@ -100,11 +100,11 @@ static int read_served_endpoint(loader *l, const json_t *const *fv, const bool *
                 if ((rc = parse_mode(l, ip_type, path, &ep->mode)) < 0)
                         return rc;
         }
-        /* As the top of aws.c says: all clients count as inside the VPC for now, so an endpoint
-         * whose private names are only for inbound Resolver endpoints serves its vpce names alone.
-         */
+        /* As the top of aws.c says: an endpoint whose private names are only for inbound
+         * Resolver endpoints serves them only to inbound clients (opt.inbound); clients inside
+         * the VPC get its vpce names alone. */
         ep->private_dns = dns_enabled != NULL && cJSON_IsTrue(dns_enabled) &&
-                          !(inbound_only != NULL && cJSON_IsTrue(inbound_only));
+                          (l->opt.inbound || !(inbound_only != NULL && cJSON_IsTrue(inbound_only)));
         ep->service = service != NULL && strstr(json_str(service), ".vpce-svc-") != NULL;
 
         /* ENIs, only through NetworkInterfaceIds (never by InterfaceType or Description). */
@@ -236,8 +236,10 @@ static void debug_skipped(const loader *l, const endpoint *ep, const json_t *typ
                 reason = "not_an_interface_endpoint";
         else if (state == NULL)
                 reason = "no_state";
-        else
+        else if (strcasecmp(json_str(state), "available") != 0)
                 reason = "state_not_available";
+        else
+                reason = "another_vpc"; /* vd_aws_options.vpc */
         vd_log(VD_LOG_DEBUG, "aws_endpoint_skipped",
                "file=%s path=%s endpoint=%s vpc=%s type=%s state=%s reason=%s",
                vd_log_value(l->ep_file, file, sizeof(file)), ep->path,
@@ -297,6 +299,10 @@ int vd_aws_load_endpoint(loader *l, const json_t *v, size_t index)
         served = type != NULL && strcasecmp(json_str(type), "Interface") == 0 && state != NULL &&
                  strcasecmp(json_str(state), "available") == 0;
         if (!served) {
+                debug_skipped(l, &ep, type, state);
+                return 0;
+        }
+        if (l->opt.vpc != NULL && (ep.vpc == NULL || strcmp(ep.vpc, l->opt.vpc) != 0)) {
                 debug_skipped(l, &ep, type, state);
                 return 0;
         }

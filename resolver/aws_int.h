@@ -101,7 +101,8 @@ typedef struct loader {
         uint16_t ns_len[ZONE_NS_COUNT];
         const char **vpcs; /* distinct VpcIds of the endpoints file, borrowed, file order */
         size_t n_vpcs;
-        size_t ep_records; /* A, AAAA and CNAME records added for the current endpoint */
+        size_t ep_records;  /* A, AAAA and CNAME records added for the current endpoint */
+        vd_aws_options opt; /* opt.vpc borrowed from the caller */
         vd_aws_summary sum;
         /* DIR/describe-subnets.json (optional), and its Subnets[] in file order (malloc'd) */
         char sn_file[FILE_PATH_CAP];

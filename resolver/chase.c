@@ -9,6 +9,7 @@
  * until it is done or waits again. Whichever way it ends, the client's reply runs once and the
  * chase is freed right after. It never touches the resolver once the worker dropped it
  * (env->resolver NULL: the worker is closing). */
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,10 @@ struct chase {
         size_t max; /* the client's size limit */
         vd_reply_fn reply;
         void *reply_arg;
+        /* The client's address, for its view's data at each hop (the published snapshot may
+         * change between hops); has_addr false: none known. */
+        struct sockaddr_storage addr;
+        bool has_addr;
         bool in_start;           /* inside vd_chase_start: the client may be counted */
         vd_query_client *client; /* whose query; used only while in_start */
         bool counted;            /* vd_query_may_forward was asked and said yes */
@@ -361,6 +366,16 @@ static bool make_sub_question(struct chase *c)
         return vd_wire_parse_query(p, n, &c->sub) == VD_PARSE_OK;
 }
 
+/* The local data of c's client: its view's (views, snapshot.h), or NULL. */
+static const vd_snapshot *client_data(const struct chase *c)
+{
+        bool outsider;
+        if (c->env->snapshot == NULL)
+                return NULL;
+        return vd_snapshot_for_client(
+            c->env->snapshot, c->has_addr ? (const struct sockaddr *)&c->addr : NULL, &outsider);
+}
+
 /* Looks name up as the next hop would, through a question made for it. */
 static bool answered_here(struct chase *c, const uint8_t *name, size_t len)
 {
@@ -374,9 +389,9 @@ static bool answered_here(struct chase *c, const uint8_t *name, size_t len)
         memcpy(saved, c->target, saved_len);
         memcpy(c->target, name, len);
         c->target_len = len;
-        here = make_sub_question(c) &&
-               ((env->snapshot != NULL && vd_snapshot_holds(env->snapshot, &c->sub)) ||
-                vd_special_apex_labels(&c->sub) > 0);
+        const vd_snapshot *data = client_data(c);
+        here = make_sub_question(c) && ((data != NULL && vd_snapshot_holds(data, &c->sub)) ||
+                                        vd_special_apex_labels(&c->sub) > 0);
         memcpy(c->target, saved, saved_len);
         c->target_len = saved_len;
         return here;
@@ -398,9 +413,10 @@ static bool local_hop(struct chase *c, size_t *n)
             .leaves = vd_chase_rule_covers, .leaves_arg = env, .fallback = vd_special_snapshot()};
         if (vd_chase_rule_covers(env, c->target, c->target_len))
                 return false;
-        if (env->snapshot != NULL) {
-                vd_local_result r = vd_snapshot_answer_chase(
-                    env->snapshot, &c->sub, env->rotation++, c->scratch, VD_TCP_MAX, n, &lc);
+        const vd_snapshot *data = client_data(c);
+        if (data != NULL) {
+                vd_local_result r = vd_snapshot_answer_chase(data, &c->sub, env->rotation++,
+                                                             c->scratch, VD_TCP_MAX, n, &lc);
                 if (r != VD_LOCAL_FORWARD)
                         return true; /* a partial chain (CHASE) merges like an answer */
         }
@@ -540,6 +556,12 @@ vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, cons
         c->target_len = from->target_len;
         c->target_ref = from->target_ref;
         c->hops = from->hops;
+        if (client != NULL && client->addr != NULL) {
+                size_t alen = client->addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                  : sizeof(struct sockaddr_in);
+                memcpy(&c->addr, client->addr, alen);
+                c->has_addr = true;
+        }
 
         c->in_start = true;
         c->client = client;

@@ -208,6 +208,11 @@ int vd_config_finalize(vd_config *cfg, const char *resolv_conf, vd_error *err)
                         return vd_error_set(err, "%s: expected an integer from %u to %u, got %u",
                                             keys[i].name, keys[i].min, keys[i].max, v);
         }
+        if (cfg->vpc[0] != '\0' && cfg->n_views > 0)
+                return vd_error_set(err,
+                                    "vpc (%s) and views: expected one of them: each view names "
+                                    "its own VPC",
+                                    cfg->vpc);
         if ((int)cfg->log_level < VD_LOG_ERROR || cfg->log_level > VD_LOG_DEBUG)
                 return vd_error_set(err, "log_level: expected error, warn, info or debug");
         return 0;

@@ -37,6 +37,7 @@ enum flag_id {
         FLAG_AZ,
         FLAG_AZ_AFFINITY,
         FLAG_CLIENT,
+        FLAG_VPC,
         FLAG_VERSION,
         FLAG_HELP,
 };
@@ -80,6 +81,9 @@ static const vd_config_flag flags[N_FLAGS] = {
     F(FLAG_STATE_DIR) = {"state-dir", 0, "DIR",
                          "keep a copy of the data of every successful load here;\n"
                          "a start whose data does not load falls back to it"},
+    F(FLAG_VPC) = {"vpc", 0, "VPC-ID",
+                   "serve the endpoints of this VPC only (vpc-...), when the\n"
+                   "snapshot holds several; the key views chooses per client"},
     F(FLAG_TAKEOVER) = {"takeover", 0, NULL,
                         "take the listening sockets over from the vpcdns that\n"
                         "serves the same address (restarts without loss)"},
@@ -324,6 +328,14 @@ static int apply_flag(vd_config *cfg, int flag, const char *arg, bool *replaced,
                 snprintf(cfg->dump_client, sizeof(cfg->dump_client), "%s", arg);
                 return 0;
         }
+        case FLAG_VPC:
+                if (!vd_config_vpc_ok(arg))
+                        return vd_error_set(err,
+                                            "--vpc: expected a VPC id (vpc- and 8 or 17 hex "
+                                            "digits: vpc-0a1b2c3d4e5f60718), got '%s'",
+                                            arg);
+                snprintf(cfg->vpc, sizeof(cfg->vpc), "%s", arg);
+                return 0;
         case FLAG_CHECK:
                 cfg->check = true;
                 return 0;
@@ -456,7 +468,7 @@ const char *vd_config_usage(void)
                "[--workers N]\n"
                "              [--allow CIDR]... [--user USER] [--metrics-listen ADDR:PORT]\n"
                "              [--state-dir DIR] [--takeover] [--reload] [--no-watch]\n"
-               "              [-V|--version] [-h|--help]\n"
+               "              [--vpc VPC-ID] [-V|--version] [-h|--help]\n"
                "\n"
                "Answers AWS PrivateLink endpoint names from an AWS CLI snapshot, zone files and\n"
                "Route 53 hosted zones;\n"

@@ -77,6 +77,11 @@ int vd_yaml_fail_at(struct vd_yaml_parse *fp, yaml_mark_t mark, const char *expe
 int vd_yaml_fail_node(struct vd_yaml_parse *fp, const yaml_node_t *node, const char *expected);
 /* A non-null scalar without NUL bytes, or NULL. */
 const char *vd_yaml_scalar_text(const yaml_node_t *node);
+/* config_yaml_views.c: the keys views and vpc into fp->values (out: its vpc field); a view
+ * name as accepted (1 to 63 of [A-Za-z0-9._-]). */
+int vd_yaml_parse_views(struct vd_yaml_parse *fp, const yaml_node_t *value);
+int vd_yaml_parse_vpc(struct vd_yaml_parse *fp, const yaml_node_t *value, char *out);
+bool vd_cfg_view_name_ok(const char *text);
 /* Reads the value of key k into fp->values. Returns 0, or an error with fp->err set. */
 int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const yaml_node_t *value);
 

@@ -188,6 +188,20 @@ static const vd_config_key keys[] = {
      .default_text = "off",
      .restart = true, /* turning it on or off; its settings change live (main.c) */
      .doc = "TCP probes of every ENI address; a failing one leaves the answers"},
+    /* several VPCs in the data: one chosen, or one per group of clients (docs/views.md) */
+    {.name = "vpc",
+     .type = VD_KEY_VPC,
+     .offset = FIELD(vpc),
+     .expected = "a VPC id for 'vpc' (vpc-0a1b2c3d4e5f60718)",
+     .default_text = "none (data of more than one VPC is refused)",
+     .doc = "serve the endpoints of this VPC only, when the snapshot holds several"},
+    {.name = "views",
+     .type = VD_KEY_VIEWS,
+     LIST(views, n_views, VD_MAX_VIEWS),
+     .expected = "a list of views {name: NAME, clients: [CIDR, ...], vpc: vpc-..., default: "
+                 "true or false, inbound: true or false}",
+     .default_text = "none",
+     .doc = "per-client VPCs: [{name, clients: [CIDR...], vpc, default, inbound}]"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -265,10 +279,14 @@ bool vd_config_key_value(const vd_config *cfg, const vd_config_key *k, char *out
                          e->interval_ms, e->timeout_ms, e->fall, e->rise);
                 return true;
         }
+        case VD_KEY_VPC:
+                snprintf(out, cap, "%s", (const char *)field);
+                return ((const char *)field)[0] != '\0';
         case VD_KEY_ADDRS:
         case VD_KEY_PATHS:
         case VD_KEY_CIDRS:
         case VD_KEY_RULES:
+        case VD_KEY_VIEWS:
                 break;
         }
         if (cap > 0)
@@ -348,8 +366,36 @@ bool vd_config_key_same(const vd_config *a, const vd_config *b, const vd_config_
                 return x->on == y->on && x->port == y->port && x->interval_ms == y->interval_ms &&
                        x->timeout_ms == y->timeout_ms && x->fall == y->fall && x->rise == y->rise;
         }
+        case VD_KEY_VPC:
+                return strcmp(fa, fb) == 0;
+        case VD_KEY_VIEWS:
+                for (size_t i = 0; i < na; i++) {
+                        const vd_config_view *x = &((const vd_config_view *)fa)[i];
+                        const vd_config_view *y = &((const vd_config_view *)fb)[i];
+                        if (strcmp(x->name, y->name) != 0 || strcmp(x->vpc, y->vpc) != 0 ||
+                            x->is_default != y->is_default || x->inbound != y->inbound ||
+                            x->n_clients != y->n_clients)
+                                return false;
+                        for (size_t j = 0; j < x->n_clients; j++)
+                                if (x->clients[j].prefix != y->clients[j].prefix ||
+                                    memcmp(&x->clients[j].ss, &y->clients[j].ss,
+                                           sizeof(x->clients[j].ss)) != 0)
+                                        return false;
+                }
+                return true;
         }
         return false;
+}
+
+bool vd_config_vpc_ok(const char *text)
+{
+        size_t n = text != NULL ? strlen(text) : 0;
+        if (n < 4 || strncmp(text, "vpc-", 4) != 0 || (n - 4 != 8 && n - 4 != 17))
+                return false;
+        for (size_t i = 4; i < n; i++)
+                if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')))
+                        return false;
+        return true;
 }
 
 void *vd_cfg_field(vd_config *cfg, const vd_config_key *k)

@@ -213,6 +213,13 @@ static void apply_file(vd_config *cfg, struct vd_yaml_parse *fp)
                 case VD_KEY_ENI_HEALTH:
                         *(vd_config_eni_health *)to = *(vd_config_eni_health *)from;
                         break;
+                case VD_KEY_VPC:
+                        memcpy(to, from, VD_VPC_ID_MAX);
+                        break;
+                case VD_KEY_VIEWS:
+                        memcpy(to, from, k->cap * sizeof(vd_config_view));
+                        *vd_cfg_count(cfg, k) = *vd_cfg_count(v, k);
+                        break;
                 }
         }
 }

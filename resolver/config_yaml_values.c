@@ -603,6 +603,10 @@ int vd_yaml_parse_value(struct vd_yaml_parse *fp, const vd_config_key *k, const 
                 return parse_qlog(fp, k, value);
         case VD_KEY_ENI_HEALTH:
                 return parse_eni_health(fp, k, value);
+        case VD_KEY_VPC:
+                return vd_yaml_parse_vpc(fp, value, field);
+        case VD_KEY_VIEWS:
+                return vd_yaml_parse_views(fp, value);
         case VD_KEY_USER:
                 if (text == NULL || !vd_cfg_user_ok(text))
                         return vd_yaml_fail_node(fp, value, k->expected);

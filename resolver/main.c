@@ -24,6 +24,7 @@
 #include "vpcdns/log.h"
 #include "vpcdns/server.h"
 #include "vpcdns/snapshot.h"
+#include "vpcdns/views.h"
 #include "vpcdns/state.h"
 #include "vpcdns/watch.h"
 #include "vpcdns/wire.h"
@@ -37,15 +38,6 @@
 #define PASSWD_BUF 65536
 #define VALUE_TEXT 300 /* a number, a word or a user name */
 #define RESOLV_CONF "/etc/resolv.conf"
-
-struct load_totals {
-        vd_aws_summary aws;
-        size_t zone_records;
-        vd_snapshot_summary snap;
-        /* hosted zones: their counts, and what --check prints of them (cut when long) */
-        size_t hz_zones, hz_records, hz_aliases, hz_policies;
-        char hz_notes[8192];
-};
 
 /* "a,b,c" (sep ",") or "a b c" (sep " "); "none" when empty. */
 static void format_addrs(const vd_addr *list, size_t n, const char *sep, char *out, size_t cap)
@@ -187,86 +179,41 @@ out:
         return rc;
 }
 
-/* Hosted zone files given on their own, after those of the snapshot directories. */
-struct hosted_list {
-        char *const *files;
-        size_t n;
-};
-
-/* Moves a hosted zone summary into the totals (the notes copied, cut with "..." when long). */
-static void note_hosted(struct load_totals *t, vd_hosted_zone_summary *hz)
-{
-        t->hz_zones = hz->zones;
-        t->hz_records = hz->records;
-        t->hz_aliases = hz->aliases;
-        t->hz_policies = hz->policies;
-        t->hz_notes[0] = '\0';
-        if (hz->notes != NULL) {
-                snprintf(t->hz_notes, sizeof(t->hz_notes), "%s", hz->notes);
-                if (hz->notes_len >= sizeof(t->hz_notes))
-                        memcpy(t->hz_notes + sizeof(t->hz_notes) - 5, "...\n", 5);
-        }
-        vd_hosted_zone_summary_free(hz);
-}
-
 /* Loads the snapshot directories (with their hosted-zones/ captures), zone files and hosted
- * zone files given into one snapshot. */
-static int build_from(char *const *snapshot_dirs, size_t n_snapshots, char *const *zone_files,
-                      size_t n_zones, struct hosted_list hosted, vd_snapshot **out,
-                      struct load_totals *t, vd_error *err)
+ * zone files given into one snapshot, with the VPC
+ * choice and the views of cfg (views.h). */
+static int build_from(const vd_config *cfg, char *const *snapshot_dirs, size_t n_snapshots,
+                      char *const *zone_files, size_t n_zones, char *const *hosted_files,
+                      size_t n_hosted, vd_snapshot **out, vd_load_totals *t, vd_error *err)
 {
-        int rc = 0;
-        vd_hosted_zone_summary hz = {0};
-        vd_builder *b = vd_builder_new();
-        if (b == NULL)
-                return vd_error_set(err, "out of memory");
-        for (size_t i = 0; i < n_snapshots && rc == 0; i++) {
-                size_t before = t->aws.endpoints;
-                char dir[1024]; /* the directory as a log value */
-                rc = vd_aws_load(b, snapshot_dirs[i], &t->aws, err);
-                /* An empty capture loads (a VPC may have no endpoints yet) but is more often
-                 * the wrong region or VPC: say so at start, on reload and in --check. */
-                if (rc == 0 && t->aws.endpoints == before)
-                        vd_log(VD_LOG_WARN, "snapshot_empty",
-                               "dir=%s detail=\"no endpoints in the snapshot: every endpoint "
-                               "name is forwarded (captured in the right region and VPC?)\"",
-                               vd_log_value(snapshot_dirs[i], dir, sizeof(dir)));
-                if (rc == 0)
-                        rc = vd_hosted_zone_load_dir(b, snapshot_dirs[i], &hz, err);
-        }
-        for (size_t i = 0; i < n_zones && rc == 0; i++) {
-                size_t records = 0;
-                rc = vd_zonefile_load(b, zone_files[i], &records, err);
-                t->zone_records += records;
-        }
-        for (size_t i = 0; i < hosted.n && rc == 0; i++)
-                rc = vd_hosted_zone_load(b, hosted.files[i], &hz, err);
-        note_hosted(t, &hz);
-        if (rc == 0)
-                rc = vd_builder_finish(b, out, err);
-        vd_builder_free(b);
+        vd_data_sources src = {.snapshot_dirs = snapshot_dirs,
+                               .n_snapshots = n_snapshots,
+                               .zone_files = zone_files,
+                               .n_zones = n_zones,
+                               .hosted_files = hosted_files,
+                               .n_hosted = n_hosted,
+                               .vpc = cfg->vpc,
+                               .views = cfg->views,
+                               .n_views = cfg->n_views};
+        int rc = vd_data_build(&src, out, t, err);
         /* The builder's many small blocks are free now, but the snapshot's arrays, allocated
          * last, keep glibc from shrinking the heap: give the free pages back (at start-up and
          * after every reload), or the daemon keeps the load's peak as its resident size. */
         malloc_trim(0);
-        if (rc == 0)
-                vd_snapshot_summarize(*out, &t->snap);
         return rc;
 }
 
 /* Loads every snapshot directory and zone file of cfg into one snapshot; with state_dir (and
  * when serving), what loaded becomes the last-good copy there (state.h). */
-static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_totals *t,
-                          vd_error *err)
+static int build_snapshot(const vd_config *cfg, vd_snapshot **out, vd_load_totals *t, vd_error *err)
 {
         vd_state_stage *stage = NULL;
         if (cfg->state_dir != NULL && !cfg->check && !cfg->dump)
                 stage = vd_state_stage_new_hosted(cfg->state_dir, cfg->snapshot_dirs,
                                                   cfg->n_snapshots, cfg->zone_files, cfg->n_zones,
                                                   cfg->hosted_zone_files, cfg->n_hosted_zones);
-        struct hosted_list hosted = {cfg->hosted_zone_files, cfg->n_hosted_zones};
-        int rc = build_from(cfg->snapshot_dirs, cfg->n_snapshots, cfg->zone_files, cfg->n_zones,
-                            hosted, out, t, err);
+        int rc = build_from(cfg, cfg->snapshot_dirs, cfg->n_snapshots, cfg->zone_files,
+                            cfg->n_zones, cfg->hosted_zone_files, cfg->n_hosted_zones, out, t, err);
         if (rc == 0)
                 vd_state_commit(stage);
         else
@@ -278,7 +225,7 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, struct load_t
  * say so loudly. 0 with *out and reason (for /ready) set, or an error when there is no usable
  * copy. */
 static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **out,
-                          struct load_totals *t, char *reason, size_t cap, vd_error *err)
+                          vd_load_totals *t, char *reason, size_t cap, vd_error *err)
 {
         vd_state_copy copy;
         vd_error copy_err = {{0}};
@@ -288,9 +235,8 @@ static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **o
                 return rc;
         }
         memset(t, 0, sizeof(*t));
-        struct hosted_list hosted = {copy.hosted_zone_files, copy.n_hosted_zones};
-        rc = build_from(copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones, hosted,
-                        out, t, &copy_err);
+        rc = build_from(cfg, copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones,
+                        copy.hosted_zone_files, copy.n_hosted_zones, out, t, &copy_err);
         if (rc != 0) {
                 vd_error_set(err,
                              "%s (and the last-good copy in state_dir did not load either: %s)",
@@ -316,7 +262,7 @@ static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **o
  * stays valid only when the inputs still hash the same: when they changed while being read,
  * what was loaded is not known exactly, and the next reload must read them again. */
 static int load_settled(const vd_config *cfg, const vd_inputs *inputs, vd_fingerprint *fp,
-                        vd_snapshot **out, struct load_totals *t, vd_error *err)
+                        vd_snapshot **out, vd_load_totals *t, vd_error *err)
 {
         int rc = build_snapshot(cfg, out, t, err);
         if (rc == 0) {
@@ -338,14 +284,14 @@ struct reload_ctx {
         bool cfg_owned; /* cfg was made by a reload (else it is main's) */
         bool fallback;  /* serving the last-good copy of state_dir */
         vd_server *srv;
-        struct load_totals last;
+        vd_load_totals last;
         vd_inputs inputs;      /* of cfg: the config file and the data it names */
         vd_fingerprint loaded; /* of inputs, as they were when loaded */
         /* Made by reload_snapshot, applied or dropped by reload_commit. */
         vd_config *next;
         vd_inputs next_inputs;
         vd_fingerprint next_loaded;
-        struct load_totals next_totals;
+        vd_load_totals next_totals;
         char changed[1024];
         bool needs_restart[64];
         char az[VD_CFG_AZ_MAX]; /* the clients' AZ as resolved at the start (az is restart) */
@@ -388,6 +334,9 @@ static void keep_value(vd_config *dst, const vd_config *src, const vd_config_key
         case VD_KEY_ENI_HEALTH:
                 memcpy(to, from, sizeof(vd_config_eni_health));
                 break;
+        case VD_KEY_VPC:
+        case VD_KEY_VIEWS:
+                return; /* never restart keys */
         case VD_KEY_USER:
         case VD_KEY_PATH: {
                 char **p = (char **)(void *)to;
@@ -543,7 +492,7 @@ static int reload_commit(void *arg, bool apply, vd_error *err)
                 reload_drop_next(ctx);
                 return rc;
         }
-        const struct load_totals *t = &ctx->next_totals;
+        const vd_load_totals *t = &ctx->next_totals;
         vd_log_set_level(next->log_level);
         size_t n_keys;
         const vd_config_key *keys = vd_config_keys(&n_keys);
@@ -837,7 +786,39 @@ static int check_user_access(const vd_config *cfg, const struct passwd *pw)
         return errors;
 }
 
-static void print_check(const vd_config *cfg, const struct load_totals *t, const vd_snapshot *snap)
+static bool has_default_view(const vd_config *cfg)
+{
+        for (size_t i = 0; i < cfg->n_views; i++)
+                if (cfg->views[i].is_default)
+                        return true;
+        return false;
+}
+
+/* The VPCs of the data, the one chosen, and each view (views.h). */
+static void print_views(const vd_config *cfg, const vd_load_totals *t)
+{
+        char list[512];
+        vd_aws_format_vpcs(&t->aws, false, list, sizeof(list));
+        printf("vpcs in snapshot: %s\n", list);
+        if (cfg->n_views == 0) {
+                printf("vpc: %s\n", cfg->vpc[0] != '\0' ? cfg->vpc : "(the only one)");
+                return;
+        }
+        printf("views: %zu (clients outside every view: %s)\n", t->n_views,
+               has_default_view(cfg) ? "the default view" : "REFUSED for endpoint names");
+        for (size_t i = 0; i < t->n_views; i++) {
+                const vd_view_totals *v = &t->views[i];
+                char clients[VD_MAX_VIEW_CLIENTS * 48];
+                format_cidrs(v->view->clients, v->view->n_clients, clients, sizeof(clients));
+                printf("view %s: vpc %s, clients %s%s%s; endpoints %zu, addresses %zu, names %zu, "
+                       "records %zu\n",
+                       v->view->name, v->view->vpc, clients[0] != '\0' ? clients : "none",
+                       v->view->is_default ? ", default" : "", v->view->inbound ? ", inbound" : "",
+                       v->endpoints_served, v->addresses, v->snap.names, v->snap.records);
+        }
+}
+
+static void print_check(const vd_config *cfg, const vd_load_totals *t, const vd_snapshot *snap)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT], allow[ALLOW_TEXT];
         format_addrs(cfg->listen, cfg->n_listen, " ", listen, sizeof(listen));
@@ -857,6 +838,7 @@ static void print_check(const vd_config *cfg, const struct load_totals *t, const
         printf("names: %zu\n", t->snap.names);
         printf("records: %zu\n", t->snap.records);
         printf("zones: %zu\n", t->snap.zones);
+        print_views(cfg, t);
         printf("watch: %s\n", cfg->watch ? "on (a changed snapshot directory or zone file reloads)"
                                          : "off (reload with SIGHUP)");
         printf("listen: %s\n", listen);
@@ -929,9 +911,8 @@ static void print_check(const vd_config *cfg, const struct load_totals *t, const
         printf("ok\n");
 }
 
-static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap,
-                 const struct load_totals *t, const char *fallback, const vd_inputs *inputs,
-                 const vd_fingerprint *loaded)
+static int serve(int argc, char **argv, vd_config *cfg, vd_snapshot *snap, const vd_load_totals *t,
+                 const char *fallback, const vd_inputs *inputs, const vd_fingerprint *loaded)
 {
         char listen[LIST_TEXT], upstream[LIST_TEXT];
         vd_server *srv = NULL;
@@ -1003,7 +984,7 @@ int main(int argc, char **argv)
         vd_config cfg;
         vd_error err = {{0}};
         vd_snapshot *snap = NULL;
-        struct load_totals totals;
+        vd_load_totals totals;
         char fallback[1600] = "";
         vd_inputs inputs;
         vd_fingerprint loaded;
@@ -1095,14 +1076,27 @@ int main(int argc, char **argv)
                 VD_CHECK(vd_addr_parse_host(cfg.dump_client, 53, &client) == 0); /* checked */
                 vd_az_affinity mode =
                     az_source == VD_AZ_SOURCE_NONE ? VD_AZ_AFFINITY_OFF : cfg.az_affinity;
-                status = vd_az_dump_client(snap, mode, az, az_source,
-                                           (const struct sockaddr *)&client.ss, stdout) == 0 &&
+                /* With views, the client's view answers it (an outsider: the root's data,
+                 * and REFUSED for the names only views hold). */
+                const struct sockaddr *who = (const struct sockaddr *)&client.ss;
+                int view = vd_snapshot_view_of(snap, who);
+                const char *view_name = NULL;
+                bool outsider;
+                const vd_snapshot *answering = vd_snapshot_for_client(snap, who, &outsider);
+                if (view >= 0)
+                        (void)vd_snapshot_view(snap, (size_t)view, &view_name);
+                if (vd_snapshot_view_count(snap) > 0)
+                        printf("; view %s\n",
+                               view_name != NULL
+                                   ? view_name
+                                   : "none (outside every view: endpoint names are REFUSED)");
+                status = vd_az_dump_client(answering, mode, az, az_source, who, stdout) == 0 &&
                                  fflush(stdout) == 0
                              ? 0
                              : 1;
         } else if (cfg.dump) {
                 status = vd_hosted_zone_dump_aliases(snap, stdout) == 0 &&
-                                 vd_zonefile_dump(snap, stdout) == 0 && fflush(stdout) == 0
+                                 vd_zonefile_dump_views(snap, stdout) == 0 && fflush(stdout) == 0
                              ? 0
                              : 1;
                 if (status != 0)

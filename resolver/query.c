@@ -186,7 +186,19 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
         /* A forwarding rule at or under a local zone beats the zone (as Route 53 Resolver rules
          * do). */
         bool ruled = env->forwarder != NULL && vd_forwarder_rule_covers(env->forwarder, &qi);
-        if (!ruled && env->snapshot != NULL) {
+        /* Views: the client's view's data answers; a client outside every view is refused the
+         * names only views hold (their endpoint names). */
+        const vd_snapshot *snap = env->snapshot;
+        if (snap != NULL) {
+                bool outsider;
+                snap =
+                    vd_snapshot_for_client(snap, client != NULL ? client->addr : NULL, &outsider);
+                if (outsider && !ruled && vd_snapshot_refuses(snap, &qi)) {
+                        vd_count_add(&env->counters.view_refused, 1);
+                        return reply_error(env, &qi, VD_RCODE_REFUSED, out, out_cap, out_len);
+                }
+        }
+        if (!ruled && snap != NULL) {
                 /* A CNAME chain stops being local where a rule covers a target, or where a
                  * target is neither ours nor a special-use name: the chase resolves the rest. */
                 vd_local_chase chase;
@@ -197,8 +209,8 @@ static vd_query_outcome pipeline(vd_query_env *env, vd_query_client *client, con
                 chase.leaves = env->forwarder != NULL ? vd_chase_rule_covers : NULL;
                 chase.leaves_arg = env;
                 chase.fallback = vd_special_snapshot(); /* a chain may end at localhost. */
-                switch (vd_snapshot_answer_chase(env->snapshot, &qi, env->rotation++, out, max,
-                                                 out_len, &chase)) {
+                switch (vd_snapshot_answer_chase(snap, &qi, env->rotation++, out, max, out_len,
+                                                 &chase)) {
                 case VD_LOCAL_ANSWERED:
                         vd_count_add(&env->counters.local_answers, 1);
                         return VD_QUERY_REPLY;

@@ -1246,6 +1246,22 @@ static int server_limits(vd_server *srv, const vd_config *cfg, vd_error *err)
         return 0;
 }
 
+/* Points the ENI prober at snap's addresses: with views, those of every view (a root holds
+ * only the zone files); the prober holds its own reference to each snapshot it writes to. */
+static int health_retarget(vd_health *h, vd_snapshot *snap)
+{
+        vd_snapshot *list[1 + VD_MAX_VIEWS];
+        size_t n = 0;
+        if (snap != NULL) {
+                list[n++] = snap;
+                size_t views = vd_snapshot_view_count(snap);
+                for (size_t i = 0; i < views && n < sizeof(list) / sizeof(list[0]); i++)
+                        /* the prober writes only the health flags, the one mutable part */
+                        list[n++] = (vd_snapshot *)vd_snapshot_view(snap, i, NULL);
+        }
+        return vd_health_retarget(h, list, n);
+}
+
 int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_error *err)
 {
         listen_plan *plan = NULL;
@@ -1350,7 +1366,7 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
                 vd_health_options ho;
                 health_options(&cfg->eni_health, &ho);
                 r = vd_health_new(&ho, &srv->health, err);
-                if (r == 0 && vd_health_retarget(srv->health, &snap, snap != NULL ? 1 : 0) < 0)
+                if (r == 0 && health_retarget(srv->health, snap) < 0)
                         r = vd_error_set(err, "eni_health: out of memory");
                 if (r < 0)
                         goto fail;
@@ -1527,7 +1543,7 @@ void vd_server_publish(vd_server *srv, vd_snapshot *snap)
         uv_mutex_lock(&srv->slot.lock);
         /* The ENI states of the addresses still there go into snap before any worker sees it
          * (on no memory the prober keeps the previous snapshots: snap's ENIs stay up). */
-        if (srv->health != NULL && vd_health_retarget(srv->health, &snap, snap != NULL) < 0)
+        if (srv->health != NULL && health_retarget(srv->health, snap) < 0)
                 vd_log(VD_LOG_ERROR, "eni_health_retarget_failed", "error=\"out of memory\"");
         vd_snapshot *old = srv->slot.current;
         srv->slot.current = snap;

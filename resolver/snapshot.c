@@ -35,6 +35,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->blob);
         free(s->order);
         free(s->aliases);
+        vd_snap_views_free(s->head.views);
         free(s);
 }
 
@@ -52,6 +53,12 @@ void vd_snapshot_unref(vd_snapshot *s)
 void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out)
 {
         *out = s->summary;
+        for (size_t i = 0; i < vd_snapshot_view_count(s); i++) { /* a root: its views too */
+                const vd_snapshot *v = vd_snapshot_view(s, i, NULL);
+                out->names += v->summary.names;
+                out->records += v->summary.records;
+                out->zones += v->summary.zones;
+        }
 }
 
 /* Deepest zone at or above a name, found through the table (build side). */

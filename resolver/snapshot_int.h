@@ -1,7 +1,7 @@
 /* snapshot_int.h — the snapshot module's shared structures, for its parts only: the builder
- * (snapshot_build.c), the compiler (snapshot.c), the answer path (snapshot_answer.c) and the
- * CNAME loop check (snapshot_loops.c). Nothing else includes it; the public contract is
- * vpcdns/snapshot.h.
+ * (snapshot_build.c), the compiler (snapshot.c), the answer path (snapshot_answer.c), the
+ * CNAME loop check (snapshot_loops.c) and the views of a root (snapshot_views.c). Nothing else
+ * includes it; the public contract is vpcdns/snapshot.h.
  *
  * Both sides hash names with name_hash_at() below, so a compiled table can be probed with the
  * hashes the builder stored. A compiled vd_snapshot is immutable once vd_builder_finish()
@@ -200,6 +200,7 @@ struct ssubnet {
 #define NO_AZ UINT16_MAX
 
 struct vd_snapshot {
+        struct vd_snapshot_head head; /* first: read inline by vd_snapshot_for_client */
         atomic_int refs;
         struct snode *nodes;
         size_t n_nodes;
@@ -289,6 +290,8 @@ int32_t vd_snap_builder_zone_of(vd_builder *b, const uint8_t *name);
  * claim holds it. */
 const char *vd_snap_intern_claim(vd_builder *b, const char *claim);
 int vd_snap_claim_node(vd_builder *b, int32_t idx, const char *claim, vd_error *err);
+/* snapshot_views.c: releases a root's views (NULL: nothing). */
+void vd_snap_views_free(struct snap_views *v);
 
 /* snapshot_loops.c: refuses a snapshot whose CNAMEs form a cycle (-ELOOP, err names it). */
 int vd_snap_check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);

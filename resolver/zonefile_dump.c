@@ -1,5 +1,6 @@
 /* zonefile_dump.c — vd_zonefile_dump(): the records of a snapshot printed by ldns as
- * master-file text (--dump). Must not: change the snapshot; it reads it through
+ * master-file text (--dump); vd_zonefile_dump_views(): those of each view of a root under a
+ * header comment. Must not: change the snapshot; it reads it through
  * vd_snapshot_foreach only. */
 #include <errno.h>
 #include <stdbool.h>
@@ -75,4 +76,21 @@ int vd_zonefile_dump(const vd_snapshot *s, FILE *out)
                 return -EIO;
         }
         return 0;
+}
+
+int vd_zonefile_dump_views(const vd_snapshot *root, FILE *out)
+{
+        size_t n = vd_snapshot_view_count(root);
+
+        if (n == 0)
+                return vd_zonefile_dump(root, out);
+        for (size_t i = 0; i < n; i++) {
+                const char *name = "";
+                const vd_snapshot *view = vd_snapshot_view(root, i, &name);
+                if (fprintf(out, "; view %s\n", name) < 0 || vd_zonefile_dump(view, out) != 0)
+                        return -EIO;
+        }
+        if (fprintf(out, "; clients outside every view (endpoint names: REFUSED)\n") < 0)
+                return -EIO;
+        return vd_zonefile_dump(root, out);
 }

@@ -67,6 +67,23 @@ typedef struct vd_config_eni_health {
 #define VD_ENI_HEALTH_INTERVAL_MAX 3600000
 #define VD_ENI_HEALTH_TIMEOUT_MIN 10 /* ms */
 #define VD_ENI_HEALTH_COUNT_MAX 100  /* fall and rise */
+/* A view (key views): clients in its prefixes are answered with the endpoint names of its
+ * VPC (docs/views.md). Fixed size, no owned memory: copied with the struct. */
+#define VD_MAX_VIEWS 16
+#define VD_MAX_VIEW_CLIENTS 32
+#define VD_VIEW_NAME_MAX 64 /* with the NUL */
+#define VD_VPC_ID_MAX 32    /* with the NUL: "vpc-" and 8 or 17 hex digits */
+typedef struct vd_config_view {
+        char name[VD_VIEW_NAME_MAX];
+        vd_cidr clients[VD_MAX_VIEW_CLIENTS];
+        size_t n_clients;
+        char vpc[VD_VPC_ID_MAX];
+        bool is_default; /* clients outside every view get this one */
+        bool inbound;    /* its clients count as coming through an inbound Resolver endpoint */
+} vd_config_view;
+
+/* True when text is a VPC id as AWS writes it: "vpc-" and 8 or 17 lower-case hex digits. */
+bool vd_config_vpc_ok(const char *text);
 
 /* The settings. Each field set by a config file key is named after it; what it means, its
  * range and its default are in the key table (resolver/config_keys.c) and
@@ -138,6 +155,11 @@ typedef struct vd_config {
         vd_az_affinity az_affinity;
         char dump_client[64]; /* --client ADDR with --dump: "" none */
         vd_config_eni_health eni_health;
+        /* Several VPCs: the one VPC to serve (key vpc, "" for all: refused when the data
+         * holds several), or views of one VPC each for groups of clients (key views). */
+        char vpc[VD_VPC_ID_MAX];
+        vd_config_view views[VD_MAX_VIEWS];
+        size_t n_views;
         /* From the command line only. */
         bool check;        /* --check */
         bool dump;         /* --dump */
@@ -194,6 +216,8 @@ typedef enum vd_key_type {
         /* vd_az_affinity: off, prefer or strict */
         VD_KEY_AFFINITY,
         VD_KEY_ENI_HEALTH, /* vd_config_eni_health: a mapping {port, interval_ms, ...} */
+        VD_KEY_VPC,        /* char[VD_VPC_ID_MAX], "" unset */
+        VD_KEY_VIEWS,      /* vd_config_view list */
 } vd_key_type;
 
 typedef struct vd_config_key {

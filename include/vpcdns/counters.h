@@ -48,6 +48,9 @@
           "cached or immediate resolver SERVFAIL) or by a failed CNAME chase")                     \
         X(forward_denied, VD_COUNTER_TOTAL,                                                        \
           "queries answered SERVFAIL because the client had max_pending_per_client upstream")      \
+        X(view_refused, VD_COUNTER_TOTAL,                                                          \
+          "queries for a view's endpoint names from clients outside every view, answered "         \
+          "REFUSED")                                                                               \
         /* the transports (udp.c, tcp.c) */                                                        \
         X(udp_send_dropped, VD_COUNTER_TOTAL,                                                      \
           "UDP responses not sent: the socket buffer was full")                                    \

@@ -25,8 +25,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "vpcdns/addr.h"
 #include "vpcdns/common.h"
 
+struct sockaddr;
 typedef struct vd_builder vd_builder;
 typedef struct vd_snapshot vd_snapshot;
 
@@ -86,6 +88,8 @@ typedef struct vd_snapshot_summary {
         size_t records; /* resource records, SOA records included */
         size_t zones;   /* authoritative zones */
 } vd_snapshot_summary;
+/* The counts of s; of a root with views (below), its own data and every view's added up (a
+ * zone file's names count once per view). */
 void vd_snapshot_summarize(const vd_snapshot *s, vd_snapshot_summary *out);
 
 /* The ENI table: entries in the order first added, 0 <= i < vd_snapshot_eni_count(s). */
@@ -242,5 +246,61 @@ typedef struct vd_alias_info {
 
 /* The aliases of s in the order they were added; *out valid while s is. */
 size_t vd_snapshot_aliases(const vd_snapshot *s, const vd_alias_info **out);
+/* ---- Views: the data of several VPCs, each for its own clients (docs/views.md) ----------
+ *
+ * With views, the one published snapshot is a root: its own data (the zone files) is what
+ * clients outside every view see, and it owns one snapshot per view (the zone files and that
+ * view's VPC's endpoints). Workers keep publishing, referencing and releasing the root only;
+ * freeing the root frees its views. Without views a snapshot is its own and only view. */
+
+typedef struct vd_view_spec {
+        const char *name;       /* copied */
+        const vd_cidr *clients; /* copied; IPv4-mapped IPv6 clients count as IPv4 */
+        size_t n_clients;
+        bool is_default;   /* clients outside every view's prefixes get this view */
+        vd_snapshot *snap; /* one reference, taken over by vd_snapshot_set_views */
+} vd_view_spec;
+
+/* Makes root the root of the n views of specs (at most one is_default): root takes over each
+ * spec's snapshot, also on error. Before root is shared only. 0, or -ENOMEM with err set. */
+int vd_snapshot_set_views(vd_snapshot *root, const vd_view_spec *specs, size_t n, vd_error *err);
+
+/* The views of root (0 without), and view i's snapshot and name (borrowed from root). */
+size_t vd_snapshot_view_count(const vd_snapshot *root);
+const vd_snapshot *vd_snapshot_view(const vd_snapshot *root, size_t i, const char **name);
+
+/* The view client (NULL: unknown) belongs to: the view with the longest prefix that holds
+ * its address, else the default view; -1 when none (an outsider) or root has no views.
+ * Never allocates. */
+int vd_snapshot_view_of(const vd_snapshot *root, const struct sockaddr *client);
+
+/* What every snapshot starts with, so that the hot path can tell a root with views from a
+ * plain snapshot without a call. Read-only outside the snapshot module. */
+struct vd_snapshot_head {
+        struct snap_views *views; /* NULL: no views */
+};
+
+/* vd_snapshot_for_client for a root with views (snapshot_views.c). */
+const vd_snapshot *vd_snap_for_client_views(const vd_snapshot *root, const struct sockaddr *client,
+                                            bool *outsider);
+
+/* The snapshot that answers client: its view's, or root's own for an outsider and when root
+ * has no views. *outsider: client is outside every view and there is no default view (then
+ * ask vd_snapshot_refuses). Never allocates; without views one load and one branch. */
+static inline const vd_snapshot *
+vd_snapshot_for_client(const vd_snapshot *root, const struct sockaddr *client, bool *outsider)
+{
+        /* a vd_snapshot begins with its head (C11 6.7.2.1: a pointer to a struct converts to
+         * a pointer to its first member) */
+        const struct vd_snapshot_head *head = (const struct vd_snapshot_head *)(const void *)root;
+        *outsider = false;
+        if (head->views == NULL)
+                return root;
+        return vd_snap_for_client_views(root, client, outsider);
+}
+
+/* For an outsider: true when root's own data does not answer qi's name but a view's does
+ * (an endpoint name of some VPC): the answer is REFUSED. Never allocates. */
+bool vd_snapshot_refuses(const vd_snapshot *root, const struct vd_query_info *qi);
 
 #endif

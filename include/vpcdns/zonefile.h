@@ -17,4 +17,9 @@ int vd_zonefile_load(vd_builder *b, const char *path, size_t *records, vd_error 
 /* Writes every record of s to out as master-file text, one record a line. Returns 0 or -EIO. */
 int vd_zonefile_dump(const vd_snapshot *s, FILE *out);
 
+/* vd_zonefile_dump of a root's data: each view's records under a "; view NAME" line, then
+ * the root's own (what clients outside every view see) under its own line; a snapshot
+ * without views is dumped as vd_zonefile_dump does. Returns 0 or -EIO. */
+int vd_zonefile_dump_views(const vd_snapshot *root, FILE *out);
+
 #endif

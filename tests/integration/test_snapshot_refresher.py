@@ -525,3 +525,24 @@ def test_hosted_zone_failures_leave_dir_as_it_was(refresher, tmp_path):
     assert ("vpcdns --check: refused the capture: hosted-zones/%s.json: ResourceRecordSets[23] "
             "(mx1.corp.internal. A)" % HOSTED_ZONE) in r.stderr, r.stderr
     assert refresher.state() == before and refresher.leftovers() == []
+def test_a_capture_of_several_vpcs_is_checked_one_vpc_at_a_time(refresher, tmp_path):
+    """vpcdns refuses data of several VPCs without a choice (--vpc or views), but serves it
+    with one: the refresher checks each VPC of the capture and keeps it."""
+    other = "vpc-0f0f0f0f0f0f0f0f0"
+
+    def split(doc):
+        served = [e for e in doc["VpcEndpoints"]
+                  if str(e.get("VpcEndpointType")).lower() == "interface"
+                  and str(e.get("State")).lower() == "available"]
+        for e in served[:3]:
+            e["VpcId"] = other
+
+    data = data_copy(tmp_path, "two-vpcs", split)
+    r = refresher.run(FAKE_AWS_DATA=data)
+    assert r.returncode == 0, r.stderr
+    assert "captured 21 endpoints (18 served)" in r.stdout, r.stdout
+    alone = vdtest.run_vpcdns(["--check", "--snapshot", refresher.dir])
+    assert alone.returncode == 1 and other in alone.stderr and VPC in alone.stderr, alone.stderr
+    for vpc in (VPC, other):
+        check = vdtest.run_vpcdns(["--check", "--snapshot", refresher.dir, "--vpc", vpc])
+        assert check.returncode == 0, check.stderr

@@ -1,0 +1,220 @@
+/* views.c — the data of one load (vpcdns/views.h): the snapshot directories and zone files
+ * compiled into the snapshot that is published, one VPC at a time.
+ *
+ * Owns: the rule that a snapshot is served to clients of one VPC only (several VPCs without
+ * a choice are refused before any name is added), the choice of that VPC (key vpc), and the
+ * views: a root of the zone files alone, what clients outside every view see, owning one
+ * snapshot per view compiled from the zone files and that view's VPC's endpoints (inbound
+ * views with the private names of inbound-only S3 endpoints). Each view's data is compiled
+ * on its own (the snapshot files are read once per view), so a view's names, conflicts and
+ * CNAME loops are exactly those of a single-VPC load. Must not: answer queries or choose a
+ * view for a client (snapshot_views.c does). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vpcdns/log.h"
+#include "vpcdns/views.h"
+#include "vpcdns/zonefile.h"
+
+#define VPC_LIST_TEXT 512
+
+/* The sources' snapshot directories, for a message. */
+static const char *where_of(const vd_data_sources *src)
+{
+        return src->n_snapshots == 1 ? src->snapshot_dirs[0] : "snapshot directories";
+}
+
+/* Moves a hosted zone summary into the totals (the notes copied, cut with "..." when long). */
+static void note_hosted(vd_load_totals *t, const vd_hosted_zone_summary *hz)
+{
+        t->hz_zones = hz->zones;
+        t->hz_records = hz->records;
+        t->hz_aliases = hz->aliases;
+        t->hz_policies = hz->policies;
+        t->hz_notes[0] = '\0';
+        if (hz->notes != NULL) {
+                snprintf(t->hz_notes, sizeof(t->hz_notes), "%s", hz->notes);
+                if (hz->notes_len >= sizeof(t->hz_notes))
+                        memcpy(t->hz_notes + sizeof(t->hz_notes) - 5, "...\n", 5);
+        }
+}
+
+/* Loads every source into one new builder and compiles it. With load_aws false the snapshot
+ * directories are skipped (a root of views). first: the pass that warns about empty data and
+ * counts zone records. hosted_totals (may be NULL) gets what --check says of the hosted zones. */
+static int build_one(const vd_data_sources *src, const vd_aws_options *opt, bool load_aws,
+                     bool first, vd_snapshot **out, vd_aws_summary *aws, size_t *zone_records,
+                     vd_load_totals *hosted_totals, vd_error *err)
+{
+        int rc = 0;
+        vd_hosted_zone_summary hz = {0};
+        vd_builder *b = vd_builder_new();
+        if (b == NULL)
+                return vd_error_set(err, "out of memory");
+        for (size_t i = 0; load_aws && i < src->n_snapshots && rc == 0; i++) {
+                size_t before = aws->endpoints;
+                char dir[1024]; /* the directory as a log value */
+                rc = vd_aws_load_with(b, src->snapshot_dirs[i], opt, aws, err);
+                /* An empty capture loads (a VPC may have no endpoints yet) but is more often
+                 * the wrong region or VPC: say so at start, on reload and in --check. */
+                if (rc == 0 && first && aws->endpoints == before)
+                        vd_log(VD_LOG_WARN, "snapshot_empty",
+                               "dir=%s detail=\"no endpoints in the snapshot: every endpoint "
+                               "name is forwarded (captured in the right region and VPC?)\"",
+                               vd_log_value(src->snapshot_dirs[i], dir, sizeof(dir)));
+        }
+        /* Hosted zones are served to every view and to outsiders, like zone files. */
+        for (size_t i = 0; i < src->n_snapshots && rc == 0; i++)
+                rc = vd_hosted_zone_load_dir(b, src->snapshot_dirs[i], &hz, err);
+        for (size_t i = 0; i < src->n_zones && rc == 0; i++) {
+                size_t records = 0;
+                rc = vd_zonefile_load(b, src->zone_files[i], &records, err);
+                if (first)
+                        *zone_records += records;
+        }
+        for (size_t i = 0; i < src->n_hosted && rc == 0; i++)
+                rc = vd_hosted_zone_load(b, src->hosted_files[i], &hz, err);
+        if (rc == 0)
+                rc = vd_builder_finish(b, out, err);
+        vd_builder_free(b);
+        if (hosted_totals != NULL)
+                note_hosted(hosted_totals, &hz);
+        vd_hosted_zone_summary_free(&hz);
+        return rc;
+}
+
+static void log_view(const vd_view_totals *v)
+{
+        char clients[VD_MAX_VIEW_CLIENTS * 48], addr[INET6_ADDRSTRLEN] = "?";
+        size_t pos = 0;
+
+        clients[0] = '\0';
+        for (size_t i = 0; i < v->view->n_clients && pos < sizeof(clients); i++) {
+                const vd_cidr *c = &v->view->clients[i];
+                const void *a =
+                    c->ss.ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)&c->ss)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)&c->ss)->sin6_addr;
+                inet_ntop(c->ss.ss_family, a, addr, sizeof(addr));
+                int w = snprintf(clients + pos, sizeof(clients) - pos, "%s%s/%u", i > 0 ? "," : "",
+                                 addr, c->prefix);
+                pos += w > 0 ? (size_t)w : 0;
+        }
+        vd_log(VD_LOG_INFO, "view_loaded",
+               "view=%s vpc=%s clients=%s default=%s inbound=%s endpoints=%zu addresses=%zu "
+               "names=%zu records=%zu",
+               v->view->name, v->view->vpc, clients[0] != '\0' ? clients : "-",
+               v->view->is_default ? "true" : "false", v->view->inbound ? "true" : "false",
+               v->endpoints_served, v->addresses, v->snap.names, v->snap.records);
+}
+
+static int build_views(const vd_data_sources *src, vd_snapshot **out, vd_load_totals *t,
+                       vd_error *err)
+{
+        vd_view_spec specs[VD_MAX_VIEWS];
+        vd_snapshot *root = NULL;
+        size_t made = 0;
+        int rc = build_one(src, NULL, false, true, &root, &t->aws, &t->zone_records, NULL, err);
+
+        for (size_t i = 0; i < src->n_views && rc == 0; i++) {
+                const vd_config_view *view = &src->views[i];
+                vd_aws_options opt = {.vpc = view->vpc, .inbound = view->inbound};
+                vd_aws_summary sum;
+                vd_view_totals *vt = &t->views[i];
+                char list[VPC_LIST_TEXT];
+                bool vpc_seen = false;
+
+                memset(&sum, 0, sizeof(sum));
+                rc = build_one(src, &opt, true, i == 0, &specs[i].snap, &sum, &t->zone_records,
+                               i == 0 ? t : NULL, err);
+                if (rc != 0)
+                        break;
+                made++;
+                specs[i] = (vd_view_spec){.name = view->name,
+                                          .clients = view->clients,
+                                          .n_clients = view->n_clients,
+                                          .is_default = view->is_default,
+                                          .snap = specs[i].snap};
+                if (!vd_aws_has_vpc(&sum, view->vpc)) {
+                        vd_aws_format_vpcs(&sum, false, list, sizeof(list));
+                        rc = vd_error_set(err,
+                                          "views: view '%s': vpc %s is not in the snapshot (%s "
+                                          "holds %s)",
+                                          view->name, view->vpc, where_of(src), list);
+                        break;
+                }
+                memset(vt, 0, sizeof(*vt));
+                vt->view = view;
+                vt->endpoints_served = sum.endpoints_served;
+                vt->addresses = sum.addresses;
+                vd_snapshot_summarize(specs[i].snap, &vt->snap);
+                /* The totals: every endpoint of the files once, each VPC's served ones once. */
+                for (size_t k = 0; k < i && !vpc_seen; k++)
+                        vpc_seen = strcmp(src->views[k].vpc, view->vpc) == 0;
+                if (i == 0)
+                        t->aws.endpoints += sum.endpoints;
+                if (!vpc_seen) {
+                        t->aws.endpoints_served += sum.endpoints_served;
+                        t->aws.names += sum.names;
+                        t->aws.addresses += sum.addresses;
+                }
+                vd_aws_summary_merge_vpcs(&t->aws, &sum);
+                t->n_views = i + 1;
+        }
+        if (rc != 0) {
+                for (size_t i = 0; i < made; i++)
+                        vd_snapshot_unref(specs[i].snap);
+                vd_snapshot_unref(root);
+                t->n_views = 0;
+                return rc;
+        }
+        rc = vd_snapshot_set_views(root, specs, src->n_views, err);
+        if (rc != 0) {
+                vd_snapshot_unref(root);
+                t->n_views = 0;
+                return rc;
+        }
+        vd_snapshot_summarize(root, &t->snap);
+        for (size_t i = 0; i < t->n_views; i++)
+                log_view(&t->views[i]);
+        *out = root;
+        return 0;
+}
+
+int vd_data_build(const vd_data_sources *src, vd_snapshot **out, vd_load_totals *t, vd_error *err)
+{
+        const char *vpc = src->vpc != NULL && src->vpc[0] != '\0' ? src->vpc : NULL;
+        vd_aws_options opt = {.vpc = vpc, .one_vpc = true};
+        vd_aws_summary sum;
+        vd_snapshot *snap = NULL;
+        char list[VPC_LIST_TEXT];
+        int rc;
+
+        if (src->n_views > 0)
+                return build_views(src, out, t, err);
+        memset(&sum, 0, sizeof(sum));
+        rc = build_one(src, &opt, true, true, &snap, &sum, &t->zone_records, t, err);
+        /* One file holds one VPC (the loader checked), but several directories may not. */
+        if (rc == 0 && vpc == NULL && vd_aws_served_vpcs(&sum) > 1)
+                rc = vd_aws_several_vpcs_error(&sum, where_of(src), err);
+        if (rc == 0 && vpc != NULL && !vd_aws_has_vpc(&sum, vpc)) {
+                vd_aws_format_vpcs(&sum, false, list, sizeof(list));
+                rc = vd_error_set(err, "vpc: %s is not in the snapshot (%s holds %s)", vpc,
+                                  src->n_snapshots > 0 ? where_of(src) : "no snapshot directory",
+                                  src->n_snapshots > 0 ? list : "nothing");
+        }
+        if (rc != 0) {
+                vd_snapshot_unref(snap);
+                return rc;
+        }
+        t->aws.endpoints += sum.endpoints;
+        t->aws.endpoints_served += sum.endpoints_served;
+        t->aws.names += sum.names;
+        t->aws.addresses += sum.addresses;
+        vd_aws_summary_merge_vpcs(&t->aws, &sum);
+        vd_snapshot_summarize(snap, &t->snap);
+        *out = snap;
+        return 0;
+}
