@@ -98,7 +98,7 @@ def free_port_on(ips):
     raise RuntimeError("no port free on every ENI address")
 
 
-def start(tmp_path, nsd, start_daemon, metrics_port=None):
+def start(tmp_path, nsd, start_daemon, metrics_port=None, extra=""):
     snap = tmp_path / "snap"
     shutil.copytree(DATA / "eni-health", snap)
     port = free_port_on(SQS_IPS + [SNS_IP])
@@ -109,6 +109,7 @@ def start(tmp_path, nsd, start_daemon, metrics_port=None):
         "eni_health: {port: %d, interval_ms: %d, timeout_ms: 190, fall: %d, rise: %d}\n"
         % (snap, port, INTERVAL_MS, FALL, RISE)
     )
+    text += extra
     if metrics_port is not None:
         text += "metrics_listen: 127.0.0.1:%d\nlameduck_ms: 0\n" % metrics_port
     conf.write_text(text)
@@ -291,6 +292,25 @@ def test_reload_applies_new_settings_and_on_off_needs_a_restart(tmp_path, nsd, s
         assert "reload_needs_restart key=eni_health" in d.proc.stderr_text()
         listeners.stop(SQS_IPS[1])
         wait_answer(d, [SQS_IPS[2]], 4 * INTERVAL_MS / 1000 + MARGIN_S)
+    finally:
+        listeners.close()
+    assert d.stop() == 0, d.proc.stderr_text()
+
+
+def test_views_probe_the_enis_of_every_view(tmp_path, nsd, start_daemon):
+    """With views the endpoints live in the views' data, not the root's: the prober must
+    follow them there, and a down ENI leaves the answers of the view that serves it."""
+    views = ("views:\n"
+             "  - {name: app, clients: [127.0.0.0/8], vpc: vpc-0e1d2c3b4a5968778}\n")
+    d, listeners, _ = start(tmp_path, nsd, start_daemon, extra=views)
+    try:
+        assert vdtest.wait_for(lambda: "event=eni_health_start" in d.proc.stderr_text())
+        assert "addresses=4 endpoints=2" in d.proc.stderr_text(), d.proc.stderr_text()
+        assert answer(d) == SQS_IPS
+        listeners.stop(SQS_IPS[1])
+        wait_answer(d, [SQS_IPS[0], SQS_IPS[2]], FALL * INTERVAL_MS / 1000 + MARGIN_S)
+        listeners.start(SQS_IPS[1])
+        wait_answer(d, SQS_IPS, RISE * INTERVAL_MS / 1000 + MARGIN_S)
     finally:
         listeners.close()
     assert d.stop() == 0, d.proc.stderr_text()
