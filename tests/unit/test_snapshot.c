@@ -1163,3 +1163,35 @@ Test(snapshot, affinity_follows_an_endpoint_service_cname)
         cr_assert_str_eq(got, "vpce-1-abc.svc.test-1.vpce.amazonaws.com. 10.0.2.1 10.0.1.1");
         vd_snapshot_unref(s);
 }
+
+/* An alias (Route 53 AliasTarget) to an endpoint's regional name copies its ENI addresses with
+ * their ENI entries: a down address leaves the alias's answer too (the hub-and-spoke apex). */
+Test(snapshot, alias_to_an_endpoint_name_follows_eni_health)
+{
+        static const char *const regional = "vpce-1-abc.sqs.test-1.vpce.amazonaws.com";
+        vd_builder *b = vd_builder_new();
+        vd_error err = {{0}};
+        add_zone(b, "test-1.vpce.amazonaws.com", false, "vpce-1");
+        add_eni_addr(b, regional, "10.0.1.1", "vpce-1", "eni-a", "test-1a");
+        add_eni_addr(b, regional, "10.0.2.1", "vpce-1", "eni-b", "test-1b");
+        add_zone(b, "sqs.test-1.amazonaws.com", true, "hub.json");
+        uint8_t owner[VD_NAME_MAX], target[VD_NAME_MAX];
+        wname("sqs.test-1.amazonaws.com", owner);
+        wname(regional, target);
+        cr_assert_eq(vd_builder_add_alias(b, owner, VD_TYPE_A, target, "hub.json",
+                                          "hub.json: ResourceRecordSets[2]", &err),
+                     0, "%s", err.msg);
+        vd_snapshot *s = NULL;
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        cr_assert_eq(vd_snapshot_eni_count(s), 2, "the copies share the endpoint's entries");
+        char got[256];
+        answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_eq(strlen(got), strlen("10.0.1.1 10.0.2.1"), "%s", got);
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.1.1"), false);
+        for (uint32_t rot = 0; rot < 3; rot++) {
+                answer_text(s, "sqs.test-1.amazonaws.com.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                cr_assert_str_eq(got, "10.0.2.1");
+        }
+        vd_snapshot_unref(s);
+}
