@@ -1558,3 +1558,24 @@ Test(config, eni_health_mapping_defaults_and_ranges)
         expect_error("eni_health: {prot: 443}\n", "1:14", "port, interval_ms, timeout_ms");
         expect_error("eni_health: {fall: 2, fall: 3}\n", "1:23", "each key of 'eni_health' once");
 }
+
+/* The synopsis at the top of --help (up to the first empty line) names every flag, so a new
+ * flag cannot be left out of it. */
+Test(config, usage_synopsis_names_every_flag)
+{
+        const char *u = vd_config_usage();
+        const char *end = strstr(u, "\n\n");
+        cr_assert_not_null(end);
+        char *synopsis = strndup(u, (size_t)(end - u));
+        size_t n;
+        const vd_config_flag *flags = vd_config_flags(&n);
+        for (size_t i = 0; i < n; i++) {
+                char text[64];
+                snprintf(text, sizeof(text), "[--%s", flags[i].name);
+                if (flags[i].short_name != 0)
+                        snprintf(text, sizeof(text), "|--%s]", flags[i].name);
+                cr_assert_not_null(strstr(synopsis, text), "--help's synopsis lacks --%s",
+                                   flags[i].name);
+        }
+        free(synopsis);
+}
