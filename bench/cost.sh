@@ -163,7 +163,9 @@ for mode, (v, _) in res.items():
     print("| %s | %.0f | %.4f | %s |" % (mode, v, v / off, targets.get(mode, "")))
 if "metrics" in res:
     v, render = res["metrics"]
-    print("\nrendering one /metrics body: %.0f instructions; all that metrics adds in %d answers "
+    rendered = ("%.0f instructions" % render if render > 0 else
+                "not counted (a build without symbols: use -DCMAKE_BUILD_TYPE=RelWithDebInfo)")
+    print("\nrendering one /metrics body: %s; all that metrics adds in %d answers "
           "(a scrape, the HTTP thread, the workers' heartbeats): %.0f instructions"
-          % (render, rate, (v - off) * rate))
+          % (rendered, rate, (v - off) * rate))
 PY
