@@ -1,4 +1,4 @@
-"""Endpoint names from an AWS snapshot, row by row of spec/aws-endpoint-dns.md §1–§3, against
+"""Endpoint names from an AWS snapshot, row by row of docs/endpoint-dns.md, against
 tests/data/integ/snapshot (eu-west-1, nine endpoints). Upstream answers are all in
 198.51.100.0/24 (tests/data/integ/upstream/amazonaws.com.zone)."""
 
