@@ -504,7 +504,7 @@ static int reload_commit(void *arg, bool apply, vd_error *err)
                                keys[i].name);
         }
         vd_server_note_endpoints(ctx->srv, t->aws.endpoints_served);
-        vd_server_note_snapshot_dirs(ctx->srv, next->snapshot_dirs, next->n_snapshots);
+        vd_server_note_snapshot_dirs(ctx->srv, next->snapshot_dirs, next->n_snapshots, next->vpc);
         if (ctx->fallback) {
                 vd_server_note_fallback(ctx->srv, NULL);
                 vd_log(VD_LOG_INFO, "data_fallback_over",

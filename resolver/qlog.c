@@ -69,6 +69,7 @@ struct vd_qlog {
         uv_mutex_t ids_lock;
         char **ids_dirs;
         size_t n_ids_dirs;
+        char ids_vpc[64]; /* the key vpc for the next refresh, "" none */
         _Atomic bool ids_stale;
         /* the writer thread's */
         FILE *file;                 /* route53 */
@@ -382,9 +383,11 @@ static void refresh_ids(vd_qlog *q)
         size_t n = q->n_ids_dirs;
         q->ids_dirs = NULL;
         q->n_ids_dirs = 0;
+        char vpc[sizeof(q->ids_vpc)];
+        memcpy(vpc, q->ids_vpc, sizeof(vpc));
         uv_mutex_unlock(&q->ids_lock);
         vd_qlog_ids ids;
-        vd_qlog_ids_read(dirs, n, &ids);
+        vd_qlog_ids_read(dirs, n, vpc, &ids);
         q->ids = ids;
         free_dirs(dirs, n);
 }
@@ -497,7 +500,7 @@ void vd_qlog_reopen(vd_qlog *q)
                 atomic_store(&q->reopen, true);
 }
 
-void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs)
+void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs, const char *vpc)
 {
         if (q == NULL)
                 return;
@@ -515,6 +518,7 @@ void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs)
         free_dirs(q->ids_dirs, q->n_ids_dirs);
         q->ids_dirs = copy;
         q->n_ids_dirs = n_dirs;
+        snprintf(q->ids_vpc, sizeof(q->ids_vpc), "%s", vpc != NULL ? vpc : "");
         uv_mutex_unlock(&q->ids_lock);
         atomic_store(&q->ids_stale, true);
 }

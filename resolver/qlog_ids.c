@@ -81,7 +81,7 @@ static const char *string_member(const cJSON *o, const char *name)
         return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-void vd_qlog_ids_read(char *const *dirs, size_t n_dirs, vd_qlog_ids *ids)
+void vd_qlog_ids_read(char *const *dirs, size_t n_dirs, const char *vpc, vd_qlog_ids *ids)
 {
         bool mixed_account = false, mixed_region = false, mixed_vpc = false;
         memset(ids, 0, sizeof(*ids));
@@ -97,10 +97,13 @@ void vd_qlog_ids_read(char *const *dirs, size_t n_dirs, vd_qlog_ids *ids)
                 {
                         char region[32];
                         const char *service = string_member(ep, "ServiceName");
+                        const char *ep_vpc = string_member(ep, "VpcId");
+                        if (vpc != NULL && vpc[0] != '\0' &&
+                            (ep_vpc == NULL || strcmp(ep_vpc, vpc) != 0))
+                                continue; /* another VPC's, not served */
                         agree(ids->account_id, sizeof(ids->account_id), &mixed_account,
                               string_member(ep, "OwnerId"));
-                        agree(ids->vpc_id, sizeof(ids->vpc_id), &mixed_vpc,
-                              string_member(ep, "VpcId"));
+                        agree(ids->vpc_id, sizeof(ids->vpc_id), &mixed_vpc, ep_vpc);
                         if (service != NULL && region_of(service, region, sizeof(region)))
                                 agree(ids->region, sizeof(ids->region), &mixed_region, region);
                 }

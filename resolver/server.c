@@ -1321,7 +1321,7 @@ int vd_server_new(const vd_config *cfg, vd_snapshot *snap, vd_server **out, vd_e
         }
         if (cfg->query_log.format != VD_QLOG_OFF) {
                 vd_qlog_ids ids;
-                vd_qlog_ids_read(cfg->snapshot_dirs, cfg->n_snapshots, &ids);
+                vd_qlog_ids_read(cfg->snapshot_dirs, cfg->n_snapshots, cfg->vpc, &ids);
                 r = vd_qlog_new(&cfg->query_log, &ids, srv->n_workers, &srv->qlog, err);
                 if (r < 0)
                         goto fail;

@@ -288,9 +288,9 @@ void vd_server_note_endpoints(vd_server *srv, size_t endpoints)
         vd_count_set(&srv->data_endpoints, endpoints);
 }
 
-void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs)
+void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs, const char *vpc)
 {
-        vd_qlog_refresh_ids(srv->qlog, dirs, n_dirs);
+        vd_qlog_refresh_ids(srv->qlog, dirs, n_dirs, vpc);
 }
 
 static void write_local_data(const vd_server *srv, vd_text *out)

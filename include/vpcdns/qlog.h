@@ -42,8 +42,10 @@ typedef struct vd_qlog_ids {
 } vd_qlog_ids;
 
 /* Reads them from DIR/describe-vpc-endpoints.json of each snapshot directory: OwnerId, VpcId
- * and the region inside ServiceName, each kept only when every endpoint agrees on it. */
-void vd_qlog_ids_read(char *const *dirs, size_t n_dirs, vd_qlog_ids *ids);
+ * and the region inside ServiceName, each kept only when every endpoint agrees on it. vpc
+ * (the key vpc; NULL or "" for none) counts that VPC's endpoints only, so that a capture of
+ * several VPCs served with vpc names it. */
+void vd_qlog_ids_read(char *const *dirs, size_t n_dirs, const char *vpc, vd_qlog_ids *ids);
 
 /* Opens the log (a dnstap socket that is not there yet is tried again later) and makes one
  * ring per worker. Test hooks, read here: VPCDNS_TEST_QLOG_RING_KIB (ring size, default
@@ -60,7 +62,7 @@ void vd_qlog_reopen(vd_qlog *q);
 /* After a reload: asks the writer to read the ids again from these snapshot directories
  * (copied; the reading happens on the writer thread, and lines written before it keep the
  * old values). NULL q is fine. */
-void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs);
+void vd_qlog_refresh_ids(vd_qlog *q, char *const *dirs, size_t n_dirs, const char *vpc);
 /* Stops the writer after it drained the rings (the workers must have stopped), closes the
  * log and frees everything. NULL is fine. */
 void vd_qlog_free(vd_qlog *q);

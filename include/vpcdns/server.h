@@ -77,8 +77,10 @@ void vd_server_note_fallback(vd_server *srv, const char *reason);
  * itself does not know them). */
 void vd_server_note_endpoints(vd_server *srv, size_t endpoints);
 /* After a reload: the query log names the account, VPC and region of these snapshot
- * directories from now on (read in the background; a no-op without a query log). */
-void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs);
+ * directories (of VPC vpc when set) from now on (read in the background; a no-op without a
+ * query log). */
+void vd_server_note_snapshot_dirs(vd_server *srv, char *const *dirs, size_t n_dirs,
+                                  const char *vpc);
 
 /* Before vd_server_run: the clients' AZ (an AZ name or ID, "" = each client's by the
  * snapshot's subnets), as main resolved the az setting (az.h); NULL: unknown (az: imds did

@@ -289,3 +289,20 @@ def test_reload_refreshes_the_ids(nsd, tmp_path):
     last = read_lines(log)[-1]
     assert (last["account_id"], last["vpc_id"], last["region"]) == (
         "210987654321", "vpc-0aaaabbbbccccdddd", "eu-west-1")
+
+
+def test_vpc_names_the_vpc_of_a_capture_of_several(nsd, tmp_path):
+    """A capture of two VPCs served with --vpc: route53 lines name that VPC (the other VPC's
+    endpoints do not count)."""
+    log = tmp_path / "q.log"
+    upstream = "%s:%d" % nsd
+    for vpc in ("vpc-0a1a1a1a1a1a1a1a1", "vpc-0b2b2b2b2b2b2b2b2"):
+        log.unlink(missing_ok=True)
+        argv = lambda port: vdtest.vpcdns_argv(
+            port, upstream, snapshot=vdtest.DATA / "views",
+            extra=["--vpc", vpc, "--query-log", "route53:%s" % log])
+        d = vdtest.start_vpcdns(tmp_path, upstream, argv=argv, probe="www.corp.example")
+        d.v4.query("www.corp.example.", "A")
+        stop(d)
+        lines = read_lines(log)
+        assert lines and all(l["vpc_id"] == vpc for l in lines), lines[:2]
