@@ -200,7 +200,8 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
                                 s->rr_off[rp++] = (uint32_t)bp;
                                 vd_wire_put16(w, bs->type);
                                 vd_wire_put16(w + 2, VD_CLASS_IN);
-                                vd_wire_put32(w + 4, bs->ttl);
+                                uint16_t mid = bs->rrs[r].member; /* own TTL */
+                                vd_wire_put32(w + 4, mid ? b->members[mid - 1].ttl : bs->ttl);
                                 vd_wire_put16(w + 8, bs->rrs[r].len);
                                 memcpy(w + 10, bs->rrs[r].rdata, bs->rrs[r].len);
                                 bp += 10 + (size_t)bs->rrs[r].len;

@@ -452,6 +452,8 @@ static int add_record(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
         s->rrs[s->n].len = rdlen;
         s->rrs[s->n].eni = eni;
         s->rrs[s->n].member = b->cur_member;
+        if (b->cur_member != 0 && !b->member_inherited && ttl < b->members[b->cur_member - 1].ttl)
+                b->members[b->cur_member - 1].ttl = ttl;
         s->n++;
         if (type == VD_TYPE_CNAME)
                 nd->cname_line = line;
@@ -586,10 +588,13 @@ int vd_snap_add_copy(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_
 {
         /* The copy belongs to the alias's member, else to the one the record has. */
         uint16_t keep = b->cur_member;
-        if (keep == 0)
+        if (keep == 0) {
                 b->cur_member = rr->member;
+                b->member_inherited = true;
+        }
         int rc = add_record(b, owner, type, ttl, rr->rdata, rr->len, claim, 0, rr->eni, err);
         b->cur_member = keep;
+        b->member_inherited = false;
         return rc;
 }
 

@@ -140,7 +140,8 @@ struct vd_builder {
         size_t naliases, aliases_cap;
         struct bmember *members; /* routing-policy members (snapshot_policy.c) */
         size_t n_members, members_cap;
-        uint16_t cur_member; /* member + 1 that records added now belong to, 0 when none */
+        uint16_t cur_member;   /* member + 1 that records added now belong to, 0 when none */
+        bool member_inherited; /* cur_member is a copied record's: its TTL stays */
 };
 
 struct bsubnet {
@@ -311,6 +312,7 @@ struct bmember {
         uint8_t weight;
         bool secondary;
         bool evaluate_health;
+        uint32_t ttl; /* of its records (each record set has its own in Route 53) */
 };
 
 #define MEMBER_SECONDARY 1u

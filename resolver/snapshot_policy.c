@@ -30,8 +30,8 @@ int vd_builder_policy_member(vd_builder *b, const vd_policy_member *m, vd_error 
                 b->members = p;
                 b->members_cap = ncap;
         }
-        b->members[b->n_members] =
-            (struct bmember){(uint8_t)m->policy, m->weight, m->secondary, m->evaluate_health};
+        b->members[b->n_members] = (struct bmember){(uint8_t)m->policy, m->weight, m->secondary,
+                                                    m->evaluate_health, UINT32_MAX};
         b->n_members++;
         b->cur_member = (uint16_t)b->n_members;
         return 0;
