@@ -211,9 +211,10 @@ static void put_policy_rrset(writer *w, const vd_snapshot *s, const struct sset 
         size_t n = vd_snap_policy_pick(s, set, rotation, pick);
         for (size_t i = 0; i < n; i++) {
                 const struct smember *m = &s->members[set->first_member + pick[i]];
-                struct sset sub = {
-                    set->type, m->count, set->first_rr + m->first, (m->flags & MEMBER_ENI) != 0, 0,
-                    0,         0};
+                struct sset sub = {.type = set->type,
+                                   .count = m->count,
+                                   .first_rr = set->first_rr + m->first,
+                                   .eni = (m->flags & MEMBER_ENI) != 0};
                 put_rrset(w, s, &sub, owner_ref, rotation);
         }
 }
