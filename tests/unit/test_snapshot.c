@@ -1365,3 +1365,33 @@ Test(snapshot, failover_moves_to_the_secondary_when_the_primary_is_down)
         cr_assert_str_eq(got, "10.0.1.1 10.0.2.1");
         vd_snapshot_unref(s);
 }
+
+Test(snapshot, weighted_cname_loop_through_a_later_member_stays_bounded)
+{
+        /* The load-time loop check follows each name's first CNAME only; a loop through
+         * another member ends at the hop limit with SERVFAIL, never a hang. */
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        add_a(b, "ok.corp.test", "10.0.0.1", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "a.corp.test", "ok.corp.test", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "a.corp.test", "b.corp.test", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "b.corp.test", "a.corp.test", "z");
+        no_member(b);
+        vd_snapshot *s = finish_policy(b);
+        unsigned ok = 0, fail = 0;
+        for (uint32_t rot = 0; rot < 64; rot++) {
+                answer a = ask_full(s, "a.corp.test.", LDNS_RR_TYPE_A, true, 4096, rot);
+                cr_assert_eq(a.result, VD_LOCAL_ANSWERED);
+                if (ldns_pkt_get_rcode(a.pkt) == LDNS_RCODE_SERVFAIL)
+                        fail++;
+                else if (ldns_pkt_get_rcode(a.pkt) == LDNS_RCODE_NOERROR)
+                        ok++;
+                ldns_pkt_free(a.pkt);
+        }
+        cr_assert_eq(ok + fail, 64);
+        cr_assert_gt(ok, 0);
+        vd_snapshot_unref(s);
+}
