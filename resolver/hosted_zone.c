@@ -71,6 +71,7 @@ static int read_policy(loader *l, const char *file, const json_t *o, hz_set *s)
                         return vd_error_set(l->err, "%s: %s: Weight: expected a number 0-255", file,
                                             s->label);
                 s->policy = POLICY_WEIGHTED;
+                s->weight = (uint8_t)w;
         } else if (v[1] != NULL) {
                 if ((s->detail = json_str(v[1])) == NULL)
                         return vd_aws_type_error(l, file, s->label, "Region as a string", v[1]);
@@ -164,6 +165,11 @@ static int read_set(loader *l, const char *file, const json_t *o, size_t index, 
                 if ((rc = vd_aws_member(l, file, v[4], where, "DNSName", WANT_STRING, true,
                                         &target)) < 0)
                         return rc;
+                const json_t *eth = cJSON_GetObjectItemCaseSensitive(v[4], "EvaluateTargetHealth");
+                if (eth != NULL && !cJSON_IsBool(eth))
+                        return vd_aws_type_error(l, file, where,
+                                                 "EvaluateTargetHealth as a boolean", eth);
+                s->evaluate_health = cJSON_IsTrue(eth);
                 if (vd_hosted_zone_decode_name(target->valuestring, s->target, &len, &why) < 0)
                         return vd_error_set(l->err, "%s: %s: AliasTarget.DNSName '%s': %s", file,
                                             s->label, target->valuestring, why);
@@ -197,7 +203,11 @@ static int read_set(loader *l, const char *file, const json_t *o, size_t index, 
         return 0;
 }
 
-/* Adds the values of s (or its alias) to the builder. */
+static int feed_values(loader *l, const char *file, const hz_set *s, uint8_t *rdata,
+                       vd_hosted_zone_summary *sum, const char *place);
+
+/* Adds s to the builder, as a member of its routing policy when it has one chosen per
+ * answer. */
 static int feed_set(loader *l, const char *file, const hz_set *s, uint8_t *rdata,
                     vd_hosted_zone_summary *sum)
 {
@@ -205,6 +215,29 @@ static int feed_set(loader *l, const char *file, const hz_set *s, uint8_t *rdata
         char place[FILE_PATH_CAP + HZ_LABEL_CAP];
         int rc;
         snprintf(place, sizeof(place), "%s: %s", file, s->where);
+        /* Weighted, multivalue and failover record sets are chosen per answer: each is a
+         * member of its RRset's policy. */
+        vd_policy_member m = {VD_POLICY_NONE, s->weight, false, s->evaluate_health};
+        if (s->set_id != NULL && s->policy == POLICY_WEIGHTED)
+                m.policy = VD_POLICY_WEIGHTED;
+        else if (s->set_id != NULL && s->policy == POLICY_MULTIVALUE)
+                m.policy = VD_POLICY_MULTIVALUE;
+        else if (s->set_id != NULL && s->policy == POLICY_FAILOVER)
+                m.policy = VD_POLICY_FAILOVER;
+        m.secondary = m.policy == VD_POLICY_FAILOVER && strcmp(s->detail, "SECONDARY") == 0;
+        if ((rc = vd_builder_policy_member(l->b, &m, &inner)) < 0)
+                return vd_error_set(l->err, "%s: %s: %s", file, s->label, inner.msg);
+        rc = feed_values(l, file, s, rdata, sum, place);
+        vd_builder_policy_member(l->b, NULL, &inner);
+        return rc;
+}
+
+/* Adds the values of s (or its alias) to the builder, as the current member. */
+static int feed_values(loader *l, const char *file, const hz_set *s, uint8_t *rdata,
+                       vd_hosted_zone_summary *sum, const char *place)
+{
+        vd_error inner = {{0}};
+        int rc;
         if (s->alias) {
                 rc = vd_builder_add_alias(l->b, s->owner, s->type, s->target, file, place, &inner);
                 if (rc < 0)

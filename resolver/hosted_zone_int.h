@@ -38,9 +38,11 @@ typedef struct hz_set {
         uint32_t ttl;
         const json_t *values; /* ResourceRecords, NULL for an alias */
         bool alias;
+        bool evaluate_health; /* AliasTarget.EvaluateTargetHealth */
         uint8_t target[VD_NAME_MAX];
         const char *set_id; /* SetIdentifier, NULL when none */
         hz_policy policy;
+        uint8_t weight;     /* Weight, for POLICY_WEIGHTED */
         const char *detail; /* Region, Failover, the location code; NULL when none */
         bool answered;      /* the policy choice keeps it (always true without a policy) */
         bool grouped;       /* its policy group was already decided */

@@ -1,6 +1,7 @@
 /* hosted_zone_policy.c — which record sets of a routing policy (the record sets that share a
  * name and type, each with a SetIdentifier) a hosted zone answers, by the fixed rule of
- * vpcdns/hosted_zone.h, and a --check note for every choice. Must not: parse JSON or feed
+ * vpcdns/hosted_zone.h (weighted, multivalue and failover ones are all kept: the snapshot
+ * chooses among them per answer), and a --check note for every choice. Must not: parse JSON or feed
  * the builder. Load time only. */
 #include <errno.h>
 #include <stdbool.h>
@@ -79,11 +80,6 @@ static int choose_group(const char *file, hz_set *sets, size_t n, size_t first, 
                 sets[i].answered = false;
                 count++;
                 switch (g->policy) {
-                case POLICY_FAILOVER:
-                        if (pick == SIZE_MAX && sets[i].detail != NULL &&
-                            strcmp(sets[i].detail, "PRIMARY") == 0)
-                                pick = i;
-                        break;
                 case POLICY_LATENCY:
                         if (pick == SIZE_MAX && region[0] != '\0' && sets[i].detail != NULL &&
                             strcmp(sets[i].detail, region) == 0)
@@ -97,7 +93,8 @@ static int choose_group(const char *file, hz_set *sets, size_t n, size_t first, 
                         break;
                 case POLICY_WEIGHTED:
                 case POLICY_MULTIVALUE:
-                        sets[i].answered = true;
+                case POLICY_FAILOVER:
+                        sets[i].answered = true; /* chosen per answer */
                         break;
                 default:
                         break;
@@ -115,30 +112,34 @@ static int choose_group(const char *file, hz_set *sets, size_t n, size_t first, 
         char yes[1024], no[1024];
         list_members(sets, n, first, true, yes, sizeof(yes));
         list_members(sets, n, first, false, no, sizeof(no));
-        const char *rule;
+        const char *rule, *applied = "";
         switch (g->policy) {
         case POLICY_WEIGHTED:
+                rule = "one record set per answer, chosen by Weight, from";
+                break;
         case POLICY_MULTIVALUE:
-                rule = "every record set's values merged into one RRset";
+                rule = "up to eight record sets per answer, at random, those with all ENI "
+                       "addresses down left out, from";
                 break;
         case POLICY_FAILOVER:
-                rule = "the PRIMARY only";
+                rule = "the PRIMARY, or the SECONDARY while the PRIMARY is an alias with "
+                       "EvaluateTargetHealth whose ENI addresses are all down, from";
                 break;
         case POLICY_LATENCY:
                 rule = "the snapshot's region";
                 break;
         case POLICY_GEOLOCATION:
         case POLICY_CIDR:
+                applied = " not applied";
                 rule = "the default location '*' only";
                 break;
         default:
-                rule = "none (not applied)";
+                applied = " not applied";
+                rule = "none";
                 break;
         }
-        vd_hz_note(sum,
-                   "  routing policy not applied yet: %s %s %s, %zu record sets; answers %s%s: "
-                   "%s%s%s",
-                   g->owner_text, g->type_text, policy_name(g->policy), count, rule, how,
+        vd_hz_note(sum, "  routing policy%s: %s %s %s, %zu record sets; answers %s%s: %s%s%s",
+                   applied, g->owner_text, g->type_text, policy_name(g->policy), count, rule, how,
                    yes[0] ? yes : "nothing (no record set matches)",
                    no[0] ? "; not answered: " : "", no);
         return 0;

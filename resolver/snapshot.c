@@ -35,6 +35,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->blob);
         free(s->order);
         free(s->aliases);
+        free(s->members);
         vd_snap_views_free(s->head.views);
         free(s);
 }
@@ -188,14 +189,19 @@ int vd_builder_finish(vd_builder *b, vd_snapshot **out, vd_error *err)
                         ss->type = bs->type;
                         ss->count = (uint16_t)bs->n;
                         ss->first_rr = (uint32_t)rp;
-                        for (size_t r = 0; r < bs->n; r++) {
+                        uint16_t order[RRSET_MAX_RECORDS];
+                        if (vd_snap_policy_compile(b, bs, s, ss, order) != 0)
+                                goto oom;
+                        for (size_t k2 = 0; k2 < bs->n; k2++) {
+                                size_t r = ss->policy != 0 ? order[k2] : k2;
                                 uint8_t *w = s->blob + bp;
                                 s->rr_eni[rp] = bs->rrs[r].eni;
                                 ss->eni |= bs->rrs[r].eni != NO_ENI;
                                 s->rr_off[rp++] = (uint32_t)bp;
                                 vd_wire_put16(w, bs->type);
                                 vd_wire_put16(w + 2, VD_CLASS_IN);
-                                vd_wire_put32(w + 4, bs->ttl);
+                                uint16_t mid = bs->rrs[r].member; /* own TTL */
+                                vd_wire_put32(w + 4, mid ? b->members[mid - 1].ttl : bs->ttl);
                                 vd_wire_put16(w + 8, bs->rrs[r].len);
                                 memcpy(w + 10, bs->rrs[r].rdata, bs->rrs[r].len);
                                 bp += 10 + (size_t)bs->rrs[r].len;

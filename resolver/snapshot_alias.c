@@ -66,6 +66,7 @@ int vd_builder_add_alias(vd_builder *b, const uint8_t *owner, uint16_t type, con
         vd_name_lower(a->target, tlen);
         a->target_len = (uint8_t)tlen;
         a->claim = c;
+        a->member = b->cur_member;
         b->nodes[idx].flags |= NODE_ALIAS;
         b->naliases++;
         return 0;
@@ -140,11 +141,16 @@ static int copy_rrset(vd_builder *b, struct balias *a, int32_t src_node, vd_erro
         uint32_t ttl = set->ttl;
         uint8_t owner[VD_NAME_MAX];
         memcpy(owner, b->nodes[a->owner].name, b->nodes[a->owner].len);
+        uint16_t keep = b->cur_member;
+        b->cur_member = a->member;
         for (size_t r = 0; r < n; r++) {
                 int rc = vd_snap_add_copy(b, owner, a->type, ttl, &rrs[r], a->claim, err);
-                if (rc != 0)
+                if (rc != 0) {
+                        b->cur_member = keep;
                         return rc;
+                }
         }
+        b->cur_member = keep;
         a->state = VD_ALIAS_LOCAL;
         a->ttl = ttl;
         a->records = n;

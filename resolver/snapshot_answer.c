@@ -168,12 +168,19 @@ static void put_eni_rrset(writer *w, const vd_snapshot *s, const struct sset *se
         put_picked(w, s, set, owner_ref, rotation, up, (uint16_t)(n_up - n_near));
 }
 
+static void put_policy_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
+                             uint16_t owner_ref, uint32_t rotation);
+
 /* Appends an RRset, starting at a rotating position. Returns the offset of the first record's
  * rdata in the response (for CNAME targets), or 0. */
 static size_t put_rrset(writer *w, const vd_snapshot *s, const struct sset *set, uint16_t owner_ref,
                         uint32_t rotation)
 {
         size_t first_rdata = w->len + 2 + 10;
+        if (set->policy != 0) {
+                put_policy_rrset(w, s, set, owner_ref, rotation);
+                return w->overflow ? 0 : first_rdata;
+        }
         if (set->eni) {
                 /* The client's AZ, found once per answer and only for ENI addresses. */
                 int az = -1;
@@ -193,6 +200,23 @@ static size_t put_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
                 put_record(w, s, set->first_rr + r, owner_ref, 0);
         }
         return w->overflow ? 0 : first_rdata;
+}
+
+/* An RRset with a routing policy: the records of the members chosen for this answer, each
+ * member as an RRset of its own (ENI health and AZ order apply within it). */
+static void put_policy_rrset(writer *w, const vd_snapshot *s, const struct sset *set,
+                             uint16_t owner_ref, uint32_t rotation)
+{
+        uint16_t pick[POLICY_PICK_MAX];
+        size_t n = vd_snap_policy_pick(s, set, rotation, pick);
+        for (size_t i = 0; i < n; i++) {
+                const struct smember *m = &s->members[set->first_member + pick[i]];
+                struct sset sub = {.type = set->type,
+                                   .count = m->count,
+                                   .first_rr = set->first_rr + m->first,
+                                   .eni = (m->flags & MEMBER_ENI) != 0};
+                put_rrset(w, s, &sub, owner_ref, rotation);
+        }
 }
 
 const struct sset *vd_snap_find_set(const vd_snapshot *s, const struct snode *n, uint16_t type)
@@ -344,11 +368,11 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                 size_t target_at = put_rrset(&w, cur, cname, name_ref, rotation);
                 if (w.overflow)
                         break;
-                const uint8_t *rec = cur->blob + cur->rr_off[cname->first_rr];
-                size_t tlen = vd_name_len(rec + 10, vd_wire_get16(rec + 8));
+                /* The target as written (the CNAME a routing policy chose, if any). */
+                size_t tlen = vd_name_len(out + target_at, vd_wire_get16(out + target_at - 2));
                 if (tlen == 0)
                         break;
-                memcpy(target, rec + 10, tlen);
+                memcpy(target, out + target_at, tlen);
                 vd_name_lower(target, tlen);
                 labels = name_labels(target, target_offs);
                 name = target;

@@ -62,6 +62,7 @@ void vd_snap_builder_clear(vd_builder *b)
         free(b->enis);
         free(b->eni_table);
         free(b->subnets);
+        free(b->members);
         vd_snap_free_builder_aliases(b);
         memset(b, 0, sizeof(*b));
 }
@@ -417,14 +418,18 @@ static int add_record(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
         struct brrset *s = rrset_get(b, nd, type, true);
         if (s == NULL)
                 return vd_error_set(err, "out of memory"), -ENOMEM;
+        bool cname_taken = false; /* one CNAME per RRset, or per routing-policy member */
         for (size_t i = 0; i < s->n; i++) {
+                if (s->rrs[i].member != b->cur_member)
+                        continue;
+                cname_taken = true;
                 if (s->rrs[i].len == rdlen && memcmp(s->rrs[i].rdata, rdata, rdlen) == 0) {
                         if (s->rrs[i].eni == NO_ENI)
                                 s->rrs[i].eni = eni;
                         return 0; /* identical record: merged */
                 }
         }
-        if (type == VD_TYPE_CNAME && s->n > 0) {
+        if (type == VD_TYPE_CNAME && cname_taken) {
                 vd_name_to_text(name, text, sizeof(text));
                 return vd_error_set(err, "%s: more than one CNAME", text);
         }
@@ -446,6 +451,9 @@ static int add_record(vd_builder *b, const uint8_t *owner, uint16_t type, uint32
         s->rrs[s->n].rdata = copy;
         s->rrs[s->n].len = rdlen;
         s->rrs[s->n].eni = eni;
+        s->rrs[s->n].member = b->cur_member;
+        if (b->cur_member != 0 && !b->member_inherited && ttl < b->members[b->cur_member - 1].ttl)
+                b->members[b->cur_member - 1].ttl = ttl;
         s->n++;
         if (type == VD_TYPE_CNAME)
                 nd->cname_line = line;
@@ -578,7 +586,16 @@ int vd_builder_add_subnet(vd_builder *b, int family, const uint8_t *prefix, unsi
 int vd_snap_add_copy(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
                      const struct brr *rr, const char *claim, vd_error *err)
 {
-        return add_record(b, owner, type, ttl, rr->rdata, rr->len, claim, 0, rr->eni, err);
+        /* The copy belongs to the alias's member, else to the one the record has. */
+        uint16_t keep = b->cur_member;
+        if (keep == 0) {
+                b->cur_member = rr->member;
+                b->member_inherited = true;
+        }
+        int rc = add_record(b, owner, type, ttl, rr->rdata, rr->len, claim, 0, rr->eni, err);
+        b->cur_member = keep;
+        b->member_inherited = false;
+        return rc;
 }
 
 const char *vd_snap_intern_claim(vd_builder *b, const char *claim)

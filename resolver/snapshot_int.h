@@ -86,7 +86,8 @@ static inline uint32_t name_hash_at(const uint8_t *p, size_t len)
 struct brr {
         uint8_t *rdata;
         uint16_t len;
-        uint32_t eni; /* index into the builder's ENI table, or NO_ENI */
+        uint32_t eni;    /* index into the builder's ENI table, or NO_ENI */
+        uint16_t member; /* routing-policy member + 1 (snapshot_policy.c), 0 when none */
 };
 
 struct brrset {
@@ -137,6 +138,10 @@ struct vd_builder {
         size_t n_subnets, subnets_cap;
         struct balias *aliases; /* snapshot_alias.c */
         size_t naliases, aliases_cap;
+        struct bmember *members; /* routing-policy members (snapshot_policy.c) */
+        size_t n_members, members_cap;
+        uint16_t cur_member;   /* member + 1 that records added now belong to, 0 when none */
+        bool member_inherited; /* cur_member is a copied record's: its TTL stays */
 };
 
 struct bsubnet {
@@ -164,6 +169,9 @@ struct sset {
         uint16_t count;
         uint32_t first_rr; /* index into rr_off */
         bool eni;          /* some of its records are ENI addresses (rr_eni) */
+        uint8_t policy;    /* vd_policy; 0: no routing policy, the fast path */
+        uint16_t n_members;
+        uint32_t first_member; /* index into members: its records grouped per member */
 };
 
 struct szone {
@@ -227,6 +235,8 @@ struct vd_snapshot {
         int max_labels;         /* of the deepest name */
         vd_alias_info *aliases; /* one block with their names and places */
         size_t n_aliases;
+        struct smember *members; /* routing-policy members of the sets that have one */
+        size_t n_members;
 };
 
 typedef enum lookup_kind {
@@ -274,6 +284,7 @@ struct balias {
         uint8_t walk; /* 0 unseen, 1 on the current chain, 2 done */
         uint32_t ttl;
         size_t records;
+        uint16_t member; /* the routing-policy member its copies belong to, 0 when none */
 };
 int vd_snap_resolve_aliases(vd_builder *b, vd_error *err);
 /* snapshot_build.c: adds a copy of rr under owner, the same ENI address as rr when it is one
@@ -292,6 +303,40 @@ const char *vd_snap_intern_claim(vd_builder *b, const char *claim);
 int vd_snap_claim_node(vd_builder *b, int32_t idx, const char *claim, vd_error *err);
 /* snapshot_views.c: releases a root's views (NULL: nothing). */
 void vd_snap_views_free(struct snap_views *v);
+
+/* ---------- routing policies (snapshot_policy.c) ---------- */
+
+/* A record set of a routing policy, as the loader described it. */
+struct bmember {
+        uint8_t policy; /* vd_policy */
+        uint8_t weight;
+        bool secondary;
+        bool evaluate_health;
+        uint32_t ttl; /* of its records (each record set has its own in Route 53) */
+};
+
+#define MEMBER_SECONDARY 1u
+#define MEMBER_EVALUATE 2u /* EvaluateTargetHealth: down when all its ENI addresses are */
+#define MEMBER_ENI 4u      /* some of its records are ENI addresses */
+#define POLICY_PICK_MAX 8  /* record sets in one answer, at most (multivalue) */
+
+/* A member of a compiled set: records first..first+count-1 of the set. */
+struct smember {
+        uint16_t first;
+        uint16_t count;
+        uint8_t weight;
+        uint8_t flags;
+};
+
+/* Orders bs's records by member (order[k]: the k-th record to compile) and appends its
+ * members to s->members, filling ss's policy fields; ss->policy stays 0 when no record has
+ * a member. -ENOMEM. */
+int vd_snap_policy_compile(const vd_builder *b, const struct brrset *bs, vd_snapshot *s,
+                           struct sset *ss, uint16_t *order);
+/* Answer time: the members of set (indexes from set->first_member) to answer, in order, for
+ * this rotation value and the ENI health now; at least one, at most POLICY_PICK_MAX. */
+size_t vd_snap_policy_pick(const vd_snapshot *s, const struct sset *set, uint32_t rotation,
+                           uint16_t *out);
 
 /* snapshot_loops.c: refuses a snapshot whose CNAMEs form a cycle (-ELOOP, err names it). */
 int vd_snap_check_cname_loops(const vd_builder *b, const vd_snapshot *s, vd_error *err);

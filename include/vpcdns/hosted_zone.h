@@ -5,13 +5,12 @@
  * Names are decoded from Route 53's octal escapes (\052 is "*", a wildcard as the first
  * label; \056 is a dot inside a label). Values are presentation form, parsed by ldns. Alias
  * record sets become builder aliases (resolved when the builder finishes). Record sets with
- * a SetIdentifier (routing policies) are loaded, and answered by a fixed rule until policies
- * are applied per answer:
- *   failover     the PRIMARY record set only;
+ * a SetIdentifier (routing policies):
+ *   weighted, multivalue answer, failover: every record set is loaded as a member of its
+ *                RRset's policy (vd_builder_policy_member), chosen per answer;
  *   latency      the record set whose Region is the snapshot's region, else the first;
  *   geolocation  the default location ("*"); other locations are not answered;
- *   cidr         the default location ("*"); other locations are not answered;
- *   weighted, multivalue answer: every record set's values merged into one RRset.
+ *   cidr         the default location ("*"); other locations are not answered.
  * Every such choice is listed in the summary's notes for --check. Load time only. */
 #ifndef VPCDNS_HOSTED_ZONE_H
 #define VPCDNS_HOSTED_ZONE_H

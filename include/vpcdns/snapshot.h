@@ -230,6 +230,29 @@ typedef enum vd_alias_state {
 int vd_builder_add_alias(vd_builder *b, const uint8_t *owner, uint16_t type, const uint8_t *target,
                          const char *claim, const char *place, vd_error *err);
 
+/* Routing policies chosen per answer. A member is one record set of a policy: the records
+ * and aliases added after vd_builder_policy_member(b, m) belong to it, until the next call
+ * (m == NULL: none again). An RRset whose records belong to members answers, each time,
+ * WEIGHTED: one member, chosen by weight (0 only when every weight is 0, then equally);
+ * MULTIVALUE: up to eight members from a random place; FAILOVER: the primary, or the
+ * secondary when the primary evaluates its target's health and all of its ENI addresses
+ * are down. A member that evaluates health (always, for multivalue) and whose ENI addresses
+ * are all down is left out while any other is up. Identical records of two members stay
+ * apart. -ENOMEM, -E2BIG (more than 65534 members). */
+typedef enum vd_policy {
+        VD_POLICY_NONE = 0,
+        VD_POLICY_WEIGHTED,
+        VD_POLICY_MULTIVALUE,
+        VD_POLICY_FAILOVER,
+} vd_policy;
+typedef struct vd_policy_member {
+        vd_policy policy;
+        uint8_t weight;       /* WEIGHTED */
+        bool secondary;       /* FAILOVER */
+        bool evaluate_health; /* an alias's EvaluateTargetHealth */
+} vd_policy_member;
+int vd_builder_policy_member(vd_builder *b, const vd_policy_member *m, vd_error *err);
+
 /* The region of the first endpoint zone added ("us-east-1" from
  * us-east-1.vpce.amazonaws.com), or "" when none; for loaders that choose by region. */
 void vd_builder_region(const vd_builder *b, char *out, size_t cap);

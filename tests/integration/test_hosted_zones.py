@@ -106,8 +106,8 @@ def test_aliases_and_routing_policies(tmp_path, nsd, start_daemon):
     assert addresses(d.v4.query(name("db"), "A"), name("db")) == ["10.0.3.1"]
     assert addresses(d.v4.query(name("lat"), "A"), name("lat")) == ["10.0.4.1"]
     assert addresses(d.v4.query(name("geo"), "A"), name("geo")) == ["10.0.5.1"]
-    # weighted and multivalue: every record set's values in one RRset
-    assert sorted(addresses(d.v4.query(name("api"), "A"), name("api"))) == ["10.0.2.1", "10.0.2.2"]
+    # weighted: one record set per answer; multivalue: up to eight record sets per answer
+    assert addresses(d.v4.query(name("api"), "A"), name("api")) in (["10.0.2.1"], ["10.0.2.2"])
     assert sorted(addresses(d.v4.query(name("mv"), "A"), name("mv"))) == ["10.0.6.1", "10.0.6.2"]
 
 
@@ -117,9 +117,10 @@ def test_check_and_dump_describe_the_zones(tmp_path, run_vpcdns):
             "--upstream", "127.0.0.1:5398"]
     r = run_vpcdns(args + ["--check"])
     assert r.returncode == 0, r.stderr
-    assert "hosted zones: 2 (38 records, 5 aliases, 10 record sets with a routing policy)" in r.stdout
+    assert "hosted zones: 2 (39 records, 5 aliases, 10 record sets with a routing policy)" in r.stdout
     assert "hosted zone %s (%s/hosted-zones/Z0SQSUSEAST1.json)" % (SQS, hub) in r.stdout
-    assert "routing policy not applied yet: db.corp.internal. A failover" in r.stdout
+    assert "routing policy: db.corp.internal. A failover" in r.stdout
+    assert "routing policy not applied: geo.corp.internal. A geolocation" in r.stdout
     assert ("alias elb.corp.internal. A -> dualstack.internal-app-1234567890.us-east-1.elb."
             "amazonaws.com. (%s: ResourceRecordSets[15]): resolved upstream: not yet supported"
             % corp) in r.stdout
@@ -196,3 +197,80 @@ def test_malformed_files_refuse_to_start(tmp_path, run_vpcdns):
                         "--upstream", "127.0.0.1:9"] + extra, timeout=10.0)
         assert r.returncode != 0, "%s started" % file
         assert str(path) in r.stderr and expected in r.stderr, r.stderr
+
+
+# ---- routing policies chosen per answer ------------------------------------------------------
+
+POLICY = "policy.internal."
+HUB_VPCE = "vpce-0a1b2c3d4e5f60718-k2j4h6g8.sqs.us-east-1.vpce.amazonaws.com."
+
+
+def policy_zone(tmp_path, sets):
+    """A hosted zone policy.internal. with the given record sets (after its SOA)."""
+    soa = {"Name": POLICY, "Type": "SOA", "TTL": 900, "ResourceRecords": [
+        {"Value": "ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 300"}]}
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"ResourceRecordSets": [soa] + sets}, indent=4))
+    return path
+
+
+def test_weighted_split_over_many_answers(tmp_path, nsd, start_daemon):
+    zone = policy_zone(tmp_path, [
+        {"Name": "w." + POLICY, "Type": "A", "SetIdentifier": "one", "Weight": 1, "TTL": 60,
+         "ResourceRecords": [{"Value": "10.1.0.1"}]},
+        {"Name": "w." + POLICY, "Type": "A", "SetIdentifier": "three", "Weight": 3, "TTL": 30,
+         "ResourceRecords": [{"Value": "10.1.0.3"}]},
+        {"Name": "w." + POLICY, "Type": "A", "SetIdentifier": "drained", "Weight": 0, "TTL": 60,
+         "ResourceRecords": [{"Value": "10.1.0.9"}]},
+    ])
+    d, _, _ = start(tmp_path, nsd, start_daemon, extra=["--hosted-zone", zone])
+    counts = {}
+    for _ in range(4000):
+        msg = d.v4.query("w." + POLICY, "A")
+        got = tuple(addresses(msg, "w." + POLICY))
+        counts[got] = counts.get(got, 0) + 1
+        if got == ("10.1.0.3",):
+            assert answer_rrset(msg, "w." + POLICY, "A").ttl == 30, describe(msg)
+    print("weighted 1:3:0 over 4000 answers:", counts)
+    assert set(counts) == {("10.1.0.1",), ("10.1.0.3",)}, counts
+    # 1,000 expected; each answer's choice is a hash of a per-worker counter, not a coin
+    assert 800 <= counts[("10.1.0.1",)] <= 1200, counts
+
+
+def test_failover_follows_eni_health(tmp_path, nsd, start_daemon):
+    from test_eni_health import Listeners, free_port_on  # the 127.x stand-ins for ENIs
+
+    zone = policy_zone(tmp_path, [
+        {"Name": "db." + POLICY, "Type": "A", "SetIdentifier": "hub", "Failover": "PRIMARY",
+         "AliasTarget": {"HostedZoneId": "Z7HUB", "DNSName": HUB_VPCE,
+                         "EvaluateTargetHealth": True}},
+        {"Name": "db." + POLICY, "Type": "A", "SetIdentifier": "dr", "Failover": "SECONDARY",
+         "TTL": 30, "ResourceRecords": [{"Value": "10.9.9.9"}]},
+    ])
+    port = free_port_on(ENIS)
+    listeners = Listeners(ENIS, port)
+    conf = tmp_path / "vpcdns.yaml"
+    conf.write_text("eni_health: {port: %d, interval_ms: 200, timeout_ms: 190, fall: 2, rise: 2}\n"
+                    % port)
+    d, _, _ = start(tmp_path, nsd, start_daemon, extra=["--hosted-zone", zone, "--config", conf])
+    db = "db." + POLICY
+
+    def wait(want, limit=10.0):
+        ok = vdtest.wait_for(lambda: sorted(addresses(d.v4.query(db, "A"), db)) == want, limit)
+        assert ok, "%s: not %s: %s" % (db, want, describe(d.v4.query(db, "A")))
+
+    try:
+        assert sorted(addresses(d.v4.query(db, "A"), db)) == ENIS
+        listeners.stop(ENIS[0])
+        wait([ENIS[1]])  # one down: still the PRIMARY, without it
+        listeners.stop(ENIS[1])
+        wait(["10.9.9.9"])  # all down: the SECONDARY
+        msg = d.v4.query(db, "A")
+        assert answer_rrset(msg, db, "A").ttl == 30, describe(msg)
+        # the endpoint's own name fails open meanwhile
+        assert sorted(addresses(d.v4.query(SQS, "A"), SQS)) == ENIS
+        listeners.start(ENIS[0])
+        wait([ENIS[0]])  # back: the PRIMARY again
+    finally:
+        listeners.close()
+    assert d.stop() == 0, d.proc.stderr_text()

@@ -439,14 +439,20 @@ Test(hosted_zone, alias_to_a_zone_file_name_and_an_alias_beside_a_cname)
 
 /* ---- routing policies ---- */
 
-Test(hosted_zone, routing_policies_follow_the_fixed_rule)
+Test(hosted_zone, routing_policies_follow_their_rule)
 {
         vd_snapshot *s = corp(true);
-        expect_answer(s, "db.corp.internal.", LDNS_RR_TYPE_A, "10.0.3.1", 60);  /* PRIMARY */
+        /* the PRIMARY, though the SECONDARY comes first in the file */
+        expect_answer(s, "db.corp.internal.", LDNS_RR_TYPE_A, "10.0.3.1", 60);
         expect_answer(s, "lat.corp.internal.", LDNS_RR_TYPE_A, "10.0.4.1", 60); /* us-east-1 */
         expect_answer(s, "geo.corp.internal.", LDNS_RR_TYPE_A, "10.0.5.1", 60); /* "*" */
-        expect_answer(s, "api.corp.internal.", LDNS_RR_TYPE_A, "10.0.2.1 10.0.2.2", 60);
         expect_answer(s, "mv.corp.internal.", LDNS_RR_TYPE_A, "10.0.6.1 10.0.6.2", 60);
+        /* weighted 50:50: one record set per answer */
+        answer a = ask(s, "api.corp.internal.", LDNS_RR_TYPE_A);
+        char got[128];
+        answer_text(&a, LDNS_RR_TYPE_A, got, sizeof(got));
+        cr_assert(strcmp(got, "10.0.2.1") == 0 || strcmp(got, "10.0.2.2") == 0, "%s", got);
+        ldns_pkt_free(a.pkt);
         vd_snapshot_unref(s);
         /* without a snapshot there is no region: latency answers the first record set */
         s = corp(false);
@@ -465,12 +471,17 @@ Test(hosted_zone, check_notes_list_policies_and_counts)
         cr_assert_eq(sum.aliases, 4);
         cr_assert_eq(sum.policies, 10);
         cr_assert_not_null(strstr(sum.notes, "hosted zone corp.internal."));
-        cr_assert_not_null(strstr(sum.notes, "db.corp.internal. A failover, 2 record sets; answers "
-                                             "the PRIMARY only: 'db-primary' (PRIMARY); not "
-                                             "answered: 'db-secondary' (SECONDARY)"),
+        cr_assert_not_null(strstr(sum.notes, "routing policy: db.corp.internal. A failover, 2 "
+                                             "record sets; answers the PRIMARY, or the SECONDARY"),
                            "%s", sum.notes);
-        cr_assert_not_null(strstr(sum.notes, "api.corp.internal. A weighted"), "%s", sum.notes);
-        cr_assert_not_null(strstr(sum.notes, "merged into one RRset"), "%s", sum.notes);
+        cr_assert_not_null(strstr(sum.notes, "routing policy: api.corp.internal. A weighted, 2 "
+                                             "record sets; answers one record set per answer, "
+                                             "chosen by Weight, from: 'blue', 'green'"),
+                           "%s", sum.notes);
+        cr_assert_not_null(strstr(sum.notes, "routing policy not applied: geo.corp.internal. A "
+                                             "geolocation"),
+                           "%s", sum.notes);
+        cr_assert_null(strstr(sum.notes, "not applied: api."), "%s", sum.notes);
         vd_hosted_zone_summary_free(&sum);
         vd_builder_free(b);
 }
@@ -616,5 +627,90 @@ Test(hosted_zone, a_truncated_capture_is_refused)
         cr_assert_not_null(strstr(msg, "--max-items"), "%s", msg);
         expect_error("{\"ResourceRecordSets\": [" SOA_SET "], \"NextToken\": \"eyJ4Ijog\"}",
                      "the capture is incomplete (NextToken is set)");
+        remove_tmpdir();
+}
+
+/* ---- routing policies per answer, from the file ---- */
+
+#define HUB_VPCE "vpce-0a1b2c3d4e5f60718-k2j4h6g8.sqs.us-east-1.vpce.amazonaws.com."
+
+/* The hub snapshot plus one JSON text as a hosted zone. */
+static vd_snapshot *hub_with(const char *text)
+{
+        char path[128];
+        vd_error err = {{0}};
+        vd_builder *b = vd_builder_new();
+        cr_assert_eq(vd_aws_load(b, HOSTED "/hub", NULL, &err), 0, "%s", err.msg);
+        write_file("zone.json", text, path, sizeof(path));
+        cr_assert_eq(vd_hosted_zone_load(b, path, NULL, &err), 0, "%s", err.msg);
+        return finish(b);
+}
+
+Test(hosted_zone, failover_alias_with_evaluate_target_health_follows_eni_health)
+{
+        make_tmpdir();
+        vd_snapshot *s = hub_with(
+            "{\"ResourceRecordSets\": [" SOA_SET ",\n"
+            "{\"Name\": \"db.corp.internal.\", \"Type\": \"A\", \"SetIdentifier\": \"hub\", "
+            "\"Failover\": \"PRIMARY\", \"AliasTarget\": {\"HostedZoneId\": \"Z7HUB\", "
+            "\"DNSName\": \"" HUB_VPCE "\", \"EvaluateTargetHealth\": true}},\n"
+            "{\"Name\": \"db.corp.internal.\", \"Type\": \"A\", \"SetIdentifier\": \"dr\", "
+            "\"Failover\": \"SECONDARY\", \"TTL\": 30, "
+            "\"ResourceRecords\": [{\"Value\": \"10.9.9.9\"}]}]}");
+        expect_answer(s, "db.corp.internal.", LDNS_RR_TYPE_A, "127.0.53.11 127.0.53.12", 60);
+        size_t n = vd_snapshot_eni_count(s);
+        cr_assert_gt(n, 0);
+        for (size_t i = 0; i < n; i++)
+                vd_snapshot_eni_set_up(s, i, false);
+        expect_answer(s, "db.corp.internal.", LDNS_RR_TYPE_A, "10.9.9.9", 30);
+        vd_snapshot_eni_set_up(s, 0, true);
+        answer a = ask(s, "db.corp.internal.", LDNS_RR_TYPE_A);
+        char got[128];
+        answer_text(&a, LDNS_RR_TYPE_A, got, sizeof(got));
+        cr_assert_null(strstr(got, "10.9.9.9"), "an address is back up: the PRIMARY (%s)", got);
+        ldns_pkt_free(a.pkt);
+        vd_snapshot_unref(s);
+        remove_tmpdir();
+}
+
+Test(hosted_zone, weighted_record_sets_split_by_weight)
+{
+        make_tmpdir();
+        vd_snapshot *s = hub_with(
+            "{\"ResourceRecordSets\": [" SOA_SET ",\n"
+            "{\"Name\": \"api.corp.internal.\", \"Type\": \"A\", \"SetIdentifier\": \"blue\", "
+            "\"Weight\": 10, \"TTL\": 60, \"ResourceRecords\": [{\"Value\": \"10.0.2.1\"}]},\n"
+            "{\"Name\": \"api.corp.internal.\", \"Type\": \"A\", \"SetIdentifier\": \"green\", "
+            "\"Weight\": 30, \"AliasTarget\": {\"HostedZoneId\": \"Z7HUB\", "
+            "\"DNSName\": \"" HUB_VPCE "\", \"EvaluateTargetHealth\": false}}]}");
+        ldns_pkt *q = NULL;
+        cr_assert_eq(ldns_pkt_query_new_frm_str(&q, "api.corp.internal.", LDNS_RR_TYPE_A,
+                                                LDNS_RR_CLASS_IN, LDNS_RD),
+                     LDNS_STATUS_OK);
+        uint8_t *wire = NULL;
+        size_t wlen = 0;
+        cr_assert_eq(ldns_pkt2wire(&wire, q, &wlen), LDNS_STATUS_OK);
+        vd_query_info qi;
+        cr_assert_eq(vd_wire_parse_query(wire, wlen, &qi), VD_PARSE_OK);
+        static uint8_t out[4096];
+        unsigned blue = 0, green = 0;
+        for (uint32_t rot = 0; rot < 4000; rot++) {
+                size_t len = 0;
+                cr_assert_eq(vd_snapshot_answer(s, &qi, rot, out, sizeof(out), &len),
+                             VD_LOCAL_ANSWERED);
+                ldns_pkt *p = NULL;
+                cr_assert_eq(ldns_wire2pkt(&p, out, len), LDNS_STATUS_OK);
+                size_t an = ldns_pkt_ancount(p);
+                if (an == 1)
+                        blue++;
+                else if (an == 2)
+                        green++; /* the alias: both ENI addresses */
+                ldns_pkt_free(p);
+        }
+        cr_assert_eq(blue + green, 4000);
+        cr_assert(blue >= 850 && blue <= 1150, "weight 10 of 40: %u of 4000", blue);
+        free(wire);
+        ldns_pkt_free(q);
+        vd_snapshot_unref(s);
         remove_tmpdir();
 }

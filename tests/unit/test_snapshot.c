@@ -1195,3 +1195,235 @@ Test(snapshot, alias_to_an_endpoint_name_follows_eni_health)
         }
         vd_snapshot_unref(s);
 }
+
+/* ---- routing policies chosen per answer -------------------------------------------------- */
+
+static void member(vd_builder *b, vd_policy policy, uint8_t weight, bool secondary, bool eval)
+{
+        vd_policy_member m = {policy, weight, secondary, eval};
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_policy_member(b, &m, &err), 0, "%s", err.msg);
+}
+
+static void no_member(vd_builder *b)
+{
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_policy_member(b, NULL, &err), 0);
+}
+
+static vd_snapshot *finish_policy(vd_builder *b)
+{
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return s;
+}
+
+Test(snapshot, weighted_answers_one_record_set_split_by_weight)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_a(b, "w.corp.test", "10.0.0.1", "z");
+        add_a(b, "w.corp.test", "10.0.0.2", "z");
+        member(b, VD_POLICY_WEIGHTED, 3, false, false);
+        add_a(b, "w.corp.test", "10.0.0.3", "z");
+        member(b, VD_POLICY_WEIGHTED, 0, false, false); /* never, while others weigh */
+        add_a(b, "w.corp.test", "10.0.0.9", "z");
+        no_member(b);
+        add_a(b, "plain.corp.test", "10.0.1.1", "z");
+        vd_snapshot *s = finish_policy(b);
+        char got[256];
+        unsigned light = 0, heavy = 0;
+        for (uint32_t rot = 0; rot < 4000; rot++) {
+                answer_text(s, "w.corp.test.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                if (strcmp(got, "10.0.0.1 10.0.0.2") == 0 || strcmp(got, "10.0.0.2 10.0.0.1") == 0)
+                        light++;
+                else if (strcmp(got, "10.0.0.3") == 0)
+                        heavy++;
+                else
+                        cr_assert_fail("rotation %u: %s", rot, got);
+        }
+        /* 1:3 → 1,000 : 3,000 expected; the choice is a fixed function of the rotation value */
+        cr_assert(light >= 850 && light <= 1150, "weight 1 of 4: %u of 4000", light);
+        cr_assert_eq(light + heavy, 4000);
+        answer_text(s, "plain.corp.test.", LDNS_RR_TYPE_A, 7, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, weighted_all_zero_answers_each_equally)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        member(b, VD_POLICY_WEIGHTED, 0, false, false);
+        add_a(b, "w.corp.test", "10.0.0.1", "z");
+        member(b, VD_POLICY_WEIGHTED, 0, false, false);
+        add_a(b, "w.corp.test", "10.0.0.1", "z"); /* the same value in two record sets */
+        member(b, VD_POLICY_WEIGHTED, 0, false, false);
+        add_a(b, "w.corp.test", "10.0.0.3", "z");
+        no_member(b);
+        vd_snapshot *s = finish_policy(b);
+        char got[256];
+        unsigned one = 0, three = 0;
+        for (uint32_t rot = 0; rot < 3000; rot++) {
+                answer_text(s, "w.corp.test.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                one += strcmp(got, "10.0.0.1") == 0;
+                three += strcmp(got, "10.0.0.3") == 0;
+        }
+        /* two record sets of three hold 10.0.0.1: 2,000 expected */
+        cr_assert(one >= 1850 && one <= 2150, "%u of 3000", one);
+        cr_assert_eq(one + three, 3000);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, weighted_cnames_chase_the_chosen_target)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        add_a(b, "blue.corp.test", "10.0.0.1", "z");
+        add_a(b, "green.corp.test", "10.0.0.2", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "app.corp.test", "blue.corp.test", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "app.corp.test", "green.corp.test", "z");
+        no_member(b);
+        vd_snapshot *s = finish_policy(b);
+        unsigned blue = 0, green = 0;
+        for (uint32_t rot = 0; rot < 200; rot++) {
+                answer a = ask_full(s, "app.corp.test.", LDNS_RR_TYPE_A, false, 512, rot);
+                cr_assert_eq(a.result, VD_LOCAL_ANSWERED);
+                cr_assert_eq(ldns_pkt_ancount(a.pkt), 2, "one CNAME and its target's A");
+                char *target = rr_text(ldns_pkt_answer(a.pkt), 0);
+                char *addr = rr_text(ldns_pkt_answer(a.pkt), 1);
+                if (strcmp(target, "blue.corp.test.") == 0) {
+                        cr_assert_str_eq(addr, "10.0.0.1");
+                        blue++;
+                } else {
+                        cr_assert_str_eq(target, "green.corp.test.");
+                        cr_assert_str_eq(addr, "10.0.0.2");
+                        green++;
+                }
+                free(target);
+                free(addr);
+                ldns_pkt_free(a.pkt);
+        }
+        cr_assert(blue > 50 && green > 50, "blue %u green %u", blue, green);
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, multivalue_answers_up_to_eight_and_leaves_out_down_ones)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        char ip[32];
+        for (int i = 1; i <= 10; i++) {
+                member(b, VD_POLICY_MULTIVALUE, 0, false, false);
+                snprintf(ip, sizeof(ip), "10.0.0.%d", i);
+                add_a(b, "mv.corp.test", ip, "z");
+        }
+        member(b, VD_POLICY_MULTIVALUE, 0, false, false);
+        add_eni_addr(b, "mv.corp.test", "10.0.9.1", "z", "eni-a", "az-1");
+        no_member(b);
+        vd_snapshot *s = finish_policy(b);
+        unsigned seen[12] = {0};
+        char got[512];
+        for (uint32_t rot = 0; rot < 200; rot++) {
+                answer a = ask_full(s, "mv.corp.test.", LDNS_RR_TYPE_A, false, 512, rot);
+                cr_assert_eq(ldns_pkt_ancount(a.pkt), 8, "rotation %u", rot);
+                for (size_t i = 0; i < 8; i++) {
+                        char *t = rr_text(ldns_pkt_answer(a.pkt), i);
+                        unsigned last = (unsigned)atoi(strrchr(t, '.') + 1);
+                        seen[strncmp(t, "10.0.9.", 7) == 0 ? 11 : last]++;
+                        free(t);
+                }
+                ldns_pkt_free(a.pkt);
+        }
+        for (int i = 1; i <= 11; i++)
+                cr_assert_gt(seen[i], 0, "record set %d never answered", i);
+        /* the ENI address down: never in an answer */
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.9.1"), false);
+        for (uint32_t rot = 0; rot < 200; rot++) {
+                answer_text(s, "mv.corp.test.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                cr_assert_null(strstr(got, "10.0.9.1"), "rotation %u: %s", rot, got);
+        }
+        vd_snapshot_unref(s);
+}
+
+/* A PRIMARY whose records are an endpoint's ENI addresses (as an alias's copies are) and a
+ * plain SECONDARY. */
+static vd_snapshot *failover_fixture(bool evaluate)
+{
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        member(b, VD_POLICY_FAILOVER, 0, true, false);
+        add_a(b, "db.corp.test", "10.0.8.8", "z");
+        member(b, VD_POLICY_FAILOVER, 0, false, evaluate);
+        add_eni_addr(b, "db.corp.test", "10.0.1.1", "z", "eni-a", "az-1");
+        add_eni_addr(b, "db.corp.test", "10.0.2.1", "z", "eni-b", "az-2");
+        no_member(b);
+        return finish_policy(b);
+}
+
+Test(snapshot, failover_moves_to_the_secondary_when_the_primary_is_down)
+{
+        vd_snapshot *s = failover_fixture(true);
+        char got[256];
+        for (uint32_t rot = 0; rot < 4; rot++) {
+                answer_text(s, "db.corp.test.", LDNS_RR_TYPE_A, rot, got, sizeof(got));
+                cr_assert(strcmp(got, "10.0.1.1 10.0.2.1") == 0 ||
+                              strcmp(got, "10.0.2.1 10.0.1.1") == 0,
+                          "%s", got);
+        }
+        /* one address down: still the PRIMARY, without it */
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.1.1"), false);
+        answer_text(s, "db.corp.test.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.2.1");
+        /* all down: the SECONDARY */
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.2.1"), false);
+        answer_text(s, "db.corp.test.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.8.8");
+        /* one back up: the PRIMARY again */
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.1.1"), true);
+        answer_text(s, "db.corp.test.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1");
+        vd_snapshot_unref(s);
+        /* without EvaluateTargetHealth the PRIMARY stays (its addresses fail open) */
+        s = failover_fixture(false);
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.1.1"), false);
+        vd_snapshot_eni_set_up(s, eni_find(s, "10.0.2.1"), false);
+        answer_text(s, "db.corp.test.", LDNS_RR_TYPE_A, 0, got, sizeof(got));
+        cr_assert_str_eq(got, "10.0.1.1 10.0.2.1");
+        vd_snapshot_unref(s);
+}
+
+Test(snapshot, weighted_cname_loop_through_a_later_member_stays_bounded)
+{
+        /* The load-time loop check follows each name's first CNAME only; a loop through
+         * another member ends at the hop limit with SERVFAIL, never a hang. */
+        vd_builder *b = vd_builder_new();
+        add_zone(b, "corp.test", true, "z");
+        add_a(b, "ok.corp.test", "10.0.0.1", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "a.corp.test", "ok.corp.test", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "a.corp.test", "b.corp.test", "z");
+        member(b, VD_POLICY_WEIGHTED, 1, false, false);
+        add_cname(b, "b.corp.test", "a.corp.test", "z");
+        no_member(b);
+        vd_snapshot *s = finish_policy(b);
+        unsigned ok = 0, fail = 0;
+        for (uint32_t rot = 0; rot < 64; rot++) {
+                answer a = ask_full(s, "a.corp.test.", LDNS_RR_TYPE_A, true, 4096, rot);
+                cr_assert_eq(a.result, VD_LOCAL_ANSWERED);
+                if (ldns_pkt_get_rcode(a.pkt) == LDNS_RCODE_SERVFAIL)
+                        fail++;
+                else if (ldns_pkt_get_rcode(a.pkt) == LDNS_RCODE_NOERROR)
+                        ok++;
+                ldns_pkt_free(a.pkt);
+        }
+        cr_assert_eq(ok + fail, 64);
+        cr_assert_gt(ok, 0);
+        vd_snapshot_unref(s);
+}
