@@ -8,7 +8,8 @@
  * finish at once (cache) or later, in the resolver's reply callback, where the chase goes on
  * until it is done or waits again. Whichever way it ends, the client's reply runs once and the
  * chase is freed right after. It never touches the resolver once the worker dropped it
- * (env->resolver NULL: the worker is closing). */
+ * (env->resolver NULL: the worker is closing). An alias to a name outside local data is
+ * chased the same way in alias mode: the target's records renamed to the alias, no CNAME. */
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,12 @@ struct chase {
         uint8_t sub_pkt[VD_HEADER_LEN + VD_NAME_MAX + 4 + OPT_LEN];
         vd_query_info sub;
         uint8_t *scratch; /* VD_TCP_MAX octets for an answer given at once; NULL when idle */
+
+        /* Alias mode (vd_local_chase.alias): records go under the alias's name (target_ref
+         * stays on it), CNAMEs are followed unwritten, a negative end is NODATA with soa. */
+        bool alias;
+        uint8_t soa[2 + 10 + 3 * VD_NAME_MAX + 20];
+        size_t soa_len;
 };
 
 static void chase_free(struct chase *c)
@@ -268,6 +275,8 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
                         if (chain[k].len == owner_len &&
                             memcmp(chain[k].name, owner, owner_len) == 0)
                                 at = k;
+                if (type == TYPE_DNAME && c->alias)
+                        continue; /* only the target's addresses, under the alias's name */
                 if (type == TYPE_DNAME) {
                         /* RFC 6672: the DNAME that synthesised the CNAME comes before it */
                         if (cut || !name_under(cur->name, cur->len, owner, owner_len))
@@ -281,11 +290,15 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
                         continue; /* not on the chain, or past where it leaves this answer */
                 if (type == VD_TYPE_CNAME && c->qi.qtype != VD_TYPE_CNAME && at == links - 1 &&
                     !cut) {
-                        size_t name_at;
-                        if (++c->hops > VD_CNAME_MAX_HOPS || links == VD_CNAME_MAX_HOPS + 2 ||
-                            !put_record(c, msg, len, start, fixed, pos, chain[at].ref, &name_at))
+                        size_t name_at = chain[at].ref; /* alias mode: the alias's name */
+                        if (++c->hops > VD_CNAME_MAX_HOPS || links == VD_CNAME_MAX_HOPS + 2)
                                 return HOP_FAIL;
-                        c->an++;
+                        if (!c->alias) {
+                                if (!put_record(c, msg, len, start, fixed, pos, chain[at].ref,
+                                                &name_at))
+                                        return HOP_FAIL;
+                                c->an++;
+                        }
                         struct link *next = &chain[links++];
                         size_t p = fixed + 10;
                         if (vd_wire_read_name(msg, pos, &p, next->name, &next->len, true) != 0)
@@ -294,6 +307,8 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
                         cut = answered_here(c, next->name, next->len);
                         continue;
                 }
+                if (c->alias && (at != links - 1 || type != c->qi.qtype))
+                        continue; /* alias mode: the final name's records of the type only */
                 if (!put_record(c, msg, len, start, fixed, pos, chain[at].ref, NULL))
                         return HOP_FAIL;
                 c->an++;
@@ -326,6 +341,15 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
         }
         if (rcode == VD_RCODE_NOERROR && !soa && links > 1)
                 return HOP_NEXT;
+        if (c->alias) {
+                /* Route 53 answers an alias whose target is missing or has no such data with
+                 * NODATA under the alias's zone, not the target's NXDOMAIN. */
+                if (c->soa_len > 0 && !put_bytes(c, c->soa, c->soa_len))
+                        return HOP_FAIL;
+                c->ns = c->soa_len > 0 ? 1 : 0;
+                c->rcode = VD_RCODE_NOERROR;
+                return HOP_FINAL;
+        }
         pos = auth;
         for (uint16_t i = 0; i < ns; i++) {
                 size_t start = pos, fixed;
@@ -556,6 +580,12 @@ vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, cons
         c->target_len = from->target_len;
         c->target_ref = from->target_ref;
         c->hops = from->hops;
+        c->alias = from->alias;
+        if (c->alias && from->alias_soa_len <= sizeof(c->soa) &&
+            prefix + from->alias_soa_len <= out_cap) {
+                memcpy(c->soa, out + prefix, from->alias_soa_len);
+                c->soa_len = from->alias_soa_len;
+        }
         if (client != NULL && client->addr != NULL) {
                 size_t alen = client->addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                                   : sizeof(struct sockaddr_in);

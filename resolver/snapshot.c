@@ -35,6 +35,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->blob);
         free(s->order);
         free(s->aliases);
+        free(s->upaliases);
         vd_snap_views_free(s->head.views);
         free(s);
 }

@@ -2,7 +2,9 @@
 daemon: the hub-and-spoke apex alias to an endpoint's regional name (tests/data/hosted/hub, a
 snapshot with 127.x ENI addresses and its hosted-zones/ capture), a team zone with every record
 type, octal-escaped wildcards, aliases, routing policies (tests/data/hosted/corp.json),
-NXDOMAIN/NODATA with the SOA, reloads, and malformed files."""
+NXDOMAIN/NODATA with the SOA, reloads, and malformed files; aliases to load balancer and API
+names (tests/data/hosted/lb.json) resolved through an NSD on loopback that serves
+us-east-1.elb.amazonaws.com (tests/data/hosted/upstream)."""
 
 import json
 import shutil
@@ -10,9 +12,10 @@ import signal
 
 import dns.rcode
 import dns.rdatatype
+import pytest
 
 import vdtest
-from vdtest import REPO, VPCDNS, addresses, answer_rrset, describe, soa_of
+from vdtest import REPO, VPCDNS, Client, Proc, addresses, answer_rrset, describe, soa_of
 
 HOSTED = REPO / "tests" / "data" / "hosted"
 SQS = "sqs.us-east-1.amazonaws.com."
@@ -99,9 +102,10 @@ def test_aliases_and_routing_policies(tmp_path, nsd, start_daemon):
         msg = d.v4.query(owner, "A")
         assert sorted(addresses(msg, owner)) == ["10.0.0.1", "10.0.0.2"], describe(msg)
         assert answer_rrset(msg, owner, "A").ttl == 120, describe(msg)
-    # an alias to a load balancer is not resolved in this version: no data, never NXDOMAIN
+    # an alias to a load balancer the upstream (this NSD) does not know: NODATA, never NXDOMAIN
     msg = d.v4.query(name("elb"), "A")
     assert msg.rcode() == dns.rcode.NOERROR and not msg.answer, describe(msg)
+    assert soa_of(msg).name.to_text() == CORP, describe(msg)
     # failover: the PRIMARY; latency: the snapshot's region (us-east-1); geolocation: "*"
     assert addresses(d.v4.query(name("db"), "A"), name("db")) == ["10.0.3.1"]
     assert addresses(d.v4.query(name("lat"), "A"), name("lat")) == ["10.0.4.1"]
@@ -121,7 +125,7 @@ def test_check_and_dump_describe_the_zones(tmp_path, run_vpcdns):
     assert "hosted zone %s (%s/hosted-zones/Z0SQSUSEAST1.json)" % (SQS, hub) in r.stdout
     assert "routing policy not applied yet: db.corp.internal. A failover" in r.stdout
     assert ("alias elb.corp.internal. A -> dualstack.internal-app-1234567890.us-east-1.elb."
-            "amazonaws.com. (%s: ResourceRecordSets[15]): resolved upstream: not yet supported"
+            "amazonaws.com. (%s: ResourceRecordSets[15]): resolved upstream per answer"
             % corp) in r.stdout
     r = run_vpcdns(args + ["--dump"])
     assert r.returncode == 0, r.stderr
@@ -196,3 +200,83 @@ def test_malformed_files_refuse_to_start(tmp_path, run_vpcdns):
                         "--upstream", "127.0.0.1:9"] + extra, timeout=10.0)
         assert r.returncode != 0, "%s started" % file
         assert str(path) in r.stderr and expected in r.stderr, r.stderr
+
+
+LB = "lb.internal."
+ELB = "us-east-1.elb.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def elb_nsd(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("elb-nsd")
+    port = vdtest.free_port(("127.0.0.1",))
+    conf = vdtest.NSD_CONF.format(host="127.0.0.1", port=port, zonesdir=HOSTED / "upstream", tmp=tmp)
+    conf += 'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' % (ELB, ELB)
+    (tmp / "nsd.conf").write_text(conf)
+    proc = Proc("nsd-elb", [vdtest.NSD, "-d", "-c", tmp / "nsd.conf"], tmp)
+    vdtest.wait_until_answers(proc, Client("127.0.0.1", port), "my-alb-123.%s." % ELB)
+    yield "127.0.0.1:%d" % port
+    proc.stop()
+
+
+@pytest.fixture
+def lb(tmp_path, elb_nsd, start_daemon):
+    zone = tmp_path / "lb.json"
+    shutil.copy(HOSTED / "lb.json", zone)
+
+    def argv(port):
+        return [VPCDNS, "--listen", "127.0.0.1:%d" % port, "--upstream", elb_nsd,
+                "--hosted-zone", zone]
+
+    return start_daemon(elb_nsd, argv=argv, probe="v4." + LB)
+
+
+def lb_name(label):
+    return "%s.%s" % (label, LB)
+
+
+def test_alias_to_a_load_balancer_answers_its_addresses_under_the_alias_name(lb):
+    for tcp in (False, True):
+        msg = lb.v4.query(LB, "A", tcp=tcp)
+        assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+        assert [(r.name.to_text(), r.rdtype) for r in msg.answer] == [(LB, dns.rdatatype.A)], describe(msg)
+        assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+        assert 0 < answer_rrset(msg, LB, "A").ttl <= 45, describe(msg)
+    msg = lb.v4.query(LB, "AAAA")
+    assert addresses(msg, LB, "AAAA") == ["fd00::60:1"], describe(msg)
+    # the second answer comes from the cache, the same records under the same name
+    msg = lb.v4.query(LB, "A")
+    assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    # a wildcard alias answers under the name asked
+    asked = "x." + lb_name("apps")
+    msg = lb.v4.query(asked, "A")
+    assert sorted(addresses(msg, asked)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    assert len(msg.answer) == 1, describe(msg)
+
+
+def test_alias_to_a_name_answering_a_cname_chain_upstream(lb):
+    msg = lb.v4.query(lb_name("api"), "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert [(r.name.to_text(), r.rdtype) for r in msg.answer] == [(lb_name("api"), dns.rdatatype.A)], describe(msg)
+    assert addresses(msg, lb_name("api")) == ["127.0.60.5"], describe(msg)
+    assert 0 < answer_rrset(msg, lb_name("api"), "A").ttl <= 30, describe(msg)
+
+
+def test_local_cname_onto_an_upstream_alias(lb):
+    msg = lb.v4.query(lb_name("cn"), "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert answer_rrset(msg, lb_name("cn"), "CNAME")[0].target.to_text() == LB, describe(msg)
+    assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    assert len(msg.answer) == 2, describe(msg)
+
+
+def test_alias_to_a_missing_target_or_type_is_nodata_with_the_zone_soa(lb):
+    for asked, rdtype in ((lb_name("gone"), "A"), (lb_name("v4"), "AAAA")):
+        msg = lb.v4.query(asked, rdtype)
+        assert msg.rcode() == dns.rcode.NOERROR and not msg.answer, describe(msg)
+        soa = soa_of(msg)
+        assert soa is not None and soa.name.to_text() == LB and soa.ttl == 120, describe(msg)
+    # the alias's name keeps its other data; a name beside it does not exist
+    assert answer_rrset(lb.v4.query(lb_name("v4"), "TXT"), lb_name("v4"), "TXT") is not None
+    msg = lb.v4.query(lb_name("nothing"), "A")
+    assert msg.rcode() == dns.rcode.NXDOMAIN and soa_of(msg).name.to_text() == LB, describe(msg)
