@@ -5,8 +5,9 @@
  * a choice are refused before any name is added), the choice of that VPC (key vpc), and the
  * views: a root of the zone files alone, what clients outside every view see, owning one
  * snapshot per view compiled from the zone files and that view's VPC's endpoints (inbound
- * views with the private names of inbound-only S3 endpoints). Each view's data is compiled
- * on its own (the snapshot files are read once per view), so a view's names, conflicts and
+ * views with the private names of inbound-only S3 endpoints), and which hosted zones each
+ * view and the root load (those of its VPC, and those of no VPC in particular). Each view's data is
+ * compiled on its own (the snapshot files are read once per view), so a view's names, conflicts and
  * CNAME loops are exactly those of a single-VPC load. Must not: answer queries or choose a
  * view for a client (snapshot_views.c does). */
 #include <arpa/inet.h>
@@ -41,12 +42,59 @@ static void note_hosted(vd_load_totals *t, const vd_hosted_zone_summary *hz)
         }
 }
 
+/* Which hosted zones a build loads: every one (no views), those associated with no VPC in
+ * particular (the root of views: outsiders), or those and the ones of one VPC (a view). */
+typedef enum hz_scope {
+        HZ_ALL,
+        HZ_ROOT,
+        HZ_VIEW,
+} hz_scope;
+
+/* Whether a hosted zone associated with vpcs ("vpc-a vpc-b"; NULL or "": every VPC) belongs in
+ * a build of scope (for HZ_VIEW, the view's VPC vpc). */
+static bool hosted_applies(const char *vpcs, hz_scope scope, const char *vpc)
+{
+        if (scope == HZ_ALL || vpcs == NULL || vpcs[0] == '\0')
+                return true;
+        if (scope == HZ_ROOT || vpc == NULL)
+                return false;
+        size_t n = strlen(vpc);
+        for (const char *p = vpcs; *p != '\0';) {
+                size_t l = strcspn(p, " ");
+                if (l == n && memcmp(p, vpc, n) == 0)
+                        return true;
+                p += l;
+                p += strspn(p, " ");
+        }
+        return false;
+}
+
+/* Loads the hosted zones of src that belong in a build of scope (vpc: the view's). */
+static int load_hosted(vd_builder *b, const vd_data_sources *src, hz_scope scope, const char *vpc,
+                       vd_hosted_zone_summary *hz, vd_error *err)
+{
+        int rc = 0;
+        for (size_t i = 0; i < src->n_snapshots && rc == 0; i++) {
+                char dir_vpc[64];
+                rc = vd_hosted_zone_dir_vpc(src->snapshot_dirs[i], dir_vpc, sizeof(dir_vpc), err);
+                if (rc == 0 && hosted_applies(dir_vpc, scope, vpc))
+                        rc = vd_hosted_zone_load_dir(b, src->snapshot_dirs[i], hz, err);
+        }
+        for (size_t i = 0; i < src->n_hosted && rc == 0; i++)
+                if (hosted_applies(src->hosted_vpcs != NULL ? src->hosted_vpcs[i] : NULL, scope,
+                                   vpc))
+                        rc = vd_hosted_zone_load(b, src->hosted_files[i], hz, err);
+        return rc;
+}
+
 /* Loads every source into one new builder and compiles it. With load_aws false the snapshot
  * directories are skipped (a root of views). first: the pass that warns about empty data and
- * counts zone records. hosted_totals (may be NULL) gets what --check says of the hosted zones. */
+ * counts zone records. hosted_totals (may be NULL) gets what --check says of the hosted zones.
+ * scope and vpc choose the hosted zones (load_hosted). */
 static int build_one(const vd_data_sources *src, const vd_aws_options *opt, bool load_aws,
-                     bool first, vd_snapshot **out, vd_aws_summary *aws, size_t *zone_records,
-                     vd_load_totals *hosted_totals, vd_error *err)
+                     bool first, hz_scope scope, const char *vpc, vd_snapshot **out,
+                     vd_aws_summary *aws, size_t *zone_records, vd_load_totals *hosted_totals,
+                     vd_error *err)
 {
         int rc = 0;
         vd_hosted_zone_summary hz = {0};
@@ -65,17 +113,15 @@ static int build_one(const vd_data_sources *src, const vd_aws_options *opt, bool
                                "name is forwarded (captured in the right region and VPC?)\"",
                                vd_log_value(src->snapshot_dirs[i], dir, sizeof(dir)));
         }
-        /* Hosted zones are served to every view and to outsiders, like zone files. */
-        for (size_t i = 0; i < src->n_snapshots && rc == 0; i++)
-                rc = vd_hosted_zone_load_dir(b, src->snapshot_dirs[i], &hz, err);
+        /* Hosted zones go where their VPCs are (load_hosted); zone files everywhere. */
+        if (rc == 0)
+                rc = load_hosted(b, src, scope, vpc, &hz, err);
         for (size_t i = 0; i < src->n_zones && rc == 0; i++) {
                 size_t records = 0;
                 rc = vd_zonefile_load(b, src->zone_files[i], &records, err);
                 if (first)
                         *zone_records += records;
         }
-        for (size_t i = 0; i < src->n_hosted && rc == 0; i++)
-                rc = vd_hosted_zone_load(b, src->hosted_files[i], &hz, err);
         if (rc == 0)
                 rc = vd_builder_finish(b, out, err);
         vd_builder_free(b);
@@ -116,7 +162,8 @@ static int build_views(const vd_data_sources *src, vd_snapshot **out, vd_load_to
         vd_view_spec specs[VD_MAX_VIEWS];
         vd_snapshot *root = NULL;
         size_t made = 0;
-        int rc = build_one(src, NULL, false, true, &root, &t->aws, &t->zone_records, NULL, err);
+        int rc = build_one(src, NULL, false, true, HZ_ROOT, NULL, &root, &t->aws, &t->zone_records,
+                           NULL, err);
 
         for (size_t i = 0; i < src->n_views && rc == 0; i++) {
                 const vd_config_view *view = &src->views[i];
@@ -127,8 +174,8 @@ static int build_views(const vd_data_sources *src, vd_snapshot **out, vd_load_to
                 bool vpc_seen = false;
 
                 memset(&sum, 0, sizeof(sum));
-                rc = build_one(src, &opt, true, i == 0, &specs[i].snap, &sum, &t->zone_records,
-                               i == 0 ? t : NULL, err);
+                rc = build_one(src, &opt, true, i == 0, HZ_VIEW, view->vpc, &specs[i].snap, &sum,
+                               &t->zone_records, i == 0 ? t : NULL, err);
                 if (rc != 0)
                         break;
                 made++;
@@ -195,7 +242,7 @@ int vd_data_build(const vd_data_sources *src, vd_snapshot **out, vd_load_totals 
         if (src->n_views > 0)
                 return build_views(src, out, t, err);
         memset(&sum, 0, sizeof(sum));
-        rc = build_one(src, &opt, true, true, &snap, &sum, &t->zone_records, t, err);
+        rc = build_one(src, &opt, true, true, HZ_ALL, NULL, &snap, &sum, &t->zone_records, t, err);
         /* One file holds one VPC (the loader checked), but several directories may not. */
         if (rc == 0 && vpc == NULL && vd_aws_served_vpcs(&sum) > 1)
                 rc = vd_aws_several_vpcs_error(&sum, where_of(src), err);

@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -280,3 +281,81 @@ def test_alias_to_a_missing_target_or_type_is_nodata_with_the_zone_soa(lb):
     assert answer_rrset(lb.v4.query(lb_name("v4"), "TXT"), lb_name("v4"), "TXT") is not None
     msg = lb.v4.query(lb_name("nothing"), "A")
     assert msg.rcode() == dns.rcode.NXDOMAIN and soa_of(msg).name.to_text() == LB, describe(msg)
+
+
+# ---- views: a hosted zone applies to the VPCs it is associated with ----
+
+VIEWS_SNAPSHOT = vdtest.DATA / "views"
+VPC_A = "vpc-0a1a1a1a1a1a1a1a1"
+VPC_B = "vpc-0b2b2b2b2b2b2b2b2"
+
+
+def small_zone(apex, address):
+    soa = "ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 60"
+    return json.dumps({"ResourceRecordSets": [
+        {"Name": apex, "Type": "SOA", "TTL": 900, "ResourceRecords": [{"Value": soa}]},
+        {"Name": "www." + apex, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": address}]},
+    ]}, indent=4)
+
+
+@pytest.fixture
+def viewed(tmp_path, nsd, start_daemon):
+    snap = tmp_path / "snap"
+    shutil.copytree(VIEWS_SNAPSHOT, snap)
+    (snap / "hosted-zones").mkdir()
+    (snap / "hosted-zones" / "Z0CAPTUREDB.json").write_text(small_zone("captured.internal.", "10.9.2.2"))
+    (snap / "list-hosted-zones-by-vpc.vpc-id").write_text(VPC_B + "\n")
+    files = {"a": ("only-a.internal.", "10.9.1.1"), "ab": ("both.internal.", "10.9.3.3"),
+             "all": ("shared.internal.", "10.9.4.4")}
+    for key, (apex, address) in files.items():
+        (tmp_path / (key + ".json")).write_text(small_zone(apex, address))
+    upstream = "%s:%d" % nsd
+    cfg = tmp_path / "vpcdns.yaml"
+
+    def argv(port):
+        cfg.write_text(
+            "listen: [127.0.0.1:%d]\nupstream: %s\nsnapshot: %s\ncache_size: 0\n"
+            "hosted_zones:\n"
+            "  - {path: %s, vpcs: [%s]}\n"
+            "  - {path: %s, vpcs: [%s, %s]}\n"
+            "  - %s\n"
+            "views:\n"
+            "  - {name: a, clients: [127.0.10.0/24], vpc: %s}\n"
+            "  - {name: b, clients: [127.0.20.0/24], vpc: %s}\n"
+            % (port, upstream, snap, tmp_path / "a.json", VPC_A, tmp_path / "ab.json", VPC_A,
+               VPC_B, tmp_path / "all.json", VPC_A, VPC_B))
+        return [VPCDNS, "--config", cfg, "--no-watch"]
+
+    return start_daemon(upstream, argv=argv, probe="www.shared.internal."), snap, cfg
+
+
+def ask_from(d, name, source, rdtype="A"):
+    q = vdtest.make_query(name, rdtype)
+    return dns.query.udp(q, "127.0.0.1", port=d.port, source=source, timeout=vdtest.TIMEOUT)
+
+
+def test_views_load_the_hosted_zones_of_their_vpc(viewed):
+    d, _, _ = viewed
+    a, b, outsider = "127.0.10.5", "127.0.20.5", "127.0.40.1"
+    expected = {  # name: {client: address answered, or None: not this client's data}
+        "www.only-a.internal.": {a: "10.9.1.1", b: None, outsider: None},
+        "www.captured.internal.": {a: None, b: "10.9.2.2", outsider: None},
+        "www.both.internal.": {a: "10.9.3.3", b: "10.9.3.3", outsider: None},
+        "www.shared.internal.": {a: "10.9.4.4", b: "10.9.4.4", outsider: "10.9.4.4"},
+    }
+    for asked, per_client in expected.items():
+        for client, address in per_client.items():
+            msg = ask_from(d, asked, client)
+            if address is not None:
+                assert addresses(msg, asked) == [address], (asked, client, describe(msg))
+            else:
+                # forwarded: the upstream (NSD) holds no such zone
+                assert addresses(msg, asked) == [] and soa_of(msg) is None, (asked, client, describe(msg))
+
+
+def test_a_bad_vpc_id_file_is_an_error_naming_it(viewed, run_vpcdns):
+    _, snap, cfg = viewed
+    (snap / "list-hosted-zones-by-vpc.vpc-id").write_text("not a vpc\n")
+    r = run_vpcdns(["--config", cfg, "--check"])
+    assert r.returncode != 0, r.stdout
+    assert "%s/list-hosted-zones-by-vpc.vpc-id: expected the VPC id" % snap in r.stderr, r.stderr

@@ -374,6 +374,27 @@ Test(hosted_zone, alias_to_an_upstream_name_is_chased_under_the_alias_name)
         vd_snapshot_unref(s);
 }
 
+Test(hosted_zone, the_vpc_of_a_snapshot_directorys_captures)
+{
+        char path[256], vpc[64];
+        vd_error err = {{0}};
+        make_tmpdir();
+        cr_assert_eq(vd_hosted_zone_dir_vpc(tmpdir, vpc, sizeof(vpc), &err), 0, "%s", err.msg);
+        cr_assert_str_eq(vpc, "", "no file: every VPC");
+        write_file(VD_HOSTED_ZONES_VPC_FILE, "vpc-0a1b2c3d\n", path, sizeof(path));
+        cr_assert_eq(vd_hosted_zone_dir_vpc(tmpdir, vpc, sizeof(vpc), &err), 0, "%s", err.msg);
+        cr_assert_str_eq(vpc, "vpc-0a1b2c3d");
+        const char *bad[] = {"", "vpc-\n", "subnet-0a1b\n", "vpc-0a1b\nvpc-0c2d\n", "vpc-XYZ\n"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                write_file(VD_HOSTED_ZONES_VPC_FILE, bad[i], path, sizeof(path));
+                cr_assert_eq(vd_hosted_zone_dir_vpc(tmpdir, vpc, sizeof(vpc), &err), -EINVAL,
+                             "'%s' was taken", bad[i]);
+                cr_assert(strstr(err.msg, path) != NULL && strstr(err.msg, "expected the VPC id"),
+                          "%s", err.msg);
+        }
+        remove_tmpdir();
+}
+
 Test(hosted_zone, hub_apex_alias_answers_the_endpoint_addresses)
 {
         vd_snapshot *s = corp(true);
