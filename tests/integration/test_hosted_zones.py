@@ -306,7 +306,8 @@ def viewed(tmp_path, nsd, start_daemon):
     (snap / "hosted-zones" / "Z0CAPTUREDB.json").write_text(small_zone("captured.internal.", "10.9.2.2"))
     (snap / "list-hosted-zones-by-vpc.vpc-id").write_text(VPC_B + "\n")
     files = {"a": ("only-a.internal.", "10.9.1.1"), "ab": ("both.internal.", "10.9.3.3"),
-             "all": ("shared.internal.", "10.9.4.4")}
+             "all": ("shared.internal.", "10.9.4.4"), "split-a": ("split.internal.", "10.9.5.1"),
+             "split-b": ("split.internal.", "10.9.5.2")}
     for key, (apex, address) in files.items():
         (tmp_path / (key + ".json")).write_text(small_zone(apex, address))
     upstream = "%s:%d" % nsd
@@ -319,11 +320,14 @@ def viewed(tmp_path, nsd, start_daemon):
             "  - {path: %s, vpcs: [%s]}\n"
             "  - {path: %s, vpcs: [%s, %s]}\n"
             "  - %s\n"
+            "  - {path: %s, vpcs: [%s]}\n"
+            "  - {path: %s, vpcs: [%s]}\n"
             "views:\n"
             "  - {name: a, clients: [127.0.10.0/24], vpc: %s}\n"
             "  - {name: b, clients: [127.0.20.0/24], vpc: %s}\n"
             % (port, upstream, snap, tmp_path / "a.json", VPC_A, tmp_path / "ab.json", VPC_A,
-               VPC_B, tmp_path / "all.json", VPC_A, VPC_B))
+               VPC_B, tmp_path / "all.json", tmp_path / "split-a.json", VPC_A,
+               tmp_path / "split-b.json", VPC_B, VPC_A, VPC_B))
         return [VPCDNS, "--config", cfg, "--no-watch"]
 
     return start_daemon(upstream, argv=argv, probe="www.shared.internal."), snap, cfg
@@ -342,6 +346,8 @@ def test_views_load_the_hosted_zones_of_their_vpc(viewed):
         "www.captured.internal.": {a: None, b: "10.9.2.2", outsider: None},
         "www.both.internal.": {a: "10.9.3.3", b: "10.9.3.3", outsider: None},
         "www.shared.internal.": {a: "10.9.4.4", b: "10.9.4.4", outsider: "10.9.4.4"},
+        # the same zone, one version per VPC (split horizon between VPCs)
+        "www.split.internal.": {a: "10.9.5.1", b: "10.9.5.2", outsider: None},
     }
     for asked, per_client in expected.items():
         for client, address in per_client.items():
