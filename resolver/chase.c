@@ -430,17 +430,17 @@ static bool need_scratch(struct chase *c)
 
 /* Answers c->sub from local data or special-use names into the scratch buffer. Returns true
  * with *n set when one of them holds the name (and no rule covers it). */
-static bool local_hop(struct chase *c, size_t *n)
+static bool local_hop(struct chase *c, size_t *n, vd_local_chase *lc)
 {
         vd_query_env *env = c->env;
-        vd_local_chase lc = {
+        *lc = (vd_local_chase){
             .leaves = vd_chase_rule_covers, .leaves_arg = env, .fallback = vd_special_snapshot()};
         if (vd_chase_rule_covers(env, c->target, c->target_len))
                 return false;
         const vd_snapshot *data = client_data(c);
         if (data != NULL) {
                 vd_local_result r = vd_snapshot_answer_chase(data, &c->sub, env->rotation++,
-                                                             c->scratch, VD_TCP_MAX, n, &lc);
+                                                             c->scratch, VD_TCP_MAX, n, lc);
                 if (r != VD_LOCAL_FORWARD)
                         return true; /* a partial chain (CHASE) merges like an answer */
         }
@@ -451,6 +451,42 @@ static bool local_hop(struct chase *c, size_t *n)
 }
 
 static void on_hop_reply(void *arg, const uint8_t *resp, size_t len, unsigned source);
+
+/* A hop whose name is itself an alias to a name outside local data (local_hop's answer is
+ * VD_LOCAL_CHASE in alias mode with no record before it): the chain goes on with the alias's
+ * target in alias mode, its records under the name where it stands in c->resp (target_ref
+ * stays). Entering alias mode, the SOA local data wrote after its answer becomes the negative
+ * answer's, its owner pointer moved from the hop's question to that name. False when the hop
+ * is not such an alias (it then merges like any answer). */
+static bool adopt_alias(struct chase *c, const vd_local_chase *lc, size_t n)
+{
+        if (!lc->alias || vd_wire_get16(c->scratch + 6) != 0 || lc->target_ref != VD_HEADER_LEN ||
+            c->target_ref == 0 || c->target_ref >= 0x3FFF)
+                return false;
+        if (!c->alias) {
+                const uint8_t *soa = c->scratch + n;
+                size_t len = lc->alias_soa_len;
+                c->soa_len = 0;
+                if (len >= 2 && len <= sizeof(c->soa) && n + len <= VD_TCP_MAX) {
+                        memcpy(c->soa, soa, len);
+                        c->soa_len = len;
+                        if ((soa[0] & 0xC0) == 0xC0) {
+                                size_t ptr = ((size_t)(soa[0] & 0x3F) << 8) | soa[1];
+                                size_t to = c->target_ref + (ptr - VD_HEADER_LEN);
+                                if (ptr < VD_HEADER_LEN || ptr - VD_HEADER_LEN >= c->target_len ||
+                                    to >= 0x3FFF)
+                                        c->soa_len = 0;
+                                c->soa[0] = (uint8_t)(0xC0 | (to >> 8));
+                                c->soa[1] = (uint8_t)to;
+                        }
+                }
+                c->alias = true;
+        }
+        memcpy(c->target, lc->target, lc->target_len);
+        c->target_len = lc->target_len;
+        c->hops++; /* an alias is a step of the chain: run() bounds them */
+        return true;
+}
 
 /* Runs hops until the chain ends (true: the response is final in c->resp) or one waits for
  * the resolver (false: on_hop_reply goes on). */
@@ -463,8 +499,10 @@ static bool run(struct chase *c, hop_result h)
                         h = HOP_FAIL;
                         break;
                 }
-                if (local_hop(c, &n)) {
-                        h = merge(c, c->scratch, n);
+                vd_local_chase lc;
+                if (local_hop(c, &n, &lc)) {
+                        if (!adopt_alias(c, &lc, n))
+                                h = merge(c, c->scratch, n);
                         continue;
                 }
                 if (env->resolver == NULL) {

@@ -365,3 +365,21 @@ def test_a_bad_vpc_id_file_is_an_error_naming_it(viewed, run_vpcdns):
     r = run_vpcdns(["--config", cfg, "--check"])
     assert r.returncode != 0, r.stdout
     assert "%s/list-hosted-zones-by-vpc.vpc-id: expected the VPC id" % snap in r.stderr, r.stderr
+
+
+def test_an_upstream_chain_that_comes_back_to_an_upstream_alias(lb):
+    # round -> (alias) back.elb -> CNAME lb.internal. (an alias again) -> my-alb-123
+    asked = lb_name("round")
+    msg = lb.v4.query(asked, "A")
+    assert [(r.name.to_text(), r.rdtype) for r in msg.answer] == [(asked, dns.rdatatype.A)], describe(msg)
+    assert sorted(addresses(msg, asked)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    # up CNAME back.elb (upstream) CNAME lb.internal. (alias): the CNAMEs, then lb.internal.'s A
+    asked = lb_name("up")
+    msg = lb.v4.query(asked, "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert [r.rdtype for r in msg.answer] == [dns.rdatatype.CNAME] * 2 + [dns.rdatatype.A], describe(msg)
+    assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    msg = lb.v4.query(asked, "AAAA")
+    assert addresses(msg, LB, "AAAA") == ["fd00::60:1"], describe(msg)
+    msg = lb.v4.query(asked, "TXT")  # lb.internal. has no TXT: NODATA with its SOA
+    assert msg.rcode() == dns.rcode.NOERROR and soa_of(msg).name.to_text() == LB, describe(msg)
