@@ -307,7 +307,7 @@ def viewed(tmp_path, nsd, start_daemon):
     (snap / "list-hosted-zones-by-vpc.vpc-id").write_text(VPC_B + "\n")
     files = {"a": ("only-a.internal.", "10.9.1.1"), "ab": ("both.internal.", "10.9.3.3"),
              "all": ("shared.internal.", "10.9.4.4"), "split-a": ("split.internal.", "10.9.5.1"),
-             "split-b": ("split.internal.", "10.9.5.2")}
+             "split-b": ("split.internal.", "10.9.5.2"), "orphan": ("orphan.internal.", "10.9.6.6")}
     for key, (apex, address) in files.items():
         (tmp_path / (key + ".json")).write_text(small_zone(apex, address))
     upstream = "%s:%d" % nsd
@@ -322,12 +322,13 @@ def viewed(tmp_path, nsd, start_daemon):
             "  - %s\n"
             "  - {path: %s, vpcs: [%s]}\n"
             "  - {path: %s, vpcs: [%s]}\n"
+            "  - {path: %s, vpcs: [vpc-0c3c3c3c3c3c3c3c3]}\n"
             "views:\n"
             "  - {name: a, clients: [127.0.10.0/24], vpc: %s}\n"
             "  - {name: b, clients: [127.0.20.0/24], vpc: %s}\n"
             % (port, upstream, snap, tmp_path / "a.json", VPC_A, tmp_path / "ab.json", VPC_A,
                VPC_B, tmp_path / "all.json", tmp_path / "split-a.json", VPC_A,
-               tmp_path / "split-b.json", VPC_B, VPC_A, VPC_B))
+               tmp_path / "split-b.json", VPC_B, tmp_path / "orphan.json", VPC_A, VPC_B))
         return [VPCDNS, "--config", cfg, "--no-watch"]
 
     return start_daemon(upstream, argv=argv, probe="www.shared.internal."), snap, cfg
@@ -348,6 +349,7 @@ def test_views_load_the_hosted_zones_of_their_vpc(viewed):
         "www.shared.internal.": {a: "10.9.4.4", b: "10.9.4.4", outsider: "10.9.4.4"},
         # the same zone, one version per VPC (split horizon between VPCs)
         "www.split.internal.": {a: "10.9.5.1", b: "10.9.5.2", outsider: None},
+        "www.orphan.internal.": {a: None, b: None, outsider: None},  # a VPC of no view
     }
     for asked, per_client in expected.items():
         for client, address in per_client.items():
@@ -383,3 +385,14 @@ def test_an_upstream_chain_that_comes_back_to_an_upstream_alias(lb):
     assert addresses(msg, LB, "AAAA") == ["fd00::60:1"], describe(msg)
     msg = lb.v4.query(asked, "TXT")  # lb.internal. has no TXT: NODATA with its SOA
     assert msg.rcode() == dns.rcode.NOERROR and soa_of(msg).name.to_text() == LB, describe(msg)
+
+
+def test_check_counts_each_hosted_zone_once_with_views(viewed, run_vpcdns):
+    _, _, cfg = viewed
+    r = run_vpcdns(["--config", cfg, "--check"])
+    assert r.returncode == 0, r.stderr
+    # captured, only-a, both, shared, split twice (one per VPC): SOA and one A each
+    assert "hosted zones: 6 (12 records, 0 aliases, 0 record sets with a routing policy)" in r.stdout, r.stdout
+    assert r.stdout.count("hosted zone both.internal.") == 1, r.stdout
+    assert ("hosted zone file %s: not loaded: no view serves its VPCs (vpc-0c3c3c3c3c3c3c3c3)"
+            % (cfg.parent / "orphan.json")) in r.stdout, r.stdout
