@@ -8,7 +8,8 @@
  * finish at once (cache) or later, in the resolver's reply callback, where the chase goes on
  * until it is done or waits again. Whichever way it ends, the client's reply runs once and the
  * chase is freed right after. It never touches the resolver once the worker dropped it
- * (env->resolver NULL: the worker is closing). */
+ * (env->resolver NULL: the worker is closing). An alias to a name outside local data is
+ * chased the same way in alias mode: the target's records renamed to the alias, no CNAME. */
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,12 @@ struct chase {
         uint8_t sub_pkt[VD_HEADER_LEN + VD_NAME_MAX + 4 + OPT_LEN];
         vd_query_info sub;
         uint8_t *scratch; /* VD_TCP_MAX octets for an answer given at once; NULL when idle */
+
+        /* Alias mode (vd_local_chase.alias): records go under the alias's name (target_ref
+         * stays on it), CNAMEs are followed unwritten, a negative end is NODATA with soa. */
+        bool alias;
+        uint8_t soa[2 + 10 + 3 * VD_NAME_MAX + 20];
+        size_t soa_len;
 };
 
 static void chase_free(struct chase *c)
@@ -268,6 +275,8 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
                         if (chain[k].len == owner_len &&
                             memcmp(chain[k].name, owner, owner_len) == 0)
                                 at = k;
+                if (type == TYPE_DNAME && c->alias)
+                        continue; /* only the target's addresses, under the alias's name */
                 if (type == TYPE_DNAME) {
                         /* RFC 6672: the DNAME that synthesised the CNAME comes before it */
                         if (cut || !name_under(cur->name, cur->len, owner, owner_len))
@@ -281,11 +290,15 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
                         continue; /* not on the chain, or past where it leaves this answer */
                 if (type == VD_TYPE_CNAME && c->qi.qtype != VD_TYPE_CNAME && at == links - 1 &&
                     !cut) {
-                        size_t name_at;
-                        if (++c->hops > VD_CNAME_MAX_HOPS || links == VD_CNAME_MAX_HOPS + 2 ||
-                            !put_record(c, msg, len, start, fixed, pos, chain[at].ref, &name_at))
+                        size_t name_at = chain[at].ref; /* alias mode: the alias's name */
+                        if (++c->hops > VD_CNAME_MAX_HOPS || links == VD_CNAME_MAX_HOPS + 2)
                                 return HOP_FAIL;
-                        c->an++;
+                        if (!c->alias) {
+                                if (!put_record(c, msg, len, start, fixed, pos, chain[at].ref,
+                                                &name_at))
+                                        return HOP_FAIL;
+                                c->an++;
+                        }
                         struct link *next = &chain[links++];
                         size_t p = fixed + 10;
                         if (vd_wire_read_name(msg, pos, &p, next->name, &next->len, true) != 0)
@@ -294,6 +307,8 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
                         cut = answered_here(c, next->name, next->len);
                         continue;
                 }
+                if (c->alias && (at != links - 1 || type != c->qi.qtype))
+                        continue; /* alias mode: the final name's records of the type only */
                 if (!put_record(c, msg, len, start, fixed, pos, chain[at].ref, NULL))
                         return HOP_FAIL;
                 c->an++;
@@ -326,6 +341,15 @@ static hop_result merge(struct chase *c, const uint8_t *msg, size_t len)
         }
         if (rcode == VD_RCODE_NOERROR && !soa && links > 1)
                 return HOP_NEXT;
+        if (c->alias) {
+                /* Route 53 answers an alias whose target is missing or has no such data with
+                 * NODATA under the alias's zone, not the target's NXDOMAIN. */
+                if (c->soa_len > 0 && !put_bytes(c, c->soa, c->soa_len))
+                        return HOP_FAIL;
+                c->ns = c->soa_len > 0 ? 1 : 0;
+                c->rcode = VD_RCODE_NOERROR;
+                return HOP_FINAL;
+        }
         pos = auth;
         for (uint16_t i = 0; i < ns; i++) {
                 size_t start = pos, fixed;
@@ -406,17 +430,17 @@ static bool need_scratch(struct chase *c)
 
 /* Answers c->sub from local data or special-use names into the scratch buffer. Returns true
  * with *n set when one of them holds the name (and no rule covers it). */
-static bool local_hop(struct chase *c, size_t *n)
+static bool local_hop(struct chase *c, size_t *n, vd_local_chase *lc)
 {
         vd_query_env *env = c->env;
-        vd_local_chase lc = {
+        *lc = (vd_local_chase){
             .leaves = vd_chase_rule_covers, .leaves_arg = env, .fallback = vd_special_snapshot()};
         if (vd_chase_rule_covers(env, c->target, c->target_len))
                 return false;
         const vd_snapshot *data = client_data(c);
         if (data != NULL) {
                 vd_local_result r = vd_snapshot_answer_chase(data, &c->sub, env->rotation++,
-                                                             c->scratch, VD_TCP_MAX, n, &lc);
+                                                             c->scratch, VD_TCP_MAX, n, lc);
                 if (r != VD_LOCAL_FORWARD)
                         return true; /* a partial chain (CHASE) merges like an answer */
         }
@@ -427,6 +451,42 @@ static bool local_hop(struct chase *c, size_t *n)
 }
 
 static void on_hop_reply(void *arg, const uint8_t *resp, size_t len, unsigned source);
+
+/* A hop whose name is itself an alias to a name outside local data (local_hop's answer is
+ * VD_LOCAL_CHASE in alias mode with no record before it): the chain goes on with the alias's
+ * target in alias mode, its records under the name where it stands in c->resp (target_ref
+ * stays). Entering alias mode, the SOA local data wrote after its answer becomes the negative
+ * answer's, its owner pointer moved from the hop's question to that name. False when the hop
+ * is not such an alias (it then merges like any answer). */
+static bool adopt_alias(struct chase *c, const vd_local_chase *lc, size_t n)
+{
+        if (!lc->alias || vd_wire_get16(c->scratch + 6) != 0 || lc->target_ref != VD_HEADER_LEN ||
+            c->target_ref == 0 || c->target_ref >= 0x3FFF)
+                return false;
+        if (!c->alias) {
+                const uint8_t *soa = c->scratch + n;
+                size_t len = lc->alias_soa_len;
+                c->soa_len = 0;
+                if (len >= 2 && len <= sizeof(c->soa) && n + len <= VD_TCP_MAX) {
+                        memcpy(c->soa, soa, len);
+                        c->soa_len = len;
+                        if ((soa[0] & 0xC0) == 0xC0) {
+                                size_t ptr = ((size_t)(soa[0] & 0x3F) << 8) | soa[1];
+                                size_t to = c->target_ref + (ptr - VD_HEADER_LEN);
+                                if (ptr < VD_HEADER_LEN || ptr - VD_HEADER_LEN >= c->target_len ||
+                                    to >= 0x3FFF)
+                                        c->soa_len = 0;
+                                c->soa[0] = (uint8_t)(0xC0 | (to >> 8));
+                                c->soa[1] = (uint8_t)to;
+                        }
+                }
+                c->alias = true;
+        }
+        memcpy(c->target, lc->target, lc->target_len);
+        c->target_len = lc->target_len;
+        c->hops++; /* an alias is a step of the chain: run() bounds them */
+        return true;
+}
 
 /* Runs hops until the chain ends (true: the response is final in c->resp) or one waits for
  * the resolver (false: on_hop_reply goes on). */
@@ -439,8 +499,10 @@ static bool run(struct chase *c, hop_result h)
                         h = HOP_FAIL;
                         break;
                 }
-                if (local_hop(c, &n)) {
-                        h = merge(c, c->scratch, n);
+                vd_local_chase lc;
+                if (local_hop(c, &n, &lc)) {
+                        if (!adopt_alias(c, &lc, n))
+                                h = merge(c, c->scratch, n);
                         continue;
                 }
                 if (env->resolver == NULL) {
@@ -556,6 +618,12 @@ vd_query_outcome vd_chase_start(vd_query_env *env, vd_query_client *client, cons
         c->target_len = from->target_len;
         c->target_ref = from->target_ref;
         c->hops = from->hops;
+        c->alias = from->alias;
+        if (c->alias && from->alias_soa_len <= sizeof(c->soa) &&
+            prefix + from->alias_soa_len <= out_cap) {
+                memcpy(c->soa, out + prefix, from->alias_soa_len);
+                c->soa_len = from->alias_soa_len;
+        }
         if (client != NULL && client->addr != NULL) {
                 size_t alen = client->addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                                   : sizeof(struct sockaddr_in);

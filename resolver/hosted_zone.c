@@ -452,3 +452,33 @@ int vd_hosted_zone_load_dir(vd_builder *b, const char *snapshot_dir, vd_hosted_z
         free(list);
         return rc;
 }
+
+int vd_hosted_zone_dir_vpc(const char *snapshot_dir, char *out, size_t cap, vd_error *err)
+{
+        char path[FILE_PATH_CAP + 64], text[64];
+        out[0] = '\0';
+        snprintf(path, sizeof(path), "%s/%s", snapshot_dir, VD_HOSTED_ZONES_VPC_FILE);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+                if (errno == ENOENT)
+                        return 0;
+                return vd_error_set(err, "%s: cannot read: %s", path, strerror(errno));
+        }
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        bool more = fgetc(f) != EOF;
+        fclose(f);
+        text[n] = '\0';
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
+                text[--n] = '\0';
+        bool ok = !more && n > 4 && n < cap && strncmp(text, "vpc-", 4) == 0;
+        for (size_t i = 4; ok && i < n; i++)
+                ok = (text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f');
+        if (!ok)
+                return vd_error_set(err,
+                                    "%s: expected the VPC id the hosted zones were captured for "
+                                    "(vpc- and hex digits, one line)",
+                                    path),
+                       -EINVAL;
+        memcpy(out, text, n + 1);
+        return 0;
+}

@@ -224,8 +224,8 @@ int vd_hosted_zone_dump_aliases(const vd_snapshot *s, FILE *out)
                                     owner, t, target, a[i].place, t);
                 else
                         w = fprintf(out,
-                                    "; alias %s %s -> %s (%s): resolved upstream: not yet "
-                                    "supported (answers no data)\n",
+                                    "; alias %s %s -> %s (%s): resolved upstream per answer "
+                                    "(through the cache)\n",
                                     owner, t, target, a[i].place);
                 if (w < 0)
                         return -EIO;
@@ -257,8 +257,8 @@ void vd_hosted_zone_check_aliases(const vd_snapshot *s, FILE *out)
                                 owner, t, target, a[i].place, t);
                 else
                         fprintf(out,
-                                "  alias %s %s -> %s (%s): resolved upstream: not yet supported "
-                                "(answers no data)\n",
+                                "  alias %s %s -> %s (%s): resolved upstream per answer "
+                                "(through the cache; no data when the target has none)\n",
                                 owner, t, target, a[i].place);
         }
 }

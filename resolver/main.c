@@ -191,6 +191,7 @@ static int build_from(const vd_config *cfg, char *const *snapshot_dirs, size_t n
                                .zone_files = zone_files,
                                .n_zones = n_zones,
                                .hosted_files = hosted_files,
+                               .hosted_vpcs = cfg->hosted_zone_vpcs, /* same order */
                                .n_hosted = n_hosted,
                                .vpc = cfg->vpc,
                                .views = cfg->views,

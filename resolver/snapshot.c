@@ -36,6 +36,7 @@ static void snapshot_free(vd_snapshot *s)
         free(s->order);
         free(s->aliases);
         free(s->members);
+        free(s->upaliases);
         vd_snap_views_free(s->head.views);
         free(s);
 }

@@ -2,8 +2,10 @@
  * while loading, resolved when the builder finishes by copying the target's RRset of the
  * alias's type under the alias's own name (TTL from the target), alias chains first, loops
  * refused. The compiled snapshot keeps a description of each alias for --check and --dump.
- * Must not: answer queries (an alias is plain data once resolved) or resolve anything
- * outside local data (an alias to a load balancer is only recorded). Load time only. */
+ * An alias whose target is outside local data (a load balancer) is marked on its node and
+ * listed for the answer path, which hands it to the chase (chase.c) per answer.
+ * Must not: answer queries or resolve anything outside local data. Load time only, except
+ * vd_snap_find_upalias (answer path: no allocation, no lock). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -224,6 +226,7 @@ static int resolve(vd_builder *b, size_t i, unsigned depth, vd_error *err)
                                -ENOENT;
                 }
                 a->state = VD_ALIAS_UPSTREAM;
+                b->nodes[a->owner].flags |= NODE_UPALIAS;
         }
         b->aliases[i].walk = 2;
         return rc;
@@ -270,7 +273,34 @@ int vd_snap_store_aliases(const vd_builder *b, vd_snapshot *s)
                 o->records = a->records;
         }
         s->n_aliases = b->naliases;
+        size_t up = 0;
+        for (size_t i = 0; i < b->naliases; i++)
+                up += b->aliases[i].state == VD_ALIAS_UPSTREAM;
+        if (up == 0)
+                return 0;
+        s->upaliases = calloc(up, sizeof(*s->upaliases));
+        if (s->upaliases == NULL)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->naliases; i++) {
+                if (b->aliases[i].state != VD_ALIAS_UPSTREAM)
+                        continue;
+                struct supalias *u = &s->upaliases[s->n_upaliases++];
+                u->node = (uint32_t)b->aliases[i].owner; /* compiled nodes keep their index */
+                u->type = b->aliases[i].type;
+                u->target = s->aliases[i].target;
+                u->target_len = b->aliases[i].target_len;
+        }
         return 0;
+}
+
+const struct supalias *vd_snap_find_upalias(const vd_snapshot *s, const struct snode *n,
+                                            uint16_t type)
+{
+        uint32_t node = (uint32_t)(n - s->nodes);
+        for (size_t i = 0; i < s->n_upaliases; i++)
+                if (s->upaliases[i].node == node && s->upaliases[i].type == type)
+                        return &s->upaliases[i];
+        return NULL;
 }
 
 size_t vd_snapshot_aliases(const vd_snapshot *s, const vd_alias_info **out)

@@ -1,7 +1,8 @@
 /* snapshot_answer.c — the answer side of a compiled snapshot (hot path): the closest-encloser
  * lookup, one probe per label with the suffix hashes, and responses made of memcpy'd
  * precompiled records with 2-byte compression pointers for owners, CNAME chains followed,
- * ENI addresses that are down left out and the client's AZ put first (or alone). Must not:
+ * ENI addresses that are down left out and the client's AZ put first (or alone), and an alias
+ * to a name outside local data handed to the chase. Must not:
  * allocate, lock, or change the snapshot. */
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -335,6 +336,8 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                         memcpy(chase->target, name, chase->target_len);
                         chase->target_ref = name_ref;
                         chase->hops = hop;
+                        chase->alias = false;
+                        chase->alias_soa_len = 0;
                         *len = w.len;
                         return VD_LOCAL_CHASE;
                 }
@@ -354,8 +357,29 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const vd_query_in
                 }
                 const struct sset *cname = vd_snap_find_set(cur, n, VD_TYPE_CNAME);
                 if (cname == NULL) {
+                        const struct supalias *up = NULL;
+                        if ((n->flags & NODE_UPALIAS) && chase != NULL && !w.overflow)
+                                up = vd_snap_find_upalias(cur, n, qi->qtype);
+                        if (up == NULL) {
+                                put_soa(&w, cur, n->zone, name, offs, labels, name_ref);
+                                break;
+                        }
+                        /* An alias to a name outside local data: the chase resolves the target
+                         * and writes its records under this name; the SOA after the response
+                         * is for a target that has none. */
+                        vd_wire_put16(out + 6, w.counts[0]);
+                        vd_wire_put16(out + 8, 0);
+                        vd_wire_put16(out + 10, 0);
+                        size_t end = w.len;
                         put_soa(&w, cur, n->zone, name, offs, labels, name_ref);
-                        break;
+                        chase->alias_soa_len = w.overflow ? 0 : w.len - end;
+                        chase->alias = true;
+                        chase->target_len = up->target_len;
+                        memcpy(chase->target, up->target, up->target_len);
+                        chase->target_ref = name_ref;
+                        chase->hops = hop;
+                        *len = end;
+                        return VD_LOCAL_CHASE;
                 }
                 if (hop == VD_CNAME_MAX_HOPS) {
                         /* One CNAME too many (no loop: those are refused at load time). */

@@ -26,6 +26,7 @@ enum node_flags {
         NODE_ZONE_APEX = 1, /* a zone is declared here */
         NODE_ENT = 2,       /* empty non-terminal inside an authoritative zone: exists */
         NODE_ALIAS = 4,     /* owns an alias (snapshot_alias.c) */
+        NODE_UPALIAS = 8,   /* owns an alias resolved upstream (snapshot.h, upaliases) */
 };
 
 /* ---------- names and hashes shared by both sides ---------- */
@@ -237,6 +238,16 @@ struct vd_snapshot {
         size_t n_aliases;
         struct smember *members; /* routing-policy members of the sets that have one */
         size_t n_members;
+        struct supalias *upaliases; /* the VD_ALIAS_UPSTREAM ones, for the answer path */
+        size_t n_upaliases;
+};
+
+/* An alias resolved upstream: its owner node, type and target (in aliases' block). */
+struct supalias {
+        uint32_t node;
+        uint16_t type;
+        uint8_t target_len;
+        const uint8_t *target;
 };
 
 typedef enum lookup_kind {
@@ -292,6 +303,10 @@ int vd_snap_resolve_aliases(vd_builder *b, vd_error *err);
 int vd_snap_add_copy(vd_builder *b, const uint8_t *owner, uint16_t type, uint32_t ttl,
                      const struct brr *rr, const char *claim, vd_error *err);
 int vd_snap_store_aliases(const vd_builder *b, vd_snapshot *s);
+/* The alias resolved upstream of node n of s for type, or NULL (answer path; the aliases of a
+ * node with NODE_UPALIAS are few: a linear scan). */
+const struct supalias *vd_snap_find_upalias(const vd_snapshot *s, const struct snode *n,
+                                            uint16_t type);
 void vd_snap_free_builder_aliases(vd_builder *b);
 /* snapshot_build.c: the hash of a whole lower-cased name of len octets. */
 uint32_t vd_snap_name_hash_exact(const uint8_t *name, size_t len);

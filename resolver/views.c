@@ -5,13 +5,16 @@
  * a choice are refused before any name is added), the choice of that VPC (key vpc), and the
  * views: a root of the zone files alone, what clients outside every view see, owning one
  * snapshot per view compiled from the zone files and that view's VPC's endpoints (inbound
- * views with the private names of inbound-only S3 endpoints). Each view's data is compiled
- * on its own (the snapshot files are read once per view), so a view's names, conflicts and
+ * views with the private names of inbound-only S3 endpoints), and which hosted zones each
+ * view and the root load (those of its VPC, and those of no VPC in particular). Each view's data is
+ * compiled on its own (the snapshot files are read once per view), so a view's names, conflicts and
  * CNAME loops are exactly those of a single-VPC load. Must not: answer queries or choose a
  * view for a client (snapshot_views.c does). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vpcdns/log.h"
@@ -41,15 +44,119 @@ static void note_hosted(vd_load_totals *t, const vd_hosted_zone_summary *hz)
         }
 }
 
+/* Which hosted zones a build loads: every one (no views), those associated with no VPC in
+ * particular (the root of views: outsiders), or those and the ones of one VPC (a view). */
+typedef enum hz_scope {
+        HZ_ALL,
+        HZ_ROOT,
+        HZ_VIEW,
+} hz_scope;
+
+/* Whether a hosted zone associated with vpcs ("vpc-a vpc-b"; NULL or "": every VPC) belongs in
+ * a build of scope (for HZ_VIEW, the view's VPC vpc). */
+static bool hosted_applies(const char *vpcs, hz_scope scope, const char *vpc)
+{
+        if (scope == HZ_ALL || vpcs == NULL || vpcs[0] == '\0')
+                return true;
+        if (scope == HZ_ROOT || vpc == NULL)
+                return false;
+        size_t n = strlen(vpc);
+        for (const char *p = vpcs; *p != '\0';) {
+                size_t l = strcspn(p, " ");
+                if (l == n && memcmp(p, vpc, n) == 0)
+                        return true;
+                p += l;
+                p += strspn(p, " ");
+        }
+        return false;
+}
+
+/* What --check says of the hosted zones of one load: each source counted once, however many
+ * views load it. */
+typedef struct hz_seen {
+        bool dirs[VD_MAX_SOURCES];
+        bool files[VD_MAX_SOURCES];
+        vd_hosted_zone_summary sum;
+} hz_seen;
+
+/* Appends n octets of text to seen's notes (dropped when out of memory: notes only). */
+static void add_notes(hz_seen *seen, const char *text, size_t n)
+{
+        char *notes = n == 0 ? NULL : realloc(seen->sum.notes, seen->sum.notes_len + n + 1);
+        if (notes == NULL)
+                return;
+        memcpy(notes + seen->sum.notes_len, text, n);
+        notes[seen->sum.notes_len + n] = '\0';
+        seen->sum.notes = notes;
+        seen->sum.notes_len += n;
+}
+
+/* Adds one source's summary to seen the first time (*counted false), and empties it. */
+static void count_hosted(hz_seen *seen, bool *counted, vd_hosted_zone_summary *one)
+{
+        if (!*counted) {
+                *counted = true;
+                seen->sum.zones += one->zones;
+                seen->sum.record_sets += one->record_sets;
+                seen->sum.records += one->records;
+                seen->sum.aliases += one->aliases;
+                seen->sum.policies += one->policies;
+                if (one->notes != NULL)
+                        add_notes(seen, one->notes, one->notes_len);
+        }
+        vd_hosted_zone_summary_free(one);
+}
+
+/* Loads the hosted zones of src that belong in a build of scope (vpc: the view's). */
+static int load_hosted(vd_builder *b, const vd_data_sources *src, hz_scope scope, const char *vpc,
+                       hz_seen *seen, vd_error *err)
+{
+        vd_hosted_zone_summary one = {0};
+        int rc = 0;
+        for (size_t i = 0; i < src->n_snapshots && i < VD_MAX_SOURCES && rc == 0; i++) {
+                char dir_vpc[64];
+                rc = vd_hosted_zone_dir_vpc(src->snapshot_dirs[i], dir_vpc, sizeof(dir_vpc), err);
+                if (rc != 0 || !hosted_applies(dir_vpc, scope, vpc))
+                        continue;
+                rc = vd_hosted_zone_load_dir(b, src->snapshot_dirs[i], &one, err);
+                count_hosted(seen, &seen->dirs[i], &one);
+        }
+        for (size_t i = 0; i < src->n_hosted && i < VD_MAX_SOURCES && rc == 0; i++) {
+                if (!hosted_applies(src->hosted_vpcs != NULL ? src->hosted_vpcs[i] : NULL, scope,
+                                    vpc))
+                        continue;
+                rc = vd_hosted_zone_load(b, src->hosted_files[i], &one, err);
+                count_hosted(seen, &seen->files[i], &one);
+        }
+        return rc;
+}
+
+/* Notes for --check each hosted zone file that no view loads (no view serves its VPCs). */
+static void note_unloaded(const vd_data_sources *src, hz_seen *seen)
+{
+        for (size_t i = 0; i < src->n_hosted && i < VD_MAX_SOURCES; i++) {
+                char line[1200];
+                if (seen->files[i])
+                        continue;
+                int n = snprintf(line, sizeof(line),
+                                 "hosted zone file %s: not loaded: no view serves its VPCs (%s)\n",
+                                 src->hosted_files[i],
+                                 src->hosted_vpcs != NULL && src->hosted_vpcs[i] != NULL
+                                     ? src->hosted_vpcs[i]
+                                     : "-");
+                if (n > 0 && (size_t)n < sizeof(line))
+                        add_notes(seen, line, (size_t)n);
+        }
+}
+
 /* Loads every source into one new builder and compiles it. With load_aws false the snapshot
  * directories are skipped (a root of views). first: the pass that warns about empty data and
- * counts zone records. hosted_totals (may be NULL) gets what --check says of the hosted zones. */
+ * counts zone records. scope and vpc choose the hosted zones (load_hosted), counted in seen. */
 static int build_one(const vd_data_sources *src, const vd_aws_options *opt, bool load_aws,
-                     bool first, vd_snapshot **out, vd_aws_summary *aws, size_t *zone_records,
-                     vd_load_totals *hosted_totals, vd_error *err)
+                     bool first, hz_scope scope, const char *vpc, vd_snapshot **out,
+                     vd_aws_summary *aws, size_t *zone_records, hz_seen *seen, vd_error *err)
 {
         int rc = 0;
-        vd_hosted_zone_summary hz = {0};
         vd_builder *b = vd_builder_new();
         if (b == NULL)
                 return vd_error_set(err, "out of memory");
@@ -65,23 +172,18 @@ static int build_one(const vd_data_sources *src, const vd_aws_options *opt, bool
                                "name is forwarded (captured in the right region and VPC?)\"",
                                vd_log_value(src->snapshot_dirs[i], dir, sizeof(dir)));
         }
-        /* Hosted zones are served to every view and to outsiders, like zone files. */
-        for (size_t i = 0; i < src->n_snapshots && rc == 0; i++)
-                rc = vd_hosted_zone_load_dir(b, src->snapshot_dirs[i], &hz, err);
+        /* Hosted zones go where their VPCs are (load_hosted); zone files everywhere. */
+        if (rc == 0)
+                rc = load_hosted(b, src, scope, vpc, seen, err);
         for (size_t i = 0; i < src->n_zones && rc == 0; i++) {
                 size_t records = 0;
                 rc = vd_zonefile_load(b, src->zone_files[i], &records, err);
                 if (first)
                         *zone_records += records;
         }
-        for (size_t i = 0; i < src->n_hosted && rc == 0; i++)
-                rc = vd_hosted_zone_load(b, src->hosted_files[i], &hz, err);
         if (rc == 0)
                 rc = vd_builder_finish(b, out, err);
         vd_builder_free(b);
-        if (hosted_totals != NULL)
-                note_hosted(hosted_totals, &hz);
-        vd_hosted_zone_summary_free(&hz);
         return rc;
 }
 
@@ -116,7 +218,10 @@ static int build_views(const vd_data_sources *src, vd_snapshot **out, vd_load_to
         vd_view_spec specs[VD_MAX_VIEWS];
         vd_snapshot *root = NULL;
         size_t made = 0;
-        int rc = build_one(src, NULL, false, true, &root, &t->aws, &t->zone_records, NULL, err);
+        hz_seen seen;
+        memset(&seen, 0, sizeof(seen));
+        int rc = build_one(src, NULL, false, true, HZ_ROOT, NULL, &root, &t->aws, &t->zone_records,
+                           &seen, err);
 
         for (size_t i = 0; i < src->n_views && rc == 0; i++) {
                 const vd_config_view *view = &src->views[i];
@@ -127,8 +232,8 @@ static int build_views(const vd_data_sources *src, vd_snapshot **out, vd_load_to
                 bool vpc_seen = false;
 
                 memset(&sum, 0, sizeof(sum));
-                rc = build_one(src, &opt, true, i == 0, &specs[i].snap, &sum, &t->zone_records,
-                               i == 0 ? t : NULL, err);
+                rc = build_one(src, &opt, true, i == 0, HZ_VIEW, view->vpc, &specs[i].snap, &sum,
+                               &t->zone_records, &seen, err);
                 if (rc != 0)
                         break;
                 made++;
@@ -163,6 +268,10 @@ static int build_views(const vd_data_sources *src, vd_snapshot **out, vd_load_to
                 vd_aws_summary_merge_vpcs(&t->aws, &sum);
                 t->n_views = i + 1;
         }
+        if (rc == 0)
+                note_unloaded(src, &seen);
+        note_hosted(t, &seen.sum);
+        vd_hosted_zone_summary_free(&seen.sum);
         if (rc != 0) {
                 for (size_t i = 0; i < made; i++)
                         vd_snapshot_unref(specs[i].snap);
@@ -194,8 +303,13 @@ int vd_data_build(const vd_data_sources *src, vd_snapshot **out, vd_load_totals 
 
         if (src->n_views > 0)
                 return build_views(src, out, t, err);
+        hz_seen seen;
         memset(&sum, 0, sizeof(sum));
-        rc = build_one(src, &opt, true, true, &snap, &sum, &t->zone_records, t, err);
+        memset(&seen, 0, sizeof(seen));
+        rc = build_one(src, &opt, true, true, HZ_ALL, NULL, &snap, &sum, &t->zone_records, &seen,
+                       err);
+        note_hosted(t, &seen.sum);
+        vd_hosted_zone_summary_free(&seen.sum);
         /* One file holds one VPC (the loader checked), but several directories may not. */
         if (rc == 0 && vpc == NULL && vd_aws_served_vpcs(&sum) > 1)
                 rc = vd_aws_several_vpcs_error(&sum, where_of(src), err);

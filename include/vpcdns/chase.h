@@ -8,6 +8,12 @@
  * hop fails or the chain is longer than VD_CNAME_MAX_HOPS, TC over UDP when the whole chain
  * does not fit (authority records are dropped first).
  *
+ * An alias whose target is outside local data (vd_local_chase.alias) is chased the same way
+ * in alias mode: the target's chain is followed but only the final name's records of the
+ * question's type are written, each under the alias's name (a pointer to it), with the
+ * upstream's TTL; a target that does not exist or has no such data gives NODATA with the
+ * alias's zone's SOA.
+ *
  * Each hop's answer is a client-format response to a question made up for that name (the
  * client's type, CD and DO); its records are decompressed into the client's response (never
  * a compression pointer across messages) and its OPT dropped. A chase allocates its own state

@@ -100,7 +100,7 @@ typedef struct vd_config {
         char *hosted_zone_files[VD_MAX_SOURCES]; /* owned; key hosted_zones */
         size_t n_hosted_zones;
         /* owned, per hosted zone file: its VPCs ("vpc-a vpc-b") from {path, vpcs}, or NULL;
-         * kept for views, not applied yet */
+         * with views, the zone goes only into the views of those VPCs (views.h) */
         char *hosted_zone_vpcs[VD_MAX_SOURCES];
         vd_log_level log_level;
         unsigned workers;

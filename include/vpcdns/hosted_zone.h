@@ -49,6 +49,15 @@ int vd_hosted_zone_load(vd_builder *b, const char *path, vd_hosted_zone_summary 
 int vd_hosted_zone_load_dir(vd_builder *b, const char *snapshot_dir, vd_hosted_zone_summary *sum,
                             vd_error *err);
 
+/* The file beside the capture of list-hosted-zones-by-vpc that names the VPC it was made for
+ * (DIR/list-hosted-zones-by-vpc.vpc-id, one VPC id; the refresher writes it). */
+#define VD_HOSTED_ZONES_VPC_FILE "list-hosted-zones-by-vpc.vpc-id"
+
+/* The VPC whose associations DIR's hosted-zones/ captures are: read from
+ * DIR/VD_HOSTED_ZONES_VPC_FILE into out ("" when that file does not exist: the zones apply to
+ * every VPC). A file that is not one VPC id ("vpc-" and hex digits) is an error naming it. */
+int vd_hosted_zone_dir_vpc(const char *snapshot_dir, char *out, size_t cap, vd_error *err);
+
 /* Decodes a Route 53 name ("\052.corp.internal.", trailing dot optional, \ooo octal escapes,
  * \X for X) into a lower-cased wire name. Returns 0, or -EINVAL with why (a phrase). */
 int vd_hosted_zone_decode_name(const char *text, uint8_t *out, size_t *out_len, const char **why);

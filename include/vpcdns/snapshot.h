@@ -183,6 +183,14 @@ typedef struct vd_local_chase {
         size_t target_len;
         size_t target_ref; /* where that name stands uncompressed in the response, or 0 */
         unsigned hops;     /* CNAMEs followed so far */
+        /* Set on VD_LOCAL_CHASE when the chain reached an alias whose target is outside local
+         * data (a load balancer, CloudFront): the target's records of the question's type go
+         * under the alias's name (target_ref points at it in the response), CNAMEs of the
+         * target's chain are followed but not written, and a target that does not exist or has
+         * no such data makes the alias NODATA with the SOA record of alias_soa_len octets that
+         * follows out[*len] (its owner compressed against the response). */
+        bool alias;
+        size_t alias_soa_len;
 } vd_local_chase;
 
 struct vd_query_info;
@@ -214,7 +222,7 @@ vd_local_result vd_snapshot_answer_chase(const vd_snapshot *s, const struct vd_q
 typedef enum vd_alias_state {
         VD_ALIAS_LOCAL = 0, /* the target's RRset of the alias's type was copied */
         VD_ALIAS_EMPTY,     /* the target exists here without that type: the alias is NODATA */
-        VD_ALIAS_UPSTREAM,  /* the target is outside local data: not resolved (NODATA) */
+        VD_ALIAS_UPSTREAM,  /* the target is outside local data: resolved per answer (chase) */
 } vd_alias_state;
 
 #define VD_ALIAS_MAX_HOPS 8 /* an alias may lead to another alias this many times */
@@ -226,7 +234,8 @@ typedef enum vd_alias_state {
  * wildcard); a target that is itself an alias of the type is resolved first (at most
  * VD_ALIAS_MAX_HOPS, a loop is an error naming each place). A target that does not exist
  * inside a loaded authoritative zone is an error; one outside every loaded zone (a load
- * balancer, CloudFront) is kept as VD_ALIAS_UPSTREAM. */
+ * balancer, CloudFront) is kept as VD_ALIAS_UPSTREAM: vd_snapshot_answer_chase returns
+ * VD_LOCAL_CHASE for it in alias mode (vd_local_chase.alias), vd_snapshot_answer NODATA. */
 int vd_builder_add_alias(vd_builder *b, const uint8_t *owner, uint16_t type, const uint8_t *target,
                          const char *claim, const char *place, vd_error *err);
 

@@ -20,6 +20,9 @@ typedef struct vd_data_sources {
         char *const *zone_files;
         size_t n_zones;
         char *const *hosted_files; /* Route 53 hosted zone captures given on their own */
+        /* per hosted file (may be NULL): the VPCs it is associated with ("vpc-a vpc-b"), NULL
+         * for every VPC */
+        char *const *hosted_vpcs;
         size_t n_hosted;
         const char *vpc; /* the key vpc: NULL or "" for none */
         const vd_config_view *views;
@@ -50,11 +53,14 @@ typedef struct vd_load_totals {
 } vd_load_totals;
 
 /* Loads src into *out (one reference), adding to t. Hosted zones (every JSON file in
- * DIR/hosted-zones and src->hosted_files) are loaded beside the zone files, into every view and the
- * root. Without views: one snapshot of every source, refused when its endpoints span several VPCs
- * and src->vpc chooses none, or when src->vpc is not in the data. With views: a root of the zone
- * files with one view per src->views entry (each view's VPC must be in the data). Logs each view
- * (view_loaded). Errors name the file, the view or the VPCs. */
+ * DIR/hosted-zones and src->hosted_files) are loaded beside the zone files. Without views every
+ * hosted zone applies. With views a hosted zone goes into the views of the VPCs it is
+ * associated with (src->hosted_vpcs for a file; for DIR/hosted-zones the VPC the capture was
+ * made for, vd_hosted_zone_dir_vpc), and into every view and the root when it names none; the
+ * root (outsiders) gets only those. Without views: one snapshot of every source, refused when its
+ * endpoints span several VPCs and src->vpc chooses none, or when src->vpc is not in the data. With
+ * views: a root of the zone files with one view per src->views entry (each view's VPC must be in
+ * the data). Logs each view (view_loaded). Errors name the file, the view or the VPCs. */
 int vd_data_build(const vd_data_sources *src, vd_snapshot **out, vd_load_totals *t, vd_error *err);
 
 #endif

@@ -2,17 +2,21 @@
 daemon: the hub-and-spoke apex alias to an endpoint's regional name (tests/data/hosted/hub, a
 snapshot with 127.x ENI addresses and its hosted-zones/ capture), a team zone with every record
 type, octal-escaped wildcards, aliases, routing policies (tests/data/hosted/corp.json),
-NXDOMAIN/NODATA with the SOA, reloads, and malformed files."""
+NXDOMAIN/NODATA with the SOA, reloads, and malformed files; aliases to load balancer and API
+names (tests/data/hosted/lb.json) resolved through an NSD on loopback that serves
+us-east-1.elb.amazonaws.com (tests/data/hosted/upstream)."""
 
 import json
 import shutil
 import signal
 
+import dns.query
 import dns.rcode
 import dns.rdatatype
+import pytest
 
 import vdtest
-from vdtest import REPO, VPCDNS, addresses, answer_rrset, describe, soa_of
+from vdtest import REPO, VPCDNS, Client, Proc, addresses, answer_rrset, describe, soa_of
 
 HOSTED = REPO / "tests" / "data" / "hosted"
 SQS = "sqs.us-east-1.amazonaws.com."
@@ -99,9 +103,10 @@ def test_aliases_and_routing_policies(tmp_path, nsd, start_daemon):
         msg = d.v4.query(owner, "A")
         assert sorted(addresses(msg, owner)) == ["10.0.0.1", "10.0.0.2"], describe(msg)
         assert answer_rrset(msg, owner, "A").ttl == 120, describe(msg)
-    # an alias to a load balancer is not resolved in this version: no data, never NXDOMAIN
+    # an alias to a load balancer the upstream (this NSD) does not know: NODATA, never NXDOMAIN
     msg = d.v4.query(name("elb"), "A")
     assert msg.rcode() == dns.rcode.NOERROR and not msg.answer, describe(msg)
+    assert soa_of(msg).name.to_text() == CORP, describe(msg)
     # failover: the PRIMARY; latency: the snapshot's region (us-east-1); geolocation: "*"
     assert addresses(d.v4.query(name("db"), "A"), name("db")) == ["10.0.3.1"]
     assert addresses(d.v4.query(name("lat"), "A"), name("lat")) == ["10.0.4.1"]
@@ -122,7 +127,7 @@ def test_check_and_dump_describe_the_zones(tmp_path, run_vpcdns):
     assert "routing policy: db.corp.internal. A failover" in r.stdout
     assert "routing policy not applied: geo.corp.internal. A geolocation" in r.stdout
     assert ("alias elb.corp.internal. A -> dualstack.internal-app-1234567890.us-east-1.elb."
-            "amazonaws.com. (%s: ResourceRecordSets[15]): resolved upstream: not yet supported"
+            "amazonaws.com. (%s: ResourceRecordSets[15]): resolved upstream per answer"
             % corp) in r.stdout
     r = run_vpcdns(args + ["--dump"])
     assert r.returncode == 0, r.stderr
@@ -274,3 +279,196 @@ def test_failover_follows_eni_health(tmp_path, nsd, start_daemon):
     finally:
         listeners.close()
     assert d.stop() == 0, d.proc.stderr_text()
+LB = "lb.internal."
+ELB = "us-east-1.elb.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def elb_nsd(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("elb-nsd")
+    port = vdtest.free_port(("127.0.0.1",))
+    conf = vdtest.NSD_CONF.format(host="127.0.0.1", port=port, zonesdir=HOSTED / "upstream", tmp=tmp)
+    conf += 'zone:\n    name: "%s"\n    zonefile: "%s.zone"\n' % (ELB, ELB)
+    (tmp / "nsd.conf").write_text(conf)
+    proc = Proc("nsd-elb", [vdtest.NSD, "-d", "-c", tmp / "nsd.conf"], tmp)
+    vdtest.wait_until_answers(proc, Client("127.0.0.1", port), "my-alb-123.%s." % ELB)
+    yield "127.0.0.1:%d" % port
+    proc.stop()
+
+
+@pytest.fixture
+def lb(tmp_path, elb_nsd, start_daemon):
+    zone = tmp_path / "lb.json"
+    shutil.copy(HOSTED / "lb.json", zone)
+
+    def argv(port):
+        return [VPCDNS, "--listen", "127.0.0.1:%d" % port, "--upstream", elb_nsd,
+                "--hosted-zone", zone]
+
+    return start_daemon(elb_nsd, argv=argv, probe="v4." + LB)
+
+
+def lb_name(label):
+    return "%s.%s" % (label, LB)
+
+
+def test_alias_to_a_load_balancer_answers_its_addresses_under_the_alias_name(lb):
+    for tcp in (False, True):
+        msg = lb.v4.query(LB, "A", tcp=tcp)
+        assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+        assert [(r.name.to_text(), r.rdtype) for r in msg.answer] == [(LB, dns.rdatatype.A)], describe(msg)
+        assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+        assert 0 < answer_rrset(msg, LB, "A").ttl <= 45, describe(msg)
+    msg = lb.v4.query(LB, "AAAA")
+    assert addresses(msg, LB, "AAAA") == ["fd00::60:1"], describe(msg)
+    # the second answer comes from the cache, the same records under the same name
+    msg = lb.v4.query(LB, "A")
+    assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    # a wildcard alias answers under the name asked
+    asked = "x." + lb_name("apps")
+    msg = lb.v4.query(asked, "A")
+    assert sorted(addresses(msg, asked)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    assert len(msg.answer) == 1, describe(msg)
+
+
+def test_alias_to_a_name_answering_a_cname_chain_upstream(lb):
+    msg = lb.v4.query(lb_name("api"), "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert [(r.name.to_text(), r.rdtype) for r in msg.answer] == [(lb_name("api"), dns.rdatatype.A)], describe(msg)
+    assert addresses(msg, lb_name("api")) == ["127.0.60.5"], describe(msg)
+    assert 0 < answer_rrset(msg, lb_name("api"), "A").ttl <= 30, describe(msg)
+
+
+def test_local_cname_onto_an_upstream_alias(lb):
+    msg = lb.v4.query(lb_name("cn"), "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert answer_rrset(msg, lb_name("cn"), "CNAME")[0].target.to_text() == LB, describe(msg)
+    assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    assert len(msg.answer) == 2, describe(msg)
+
+
+def test_alias_to_a_missing_target_or_type_is_nodata_with_the_zone_soa(lb):
+    for asked, rdtype in ((lb_name("gone"), "A"), (lb_name("v4"), "AAAA")):
+        msg = lb.v4.query(asked, rdtype)
+        assert msg.rcode() == dns.rcode.NOERROR and not msg.answer, describe(msg)
+        soa = soa_of(msg)
+        assert soa is not None and soa.name.to_text() == LB and soa.ttl == 120, describe(msg)
+    # the alias's name keeps its other data; a name beside it does not exist
+    assert answer_rrset(lb.v4.query(lb_name("v4"), "TXT"), lb_name("v4"), "TXT") is not None
+    msg = lb.v4.query(lb_name("nothing"), "A")
+    assert msg.rcode() == dns.rcode.NXDOMAIN and soa_of(msg).name.to_text() == LB, describe(msg)
+
+
+# ---- views: a hosted zone applies to the VPCs it is associated with ----
+
+VIEWS_SNAPSHOT = vdtest.DATA / "views"
+VPC_A = "vpc-0a1a1a1a1a1a1a1a1"
+VPC_B = "vpc-0b2b2b2b2b2b2b2b2"
+
+
+def small_zone(apex, address):
+    soa = "ns-1536.awsdns-00.co.uk. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 60"
+    return json.dumps({"ResourceRecordSets": [
+        {"Name": apex, "Type": "SOA", "TTL": 900, "ResourceRecords": [{"Value": soa}]},
+        {"Name": "www." + apex, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": address}]},
+    ]}, indent=4)
+
+
+@pytest.fixture
+def viewed(tmp_path, nsd, start_daemon):
+    snap = tmp_path / "snap"
+    shutil.copytree(VIEWS_SNAPSHOT, snap)
+    (snap / "hosted-zones").mkdir()
+    (snap / "hosted-zones" / "Z0CAPTUREDB.json").write_text(small_zone("captured.internal.", "10.9.2.2"))
+    (snap / "list-hosted-zones-by-vpc.vpc-id").write_text(VPC_B + "\n")
+    files = {"a": ("only-a.internal.", "10.9.1.1"), "ab": ("both.internal.", "10.9.3.3"),
+             "all": ("shared.internal.", "10.9.4.4"), "split-a": ("split.internal.", "10.9.5.1"),
+             "split-b": ("split.internal.", "10.9.5.2"), "orphan": ("orphan.internal.", "10.9.6.6")}
+    for key, (apex, address) in files.items():
+        (tmp_path / (key + ".json")).write_text(small_zone(apex, address))
+    upstream = "%s:%d" % nsd
+    cfg = tmp_path / "vpcdns.yaml"
+
+    def argv(port):
+        cfg.write_text(
+            "listen: [127.0.0.1:%d]\nupstream: %s\nsnapshot: %s\ncache_size: 0\n"
+            "hosted_zones:\n"
+            "  - {path: %s, vpcs: [%s]}\n"
+            "  - {path: %s, vpcs: [%s, %s]}\n"
+            "  - %s\n"
+            "  - {path: %s, vpcs: [%s]}\n"
+            "  - {path: %s, vpcs: [%s]}\n"
+            "  - {path: %s, vpcs: [vpc-0c3c3c3c3c3c3c3c3]}\n"
+            "views:\n"
+            "  - {name: a, clients: [127.0.10.0/24], vpc: %s}\n"
+            "  - {name: b, clients: [127.0.20.0/24], vpc: %s}\n"
+            % (port, upstream, snap, tmp_path / "a.json", VPC_A, tmp_path / "ab.json", VPC_A,
+               VPC_B, tmp_path / "all.json", tmp_path / "split-a.json", VPC_A,
+               tmp_path / "split-b.json", VPC_B, tmp_path / "orphan.json", VPC_A, VPC_B))
+        return [VPCDNS, "--config", cfg, "--no-watch"]
+
+    return start_daemon(upstream, argv=argv, probe="www.shared.internal."), snap, cfg
+
+
+def ask_from(d, name, source, rdtype="A"):
+    q = vdtest.make_query(name, rdtype)
+    return dns.query.udp(q, "127.0.0.1", port=d.port, source=source, timeout=vdtest.TIMEOUT)
+
+
+def test_views_load_the_hosted_zones_of_their_vpc(viewed):
+    d, _, _ = viewed
+    a, b, outsider = "127.0.10.5", "127.0.20.5", "127.0.40.1"
+    expected = {  # name: {client: address answered, or None: not this client's data}
+        "www.only-a.internal.": {a: "10.9.1.1", b: None, outsider: None},
+        "www.captured.internal.": {a: None, b: "10.9.2.2", outsider: None},
+        "www.both.internal.": {a: "10.9.3.3", b: "10.9.3.3", outsider: None},
+        "www.shared.internal.": {a: "10.9.4.4", b: "10.9.4.4", outsider: "10.9.4.4"},
+        # the same zone, one version per VPC (split horizon between VPCs)
+        "www.split.internal.": {a: "10.9.5.1", b: "10.9.5.2", outsider: None},
+        "www.orphan.internal.": {a: None, b: None, outsider: None},  # a VPC of no view
+    }
+    for asked, per_client in expected.items():
+        for client, address in per_client.items():
+            msg = ask_from(d, asked, client)
+            if address is not None:
+                assert addresses(msg, asked) == [address], (asked, client, describe(msg))
+            else:
+                # forwarded: the upstream (NSD) holds no such zone
+                assert addresses(msg, asked) == [] and soa_of(msg) is None, (asked, client, describe(msg))
+
+
+def test_a_bad_vpc_id_file_is_an_error_naming_it(viewed, run_vpcdns):
+    _, snap, cfg = viewed
+    (snap / "list-hosted-zones-by-vpc.vpc-id").write_text("not a vpc\n")
+    r = run_vpcdns(["--config", cfg, "--check"])
+    assert r.returncode != 0, r.stdout
+    assert "%s/list-hosted-zones-by-vpc.vpc-id: expected the VPC id" % snap in r.stderr, r.stderr
+
+
+def test_an_upstream_chain_that_comes_back_to_an_upstream_alias(lb):
+    # round -> (alias) back.elb -> CNAME lb.internal. (an alias again) -> my-alb-123
+    asked = lb_name("round")
+    msg = lb.v4.query(asked, "A")
+    assert [(r.name.to_text(), r.rdtype) for r in msg.answer] == [(asked, dns.rdatatype.A)], describe(msg)
+    assert sorted(addresses(msg, asked)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    # up CNAME back.elb (upstream) CNAME lb.internal. (alias): the CNAMEs, then lb.internal.'s A
+    asked = lb_name("up")
+    msg = lb.v4.query(asked, "A")
+    assert msg.rcode() == dns.rcode.NOERROR, describe(msg)
+    assert [r.rdtype for r in msg.answer] == [dns.rdatatype.CNAME] * 2 + [dns.rdatatype.A], describe(msg)
+    assert sorted(addresses(msg, LB)) == ["127.0.60.1", "127.0.60.2"], describe(msg)
+    msg = lb.v4.query(asked, "AAAA")
+    assert addresses(msg, LB, "AAAA") == ["fd00::60:1"], describe(msg)
+    msg = lb.v4.query(asked, "TXT")  # lb.internal. has no TXT: NODATA with its SOA
+    assert msg.rcode() == dns.rcode.NOERROR and soa_of(msg).name.to_text() == LB, describe(msg)
+
+
+def test_check_counts_each_hosted_zone_once_with_views(viewed, run_vpcdns):
+    _, _, cfg = viewed
+    r = run_vpcdns(["--config", cfg, "--check"])
+    assert r.returncode == 0, r.stderr
+    # captured, only-a, both, shared, split twice (one per VPC): SOA and one A each
+    assert "hosted zones: 6 (12 records, 0 aliases, 0 record sets with a routing policy)" in r.stdout, r.stdout
+    assert r.stdout.count("hosted zone both.internal.") == 1, r.stdout
+    assert ("hosted zone file %s: not loaded: no view serves its VPCs (vpc-0c3c3c3c3c3c3c3c3)"
+            % (cfg.parent / "orphan.json")) in r.stdout, r.stdout

@@ -488,6 +488,8 @@ def test_hosted_zones_are_captured_checked_and_loaded(refresher, tmp_path):
     got = refresher.dir / "hosted-zones" / (HOSTED_ZONE + ".json")
     assert json.loads(got.read_text()) == json.loads((data / "hosted-zones" / got.name).read_text())
     assert (refresher.dir / "list-hosted-zones-by-vpc.json").exists()
+    # the VPC the associations are of, for views
+    assert (refresher.dir / "list-hosted-zones-by-vpc.vpc-id").read_text() == VPC + "\n"
     assert refresher.leftovers() == []
     # vpcdns loads DIR/hosted-zones/*.json with the snapshot
     r = vdtest.run_vpcdns(["--check", "--snapshot", refresher.dir, "--upstream", "127.0.0.1:9",
@@ -517,6 +519,7 @@ def test_hosted_zone_failures_leave_dir_as_it_was(refresher, tmp_path):
     assert r.returncode == 0, r.stderr
     listed = [c for c in refresher.calls()[calls:] if c["op"] == "list-hosted-zones-by-vpc"]
     assert [c["args"]["vpc-id"] for c in listed] == [[spoke]]
+    assert (refresher.dir / "list-hosted-zones-by-vpc.vpc-id").read_text() == spoke + "\n"
     before = refresher.state()
     shutil.rmtree(good)
     bad = hosted_data(tmp_path, lambda t: t.replace('"10.0.0.25"', '"10.0.0.256"'))

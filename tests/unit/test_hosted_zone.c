@@ -314,7 +314,7 @@ Test(hosted_zone, alias_at_the_apex_and_chains_answer_the_targets_records)
         expect_answer(s, "www.corp.internal.", LDNS_RR_TYPE_A, "10.0.0.1 10.0.0.2", 120);
         /* an alias answers only its own type */
         expect_negative(s, "www.corp.internal.", LDNS_RR_TYPE_AAAA, false, "corp.internal.", 300);
-        /* an alias to a load balancer is not resolved here: no data, and listed */
+        /* an alias to a load balancer, answered without a chase: no data, and listed */
         expect_negative(s, "elb.corp.internal.", LDNS_RR_TYPE_A, false, "corp.internal.", 300);
         const vd_alias_info *al;
         size_t n = vd_snapshot_aliases(s, &al), upstream = 0;
@@ -323,6 +323,76 @@ Test(hosted_zone, alias_at_the_apex_and_chains_answer_the_targets_records)
                 upstream += al[i].state == VD_ALIAS_UPSTREAM;
         cr_assert_eq(upstream, 1);
         vd_snapshot_unref(s);
+}
+
+/* The answer path hands an alias to a name outside local data to the chase: the target, the
+ * alias's name (the question) as the owner of what comes back, and the zone's SOA for a
+ * negative end, written after the response so far. */
+static vd_local_result ask_chase(const vd_snapshot *s, const char *name, ldns_rr_type type,
+                                 vd_local_chase *lc, uint8_t *out, size_t cap, size_t *len)
+{
+        ldns_pkt *q = NULL;
+        cr_assert_eq(ldns_pkt_query_new_frm_str(&q, name, type, LDNS_RR_CLASS_IN, LDNS_RD),
+                     LDNS_STATUS_OK);
+        uint8_t *wire = NULL;
+        size_t wlen = 0;
+        cr_assert_eq(ldns_pkt2wire(&wire, q, &wlen), LDNS_STATUS_OK);
+        vd_query_info qi;
+        cr_assert_eq(vd_wire_parse_query(wire, wlen, &qi), VD_PARSE_OK);
+        memset(lc, 0, sizeof(*lc));
+        vd_local_result r = vd_snapshot_answer_chase(s, &qi, 0, out, cap, len, lc);
+        free(wire);
+        ldns_pkt_free(q);
+        return r;
+}
+
+Test(hosted_zone, alias_to_an_upstream_name_is_chased_under_the_alias_name)
+{
+        vd_snapshot *s = corp(false);
+        static uint8_t out[65535];
+        size_t len = 0;
+        vd_local_chase lc;
+        const char *owner = "elb.corp.internal.";
+        cr_assert_eq(ask_chase(s, owner, LDNS_RR_TYPE_A, &lc, out, sizeof(out), &len),
+                     VD_LOCAL_CHASE);
+        cr_assert(lc.alias);
+        char target[VD_NAME_MAX * 4 + 2];
+        vd_name_to_text(lc.target, target, sizeof(target));
+        cr_assert_str_eq(target, "dualstack.internal-app-1234567890.us-east-1.elb.amazonaws.com.");
+        cr_assert_eq(lc.target_ref, VD_HEADER_LEN);
+        cr_assert_eq(len, VD_HEADER_LEN + strlen(owner) + 1 + 4, "header and question only");
+        cr_assert_eq(vd_wire_get16(out + 6), 0);
+        /* the SOA after it: a pointer into the question, then type SOA, TTL 300 (MINIMUM) */
+        cr_assert_gt(lc.alias_soa_len, 12);
+        cr_assert_eq(out[len] & 0xC0, 0xC0);
+        cr_assert_eq(vd_wire_get16(out + len + 2), VD_TYPE_SOA);
+        cr_assert_eq(vd_wire_get32(out + len + 6), 300);
+        /* no alias of that type: NODATA here; no chase argument: NODATA as before */
+        cr_assert_eq(ask_chase(s, owner, LDNS_RR_TYPE_AAAA, &lc, out, sizeof(out), &len),
+                     VD_LOCAL_ANSWERED);
+        expect_negative(s, owner, LDNS_RR_TYPE_A, false, "corp.internal.", 300);
+        vd_snapshot_unref(s);
+}
+
+Test(hosted_zone, the_vpc_of_a_snapshot_directorys_captures)
+{
+        char path[256], vpc[64];
+        vd_error err = {{0}};
+        make_tmpdir();
+        cr_assert_eq(vd_hosted_zone_dir_vpc(tmpdir, vpc, sizeof(vpc), &err), 0, "%s", err.msg);
+        cr_assert_str_eq(vpc, "", "no file: every VPC");
+        write_file(VD_HOSTED_ZONES_VPC_FILE, "vpc-0a1b2c3d\n", path, sizeof(path));
+        cr_assert_eq(vd_hosted_zone_dir_vpc(tmpdir, vpc, sizeof(vpc), &err), 0, "%s", err.msg);
+        cr_assert_str_eq(vpc, "vpc-0a1b2c3d");
+        const char *bad[] = {"", "vpc-\n", "subnet-0a1b\n", "vpc-0a1b\nvpc-0c2d\n", "vpc-XYZ\n"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                write_file(VD_HOSTED_ZONES_VPC_FILE, bad[i], path, sizeof(path));
+                cr_assert_eq(vd_hosted_zone_dir_vpc(tmpdir, vpc, sizeof(vpc), &err), -EINVAL,
+                             "'%s' was taken", bad[i]);
+                cr_assert(strstr(err.msg, path) != NULL && strstr(err.msg, "expected the VPC id"),
+                          "%s", err.msg);
+        }
+        remove_tmpdir();
 }
 
 Test(hosted_zone, hub_apex_alias_answers_the_endpoint_addresses)
