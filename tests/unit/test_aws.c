@@ -1165,17 +1165,7 @@ static void answer_order(const vd_snapshot *s, const char *ip, const char *az, c
 
 static const char *client_az_id(const vd_snapshot *s, const char *ip)
 {
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof(ss));
-        if (strchr(ip, ':') != NULL) {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                a->sin6_family = AF_INET6;
-                cr_assert_eq(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
-        } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                a->sin_family = AF_INET;
-                cr_assert_eq(inet_pton(AF_INET, ip, &a->sin_addr), 1);
-        }
+        struct sockaddr_storage ss = client_addr(ip);
         vd_answer_client c = {VD_AZ_AFFINITY_PREFER, NULL, (struct sockaddr *)&ss};
         int az = vd_snapshot_client_az(s, &c);
         return az < 0 ? "-" : vd_snapshot_az_id(s, (size_t)az);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "support/client.h"
 #include "vpcdns/snapshot.h"
 #include "vpcdns/special.h"
 #include "vpcdns/wire.h"
@@ -716,21 +717,28 @@ static void add_eni_addr(vd_builder *b, const char *owner, const char *ip, const
 }
 
 /* An endpoint with three ENIs (one per AZ) under a regional name, a private name and a
- * wildcard, with IPv6 on the first; and a zone file record at another name. */
-static vd_snapshot *eni_fixture(void)
+ * wildcard, with IPv6 on the first when v6. */
+static void add_sqs_endpoint(vd_builder *b, bool v6)
 {
         static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com",
                                             "sqs.test-1.amazonaws.com",
                                             "*.sqs.test-1.amazonaws.com"};
-        vd_builder *b = vd_builder_new();
         add_zone(b, "test-1.vpce.amazonaws.com", false, "vpce-1");
         add_zone(b, "sqs.test-1.amazonaws.com", true, "vpce-1");
         for (size_t i = 0; i < 3; i++) {
                 add_eni_addr(b, names[i], "10.0.1.1", "vpce-1", "eni-a", "test-1a");
                 add_eni_addr(b, names[i], "10.0.2.1", "vpce-1", "eni-b", "test-1b");
                 add_eni_addr(b, names[i], "10.0.3.1", "vpce-1", "eni-c", "test-1c");
-                add_eni_addr(b, names[i], "2001:db8::1", "vpce-1", "eni-a", "test-1a");
+                if (v6)
+                        add_eni_addr(b, names[i], "2001:db8::1", "vpce-1", "eni-a", "test-1a");
         }
+}
+
+/* add_sqs_endpoint with IPv6, and a zone file record at another name. */
+static vd_snapshot *eni_fixture(void)
+{
+        vd_builder *b = vd_builder_new();
+        add_sqs_endpoint(b, true);
         add_zone(b, "corp.test", true, "corp.zone");
         add_a(b, "host.corp.test", "10.0.1.1", "corp.zone");
         vd_snapshot *s = NULL;
@@ -957,17 +965,8 @@ static void add_subnet(vd_builder *b, const char *cidr, const char *az_name, con
 /* The ENI fixture plus subnets that pair each AZ name with an ID (the ENIs name AZs only). */
 static vd_snapshot *az_fixture(void)
 {
-        static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com",
-                                            "sqs.test-1.amazonaws.com",
-                                            "*.sqs.test-1.amazonaws.com"};
         vd_builder *b = vd_builder_new();
-        add_zone(b, "test-1.vpce.amazonaws.com", false, "vpce-1");
-        add_zone(b, "sqs.test-1.amazonaws.com", true, "vpce-1");
-        for (size_t i = 0; i < 3; i++) {
-                add_eni_addr(b, names[i], "10.0.1.1", "vpce-1", "eni-a", "test-1a");
-                add_eni_addr(b, names[i], "10.0.2.1", "vpce-1", "eni-b", "test-1b");
-                add_eni_addr(b, names[i], "10.0.3.1", "vpce-1", "eni-c", "test-1c");
-        }
+        add_sqs_endpoint(b, false);
         add_subnet(b, "10.0.0.0/16", "test-1a", "t1-az1");
         add_subnet(b, "10.0.2.0/24", "test-1b", "t1-az2");
         add_subnet(b, "10.0.3.0/24", "test-1c", "t1-az3");
@@ -1015,25 +1014,9 @@ static void answer_for(const vd_snapshot *s, const vd_answer_client *client, con
         ldns_pkt_free(q);
 }
 
-static struct sockaddr_storage client_at(const char *ip)
-{
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof(ss));
-        if (strchr(ip, ':') != NULL) {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                a->sin6_family = AF_INET6;
-                cr_assert_eq(inet_pton(AF_INET6, ip, &a->sin6_addr), 1);
-        } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                a->sin_family = AF_INET;
-                cr_assert_eq(inet_pton(AF_INET, ip, &a->sin_addr), 1);
-        }
-        return ss;
-}
-
 static const char *az_of_client(const vd_snapshot *s, const char *ip)
 {
-        struct sockaddr_storage ss = client_at(ip);
+        struct sockaddr_storage ss = client_addr(ip);
         vd_answer_client c = {VD_AZ_AFFINITY_PREFER, NULL, (struct sockaddr *)&ss};
         int az = vd_snapshot_client_az(s, &c);
         return az < 0 ? "-" : vd_snapshot_az_id(s, (size_t)az);
@@ -1078,7 +1061,7 @@ Test(snapshot, subnet_table_longest_prefix_v4_and_v6)
 Test(snapshot, prefer_puts_the_clients_az_first_on_every_name)
 {
         vd_snapshot *s = az_fixture();
-        struct sockaddr_storage ss = client_at("10.0.2.50");
+        struct sockaddr_storage ss = client_addr("10.0.2.50");
         vd_answer_client c = {VD_AZ_AFFINITY_PREFER, NULL, (struct sockaddr *)&ss};
         static const char *const names[] = {"vpce-1-abc.sqs.test-1.vpce.amazonaws.com.",
                                             "sqs.test-1.amazonaws.com.",

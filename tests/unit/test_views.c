@@ -132,17 +132,7 @@ static vd_cidr cidr(const char *text)
 
 static int view_of(const vd_snapshot *root, const char *addr)
 {
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof(ss));
-        if (strchr(addr, ':') != NULL) {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                a->sin6_family = AF_INET6;
-                cr_assert_eq(inet_pton(AF_INET6, addr, &a->sin6_addr), 1);
-        } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                a->sin_family = AF_INET;
-                cr_assert_eq(inet_pton(AF_INET, addr, &a->sin_addr), 1);
-        }
+        struct sockaddr_storage ss = client_addr(addr);
         return vd_snapshot_view_of(root, (const struct sockaddr *)&ss);
 }
 
