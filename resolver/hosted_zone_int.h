@@ -40,7 +40,8 @@ typedef struct hz_set {
         bool alias;
         bool evaluate_health; /* AliasTarget.EvaluateTargetHealth */
         uint8_t target[VD_NAME_MAX];
-        const char *set_id; /* SetIdentifier, NULL when none */
+        const char *set_id;       /* SetIdentifier, NULL when none */
+        const char *health_check; /* HealthCheckId, NULL when none (not evaluated) */
         hz_policy policy;
         uint8_t weight;     /* Weight, for POLICY_WEIGHTED */
         const char *detail; /* Region, Failover, the location code; NULL when none */

@@ -552,6 +552,13 @@ Test(hosted_zone, check_notes_list_policies_and_counts)
                                              "geolocation"),
                            "%s", sum.notes);
         cr_assert_null(strstr(sum.notes, "not applied: api."), "%s", sum.notes);
+        /* a Route 53 health check cannot be evaluated here: --check says so */
+        cr_assert_not_null(strstr(sum.notes, "health check not evaluated: ResourceRecordSets"),
+                           "%s", sum.notes);
+        cr_assert_not_null(strstr(sum.notes, "(api.corp.internal. A) (HealthCheckId "
+                                             "abcdef11-2222-3333-4444-555555fedcba) is answered "
+                                             "as healthy"),
+                           "%s", sum.notes);
         vd_hosted_zone_summary_free(&sum);
         vd_builder_free(b);
 }
