@@ -184,14 +184,15 @@ out:
  * choice and the views of cfg (views.h). */
 static int build_from(const vd_config *cfg, char *const *snapshot_dirs, size_t n_snapshots,
                       char *const *zone_files, size_t n_zones, char *const *hosted_files,
-                      size_t n_hosted, vd_snapshot **out, vd_load_totals *t, vd_error *err)
+                      char *const *hosted_vpcs, size_t n_hosted, vd_snapshot **out,
+                      vd_load_totals *t, vd_error *err)
 {
         vd_data_sources src = {.snapshot_dirs = snapshot_dirs,
                                .n_snapshots = n_snapshots,
                                .zone_files = zone_files,
                                .n_zones = n_zones,
                                .hosted_files = hosted_files,
-                               .hosted_vpcs = cfg->hosted_zone_vpcs, /* same order */
+                               .hosted_vpcs = hosted_vpcs, /* same order; NULL: every VPC */
                                .n_hosted = n_hosted,
                                .vpc = cfg->vpc,
                                .views = cfg->views,
@@ -214,7 +215,8 @@ static int build_snapshot(const vd_config *cfg, vd_snapshot **out, vd_load_total
                                                   cfg->n_snapshots, cfg->zone_files, cfg->n_zones,
                                                   cfg->hosted_zone_files, cfg->n_hosted_zones);
         int rc = build_from(cfg, cfg->snapshot_dirs, cfg->n_snapshots, cfg->zone_files,
-                            cfg->n_zones, cfg->hosted_zone_files, cfg->n_hosted_zones, out, t, err);
+                            cfg->n_zones, cfg->hosted_zone_files, cfg->hosted_zone_vpcs,
+                            cfg->n_hosted_zones, out, t, err);
         if (rc == 0)
                 vd_state_commit(stage);
         else
@@ -236,8 +238,12 @@ static int build_fallback(const vd_config *cfg, const char *why, vd_snapshot **o
                 return rc;
         }
         memset(t, 0, sizeof(*t));
+        /* The copy keeps the files, not their vpcs: those of the config apply only when the
+         * copy holds as many hosted zone files as the config names (the same list). */
         rc = build_from(cfg, copy.snapshot_dirs, copy.n_snapshots, copy.zone_files, copy.n_zones,
-                        copy.hosted_zone_files, copy.n_hosted_zones, out, t, &copy_err);
+                        copy.hosted_zone_files,
+                        copy.n_hosted_zones == cfg->n_hosted_zones ? cfg->hosted_zone_vpcs : NULL,
+                        copy.n_hosted_zones, out, t, &copy_err);
         if (rc != 0) {
                 vd_error_set(err,
                              "%s (and the last-good copy in state_dir did not load either: %s)",
