@@ -779,11 +779,15 @@ log=/tmp/vpcdns.log
 "${run_as[@]}" "${start_argv[@]}" --listen "127.0.0.1:$PORT" \
         --upstream "127.0.0.1:$UPSTREAM_PORT" 2>"$log" &
 pid=$!
+# A failure below must not leave the daemon serving the port from a deleted chroot.
+trap 'kill -KILL "$pid" 2>/dev/null || true' EXIT
 answer=
-# Up to 30 s for the first answer: a CI machine busy with other stages can be slow to start it.
+# Up to 30 s for the first answer. Only address lines count: dig prints its errors (";; ...
+# connection refused" before vpcdns has bound) on stdout, which once ended this wait at once.
 for _ in $(seq 1 300); do
         answer=$(dig @127.0.0.1 -p "$PORT" +short +time=1 +tries=1 \
-                sqs.us-east-1.amazonaws.com A 2>/dev/null | sort | tr '\n' ' ') || true
+                sqs.us-east-1.amazonaws.com A 2>/dev/null |
+                grep -E '^[0-9]+(\.[0-9]+){3}$' | sort | tr '\n' ' ') || true
         [[ -n $answer ]] && break
         kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; fail "vpcdns exited at start"; }
         sleep 0.1
@@ -812,6 +816,7 @@ if kill -0 "$pid" 2>/dev/null; then
         fail "vpcdns did not stop within 10 s of SIGTERM"
 fi
 wait "$pid" || rc=$?
+trap - EXIT
 [[ $rc == 0 ]] || { cat "$log" >&2; fail "vpcdns exited with $rc after SIGTERM"; }
 echo "package: started from the unit's command line, answered, stopped cleanly"
 
