@@ -11,7 +11,7 @@
 #               suppressed ones, each with its reason
 #   5 valgrind  the unit tests of build-ci-clang under valgrind memcheck
 #   6 fuzz      when tests/fuzz/build.sh exists: libFuzzer harnesses (build-ci-fuzz), corpus
-#               replay, then VD_FUZZ_SECONDS (default 30) of fuzzing per harness
+#               replay, then VD_FUZZ_SECONDS (default 20) of fuzzing per harness
 #   7 gcc       gcc build (build/, -Werror when CI=true) + unit tests + integration suite
 #               (outside CI: in CI the suite runs in asan, tsan and debian13)
 #   8 debian13  in a Debian 13 (trixie) chroot made with mmdebstrap (build-ci-debian13/chroot,
@@ -59,7 +59,7 @@ werror=OFF
 if [[ ${CI:-} == true ]]; then
         werror=ON
 fi
-fuzz_seconds=${VD_FUZZ_SECONDS:-30}
+fuzz_seconds=${VD_FUZZ_SECONDS:-20}
 export PYTHONDONTWRITEBYTECODE=1
 
 current=setup
