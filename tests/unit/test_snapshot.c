@@ -58,6 +58,16 @@ static void add_zone(vd_builder *b, const char *apex, bool auth, const char *cla
             "%s", err.msg);
 }
 
+/* Compiles b, which must succeed, and frees it. */
+static vd_snapshot *finish(vd_builder *b)
+{
+        vd_snapshot *s = NULL;
+        vd_error err = {{0}};
+        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
+        vd_builder_free(b);
+        return s;
+}
+
 static vd_snapshot *fixture(void)
 {
         vd_builder *b = vd_builder_new();
@@ -81,11 +91,7 @@ static vd_snapshot *fixture(void)
         add_a(b, "host.deep.corp.test", "192.0.2.1", "corp.zone");
         add_cname(b, "www.corp.test", "Host.Deep.corp.test", "corp.zone");
         add_cname(b, "out.corp.test", "elsewhere.example", "corp.zone");
-        vd_snapshot *s = NULL;
-        vd_error err = {{0}};
-        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
-        vd_builder_free(b);
-        return s;
+        return finish(b);
 }
 
 typedef struct answer {
@@ -569,11 +575,7 @@ static vd_snapshot *chain_of(int n)
         char last[32];
         snprintf(last, sizeof(last), "c%d.chain.test", n);
         add_a(b, last, "10.0.0.1", "chain.zone");
-        vd_snapshot *s = NULL;
-        vd_error err = {{0}};
-        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
-        vd_builder_free(b);
-        return s;
+        return finish(b);
 }
 
 Test(snapshot, a_chain_longer_than_the_hop_limit_is_servfail)
@@ -741,11 +743,7 @@ static vd_snapshot *eni_fixture(void)
         add_sqs_endpoint(b, true);
         add_zone(b, "corp.test", true, "corp.zone");
         add_a(b, "host.corp.test", "10.0.1.1", "corp.zone");
-        vd_snapshot *s = NULL;
-        vd_error err = {{0}};
-        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
-        vd_builder_free(b);
-        return s;
+        return finish(b);
 }
 
 /* The addresses of an answer, in order, as "a b c". */
@@ -975,11 +973,7 @@ static vd_snapshot *az_fixture(void)
         add_subnet(b, "10.0.4.0/24", "test-1a", "t1-az1"); /* again: the first AZ stays */
         add_subnet(b, "2001:db8:0:2::/64", "test-1b", "t1-az2");
         add_subnet(b, "2001:db8::/48", "test-1c", "t1-az3");
-        vd_snapshot *s = NULL;
-        vd_error err = {{0}};
-        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
-        vd_builder_free(b);
-        return s;
+        return finish(b);
 }
 
 static void answer_for(const vd_snapshot *s, const vd_answer_client *client, const char *name,
@@ -1194,15 +1188,6 @@ static void no_member(vd_builder *b)
         cr_assert_eq(vd_builder_policy_member(b, NULL, &err), 0);
 }
 
-static vd_snapshot *finish_policy(vd_builder *b)
-{
-        vd_snapshot *s = NULL;
-        vd_error err = {{0}};
-        cr_assert_eq(vd_builder_finish(b, &s, &err), 0, "%s", err.msg);
-        vd_builder_free(b);
-        return s;
-}
-
 Test(snapshot, weighted_answers_one_record_set_split_by_weight)
 {
         vd_builder *b = vd_builder_new();
@@ -1216,7 +1201,7 @@ Test(snapshot, weighted_answers_one_record_set_split_by_weight)
         add_a(b, "w.corp.test", "10.0.0.9", "z");
         no_member(b);
         add_a(b, "plain.corp.test", "10.0.1.1", "z");
-        vd_snapshot *s = finish_policy(b);
+        vd_snapshot *s = finish(b);
         char got[256];
         unsigned light = 0, heavy = 0;
         for (uint32_t rot = 0; rot < 4000; rot++) {
@@ -1247,7 +1232,7 @@ Test(snapshot, weighted_all_zero_answers_each_equally)
         member(b, VD_POLICY_WEIGHTED, 0, false, false);
         add_a(b, "w.corp.test", "10.0.0.3", "z");
         no_member(b);
-        vd_snapshot *s = finish_policy(b);
+        vd_snapshot *s = finish(b);
         char got[256];
         unsigned one = 0, three = 0;
         for (uint32_t rot = 0; rot < 3000; rot++) {
@@ -1272,7 +1257,7 @@ Test(snapshot, weighted_cnames_chase_the_chosen_target)
         member(b, VD_POLICY_WEIGHTED, 1, false, false);
         add_cname(b, "app.corp.test", "green.corp.test", "z");
         no_member(b);
-        vd_snapshot *s = finish_policy(b);
+        vd_snapshot *s = finish(b);
         unsigned blue = 0, green = 0;
         for (uint32_t rot = 0; rot < 200; rot++) {
                 answer a = ask_full(s, "app.corp.test.", LDNS_RR_TYPE_A, false, 512, rot);
@@ -1309,7 +1294,7 @@ Test(snapshot, multivalue_answers_up_to_eight_and_leaves_out_down_ones)
         member(b, VD_POLICY_MULTIVALUE, 0, false, false);
         add_eni_addr(b, "mv.corp.test", "10.0.9.1", "z", "eni-a", "az-1");
         no_member(b);
-        vd_snapshot *s = finish_policy(b);
+        vd_snapshot *s = finish(b);
         unsigned seen[12] = {0};
         char got[512];
         for (uint32_t rot = 0; rot < 200; rot++) {
@@ -1346,7 +1331,7 @@ static vd_snapshot *failover_fixture(bool evaluate)
         add_eni_addr(b, "db.corp.test", "10.0.1.1", "z", "eni-a", "az-1");
         add_eni_addr(b, "db.corp.test", "10.0.2.1", "z", "eni-b", "az-2");
         no_member(b);
-        return finish_policy(b);
+        return finish(b);
 }
 
 Test(snapshot, failover_moves_to_the_secondary_when_the_primary_is_down)
@@ -1395,7 +1380,7 @@ Test(snapshot, weighted_cname_loop_through_a_later_member_stays_bounded)
         member(b, VD_POLICY_WEIGHTED, 1, false, false);
         add_cname(b, "b.corp.test", "a.corp.test", "z");
         no_member(b);
-        vd_snapshot *s = finish_policy(b);
+        vd_snapshot *s = finish(b);
         unsigned ok = 0, fail = 0;
         for (uint32_t rot = 0; rot < 64; rot++) {
                 answer a = ask_full(s, "a.corp.test.", LDNS_RR_TYPE_A, true, 4096, rot);
